@@ -1,0 +1,51 @@
+//! The command line: one file per subcommand. `main.rs` only calls [`main`].
+
+pub mod classes;
+pub mod models;
+pub mod train;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ppgn",
+    version,
+    about = "Plug & Play Generative Networks: conditional image generation by gradient-based inference",
+    long_about = "ppgn samples images x = G(h) from a pretrained generator by moving the code h \
+with gradients of a learned prior log p(h) and a condition log p(y|x) (a class, a hidden neuron, \
+or the known pixels of an image). It ships a Fashion-MNIST model stack trained by its own \
+`ppgn train`."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train one network of the Fashion-MNIST stack (resumes from its checkpoint).
+    Train(train::TrainArgs),
+    /// Inspect and evaluate the model stack.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    /// List the Fashion-MNIST classes (accepted by index or name wherever a class is asked for).
+    Classes,
+}
+
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Train(a) => train::run(a),
+        Command::Models(c) => models::run(c),
+        Command::Classes => classes::run(),
+    }
+}
+
+/// The command line as typed, for cards and manifests.
+pub fn command_line() -> String {
+    let mut args: Vec<String> = std::env::args().collect();
+    if let Some(first) = args.first_mut() {
+        *first = "ppgn".into();
+    }
+    args.join(" ")
+}

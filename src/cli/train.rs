@@ -1,0 +1,167 @@
+//! `ppgn train <network>`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use candle_core::Device;
+use clap::{Args, ValueEnum};
+
+use crate::data::fashion_mnist::{self, Split};
+use crate::models::fashion as stack;
+use crate::train::{
+    self, classifier::ClassifierTask, dae::DaeTask, gan::GanTask, Data, TrainOptions,
+};
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Network {
+    /// E/C: the classifier that defines the codes h1 and h (train first).
+    Classifier,
+    /// The independent scoring classifier (different architecture and seed).
+    Evaluator,
+    /// G against the frozen classifier, with its discriminator D (needs classifier and evaluator).
+    Generator,
+    /// The MLP DAE prior on h (needs classifier).
+    HDae,
+    /// The convolutional DAE prior on images.
+    XDae,
+}
+
+impl Network {
+    fn name(self) -> &'static str {
+        match self {
+            Network::Classifier => "classifier",
+            Network::Evaluator => "evaluator",
+            Network::Generator => "generator",
+            Network::HDae => "h-dae",
+            Network::XDae => "x-dae",
+        }
+    }
+    /// Default (epochs, learning rate, seed).
+    fn defaults(self) -> (usize, f64, u64) {
+        match self {
+            Network::Classifier => (12, 1e-3, 1),
+            Network::Evaluator => (10, 1e-3, 2),
+            Network::Generator => (10, 2e-4, 3),
+            Network::HDae => (20, 1e-3, 4),
+            Network::XDae => (5, 1e-3, 5),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Training resumes from <out>/<network>.ckpt.* when it exists (same seed, \
+batch and lr); a killed run loses at most the last --checkpoint-every steps. \
+Outputs: <out>/<network>.safetensors and <out>/<network>.json (the card). \
+Defaults follow papers/ppgn-supplementary.txt S9.1: Adam, batch 64; lr 2e-4 for G and D, \
+1e-3 for the classifiers and DAEs."
+)]
+pub struct TrainArgs {
+    /// Which network to train.
+    #[arg(value_enum)]
+    pub network: Network,
+    /// Passes over the 60k training images [default: per network].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Adam learning rate [default: per network].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Decoupled weight decay (the paper's L2 regularisation).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Seed for initialisation, batch order, dropout and noise [default: per network].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Output folder (also where the networks it depends on are read from).
+    #[arg(long, default_value = "models/fashion-mnist")]
+    pub out: PathBuf,
+    /// Fashion-MNIST folder [default: $PPGN_FASHION_MNIST or /usr/share/datasets/fashion-mnist].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 500)]
+    pub checkpoint_every: u64,
+    /// Stop after this many steps (a quick run).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Stop after this many steps in all, keeping the checkpoint; rerun to continue.
+    #[arg(long)]
+    pub stop_at: Option<u64>,
+    /// Ignore an existing checkpoint.
+    #[arg(long)]
+    pub restart: bool,
+    /// Generator only: the Joint PPGN-h variant (S9.5): noise on x, h1, h and the extra loss L_h.
+    #[arg(long)]
+    pub joint: bool,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(a: TrainArgs) -> anyhow::Result<()> {
+    let device = Device::Cpu;
+    let (epochs, lr, seed) = a.network.defaults();
+    if a.batch_size == 0 {
+        anyhow::bail!("--batch-size must be at least 1");
+    }
+    if a.checkpoint_every == 0 {
+        anyhow::bail!("--checkpoint-every must be at least 1");
+    }
+    let opts = TrainOptions {
+        epochs: a.epochs.unwrap_or(epochs),
+        batch_size: a.batch_size,
+        lr: a.lr.unwrap_or(lr),
+        weight_decay: a.weight_decay,
+        seed: a.seed.unwrap_or(seed),
+        out_dir: a.out.clone(),
+        checkpoint_every: a.checkpoint_every,
+        max_steps: a.max_steps,
+        stop_at: a.stop_at,
+        restart: a.restart,
+        command: super::command_line(),
+        quiet: a.quiet,
+    };
+    if !(opts.lr > 0.0 && opts.lr.is_finite()) {
+        anyhow::bail!("--lr must be a positive number, got {}", opts.lr);
+    }
+    let dir = fashion_mnist::resolve_dir(a.data_dir.as_deref());
+    let data = Data {
+        train: fashion_mnist::load(&dir, Split::Train)?,
+        test: fashion_mnist::load(&dir, Split::Test)?,
+    };
+    let mut task: Box<dyn train::Task> = match a.network {
+        Network::Classifier | Network::Evaluator => Box::new(ClassifierTask::new(
+            a.network == Network::Evaluator,
+            data,
+            &opts,
+            &device,
+        )?),
+        Network::Generator => Box::new(GanTask::new(data, &opts, a.joint, &device)?),
+        Network::HDae => Box::new(DaeTask::new_h(data, &opts, &device)?),
+        Network::XDae => Box::new(DaeTask::new_x(data, &opts, &device)?),
+    };
+    let Some(card) = train::run(task.as_mut(), &opts, &device)
+        .with_context(|| format!("training {}", a.network.name()))?
+    else {
+        println!(
+            "stopped {} at step {}; rerun the same command without --stop-at to continue",
+            a.network.name(),
+            a.stop_at.unwrap_or(0)
+        );
+        return Ok(());
+    };
+    let (w, c) = stack::paths(&opts.out_dir, task.name());
+    println!(
+        "trained {} in {:.0} s ({} steps): {}",
+        card.network,
+        card.wall_time_s,
+        card.steps,
+        card.metrics
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.4}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("wrote {} and {}", w.display(), c.display());
+    Ok(())
+}

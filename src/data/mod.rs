@@ -1,0 +1,5 @@
+//! Data in and out: the Fashion-MNIST reader and image writers.
+
+pub mod fashion_mnist;
+pub mod idx;
+pub mod image;

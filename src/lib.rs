@@ -1,0 +1,13 @@
+//! ppgn: plug-and-play conditional image generation by gradient-based
+//! inference (Nguyen et al., "Plug & Play Generative Networks"; Xu et al.,
+//! "Generating Class-conditional Images with Gradient-based Inference").
+
+pub mod cli;
+pub mod data;
+pub mod error;
+pub mod fsutil;
+pub mod models;
+pub mod nn;
+pub mod train;
+
+pub use error::{Error, Result};

@@ -1,0 +1,64 @@
+//! The JSON card beside every shipped weights file: what the network is,
+//! the exact command that trained it, and what was measured.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Card {
+    /// `classifier`, `evaluator`, `generator`, `h-dae`, `x-dae`.
+    pub network: String,
+    /// The network's architecture configuration (its serde config struct).
+    pub config: serde_json::Value,
+    /// The command line that produced the weights.
+    pub command: String,
+    pub seed: u64,
+    pub epochs: usize,
+    pub steps: u64,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub wall_time_s: f64,
+    /// Measured after training (test accuracy, losses, ...).
+    pub metrics: BTreeMap<String, f64>,
+    /// Weights file name and its SHA-256.
+    pub weights: String,
+    pub weights_sha256: String,
+    /// Other shipped networks this one was trained against, with their hashes.
+    #[serde(default)]
+    pub depends_on: BTreeMap<String, String>,
+}
+
+impl Card {
+    pub fn load(path: &Path) -> Result<Card> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::data(path, format!("not a valid model card: {e}")))
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).expect("card serialises");
+        write_atomic(path, format!("{text}\n").as_bytes())
+    }
+
+    /// The config as a typed struct, with an error naming the card.
+    pub fn config<T: serde::de::DeserializeOwned>(&self, path: &Path) -> Result<T> {
+        serde_json::from_value(self.config.clone()).map_err(|e| {
+            Error::data(
+                path,
+                format!("card config does not fit {}: {e}", self.network),
+            )
+        })
+    }
+}
+
+/// Hex SHA-256 of a file.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(format!("{:x}", sha2::Sha256::digest(&bytes)))
+}

@@ -1,0 +1,71 @@
+//! The DAE prior on `h` of PPGN-h (papers/ppgn-supplementary.txt S9.3): an
+//! MLP trained to undo Gaussian noise of std `sigma` on codes `h`, so that
+//! `(R(h) - h) / sigma^2` estimates `d log p(h) / dh` (Alain & Bengio).
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::nn::linear;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HDaeConfig {
+    pub h_dim: usize,
+    /// Hidden widths (the paper's 4096-2048-1024-500-1024-2048-4096, scaled down).
+    pub hidden: Vec<usize>,
+    /// Training noise std; the prior gradient divides by its square.
+    pub sigma: f64,
+}
+
+impl Default for HDaeConfig {
+    fn default() -> Self {
+        Self {
+            h_dim: 256,
+            hidden: vec![512, 256, 128, 256, 512],
+            sigma: 0.1,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HDae {
+    layers: Vec<Linear>,
+    pub cfg: HDaeConfig,
+}
+
+impl HDae {
+    pub fn new(cfg: &HDaeConfig, vb: VarBuilder) -> Result<Self> {
+        let mut dims = vec![cfg.h_dim];
+        dims.extend(&cfg.hidden);
+        dims.push(cfg.h_dim);
+        let layers = dims
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| linear(vb.pp(format!("fc{}", i + 1)), w[0], w[1]))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            layers,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// `(R(h) - h) / sigma^2`, the prior's gradient estimate.
+    pub fn score(&self, h: &Tensor) -> Result<Tensor> {
+        (self.forward(h)? - h)? / (self.cfg.sigma * self.cfg.sigma)
+    }
+}
+
+impl Module for HDae {
+    /// The reconstruction `R(h)`: ReLU between layers, linear output.
+    fn forward(&self, h: &Tensor) -> Result<Tensor> {
+        let mut x = h.clone();
+        let last = self.layers.len() - 1;
+        for (i, l) in self.layers.iter().enumerate() {
+            x = l.forward(&x)?;
+            if i < last {
+                x = x.relu()?;
+            }
+        }
+        Ok(x)
+    }
+}

@@ -1,0 +1,140 @@
+//! The Fashion-MNIST model stack of the Noiseless Joint PPGN-h
+//! (papers/ppgn-supplementary.txt S9.4), trained by `ppgn train` and shipped
+//! under `models/fashion-mnist/`: one `<name>.safetensors` + `<name>.json`
+//! card per network.
+
+pub mod classifier;
+pub mod discriminator;
+pub mod evaluator;
+pub mod generator;
+pub mod h_dae;
+pub mod x_dae;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+
+pub use classifier::{Classifier, ClassifierConfig};
+pub use discriminator::{Discriminator, DiscriminatorConfig};
+pub use evaluator::{Evaluator, EvaluatorConfig};
+pub use generator::{Generator, GeneratorConfig};
+pub use h_dae::{HDae, HDaeConfig};
+pub use x_dae::{XDae, XDaeConfig};
+
+use super::card::Card;
+use super::weights;
+use crate::error::{Error, Result};
+
+/// Environment variable that overrides the model folder (a flag overrides both).
+pub const ENV_MODELS: &str = "PPGN_MODELS";
+
+/// The names of the shipped networks, in training order.
+pub const NETWORKS: [&str; 6] = [
+    "classifier",
+    "evaluator",
+    "generator",
+    "discriminator",
+    "h-dae",
+    "x-dae",
+];
+
+/// The model folder: the flag, else `$PPGN_MODELS`, else `models/fashion-mnist`
+/// in the working directory, else the one in the source tree this binary was built from.
+pub fn resolve_dir(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    if let Some(v) = std::env::var_os(ENV_MODELS).filter(|v| !v.is_empty()) {
+        return PathBuf::from(v);
+    }
+    let local = PathBuf::from("models/fashion-mnist");
+    if local.is_dir() {
+        return local;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fashion-mnist")
+}
+
+/// A network's weights and card paths in `dir`.
+pub fn paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("{name}.safetensors")),
+        dir.join(format!("{name}.json")),
+    )
+}
+
+/// Loads network `name` from `dir`: reads its card for the config, checks
+/// the card's network name, then builds the network from the weights.
+pub fn load<C, T>(
+    dir: &Path,
+    name: &str,
+    dtype: DType,
+    device: &Device,
+    make: impl FnOnce(&C, candle_nn::VarBuilder<'static>) -> candle_core::Result<T>,
+) -> Result<(T, Card)>
+where
+    C: serde::de::DeserializeOwned,
+{
+    let (w, c) = paths(dir, name);
+    if !w.exists() {
+        return Err(Error::Weights {
+            path: w,
+            message: format!(
+                "missing; the shipped stack lives in models/fashion-mnist of the repository, \
+                 or train it with `ppgn train {name}`"
+            ),
+        });
+    }
+    let card = Card::load(&c)?;
+    if card.network != name {
+        return Err(Error::data(
+            &c,
+            format!("card is for network {:?}, expected {name:?}", card.network),
+        ));
+    }
+    let cfg: C = card.config(&c)?;
+    let net = weights::build(&w, dtype, device, |vb| make(&cfg, vb))?;
+    Ok((net, card))
+}
+
+/// The networks used for sampling and scoring.
+pub struct Stack {
+    pub classifier: Classifier,
+    pub generator: Generator,
+    pub evaluator: Evaluator,
+    pub h_dae: Option<HDae>,
+    pub x_dae: Option<XDae>,
+    pub cards: Vec<Card>,
+}
+
+impl Stack {
+    /// Loads the classifier, generator and evaluator (required) and the two
+    /// DAEs (optional: absent files give `None`).
+    pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Stack> {
+        let (classifier, c1) = load(dir, "classifier", dtype, device, Classifier::new)?;
+        let (generator, c2) = load(dir, "generator", dtype, device, Generator::new)?;
+        let (evaluator, c3) = load(dir, "evaluator", dtype, device, Evaluator::new)?;
+        let mut cards = vec![c1, c2, c3];
+        let h_dae = if paths(dir, "h-dae").0.exists() {
+            let (n, c) = load(dir, "h-dae", dtype, device, HDae::new)?;
+            cards.push(c);
+            Some(n)
+        } else {
+            None
+        };
+        let x_dae = if paths(dir, "x-dae").0.exists() {
+            let (n, c) = load(dir, "x-dae", dtype, device, XDae::new)?;
+            cards.push(c);
+            Some(n)
+        } else {
+            None
+        };
+        Ok(Stack {
+            classifier,
+            generator,
+            evaluator,
+            h_dae,
+            x_dae,
+            cards,
+        })
+    }
+}

@@ -1,0 +1,5 @@
+//! Networks, their weights files and cards.
+
+pub mod card;
+pub mod fashion;
+pub mod weights;

@@ -1,0 +1,97 @@
+//! Loading and saving `.safetensors` weights with errors that name the file
+//! and say what is wrong (a truncated file, a missing or mis-shaped tensor).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+
+/// Reads and validates a safetensors file, returning its tensors.
+pub fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    // The safetensors parser checks the header and that every tensor's byte
+    // range lies inside the file, which catches truncation.
+    safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Weights {
+        path: path.to_path_buf(),
+        message: format!(
+            "not a valid safetensors file ({e}); it may be truncated, re-copy or retrain it"
+        ),
+    })?;
+    candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| Error::Weights {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// A `VarBuilder` over a validated weights file, converting to `dtype`.
+pub fn var_builder(path: &Path, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
+    let tensors = load_tensors(path, device)?;
+    Ok(VarBuilder::from_tensors(tensors, dtype, device))
+}
+
+/// Builds a network from a weights file, turning shape and name errors
+/// into messages that name the file.
+pub fn build<T>(
+    path: &Path,
+    dtype: DType,
+    device: &Device,
+    make: impl FnOnce(VarBuilder<'static>) -> candle_core::Result<T>,
+) -> Result<T> {
+    let vb = var_builder(path, dtype, device)?;
+    make(vb).map_err(|e| Error::Weights {
+        path: path.to_path_buf(),
+        message: format!("does not fit the network: {e}"),
+    })
+}
+
+/// The variables of a `VarMap` as plain tensors, by name.
+pub fn varmap_tensors(varmap: &VarMap, prefix: &str) -> HashMap<String, Tensor> {
+    varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (format!("{prefix}{k}"), v.as_tensor().clone()))
+        .collect()
+}
+
+/// Writes tensors as safetensors, atomically.
+pub fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
+    let bytes = safetensors::serialize(tensors.iter(), None).map_err(|e| Error::Weights {
+        path: path.to_path_buf(),
+        message: format!("cannot serialise: {e}"),
+    })?;
+    write_atomic(path, &bytes)
+}
+
+/// Copies tensors named `"{prefix}{var}"` into the variables of `varmap`.
+pub fn load_into_varmap(
+    varmap: &VarMap,
+    tensors: &HashMap<String, Tensor>,
+    prefix: &str,
+    path: &Path,
+) -> Result<()> {
+    for (name, var) in varmap.data().lock().unwrap().iter() {
+        let key = format!("{prefix}{name}");
+        let t = tensors.get(&key).ok_or_else(|| Error::Weights {
+            path: path.to_path_buf(),
+            message: format!("lacks tensor {key}"),
+        })?;
+        if t.dims() != var.dims() {
+            return Err(Error::Weights {
+                path: path.to_path_buf(),
+                message: format!(
+                    "tensor {key} has shape {:?}, expected {:?}",
+                    t.dims(),
+                    var.dims()
+                ),
+            });
+        }
+        var.set(&t.to_dtype(var.dtype())?)?;
+    }
+    Ok(())
+}

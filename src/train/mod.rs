@@ -1,0 +1,369 @@
+//! Training loops. [`run`] owns what every network's training shares: the
+//! epoch/batch order, seeded randomness, Adam, the progress bar, resumable
+//! checkpoints and the final weights + card. Each network supplies a
+//! [`Task`]: its variables, its optimisers, one step, and its evaluation.
+//!
+//! Reproducibility: the batch order of epoch `e` is drawn from
+//! `ChaCha8(seed, e)` and the noise/dropout of step `s` from
+//! `ChaCha8(seed, s)`, so a run resumed from a checkpoint at step `s` takes
+//! exactly the steps an uninterrupted run would have taken.
+
+pub mod classifier;
+pub mod dae;
+pub mod gan;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::data::fashion_mnist::Dataset;
+use crate::error::{Error, Result};
+use crate::models::card::{sha256_file, Card};
+use crate::models::weights::{load_into_varmap, load_tensors, save_tensors, varmap_tensors};
+use crate::nn::adam::Adam;
+
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub seed: u64,
+    /// Where `<name>.safetensors`, `<name>.json` and the checkpoint go.
+    pub out_dir: PathBuf,
+    /// Save a checkpoint every this many steps (and at the end of each epoch).
+    pub checkpoint_every: u64,
+    /// Stop after this many steps in all (a quick run); the card says so.
+    pub max_steps: Option<u64>,
+    /// Stop after this step as if killed, keeping the checkpoint for a later
+    /// run to resume (training in sittings); `run` then returns `Ok(None)`.
+    pub stop_at: Option<u64>,
+    /// Ignore an existing checkpoint and start over.
+    pub restart: bool,
+    /// The command line, recorded in the card.
+    pub command: String,
+    pub quiet: bool,
+}
+
+/// One network's training, driven by [`run`].
+pub trait Task {
+    fn name(&self) -> &'static str;
+    /// The trained variables, each map with a checkpoint prefix.
+    fn varmaps(&self) -> Vec<(&'static str, &VarMap)>;
+    /// The optimisers, in a fixed order.
+    fn optimizers(&mut self) -> Vec<&mut Adam>;
+    fn optimizers_ref(&self) -> Vec<&Adam>;
+    /// One optimisation step on the training images `idx`; returns named losses.
+    fn step(&mut self, idx: &[usize], rng: &mut ChaCha8Rng) -> Result<Vec<(&'static str, f64)>>;
+    /// Measurements for the card after training.
+    fn evaluate(&self) -> Result<BTreeMap<String, f64>>;
+    /// The architecture config written into the card.
+    fn config_json(&self) -> serde_json::Value;
+    /// The weights to ship (defaults to the first var map, unprefixed).
+    fn weights(&self) -> HashMap<String, Tensor> {
+        varmap_tensors(self.varmaps()[0].1, "")
+    }
+    /// Extra networks saved beside this one (e.g. `D` with `G`): name, config, weights.
+    fn companions(&self) -> Vec<(&'static str, serde_json::Value, HashMap<String, Tensor>)> {
+        Vec::new()
+    }
+    /// Shipped networks this one was trained against, by name -> file path.
+    fn depends_on(&self) -> Vec<(String, PathBuf)> {
+        Vec::new()
+    }
+    /// Step-to-step state beyond weights (e.g. the GAN pause heuristic).
+    fn state_json(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    fn load_state_json(&mut self, _v: &serde_json::Value) {}
+    /// Number of training examples.
+    fn train_len(&self) -> usize;
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CheckpointMeta {
+    network: String,
+    step: u64,
+    elapsed_s: f64,
+    seed: u64,
+    batch_size: usize,
+    lr: f64,
+    task_state: serde_json::Value,
+    /// Each optimiser's own step count (they differ when the GAN pauses one).
+    #[serde(default)]
+    optimizer_steps: Vec<u64>,
+    /// Mean losses per epoch so far.
+    history: Vec<BTreeMap<String, f64>>,
+}
+
+fn ckpt_paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("{name}.ckpt.safetensors")),
+        dir.join(format!("{name}.ckpt.json")),
+    )
+}
+
+fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(seed ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(epoch as u64 + 1)));
+    idx.shuffle(&mut rng);
+    idx
+}
+
+fn step_rng(seed: u64, step: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(step + 1);
+    rng
+}
+
+fn save_checkpoint(task: &dyn Task, opts: &TrainOptions, meta: &mut CheckpointMeta) -> Result<()> {
+    meta.optimizer_steps = task.optimizers_ref().iter().map(|a| a.step).collect();
+    let (wpath, jpath) = ckpt_paths(&opts.out_dir, task.name());
+    let mut tensors = HashMap::new();
+    for (prefix, vm) in task.varmaps() {
+        tensors.extend(varmap_tensors(vm, &format!("var.{prefix}.")));
+    }
+    for (i, adam) in task.optimizers_ref().into_iter().enumerate() {
+        tensors.extend(adam.state(&format!("adam{i}.")));
+    }
+    save_tensors(&wpath, &tensors)?;
+    let text = serde_json::to_string_pretty(meta).expect("meta serialises");
+    crate::fsutil::write_atomic(&jpath, text.as_bytes())
+}
+
+fn load_checkpoint(
+    task: &mut dyn Task,
+    opts: &TrainOptions,
+    device: &Device,
+) -> Result<Option<CheckpointMeta>> {
+    let (wpath, jpath) = ckpt_paths(&opts.out_dir, task.name());
+    if opts.restart || !jpath.exists() || !wpath.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&jpath).map_err(|e| Error::io(&jpath, e))?;
+    let meta: CheckpointMeta = serde_json::from_str(&text).map_err(|e| {
+        Error::data(
+            &jpath,
+            format!("unreadable checkpoint ({e}); rerun with --restart"),
+        )
+    })?;
+    if meta.seed != opts.seed || meta.batch_size != opts.batch_size || meta.lr != opts.lr {
+        return Err(Error::data(
+            &jpath,
+            format!(
+                "checkpoint was made with seed {}, batch {}, lr {}; this run asks seed {}, batch {}, lr {}. \
+                 Use the same settings to resume, or --restart to start over",
+                meta.seed, meta.batch_size, meta.lr, opts.seed, opts.batch_size, opts.lr
+            ),
+        ));
+    }
+    let tensors = load_tensors(&wpath, device)?;
+    for (prefix, vm) in task.varmaps() {
+        load_into_varmap(vm, &tensors, &format!("var.{prefix}."), &wpath)?;
+    }
+    for (i, adam) in task.optimizers().into_iter().enumerate() {
+        let steps = meta.optimizer_steps.get(i).copied().unwrap_or(meta.step);
+        adam.load_state(&tensors, &format!("adam{i}."), steps)
+            .map_err(|e| Error::data(&wpath, e.to_string()))?;
+    }
+    task.load_state_json(&meta.task_state);
+    Ok(Some(meta))
+}
+
+/// Trains `task` to the end (resuming from its checkpoint if one matches),
+/// writes the weights and card, removes the checkpoint, and returns the card
+/// (`None` when stopped early by `stop_at`).
+pub fn run(task: &mut dyn Task, opts: &TrainOptions, device: &Device) -> Result<Option<Card>> {
+    let n = task.train_len();
+    let steps_per_epoch = (n / opts.batch_size) as u64;
+    if steps_per_epoch == 0 {
+        return Err(Error::Invalid(format!(
+            "batch size {} is larger than the {n} training examples",
+            opts.batch_size
+        )));
+    }
+    let planned = steps_per_epoch * opts.epochs as u64;
+    let total = opts.max_steps.map_or(planned, |m| m.min(planned));
+    std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
+
+    let mut meta = match load_checkpoint(task, opts, device)? {
+        Some(m) => {
+            if !opts.quiet {
+                eprintln!(
+                    "resuming {} from its checkpoint at step {} of {total}",
+                    task.name(),
+                    m.step
+                );
+            }
+            m
+        }
+        None => CheckpointMeta {
+            network: task.name().into(),
+            step: 0,
+            elapsed_s: 0.0,
+            seed: opts.seed,
+            batch_size: opts.batch_size,
+            lr: opts.lr,
+            task_state: serde_json::Value::Null,
+            optimizer_steps: Vec::new(),
+            history: Vec::new(),
+        },
+    };
+
+    let bar = if opts.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} steps, {per_sec}, eta {eta} {msg}",
+        )
+        .unwrap(),
+    );
+    bar.set_prefix(format!("train {}", task.name()));
+    bar.set_position(meta.step);
+
+    let started = Instant::now();
+    let base_elapsed = meta.elapsed_s;
+    let mut epoch_sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    while meta.step < total {
+        let epoch = (meta.step / steps_per_epoch) as usize;
+        let order = epoch_order(n, opts.seed, epoch);
+        let first = (meta.step % steps_per_epoch) as usize;
+        for b in first..steps_per_epoch as usize {
+            if meta.step >= total {
+                break;
+            }
+            let idx = &order[b * opts.batch_size..(b + 1) * opts.batch_size];
+            let mut rng = step_rng(opts.seed, meta.step);
+            let losses = task.step(idx, &mut rng)?;
+            for (k, v) in &losses {
+                if !v.is_finite() {
+                    return Err(Error::Invalid(format!(
+                        "training {} diverged: loss {k} is {v} at step {}; the last checkpoint is kept. \
+                         Try a lower --lr",
+                        task.name(),
+                        meta.step
+                    )));
+                }
+                let e = epoch_sums.entry(k.to_string()).or_insert((0.0, 0));
+                e.0 += v;
+                e.1 += 1;
+            }
+            meta.step += 1;
+            bar.inc(1);
+            bar.set_message(
+                losses
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v:.4}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+            let epoch_end = meta.step % steps_per_epoch == 0;
+            if meta.step % opts.checkpoint_every == 0 || epoch_end || meta.step == total {
+                if epoch_end || meta.step == total {
+                    meta.history.push(
+                        epoch_sums
+                            .iter()
+                            .map(|(k, (s, c))| (k.clone(), s / *c as f64))
+                            .collect(),
+                    );
+                    epoch_sums.clear();
+                }
+                meta.elapsed_s = base_elapsed + started.elapsed().as_secs_f64();
+                meta.task_state = task.state_json();
+                save_checkpoint(task, opts, &mut meta)?;
+                if !opts.quiet && !bar.is_hidden() {
+                    bar.println(format!(
+                        "step {}/{total} (epoch {:.2}) {}",
+                        meta.step,
+                        meta.step as f64 / steps_per_epoch as f64,
+                        bar.message()
+                    ));
+                } else if !opts.quiet {
+                    eprintln!("step {}/{total} {}", meta.step, bar.message());
+                }
+            }
+            if opts.stop_at.is_some_and(|s| meta.step >= s) && meta.step < total {
+                meta.elapsed_s = base_elapsed + started.elapsed().as_secs_f64();
+                meta.task_state = task.state_json();
+                save_checkpoint(task, opts, &mut meta)?;
+                bar.abandon();
+                return Ok(None);
+            }
+        }
+    }
+    bar.finish();
+    let wall = base_elapsed + started.elapsed().as_secs_f64();
+
+    let mut metrics = task.evaluate()?;
+    if let Some(last) = meta.history.last() {
+        for (k, v) in last {
+            metrics.insert(format!("final_epoch_train_{k}"), *v);
+        }
+    }
+    let mut depends_on = BTreeMap::new();
+    for (name, path) in task.depends_on() {
+        depends_on.insert(name, sha256_file(&path)?);
+    }
+    let make_card = |name: &str, config: serde_json::Value, wfile: &Path| -> Result<Card> {
+        Ok(Card {
+            network: name.to_string(),
+            config,
+            command: opts.command.clone(),
+            seed: opts.seed,
+            epochs: (meta.step as f64 / steps_per_epoch as f64).ceil() as usize,
+            steps: meta.step,
+            batch_size: opts.batch_size,
+            learning_rate: opts.lr,
+            wall_time_s: (wall * 10.0).round() / 10.0,
+            metrics: metrics.clone(),
+            weights: wfile.file_name().unwrap().to_string_lossy().into_owned(),
+            weights_sha256: sha256_file(wfile)?,
+            depends_on: depends_on.clone(),
+        })
+    };
+    let (wpath, cpath) = crate::models::fashion::paths(&opts.out_dir, task.name());
+    save_tensors(&wpath, &task.weights())?;
+    let card = make_card(task.name(), task.config_json(), &wpath)?;
+    card.save(&cpath)?;
+    for (name, config, tensors) in task.companions() {
+        let (w, c) = crate::models::fashion::paths(&opts.out_dir, name);
+        save_tensors(&w, &tensors)?;
+        make_card(name, config, &w)?.save(&c)?;
+    }
+    let (ck_w, ck_j) = ckpt_paths(&opts.out_dir, task.name());
+    let _ = std::fs::remove_file(ck_w);
+    let _ = std::fs::remove_file(ck_j);
+    Ok(Some(card))
+}
+
+/// Batch size for evaluation passes: small enough that the allocator
+/// reuses buffers instead of mapping fresh pages for every op.
+pub const EVAL_BATCH: usize = 100;
+
+/// Runs `f` over `data` in batches of `batch` indices and concatenates the results.
+pub fn batched<T>(
+    n: usize,
+    batch: usize,
+    mut f: impl FnMut(&[usize]) -> Result<T>,
+) -> Result<Vec<T>> {
+    let idx: Vec<usize> = (0..n).collect();
+    idx.chunks(batch).map(|c| f(c)).collect()
+}
+
+/// Keeps the datasets a task needs.
+pub struct Data {
+    pub train: Dataset,
+    pub test: Dataset,
+}

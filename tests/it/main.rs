@@ -1,0 +1,16 @@
+//! The one integration-test binary (each test binary links all of candle).
+
+mod data;
+mod gradients;
+mod train;
+mod weights;
+
+use std::path::PathBuf;
+
+/// A fresh temporary folder for one test.
+pub fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ppgn-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

@@ -1,0 +1,181 @@
+//! Training: same seed, same weights; a run stopped and resumed from its
+//! checkpoint ends with exactly the weights of an uninterrupted run.
+
+use std::path::Path;
+
+use candle_core::Device;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use ppgn::data::fashion_mnist::Dataset;
+use ppgn::models::card::Card;
+use ppgn::models::weights::load_tensors;
+use ppgn::train::{self, classifier::ClassifierTask, gan::GanTask, Data, Task, TrainOptions};
+
+use super::tempdir;
+
+/// Synthetic 28x28 data: class c is a bright horizontal band at row 2c + noise.
+fn synthetic(n: usize, seed: u64) -> Dataset {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut images = Vec::with_capacity(n * 784);
+    let mut labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = i % 10;
+        labels.push(c as u8);
+        for y in 0..28 {
+            for _ in 0..28 {
+                let band = if y / 2 == c + 2 { 200 } else { 0 };
+                images.push((band + rng.random_range(0..50)) as u8);
+            }
+        }
+    }
+    Dataset { images, labels }
+}
+
+fn data() -> Data {
+    Data {
+        train: synthetic(96, 1),
+        test: synthetic(40, 2),
+    }
+}
+
+fn opts(dir: &Path, seed: u64) -> TrainOptions {
+    TrainOptions {
+        epochs: 2,
+        batch_size: 16,
+        lr: 1e-3,
+        weight_decay: 0.0,
+        seed,
+        out_dir: dir.to_path_buf(),
+        checkpoint_every: 4,
+        max_steps: None,
+        stop_at: None,
+        restart: false,
+        command: "test".into(),
+        quiet: true,
+    }
+}
+
+fn same_file_tensors(a: &Path, b: &Path) {
+    let ta = load_tensors(a, &Device::Cpu).unwrap();
+    let tb = load_tensors(b, &Device::Cpu).unwrap();
+    assert_eq!(ta.len(), tb.len());
+    for (k, v) in &ta {
+        let va: Vec<f32> = v.flatten_all().unwrap().to_vec1().unwrap();
+        let vb: Vec<f32> = tb[k].flatten_all().unwrap().to_vec1().unwrap();
+        assert!(
+            va.iter().zip(&vb).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "tensor {k} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
+    }
+}
+
+fn train_classifier(dir: &Path, evaluator: bool, o: &TrainOptions) -> Option<Card> {
+    let mut t = ClassifierTask::new(evaluator, data(), o, &Device::Cpu).unwrap();
+    train::run(&mut t, o, &Device::Cpu)
+        .unwrap()
+        .inspect(|c| assert_eq!(c.network, t.name()))
+        .map(|c| {
+            assert!(dir.join(format!("{}.json", c.network)).exists());
+            c
+        })
+}
+
+#[test]
+fn classifier_training_is_reproducible_and_resumable() {
+    let a = tempdir("train-a");
+    let b = tempdir("train-b");
+    let card = train_classifier(&a, false, &opts(&a, 5)).unwrap();
+    assert_eq!(card.steps, 12);
+    assert_eq!(card.seed, 5);
+    let acc = card.metrics["test_accuracy"];
+    assert!((0.0..=1.0).contains(&acc));
+    assert!(
+        !a.join("classifier.ckpt.json").exists(),
+        "checkpoint removed at the end"
+    );
+
+    // stopped at step 6 (not on a checkpoint boundary of 4), then resumed
+    let mut ob = opts(&b, 5);
+    ob.stop_at = Some(6);
+    assert!(train_classifier(&b, false, &ob).is_none());
+    assert!(b.join("classifier.ckpt.json").exists());
+    assert!(!b.join("classifier.safetensors").exists());
+    ob.stop_at = None;
+    let card_b = train_classifier(&b, false, &ob).unwrap();
+    assert_eq!(card_b.steps, 12);
+    same_file_tensors(
+        &a.join("classifier.safetensors"),
+        &b.join("classifier.safetensors"),
+    );
+
+    // a different seed gives different weights
+    let c = tempdir("train-c");
+    train_classifier(&c, false, &opts(&c, 6)).unwrap();
+    let ta = load_tensors(&a.join("classifier.safetensors"), &Device::Cpu).unwrap();
+    let tc = load_tensors(&c.join("classifier.safetensors"), &Device::Cpu).unwrap();
+    let diff = (&ta["fc6.weight"] - &tc["fc6.weight"])
+        .unwrap()
+        .abs()
+        .unwrap();
+    assert!(diff.max_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+}
+
+#[test]
+fn resume_refuses_other_settings() {
+    let d = tempdir("train-mismatch");
+    let mut o = opts(&d, 5);
+    o.stop_at = Some(4);
+    assert!(train_classifier(&d, true, &o).is_none());
+    o.stop_at = None;
+    o.lr = 5e-4;
+    let mut t = ClassifierTask::new(true, data(), &o, &Device::Cpu).unwrap();
+    let e = train::run(&mut t, &o, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("--restart") && e.contains("evaluator.ckpt.json"),
+        "{e}"
+    );
+}
+
+#[test]
+fn generator_training_resumes_exactly() {
+    // G needs a trained classifier and evaluator in the same folder.
+    let a = tempdir("gan-a");
+    let b = tempdir("gan-b");
+    for d in [&a, &b] {
+        train_classifier(d, false, &opts(d, 1)).unwrap();
+        train_classifier(d, true, &opts(d, 2)).unwrap();
+    }
+    let o = opts(&a, 3);
+    let mut t = GanTask::new(data(), &o, true, &Device::Cpu).unwrap();
+    let card = train::run(&mut t, &o, &Device::Cpu).unwrap().unwrap();
+    for k in [
+        "evaluator_accuracy_reconstructions",
+        "test_reconstruction_mse",
+    ] {
+        assert!(card.metrics.contains_key(k), "card lacks {k}");
+    }
+    assert!(a.join("discriminator.json").exists());
+    assert!(card.depends_on.contains_key("classifier"));
+
+    let mut ob = opts(&b, 3);
+    ob.stop_at = Some(5);
+    let mut t = GanTask::new(data(), &ob, true, &Device::Cpu).unwrap();
+    assert!(train::run(&mut t, &ob, &Device::Cpu).unwrap().is_none());
+    ob.stop_at = None;
+    let mut t = GanTask::new(data(), &ob, true, &Device::Cpu).unwrap();
+    train::run(&mut t, &ob, &Device::Cpu).unwrap().unwrap();
+    same_file_tensors(
+        &a.join("generator.safetensors"),
+        &b.join("generator.safetensors"),
+    );
+    same_file_tensors(
+        &a.join("discriminator.safetensors"),
+        &b.join("discriminator.safetensors"),
+    );
+}
