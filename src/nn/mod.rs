@@ -1,5 +1,6 @@
 //! Layers built from candle primitives whose backward passes are correct
-//! (matmul, narrow, cat, reshape, permute, relu, tanh, exp/log). We avoid the
+//! (matmul, reshape, permute, relu, tanh, exp/log) and our im2col/col2im
+//! pair. We avoid the
 //! candle ops with wrong or slow backward (DESIGN.md: `max_pool2d`,
 //! `upsample_*`, `conv_transpose2d`, `softmax_last_dim`), so every network
 //! here differentiates exactly, which the gradient-check tests verify in f64.
@@ -8,6 +9,7 @@
 //! channels last, a convolution is one matrix product over patches.
 
 pub mod adam;
+pub mod im2col;
 pub mod init;
 
 use candle_core::{DType, Module, Result, Tensor, D};
@@ -16,9 +18,8 @@ use rand::Rng;
 
 /// 2-D convolution on NHWC input, weights in PyTorch layout `[out, in, kh, kw]`.
 ///
-/// Implemented as im2col by slicing: the `kh*kw` shifted (and strided) views
-/// of the zero-padded input are concatenated along channels and multiplied by
-/// the reshaped kernel. Each piece is a candle op with an exact backward.
+/// Implemented as im2col (our custom op, whose backward is col2im) and one
+/// matrix product with the reshaped kernel.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     pub weight: Tensor,
@@ -74,38 +75,18 @@ pub fn conv2d_nhwc(
     let (Some(ho), Some(wo)) = (ho, wo) else {
         candle_core::bail!("conv2d: input {h}x{wd} (pad {pad}) smaller than kernel {kh}x{kw}")
     };
-    // Pad; strided convs get `stride - 1` extra zeros at the end so every
-    // shifted window can be reshaped into [ho, stride] blocks.
-    let extra = stride - 1;
-    let xp = if pad + extra > 0 {
-        x.pad_with_zeros(1, pad, pad + extra)?
-            .pad_with_zeros(2, pad, pad + extra)?
-    } else {
-        x.clone()
+    let g = im2col::Geometry {
+        b,
+        h,
+        w: wd,
+        c: cin,
+        kh,
+        kw,
+        stride,
+        pad,
     };
-    let mut cols = Vec::with_capacity(kh * kw);
-    for dy in 0..kh {
-        for dx in 0..kw {
-            let s = xp.narrow(1, dy, ho * stride)?.narrow(2, dx, wo * stride)?;
-            let s = if stride > 1 {
-                s.reshape((b, ho, stride, wo, stride, cin))?
-                    .narrow(2, 0, 1)?
-                    .narrow(4, 0, 1)?
-                    .reshape((b, ho, wo, cin))?
-            } else {
-                s
-            };
-            cols.push(s);
-        }
-    }
-    // [b*ho*wo, kh*kw*cin] with column order (dy, dx, c)
-    let patches = if cols.len() == 1 {
-        cols.pop().unwrap()
-    } else {
-        Tensor::cat(&cols, 3)?
-    }
-    .reshape((b * ho * wo, kh * kw * cin))?;
-    // [kh*kw*cin, cout] in the same (dy, dx, c) order
+    let patches = im2col::im2col(x, g)?; // [b*ho*wo, kh*kw*cin], column order (dy, dx, c)
+                                         // [kh*kw*cin, cout] in the same (dy, dx, c) order
     let wm = w.permute((2, 3, 1, 0))?.reshape((kh * kw * cin, cout))?;
     let y = patches.matmul(&wm)?;
     let y = match bias {

@@ -27,7 +27,7 @@ use crate::models::fashion::{
 };
 use crate::models::weights::varmap_tensors;
 use crate::nn::adam::{Adam, AdamParams};
-use crate::nn::{accuracy, gaussian_like, init::init_seeded, log_sigmoid, mse};
+use crate::nn::{gaussian_like, init::init_seeded, log_sigmoid, mse};
 
 /// Loss weights and noise levels; written into the generator's card.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -226,31 +226,17 @@ impl Task for GanTask {
     }
 
     fn evaluate(&self) -> Result<BTreeMap<String, f64>> {
-        let test = &self.data.test;
-        let n = test.len();
-        let (mut img, mut h1, mut acc_orig, mut acc_rec, mut clf_rec) = (0.0, 0.0, 0.0, 0.0, 0.0);
-        for chunk in (0..n).collect::<Vec<_>>().chunks(super::EVAL_BATCH) {
-            let w = chunk.len() as f64;
-            let x = test.images_tensor(chunk, &self.device)?;
-            let y = test.labels_tensor(chunk, &self.device)?;
-            let out = self.e.forward_all(&x)?;
-            let rec = self.g.forward(&out.h)?;
-            img += mse(&rec, &x)?.to_scalar::<f32>()? as f64 * w;
-            h1 += mse(&self.e.encode_h1(&rec)?, &out.h1)?.to_scalar::<f32>()? as f64 * w;
-            acc_orig += accuracy(&self.evaluator.forward(&x)?, &y)? * w;
-            acc_rec += accuracy(&self.evaluator.forward(&rec)?, &y)? * w;
-            clf_rec += accuracy(&self.e.forward(&rec)?, &y)? * w;
-        }
-        let n = n as f64;
-        Ok(BTreeMap::from([
-            ("test_reconstruction_mse".into(), img / n),
-            ("test_h1_mse".into(), h1 / n),
-            ("evaluator_accuracy_originals".into(), acc_orig / n),
-            ("evaluator_accuracy_reconstructions".into(), acc_rec / n),
-            ("classifier_accuracy_reconstructions".into(), clf_rec / n),
-            ("steps_g_paused".into(), self.paused.0 as f64),
-            ("steps_d_paused".into(), self.paused.1 as f64),
-        ]))
+        let report = crate::eval::reconstruction::evaluate(
+            &self.e,
+            &self.g,
+            &self.evaluator,
+            &self.data.test,
+            &self.device,
+        )?;
+        let mut m = report.metrics();
+        m.insert("steps_g_paused".into(), self.paused.0 as f64);
+        m.insert("steps_d_paused".into(), self.paused.1 as f64);
+        Ok(m)
     }
 
     fn config_json(&self) -> serde_json::Value {

@@ -220,3 +220,35 @@ fn checker_catches_a_wrong_backward() {
     let x = uniform(&[10], 0.5, 1.0, 16);
     assert!(max_gradient_error(&broken, &x, 4) > 0.1);
 }
+
+#[test]
+fn im2col_and_col2im_are_adjoint() {
+    // <im2col(x), y> = <x, col2im(y)> for every geometry, which is what
+    // makes each the exact backward of the other.
+    use ppgn::nn::im2col::{col2im, im2col, Geometry};
+    for (k, s, p) in [(3, 1, 1), (3, 2, 1), (2, 3, 0), (5, 1, 2)] {
+        let g = Geometry {
+            b: 2,
+            h: 9,
+            w: 7,
+            c: 3,
+            kh: k,
+            kw: k,
+            stride: s,
+            pad: p,
+        };
+        let (ho, wo) = g.out_hw();
+        let x = uniform(&[2, 9, 7, 3], -1.0, 1.0, 17);
+        let y = uniform(&[2 * ho * wo, k * k * 3], -1.0, 1.0, 18);
+        let lhs = (im2col(&x, g).unwrap() * &y).unwrap().sum_all().unwrap();
+        let rhs = (x * col2im(&y, g).unwrap()).unwrap().sum_all().unwrap();
+        let (l, r) = (
+            lhs.to_scalar::<f64>().unwrap(),
+            rhs.to_scalar::<f64>().unwrap(),
+        );
+        assert!(
+            (l - r).abs() < 1e-10 * l.abs().max(1.0),
+            "k{k} s{s} p{p}: {l} vs {r}"
+        );
+    }
+}

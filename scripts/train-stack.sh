@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Trains the whole Fashion-MNIST stack into models/fashion-mnist, in the
+# order the networks depend on each other. Each step resumes from its
+# checkpoint if killed; rerun this script to continue.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release
+ppgn=./target/release/ppgn
+out=${1:-models/fashion-mnist}
+done_() { [ -f "$out/$1.json" ] && [ ! -f "$out/$1.ckpt.json" ]; }
+done_ classifier || $ppgn train classifier --out "$out"
+done_ evaluator  || $ppgn train evaluator --out "$out"
+done_ x-dae      || $ppgn train x-dae --out "$out"
+done_ h-dae      || $ppgn train h-dae --out "$out"
+done_ generator  || $ppgn train generator --out "$out"
+$ppgn models check --models "$out" --png docs/reconstructions.png

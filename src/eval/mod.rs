@@ -1,0 +1,3 @@
+//! Metrics. For now: how well the stack reconstructs real images, `G(E(x))`.
+
+pub mod reconstruction;

@@ -1,0 +1,92 @@
+//! Reconstruction of real images through the code space, `x -> h = E(x) ->
+//! G(h)`: the E + G autoencoder of papers/ppgn-supplementary.txt Fig. S9b.
+//! If `G` draws recognisable items from codes, the independent evaluator
+//! classifies reconstructions almost as well as the originals.
+
+use std::collections::BTreeMap;
+
+use candle_core::{Device, Module};
+
+use crate::data::fashion_mnist::Dataset;
+use crate::error::Result;
+use crate::models::fashion::{Classifier, Evaluator, Generator};
+use crate::nn::{accuracy, mse};
+use crate::train::EVAL_BATCH;
+
+/// Measurements over a whole split; every value is a mean over images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReconstructionReport {
+    pub classifier_accuracy_originals: f64,
+    pub classifier_accuracy_reconstructions: f64,
+    pub evaluator_accuracy_originals: f64,
+    pub evaluator_accuracy_reconstructions: f64,
+    /// Mean squared pixel error of `G(E(x))` against `x`, pixels in [0, 1].
+    pub reconstruction_mse: f64,
+    /// Mean squared error of `E1(G(E(x)))` against `E1(x)` (the `L_h1` space).
+    pub h1_mse: f64,
+}
+
+impl ReconstructionReport {
+    pub fn metrics(&self) -> BTreeMap<String, f64> {
+        BTreeMap::from([
+            (
+                "classifier_accuracy_originals".into(),
+                self.classifier_accuracy_originals,
+            ),
+            (
+                "classifier_accuracy_reconstructions".into(),
+                self.classifier_accuracy_reconstructions,
+            ),
+            (
+                "evaluator_accuracy_originals".into(),
+                self.evaluator_accuracy_originals,
+            ),
+            (
+                "evaluator_accuracy_reconstructions".into(),
+                self.evaluator_accuracy_reconstructions,
+            ),
+            ("test_reconstruction_mse".into(), self.reconstruction_mse),
+            ("test_h1_mse".into(), self.h1_mse),
+        ])
+    }
+}
+
+pub fn evaluate(
+    e: &Classifier,
+    g: &Generator,
+    evaluator: &Evaluator,
+    data: &Dataset,
+    device: &Device,
+) -> Result<ReconstructionReport> {
+    let mut sums = [0.0f64; 6];
+    let idx: Vec<usize> = (0..data.len()).collect();
+    for chunk in idx.chunks(EVAL_BATCH) {
+        let w = chunk.len() as f64;
+        let x = data.images_tensor(chunk, device)?;
+        let y = data.labels_tensor(chunk, device)?;
+        let out = e.forward_all(&x)?;
+        let rec = g.forward(&out.h)?;
+        let rec_out = e.forward_all(&rec)?;
+        let vals = [
+            accuracy(&out.logits, &y)?,
+            accuracy(&rec_out.logits, &y)?,
+            accuracy(&evaluator.forward(&x)?, &y)?,
+            accuracy(&evaluator.forward(&rec)?, &y)?,
+            mse(&rec, &x)?.to_scalar::<f32>()? as f64,
+            mse(&rec_out.h1, &out.h1)?.to_scalar::<f32>()? as f64,
+        ];
+        for (s, v) in sums.iter_mut().zip(vals) {
+            *s += v * w;
+        }
+    }
+    let n = data.len().max(1) as f64;
+    let m = sums.map(|s| s / n);
+    Ok(ReconstructionReport {
+        classifier_accuracy_originals: m[0],
+        classifier_accuracy_reconstructions: m[1],
+        evaluator_accuracy_originals: m[2],
+        evaluator_accuracy_reconstructions: m[3],
+        reconstruction_mse: m[4],
+        h1_mse: m[5],
+    })
+}

@@ -1,0 +1,164 @@
+//! im2col and col2im for NHWC convolutions, as a pair of candle custom ops
+//! that are each other's adjoint (so each is the other's backward).
+//!
+//! `im2col` turns `x [b, h, w, c]` into the patch matrix
+//! `[b*ho*wo, kh*kw*c]` (column order `(dy, dx, c)`), so a convolution is one
+//! matrix product with the reshaped kernel; `col2im` scatters-adds a patch
+//! matrix back to image shape. Written here because building the patches
+//! from candle slices costs about ten full copies of the input per step in
+//! the backward pass (DESIGN.md: candle's own conv backward is slower still).
+//! Work is split over images, so each output element is summed in a fixed
+//! order: results do not depend on the number of threads.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+/// The geometry of one convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub b: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl Geometry {
+    pub fn out_hw(&self) -> (usize, usize) {
+        (
+            (self.h + 2 * self.pad - self.kh) / self.stride + 1,
+            (self.w + 2 * self.pad - self.kw) / self.stride + 1,
+        )
+    }
+    fn image_len(&self) -> usize {
+        self.h * self.w * self.c
+    }
+    fn cols_per_image(&self) -> usize {
+        let (ho, wo) = self.out_hw();
+        ho * wo * self.kh * self.kw * self.c
+    }
+    /// Calls `f(col_offset, img_offset)` for every in-bounds (patch row, tap)
+    /// pair of one image; each moves `c` contiguous values.
+    fn for_each_tap(&self, mut f: impl FnMut(usize, usize)) {
+        let (ho, wo) = self.out_hw();
+        let (s, p, c) = (self.stride as isize, self.pad as isize, self.c);
+        let row_len = self.kh * self.kw * c;
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let row = (oy * wo + ox) * row_len;
+                for dy in 0..self.kh {
+                    let iy = oy as isize * s + dy as isize - p;
+                    if iy < 0 || iy >= self.h as isize {
+                        continue;
+                    }
+                    for dx in 0..self.kw {
+                        let ix = ox as isize * s + dx as isize - p;
+                        if ix < 0 || ix >= self.w as isize {
+                            continue;
+                        }
+                        let col = row + (dy * self.kw + dx) * c;
+                        let img = (iy as usize * self.w + ix as usize) * c;
+                        f(col, img);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn contiguous<'a, T: WithDType>(v: &'a [T], layout: &Layout, op: &str) -> Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => candle_core::bail!("{op}: input must be contiguous"),
+    }
+}
+
+fn im2col_typed<T: WithDType + Send + Sync>(x: &[T], g: &Geometry) -> Vec<T> {
+    let (il, cl) = (g.image_len(), g.cols_per_image());
+    let mut out = vec![T::zero(); g.b * cl];
+    out.par_chunks_mut(cl).enumerate().for_each(|(bi, cols)| {
+        let img = &x[bi * il..(bi + 1) * il];
+        g.for_each_tap(|co, io| cols[co..co + g.c].copy_from_slice(&img[io..io + g.c]));
+    });
+    out
+}
+
+fn col2im_typed<T: WithDType + Send + Sync>(cols: &[T], g: &Geometry) -> Vec<T> {
+    let (il, cl) = (g.image_len(), g.cols_per_image());
+    let mut out = vec![T::zero(); g.b * il];
+    out.par_chunks_mut(il).enumerate().for_each(|(bi, img)| {
+        let cols = &cols[bi * cl..(bi + 1) * cl];
+        g.for_each_tap(|co, io| {
+            for (o, &v) in img[io..io + g.c].iter_mut().zip(&cols[co..co + g.c]) {
+                *o += v;
+            }
+        });
+    });
+    out
+}
+
+struct Im2Col(Geometry);
+struct Col2Im(Geometry);
+
+impl CustomOp1 for Im2Col {
+    fn name(&self) -> &'static str {
+        "im2col-nhwc"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = &self.0;
+        let (ho, wo) = g.out_hw();
+        let shape = Shape::from((g.b * ho * wo, g.kh * g.kw * g.c));
+        let out = match s {
+            CpuStorage::F32(v) => CpuStorage::F32(im2col_typed(contiguous(v, l, self.name())?, g)),
+            CpuStorage::F64(v) => CpuStorage::F64(im2col_typed(contiguous(v, l, self.name())?, g)),
+            _ => candle_core::bail!("im2col: only f32 and f64 are supported"),
+        };
+        Ok((out, shape))
+    }
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(col2im(grad, self.0)?))
+    }
+}
+
+impl CustomOp1 for Col2Im {
+    fn name(&self) -> &'static str {
+        "col2im-nhwc"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = &self.0;
+        let shape = Shape::from((g.b, g.h, g.w, g.c));
+        let out = match s {
+            CpuStorage::F32(v) => CpuStorage::F32(col2im_typed(contiguous(v, l, self.name())?, g)),
+            CpuStorage::F64(v) => CpuStorage::F64(col2im_typed(contiguous(v, l, self.name())?, g)),
+            _ => candle_core::bail!("col2im: only f32 and f64 are supported"),
+        };
+        Ok((out, shape))
+    }
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(im2col(grad, self.0)?))
+    }
+}
+
+/// `x [b, h, w, c]` -> patches `[b*ho*wo, kh*kw*c]`.
+pub fn im2col(x: &Tensor, g: Geometry) -> Result<Tensor> {
+    let (b, h, w, c) = x.dims4()?;
+    if (b, h, w, c) != (g.b, g.h, g.w, g.c) {
+        candle_core::bail!("im2col: input {:?} does not match geometry {g:?}", x.dims());
+    }
+    x.contiguous()?.apply_op1(Im2Col(g))
+}
+
+/// Patches `[b*ho*wo, kh*kw*c]` -> `[b, h, w, c]`, summing overlapping taps.
+pub fn col2im(cols: &Tensor, g: Geometry) -> Result<Tensor> {
+    let (ho, wo) = g.out_hw();
+    if cols.dims() != [g.b * ho * wo, g.kh * g.kw * g.c] {
+        candle_core::bail!(
+            "col2im: input {:?} does not match geometry {g:?}",
+            cols.dims()
+        );
+    }
+    cols.contiguous()?.apply_op1(Col2Im(g))
+}
