@@ -8,9 +8,9 @@ cargo build --release
 ppgn=./target/release/ppgn
 out=${1:-models/fashion-mnist}
 done_() { [ -f "$out/$1.json" ] && [ ! -f "$out/$1.ckpt.json" ]; }
-done_ classifier || $ppgn train classifier --out "$out"
-done_ evaluator  || $ppgn train evaluator --out "$out"
-done_ x-dae      || $ppgn train x-dae --out "$out"
-done_ h-dae      || $ppgn train h-dae --out "$out"
-done_ generator  || $ppgn train generator --out "$out"
+done_ classifier || $ppgn train classifier --out "$out" --models "$out"
+done_ evaluator  || $ppgn train evaluator --out "$out" --models "$out"
+done_ x-dae      || $ppgn train x-dae --out "$out" --models "$out"
+done_ h-dae      || $ppgn train h-dae --out "$out" --models "$out"
+done_ generator  || $ppgn train generator --out "$out" --models "$out"
 $ppgn models check --models "$out" --png docs/reconstructions.png

@@ -40,8 +40,8 @@ impl Network {
     fn defaults(self) -> (usize, f64, u64) {
         match self {
             Network::Classifier => (12, 1e-3, 1),
-            Network::Evaluator => (10, 1e-3, 2),
-            Network::Generator => (10, 2e-4, 3),
+            Network::Evaluator => (6, 1e-3, 2),
+            Network::Generator => (4, 2e-4, 3),
             Network::HDae => (20, 1e-3, 4),
             Network::XDae => (5, 1e-3, 5),
         }
@@ -74,9 +74,14 @@ pub struct TrainArgs {
     /// Seed for initialisation, batch order, dropout and noise [default: per network].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Output folder (also where the networks it depends on are read from).
-    #[arg(long, default_value = "models/fashion-mnist")]
+    /// Output folder. The shipped stack was trained with `--out models/fashion-mnist`.
+    #[arg(long, default_value = "runs/train")]
     pub out: PathBuf,
+    /// Where the networks this one is trained against (the classifier for
+    /// G and the h-DAE; the evaluator for G's card) are read from
+    /// [default: $PPGN_MODELS or the shipped models/fashion-mnist].
+    #[arg(long)]
+    pub models: Option<PathBuf>,
     /// Fashion-MNIST folder [default: $PPGN_FASHION_MNIST or /usr/share/datasets/fashion-mnist].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -114,6 +119,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         weight_decay: a.weight_decay,
         seed: a.seed.unwrap_or(seed),
         out_dir: a.out.clone(),
+        models_dir: stack::resolve_dir(a.models.as_deref()),
         checkpoint_every: a.checkpoint_every,
         max_steps: a.max_steps,
         stop_at: a.stop_at,

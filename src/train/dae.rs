@@ -63,11 +63,11 @@ fn adam_for(varmap: &VarMap, opts: &TrainOptions) -> Result<Adam> {
 }
 
 impl DaeTask {
-    /// The DAE on `h`; reads the trained classifier from `opts.out_dir`. Its
+    /// The DAE on `h`; reads the trained classifier from `opts.models_dir`. Its
     /// noise is 10% of the mean code activation over the training set (S9.3).
     pub fn new_h(data: Data, opts: &TrainOptions, device: &Device) -> Result<Self> {
         let (clf, _) = stack::load(
-            &opts.out_dir,
+            &opts.models_dir,
             "classifier",
             DType::F32,
             device,
@@ -99,7 +99,7 @@ impl DaeTask {
             data,
             depends: vec![(
                 "classifier".into(),
-                stack::paths(&opts.out_dir, "classifier").0,
+                stack::paths(&opts.models_dir, "classifier").0,
             )],
             device: device.clone(),
         })

@@ -78,14 +78,14 @@ pub struct GanTask {
 impl GanTask {
     pub fn new(data: Data, opts: &TrainOptions, joint: bool, device: &Device) -> Result<Self> {
         let (e, _) = stack::load(
-            &opts.out_dir,
+            &opts.models_dir,
             "classifier",
             DType::F32,
             device,
             Classifier::new,
         )?;
         let (evaluator, _) = stack::load(
-            &opts.out_dir,
+            &opts.models_dir,
             "evaluator",
             DType::F32,
             device,
@@ -124,7 +124,7 @@ impl GanTask {
         }
         let depends = ["classifier", "evaluator"]
             .iter()
-            .map(|n| (n.to_string(), stack::paths(&opts.out_dir, n).0))
+            .map(|n| (n.to_string(), stack::paths(&opts.models_dir, n).0))
             .collect();
         Ok(Self {
             e,

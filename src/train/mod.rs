@@ -39,6 +39,8 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Where `<name>.safetensors`, `<name>.json` and the checkpoint go.
     pub out_dir: PathBuf,
+    /// Where the networks this one is trained against are read from.
+    pub models_dir: PathBuf,
     /// Save a checkpoint every this many steps (and at the end of each epoch).
     pub checkpoint_every: u64,
     /// Stop after this many steps in all (a quick run); the card says so.
@@ -359,7 +361,7 @@ pub fn batched<T>(
     mut f: impl FnMut(&[usize]) -> Result<T>,
 ) -> Result<Vec<T>> {
     let idx: Vec<usize> = (0..n).collect();
-    idx.chunks(batch).map(|c| f(c)).collect()
+    idx.chunks(batch).map(&mut f).collect()
 }
 
 /// Keeps the datasets a task needs.
