@@ -21,7 +21,7 @@ impl Default for GeneratorConfig {
     fn default() -> Self {
         Self {
             h_dim: 256,
-            fc_dim: 1024,
+            fc_dim: 256,
             channels: [64, 32, 16],
             leak: 0.2,
         }

@@ -21,7 +21,7 @@ impl Default for HDaeConfig {
     fn default() -> Self {
         Self {
             h_dim: 256,
-            hidden: vec![512, 256, 128, 256, 512],
+            hidden: vec![256, 128, 256],
             sigma: 0.1,
         }
     }
