@@ -42,7 +42,7 @@ impl Network {
             Network::Classifier => (12, 1e-3, 1),
             Network::Evaluator => (6, 1e-3, 2),
             Network::Generator => (4, 2e-4, 3),
-            Network::HDae => (20, 1e-3, 4),
+            Network::HDae => (20, 3e-4, 4),
             Network::XDae => (5, 1e-3, 5),
         }
     }
@@ -54,7 +54,7 @@ impl Network {
 batch and lr); a killed run loses at most the last --checkpoint-every steps. \
 Outputs: <out>/<network>.safetensors and <out>/<network>.json (the card). \
 Defaults follow papers/ppgn-supplementary.txt S9.1: Adam, batch 64; lr 2e-4 for G and D, \
-1e-3 for the classifiers and DAEs."
+1e-3 for the classifiers and the image DAE, 3e-4 for the h DAE."
 )]
 pub struct TrainArgs {
     /// Which network to train.
@@ -99,6 +99,9 @@ pub struct TrainArgs {
     /// Generator only: the Joint PPGN-h variant (S9.5): noise on x, h1, h and the extra loss L_h.
     #[arg(long)]
     pub joint: bool,
+    /// Generator only: weights of L_img, L_h1 and L_GAN (eq. 18), each a mean over elements.
+    #[arg(long, num_args = 3, value_names = ["IMG", "H1", "GAN"])]
+    pub loss_weights: Option<Vec<f64>>,
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -142,7 +145,10 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             &opts,
             &device,
         )?),
-        Network::Generator => Box::new(GanTask::new(data, &opts, a.joint, &device)?),
+        Network::Generator => {
+            let w = a.loss_weights.as_ref().map(|w| (w[0], w[1], w[2]));
+            Box::new(GanTask::new(data, &opts, a.joint, w, &device)?)
+        }
         Network::HDae => Box::new(DaeTask::new_h(data, &opts, &device)?),
         Network::XDae => Box::new(DaeTask::new_x(data, &opts, &device)?),
     };

@@ -64,7 +64,8 @@ fn adam_for(varmap: &VarMap, opts: &TrainOptions) -> Result<Adam> {
 
 impl DaeTask {
     /// The DAE on `h`; reads the trained classifier from `opts.models_dir`. Its
-    /// noise is 10% of the mean code activation over the training set (S9.3).
+    /// noise is 10% of the mean active code unit over the training set (S9.3).
+    /// The last layer starts at zero, so training starts from `R(h) = h`.
     pub fn new_h(data: Data, opts: &TrainOptions, device: &Device) -> Result<Self> {
         let (clf, _) = stack::load(
             &opts.models_dir,
@@ -75,7 +76,15 @@ impl DaeTask {
         )?;
         let train_codes = encode_split(&clf, &data.train, device)?;
         let test_codes = encode_split(&clf, &data.test, device)?;
-        let mean_act = train_codes.mean_all()?.to_scalar::<f32>()? as f64;
+        // Mean over the active (non-zero) units: h is post-ReLU and ~80% zeros,
+        // so the mean over all entries would make the noise negligible.
+        let total = train_codes.sum_all()?.to_scalar::<f32>()? as f64;
+        let active = train_codes
+            .gt(0f32)?
+            .to_dtype(DType::F32)?
+            .sum_all()?
+            .to_scalar::<f32>()? as f64;
+        let mean_act = total / active.max(1.0);
         let cfg = HDaeConfig {
             h_dim: clf.cfg.h_dim,
             sigma: 0.1 * mean_act,
@@ -84,6 +93,10 @@ impl DaeTask {
         let varmap = VarMap::new();
         let dae = HDae::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
         init_seeded(&varmap, opts.seed)?;
+        let last = format!("fc{}.weight", cfg.hidden.len() + 1);
+        if let Some(w) = varmap.data().lock().unwrap().get(&last) {
+            w.set(&w.zeros_like()?)?;
+        }
         let adam = adam_for(&varmap, opts)?;
         Ok(Self {
             name: "h-dae",

@@ -76,7 +76,14 @@ pub struct GanTask {
 }
 
 impl GanTask {
-    pub fn new(data: Data, opts: &TrainOptions, joint: bool, device: &Device) -> Result<Self> {
+    /// `weights` overrides the loss weights `(img, h1, gan)`; `joint` selects S9.5.
+    pub fn new(
+        data: Data,
+        opts: &TrainOptions,
+        joint: bool,
+        weights: Option<(f64, f64, f64)>,
+        device: &Device,
+    ) -> Result<Self> {
         let (e, _) = stack::load(
             &opts.models_dir,
             "classifier",
@@ -112,6 +119,9 @@ impl GanTask {
         let g_adam = Adam::new(named_vars(&g_vars), params)?;
         let d_adam = Adam::new(named_vars(&d_vars), params)?;
         let mut losses = GanLosses::noiseless();
+        if let Some((img, h1, gan)) = weights {
+            (losses.img, losses.h1, losses.gan) = (img, h1, gan);
+        }
         if joint {
             // S9.5: sigma = {1, 4, 1} for x, h1, h: ~1% of pixel values and
             // ~10% of the mean pool5 / fc6 activations.

@@ -2,6 +2,7 @@
 
 mod data;
 mod gradients;
+mod shipped;
 mod train;
 mod weights;
 

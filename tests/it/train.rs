@@ -152,7 +152,7 @@ fn generator_training_resumes_exactly() {
         train_classifier(d, true, &opts(d, 2)).unwrap();
     }
     let o = opts(&a, 3);
-    let mut t = GanTask::new(data(), &o, true, &Device::Cpu).unwrap();
+    let mut t = GanTask::new(data(), &o, true, None, &Device::Cpu).unwrap();
     let card = train::run(&mut t, &o, &Device::Cpu).unwrap().unwrap();
     for k in [
         "evaluator_accuracy_reconstructions",
@@ -165,10 +165,10 @@ fn generator_training_resumes_exactly() {
 
     let mut ob = opts(&b, 3);
     ob.stop_at = Some(5);
-    let mut t = GanTask::new(data(), &ob, true, &Device::Cpu).unwrap();
+    let mut t = GanTask::new(data(), &ob, true, None, &Device::Cpu).unwrap();
     assert!(train::run(&mut t, &ob, &Device::Cpu).unwrap().is_none());
     ob.stop_at = None;
-    let mut t = GanTask::new(data(), &ob, true, &Device::Cpu).unwrap();
+    let mut t = GanTask::new(data(), &ob, true, None, &Device::Cpu).unwrap();
     train::run(&mut t, &ob, &Device::Cpu).unwrap().unwrap();
     same_file_tensors(
         &a.join("generator.safetensors"),

@@ -1,6 +1,10 @@
 //! The DAE prior on `h` of PPGN-h (papers/ppgn-supplementary.txt S9.3): an
 //! MLP trained to undo Gaussian noise of std `sigma` on codes `h`, so that
 //! `(R(h) - h) / sigma^2` estimates `d log p(h) / dh` (Alain & Bengio).
+//!
+//! `R(h) = h + f(h)` with `f` the MLP: the residual form learns only the
+//! denoising step. (A plain bottleneck MLP, as in the paper, measured worse
+//! than returning the noisy input here: test MSE 0.154 against sigma^2 = 0.005.)
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
@@ -21,7 +25,7 @@ impl Default for HDaeConfig {
     fn default() -> Self {
         Self {
             h_dim: 256,
-            hidden: vec![256, 128, 256],
+            hidden: vec![512, 512],
             sigma: 0.1,
         }
     }
@@ -56,7 +60,7 @@ impl HDae {
 }
 
 impl Module for HDae {
-    /// The reconstruction `R(h)`: ReLU between layers, linear output.
+    /// The reconstruction `R(h) = h + f(h)`, `f` with ReLU between layers and a linear output.
     fn forward(&self, h: &Tensor) -> Result<Tensor> {
         let mut x = h.clone();
         let last = self.layers.len() - 1;
@@ -66,6 +70,6 @@ impl Module for HDae {
                 x = x.relu()?;
             }
         }
-        Ok(x)
+        h + x
     }
 }
