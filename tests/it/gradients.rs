@@ -70,10 +70,10 @@ pub fn max_gradient_error(f: &dyn Fn(&Tensor) -> Result<Tensor>, x0: &Tensor, k:
     worst
 }
 
-fn f64_builder(seed: u64) -> (VarMap, VarBuilder<'static>) {
+/// A variable map in f64 and a builder over it; `init_seeded` fills it once the network exists.
+fn f64_builder() -> (VarMap, VarBuilder<'static>) {
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu);
-    let _ = seed;
     (vm, vb)
 }
 
@@ -90,7 +90,7 @@ fn assert_small(name: &str, err: f64) {
 
 #[test]
 fn classifier_input_gradient() {
-    let (vm, vb) = f64_builder(1);
+    let (vm, vb) = f64_builder();
     let net = Classifier::new(&ClassifierConfig::default(), vb).unwrap();
     init_seeded(&vm, 1).unwrap();
     // every code the sampler uses: h1, h and the logits, in one scalar
@@ -103,7 +103,7 @@ fn classifier_input_gradient() {
 
 #[test]
 fn evaluator_input_gradient() {
-    let (vm, vb) = f64_builder(2);
+    let (vm, vb) = f64_builder();
     let net = Evaluator::new(&EvaluatorConfig::default(), vb).unwrap();
     init_seeded(&vm, 2).unwrap();
     let f = |x: &Tensor| Tensor::cat(&[net.features(x)?, net.forward(x)?], 1);
@@ -112,7 +112,7 @@ fn evaluator_input_gradient() {
 
 #[test]
 fn generator_input_gradient() {
-    let (vm, vb) = f64_builder(3);
+    let (vm, vb) = f64_builder();
     let net = Generator::new(&GeneratorConfig::default(), vb).unwrap();
     init_seeded(&vm, 3).unwrap();
     let h = uniform(&[2, 256], 0.0, 2.0, 3);
@@ -121,7 +121,7 @@ fn generator_input_gradient() {
 
 #[test]
 fn discriminator_input_gradient() {
-    let (vm, vb) = f64_builder(4);
+    let (vm, vb) = f64_builder();
     let net = Discriminator::new(&DiscriminatorConfig::default(), vb).unwrap();
     init_seeded(&vm, 4).unwrap();
     let f = |x: &Tensor| ppgn::nn::log_sigmoid(&net.forward(x)?);
@@ -130,7 +130,7 @@ fn discriminator_input_gradient() {
 
 #[test]
 fn h_dae_input_gradient() {
-    let (vm, vb) = f64_builder(5);
+    let (vm, vb) = f64_builder();
     let net = HDae::new(&HDaeConfig::default(), vb).unwrap();
     init_seeded(&vm, 5).unwrap();
     let h = uniform(&[2, 256], 0.0, 2.0, 5);
@@ -139,7 +139,7 @@ fn h_dae_input_gradient() {
 
 #[test]
 fn x_dae_input_gradient() {
-    let (vm, vb) = f64_builder(6);
+    let (vm, vb) = f64_builder();
     let net = XDae::new(&XDaeConfig::default(), vb).unwrap();
     init_seeded(&vm, 6).unwrap();
     assert_small("x-dae", max_gradient_error(&|x| net.score(x), &images(), 8));
