@@ -4,11 +4,13 @@
 
 pub mod cli;
 pub mod data;
+pub mod density;
 pub mod error;
 pub mod eval;
 pub mod fsutil;
 pub mod models;
 pub mod nn;
+pub mod sampler;
 pub mod train;
 
 pub use error::{Error, Result};

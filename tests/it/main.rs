@@ -2,6 +2,7 @@
 
 mod data;
 mod gradients;
+mod samplers;
 mod shipped;
 mod train;
 mod weights;

@@ -1,0 +1,265 @@
+//! Sampler kernels (BlackJAX style): `init` evaluates the target at the
+//! starting positions, `step` moves every chain once. All chains are one
+//! batched tensor; each chain draws its randomness from its own ChaCha
+//! stream, so chain `i` gets the same numbers whatever the batch or the
+//! number of threads. A proposal whose log-density or gradient is not finite
+//! is rejected and counted as a divergence, never propagated.
+
+pub mod adapt;
+pub mod clip;
+pub mod diagnostics;
+pub mod hmc;
+pub mod mala;
+pub mod mala_approx;
+pub mod map;
+pub mod rwmh;
+pub mod schedule;
+
+use candle_core::{DType, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+
+use crate::density::{Eval, Term};
+use crate::error::Result;
+
+/// Where the chains are: position `[chains, ...]`, and the target's value
+/// and gradient there (kept so a step does not recompute them).
+#[derive(Debug, Clone)]
+pub struct State {
+    pub position: Tensor,
+    pub log_density: Option<Vec<f64>>,
+    pub grad: Tensor,
+}
+
+/// What one step did, per chain.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Info {
+    /// Metropolis-Hastings acceptance probability (1 for kernels without MH).
+    pub accept_prob: Vec<f64>,
+    pub accepted: Vec<bool>,
+    pub divergent: Vec<bool>,
+    /// Gradient evaluations spent by this step (per chain; all chains alike).
+    pub grad_evals: usize,
+}
+
+/// A sampler kernel.
+pub trait Kernel {
+    fn name(&self) -> &'static str;
+    /// Checks the kernel can run on `target` (MH kernels need values).
+    fn check(&self, _target: &dyn Term) -> Result<()> {
+        Ok(())
+    }
+    /// Replaces the step-size schedule by a constant (used by adaptation).
+    fn set_step_size(&mut self, eps: f64);
+    /// Moves all chains one step; `t` is the step index (for schedules).
+    fn step(
+        &self,
+        rngs: &mut ChainRngs,
+        state: &State,
+        target: &dyn Term,
+        t: usize,
+    ) -> Result<(State, Info)>;
+}
+
+/// Evaluates the target at `position`.
+pub fn init(position: &Tensor, target: &dyn Term) -> Result<State> {
+    let Eval { log_density, grad } = target.value_and_grad(position)?;
+    Ok(State {
+        position: position.clone(),
+        log_density,
+        grad,
+    })
+}
+
+/// One independent random stream per chain.
+#[derive(Debug, Clone)]
+pub struct ChainRngs(pub Vec<ChaCha8Rng>);
+
+impl ChainRngs {
+    /// Stream `i` of `seed` for chain `i`.
+    pub fn new(seed: u64, chains: usize) -> Self {
+        Self(
+            (0..chains)
+                .map(|i| {
+                    let mut r = ChaCha8Rng::seed_from_u64(seed);
+                    r.set_stream(i as u64);
+                    r
+                })
+                .collect(),
+        )
+    }
+
+    /// Standard normal noise shaped like `like` (`[chains, ...]`), row `i` from stream `i`.
+    pub fn normal_like(&mut self, like: &Tensor) -> Result<Tensor> {
+        let n = like.dim(0)?;
+        let per = like.elem_count() / n.max(1);
+        let mut v = Vec::with_capacity(like.elem_count());
+        for r in self.0.iter_mut().take(n) {
+            v.extend((0..per).map(|_| r.sample::<f64, _>(StandardNormal)));
+        }
+        Ok(Tensor::from_vec(v, like.shape(), like.device())?.to_dtype(like.dtype())?)
+    }
+
+    /// One uniform in [0, 1) per chain.
+    pub fn uniform(&mut self) -> Vec<f64> {
+        self.0.iter_mut().map(|r| r.random::<f64>()).collect()
+    }
+}
+
+/// Per-chain sum over all but the first dimension, as f64.
+pub fn per_chain_sum(t: &Tensor) -> Result<Vec<f64>> {
+    Ok(t.to_dtype(DType::F64)?.flatten_from(1)?.sum(1)?.to_vec1()?)
+}
+
+/// Whether each chain's row of `t` is all finite.
+pub fn finite_rows(t: &Tensor) -> Result<Vec<bool>> {
+    Ok(per_chain_sum(t)?.iter().map(|v| v.is_finite()).collect())
+}
+
+/// Picks, per chain, the row of `a` where `mask[i]` and of `b` otherwise.
+pub fn select_rows(mask: &[bool], a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let n = mask.len();
+    let shape: Vec<usize> = std::iter::once(n)
+        .chain(std::iter::repeat_n(1, a.rank() - 1))
+        .collect();
+    let m: Vec<u8> = mask.iter().map(|&x| x as u8).collect();
+    let m = Tensor::from_vec(m, shape, a.device())?.broadcast_as(a.shape())?;
+    Ok(m.where_cond(a, b)?)
+}
+
+/// The Metropolis-Hastings decision per chain from `log_ratio` (log of the
+/// acceptance ratio, possibly NaN): a non-finite ratio is a rejection and a
+/// divergence.
+pub fn mh_accept(log_ratio: &[f64], rngs: &mut ChainRngs) -> (Vec<f64>, Vec<bool>, Vec<bool>) {
+    let u = rngs.uniform();
+    let mut prob = Vec::with_capacity(log_ratio.len());
+    let mut acc = Vec::with_capacity(log_ratio.len());
+    let mut div = Vec::with_capacity(log_ratio.len());
+    for (lr, u) in log_ratio.iter().zip(u) {
+        if lr.is_nan() || *lr == f64::INFINITY {
+            prob.push(0.0);
+            acc.push(false);
+            div.push(true);
+        } else {
+            let p = lr.min(0.0).exp();
+            prob.push(p);
+            acc.push(u < p);
+            div.push(false);
+        }
+    }
+    (prob, acc, div)
+}
+
+/// The new state from an accept mask: accepted chains take the proposal.
+pub fn merge(accepted: &[bool], proposal: &State, current: &State) -> Result<State> {
+    let log_density = match (&proposal.log_density, &current.log_density) {
+        (Some(p), Some(c)) => Some(
+            accepted
+                .iter()
+                .enumerate()
+                .map(|(i, &a)| if a { p[i] } else { c[i] })
+                .collect(),
+        ),
+        _ => None,
+    };
+    Ok(State {
+        position: select_rows(accepted, &proposal.position, &current.position)?,
+        log_density,
+        grad: select_rows(accepted, &proposal.grad, &current.grad)?,
+    })
+}
+
+/// The outcome of [`sample`]: the kept states' positions and per-step info.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Positions after each kept step, `[chains, ...]` each.
+    pub positions: Vec<Tensor>,
+    /// Per-chain log-density after each kept step, when the target has values.
+    pub log_density: Vec<Option<Vec<f64>>>,
+    /// Info of every step, warm-up included.
+    pub infos: Vec<Info>,
+    /// The step size used after warm-up when adapted.
+    pub adapted_step: Option<f64>,
+    pub last: State,
+}
+
+impl Run {
+    /// Coordinate `j` of the flattened position, as `[chain][draw]`.
+    pub fn coordinate(&self, j: usize) -> Result<Vec<Vec<f64>>> {
+        let n = self.positions.first().map_or(Ok(0), |p| p.dim(0))?;
+        let mut out = vec![Vec::with_capacity(self.positions.len()); n];
+        for p in &self.positions {
+            let col: Vec<f64> = p
+                .to_dtype(DType::F64)?
+                .flatten_from(1)?
+                .narrow(1, j, 1)?
+                .squeeze(1)?
+                .to_vec1()?;
+            for (c, v) in col.into_iter().enumerate() {
+                out[c].push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Mean acceptance probability over chains and steps after `skip` steps.
+    pub fn mean_accept(&self, skip: usize) -> f64 {
+        let v: Vec<f64> = self.infos[skip..]
+            .iter()
+            .flat_map(|i| i.accept_prob.iter().copied())
+            .collect();
+        v.iter().sum::<f64>() / v.len().max(1) as f64
+    }
+
+    pub fn divergences(&self) -> usize {
+        self.infos
+            .iter()
+            .map(|i| i.divergent.iter().filter(|&&d| d).count())
+            .sum()
+    }
+}
+
+/// Runs `warmup + draws` steps of `kernel` from `start`, keeping the states
+/// after warm-up. With `adapt`, the step size is tuned by dual averaging
+/// during warm-up and fixed to its averaged value afterwards.
+pub fn sample(
+    kernel: &mut dyn Kernel,
+    target: &dyn Term,
+    start: &Tensor,
+    warmup: usize,
+    draws: usize,
+    rngs: &mut ChainRngs,
+    mut adapt: Option<adapt::DualAveraging>,
+) -> Result<Run> {
+    kernel.check(target)?;
+    let mut state = init(start, target)?;
+    let mut run = Run {
+        positions: Vec::with_capacity(draws),
+        log_density: Vec::with_capacity(draws),
+        infos: Vec::with_capacity(warmup + draws),
+        adapted_step: None,
+        last: state.clone(),
+    };
+    for t in 0..warmup + draws {
+        let (next, info) = kernel.step(rngs, &state, target, t)?;
+        state = next;
+        if let Some(da) = adapt.as_mut() {
+            if t < warmup {
+                let a = info.accept_prob.iter().sum::<f64>() / info.accept_prob.len() as f64;
+                kernel.set_step_size(da.update(a));
+            }
+            if t + 1 == warmup {
+                kernel.set_step_size(da.final_step());
+                run.adapted_step = Some(da.final_step());
+            }
+        }
+        run.infos.push(info);
+        if t >= warmup {
+            run.positions.push(state.position.clone());
+            run.log_density.push(state.log_density.clone());
+        }
+    }
+    run.last = state;
+    Ok(run)
+}

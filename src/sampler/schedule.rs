@@ -1,0 +1,64 @@
+//! Step-size and noise schedules (papers/gradient-based-inference.txt §3).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Schedule {
+    Constant {
+        value: f64,
+    },
+    /// Linear from `start` at step 0 to `end` at step `steps - 1` (DGN-AM's learning rate).
+    Linear {
+        start: f64,
+        end: f64,
+        steps: usize,
+    },
+    /// Teh et al.'s decaying step `a (b + t)^(-gamma)`, `gamma` in (0.5, 1].
+    Polynomial {
+        a: f64,
+        b: f64,
+        gamma: f64,
+    },
+    /// Annealed noise variance `eta / (1 + t)^0.55` (Neelakantan et al.); the
+    /// value is the variance.
+    Annealed {
+        eta: f64,
+    },
+}
+
+impl Schedule {
+    pub fn at(&self, t: usize) -> f64 {
+        let tf = t as f64;
+        match *self {
+            Schedule::Constant { value } => value,
+            Schedule::Linear { start, end, steps } => {
+                if steps <= 1 {
+                    start
+                } else {
+                    start + (end - start) * (tf.min((steps - 1) as f64) / (steps - 1) as f64)
+                }
+            }
+            Schedule::Polynomial { a, b, gamma } => a * (b + tf).powf(-gamma),
+            Schedule::Annealed { eta } => eta / (1.0 + tf).powf(0.55),
+        }
+    }
+
+    /// Checks the schedule only produces finite, non-negative values.
+    pub fn validate(&self, what: &str) -> crate::Result<()> {
+        let bad = |v: f64| !(v.is_finite() && v >= 0.0);
+        let ok = match *self {
+            Schedule::Constant { value } => !bad(value),
+            Schedule::Linear { start, end, .. } => !bad(start) && !bad(end),
+            Schedule::Polynomial { a, b, gamma } => !bad(a) && b > 0.0 && gamma > 0.0,
+            Schedule::Annealed { eta } => !bad(eta),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(crate::Error::Invalid(format!(
+                "{what}: schedule {self:?} must give finite non-negative values (and b > 0, gamma > 0)"
+            )))
+        }
+    }
+}
