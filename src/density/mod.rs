@@ -4,6 +4,9 @@
 //! a model (DESIGN.md: data flows `models -> density -> sampler`).
 
 pub mod analytic;
+pub mod condition;
+pub mod image;
+pub mod prior;
 
 use candle_core::{Tensor, Var};
 

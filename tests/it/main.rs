@@ -4,6 +4,7 @@ mod data;
 mod gradients;
 mod samplers;
 mod shipped;
+mod stack_sampling;
 mod train;
 mod weights;
 

@@ -1,0 +1,188 @@
+//! Conditions `log p(y | x)` with `x = decode(position)`: a class of a
+//! classifier (papers/ppgn-supplementary.txt Table S2: the gradient of the
+//! logit, of the softmax probability, or of the log-softmax, the default
+//! and the only one that is a log-density) or a hidden neuron (a unit of a
+//! fully connected layer, or a channel of a convolutional one at a spatial
+//! position). With `decode = G` the position is the code `h` (PPGN-h); with
+//! the identity it is the image itself (PPGN-x).
+
+use std::sync::Arc;
+
+use candle_core::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::{autodiff, Eval, Term};
+use crate::error::{Error, Result};
+
+/// A differentiable function of a batch, e.g. `G`, `C`, or a layer of `E`.
+pub type Net = Arc<dyn Fn(&Tensor) -> candle_core::Result<Tensor> + Send + Sync>;
+
+/// The identity, for conditions on images sampled directly.
+pub fn identity() -> Net {
+    Arc::new(|x: &Tensor| Ok(x.clone()))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClassGradient {
+    /// `d a_y / dx`, the pre-softmax unit (DGN-AM).
+    Logit,
+    /// `d p_y / dx`.
+    Softmax,
+    /// `d log p_y / dx` (default; a true log-density).
+    #[default]
+    LogSoftmax,
+}
+
+/// One class per chain.
+pub struct ClassCondition {
+    pub decode: Net,
+    pub logits: Net,
+    pub classes: Vec<usize>,
+    pub num_classes: usize,
+    pub gradient: ClassGradient,
+}
+
+impl ClassCondition {
+    /// `[n, K]` one-hot rows of the chains' classes, in `dtype`.
+    fn one_hot(&self, n: usize, dtype: DType, dev: &candle_core::Device) -> Result<Tensor> {
+        if self.classes.len() != n {
+            return Err(Error::Invalid(format!(
+                "class condition has {} classes for {n} chains",
+                self.classes.len()
+            )));
+        }
+        let mut v = vec![0f32; n * self.num_classes];
+        for (i, &c) in self.classes.iter().enumerate() {
+            v[i * self.num_classes + c] = 1.0;
+        }
+        Ok(Tensor::from_vec(v, (n, self.num_classes), dev)?.to_dtype(dtype)?)
+    }
+
+    /// `p(y | decode(position))` per chain, without gradients.
+    pub fn probability(&self, position: &Tensor) -> Result<Vec<f64>> {
+        let logits = (self.logits)(&(self.decode)(&position.detach())?)?;
+        let oh = self.one_hot(position.dim(0)?, logits.dtype(), logits.device())?;
+        let lp = (candle_nn::ops::log_softmax(&logits, 1)? * oh)?.sum(1)?;
+        Ok(lp.exp()?.to_dtype(DType::F64)?.to_vec1()?)
+    }
+}
+
+impl Term for ClassCondition {
+    fn name(&self) -> String {
+        format!("class-{:?}", self.gradient).to_lowercase()
+    }
+    fn has_value(&self) -> bool {
+        self.gradient == ClassGradient::LogSoftmax
+    }
+    fn value_hint(&self) -> String {
+        "use the log-softmax class gradient, the only one that is a log-density".into()
+    }
+    fn value_and_grad(&self, position: &Tensor) -> Result<Eval> {
+        let n = position.dim(0)?;
+        let oh = self.one_hot(n, position.dtype(), position.device())?;
+        let (decode, logits, g) = (&self.decode, &self.logits, self.gradient);
+        let mut e = autodiff(position, |h| {
+            let a = logits(&decode(h)?)?;
+            let oh = oh.to_dtype(a.dtype())?;
+            let s = match g {
+                ClassGradient::Logit => a,
+                // log-softmax has an exact backward in candle; softmax_last_dim does not
+                ClassGradient::Softmax => candle_nn::ops::log_softmax(&a, 1)?.exp()?,
+                ClassGradient::LogSoftmax => candle_nn::ops::log_softmax(&a, 1)?,
+            };
+            (s * oh)?.sum(1)
+        })?;
+        if !self.has_value() {
+            e.log_density = None;
+        }
+        Ok(e)
+    }
+}
+
+/// Which hidden unit: `unit` of a `[n, units]` layer, or channel `unit` at
+/// `(y, x)` of an NHWC `[n, h, w, c]` layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Neuron {
+    pub unit: usize,
+    pub at: Option<(usize, usize)>,
+}
+
+/// Maximises one hidden unit's activation (not a log-density).
+pub struct NeuronCondition {
+    pub decode: Net,
+    pub layer: Net,
+    pub layer_name: String,
+    pub neuron: Neuron,
+}
+
+impl NeuronCondition {
+    /// The chosen unit's activation per chain, `[n]`.
+    pub fn activation(&self, act: &Tensor) -> candle_core::Result<Tensor> {
+        let Neuron { unit, at } = self.neuron;
+        match (act.rank(), at) {
+            (2, None) => act.narrow(1, unit, 1)?.squeeze(1),
+            (4, Some((y, x))) => act
+                .narrow(1, y, 1)?
+                .narrow(2, x, 1)?
+                .narrow(3, unit, 1)?
+                .flatten_from(1)?
+                .squeeze(1),
+            (4, None) => {
+                // the centre of the map when no position is given
+                let (_, h, w, _) = act.dims4()?;
+                act.narrow(1, h / 2, 1)?
+                    .narrow(2, w / 2, 1)?
+                    .narrow(3, unit, 1)?
+                    .flatten_from(1)?
+                    .squeeze(1)
+            }
+            (r, _) => candle_core::bail!(
+                "layer {} has rank {r}: a neuron needs a [n, units] or [n, h, w, c] layer",
+                self.layer_name
+            ),
+        }
+    }
+
+    /// Checks the neuron exists in the layer's output for `position`.
+    pub fn validate(&self, position: &Tensor) -> Result<()> {
+        let act = (self.layer)(&(self.decode)(&position.narrow(0, 0, 1)?)?)?;
+        let dims = act.dims().to_vec();
+        let ok = match (dims.len(), self.neuron.at) {
+            (2, None) => self.neuron.unit < dims[1],
+            (4, Some((y, x))) => y < dims[1] && x < dims[2] && self.neuron.unit < dims[3],
+            (4, None) => self.neuron.unit < dims[3],
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Invalid(format!(
+                "neuron {:?} does not exist in layer {} of shape {:?} (per image {:?})",
+                self.neuron,
+                self.layer_name,
+                dims,
+                &dims[1..]
+            )))
+        }
+    }
+}
+
+impl Term for NeuronCondition {
+    fn name(&self) -> String {
+        format!("neuron-{}:{}", self.layer_name, self.neuron.unit)
+    }
+    fn has_value(&self) -> bool {
+        false
+    }
+    fn value_hint(&self) -> String {
+        "a neuron's activation is not a log-density; sample it with map or mala-approx".into()
+    }
+    fn value_and_grad(&self, position: &Tensor) -> Result<Eval> {
+        let mut e = autodiff(position, |h| {
+            self.activation(&(self.layer)(&(self.decode)(h)?)?)
+        })?;
+        e.log_density = None;
+        Ok(e)
+    }
+}

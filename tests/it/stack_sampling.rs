@@ -1,0 +1,260 @@
+//! Every kernel on the real Fashion-MNIST stack: 20 steps at batch 8 from
+//! the codes of T-shirts, conditioned on "Sneaker", must raise the
+//! classifier's probability of the target class. Plus the model-based terms'
+//! gradients against finite differences.
+
+use candle_core::{DType, Device, Tensor};
+
+use ppgn::data::fashion_mnist::{self, Split};
+use ppgn::density::condition::{ClassCondition, ClassGradient, Neuron, NeuronCondition};
+use ppgn::density::image::{clamp_known, InpaintContext, TotalVariation};
+use ppgn::density::prior::{DaePrior, GaussianPrior, JointPrior};
+use ppgn::density::{Sum, Term};
+use ppgn::models::fashion::Stack;
+use ppgn::sampler::clip::Clip;
+use ppgn::sampler::hmc::Hmc;
+use ppgn::sampler::mala::Mala;
+use ppgn::sampler::mala_approx::MalaApprox;
+use ppgn::sampler::map::Map;
+use ppgn::sampler::rwmh::RandomWalk;
+use ppgn::sampler::schedule::Schedule;
+use ppgn::sampler::{sample, ChainRngs, Kernel};
+
+const SNEAKER: usize = 7;
+
+fn stack() -> Stack {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fashion-mnist");
+    Stack::load(&dir, DType::F32, &Device::Cpu).unwrap()
+}
+
+/// Codes of the first 8 T-shirts of the test set, `[8, 256]`.
+fn tshirt_codes(s: &Stack) -> (Tensor, Tensor) {
+    let test = fashion_mnist::load(&fashion_mnist::resolve_dir(None), Split::Test).unwrap();
+    let idx: Vec<usize> = (0..test.len())
+        .filter(|&i| test.labels[i] == 0)
+        .take(8)
+        .collect();
+    let x = test.images_tensor(&idx, &Device::Cpu).unwrap();
+    (s.classifier.encode(&x).unwrap(), x)
+}
+
+fn condition(s: &Stack, gradient: ClassGradient) -> ClassCondition {
+    ClassCondition {
+        decode: s.generator_net(),
+        logits: s.classifier_net(),
+        classes: vec![SNEAKER; 8],
+        num_classes: 10,
+        gradient,
+    }
+}
+
+/// Mean log-probability over chains (probabilities start near 1e-8, so
+/// the log shows the movement).
+fn mean(v: &[f64]) -> f64 {
+    v.iter().map(|p| p.max(1e-300).ln()).sum::<f64>() / v.len() as f64
+}
+
+#[test]
+fn every_kernel_raises_the_class_probability_on_the_real_stack() {
+    let s = stack();
+    let (h0, _) = tshirt_codes(&s);
+    let p0 = mean(
+        &condition(&s, ClassGradient::LogSoftmax)
+            .probability(&h0)
+            .unwrap(),
+    );
+    let exact = || {
+        Sum::new(vec![
+            (1.0, Box::new(GaussianPrior::new(5.0)) as Box<dyn Term>),
+            (1.0, Box::new(condition(&s, ClassGradient::LogSoftmax))),
+        ])
+    };
+    let ppgn = || {
+        Sum::new(vec![
+            (
+                1e-5,
+                Box::new(JointPrior {
+                    encode: s.encoder_net(),
+                    decode: s.generator_net(),
+                }) as Box<dyn Term>,
+            ),
+            (1.0, Box::new(condition(&s, ClassGradient::LogSoftmax))),
+        ])
+    };
+    let clip = Clip::new_box(0.0, 30.0).unwrap();
+    let cases: Vec<(Box<dyn Kernel>, Sum)> = vec![
+        (
+            Box::new(Map {
+                lr: Schedule::Linear {
+                    start: 0.5,
+                    end: 0.1,
+                    steps: 20,
+                },
+                decay: 0.01,
+                clip: Some(clip.clone()),
+            }),
+            exact(),
+        ),
+        (
+            Box::new(MalaApprox {
+                step: Schedule::Constant { value: 0.1 },
+                eps3: 1e-17,
+                normalise: true,
+                clip: Some(clip.clone()),
+            }),
+            ppgn(),
+        ),
+        (
+            Box::new(RandomWalk {
+                scale: Schedule::Constant { value: 0.2 },
+            }),
+            exact(),
+        ),
+        (
+            Box::new(Mala::new(Schedule::Constant { value: 0.005 })),
+            exact(),
+        ),
+        (
+            Box::new(Hmc {
+                step: Schedule::Constant { value: 0.02 },
+                leapfrog_steps: 5,
+                jitter: 0.1,
+                clip: None,
+            }),
+            exact(),
+        ),
+    ];
+    for (mut k, target) in cases {
+        let mut rngs = ChainRngs::new(11, 8);
+        let r = sample(k.as_mut(), &target, &h0, 0, 20, &mut rngs, None).unwrap();
+        let p = mean(
+            &condition(&s, ClassGradient::LogSoftmax)
+                .probability(&r.last.position)
+                .unwrap(),
+        );
+        eprintln!(
+            "{}: mean log p(sneaker) {p0:.3} -> {p:.3}, accept {:.2}",
+            k.name(),
+            r.mean_accept(0)
+        );
+        assert!(
+            p > p0 + 1.0,
+            "{}: mean log p(sneaker) {p0:.3} -> {p:.3}",
+            k.name()
+        );
+        assert_eq!(r.divergences(), 0, "{}", k.name());
+    }
+}
+
+/// Relative error of the term's gradient along a random direction, by
+/// central differences of its value in f64 (the stack converted to f64).
+fn directional_error(term: &dyn Term, x: &Tensor) -> f64 {
+    let x = x.to_dtype(DType::F64).unwrap();
+    let mut r = ChainRngs::new(3, x.dim(0).unwrap());
+    let d = r.normal_like(&x).unwrap();
+    let g = term.value_and_grad(&x).unwrap().grad;
+    let analytic: f64 = (g * &d).unwrap().sum_all().unwrap().to_scalar().unwrap();
+    let eps = 1e-5;
+    let v = |t: &Tensor| -> f64 {
+        term.value_and_grad(t)
+            .unwrap()
+            .log_density
+            .unwrap()
+            .iter()
+            .sum()
+    };
+    let fd = (v(&(&x + (&d * eps).unwrap()).unwrap()) - v(&(&x - (&d * eps).unwrap()).unwrap()))
+        / (2.0 * eps);
+    (analytic - fd).abs() / analytic.abs().max(fd.abs())
+}
+
+#[test]
+fn model_terms_have_exact_gradients_in_f64() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fashion-mnist");
+    let s = Stack::load(&dir, DType::F64, &Device::Cpu).unwrap();
+    let s32 = stack();
+    let (h0, x0) = tshirt_codes(&s32);
+    let c = ClassCondition {
+        classes: vec![SNEAKER; 8],
+        ..condition(&s, ClassGradient::LogSoftmax)
+    };
+    assert!(directional_error(&c, &h0) < 1e-5);
+    let tv = TotalVariation {
+        decode: s.generator_net(),
+    };
+    assert!(directional_error(&tv, &h0) < 1e-5);
+    let mut mask = vec![0f64; 28 * 28];
+    for y in 8..20 {
+        for x in 8..20 {
+            mask[y * 28 + x] = 1.0;
+        }
+    }
+    let mask = Tensor::from_vec(mask, (1, 28, 28, 1), &Device::Cpu).unwrap();
+    let ctx = InpaintContext::new(
+        s.generator_net(),
+        x0.to_dtype(DType::F64).unwrap(),
+        mask.clone(),
+    )
+    .unwrap();
+    assert!(directional_error(&ctx, &h0) < 1e-5);
+    // clamping keeps the known pixels exactly and the unknown ones from x
+    let filled = clamp_known(&Tensor::ones_like(&x0).unwrap(), &x0, &mask).unwrap();
+    let f: Vec<f32> = filled.flatten_all().unwrap().to_vec1().unwrap();
+    let o: Vec<f32> = x0.flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(f[0], o[0]);
+    assert_eq!(f[10 * 28 + 10], 1.0);
+}
+
+#[test]
+fn gradient_only_terms_and_neurons() {
+    let s = stack();
+    let (h0, x0) = tshirt_codes(&s);
+    let (r, sigma) = s.h_dae_net().unwrap();
+    let dae = DaePrior {
+        reconstruct: r,
+        sigma,
+        label: "h-dae",
+    };
+    let e = dae.value_and_grad(&h0).unwrap();
+    assert!(e.log_density.is_none() && e.grad.dims() == h0.dims());
+    // the DAE's score points from noisy codes back toward the data
+    let noisy = (&h0
+        + ChainRngs::new(1, 8)
+            .normal_like(&h0)
+            .unwrap()
+            .affine(sigma, 0.0)
+            .unwrap())
+    .unwrap();
+    let score = dae.value_and_grad(&noisy).unwrap().grad;
+    let back: f64 = (score * (&h0 - &noisy).unwrap())
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap() as f64;
+    assert!(back > 0.0, "score . (clean - noisy) = {back}");
+
+    let neuron = NeuronCondition {
+        decode: ppgn::density::condition::identity(),
+        layer: s.layer_net("h1").unwrap(),
+        layer_name: "h1".into(),
+        neuron: Neuron {
+            unit: 3,
+            at: Some((3, 3)),
+        },
+    };
+    neuron.validate(&x0).unwrap();
+    let bad = NeuronCondition {
+        neuron: Neuron {
+            unit: 999,
+            at: Some((3, 3)),
+        },
+        ..neuron
+    };
+    let msg = bad.validate(&x0).unwrap_err().to_string();
+    assert!(
+        msg.contains("does not exist") && msg.contains("h1"),
+        "{msg}"
+    );
+    assert!(s.layer_net("pool9").is_err());
+}
