@@ -212,12 +212,72 @@ impl Run {
         v.iter().sum::<f64>() / v.len().max(1) as f64
     }
 
+    /// The per-chain log-density after each kept step, as `[chain][draw]`.
+    pub fn log_density_draws(&self) -> Option<Vec<Vec<f64>>> {
+        let first = self.log_density.first()?.as_ref()?;
+        let mut out = vec![Vec::with_capacity(self.log_density.len()); first.len()];
+        for ld in &self.log_density {
+            for (c, v) in ld.as_ref()?.iter().enumerate() {
+                out[c].push(*v);
+            }
+        }
+        Some(out)
+    }
+
+    /// Acceptance, divergences, gradient cost, and bulk ESS / split R-hat of
+    /// the log-density (when there is one) and of the first `coords` coordinates.
+    pub fn summary(&self, coords: usize) -> Result<Summary> {
+        let mut projections = Vec::new();
+        if let Some(ld) = self.log_density_draws() {
+            projections.push(("log_density".to_string(), ld));
+        }
+        let dim = self
+            .positions
+            .first()
+            .map_or(0, |p| p.elem_count() / p.dim(0).unwrap_or(1).max(1));
+        for j in 0..coords.min(dim) {
+            projections.push((format!("x[{j}]"), self.coordinate(j)?));
+        }
+        let enough = self.positions.len() >= 4;
+        Ok(Summary {
+            accept_rate: self.mean_accept(0),
+            divergences: self.divergences(),
+            grad_evals: self.infos.iter().map(|i| i.grad_evals).sum(),
+            projections: projections
+                .into_iter()
+                .filter(|_| enough)
+                .map(|(name, d)| ProjectionSummary {
+                    bulk_ess: diagnostics::bulk_ess(&d),
+                    split_rhat: diagnostics::rank_rhat(&d),
+                    name,
+                })
+                .collect(),
+        })
+    }
+
     pub fn divergences(&self) -> usize {
         self.infos
             .iter()
             .map(|i| i.divergent.iter().filter(|&&d| d).count())
             .sum()
     }
+}
+
+/// Convergence diagnostics of a run (see [`Run::summary`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub accept_rate: f64,
+    pub divergences: usize,
+    /// Per chain, warm-up included.
+    pub grad_evals: usize,
+    pub projections: Vec<ProjectionSummary>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProjectionSummary {
+    pub name: String,
+    pub bulk_ess: f64,
+    pub split_rhat: f64,
 }
 
 /// Runs `warmup + draws` steps of `kernel` from `start`, keeping the states

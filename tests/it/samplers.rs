@@ -539,3 +539,27 @@ fn per_unit_clip_bounds_come_from_codes() {
     assert_eq!(y[1], vec![1.0, 1.0]);
     assert!(Clip::new_box(1.0, 0.0).is_err());
 }
+
+#[test]
+fn summary_tells_converged_from_stuck_chains() {
+    let g = gaussian_2d();
+    let mut k = RandomWalk {
+        scale: Schedule::Constant { value: 1.2 },
+    };
+    let r = run(&mut k, &g, 8, 2, 300, 1000, None);
+    let s = r.summary(2).unwrap();
+    assert_eq!(s.projections.len(), 3);
+    assert_eq!(s.grad_evals, 1300);
+    for p in &s.projections {
+        assert!(p.split_rhat < 1.05 && p.bulk_ess > 100.0, "{p:?}");
+    }
+    // tiny steps from starts spread over +-30: the chains have not met
+    let mut k = RandomWalk {
+        scale: Schedule::Constant { value: 0.01 },
+    };
+    let mut rngs = ChainRngs::new(1, 8);
+    let x0 = (start(8, 2, 2) * 30.0).unwrap();
+    let r = sample(&mut k, &g, &x0, 0, 200, &mut rngs, None).unwrap();
+    let s = r.summary(2).unwrap();
+    assert!(s.projections.iter().all(|p| p.split_rhat > 1.5), "{s:?}");
+}
