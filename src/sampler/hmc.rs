@@ -3,11 +3,12 @@
 //! `exp(H(x, p) - H(x', p'))`, `H = -log p(x) + |p|^2 / 2`. A divergence
 //! is an energy error above 1000 or a non-finite one (Stan's rule).
 
-use candle_core::Tensor;
-
 use super::clip::Clip;
 use super::schedule::Schedule;
-use super::{finite_rows, init, merge, mh_accept, per_chain_sum, ChainRngs, Info, Kernel, State};
+use super::{
+    finite_rows, init, merge, mh_accept, no_values, per_chain_sum, per_chain_tensor, ChainRngs,
+    Info, Kernel, State,
+};
 use crate::density::{require_value, Term};
 use crate::error::Result;
 
@@ -54,18 +55,13 @@ impl Kernel for Hmc {
         t: usize,
     ) -> Result<(State, Info)> {
         let base = self.step.at(t);
-        let n = s.position.dim(0)?;
         let u = rngs.uniform();
         let per_chain: Vec<f64> = u
             .iter()
             .map(|u| base * (1.0 + self.jitter * (2.0 * u - 1.0)))
             .collect();
-        let shape: Vec<usize> = std::iter::once(n)
-            .chain(std::iter::repeat_n(1, s.position.rank() - 1))
-            .collect();
         // [chains, 1, ...], broadcast over each chain's coordinates
-        let eps = Tensor::from_vec(per_chain, shape, s.position.device())?
-            .to_dtype(s.position.dtype())?;
+        let eps = per_chain_tensor(per_chain, &s.position)?;
         let half = (&eps * 0.5)?;
         let p0 = rngs.normal_like(&s.position)?;
         let mut p = (&p0 + s.grad.broadcast_mul(&half)?)?;
@@ -87,11 +83,8 @@ impl Kernel for Hmc {
         }
         let k0 = per_chain_sum(&p0.sqr()?)?;
         let k1 = per_chain_sum(&p.sqr()?)?;
-        let lp = s.log_density.as_ref().expect("checked: target has values");
-        let lq = cur
-            .log_density
-            .as_ref()
-            .expect("checked: target has values");
+        let lp = s.log_density.as_ref().ok_or_else(no_values)?;
+        let lq = cur.log_density.as_ref().ok_or_else(no_values)?;
         let finite = finite_rows(&cur.grad)?;
         let mut energy_blowup = vec![false; lp.len()];
         let log_ratio: Vec<f64> = (0..lp.len())

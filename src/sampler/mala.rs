@@ -11,7 +11,9 @@ use candle_core::Tensor;
 
 use super::clip::Clip;
 use super::schedule::Schedule;
-use super::{finite_rows, init, merge, mh_accept, per_chain_sum, ChainRngs, Info, Kernel, State};
+use super::{
+    init, log_ratios, merge, mh_accept, no_values, per_chain_sum, ChainRngs, Info, Kernel, State,
+};
 use crate::density::{require_value, Term};
 use crate::error::Result;
 
@@ -71,21 +73,9 @@ impl Kernel for Mala {
         let prop = init(&x, target)?;
         let fwd = log_q(&prop.position, s, tau, var)?;
         let bwd = log_q(&s.position, &prop, tau, var)?;
-        let lp = s.log_density.as_ref().expect("checked: target has values");
-        let lq = prop
-            .log_density
-            .as_ref()
-            .expect("checked: target has values");
-        let finite = finite_rows(&prop.grad)?;
-        let log_ratio: Vec<f64> = (0..lp.len())
-            .map(|i| {
-                if finite[i] {
-                    lq[i] - lp[i] + bwd[i] - fwd[i]
-                } else {
-                    f64::NAN
-                }
-            })
-            .collect();
+        let lp = s.log_density.as_ref().ok_or_else(no_values)?;
+        let lq = prop.log_density.as_ref().ok_or_else(no_values)?;
+        let log_ratio = log_ratios(&prop, |i| lq[i] - lp[i] + bwd[i] - fwd[i])?;
         let (accept_prob, accepted, divergent) = mh_accept(&log_ratio, rngs);
         Ok((
             merge(&accepted, &prop, s)?,

@@ -7,7 +7,9 @@
 
 use super::clip::Clip;
 use super::schedule::Schedule;
-use super::{finite_rows, init, per_chain_sum, ChainRngs, Info, Kernel, State};
+use super::{
+    init, move_unless_divergent, per_chain_sum, per_chain_tensor, ChainRngs, Info, Kernel, State,
+};
 use crate::density::Term;
 use crate::error::Result;
 
@@ -53,11 +55,7 @@ impl Kernel for MalaApprox {
                 .into_iter()
                 .map(|v| if v > 0.0 { per / v } else { 0.0 })
                 .collect();
-            let shape: Vec<usize> = std::iter::once(n)
-                .chain(std::iter::repeat_n(1, s.position.rank() - 1))
-                .collect();
-            let scale = candle_core::Tensor::from_vec(mean_abs, shape, s.position.device())?
-                .to_dtype(s.position.dtype())?;
+            let scale = per_chain_tensor(mean_abs, &s.position)?;
             update = update.broadcast_mul(&scale)?;
         }
         let mut x = (&s.position + update)?;
@@ -67,18 +65,7 @@ impl Kernel for MalaApprox {
         if let Some(c) = &self.clip {
             x = c.apply(&x)?;
         }
-        let prop = init(&x, target)?;
-        // a non-finite gradient would poison the chain: keep the old state
-        let ok = finite_rows(&prop.grad)?;
-        let next = super::merge(&ok, &prop, s)?;
-        Ok((
-            next,
-            Info {
-                accept_prob: vec![1.0; n],
-                accepted: ok.clone(),
-                divergent: ok.iter().map(|v| !v).collect(),
-                grad_evals: 1,
-            },
-        ))
+        // a non-finite gradient would poison the chain: it keeps its old state
+        move_unless_divergent(&init(&x, target)?, s)
     }
 }

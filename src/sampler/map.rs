@@ -5,7 +5,7 @@
 
 use super::clip::Clip;
 use super::schedule::Schedule;
-use super::{finite_rows, init, merge, ChainRngs, Info, Kernel, State};
+use super::{init, move_unless_divergent, ChainRngs, Info, Kernel, State};
 use crate::density::Term;
 use crate::error::Result;
 
@@ -32,22 +32,11 @@ impl Kernel for Map {
         target: &dyn Term,
         t: usize,
     ) -> Result<(State, Info)> {
-        let n = s.position.dim(0)?;
         let g = (&s.grad - (&s.position * self.decay)?)?;
         let mut x = (&s.position + (g * self.lr.at(t))?)?;
         if let Some(c) = &self.clip {
             x = c.apply(&x)?;
         }
-        let prop = init(&x, target)?;
-        let ok = finite_rows(&prop.grad)?;
-        Ok((
-            merge(&ok, &prop, s)?,
-            Info {
-                accept_prob: vec![1.0; n],
-                accepted: ok.clone(),
-                divergent: ok.iter().map(|v| !v).collect(),
-                grad_evals: 1,
-            },
-        ))
+        move_unless_divergent(&init(&x, target)?, s)
     }
 }

@@ -117,15 +117,57 @@ pub fn finite_rows(t: &Tensor) -> Result<Vec<bool>> {
     Ok(per_chain_sum(t)?.iter().map(|v| v.is_finite()).collect())
 }
 
+/// The error of an MH kernel stepped on a state without log-density values
+/// (`sample` checks the target first; this guards direct calls of `step`).
+pub fn no_values() -> crate::Error {
+    crate::Error::Invalid(
+        "this kernel's accept/reject step needs log-density values; the target has only gradients \
+         (check it with Kernel::check, or use map or mala-approx)"
+            .into(),
+    )
+}
+
+/// One value per chain as a `[chains, 1, ...]` tensor that broadcasts over
+/// each chain's coordinates of `like`.
+pub fn per_chain_tensor(values: Vec<f64>, like: &Tensor) -> Result<Tensor> {
+    let shape: Vec<usize> = std::iter::once(values.len())
+        .chain(std::iter::repeat_n(1, like.rank() - 1))
+        .collect();
+    Ok(Tensor::from_vec(values, shape, like.device())?.to_dtype(like.dtype())?)
+}
+
 /// Picks, per chain, the row of `a` where `mask[i]` and of `b` otherwise.
 pub fn select_rows(mask: &[bool], a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let n = mask.len();
-    let shape: Vec<usize> = std::iter::once(n)
-        .chain(std::iter::repeat_n(1, a.rank() - 1))
-        .collect();
-    let m: Vec<u8> = mask.iter().map(|&x| x as u8).collect();
-    let m = Tensor::from_vec(m, shape, a.device())?.broadcast_as(a.shape())?;
+    let m = per_chain_tensor(mask.iter().map(|&x| x as u8 as f64).collect(), a)?
+        .to_dtype(DType::U8)?
+        .broadcast_as(a.shape())?;
     Ok(m.where_cond(a, b)?)
+}
+
+/// The step of a kernel without accept/reject (MAP, MALA-approx): every
+/// chain moves to the proposal unless its gradient is not finite, which
+/// keeps the old state and counts a divergence.
+pub fn move_unless_divergent(proposal: &State, current: &State) -> Result<(State, Info)> {
+    let ok = finite_rows(&proposal.grad)?;
+    Ok((
+        merge(&ok, proposal, current)?,
+        Info {
+            accept_prob: vec![1.0; ok.len()],
+            divergent: ok.iter().map(|v| !v).collect(),
+            accepted: ok,
+            grad_evals: 1,
+        },
+    ))
+}
+
+/// Log acceptance ratios per chain from `f(i)`, NaN (a rejection and a
+/// divergence in [`mh_accept`]) where the proposal's gradient is not finite.
+pub fn log_ratios(proposal: &State, f: impl Fn(usize) -> f64) -> Result<Vec<f64>> {
+    Ok(finite_rows(&proposal.grad)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, ok)| if ok { f(i) } else { f64::NAN })
+        .collect())
 }
 
 /// The Metropolis-Hastings decision per chain from `log_ratio` (log of the

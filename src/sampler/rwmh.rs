@@ -2,7 +2,7 @@
 //! probability `min(1, p(x') / p(x))` (symmetric proposal).
 
 use super::schedule::Schedule;
-use super::{finite_rows, init, merge, mh_accept, ChainRngs, Info, Kernel, State};
+use super::{init, log_ratios, merge, mh_accept, no_values, ChainRngs, Info, Kernel, State};
 use crate::density::{require_value, Term};
 use crate::error::Result;
 
@@ -30,15 +30,9 @@ impl Kernel for RandomWalk {
     ) -> Result<(State, Info)> {
         let xi = rngs.normal_like(&s.position)?;
         let prop = init(&(&s.position + (xi * self.scale.at(t))?)?, target)?;
-        let lp = s.log_density.as_ref().expect("checked: target has values");
-        let lq = prop
-            .log_density
-            .as_ref()
-            .expect("checked: target has values");
-        let finite = finite_rows(&prop.grad)?;
-        let log_ratio: Vec<f64> = (0..lp.len())
-            .map(|i| if finite[i] { lq[i] - lp[i] } else { f64::NAN })
-            .collect();
+        let lp = s.log_density.as_ref().ok_or_else(no_values)?;
+        let lq = prop.log_density.as_ref().ok_or_else(no_values)?;
+        let log_ratio = log_ratios(&prop, |i| lq[i] - lp[i])?;
         let (accept_prob, accepted, divergent) = mh_accept(&log_ratio, rngs);
         let next = merge(&accepted, &prop, s)?;
         Ok((
