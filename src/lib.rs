@@ -10,6 +10,7 @@ pub mod eval;
 pub mod fsutil;
 pub mod models;
 pub mod nn;
+pub mod run;
 pub mod sampler;
 pub mod train;
 

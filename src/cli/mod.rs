@@ -2,6 +2,7 @@
 
 pub mod classes;
 pub mod models;
+pub mod sample;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,10 @@ pub enum Command {
     /// Inspect and evaluate the model stack.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Sample images of a class from the shipped stack (PPGN by default).
+    Sample(sample::SampleArgs),
+    /// List the sampler presets and their values.
+    Presets,
     /// List the Fashion-MNIST classes (accepted by index or name wherever a class is asked for).
     Classes,
 }
@@ -38,6 +43,8 @@ pub fn main() -> anyhow::Result<()> {
         Command::Train(a) => train::run(a),
         Command::Models(c) => models::run(c),
         Command::Classes => classes::run(),
+        Command::Sample(a) => sample::run(a),
+        Command::Presets => sample::presets(),
     }
 }
 

@@ -50,6 +50,7 @@ impl Network {
 
 #[derive(Args, Debug)]
 #[command(
+    allow_negative_numbers = true,
     after_help = "Training resumes from <out>/<network>.ckpt.* when it exists (same seed, \
 batch and lr); a killed run loses at most the last --checkpoint-every steps. \
 Outputs: <out>/<network>.safetensors and <out>/<network>.json (the card). \

@@ -3,3 +3,4 @@
 pub mod fashion_mnist;
 pub mod idx;
 pub mod image;
+pub mod npy;

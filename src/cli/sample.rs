@@ -1,0 +1,347 @@
+//! `ppgn sample` and `ppgn presets`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use candle_core::{DType, Device, Module, Tensor};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::data::fashion_mnist::{self, parse_class, Split, CLASS_NAMES};
+use crate::data::image::save_grid;
+use crate::data::npy;
+use crate::density::condition::ClassGradient;
+use crate::models::fashion::{self as stack, Stack};
+use crate::run::chains::run_chains;
+use crate::run::preset::{preset, PriorKind, SamplerKind, PRESETS};
+use crate::sampler::schedule::Schedule;
+use crate::sampler::ChainRngs;
+
+#[derive(Args, Debug)]
+#[command(
+    allow_negative_numbers = true,
+    after_help = "Example: ppgn sample --class sneaker --chains 8\n\
+Outputs in the run folder: grid.png (final samples, one row per class), chains.png \
+(each chain over time), samples.npy (float32 N x 1 x 28 x 28 in [0, 1]), labels.npy (int64), \
+manifest.json (every parameter, seed, model hashes, per-chain statistics, evaluator accuracy)."
+)]
+pub struct SampleArgs {
+    /// Class(es) to condition on, by index or name, comma-separated, or `all`.
+    #[arg(long, default_value = "sneaker")]
+    pub class: String,
+    /// Chains per class.
+    #[arg(long, default_value_t = 8)]
+    pub chains: usize,
+    /// Named setting from the papers (see `ppgn presets`).
+    #[arg(long, default_value = "ppgn")]
+    pub preset: String,
+    /// Override the preset's sampler.
+    #[arg(long, value_enum)]
+    pub sampler: Option<SamplerKind>,
+    /// Override the preset's prior on h.
+    #[arg(long, value_enum)]
+    pub prior: Option<PriorKind>,
+    /// Weight of the prior term (eq. 13).
+    #[arg(long)]
+    pub eps1: Option<f64>,
+    /// Weight of the condition term.
+    #[arg(long)]
+    pub eps2: Option<f64>,
+    /// Noise std of MALA-approx.
+    #[arg(long)]
+    pub eps3: Option<f64>,
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Constant step size (learning rate, tau or leapfrog step) instead of the preset's schedule.
+    #[arg(long)]
+    pub step: Option<f64>,
+    /// Which class gradient: logit, softmax or log-softmax (Table S2).
+    #[arg(long, value_parser = ["logit", "softmax", "log-softmax"])]
+    pub gradient: Option<String>,
+    /// Clip h to LO,HI after each step, or `none`.
+    #[arg(long)]
+    pub clip: Option<String>,
+    /// Start from `random` codes or from the code of a test image, `test:INDEX`.
+    #[arg(long, default_value = "random")]
+    pub init: String,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Run folder [default: a new folder under runs/].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace an existing run folder.
+    #[arg(long)]
+    pub force: bool,
+    /// Record probabilities and snapshots every this many steps.
+    #[arg(long, default_value_t = 10)]
+    pub record_every: usize,
+    /// Model folder [default: $PPGN_MODELS or models/fashion-mnist].
+    #[arg(long)]
+    pub models: Option<PathBuf>,
+    /// Fashion-MNIST folder (for --init test:N).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn presets() -> anyhow::Result<()> {
+    for (name, what) in PRESETS {
+        let cfg = preset(name)?;
+        println!("{name}\n  {what}\n  {}", serde_json::to_string(&cfg)?);
+    }
+    Ok(())
+}
+
+fn classes(spec: &str) -> anyhow::Result<Vec<usize>> {
+    if spec.trim() == "all" {
+        return Ok((0..CLASS_NAMES.len()).collect());
+    }
+    spec.split(',').map(|s| Ok(parse_class(s)?)).collect()
+}
+
+fn new_run_dir() -> PathBuf {
+    (1..)
+        .map(|i| PathBuf::from(format!("runs/sample-{i:03}")))
+        .find(|p| !p.exists())
+        .unwrap()
+}
+
+pub fn run(a: SampleArgs) -> anyhow::Result<()> {
+    let device = Device::Cpu;
+    let mut cfg = preset(&a.preset)?;
+    if let Some(s) = a.sampler {
+        cfg.sampler = s;
+    }
+    if let Some(p) = a.prior {
+        cfg.prior = p;
+    }
+    for (flag, v, slot) in [
+        ("--eps1", a.eps1, &mut cfg.eps1),
+        ("--eps2", a.eps2, &mut cfg.eps2),
+        ("--eps3", a.eps3, &mut cfg.eps3),
+    ] {
+        if let Some(v) = v {
+            if !(v.is_finite() && v >= 0.0) {
+                bail!("{flag} must be a finite non-negative number, got {v}");
+            }
+            *slot = v;
+        }
+    }
+    if let Some(s) = a.steps {
+        cfg.steps = s;
+    }
+    if let Some(s) = a.step {
+        if !(s.is_finite() && s > 0.0) {
+            bail!("--step must be a positive number, got {s}");
+        }
+        cfg.step = Schedule::Constant { value: s };
+    }
+    if let Some(g) = &a.gradient {
+        cfg.gradient = match g.as_str() {
+            "logit" => ClassGradient::Logit,
+            "softmax" => ClassGradient::Softmax,
+            _ => ClassGradient::LogSoftmax,
+        };
+    }
+    if let Some(c) = &a.clip {
+        cfg.clip = if c == "none" {
+            None
+        } else {
+            let parts: Vec<&str> = c.split(',').collect();
+            let parse = |s: &str| s.trim().parse::<f64>().ok();
+            match parts.as_slice() {
+                [lo, hi] => match (parse(lo), parse(hi)) {
+                    (Some(lo), Some(hi)) if lo <= hi => Some((lo, hi)),
+                    _ => bail!("--clip {c:?}: expected LO,HI with LO <= HI, or none"),
+                },
+                _ => bail!("--clip {c:?}: expected LO,HI with LO <= HI, or none"),
+            }
+        };
+    }
+    if a.chains == 0 {
+        bail!("--chains must be at least 1");
+    }
+    let class_list = classes(&a.class)?;
+    let out = a.out.clone().unwrap_or_else(new_run_dir);
+    if out.exists() && !a.force {
+        bail!(
+            "run folder {} exists; choose another --out or pass --force to replace it",
+            out.display()
+        );
+    }
+    let dir = stack::resolve_dir(a.models.as_deref());
+    let s = Stack::load(&dir, DType::F32, &device)?;
+    let per_chain: Vec<usize> = class_list
+        .iter()
+        .flat_map(|&c| std::iter::repeat_n(c, a.chains))
+        .collect();
+    let n = per_chain.len();
+    let h_dim = s.classifier.cfg.h_dim;
+    let h0 = if a.init == "random" {
+        // |N(0, 2^2)|-ish codes: non-negative like post-ReLU h
+        let z = Tensor::zeros((n, h_dim), DType::F32, &device)?;
+        (ChainRngs::new(a.seed ^ 0x5eed, n).normal_like(&z)? * 2.0)?.relu()?
+    } else if let Some(i) = a.init.strip_prefix("test:") {
+        let i: usize = i
+            .parse()
+            .with_context(|| format!("--init {}: expected test:INDEX", a.init))?;
+        let test = fashion_mnist::load(
+            &fashion_mnist::resolve_dir(a.data_dir.as_deref()),
+            Split::Test,
+        )?;
+        if i >= test.len() {
+            bail!("--init test:{i}: the test set has images 0..{}", test.len());
+        }
+        s.classifier
+            .encode(&test.images_tensor(&vec![i; n], &device)?)?
+    } else {
+        bail!("--init {:?}: expected random or test:INDEX", a.init);
+    };
+
+    let bar = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(cfg.steps as u64)
+    };
+    bar.set_style(ProgressStyle::with_template(
+        "sample [{elapsed_precise}] {bar:30} {pos}/{len} steps, {per_sec}, {msg}",
+    )?);
+    let result = run_chains(
+        &s,
+        &cfg,
+        &per_chain,
+        &h0,
+        a.seed,
+        a.record_every,
+        |t, p, acc| {
+            bar.set_position(t as u64);
+            bar.set_message(format!("mean p {p:.3}, accept {acc:.2}"));
+        },
+    )?;
+    bar.finish_and_clear();
+
+    // evaluator's verdict on the final samples
+    let eval_pred: Vec<u32> = s.evaluator.forward(&result.images)?.argmax(1)?.to_vec1()?;
+    let mut per_class: BTreeMap<String, f64> = BTreeMap::new();
+    for &c in &class_list {
+        let idx: Vec<usize> = (0..n).filter(|&i| per_chain[i] == c).collect();
+        let ok = idx.iter().filter(|&&i| eval_pred[i] as usize == c).count();
+        per_class.insert(CLASS_NAMES[c].to_string(), ok as f64 / idx.len() as f64);
+    }
+    let final_p = result.probability.last().cloned().unwrap_or_default();
+
+    // write everything into a temporary folder, then rename it into place
+    let tmp = out.with_file_name(format!(
+        ".{}.partial",
+        out.file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    write_outputs(
+        &tmp, &s, &a, &cfg, &per_chain, &result, &eval_pred, &per_class, &dir,
+    )?;
+    if out.exists() {
+        std::fs::remove_dir_all(&out).with_context(|| format!("replacing {}", out.display()))?;
+    }
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::rename(&tmp, &out)
+        .with_context(|| format!("moving the run into {}", out.display()))?;
+    println!(
+        "{} chains x {} steps of {} in {:.1} s: mean p(class) {:.3}, evaluator agrees on {:.0}%; wrote {}",
+        n,
+        cfg.steps,
+        cfg.preset,
+        result.wall_s,
+        final_p.iter().sum::<f64>() / n as f64,
+        100.0 * per_class.values().sum::<f64>() / per_class.len() as f64,
+        out.display()
+    );
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_outputs(
+    dir: &Path,
+    s: &Stack,
+    a: &SampleArgs,
+    cfg: &crate::run::preset::SamplerConfig,
+    per_chain: &[usize],
+    r: &crate::run::chains::ChainsOutput,
+    eval_pred: &[u32],
+    per_class: &BTreeMap<String, f64>,
+    models: &Path,
+) -> anyhow::Result<()> {
+    let n = per_chain.len();
+    let images: Vec<f32> = r.images.flatten_all()?.to_vec1()?;
+    save_grid(&dir.join("grid.png"), &images, n, (28, 28, 1), a.chains)?;
+    // filmstrip: one row per chain, at most 12 snapshots across
+    let k = r.snapshots.len();
+    let picks: Vec<usize> = if k <= 12 {
+        (0..k).collect()
+    } else {
+        (0..12).map(|j| j * (k - 1) / 11).collect()
+    };
+    let mut strip = Vec::with_capacity(n * picks.len() * 784);
+    let snaps: Vec<Vec<f32>> = picks
+        .iter()
+        .map(|&j| r.snapshots[j].flatten_all().and_then(|t| t.to_vec1()))
+        .collect::<candle_core::Result<_>>()?;
+    for c in 0..n {
+        for sn in &snaps {
+            strip.extend_from_slice(&sn[c * 784..(c + 1) * 784]);
+        }
+    }
+    save_grid(
+        &dir.join("chains.png"),
+        &strip,
+        n * picks.len(),
+        (28, 28, 1),
+        picks.len(),
+    )?;
+    npy::write_f32(&dir.join("samples.npy"), &[n, 1, 28, 28], &images)?;
+    let labels: Vec<i64> = per_chain.iter().map(|&c| c as i64).collect();
+    npy::write_i64(&dir.join("labels.npy"), &[n], &labels)?;
+
+    let chains: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "class": per_chain[i],
+                "class_name": CLASS_NAMES[per_chain[i]],
+                "probability": r.probability.iter().map(|p| p[i]).collect::<Vec<_>>(),
+                "final_probability": r.probability.last().map(|p| p[i]),
+                "evaluator_class": eval_pred[i],
+                "accept_rate": r.accepted[i] as f64 / cfg.steps.max(1) as f64,
+                "divergences": r.divergences[i],
+            })
+        })
+        .collect();
+    let hashes: BTreeMap<String, String> = s
+        .cards
+        .iter()
+        .map(|c| (c.network.clone(), c.weights_sha256.clone()))
+        .collect();
+    let manifest = serde_json::json!({
+        "command": super::command_line(),
+        "seed": a.seed,
+        "init": a.init,
+        "chains_per_class": a.chains,
+        "record_every": a.record_every,
+        "sampler": cfg,
+        "models": {"folder": models.display().to_string(), "sha256": hashes},
+        "grad_evals_per_chain": r.grad_evals,
+        "wall_time_s": r.wall_s,
+        "evaluator_accuracy_per_class": per_class,
+        "chains": chains,
+    });
+    crate::fsutil::write_atomic(
+        &dir.join("manifest.json"),
+        format!("{}\n", serde_json::to_string_pretty(&manifest)?).as_bytes(),
+    )?;
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! Runs: presets, driving batched chains, and the files a run writes.
+
+pub mod chains;
+pub mod preset;

@@ -1,0 +1,153 @@
+//! Named sampler settings that reproduce each paper's setting.
+
+use serde::{Deserialize, Serialize};
+
+use crate::density::condition::ClassGradient;
+use crate::error::{Error, Result};
+use crate::sampler::schedule::Schedule;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SamplerKind {
+    Map,
+    MalaApprox,
+    Mh,
+    Mala,
+    Hmc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum PriorKind {
+    /// `E(G(h)) - h`, the Noiseless Joint PPGN-h prior (gradient only).
+    Joint,
+    /// The learned DAE on h (gradient only).
+    HDae,
+    /// `N(0, sigma^2)` (has a value: works with MH, MALA, HMC).
+    Gaussian,
+    None,
+}
+
+/// Everything that decides how chains move.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplerConfig {
+    pub preset: String,
+    pub sampler: SamplerKind,
+    pub prior: PriorKind,
+    /// Weight of the prior term (eq. 13's eps1).
+    pub eps1: f64,
+    /// Weight of the condition term (eps2).
+    pub eps2: f64,
+    /// MALA-approx noise std (eps3).
+    pub eps3: f64,
+    pub steps: usize,
+    /// Learning rate (MAP), step multiplier (MALA-approx), proposal scale
+    /// (MH), tau (MALA), leapfrog step (HMC).
+    pub step: Schedule,
+    /// MALA proposal noise variance; `None` is the exact `2 tau`.
+    pub noise: Option<Schedule>,
+    /// Standard deviation of the Gaussian prior.
+    pub prior_sigma: f64,
+    /// MAP's L2 decay.
+    pub decay: f64,
+    pub leapfrog_steps: usize,
+    /// MALA-approx: divide the update by the mean absolute gradient.
+    pub normalise: bool,
+    /// Clip `h` to `[lo, hi]` after each step.
+    pub clip: Option<(f64, f64)>,
+    pub gradient: ClassGradient,
+}
+
+/// `(name, description)` of every preset.
+pub const PRESETS: [(&str, &str); 6] = [
+    ("ppgn", "Noiseless Joint PPGN-h: MALA-approx, prior E(G(h)) - h, eps1=1e-5, eps2=1, eps3=1e-17, step normalised by mean |grad|, h clipped to [0, 30] (S9.4, eq. 13)"),
+    ("dgn-am", "DGN-AM: MAP on h with L2 decay, a decaying learning rate and clipping (Nguyen et al. 2016; Xu et al. Alg. 1)"),
+    ("xu-map", "Xu et al.: MAP with the Gaussian prior, no clipping, many iterations"),
+    ("xu-mala", "Xu et al. Alg. 2: MALA with the Gaussian prior, annealed noise and decaying step, Metropolis-Hastings"),
+    ("xu-mala-clip", "Xu et al.: MALA as xu-mala, with h clipped to [0, 30] (not exact)"),
+    ("xu-hmc", "Xu et al.: HMC with the Gaussian prior, 10 leapfrog steps, decaying step"),
+];
+
+pub fn preset(name: &str) -> Result<SamplerConfig> {
+    let base = SamplerConfig {
+        preset: name.to_string(),
+        sampler: SamplerKind::MalaApprox,
+        prior: PriorKind::Joint,
+        eps1: 1e-5,
+        eps2: 1.0,
+        eps3: 1e-17,
+        steps: 200,
+        step: Schedule::Constant { value: 0.1 },
+        noise: None,
+        prior_sigma: 3.0,
+        decay: 0.0,
+        leapfrog_steps: 10,
+        normalise: true,
+        clip: Some((0.0, 30.0)),
+        gradient: ClassGradient::LogSoftmax,
+    };
+    let gaussian = SamplerConfig {
+        prior: PriorKind::Gaussian,
+        eps1: 1.0,
+        eps3: 0.0,
+        normalise: false,
+        clip: None,
+        ..base.clone()
+    };
+    Ok(match name {
+        "ppgn" => base,
+        "dgn-am" => SamplerConfig {
+            sampler: SamplerKind::Map,
+            prior: PriorKind::None,
+            eps1: 0.0,
+            eps3: 0.0,
+            steps: 200,
+            step: Schedule::Linear {
+                start: 0.5,
+                end: 0.05,
+                steps: 200,
+            },
+            decay: 0.01,
+            normalise: false,
+            ..base
+        },
+        "xu-map" => SamplerConfig {
+            sampler: SamplerKind::Map,
+            steps: 400,
+            step: Schedule::Linear {
+                start: 0.5,
+                end: 0.05,
+                steps: 400,
+            },
+            ..gaussian
+        },
+        "xu-mala" | "xu-mala-clip" => SamplerConfig {
+            sampler: SamplerKind::Mala,
+            step: Schedule::Polynomial {
+                a: 0.05,
+                b: 10.0,
+                gamma: 0.55,
+            },
+            noise: Some(Schedule::Annealed { eta: 0.2 }),
+            clip: (name == "xu-mala-clip").then_some((0.0, 30.0)),
+            ..gaussian
+        },
+        "xu-hmc" => SamplerConfig {
+            sampler: SamplerKind::Hmc,
+            steps: 100,
+            step: Schedule::Polynomial {
+                a: 0.1,
+                b: 10.0,
+                gamma: 0.55,
+            },
+            leapfrog_steps: 10,
+            ..gaussian
+        },
+        other => {
+            return Err(Error::Invalid(format!(
+                "unknown preset {other:?}; the presets are {}",
+                PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
+            )))
+        }
+    })
+}

@@ -1,0 +1,127 @@
+//! `ppgn sample` end to end through the binary: its files, and one clear
+//! error line (and nothing written) for bad input.
+
+use std::process::Command;
+
+use super::tempdir;
+
+fn ppgn(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ppgn"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+/// Shape from a `.npy` header, and the data offset.
+fn npy_shape(bytes: &[u8], descr: &str) -> (Vec<usize>, usize) {
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    assert_eq!((10 + len) % 64, 0, "header aligned to 64 bytes");
+    let h = std::str::from_utf8(&bytes[10..10 + len]).unwrap();
+    assert!(h.contains(&format!("'descr': '{descr}'")), "{h}");
+    let inner = &h[h.find("'shape': (").unwrap() + 10..h.find(')').unwrap()];
+    let shape = inner
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    (shape, 10 + len)
+}
+
+#[test]
+fn sample_writes_its_run_folder() {
+    let d = tempdir("cli-sample");
+    let out = d.join("run");
+    let o = ppgn(&[
+        "sample",
+        "--class",
+        "sneaker,bag",
+        "--chains",
+        "2",
+        "--steps",
+        "6",
+        "--record-every",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in [
+        "grid.png",
+        "chains.png",
+        "samples.npy",
+        "labels.npy",
+        "manifest.json",
+    ] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    let s = std::fs::read(out.join("samples.npy")).unwrap();
+    let (shape, off) = npy_shape(&s, "<f4");
+    assert_eq!(shape, vec![4, 1, 28, 28]);
+    assert_eq!(s.len() - off, 4 * 784 * 4);
+    let px: Vec<f32> = s[off..]
+        .chunks(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert!(px.iter().all(|v| (0.0..=1.0).contains(v)));
+    let l = std::fs::read(out.join("labels.npy")).unwrap();
+    let (shape, off) = npy_shape(&l, "<i8");
+    assert_eq!(shape, vec![4]);
+    let labels: Vec<i64> = l[off..]
+        .chunks(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(labels, vec![7, 7, 8, 8]);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["chains"].as_array().unwrap().len(), 4);
+    assert_eq!(m["chains"][0]["probability"].as_array().unwrap().len(), 4); // steps 0, 2, 4, 6
+    assert!(m["evaluator_accuracy_per_class"]["Sneaker"].is_number());
+    assert!(m["models"]["sha256"]["generator"].is_string());
+    assert_eq!(m["sampler"]["preset"], "ppgn");
+
+    // the folder exists now: refused, and left as it was
+    let before = std::fs::read(out.join("manifest.json")).unwrap();
+    let o = ppgn(&[
+        "sample",
+        "--steps",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("exists") && err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read(out.join("manifest.json")).unwrap(), before);
+}
+
+#[test]
+fn bad_sample_input_gives_one_error_line_and_writes_nothing() {
+    let d = tempdir("cli-sample-bad");
+    let out = d.join("run");
+    let o_ = out.to_str().unwrap();
+    for (args, needle) in [
+        (vec!["--class", "sock"], "unknown class"),
+        (vec!["--chains", "0"], "--chains"),
+        (vec!["--step", "-0.5"], "--step"),
+        (vec!["--preset", "nope"], "unknown preset"),
+        (
+            vec!["--sampler", "mala", "--prior", "joint"],
+            "Gaussian prior",
+        ),
+        (vec!["--models", "/nonexistent"], "classifier.safetensors"),
+        (vec!["--init", "test:99999"], "test set"),
+    ] {
+        let mut all = vec!["sample", "--steps", "2", "--out", o_, "-q"];
+        all.extend(args.iter());
+        let o = ppgn(&all);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(!out.exists(), "{args:?} wrote {}", out.display());
+    }
+}
