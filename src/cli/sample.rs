@@ -13,10 +13,11 @@ use crate::data::image::save_grid;
 use crate::data::npy;
 use crate::density::condition::ClassGradient;
 use crate::models::fashion::{self as stack, Stack};
-use crate::run::chains::run_chains;
+use crate::run::chains::{run_chains, ChainsOutput, Outcome};
 use crate::run::preset::{preset, PriorKind, SamplerKind, PRESETS};
 use crate::sampler::schedule::Schedule;
 use crate::sampler::ChainRngs;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Args, Debug)]
 #[command(
@@ -70,9 +71,15 @@ pub struct SampleArgs {
     /// Run folder [default: a new folder under runs/].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Replace an existing run folder.
+    /// Replace an existing run folder (or an interrupted one).
     #[arg(long)]
     pub force: bool,
+    /// Continue an interrupted run (Ctrl-C) of the same command to the same result.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop as if interrupted after this many steps (a multiple of --record-every; for tests).
+    #[arg(long, hide = true)]
+    pub stop_after: Option<usize>,
     /// Record probabilities and snapshots every this many steps.
     #[arg(long, default_value_t = 10)]
     pub record_every: usize,
@@ -164,11 +171,28 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         bail!("--chains must be at least 1");
     }
     let class_list = classes(&a.class)?;
-    let out = a.out.clone().unwrap_or_else(new_run_dir);
+    let out = match (&a.out, a.resume) {
+        (Some(o), _) => o.clone(),
+        (None, false) => new_run_dir(),
+        (None, true) => bail!("--resume needs the --out folder of the interrupted run"),
+    };
     if out.exists() && !a.force {
         bail!(
             "run folder {} exists; choose another --out or pass --force to replace it",
             out.display()
+        );
+    }
+    // the run is built in a hidden sibling folder and renamed into place at the end
+    let tmp = out.with_file_name(format!(
+        ".{}.partial",
+        out.file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    if tmp.exists() && !a.resume && !a.force {
+        bail!(
+            "an interrupted run is in {}; add --resume to finish it, or --force to start over",
+            tmp.display()
         );
     }
     let dir = stack::resolve_dir(a.models.as_deref());
@@ -200,6 +224,22 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         bail!("--init {:?}: expected random or test:INDEX", a.init);
     };
 
+    let request = serde_json::json!({
+        "sampler": &cfg, "classes": &per_chain, "seed": a.seed, "init": &a.init,
+        "record_every": a.record_every,
+    });
+    crate::run::chains::validate(&s, &cfg, &per_chain)?;
+    let resume = if a.resume {
+        Some(ChainsOutput::load_checkpoint(&tmp, &request, &s)?)
+    } else {
+        let _ = std::fs::remove_dir_all(&tmp);
+        None
+    };
+    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    static STOP: AtomicBool = AtomicBool::new(false);
+    // a second handler cannot be set in one process; the first one serves
+    let _ = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst));
+
     let bar = if a.quiet {
         ProgressBar::hidden()
     } else {
@@ -208,19 +248,45 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     bar.set_style(ProgressStyle::with_template(
         "sample [{elapsed_precise}] {bar:30} {pos}/{len} steps, {per_sec}, {msg}",
     )?);
-    let result = run_chains(
+    let outcome = run_chains(
         &s,
         &cfg,
         &per_chain,
         &h0,
         a.seed,
         a.record_every,
+        resume,
+        &STOP,
         |t, p, acc| {
             bar.set_position(t as u64);
             bar.set_message(format!("mean p {p:.3}, accept {acc:.2}"));
+            if a.stop_after.is_some_and(|k| t >= k) {
+                STOP.store(true, Ordering::SeqCst);
+            }
         },
-    )?;
+        |o| o.save_checkpoint(&tmp, &request),
+    )
+    .inspect_err(|_| {
+        // a fresh run that failed leaves nothing behind; an interrupted one
+        // being resumed keeps its checkpoint
+        if !a.resume {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+    })?;
     bar.finish_and_clear();
+    let result = match outcome {
+        Outcome::Finished(r) => r,
+        Outcome::Interrupted(r) => {
+            let images: Vec<f32> = r.images.flatten_all()?.to_vec1()?;
+            save_grid(&tmp.join("grid.png"), &images, n, (28, 28, 1), a.chains)?;
+            bail!(
+                "interrupted at step {} of {}; the run so far is in {}; rerun the same command with --resume to finish it",
+                r.step,
+                cfg.steps,
+                tmp.display()
+            );
+        }
+    };
 
     // evaluator's verdict on the final samples
     let eval_pred: Vec<u32> = s.evaluator.forward(&result.images)?.argmax(1)?.to_vec1()?;
@@ -232,18 +298,13 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     }
     let final_p = result.probability.last().cloned().unwrap_or_default();
 
-    // write everything into a temporary folder, then rename it into place
-    let tmp = out.with_file_name(format!(
-        ".{}.partial",
-        out.file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    // write everything into the hidden folder, then rename it into place
     write_outputs(
         &tmp, &s, &a, &cfg, &per_chain, &result, &eval_pred, &per_class, &dir,
     )?;
+    for f in ["checkpoint.json", "checkpoint.safetensors"] {
+        let _ = std::fs::remove_file(tmp.join(f));
+    }
     if out.exists() {
         std::fs::remove_dir_all(&out).with_context(|| format!("replacing {}", out.display()))?;
     }
@@ -272,7 +333,7 @@ fn write_outputs(
     a: &SampleArgs,
     cfg: &crate::run::preset::SamplerConfig,
     per_chain: &[usize],
-    r: &crate::run::chains::ChainsOutput,
+    r: &ChainsOutput,
     eval_pred: &[u32],
     per_class: &BTreeMap<String, f64>,
     models: &Path,
@@ -335,6 +396,7 @@ fn write_outputs(
         "sampler": cfg,
         "models": {"folder": models.display().to_string(), "sha256": hashes},
         "grad_evals_per_chain": r.grad_evals,
+        "steps": r.step,
         "wall_time_s": r.wall_s,
         "evaluator_accuracy_per_class": per_class,
         "chains": chains,

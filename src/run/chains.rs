@@ -3,16 +3,22 @@
 //! [`SamplerConfig`], steps them, and records the condition probability and
 //! image snapshots along the way.
 
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::{Module, Tensor};
+use candle_core::{Device, Module, Tensor};
+use serde::{Deserialize, Serialize};
 
 use super::preset::{PriorKind, SamplerConfig, SamplerKind};
 use crate::density::condition::{ClassCondition, ClassGradient};
 use crate::density::prior::{DaePrior, GaussianPrior, JointPrior};
 use crate::density::{Sum, Term};
 use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
 use crate::models::fashion::Stack;
+use crate::models::weights::{load_tensors, save_tensors};
 use crate::sampler::clip::Clip;
 use crate::sampler::hmc::Hmc;
 use crate::sampler::mala::Mala;
@@ -98,9 +104,16 @@ pub fn target(stack: &Stack, cfg: &SamplerConfig, classes: &[usize]) -> Result<S
     Ok(Sum::new(terms))
 }
 
-/// What a run of chains produced.
+/// Checks that the kernel can run on the target before anything is written.
+pub fn validate(stack: &Stack, cfg: &SamplerConfig, classes: &[usize]) -> Result<()> {
+    kernel(cfg)?.check(&target(stack, cfg, classes)?)
+}
+
+/// What a run of chains produced (also what a checkpoint holds).
 pub struct ChainsOutput {
-    /// Final codes `[n, h_dim]` and images `[n, 28, 28, 1]`.
+    /// Steps done.
+    pub step: usize,
+    /// Codes `[n, h_dim]` and images `[n, 28, 28, 1]` after the last step.
     pub codes: Tensor,
     pub images: Tensor,
     /// `p(y | x)` per chain at every recorded step (`record_every`).
@@ -110,10 +123,107 @@ pub struct ChainsOutput {
     pub accepted: Vec<usize>,
     pub divergences: Vec<usize>,
     pub grad_evals: usize,
+    /// Sum over steps of the mean acceptance probability.
+    pub accept_sum: f64,
     pub wall_s: f64,
+    pub rngs: ChainRngs,
 }
 
-/// Runs `cfg.steps` steps from `h0`, calling `progress(step, mean_p, accept_rate)` as it goes.
+#[derive(Serialize, Deserialize)]
+struct CheckpointMeta {
+    step: usize,
+    probability: Vec<Vec<f64>>,
+    accepted: Vec<usize>,
+    divergences: Vec<usize>,
+    grad_evals: usize,
+    accept_sum: f64,
+    wall_s: f64,
+    rngs: Vec<rand_chacha::ChaCha8Rng>,
+    /// What the run was asked, so a resume with other settings is refused.
+    request: serde_json::Value,
+}
+
+impl ChainsOutput {
+    /// Saves the run so far to `dir/checkpoint.{safetensors,json}`.
+    pub fn save_checkpoint(&self, dir: &Path, request: &serde_json::Value) -> Result<()> {
+        let mut t = HashMap::new();
+        t.insert("codes".to_string(), self.codes.clone());
+        if !self.snapshots.is_empty() {
+            t.insert("snapshots".to_string(), Tensor::stack(&self.snapshots, 0)?);
+        }
+        save_tensors(&dir.join("checkpoint.safetensors"), &t)?;
+        let meta = CheckpointMeta {
+            step: self.step,
+            probability: self.probability.clone(),
+            accepted: self.accepted.clone(),
+            divergences: self.divergences.clone(),
+            grad_evals: self.grad_evals,
+            accept_sum: self.accept_sum,
+            wall_s: self.wall_s,
+            rngs: self.rngs.0.clone(),
+            request: request.clone(),
+        };
+        write_atomic(
+            &dir.join("checkpoint.json"),
+            serde_json::to_string(&meta).expect("serialises").as_bytes(),
+        )
+    }
+
+    /// Loads a checkpoint written by [`ChainsOutput::save_checkpoint`] for the same request.
+    pub fn load_checkpoint(dir: &Path, request: &serde_json::Value, stack: &Stack) -> Result<Self> {
+        let jp = dir.join("checkpoint.json");
+        let text = std::fs::read_to_string(&jp)
+            .map_err(|e| Error::data(&jp, format!("no interrupted run to resume here ({e})")))?;
+        let meta: CheckpointMeta = serde_json::from_str(&text)
+            .map_err(|e| Error::data(&jp, format!("unreadable checkpoint: {e}")))?;
+        if &meta.request != request {
+            return Err(Error::data(
+                &jp,
+                "the interrupted run was started with other settings; resume it with the same \
+                 command plus --resume, or pass --force to start over",
+            ));
+        }
+        let t = load_tensors(&dir.join("checkpoint.safetensors"), &Device::Cpu)?;
+        let codes = t
+            .get("codes")
+            .ok_or_else(|| Error::data(dir, "checkpoint lacks its codes"))?
+            .clone();
+        let snapshots = match t.get("snapshots") {
+            Some(s) => (0..s.dim(0)?)
+                .map(|i| s.get(i))
+                .collect::<candle_core::Result<_>>()?,
+            None => Vec::new(),
+        };
+        Ok(Self {
+            step: meta.step,
+            images: stack.generator.forward(&codes)?,
+            codes,
+            probability: meta.probability,
+            snapshots,
+            accepted: meta.accepted,
+            divergences: meta.divergences,
+            grad_evals: meta.grad_evals,
+            accept_sum: meta.accept_sum,
+            wall_s: meta.wall_s,
+            rngs: ChainRngs(meta.rngs),
+        })
+    }
+}
+
+/// How a run ended.
+pub enum Outcome {
+    Finished(ChainsOutput),
+    /// Stopped by the `stop` flag after this many steps; `checkpoint` was called.
+    Interrupted(ChainsOutput),
+}
+
+/// Runs the chains from `h0` (or from `resume`) to `cfg.steps`, calling
+/// `progress(step, mean_p, accept_rate)` and `checkpoint(output)` every
+/// `record_every` steps. When `stop` becomes true it checkpoints and returns
+/// [`Outcome::Interrupted`]; resuming from that checkpoint gives the same
+/// bits as an uninterrupted run (the state is the position and the chains'
+/// random streams; the target is re-evaluated exactly).
+#[allow(clippy::too_many_arguments)]
 pub fn run_chains(
     stack: &Stack,
     cfg: &SamplerConfig,
@@ -121,26 +231,17 @@ pub fn run_chains(
     h0: &Tensor,
     seed: u64,
     record_every: usize,
+    resume: Option<ChainsOutput>,
+    stop: &AtomicBool,
     mut progress: impl FnMut(usize, f64, f64),
-) -> Result<ChainsOutput> {
+    mut checkpoint: impl FnMut(&ChainsOutput) -> Result<()>,
+) -> Result<Outcome> {
     let n = h0.dim(0)?;
     let target = target(stack, cfg, classes)?;
     let k = kernel(cfg)?;
     k.check(&target)?;
     let cond = class_condition(stack, classes, cfg.gradient);
-    let mut rngs = ChainRngs::new(seed, n);
     let started = Instant::now();
-    let mut state = init(h0, &target)?;
-    let mut out = ChainsOutput {
-        codes: h0.clone(),
-        images: h0.clone(),
-        probability: Vec::new(),
-        snapshots: Vec::new(),
-        accepted: vec![0; n],
-        divergences: vec![0; n],
-        grad_evals: 1,
-        wall_s: 0.0,
-    };
     let record = |out: &mut ChainsOutput, h: &Tensor| -> Result<f64> {
         let p = cond.probability(h)?;
         let m = p.iter().sum::<f64>() / n as f64;
@@ -148,24 +249,57 @@ pub fn run_chains(
         out.snapshots.push(stack.generator.forward(h)?);
         Ok(m)
     };
-    record(&mut out, &state.position)?;
-    let mut acc_sum = 0.0;
-    for t in 0..cfg.steps {
-        let (next, info): (_, Info) = k.step(&mut rngs, &state, &target, t)?;
+    let mut out = match resume {
+        Some(r) => r,
+        None => {
+            let mut out = ChainsOutput {
+                step: 0,
+                codes: h0.clone(),
+                images: h0.clone(),
+                probability: Vec::new(),
+                snapshots: Vec::new(),
+                accepted: vec![0; n],
+                divergences: vec![0; n],
+                grad_evals: 1,
+                accept_sum: 0.0,
+                wall_s: 0.0,
+                rngs: ChainRngs::new(seed, n),
+            };
+            record(&mut out, h0)?;
+            out
+        }
+    };
+    let base_wall = out.wall_s;
+    let mut state = init(&out.codes, &target)?;
+    for t in out.step..cfg.steps {
+        let (next, info): (_, Info) = k.step(&mut out.rngs, &state, &target, t)?;
         state = next;
+        out.step = t + 1;
         out.grad_evals += info.grad_evals;
         for i in 0..n {
             out.accepted[i] += info.accepted[i] as usize;
             out.divergences[i] += info.divergent[i] as usize;
         }
-        acc_sum += info.accept_prob.iter().sum::<f64>() / n as f64;
-        if (t + 1) % record_every.max(1) == 0 || t + 1 == cfg.steps {
-            let m = record(&mut out, &state.position)?;
-            progress(t + 1, m, acc_sum / (t + 1) as f64);
+        out.accept_sum += info.accept_prob.iter().sum::<f64>() / n as f64;
+        let interrupted = stop.load(Ordering::SeqCst) && out.step < cfg.steps;
+        if out.step % record_every.max(1) == 0 || out.step == cfg.steps || interrupted {
+            if out.step % record_every.max(1) == 0 || out.step == cfg.steps {
+                let m = record(&mut out, &state.position)?;
+                progress(out.step, m, out.accept_sum / out.step as f64);
+            }
+            out.codes = state.position.clone();
+            out.wall_s = base_wall + started.elapsed().as_secs_f64();
+            if out.step < cfg.steps {
+                checkpoint(&out)?;
+            }
+            if interrupted {
+                out.images = stack.generator.forward(&state.position)?;
+                return Ok(Outcome::Interrupted(out));
+            }
         }
     }
     out.images = stack.generator.forward(&state.position)?;
     out.codes = state.position;
-    out.wall_s = started.elapsed().as_secs_f64();
-    Ok(out)
+    out.wall_s = base_wall + started.elapsed().as_secs_f64();
+    Ok(Outcome::Finished(out))
 }

@@ -123,5 +123,55 @@ fn bad_sample_input_gives_one_error_line_and_writes_nothing() {
         assert!(err.contains(needle), "{args:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
         assert!(!out.exists(), "{args:?} wrote {}", out.display());
+        assert!(
+            !d.join(".run.partial").exists(),
+            "{args:?} left a partial run"
+        );
     }
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_bits() {
+    let d = tempdir("cli-resume");
+    let (a, b) = (d.join("a"), d.join("b"));
+    let common = [
+        "sample",
+        "--class",
+        "coat,sandal",
+        "--chains",
+        "2",
+        "--steps",
+        "30",
+        "--record-every",
+        "5",
+        "-q",
+    ];
+    let run = |out: &std::path::Path, extra: &[&str]| {
+        let mut args: Vec<&str> = common.to_vec();
+        args.extend(["--out", out.to_str().unwrap()]);
+        args.extend(extra);
+        ppgn(&args)
+    };
+    assert!(run(&a, &[]).status.success());
+    let o = run(&b, &["--stop-after", "10"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--resume"), "{err}");
+    assert!(!b.exists(), "an interrupted run is not in the final folder");
+    // without --resume it is not silently restarted
+    assert!(String::from_utf8_lossy(&run(&b, &[]).stderr).contains("interrupted run"));
+    // another setting cannot resume it
+    let mut other: Vec<&str> = common.to_vec();
+    other[6] = "40";
+    other.extend(["--out", b.to_str().unwrap(), "--resume"]);
+    assert!(String::from_utf8_lossy(&ppgn(&other).stderr).contains("other settings"));
+    let o = run(&b, &["--resume"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in ["samples.npy", "labels.npy"] {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    assert!(!b.join("checkpoint.json").exists());
 }
