@@ -12,8 +12,9 @@ use crate::data::fashion_mnist::{self, parse_class, Split, CLASS_NAMES};
 use crate::data::image::save_grid;
 use crate::data::npy;
 use crate::density::condition::ClassGradient;
+use crate::density::condition::Neuron;
 use crate::models::fashion::{self as stack, Stack};
-use crate::run::chains::{run_chains, ChainsOutput, Outcome};
+use crate::run::chains::{run_chains, ChainsOutput, Condition, Outcome};
 use crate::run::preset::{preset, PriorKind, SamplerKind, PRESETS};
 use crate::sampler::schedule::Schedule;
 use crate::sampler::ChainRngs;
@@ -31,6 +32,13 @@ pub struct SampleArgs {
     /// Class(es) to condition on, by index or name, comma-separated, or `all`.
     #[arg(long, default_value = "sneaker")]
     pub class: String,
+    /// Condition on a hidden neuron instead of a class: LAYER:UNIT[@Y,X], layers
+    /// h1 ([7, 7, 64], a channel at a position), h (fc6, 256 units), logits.
+    #[arg(long)]
+    pub neuron: Option<String>,
+    /// Also save every final sample whose condition value is at least this (S11 keeps p >= 0.97).
+    #[arg(long)]
+    pub keep_above: Option<f64>,
     /// Chains per class.
     #[arg(long, default_value_t = 8)]
     pub chains: usize,
@@ -108,6 +116,27 @@ fn classes(spec: &str) -> anyhow::Result<Vec<usize>> {
     spec.split(',').map(|s| Ok(parse_class(s)?)).collect()
 }
 
+/// `LAYER:UNIT` or `LAYER:UNIT@X,Y`.
+fn parse_neuron(spec: &str) -> anyhow::Result<(String, Neuron)> {
+    let bad = || {
+        anyhow::anyhow!(
+            "--neuron {spec:?}: expected LAYER:UNIT or LAYER:UNIT@X,Y (layers h1, h, logits), e.g. h1:5@3,3"
+        )
+    };
+    let (layer, rest) = spec.split_once(':').ok_or_else(bad)?;
+    let (unit, at) = match rest.split_once('@') {
+        Some((u, xy)) => {
+            let (x, y) = xy.split_once(',').ok_or_else(bad)?;
+            let x: usize = x.trim().parse().map_err(|_| bad())?;
+            let y: usize = y.trim().parse().map_err(|_| bad())?;
+            (u, Some((y, x)))
+        }
+        None => (rest, None),
+    };
+    let unit = unit.trim().parse().map_err(|_| bad())?;
+    Ok((layer.trim().to_string(), Neuron { unit, at }))
+}
+
 fn new_run_dir() -> PathBuf {
     (1..)
         .map(|i| PathBuf::from(format!("runs/sample-{i:03}")))
@@ -170,7 +199,13 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     if a.chains == 0 {
         bail!("--chains must be at least 1");
     }
-    let class_list = classes(&a.class)?;
+    let neuron = a.neuron.as_deref().map(parse_neuron).transpose()?;
+    // classes are not used when conditioning on a neuron
+    let class_list = if neuron.is_some() {
+        Vec::new()
+    } else {
+        classes(&a.class)?
+    };
     let out = match (&a.out, a.resume) {
         (Some(o), _) => o.clone(),
         (None, false) => new_run_dir(),
@@ -201,7 +236,15 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         .iter()
         .flat_map(|&c| std::iter::repeat_n(c, a.chains))
         .collect();
-    let n = per_chain.len();
+    let n = if neuron.is_some() {
+        a.chains
+    } else {
+        per_chain.len()
+    };
+    let condition = match neuron {
+        Some((layer, neuron)) => Condition::Neuron { layer, neuron },
+        None => Condition::Classes(per_chain.clone()),
+    };
     let h_dim = s.classifier.cfg.h_dim;
     let h0 = if a.init == "random" {
         // |N(0, 2^2)|-ish codes: non-negative like post-ReLU h
@@ -225,10 +268,10 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     };
 
     let request = serde_json::json!({
-        "sampler": &cfg, "classes": &per_chain, "seed": a.seed, "init": &a.init,
+        "sampler": &cfg, "classes": &per_chain, "neuron": &a.neuron, "seed": a.seed, "init": &a.init,
         "record_every": a.record_every,
     });
-    crate::run::chains::validate(&s, &cfg, &per_chain)?;
+    crate::run::chains::validate(&s, &cfg, &condition, &h0)?;
     let resume = if a.resume {
         Some(ChainsOutput::load_checkpoint(&tmp, &request, &s)?)
     } else {
@@ -251,7 +294,7 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     let outcome = run_chains(
         &s,
         &cfg,
-        &per_chain,
+        &condition,
         &h0,
         a.seed,
         a.record_every,
@@ -313,14 +356,20 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     }
     std::fs::rename(&tmp, &out)
         .with_context(|| format!("moving the run into {}", out.display()))?;
+    let mean_value = final_p.iter().sum::<f64>() / n as f64;
+    let verdict = if per_class.is_empty() {
+        format!("mean activation {mean_value:.3}")
+    } else {
+        format!(
+            "mean p(class) {mean_value:.3}, evaluator agrees on {:.0}%",
+            100.0 * per_class.values().sum::<f64>() / per_class.len() as f64
+        )
+    };
     println!(
-        "{} chains x {} steps of {} in {:.1} s: mean p(class) {:.3}, evaluator agrees on {:.0}%; wrote {}",
-        n,
+        "{n} chains x {} steps of {} in {:.1} s: {verdict}; wrote {}",
         cfg.steps,
         cfg.preset,
         result.wall_s,
-        final_p.iter().sum::<f64>() / n as f64,
-        100.0 * per_class.values().sum::<f64>() / per_class.len() as f64,
         out.display()
     );
     Ok(())
@@ -338,7 +387,7 @@ fn write_outputs(
     per_class: &BTreeMap<String, f64>,
     models: &Path,
 ) -> anyhow::Result<()> {
-    let n = per_chain.len();
+    let n = r.images.dim(0)?;
     let images: Vec<f32> = r.images.flatten_all()?.to_vec1()?;
     save_grid(&dir.join("grid.png"), &images, n, (28, 28, 1), a.chains)?;
     // filmstrip: one row per chain, at most 12 snapshots across
@@ -366,16 +415,38 @@ fn write_outputs(
         picks.len(),
     )?;
     npy::write_f32(&dir.join("samples.npy"), &[n, 1, 28, 28], &images)?;
-    let labels: Vec<i64> = per_chain.iter().map(|&c| c as i64).collect();
+    if let Some(th) = a.keep_above {
+        // S11: keep only the samples the condition network is sure of
+        let last = r.probability.last().cloned().unwrap_or_default();
+        let keep: Vec<usize> = (0..n).filter(|&i| last[i] >= th).collect();
+        let kept: Vec<f32> = keep
+            .iter()
+            .flat_map(|&i| images[i * 784..(i + 1) * 784].iter().copied())
+            .collect();
+        npy::write_f32(&dir.join("kept.npy"), &[keep.len(), 1, 28, 28], &kept)?;
+        if !keep.is_empty() {
+            save_grid(
+                &dir.join("kept.png"),
+                &kept,
+                keep.len(),
+                (28, 28, 1),
+                a.chains,
+            )?;
+        }
+    }
+    // -1: conditioned on a neuron, not a class
+    let labels: Vec<i64> = (0..n)
+        .map(|i| per_chain.get(i).map_or(-1, |&c| c as i64))
+        .collect();
     npy::write_i64(&dir.join("labels.npy"), &[n], &labels)?;
 
     let chains: Vec<serde_json::Value> = (0..n)
         .map(|i| {
             serde_json::json!({
-                "class": per_chain[i],
-                "class_name": CLASS_NAMES[per_chain[i]],
-                "probability": r.probability.iter().map(|p| p[i]).collect::<Vec<_>>(),
-                "final_probability": r.probability.last().map(|p| p[i]),
+                "class": per_chain.get(i),
+                "class_name": per_chain.get(i).map(|&c| CLASS_NAMES[c]),
+                "condition_value": r.probability.iter().map(|p| p[i]).collect::<Vec<_>>(),
+                "final_condition_value": r.probability.last().map(|p| p[i]),
                 "evaluator_class": eval_pred[i],
                 "accept_rate": r.accepted[i] as f64 / cfg.steps.max(1) as f64,
                 "divergences": r.divergences[i],

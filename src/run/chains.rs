@@ -12,7 +12,7 @@ use candle_core::{Device, Module, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::preset::{PriorKind, SamplerConfig, SamplerKind};
-use crate::density::condition::{ClassCondition, ClassGradient};
+use crate::density::condition::{ClassCondition, ClassGradient, Neuron, NeuronCondition};
 use crate::density::prior::{DaePrior, GaussianPrior, JointPrior};
 use crate::density::{Sum, Term};
 use crate::error::{Error, Result};
@@ -71,8 +71,50 @@ pub fn class_condition(
     }
 }
 
+/// What the chains are conditioned on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// One class per chain.
+    Classes(Vec<usize>),
+    /// A hidden unit of a classifier layer (`h1`, `h`, `logits`).
+    Neuron { layer: String, neuron: Neuron },
+}
+
+impl Condition {
+    /// The condition term on codes `h` (through `G`).
+    pub fn term(&self, stack: &Stack, cfg: &SamplerConfig) -> Result<Box<dyn Term>> {
+        Ok(match self {
+            Condition::Classes(c) => Box::new(class_condition(stack, c, cfg.gradient)),
+            Condition::Neuron { layer, neuron } => Box::new(NeuronCondition {
+                decode: stack.generator_net(),
+                layer: stack.layer_net(layer)?,
+                layer_name: layer.clone(),
+                neuron: *neuron,
+            }),
+        })
+    }
+
+    /// What progress reports per chain: `p(y | x)` for classes, the unit's activation for a neuron.
+    pub fn measure(&self, stack: &Stack, cfg: &SamplerConfig, h: &Tensor) -> Result<Vec<f64>> {
+        match self {
+            Condition::Classes(c) => class_condition(stack, c, cfg.gradient).probability(h),
+            Condition::Neuron { layer, neuron } => {
+                let term = NeuronCondition {
+                    decode: stack.generator_net(),
+                    layer: stack.layer_net(layer)?,
+                    layer_name: layer.clone(),
+                    neuron: *neuron,
+                };
+                let x = stack.generator.forward(&h.detach())?;
+                let act = term.activation(&(term.layer)(&x)?)?;
+                Ok(act.to_dtype(candle_core::DType::F64)?.to_vec1()?)
+            }
+        }
+    }
+}
+
 /// `eps1 * prior + eps2 * condition`.
-pub fn target(stack: &Stack, cfg: &SamplerConfig, classes: &[usize]) -> Result<Sum> {
+pub fn target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Result<Sum> {
     let prior: Option<Box<dyn Term>> = match cfg.prior {
         PriorKind::Joint => Some(Box::new(JointPrior {
             encode: stack.encoder_net(),
@@ -97,16 +139,27 @@ pub fn target(stack: &Stack, cfg: &SamplerConfig, classes: &[usize]) -> Result<S
     if let Some(p) = prior {
         terms.push((cfg.eps1, p));
     }
-    terms.push((
-        cfg.eps2,
-        Box::new(class_condition(stack, classes, cfg.gradient)),
-    ));
+    terms.push((cfg.eps2, condition.term(stack, cfg)?));
     Ok(Sum::new(terms))
 }
 
 /// Checks that the kernel can run on the target before anything is written.
-pub fn validate(stack: &Stack, cfg: &SamplerConfig, classes: &[usize]) -> Result<()> {
-    kernel(cfg)?.check(&target(stack, cfg, classes)?)
+pub fn validate(
+    stack: &Stack,
+    cfg: &SamplerConfig,
+    condition: &Condition,
+    h0: &Tensor,
+) -> Result<()> {
+    if let Condition::Neuron { layer, neuron } = condition {
+        NeuronCondition {
+            decode: stack.generator_net(),
+            layer: stack.layer_net(layer)?,
+            layer_name: layer.clone(),
+            neuron: *neuron,
+        }
+        .validate(h0)?;
+    }
+    kernel(cfg)?.check(&target(stack, cfg, condition)?)
 }
 
 /// What a run of chains produced (also what a checkpoint holds).
@@ -227,7 +280,7 @@ pub enum Outcome {
 pub fn run_chains(
     stack: &Stack,
     cfg: &SamplerConfig,
-    classes: &[usize],
+    condition: &Condition,
     h0: &Tensor,
     seed: u64,
     record_every: usize,
@@ -237,13 +290,12 @@ pub fn run_chains(
     mut checkpoint: impl FnMut(&ChainsOutput) -> Result<()>,
 ) -> Result<Outcome> {
     let n = h0.dim(0)?;
-    let target = target(stack, cfg, classes)?;
+    let target = target(stack, cfg, condition)?;
     let k = kernel(cfg)?;
     k.check(&target)?;
-    let cond = class_condition(stack, classes, cfg.gradient);
     let started = Instant::now();
     let record = |out: &mut ChainsOutput, h: &Tensor| -> Result<f64> {
-        let p = cond.probability(h)?;
+        let p = condition.measure(stack, cfg, h)?;
         let m = p.iter().sum::<f64>() / n as f64;
         out.probability.push(p);
         out.snapshots.push(stack.generator.forward(h)?);

@@ -77,7 +77,10 @@ fn sample_writes_its_run_folder() {
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["chains"].as_array().unwrap().len(), 4);
-    assert_eq!(m["chains"][0]["probability"].as_array().unwrap().len(), 4); // steps 0, 2, 4, 6
+    assert_eq!(
+        m["chains"][0]["condition_value"].as_array().unwrap().len(),
+        4
+    ); // steps 0, 2, 4, 6
     assert!(m["evaluator_accuracy_per_class"]["Sneaker"].is_number());
     assert!(m["models"]["sha256"]["generator"].is_string());
     assert_eq!(m["sampler"]["preset"], "ppgn");
@@ -174,4 +177,55 @@ fn an_interrupted_run_resumes_to_the_same_bits() {
         );
     }
     assert!(!b.join("checkpoint.json").exists());
+}
+
+#[test]
+fn sample_a_hidden_neuron_and_keep_the_confident() {
+    let d = tempdir("cli-neuron");
+    let out = d.join("n");
+    let o = ppgn(&[
+        "sample",
+        "--neuron",
+        "h1:5@3,3",
+        "--chains",
+        "3",
+        "--steps",
+        "10",
+        "--keep-above",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let v = m["chains"][0]["condition_value"].as_array().unwrap();
+    let (first, last) = (v[0].as_f64().unwrap(), v.last().unwrap().as_f64().unwrap());
+    assert!(last > first, "activation {first} -> {last}");
+    assert!(m["chains"][0]["class"].is_null());
+    assert!(out.join("kept.npy").exists());
+    let o = ppgn(&[
+        "sample",
+        "--neuron",
+        "h1:500@3,3",
+        "--steps",
+        "2",
+        "--out",
+        d.join("m").to_str().unwrap(),
+        "-q",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("does not exist"), "{err}");
+    let o = ppgn(&[
+        "sample",
+        "--neuron",
+        "h1",
+        "--steps",
+        "2",
+        "--out",
+        d.join("m").to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("LAYER:UNIT"));
 }

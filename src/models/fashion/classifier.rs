@@ -74,10 +74,21 @@ impl Classifier {
 
     /// `E1`: images `[n, 28, 28, 1]` in [0, 1] -> `h1` `[n, 7, 7, c]`.
     pub fn encode_h1(&self, x: &Tensor) -> Result<Tensor> {
+        self.h1_pre_relu(x)?.relu()
+    }
+
+    /// `h1` before its ReLU (hidden-neuron conditions use it, so a silent
+    /// unit still has a gradient).
+    pub fn h1_pre_relu(&self, x: &Tensor) -> Result<Tensor> {
         let x = ((x * 2.0)? - 1.0)?;
         let x = self.conv1.forward(&x)?.relu()?;
         let x = self.conv2.forward(&x)?.relu()?;
-        self.conv3.forward(&x)?.relu()
+        self.conv3.forward(&x)
+    }
+
+    /// `h` before its ReLU.
+    pub fn h_pre_relu(&self, x: &Tensor) -> Result<Tensor> {
+        self.fc6.forward(&flatten(&self.encode_h1(x)?)?)
     }
 
     /// `E2`: `h1` -> `h` `[n, h_dim]`.

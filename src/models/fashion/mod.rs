@@ -156,12 +156,13 @@ impl Stack {
         let c = std::sync::Arc::new(self.classifier.clone());
         std::sync::Arc::new(move |x| c.encode(x))
     }
-    /// A layer of the classifier by name: `h1` (`[n, 7, 7, c]`), `h`, or `logits`.
+    /// A layer of the classifier by name: `h1` (`[n, 7, 7, c]`), `h`, or
+    /// `logits`, each before its ReLU (what hidden-neuron conditions maximise).
     pub fn layer_net(&self, name: &str) -> Result<crate::density::condition::Net> {
         let c = std::sync::Arc::new(self.classifier.clone());
         Ok(match name {
-            "h1" => std::sync::Arc::new(move |x| c.encode_h1(x)),
-            "h" | "fc6" => std::sync::Arc::new(move |x| c.encode(x)),
+            "h1" => std::sync::Arc::new(move |x| c.h1_pre_relu(x)),
+            "h" | "fc6" => std::sync::Arc::new(move |x| c.h_pre_relu(x)),
             "logits" | "fc8" => {
                 std::sync::Arc::new(move |x| candle_core::Module::forward(c.as_ref(), x))
             }
