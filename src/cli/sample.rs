@@ -9,7 +9,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::data::fashion_mnist::{self, parse_class, Split, CLASS_NAMES};
-use crate::data::image::save_grid;
+use crate::data::image::{encode_png, grid, labelled_grid, save_gif, save_grid};
 use crate::data::npy;
 use crate::density::condition::ClassGradient;
 use crate::density::condition::Neuron;
@@ -389,7 +389,22 @@ fn write_outputs(
 ) -> anyhow::Result<()> {
     let n = r.images.dim(0)?;
     let images: Vec<f32> = r.images.flatten_all()?.to_vec1()?;
-    save_grid(&dir.join("grid.png"), &images, n, (28, 28, 1), a.chains)?;
+    // grid.png: final samples labelled with their condition value
+    let last = r.probability.last().cloned().unwrap_or_default();
+    let labels: Vec<String> = last.iter().map(|v| format!("{v:.2}")).collect();
+    let (px, gw, gh) = labelled_grid(&images, n, (28, 28), a.chains, &labels)?;
+    crate::fsutil::write_atomic(&dir.join("grid.png"), &encode_png(&px, gw, gh, 1)?)?;
+    // chains.gif: the whole grid at every recorded step
+    let frames: Vec<Vec<u8>> = r
+        .snapshots
+        .iter()
+        .map(|snap| -> anyhow::Result<Vec<u8>> {
+            let v: Vec<f32> = snap.flatten_all()?.to_vec1()?;
+            Ok(grid(&v, n, (28, 28, 1), a.chains, 2)?.0)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let (_, fw, fh) = grid(&images, n, (28, 28, 1), a.chains, 2)?;
+    save_gif(&dir.join("chains.gif"), &frames, fw, fh, 20)?;
     // filmstrip: one row per chain, at most 12 snapshots across
     let k = r.snapshots.len();
     let picks: Vec<usize> = if k <= 12 {

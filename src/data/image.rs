@@ -83,3 +83,87 @@ pub fn save_grid(
     let (px, w, h) = grid(images, n, hwc, cols, 2)?;
     write_atomic(path, &encode_png(&px, w, h, hwc.2)?)
 }
+
+/// 3x5 pixel glyphs for labels: digits, '.', '-' (rows top to bottom,
+/// 3 bits each, most significant bit on the left).
+fn glyph(c: char) -> Option<[u8; 5]> {
+    Some(match c {
+        '0' => [7, 5, 5, 5, 7],
+        '1' => [2, 6, 2, 2, 7],
+        '2' => [7, 1, 7, 4, 7],
+        '3' => [7, 1, 7, 1, 7],
+        '4' => [5, 5, 7, 1, 1],
+        '5' => [7, 4, 7, 1, 7],
+        '6' => [7, 4, 7, 5, 7],
+        '7' => [7, 1, 1, 1, 1],
+        '8' => [7, 5, 7, 5, 7],
+        '9' => [7, 5, 7, 1, 7],
+        '.' => [0, 0, 0, 0, 2],
+        '-' => [0, 0, 7, 0, 0],
+        _ => return None,
+    })
+}
+
+/// Height added under each image for its label.
+pub const LABEL_HEIGHT: usize = 7;
+
+/// Like [`grid`] for grey images, with a text label under each image
+/// (digits, '.', '-'; other characters are left blank).
+pub fn labelled_grid(
+    images: &[f32],
+    n: usize,
+    (h, w): (usize, usize),
+    cols: usize,
+    labels: &[String],
+) -> Result<(Vec<u8>, usize, usize)> {
+    if labels.len() != n {
+        return Err(Error::Invalid(format!(
+            "labelled grid: {} labels for {n} images",
+            labels.len()
+        )));
+    }
+    // each tile: the image, then a white strip with the label in black
+    let th = h + LABEL_HEIGHT;
+    let mut tiles = vec![1.0f32; n * th * w];
+    for i in 0..n {
+        let tile = &mut tiles[i * th * w..(i + 1) * th * w];
+        tile[..h * w].copy_from_slice(&images[i * h * w..(i + 1) * h * w]);
+        let mut x0 = 1;
+        for ch in labels[i].chars() {
+            if x0 + 3 > w {
+                break;
+            }
+            if let Some(g) = glyph(ch) {
+                for (r, bits) in g.iter().enumerate() {
+                    for b in 0..3 {
+                        if bits & (4 >> b) != 0 {
+                            tile[(h + 1 + r) * w + x0 + b] = 0.0;
+                        }
+                    }
+                }
+            }
+            x0 += 4;
+        }
+    }
+    grid(&tiles, n, (th, w, 1), cols, 2)
+}
+
+/// Writes an animated grey GIF of `frames` (each already a grid of `w x h`
+/// 8-bit pixels), `delay_cs` hundredths of a second per frame, looping.
+pub fn save_gif(path: &Path, frames: &[Vec<u8>], w: usize, h: usize, delay_cs: u16) -> Result<()> {
+    let palette: Vec<u8> = (0..=255u8).flat_map(|v| [v, v, v]).collect();
+    let mut buf = Vec::new();
+    {
+        let mut enc = gif::Encoder::new(&mut buf, w as u16, h as u16, &palette)
+            .map_err(|e| Error::Invalid(format!("gif: {e}")))?;
+        enc.set_repeat(gif::Repeat::Infinite)
+            .map_err(|e| Error::Invalid(format!("gif: {e}")))?;
+        for f in frames {
+            let mut frame = gif::Frame::from_indexed_pixels(w as u16, h as u16, f.clone(), None);
+            frame.delay = delay_cs;
+            enc.write_frame(&frame)
+                .map_err(|e| Error::Invalid(format!("gif: {e}")))?;
+        }
+    }
+    write_atomic(path, &buf)
+}
