@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand. `main.rs` only calls [`main`].
 
 pub mod classes;
+pub mod inpaint;
 pub mod models;
 pub mod sample;
 pub mod train;
@@ -31,6 +32,8 @@ pub enum Command {
     Models(models::ModelsCommand),
     /// Sample images of a class from the shipped stack (PPGN by default).
     Sample(sample::SampleArgs),
+    /// Fill the masked region of a real image, conditioned on a class (S10).
+    Inpaint(inpaint::InpaintArgs),
     /// List the sampler presets and their values.
     Presets,
     /// List the Fashion-MNIST classes (accepted by index or name wherever a class is asked for).
@@ -45,6 +48,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Classes => classes::run(),
         Command::Sample(a) => sample::run(a),
         Command::Presets => sample::presets(),
+        Command::Inpaint(a) => inpaint::run(a),
     }
 }
 

@@ -13,6 +13,7 @@ use crate::data::image::{encode_png, grid, labelled_grid, save_gif, save_grid};
 use crate::data::npy;
 use crate::density::condition::ClassGradient;
 use crate::density::condition::Neuron;
+use crate::density::image::clamp_known;
 use crate::models::fashion::{self as stack, Stack};
 use crate::run::chains::{run_chains, ChainsOutput, Condition, Outcome};
 use crate::run::preset::{preset, PriorKind, SamplerKind, PRESETS};
@@ -145,6 +146,21 @@ fn new_run_dir() -> PathBuf {
 }
 
 pub fn run(a: SampleArgs) -> anyhow::Result<()> {
+    run_with(a, None)
+}
+
+/// What `ppgn inpaint` adds to a sampling run.
+pub struct InpaintSpec {
+    /// The real image `[1, 28, 28, 1]` and the mask `[1, 28, 28, 1]` (1 = fill).
+    pub real: Tensor,
+    pub mask: Tensor,
+    pub context_weight: f64,
+    /// For the manifest: which image and mask.
+    pub describe: serde_json::Value,
+}
+
+/// A sampling run, or an inpainting run when `inpaint` is given.
+pub fn run_with(a: SampleArgs, inpaint: Option<InpaintSpec>) -> anyhow::Result<()> {
     let device = Device::Cpu;
     let mut cfg = preset(&a.preset)?;
     if let Some(s) = a.sampler {
@@ -241,12 +257,26 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     } else {
         per_chain.len()
     };
-    let condition = match neuron {
-        Some((layer, neuron)) => Condition::Neuron { layer, neuron },
-        None => Condition::Classes(per_chain.clone()),
+    let condition = match (&neuron, &inpaint) {
+        (Some((layer, neuron)), _) => Condition::Neuron {
+            layer: layer.clone(),
+            neuron: *neuron,
+        },
+        (None, Some(sp)) => Condition::Inpaint {
+            classes: per_chain.clone(),
+            real: sp.real.repeat((n, 1, 1, 1))?,
+            mask: sp.mask.clone(),
+            weight: sp.context_weight,
+        },
+        (None, None) => Condition::Classes(per_chain.clone()),
     };
     let h_dim = s.classifier.cfg.h_dim;
-    let h0 = if a.init == "random" {
+    let h0 = if let (Some(sp), "random") = (&inpaint, a.init.as_str()) {
+        // inpainting starts from the code of the image with its hole blacked out
+        let known = sp.mask.affine(-1.0, 1.0)?;
+        s.classifier
+            .encode(&(&sp.real * known)?.repeat((n, 1, 1, 1))?)?
+    } else if a.init == "random" {
         // |N(0, 2^2)|-ish codes: non-negative like post-ReLU h
         let z = Tensor::zeros((n, h_dim), DType::F32, &device)?;
         (ChainRngs::new(a.seed ^ 0x5eed, n).normal_like(&z)? * 2.0)?.relu()?
@@ -269,6 +299,7 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
 
     let request = serde_json::json!({
         "sampler": &cfg, "classes": &per_chain, "neuron": &a.neuron, "seed": a.seed, "init": &a.init,
+        "inpaint": inpaint.as_ref().map(|sp| &sp.describe),
         "record_every": a.record_every,
     });
     crate::run::chains::validate(&s, &cfg, &condition, &h0)?;
@@ -331,6 +362,12 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         }
     };
 
+    let mut result = result;
+    if let Some(sp) = &inpaint {
+        // S10: the known pixels are the real ones
+        result.images = clamp_known(&result.images, &sp.real.repeat((n, 1, 1, 1))?, &sp.mask)?;
+    }
+
     // evaluator's verdict on the final samples
     let eval_pred: Vec<u32> = s.evaluator.forward(&result.images)?.argmax(1)?.to_vec1()?;
     let mut per_class: BTreeMap<String, f64> = BTreeMap::new();
@@ -345,6 +382,20 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     write_outputs(
         &tmp, &s, &a, &cfg, &per_chain, &result, &eval_pred, &per_class, &dir,
     )?;
+    if let Some(sp) = &inpaint {
+        // one row: the original, the masked input, then every fill
+        let known = sp.mask.affine(-1.0, 1.0)?;
+        let row = Tensor::cat(
+            &[sp.real.clone(), (&sp.real * known)?, result.images.clone()],
+            0,
+        )?;
+        let v: Vec<f32> = row.flatten_all()?.to_vec1()?;
+        save_grid(&tmp.join("inpaint.png"), &v, n + 2, (28, 28, 1), n + 2)?;
+        crate::fsutil::write_atomic(
+            &tmp.join("inpaint.json"),
+            serde_json::to_string_pretty(&sp.describe)?.as_bytes(),
+        )?;
+    }
     for f in ["checkpoint.json", "checkpoint.safetensors"] {
         let _ = std::fs::remove_file(tmp.join(f));
     }

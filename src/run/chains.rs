@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::preset::{PriorKind, SamplerConfig, SamplerKind};
 use crate::density::condition::{ClassCondition, ClassGradient, Neuron, NeuronCondition};
+use crate::density::image::InpaintContext;
 use crate::density::prior::{DaePrior, GaussianPrior, JointPrior};
 use crate::density::{Sum, Term};
 use crate::error::{Error, Result};
@@ -72,12 +73,22 @@ pub fn class_condition(
 }
 
 /// What the chains are conditioned on.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Condition {
     /// One class per chain.
     Classes(Vec<usize>),
     /// A hidden unit of a classifier layer (`h1`, `h`, `logits`).
     Neuron { layer: String, neuron: Neuron },
+    /// Inpainting (S10): a class per chain plus `weight` times the context
+    /// term pulling the known pixels (`mask = 0`) of `G(h)` toward `real`.
+    Inpaint {
+        classes: Vec<usize>,
+        /// `[n, 28, 28, 1]`
+        real: Tensor,
+        /// `[1, 28, 28, 1]`, 1 on the pixels to fill
+        mask: Tensor,
+        weight: f64,
+    },
 }
 
 impl Condition {
@@ -91,13 +102,34 @@ impl Condition {
                 layer_name: layer.clone(),
                 neuron: *neuron,
             }),
+            Condition::Inpaint {
+                classes,
+                real,
+                mask,
+                weight,
+            } => Box::new(Sum::new(vec![
+                (
+                    1.0,
+                    Box::new(class_condition(stack, classes, cfg.gradient)) as Box<dyn Term>,
+                ),
+                (
+                    *weight,
+                    Box::new(InpaintContext::new(
+                        stack.generator_net(),
+                        real.clone(),
+                        mask.clone(),
+                    )?),
+                ),
+            ])),
         })
     }
 
     /// What progress reports per chain: `p(y | x)` for classes, the unit's activation for a neuron.
     pub fn measure(&self, stack: &Stack, cfg: &SamplerConfig, h: &Tensor) -> Result<Vec<f64>> {
         match self {
-            Condition::Classes(c) => class_condition(stack, c, cfg.gradient).probability(h),
+            Condition::Classes(c) | Condition::Inpaint { classes: c, .. } => {
+                class_condition(stack, c, cfg.gradient).probability(h)
+            }
             Condition::Neuron { layer, neuron } => {
                 let term = NeuronCondition {
                     decode: stack.generator_net(),

@@ -229,3 +229,77 @@ fn sample_a_hidden_neuron_and_keep_the_confident() {
     ]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("LAYER:UNIT"));
 }
+
+#[test]
+fn inpaint_keeps_the_known_pixels() {
+    let d = tempdir("cli-inpaint");
+    let out = d.join("i");
+    let o = ppgn(&[
+        "inpaint",
+        "--class",
+        "shirt",
+        "--image",
+        "test:0",
+        "--mask",
+        "10x8@9,10",
+        "--chains",
+        "3",
+        "--steps",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.join("inpaint.png").exists());
+    let s = std::fs::read(out.join("samples.npy")).unwrap();
+    let (shape, off) = npy_shape(&s, "<f4");
+    assert_eq!(shape, vec![3, 1, 28, 28]);
+    let px: Vec<f32> = s[off..]
+        .chunks(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let test = ppgn::data::fashion_mnist::load(
+        &ppgn::data::fashion_mnist::resolve_dir(None),
+        ppgn::data::fashion_mnist::Split::Test,
+    )
+    .unwrap();
+    let mut changed = 0;
+    for c in 0..3 {
+        for y in 0..28 {
+            for x in 0..28 {
+                let v = px[c * 784 + y * 28 + x];
+                let real = test.images[y * 28 + x] as f32 / 255.0;
+                let inside = (9..19).contains(&x) && (10..18).contains(&y);
+                if !inside {
+                    assert_eq!(v, real, "known pixel ({x}, {y}) of chain {c} changed");
+                } else if v != real {
+                    changed += 1;
+                }
+            }
+        }
+    }
+    assert!(changed > 0, "nothing was filled");
+    for (mask, needle) in [
+        ("30x2@0,0", "does not fit"),
+        ("0x3@1,1", "does not fit"),
+        ("blob", "PNG"),
+    ] {
+        let o = ppgn(&[
+            "inpaint",
+            "--class",
+            "shirt",
+            "--image",
+            "test:0",
+            "--mask",
+            mask,
+            "--steps",
+            "2",
+            "--out",
+            d.join("x").to_str().unwrap(),
+            "-q",
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(needle), "{mask}: {err}");
+    }
+}
