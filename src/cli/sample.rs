@@ -16,7 +16,7 @@ use crate::density::condition::Neuron;
 use crate::density::image::clamp_known;
 use crate::models::fashion::{self as stack, Stack};
 use crate::run::chains::{run_chains, ChainsOutput, Condition, Outcome};
-use crate::run::preset::{preset, PriorKind, SamplerKind, PRESETS};
+use crate::run::preset::{preset, PriorKind, SamplerConfig, SamplerKind, PRESETS};
 use crate::sampler::schedule::Schedule;
 use crate::sampler::ChainRngs;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,6 +46,11 @@ pub struct SampleArgs {
     /// Named setting from the papers (see `ppgn presets`).
     #[arg(long, default_value = "ppgn")]
     pub preset: String,
+    /// A TOML file of sampler settings (any fields of `ppgn presets`' output,
+    /// e.g. `eps1 = 1e-4` or `[step] kind = "constant"` `value = 0.2`):
+    /// the preset's values, then the file's, then the flags'.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Override the preset's sampler.
     #[arg(long, value_enum)]
     pub sampler: Option<SamplerKind>,
@@ -117,6 +122,30 @@ fn classes(spec: &str) -> anyhow::Result<Vec<usize>> {
     spec.split(',').map(|s| Ok(parse_class(s)?)).collect()
 }
 
+/// The preset's settings overlaid with those of a TOML file.
+fn merge_config(cfg: SamplerConfig, path: &Path) -> anyhow::Result<SamplerConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("--config {}", path.display()))?;
+    let file: toml::Value = toml::from_str(&text)
+        .with_context(|| format!("--config {}: not valid TOML", path.display()))?;
+    let mut merged = serde_json::to_value(&cfg)?;
+    let overlay = serde_json::to_value(file)?;
+    let (Some(m), Some(o)) = (merged.as_object_mut(), overlay.as_object()) else {
+        bail!("--config {}: expected a table of settings", path.display());
+    };
+    for (k, v) in o {
+        if !m.contains_key(k) {
+            bail!(
+                "--config {}: unknown setting {k:?}; the settings are {}",
+                path.display(),
+                m.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+        m.insert(k.clone(), v.clone());
+    }
+    serde_json::from_value(merged).with_context(|| format!("--config {}", path.display()))
+}
+
 /// `LAYER:UNIT` or `LAYER:UNIT@X,Y`.
 fn parse_neuron(spec: &str) -> anyhow::Result<(String, Neuron)> {
     let bad = || {
@@ -163,6 +192,9 @@ pub struct InpaintSpec {
 pub fn run_with(a: SampleArgs, inpaint: Option<InpaintSpec>) -> anyhow::Result<()> {
     let device = Device::Cpu;
     let mut cfg = preset(&a.preset)?;
+    if let Some(path) = &a.config {
+        cfg = merge_config(cfg, path)?;
+    }
     if let Some(s) = a.sampler {
         cfg.sampler = s;
     }

@@ -303,3 +303,48 @@ fn inpaint_keeps_the_known_pixels() {
         assert!(!o.status.success() && err.contains(needle), "{mask}: {err}");
     }
 }
+
+#[test]
+fn a_config_file_sits_between_preset_and_flags() {
+    let d = tempdir("cli-config");
+    let cfg = d.join("c.toml");
+    std::fs::write(
+        &cfg,
+        "eps1 = 0.001\nsteps = 3\n[step]\nkind = \"constant\"\nvalue = 0.2\n",
+    )
+    .unwrap();
+    let out = d.join("r");
+    let o = ppgn(&[
+        "sample",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--steps",
+        "4",
+        "--chains",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["sampler"]["eps1"], 0.001);
+    assert_eq!(m["sampler"]["steps"], 4, "the flag wins over the file");
+    assert_eq!(m["sampler"]["step"]["value"], 0.2);
+    assert_eq!(m["sampler"]["eps3"], 1e-17, "the preset fills the rest");
+    std::fs::write(&cfg, "epsilon = 3\n").unwrap();
+    let o = ppgn(&[
+        "sample",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        d.join("x").to_str().unwrap(),
+        "-q",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("unknown setting \"epsilon\"") && err.contains("eps1"),
+        "{err}"
+    );
+}
