@@ -71,6 +71,15 @@ pub struct SampleArgs {
     /// Constant step size (learning rate, tau or leapfrog step) instead of the preset's schedule.
     #[arg(long)]
     pub step: Option<f64>,
+    /// HMC: leapfrog steps per iteration.
+    #[arg(long)]
+    pub leapfrog_steps: Option<usize>,
+    /// Standard deviation of the Gaussian prior on h.
+    #[arg(long)]
+    pub prior_sigma: Option<f64>,
+    /// MAP: L2 decay on h.
+    #[arg(long)]
+    pub decay: Option<f64>,
     /// Which class gradient: logit, softmax or log-softmax (Table S2).
     #[arg(long, value_parser = ["logit", "softmax", "log-softmax"])]
     pub gradient: Option<String>,
@@ -215,6 +224,36 @@ pub fn run_with(a: SampleArgs, inpaint: Option<InpaintSpec>) -> anyhow::Result<(
     }
     if let Some(s) = a.steps {
         cfg.steps = s;
+    }
+    if let Some(l) = a.leapfrog_steps {
+        cfg.leapfrog_steps = l;
+    }
+    for (flag, v, slot) in [
+        ("--prior-sigma", a.prior_sigma, &mut cfg.prior_sigma),
+        ("--decay", a.decay, &mut cfg.decay),
+    ] {
+        if let Some(v) = v {
+            if !(v.is_finite() && v >= 0.0) {
+                bail!("{flag} must be a finite non-negative number, got {v}");
+            }
+            *slot = v;
+        }
+    }
+    if !(cfg.prior_sigma > 0.0 && cfg.prior_sigma.is_finite()) {
+        bail!(
+            "the Gaussian prior's sigma must be positive, got {}",
+            cfg.prior_sigma
+        );
+    }
+    for (name, v) in [
+        ("eps1", cfg.eps1),
+        ("eps2", cfg.eps2),
+        ("eps3", cfg.eps3),
+        ("decay", cfg.decay),
+    ] {
+        if !(v.is_finite() && v >= 0.0) {
+            bail!("{name} must be a finite non-negative number, got {v}");
+        }
     }
     if let Some(s) = a.step {
         if !(s.is_finite() && s > 0.0) {
