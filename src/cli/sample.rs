@@ -71,6 +71,10 @@ pub struct SampleArgs {
     /// Constant step size (learning rate, tau or leapfrog step) instead of the preset's schedule.
     #[arg(long)]
     pub step: Option<f64>,
+    /// Tune the step size by dual averaging toward this mean acceptance
+    /// (e.g. 0.574 for MALA, 0.8 for HMC) during the first half of the steps.
+    #[arg(long)]
+    pub adapt: Option<f64>,
     /// HMC: leapfrog steps per iteration.
     #[arg(long)]
     pub leapfrog_steps: Option<usize>,
@@ -224,6 +228,15 @@ pub fn run_with(a: SampleArgs, inpaint: Option<InpaintSpec>) -> anyhow::Result<(
     }
     if let Some(s) = a.steps {
         cfg.steps = s;
+    }
+    if let Some(t) = a.adapt {
+        if !(t > 0.0 && t < 1.0) {
+            bail!("--adapt {t}: the target acceptance must be in (0, 1)");
+        }
+        cfg.adapt = Some(t);
+    }
+    if cfg.adapt.is_some() && matches!(cfg.sampler, SamplerKind::Map | SamplerKind::MalaApprox) {
+        bail!("--adapt tunes the step toward an acceptance rate: use it with mh, mala or hmc");
     }
     if let Some(l) = a.leapfrog_steps {
         cfg.leapfrog_steps = l;

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::models::fashion::Stack;
 use crate::models::weights::{load_tensors, save_tensors};
+use crate::sampler::adapt::DualAveraging;
 use crate::sampler::clip::Clip;
 use crate::sampler::hmc::Hmc;
 use crate::sampler::mala::Mala;
@@ -212,6 +213,8 @@ pub struct ChainsOutput {
     pub accept_sum: f64,
     pub wall_s: f64,
     pub rngs: ChainRngs,
+    /// Step-size adaptation state, when adapting.
+    pub adapt: Option<DualAveraging>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -224,6 +227,7 @@ struct CheckpointMeta {
     accept_sum: f64,
     wall_s: f64,
     rngs: Vec<rand_chacha::ChaCha8Rng>,
+    adapt: Option<DualAveraging>,
     /// What the run was asked, so a resume with other settings is refused.
     request: serde_json::Value,
 }
@@ -246,6 +250,7 @@ impl ChainsOutput {
             accept_sum: self.accept_sum,
             wall_s: self.wall_s,
             rngs: self.rngs.0.clone(),
+            adapt: self.adapt.clone(),
             request: request.clone(),
         };
         write_atomic(
@@ -291,6 +296,7 @@ impl ChainsOutput {
             accept_sum: meta.accept_sum,
             wall_s: meta.wall_s,
             rngs: ChainRngs(meta.rngs),
+            adapt: meta.adapt,
         })
     }
 }
@@ -323,8 +329,9 @@ pub fn run_chains(
 ) -> Result<Outcome> {
     let n = h0.dim(0)?;
     let target = target(stack, cfg, condition)?;
-    let k = kernel(cfg)?;
+    let mut k = kernel(cfg)?;
     k.check(&target)?;
+    let warmup = cfg.steps / 2;
     let started = Instant::now();
     let record = |out: &mut ChainsOutput, h: &Tensor| -> Result<f64> {
         let p = condition.measure(stack, cfg, h)?;
@@ -348,6 +355,9 @@ pub fn run_chains(
                 accept_sum: 0.0,
                 wall_s: 0.0,
                 rngs: ChainRngs::new(seed, n),
+                adapt: cfg
+                    .adapt
+                    .map(|delta| DualAveraging::new(cfg.step.at(0), delta)),
             };
             record(&mut out, h0)?;
             out
@@ -355,6 +365,16 @@ pub fn run_chains(
     };
     let base_wall = out.wall_s;
     let mut state = init(&out.codes, &target)?;
+    // the step size in force at `out.step`, recomputed from the adaptation state
+    if let Some(da) = &out.adapt {
+        if out.step > 0 {
+            k.set_step_size(if out.step >= warmup {
+                da.final_step()
+            } else {
+                da.current_step()
+            });
+        }
+    }
     for t in out.step..cfg.steps {
         let (next, info): (_, Info) = k.step(&mut out.rngs, &state, &target, t)?;
         state = next;
@@ -364,7 +384,16 @@ pub fn run_chains(
             out.accepted[i] += info.accepted[i] as usize;
             out.divergences[i] += info.divergent[i] as usize;
         }
-        out.accept_sum += info.accept_prob.iter().sum::<f64>() / n as f64;
+        let mean_accept = info.accept_prob.iter().sum::<f64>() / n as f64;
+        out.accept_sum += mean_accept;
+        if let Some(da) = out.adapt.as_mut() {
+            if t < warmup {
+                k.set_step_size(da.update(mean_accept));
+            }
+            if t + 1 == warmup {
+                k.set_step_size(da.final_step());
+            }
+        }
         let interrupted = stop.load(Ordering::SeqCst) && out.step < cfg.steps;
         if out.step % record_every.max(1) == 0 || out.step == cfg.steps || interrupted {
             if out.step % record_every.max(1) == 0 || out.step == cfg.steps {

@@ -56,6 +56,10 @@ pub struct SamplerConfig {
     /// Clip `h` to `[lo, hi]` after each step.
     pub clip: Option<(f64, f64)>,
     pub gradient: ClassGradient,
+    /// Tune the step by dual averaging toward this mean acceptance during
+    /// the first half of the steps (not in the papers; MH kernels only).
+    #[serde(default)]
+    pub adapt: Option<f64>,
 }
 
 /// `(name, description)` of every preset.
@@ -85,6 +89,7 @@ pub fn preset(name: &str) -> Result<SamplerConfig> {
         normalise: true,
         clip: Some((0.0, 30.0)),
         gradient: ClassGradient::LogSoftmax,
+        adapt: None,
     };
     let gaussian = SamplerConfig {
         prior: PriorKind::Gaussian,

@@ -3,7 +3,7 @@
 //! papers; on by request. It steers the mean acceptance probability over
 //! chains toward `delta` during warm-up, then the averaged step is used.
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct DualAveraging {
     pub delta: f64,
     mu: f64,
@@ -44,6 +44,11 @@ impl DualAveraging {
         self.log_eps = self.mu - self.t.sqrt() / self.gamma * self.h_bar;
         let eta = self.t.powf(-self.kappa);
         self.log_eps_bar = eta * self.log_eps + (1.0 - eta) * self.log_eps_bar;
+        self.log_eps.exp()
+    }
+
+    /// The step size of the last update (during warm-up).
+    pub fn current_step(&self) -> f64 {
         self.log_eps.exp()
     }
 

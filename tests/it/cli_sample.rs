@@ -348,3 +348,51 @@ fn a_config_file_sits_between_preset_and_flags() {
         "{err}"
     );
 }
+
+#[test]
+fn adapted_runs_resume_to_the_same_bits_too() {
+    let d = tempdir("cli-adapt");
+    let (a, b) = (d.join("a"), d.join("b"));
+    let common = [
+        "sample",
+        "--preset",
+        "xu-mala",
+        "--adapt",
+        "0.574",
+        "--class",
+        "bag",
+        "--chains",
+        "2",
+        "--steps",
+        "20",
+        "--record-every",
+        "3",
+        "-q",
+    ];
+    let run = |out: &std::path::Path, extra: &[&str]| {
+        let mut args: Vec<&str> = common.to_vec();
+        args.extend(["--out", out.to_str().unwrap()]);
+        args.extend(extra);
+        ppgn(&args)
+    };
+    assert!(run(&a, &[]).status.success());
+    assert!(!run(&b, &["--stop-after", "6"]).status.success());
+    let o = run(&b, &["--resume"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read(a.join("samples.npy")).unwrap(),
+        std::fs::read(b.join("samples.npy")).unwrap()
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["sampler"]["adapt"], 0.574);
+    let o = ppgn(&[
+        "sample",
+        "--adapt",
+        "0.6",
+        "--out",
+        d.join("x").to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("mh, mala or hmc"));
+}
