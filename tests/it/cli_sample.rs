@@ -13,6 +13,14 @@ fn ppgn(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `ppgn` with `args`, `--out out`, then `extra`.
+fn ppgn_into(args: &[&str], out: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--out", out.to_str().unwrap()]);
+    all.extend(extra);
+    ppgn(&all)
+}
+
 /// Shape from a `.npy` header, and the data offset.
 fn npy_shape(bytes: &[u8], descr: &str) -> (Vec<usize>, usize) {
     assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
@@ -149,12 +157,7 @@ fn an_interrupted_run_resumes_to_the_same_bits() {
         "5",
         "-q",
     ];
-    let run = |out: &std::path::Path, extra: &[&str]| {
-        let mut args: Vec<&str> = common.to_vec();
-        args.extend(["--out", out.to_str().unwrap()]);
-        args.extend(extra);
-        ppgn(&args)
-    };
+    let run = |out: &std::path::Path, extra: &[&str]| ppgn_into(&common, out, extra);
     assert!(run(&a, &[]).status.success());
     let o = run(&b, &["--stop-after", "10"]);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -369,12 +372,7 @@ fn adapted_runs_resume_to_the_same_bits_too() {
         "3",
         "-q",
     ];
-    let run = |out: &std::path::Path, extra: &[&str]| {
-        let mut args: Vec<&str> = common.to_vec();
-        args.extend(["--out", out.to_str().unwrap()]);
-        args.extend(extra);
-        ppgn(&args)
-    };
+    let run = |out: &std::path::Path, extra: &[&str]| ppgn_into(&common, out, extra);
     assert!(run(&a, &[]).status.success());
     assert!(!run(&b, &["--stop-after", "6"]).status.success());
     let o = run(&b, &["--resume"]);
