@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand. `main.rs` only calls [`main`].
 
 pub mod classes;
+pub mod eval;
 pub mod inpaint;
 pub mod models;
 pub mod sample;
@@ -34,6 +35,8 @@ pub enum Command {
     Sample(sample::SampleArgs),
     /// Fill the masked region of a real image, conditioned on a class (S10).
     Inpaint(inpaint::InpaintArgs),
+    /// Score a run's samples with the independent evaluator (accuracy, score, Frechet distance).
+    Eval(eval::EvalArgs),
     /// List the sampler presets and their values.
     Presets,
     /// List the Fashion-MNIST classes (accepted by index or name wherever a class is asked for).
@@ -49,6 +52,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Sample(a) => sample::run(a),
         Command::Presets => sample::presets(),
         Command::Inpaint(a) => inpaint::run(a),
+        Command::Eval(a) => eval::run(a),
     }
 }
 

@@ -1,3 +1,6 @@
-//! Metrics. For now: how well the stack reconstructs real images, `G(E(x))`.
+//! Metrics: reconstruction of real images through the codes, and scores of
+//! generated images by the independent evaluator.
 
 pub mod reconstruction;
+pub mod report;
+pub mod scores;

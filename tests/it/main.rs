@@ -4,6 +4,7 @@ mod cli_sample;
 mod data;
 mod gradients;
 mod samplers;
+mod scores;
 mod shipped;
 mod stack_sampling;
 mod train;

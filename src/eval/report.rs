@@ -1,0 +1,90 @@
+//! Scoring a set of images with the evaluator (never used for sampling):
+//! accuracy against the requested classes, the Inception-score analogue,
+//! and Frechet distances in the evaluator's feature space to a reference
+//! set of real images, overall and per class.
+
+use std::collections::BTreeMap;
+
+use candle_core::{DType, Device, Tensor};
+use serde::Serialize;
+
+use super::scores::{accuracy, frechet_distance, inception_score, Rows};
+use crate::error::Result;
+use crate::models::fashion::Evaluator;
+use crate::train::EVAL_BATCH;
+
+/// Evaluator features `[n][d]` and class probabilities `[n][k]` of images `[n, 28, 28, 1]`.
+pub fn features_and_probs(e: &Evaluator, images: &Tensor) -> Result<(Rows, Rows)> {
+    let n = images.dim(0)?;
+    let (mut f, mut p) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut i = 0;
+    while i < n {
+        let b = EVAL_BATCH.min(n - i);
+        let x = images.narrow(0, i, b)?;
+        let feat = e.features(&x)?;
+        let probs = candle_nn::ops::log_softmax(&e.head(&feat)?, 1)?.exp()?;
+        f.extend(feat.to_dtype(DType::F64)?.to_vec2::<f64>()?);
+        p.extend(probs.to_dtype(DType::F64)?.to_vec2::<f64>()?);
+        i += b;
+    }
+    Ok((f, p))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Scores {
+    pub images: usize,
+    pub evaluator_accuracy: f64,
+    pub evaluator_score: f64,
+    pub frechet_distance: f64,
+    /// Per requested class (by index): Frechet distance to that class's reference images.
+    pub frechet_distance_per_class: BTreeMap<usize, f64>,
+}
+
+/// Scores images with labels against reference features/labels of real images.
+pub fn score(
+    e: &Evaluator,
+    images: &Tensor,
+    labels: &[usize],
+    reference: &(Vec<Vec<f64>>, Vec<usize>),
+) -> Result<Scores> {
+    let (f, p) = features_and_probs(e, images)?;
+    let mut per_class = BTreeMap::new();
+    let mut classes: Vec<usize> = labels.to_vec();
+    classes.sort();
+    classes.dedup();
+    for c in classes {
+        let a: Vec<Vec<f64>> = (0..f.len())
+            .filter(|&i| labels[i] == c)
+            .map(|i| f[i].clone())
+            .collect();
+        let b: Vec<Vec<f64>> = (0..reference.0.len())
+            .filter(|&i| reference.1[i] == c)
+            .map(|i| reference.0[i].clone())
+            .collect();
+        if a.len() >= 2 && b.len() >= 2 {
+            per_class.insert(c, frechet_distance(&a, &b)?);
+        }
+    }
+    Ok(Scores {
+        images: f.len(),
+        evaluator_accuracy: accuracy(&p, labels),
+        evaluator_score: inception_score(&p),
+        frechet_distance: frechet_distance(&f, &reference.0)?,
+        frechet_distance_per_class: per_class,
+    })
+}
+
+/// Reference features of a dataset split.
+pub fn reference(
+    e: &Evaluator,
+    data: &crate::data::fashion_mnist::Dataset,
+    device: &Device,
+) -> Result<(Vec<Vec<f64>>, Vec<usize>)> {
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let mut feats = Vec::with_capacity(data.len());
+    for chunk in idx.chunks(EVAL_BATCH) {
+        let x = data.images_tensor(chunk, device)?;
+        feats.extend(e.features(&x)?.to_dtype(DType::F64)?.to_vec2::<f64>()?);
+    }
+    Ok((feats, data.labels.iter().map(|&l| l as usize).collect()))
+}

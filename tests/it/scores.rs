@@ -1,0 +1,121 @@
+//! The evaluation scores on inputs with known answers.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+
+use ppgn::eval::scores::{accuracy, frechet_distance, inception_score, sqrtm_psd, symmetric_eigen};
+
+fn gaussian_rows(n: usize, mean: &[f64], sd: &[f64], seed: u64) -> Vec<Vec<f64>> {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    let z = Normal::new(0.0, 1.0).unwrap();
+    (0..n)
+        .map(|_| {
+            mean.iter()
+                .zip(sd)
+                .map(|(m, s)| m + s * z.sample(&mut r))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn accuracy_and_inception_score_extremes() {
+    let k = 10;
+    let one_hot: Vec<Vec<f64>> = (0..50)
+        .map(|i| (0..k).map(|j| if j == i % k { 1.0 } else { 0.0 }).collect())
+        .collect();
+    let labels: Vec<usize> = (0..50).map(|i| i % k).collect();
+    assert_eq!(accuracy(&one_hot, &labels), 1.0);
+    let shifted: Vec<usize> = labels.iter().map(|l| (l + 1) % k).collect();
+    assert_eq!(accuracy(&one_hot, &shifted), 0.0);
+    // confident and spread over all classes: the score is the number of classes
+    assert!((inception_score(&one_hot) - k as f64).abs() < 1e-9);
+    // no information: 1
+    let uniform = vec![vec![1.0 / k as f64; k]; 20];
+    assert!((inception_score(&uniform) - 1.0).abs() < 1e-12);
+    // confident but all the same class: 1
+    let same = vec![one_hot[0].clone(); 20];
+    assert!((inception_score(&same) - 1.0).abs() < 1e-12);
+}
+
+#[test]
+fn matrix_square_root_and_eigen() {
+    let a = vec![
+        vec![4.0, 1.0, 0.5],
+        vec![1.0, 3.0, 0.2],
+        vec![0.5, 0.2, 2.0],
+    ];
+    let (w, v) = symmetric_eigen(&a);
+    for k in 0..3 {
+        for i in 0..3 {
+            let av: f64 = (0..3).map(|j| a[i][j] * v[j][k]).sum();
+            assert!((av - w[k] * v[i][k]).abs() < 1e-10);
+        }
+    }
+    let r = sqrtm_psd(&a);
+    for i in 0..3 {
+        for j in 0..3 {
+            let rr: f64 = (0..3).map(|k| r[i][k] * r[k][j]).sum();
+            assert!(
+                (rr - a[i][j]).abs() < 1e-10,
+                "({i},{j}) {rr} vs {}",
+                a[i][j]
+            );
+        }
+    }
+}
+
+#[test]
+fn frechet_distance_known_values() {
+    let a = gaussian_rows(4000, &[0.0, 1.0, -1.0], &[1.0, 2.0, 0.5], 1);
+    assert!(frechet_distance(&a, &a).unwrap() < 1e-9);
+    // for diagonal Gaussians: |mu1 - mu2|^2 + sum (s1 - s2)^2
+    let b = gaussian_rows(4000, &[1.0, 1.0, -1.0], &[1.0, 1.0, 0.5], 2);
+    let expected = 1.0 + 1.0;
+    let fd = frechet_distance(&a, &b).unwrap();
+    assert!((fd - expected).abs() < 0.15, "{fd} vs {expected}");
+    // two samples of the same distribution are close
+    let c = gaussian_rows(4000, &[0.0, 1.0, -1.0], &[1.0, 2.0, 0.5], 3);
+    assert!(frechet_distance(&a, &c).unwrap() < 0.05);
+    assert!(frechet_distance(&a[..1], &c).is_err());
+}
+
+#[test]
+fn real_images_score_like_the_baseline_and_noise_does_not() {
+    use candle_core::{DType, Device, Tensor};
+    use ppgn::data::fashion_mnist::{self, Split};
+    use ppgn::eval::report::{reference, score};
+    use ppgn::models::fashion::{self as stack, Evaluator};
+    let dev = Device::Cpu;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fashion-mnist");
+    let (e, card) = stack::load(&dir, "evaluator", DType::F32, &dev, Evaluator::new).unwrap();
+    let data = fashion_mnist::resolve_dir(None);
+    let test = fashion_mnist::load(&data, Split::Test).unwrap();
+    // the test set against itself as reference: its accuracy is the card's
+    let refs = reference(&e, &test, &dev).unwrap();
+    let idx: Vec<usize> = (0..test.len()).collect();
+    let labels: Vec<usize> = test.labels.iter().map(|&l| l as usize).collect();
+    let real = score(&e, &test.images_tensor(&idx, &dev).unwrap(), &labels, &refs).unwrap();
+    assert!((real.evaluator_accuracy - card.metrics["test_accuracy"]).abs() < 1e-9);
+    assert!(real.frechet_distance < 1e-6, "{}", real.frechet_distance);
+    assert!(real.evaluator_score > 5.0);
+    // uniform noise images
+    let mut r = ppgn::sampler::ChainRngs::new(1, 500);
+    let z = Tensor::zeros((500, 28, 28, 1), DType::F32, &dev).unwrap();
+    let noise = r
+        .normal_like(&z)
+        .unwrap()
+        .affine(0.3, 0.5)
+        .unwrap()
+        .clamp(0.0, 1.0)
+        .unwrap();
+    let noise_labels: Vec<usize> = (0..500).map(|i| i % 10).collect();
+    let s = score(&e, &noise, &noise_labels, &refs).unwrap();
+    assert!(s.evaluator_accuracy < 0.3, "{}", s.evaluator_accuracy);
+    assert!(
+        s.frechet_distance > 100.0 * real.frechet_distance.max(0.1),
+        "{}",
+        s.frechet_distance
+    );
+}
