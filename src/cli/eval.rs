@@ -9,7 +9,7 @@ use clap::Args;
 
 use crate::data::fashion_mnist::{self, Split, CLASS_NAMES};
 use crate::data::npy;
-use crate::eval::report::{reference, score};
+use crate::eval::report::{classes_more_diverse, reference, score};
 use crate::models::fashion::{self as stack, Evaluator};
 
 #[derive(Args, Debug)]
@@ -82,6 +82,20 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     ] {
         println!("{name:<28} {s:>10.4} {r:>10.4}");
     }
+    let more_diverse = classes_more_diverse(&samples, &real);
+    println!(
+        "{:<28} {:>10} {:>10}",
+        "classes more diverse (S3)",
+        more_diverse,
+        real.ms_ssim_per_class.len()
+    );
+    for (c, ms) in &samples.ms_ssim_per_class {
+        println!(
+            "{:<28} {ms:>10.4} {:>10.4}",
+            format!("  MS-SSIM {}", CLASS_NAMES[*c]),
+            real.ms_ssim_per_class.get(c).copied().unwrap_or(f64::NAN)
+        );
+    }
     for (c, fd) in &samples.frechet_distance_per_class {
         println!(
             "{:<28} {fd:>10.4} {:>10.4}",
@@ -96,6 +110,8 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let json = serde_json::json!({
         "command": super::command_line(),
         "reference": "evaluator features of the 60k training images",
+        "ms_ssim": "3 scales (28, 14, 7), Gaussian window sigma 0.8 (7x7), see src/eval/ms_ssim.rs",
+        "classes_more_diverse_than_least_diverse_real_class": more_diverse,
         "samples": samples,
         "real_test_images": real,
     });

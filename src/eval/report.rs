@@ -38,7 +38,12 @@ pub struct Scores {
     pub frechet_distance: f64,
     /// Per requested class (by index): Frechet distance to that class's reference images.
     pub frechet_distance_per_class: BTreeMap<usize, f64>,
+    /// Per class: mean MS-SSIM of random pairs of its images (lower is more diverse).
+    pub ms_ssim_per_class: BTreeMap<usize, f64>,
 }
+
+/// Random pairs per class for the within-class MS-SSIM.
+pub const MS_SSIM_PAIRS: usize = 200;
 
 /// Scores images with labels against reference features/labels of real images.
 pub fn score(
@@ -52,7 +57,19 @@ pub fn score(
     let mut classes: Vec<usize> = labels.to_vec();
     classes.sort();
     classes.dedup();
+    let pixels: Vec<Vec<f64>> = images
+        .flatten_from(1)?
+        .to_dtype(DType::F64)?
+        .to_vec2::<f64>()?;
+    let mut ms = BTreeMap::new();
     for c in classes {
+        let own: Vec<Vec<f64>> = (0..pixels.len())
+            .filter(|&i| labels[i] == c)
+            .map(|i| pixels[i].clone())
+            .collect();
+        if let Some(v) = super::ms_ssim::mean_pairwise(&own, MS_SSIM_PAIRS, c as u64) {
+            ms.insert(c, v);
+        }
         let a: Vec<Vec<f64>> = (0..f.len())
             .filter(|&i| labels[i] == c)
             .map(|i| f[i].clone())
@@ -71,7 +88,23 @@ pub fn score(
         evaluator_score: inception_score(&p),
         frechet_distance: frechet_distance(&f, &reference.0)?,
         frechet_distance_per_class: per_class,
+        ms_ssim_per_class: ms,
     })
+}
+
+/// Table S3's last column: how many classes of `samples` are more diverse
+/// (lower MS-SSIM) than the least diverse class of `real`.
+pub fn classes_more_diverse(samples: &Scores, real: &Scores) -> usize {
+    let worst_real = real
+        .ms_ssim_per_class
+        .values()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
+    samples
+        .ms_ssim_per_class
+        .values()
+        .filter(|&&v| v < worst_real)
+        .count()
 }
 
 /// Reference features of a dataset split.

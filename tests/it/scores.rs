@@ -119,3 +119,34 @@ fn real_images_score_like_the_baseline_and_noise_does_not() {
         s.frechet_distance
     );
 }
+
+#[test]
+fn ms_ssim_matches_the_reference_fixture() {
+    use ppgn::eval::ms_ssim::{mean_pairwise, ms_ssim};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ms_ssim.json");
+    let f: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let img = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_f64().unwrap() / 255.0)
+            .collect()
+    };
+    let cases = f["cases"].as_array().unwrap();
+    assert!(cases.len() >= 5);
+    for (i, c) in cases.iter().enumerate() {
+        let (a, b) = (img(&c["a"]), img(&c["b"]));
+        let want = c["ms_ssim"].as_f64().unwrap();
+        let got = ms_ssim(&a, &b);
+        assert!(
+            (got - want).abs() < 1e-9,
+            "case {i}: {got} vs reference {want}"
+        );
+        assert!((ms_ssim(&b, &a) - got).abs() < 1e-12, "symmetric");
+    }
+    let a = img(&cases[0]["a"]);
+    assert!((ms_ssim(&a, &a) - 1.0).abs() < 1e-12);
+    // identical images are the least diverse set possible
+    assert!((mean_pairwise(&[a.clone(), a.clone(), a], 20, 1).unwrap() - 1.0).abs() < 1e-12);
+}
