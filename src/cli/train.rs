@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 
 use crate::data::fashion_mnist::{self, Split};
 use crate::models::fashion as stack;
+use crate::train::realness::RealnessTask;
 use crate::train::{
     self, classifier::ClassifierTask, dae::DaeTask, gan::GanTask, Data, TrainOptions,
 };
@@ -24,6 +25,8 @@ pub enum Network {
     HDae,
     /// The convolutional DAE prior on images.
     XDae,
+    /// The realness judge (Xu et al. Table 2): a DCGAN-style D trained with its own generator.
+    Realness,
 }
 
 impl Network {
@@ -34,6 +37,7 @@ impl Network {
             Network::Generator => "generator",
             Network::HDae => "h-dae",
             Network::XDae => "x-dae",
+            Network::Realness => "realness",
         }
     }
     /// Default (epochs, learning rate, seed).
@@ -44,6 +48,7 @@ impl Network {
             Network::Generator => (4, 2e-4, 3),
             Network::HDae => (20, 3e-4, 4),
             Network::XDae => (5, 1e-3, 5),
+            Network::Realness => (3, 2e-4, 6),
         }
     }
 }
@@ -152,6 +157,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         }
         Network::HDae => Box::new(DaeTask::new_h(data, &opts, &device)?),
         Network::XDae => Box::new(DaeTask::new_x(data, &opts, &device)?),
+        Network::Realness => Box::new(RealnessTask::new(data, &opts, &device)?),
     };
     let Some(card) = train::run(task.as_mut(), &opts, &device)
         .with_context(|| format!("training {}", a.network.name()))?

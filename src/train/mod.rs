@@ -11,6 +11,7 @@
 pub mod classifier;
 pub mod dae;
 pub mod gan;
+pub mod realness;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
