@@ -10,7 +10,7 @@ use clap::Args;
 use crate::data::fashion_mnist::{self, Split, CLASS_NAMES};
 use crate::data::npy;
 use crate::eval::report::{classes_more_diverse, reference, score};
-use crate::models::fashion::{self as stack, Evaluator};
+use crate::models::fashion::{self as stack, Discriminator, Evaluator};
 
 #[derive(Args, Debug)]
 #[command(
@@ -50,14 +50,29 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let data_dir = fashion_mnist::resolve_dir(a.data_dir.as_deref());
     let train = fashion_mnist::load(&data_dir, Split::Train)?;
     let test = fashion_mnist::load(&data_dir, Split::Test)?;
+    let judge = if stack::paths(&dir, "realness").0.exists() {
+        Some(stack::load(&dir, "realness", DType::F32, &device, Discriminator::new)?.0)
+    } else {
+        eprintln!(
+            "no realness judge in {}: train it with `ppgn train realness`",
+            dir.display()
+        );
+        None
+    };
     let refs = reference(&e, &train, &device)?;
-    let samples = score(&e, &images, &labels, &refs)?;
+    let samples = score(&e, judge.as_ref(), &images, &labels, &refs)?;
     // baseline: the real test images of the same classes
     let idx: Vec<usize> = (0..test.len())
         .filter(|&i| labels.contains(&(test.labels[i] as usize)))
         .collect();
     let real_labels: Vec<usize> = idx.iter().map(|&i| test.labels[i] as usize).collect();
-    let real = score(&e, &test.images_tensor(&idx, &device)?, &real_labels, &refs)?;
+    let real = score(
+        &e,
+        judge.as_ref(),
+        &test.images_tensor(&idx, &device)?,
+        &real_labels,
+        &refs,
+    )?;
     println!("{:<28} {:>10} {:>10}", "", "samples", "real test");
     println!(
         "{:<28} {:>10} {:>10}",
@@ -81,6 +96,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         ),
     ] {
         println!("{name:<28} {s:>10.4} {r:>10.4}");
+    }
+    if let (Some(s), Some(r)) = (samples.mean_log_real, real.mean_log_real) {
+        println!("{:<28} {s:>10.4} {r:>10.4}", "mean log p(real) (Table 2)");
     }
     let more_diverse = classes_more_diverse(&samples, &real);
     println!(

@@ -201,6 +201,10 @@ fn role(name: &str) -> &'static str {
         "discriminator" => "D: trains G (eq. 22)",
         "h-dae" => "DAE prior on h (PPGN-h, S9.3)",
         "x-dae" => "DAE prior on images (PPGN-x, S9.2)",
+        "realness" => {
+            "realness judge: DCGAN-style D of its own GAN (Xu et al. Table 2), only for scoring"
+        }
+        "realness-generator" => "the realness judge's own unconditional generator z -> x",
         _ => "",
     }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::scores::{accuracy, frechet_distance, inception_score, Rows};
 use crate::error::Result;
-use crate::models::fashion::Evaluator;
+use crate::models::fashion::{Discriminator, Evaluator};
 use crate::train::EVAL_BATCH;
 
 /// Evaluator features `[n][d]` and class probabilities `[n][k]` of images `[n, 28, 28, 1]`.
@@ -40,6 +40,8 @@ pub struct Scores {
     pub frechet_distance_per_class: BTreeMap<usize, f64>,
     /// Per class: mean MS-SSIM of random pairs of its images (lower is more diverse).
     pub ms_ssim_per_class: BTreeMap<usize, f64>,
+    /// Mean `log D(x)` of the realness judge (Xu et al. Table 2), when given one.
+    pub mean_log_real: Option<f64>,
 }
 
 /// Random pairs per class for the within-class MS-SSIM.
@@ -48,6 +50,7 @@ pub const MS_SSIM_PAIRS: usize = 200;
 /// Scores images with labels against reference features/labels of real images.
 pub fn score(
     e: &Evaluator,
+    judge: Option<&Discriminator>,
     images: &Tensor,
     labels: &[usize],
     reference: &(Vec<Vec<f64>>, Vec<usize>),
@@ -89,6 +92,9 @@ pub fn score(
         frechet_distance: frechet_distance(&f, &reference.0)?,
         frechet_distance_per_class: per_class,
         ms_ssim_per_class: ms,
+        mean_log_real: judge
+            .map(|d| crate::train::realness::mean_log_real(d, images))
+            .transpose()?,
     })
 }
 

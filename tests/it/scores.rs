@@ -96,7 +96,25 @@ fn real_images_score_like_the_baseline_and_noise_does_not() {
     let refs = reference(&e, &test, &dev).unwrap();
     let idx: Vec<usize> = (0..test.len()).collect();
     let labels: Vec<usize> = test.labels.iter().map(|&l| l as usize).collect();
-    let real = score(&e, &test.images_tensor(&idx, &dev).unwrap(), &labels, &refs).unwrap();
+    let judge = stack::paths(&dir, "realness").0.exists().then(|| {
+        stack::load(
+            &dir,
+            "realness",
+            DType::F32,
+            &dev,
+            ppgn::models::fashion::Discriminator::new,
+        )
+        .unwrap()
+        .0
+    });
+    let real = score(
+        &e,
+        judge.as_ref(),
+        &test.images_tensor(&idx, &dev).unwrap(),
+        &labels,
+        &refs,
+    )
+    .unwrap();
     assert!((real.evaluator_accuracy - card.metrics["test_accuracy"]).abs() < 1e-9);
     assert!(real.frechet_distance < 1e-6, "{}", real.frechet_distance);
     assert!(real.evaluator_score > 5.0);
@@ -111,8 +129,12 @@ fn real_images_score_like_the_baseline_and_noise_does_not() {
         .clamp(0.0, 1.0)
         .unwrap();
     let noise_labels: Vec<usize> = (0..500).map(|i| i % 10).collect();
-    let s = score(&e, &noise, &noise_labels, &refs).unwrap();
+    let s = score(&e, judge.as_ref(), &noise, &noise_labels, &refs).unwrap();
     assert!(s.evaluator_accuracy < 0.3, "{}", s.evaluator_accuracy);
+    // the realness judge prefers real images to noise
+    if let (Some(r), Some(n)) = (real.mean_log_real, s.mean_log_real) {
+        assert!(r > n + 1.0, "log p(real): real {r}, noise {n}");
+    }
     assert!(
         s.frechet_distance > 100.0 * real.frechet_distance.max(0.1),
         "{}",

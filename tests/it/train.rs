@@ -179,3 +179,26 @@ fn generator_training_resumes_exactly() {
         &b.join("discriminator.safetensors"),
     );
 }
+
+#[test]
+fn realness_training_resumes_exactly() {
+    use ppgn::train::realness::RealnessTask;
+    let a = tempdir("real-a");
+    let b = tempdir("real-b");
+    let o = opts(&a, 9);
+    let mut t = RealnessTask::new(data(), &o, &Device::Cpu).unwrap();
+    let card = train::run(&mut t, &o, &Device::Cpu).unwrap().unwrap();
+    assert!(card.metrics.contains_key("test_mean_log_real"));
+    assert!(a.join("realness-generator.json").exists());
+    let mut ob = opts(&b, 9);
+    ob.stop_at = Some(7);
+    let mut t = RealnessTask::new(data(), &ob, &Device::Cpu).unwrap();
+    assert!(train::run(&mut t, &ob, &Device::Cpu).unwrap().is_none());
+    ob.stop_at = None;
+    let mut t = RealnessTask::new(data(), &ob, &Device::Cpu).unwrap();
+    train::run(&mut t, &ob, &Device::Cpu).unwrap().unwrap();
+    same_file_tensors(
+        &a.join("realness.safetensors"),
+        &b.join("realness.safetensors"),
+    );
+}

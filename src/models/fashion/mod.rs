@@ -29,13 +29,16 @@ use crate::error::{Error, Result};
 pub const ENV_MODELS: &str = "PPGN_MODELS";
 
 /// The names of the shipped networks, in training order.
-pub const NETWORKS: [&str; 6] = [
+/// (`ppgn train realness` also writes `realness-generator`, its judge's own
+/// generator, which is not shipped: only the judge scores.)
+pub const NETWORKS: [&str; 7] = [
     "classifier",
     "evaluator",
     "generator",
     "discriminator",
     "h-dae",
     "x-dae",
+    "realness",
 ];
 
 /// The model folder: the flag, else `$PPGN_MODELS`, else `models/fashion-mnist`
