@@ -57,6 +57,14 @@ impl GanLosses {
     }
 }
 
+/// Eq. 22, as a mean over the batch: `-log D(x) - log(1 - D(fake))`, with
+/// `fake` detached so only `D` learns from it.
+pub fn discriminator_loss(d: &Discriminator, real: &Tensor, fake: &Tensor) -> Result<Tensor> {
+    let on_real = log_sigmoid(&d.forward(real)?)?.mean_all()?;
+    let on_fake = log_sigmoid(&d.forward(&fake.detach())?.neg()?)?.mean_all()?;
+    Ok((on_real + on_fake)?.neg()?)
+}
+
 pub struct GanTask {
     e: Classifier,
     evaluator: Evaluator,
@@ -203,9 +211,7 @@ impl Task for GanTask {
 
         // D on real images and on detached fakes (eq. 22).
         let fake = x_hat.detach();
-        let l_d = (log_sigmoid(&self.d.forward(&x)?)?.mean_all()?
-            + log_sigmoid(&self.d.forward(&fake)?.neg()?)?.mean_all()?)?
-        .neg()?;
+        let l_d = discriminator_loss(&self.d, &x, &fake)?;
 
         let (lg, ld) = (
             l_gan.to_scalar::<f32>()? as f64,

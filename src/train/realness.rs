@@ -105,9 +105,7 @@ impl Task for RealnessTask {
     fn step(&mut self, idx: &[usize], rng: &mut ChaCha8Rng) -> Result<Vec<(&'static str, f64)>> {
         let x = self.data.train.images_tensor(idx, &self.device)?;
         let fake = self.g.forward(&self.noise(idx.len(), rng)?)?;
-        let l_d = (log_sigmoid(&self.d.forward(&x)?)?.mean_all()?
-            + log_sigmoid(&self.d.forward(&fake.detach())?.neg()?)?.mean_all()?)?
-        .neg()?;
+        let l_d = super::gan::discriminator_loss(&self.d, &x, &fake)?;
         self.d_adam.backward_step(&l_d)?;
         let l_g = log_sigmoid(&self.d.forward(&fake)?)?.mean_all()?.neg()?;
         self.g_adam.backward_step(&l_g)?;

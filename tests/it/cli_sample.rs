@@ -157,20 +157,37 @@ fn an_interrupted_run_resumes_to_the_same_bits() {
         "5",
         "-q",
     ];
-    let run = |out: &std::path::Path, extra: &[&str]| ppgn_into(&common, out, extra);
-    assert!(run(&a, &[]).status.success());
-    let o = run(&b, &["--stop-after", "10"]);
+    // the refusals happen on the way: see `assert_resumes_identically`
+    assert_resumes_identically(&common, &a, &b, "10");
+    // another setting cannot resume an interrupted run
+    let c = d.join("c");
+    assert!(!ppgn_into(&common, &c, &["--stop-after", "10"])
+        .status
+        .success());
+    let mut other: Vec<&str> = common.to_vec();
+    other[6] = "40";
+    let o = ppgn_into(&other, &c, &["--resume"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("other settings"));
+}
+
+/// Runs `common` into `a` uninterrupted, and into `b` stopped after
+/// `stop_after` steps then resumed; their samples and labels must be
+/// byte-identical, and the interrupted run must neither land in `b` nor be
+/// restarted silently.
+fn assert_resumes_identically(
+    common: &[&str],
+    a: &std::path::Path,
+    b: &std::path::Path,
+    stop_after: &str,
+) {
+    assert!(ppgn_into(common, a, &[]).status.success());
+    let o = ppgn_into(common, b, &["--stop-after", stop_after]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("--resume"), "{err}");
     assert!(!b.exists(), "an interrupted run is not in the final folder");
-    // without --resume it is not silently restarted
-    assert!(String::from_utf8_lossy(&run(&b, &[]).stderr).contains("interrupted run"));
-    // another setting cannot resume it
-    let mut other: Vec<&str> = common.to_vec();
-    other[6] = "40";
-    other.extend(["--out", b.to_str().unwrap(), "--resume"]);
-    assert!(String::from_utf8_lossy(&ppgn(&other).stderr).contains("other settings"));
-    let o = run(&b, &["--resume"]);
+    let o = ppgn_into(common, b, &[]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("interrupted run"));
+    let o = ppgn_into(common, b, &["--resume"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for f in ["samples.npy", "labels.npy"] {
         assert_eq!(
@@ -372,15 +389,7 @@ fn adapted_runs_resume_to_the_same_bits_too() {
         "3",
         "-q",
     ];
-    let run = |out: &std::path::Path, extra: &[&str]| ppgn_into(&common, out, extra);
-    assert!(run(&a, &[]).status.success());
-    assert!(!run(&b, &["--stop-after", "6"]).status.success());
-    let o = run(&b, &["--resume"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(
-        std::fs::read(a.join("samples.npy")).unwrap(),
-        std::fs::read(b.join("samples.npy")).unwrap()
-    );
+    assert_resumes_identically(&common, &a, &b, "6");
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(a.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["sampler"]["adapt"], 0.574);
