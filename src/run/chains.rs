@@ -12,7 +12,7 @@ use candle_core::{Device, Module, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::preset::{PriorKind, SamplerConfig, SamplerKind};
-use crate::density::condition::{ClassCondition, ClassGradient, Neuron, NeuronCondition};
+use crate::density::condition::{identity, ClassCondition, ClassGradient, Neuron, NeuronCondition};
 use crate::density::image::InpaintContext;
 use crate::density::prior::{DaePrior, GaussianPrior, JointPrior};
 use crate::density::{Sum, Term};
@@ -125,21 +125,23 @@ impl Condition {
         })
     }
 
-    /// What progress reports per chain: `p(y | x)` for classes, the unit's activation for a neuron.
-    pub fn measure(&self, stack: &Stack, cfg: &SamplerConfig, h: &Tensor) -> Result<Vec<f64>> {
+    /// What progress reports per chain for images `x = G(h)` already decoded:
+    /// `p(y | x)` for classes, the unit's activation for a neuron.
+    pub fn measure(&self, stack: &Stack, cfg: &SamplerConfig, x: &Tensor) -> Result<Vec<f64>> {
         match self {
-            Condition::Classes(c) | Condition::Inpaint { classes: c, .. } => {
-                class_condition(stack, c, cfg.gradient).probability(h)
+            Condition::Classes(c) | Condition::Inpaint { classes: c, .. } => ClassCondition {
+                decode: identity(),
+                ..class_condition(stack, c, cfg.gradient)
             }
+            .probability(x),
             Condition::Neuron { layer, neuron } => {
                 let term = NeuronCondition {
-                    decode: stack.generator_net(),
+                    decode: identity(),
                     layer: stack.layer_net(layer)?,
                     layer_name: layer.clone(),
                     neuron: *neuron,
                 };
-                let x = stack.generator.forward(&h.detach())?;
-                let act = term.activation(&(term.layer)(&x)?)?;
+                let act = term.activation(&(term.layer)(x)?)?;
                 Ok(act.to_dtype(candle_core::DType::F64)?.to_vec1()?)
             }
         }
@@ -334,10 +336,12 @@ pub fn run_chains(
     let warmup = cfg.steps / 2;
     let started = Instant::now();
     let record = |out: &mut ChainsOutput, h: &Tensor| -> Result<f64> {
-        let p = condition.measure(stack, cfg, h)?;
+        // one pass of G serves both the measurement and the snapshot
+        let x = stack.generator.forward(h)?;
+        let p = condition.measure(stack, cfg, &x)?;
         let m = p.iter().sum::<f64>() / n as f64;
         out.probability.push(p);
-        out.snapshots.push(stack.generator.forward(h)?);
+        out.snapshots.push(x);
         Ok(m)
     };
     let mut out = match resume {
