@@ -13,5 +13,6 @@ pub mod nn;
 pub mod run;
 pub mod sampler;
 pub mod train;
+pub mod viz;
 
 pub use error::{Error, Result};

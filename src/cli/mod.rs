@@ -4,8 +4,10 @@ pub mod classes;
 pub mod eval;
 pub mod inpaint;
 pub mod models;
+pub mod report;
 pub mod sample;
 pub mod train;
+pub mod viz;
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +39,11 @@ pub enum Command {
     Inpaint(inpaint::InpaintArgs),
     /// Score a run's samples with the independent evaluator (accuracy, score, Frechet distance).
     Eval(eval::EvalArgs),
+    /// Run the samplers at equal gradient budgets and the papers' studies; write docs/results.md.
+    Report(report::ReportArgs),
+    /// Visualisations of a run (t-SNE grid, Fig. S11).
+    #[command(subcommand)]
+    Viz(viz::VizCommand),
     /// List the sampler presets and their values.
     Presets,
     /// List the Fashion-MNIST classes (accepted by index or name wherever a class is asked for).
@@ -53,6 +60,8 @@ pub fn main() -> anyhow::Result<()> {
         Command::Presets => sample::presets(),
         Command::Inpaint(a) => inpaint::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Report(a) => report::run(a),
+        Command::Viz(c) => viz::run(c),
     }
 }
 

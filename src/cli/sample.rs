@@ -18,7 +18,6 @@ use crate::models::fashion::{self as stack, Stack};
 use crate::run::chains::{run_chains, ChainsOutput, Condition, Outcome};
 use crate::run::preset::{preset, PriorKind, SamplerConfig, SamplerKind, PRESETS};
 use crate::sampler::schedule::Schedule;
-use crate::sampler::ChainRngs;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Args, Debug)]
@@ -361,9 +360,7 @@ pub fn run_with(a: SampleArgs, inpaint: Option<InpaintSpec>) -> anyhow::Result<(
         s.classifier
             .encode(&(&sp.real * known)?.repeat((n, 1, 1, 1))?)?
     } else if a.init == "random" {
-        // |N(0, 2^2)|-ish codes: non-negative like post-ReLU h
-        let z = Tensor::zeros((n, h_dim), DType::F32, &device)?;
-        (ChainRngs::new(a.seed ^ 0x5eed, n).normal_like(&z)? * 2.0)?.relu()?
+        crate::run::chains::random_codes(n, h_dim, a.seed)?
     } else if let Some(i) = a.init.strip_prefix("test:") {
         let i: usize = i
             .parse()

@@ -4,4 +4,5 @@
 pub mod ms_ssim;
 pub mod reconstruction;
 pub mod report;
+pub mod results;
 pub mod scores;

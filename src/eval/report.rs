@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
-use super::scores::{accuracy, frechet_distance, inception_score, Rows};
+use super::scores::{accuracy, inception_score, FeatureGaussian, Rows};
 use crate::error::Result;
 use crate::models::fashion::{Discriminator, Evaluator};
 use crate::train::EVAL_BATCH;
@@ -53,7 +53,7 @@ pub fn score(
     judge: Option<&Discriminator>,
     images: &Tensor,
     labels: &[usize],
-    reference: &(Vec<Vec<f64>>, Vec<usize>),
+    reference: &Reference,
 ) -> Result<Scores> {
     let (f, p) = features_and_probs(e, images)?;
     let mut per_class = BTreeMap::new();
@@ -77,19 +77,17 @@ pub fn score(
             .filter(|&i| labels[i] == c)
             .map(|i| f[i].clone())
             .collect();
-        let b: Vec<Vec<f64>> = (0..reference.0.len())
-            .filter(|&i| reference.1[i] == c)
-            .map(|i| reference.0[i].clone())
-            .collect();
-        if a.len() >= 2 && b.len() >= 2 {
-            per_class.insert(c, frechet_distance(&a, &b)?);
+        if let (true, Some(r)) = (a.len() >= 2, reference.per_class.get(&c)) {
+            per_class.insert(c, r.frechet_distance(&FeatureGaussian::fit(&a)?)?);
         }
     }
     Ok(Scores {
         images: f.len(),
         evaluator_accuracy: accuracy(&p, labels),
         evaluator_score: inception_score(&p),
-        frechet_distance: frechet_distance(&f, &reference.0)?,
+        frechet_distance: reference
+            .overall
+            .frechet_distance(&FeatureGaussian::fit(&f)?)?,
         frechet_distance_per_class: per_class,
         ms_ssim_per_class: ms,
         mean_log_real: judge
@@ -113,17 +111,37 @@ pub fn classes_more_diverse(samples: &Scores, real: &Scores) -> usize {
         .count()
 }
 
-/// Reference features of a dataset split.
+/// The real images the Frechet distances are measured to: Gaussians of
+/// their evaluator features, overall and per class (fitted once).
+pub struct Reference {
+    pub overall: FeatureGaussian,
+    pub per_class: BTreeMap<usize, FeatureGaussian>,
+}
+
+/// The reference Gaussians of a dataset split.
 pub fn reference(
     e: &Evaluator,
     data: &crate::data::fashion_mnist::Dataset,
     device: &Device,
-) -> Result<(Vec<Vec<f64>>, Vec<usize>)> {
+) -> Result<Reference> {
     let idx: Vec<usize> = (0..data.len()).collect();
     let mut feats = Vec::with_capacity(data.len());
     for chunk in idx.chunks(EVAL_BATCH) {
         let x = data.images_tensor(chunk, device)?;
         feats.extend(e.features(&x)?.to_dtype(DType::F64)?.to_vec2::<f64>()?);
     }
-    Ok((feats, data.labels.iter().map(|&l| l as usize).collect()))
+    let mut per_class = BTreeMap::new();
+    for c in 0..10usize {
+        let own: Vec<Vec<f64>> = (0..feats.len())
+            .filter(|&i| data.labels[i] as usize == c)
+            .map(|i| feats[i].clone())
+            .collect();
+        if own.len() >= 2 {
+            per_class.insert(c, FeatureGaussian::fit(&own)?);
+        }
+    }
+    Ok(Reference {
+        overall: FeatureGaussian::fit(&feats)?,
+        per_class,
+    })
 }

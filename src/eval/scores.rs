@@ -151,28 +151,64 @@ fn matmul(a: &[Vec<f64>], b: &[Vec<f64>]) -> Vec<Vec<f64>> {
         .collect()
 }
 
+/// A Gaussian fitted to feature rows, with the square root of its
+/// covariance kept so that distances to it cost one square root each.
+#[derive(Debug, Clone)]
+pub struct FeatureGaussian {
+    pub mean: Vec<f64>,
+    pub cov: Vec<Vec<f64>>,
+    /// Computed on first use: only the reference side of a distance needs it.
+    sqrt_cov: std::sync::OnceLock<Vec<Vec<f64>>>,
+    pub rows: usize,
+}
+
+impl FeatureGaussian {
+    pub fn fit(x: &[Vec<f64>]) -> Result<Self> {
+        if x.len() < 2 {
+            return Err(Error::Invalid(format!(
+                "Frechet distance needs at least 2 feature rows, got {}",
+                x.len()
+            )));
+        }
+        let (mean, cov) = mean_cov(x);
+        Ok(Self {
+            sqrt_cov: std::sync::OnceLock::new(),
+            mean,
+            cov,
+            rows: x.len(),
+        })
+    }
+
+    /// `|m1 - m2|^2 + tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2)` (Heusel et al.).
+    pub fn frechet_distance(&self, other: &FeatureGaussian) -> Result<f64> {
+        let d = self.mean.len();
+        if other.mean.len() != d {
+            return Err(Error::Invalid(format!(
+                "Frechet distance between {d}- and {}-dimensional features",
+                other.mean.len()
+            )));
+        }
+        let r1 = self.sqrt_cov.get_or_init(|| sqrtm_psd(&self.cov));
+        let inner = matmul(&matmul(r1, &other.cov), r1);
+        // symmetrise against rounding before the square root
+        let inner: Vec<Vec<f64>> = (0..d)
+            .map(|i| (0..d).map(|j| 0.5 * (inner[i][j] + inner[j][i])).collect())
+            .collect();
+        let cross = sqrtm_psd(&inner);
+        let mean_term: f64 = self
+            .mean
+            .iter()
+            .zip(&other.mean)
+            .map(|(x, y)| (x - y) * (x - y))
+            .sum();
+        let trace: f64 = (0..d)
+            .map(|i| self.cov[i][i] + other.cov[i][i] - 2.0 * cross[i][i])
+            .sum();
+        Ok((mean_term + trace).max(0.0))
+    }
+}
+
 /// Frechet distance between Gaussians fitted to two feature sets `[n][d]`.
 pub fn frechet_distance(a: &[Vec<f64>], b: &[Vec<f64>]) -> Result<f64> {
-    let d = a.first().map_or(0, |r| r.len());
-    if a.len() < 2 || b.len() < 2 || b.first().map_or(0, |r| r.len()) != d {
-        return Err(Error::Invalid(format!(
-            "Frechet distance needs two sets of at least 2 feature rows of equal width, got {} and {}",
-            a.len(),
-            b.len()
-        )));
-    }
-    let (m1, s1) = mean_cov(a);
-    let (m2, s2) = mean_cov(b);
-    let r1 = sqrtm_psd(&s1);
-    let inner = matmul(&matmul(&r1, &s2), &r1);
-    // symmetrise against rounding before the square root
-    let inner: Vec<Vec<f64>> = (0..d)
-        .map(|i| (0..d).map(|j| 0.5 * (inner[i][j] + inner[j][i])).collect())
-        .collect();
-    let cross = sqrtm_psd(&inner);
-    let mean_term: f64 = m1.iter().zip(&m2).map(|(x, y)| (x - y) * (x - y)).sum();
-    let trace: f64 = (0..d)
-        .map(|i| s1[i][i] + s2[i][i] - 2.0 * cross[i][i])
-        .sum();
-    Ok((mean_term + trace).max(0.0))
+    FeatureGaussian::fit(a)?.frechet_distance(&FeatureGaussian::fit(b)?)
 }

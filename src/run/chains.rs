@@ -58,6 +58,13 @@ pub fn kernel(cfg: &SamplerConfig) -> Result<Box<dyn Kernel>> {
     })
 }
 
+/// `relu(N(0, 2^2))` codes, non-negative like post-ReLU `h`: the random
+/// start of every chain (seeded apart from the chains' own streams).
+pub fn random_codes(n: usize, h_dim: usize, seed: u64) -> Result<Tensor> {
+    let z = Tensor::zeros((n, h_dim), candle_core::DType::F32, &Device::Cpu)?;
+    Ok((ChainRngs::new(seed ^ 0x5eed, n).normal_like(&z)? * 2.0)?.relu()?)
+}
+
 /// The class condition `log p(y | G(h))` of the stack's classifier.
 pub fn class_condition(
     stack: &Stack,

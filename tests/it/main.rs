@@ -3,6 +3,7 @@
 mod cli_sample;
 mod data;
 mod gradients;
+mod report;
 mod samplers;
 mod scores;
 mod shipped;

@@ -1,0 +1,242 @@
+//! `ppgn report` and `ppgn viz tsne`: equal-budget settings, the t-SNE
+//! layout on data with a known structure, and the report end to end.
+
+use std::process::Command;
+
+use ppgn::run::preset::preset;
+use ppgn::sampler::schedule::Schedule;
+use ppgn::viz::tsne::{snap_to_grid, Tsne};
+use rand::{Rng, SeedableRng};
+
+use super::tempdir;
+
+fn ppgn(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ppgn"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn equal_gradient_budgets() {
+    let hmc = preset("xu-hmc").unwrap();
+    assert_eq!(hmc.grads_per_step(), 10);
+    assert_eq!(hmc.with_grad_budget(200).unwrap().steps, 20);
+    let map = preset("dgn-am").unwrap().with_grad_budget(800).unwrap();
+    assert_eq!(map.steps, 800);
+    // DGN-AM's learning-rate decay is stretched over the longer run
+    match map.step {
+        Schedule::Linear { start, end, steps } => {
+            assert_eq!((start, end, steps), (0.5, 0.05, 800));
+            assert!((map.step.at(799) - 0.05).abs() < 1e-12);
+        }
+        other => panic!("dgn-am has a linear schedule, got {other:?}"),
+    }
+    assert_eq!(
+        preset("ppgn").unwrap().with_grad_budget(200).unwrap().steps,
+        200
+    );
+    let err = hmc.with_grad_budget(5).unwrap_err().to_string();
+    assert!(err.contains("less than one step"), "{err}");
+}
+
+/// Three tight, far-apart clusters in 10-D stay apart in the embedding:
+/// every point's nearest embedded neighbour is from its own cluster.
+#[test]
+fn tsne_keeps_clusters_apart() {
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let mut x = Vec::new();
+    let mut label = Vec::new();
+    for c in 0..3 {
+        for _ in 0..30 {
+            x.push(
+                (0..10)
+                    .map(|d| if d == c { 10.0 } else { 0.0 } + r.random_range(-0.5..0.5))
+                    .collect::<Vec<f64>>(),
+            );
+            label.push(c);
+        }
+    }
+    let y = Tsne {
+        perplexity: 10.0,
+        iterations: 500,
+        ..Tsne::default()
+    }
+    .embed(&x);
+    assert!(y.iter().all(|p| p[0].is_finite() && p[1].is_finite()));
+    let d = |a: &[f64; 2], b: &[f64; 2]| (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2);
+    for i in 0..y.len() {
+        let j = (0..y.len())
+            .filter(|&j| j != i)
+            .min_by(|&a, &b| d(&y[i], &y[a]).total_cmp(&d(&y[i], &y[b])))
+            .unwrap();
+        assert_eq!(
+            label[i], label[j],
+            "point {i}'s nearest neighbour is from another cluster"
+        );
+    }
+    // and the clusters are far apart compared with their own spread
+    let centre = |c: usize| {
+        let pts: Vec<&[f64; 2]> = (0..y.len())
+            .filter(|&i| label[i] == c)
+            .map(|i| &y[i])
+            .collect();
+        let n = pts.len() as f64;
+        [
+            pts.iter().map(|p| p[0]).sum::<f64>() / n,
+            pts.iter().map(|p| p[1]).sum::<f64>() / n,
+        ]
+    };
+    let spread = (0..y.len())
+        .map(|i| d(&y[i], &centre(label[i])).sqrt())
+        .fold(0.0, f64::max);
+    assert!(d(&centre(0), &centre(1)).sqrt() > 2.0 * spread);
+}
+
+#[test]
+fn grid_snapping_is_one_to_one_and_keeps_a_grid_in_place() {
+    // points already on a 4 x 3 grid land in their own cells
+    let pts: Vec<[f64; 2]> = (0..12).map(|i| [(i % 4) as f64, (i / 4) as f64]).collect();
+    assert_eq!(snap_to_grid(&pts, 4, 3), (0..12).collect::<Vec<_>>());
+    // random points: distinct cells
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let pts: Vec<[f64; 2]> = (0..20).map(|_| [r.random(), r.random()]).collect();
+    let mut cells = snap_to_grid(&pts, 5, 5);
+    assert!(cells.iter().all(|&c| c < 25));
+    cells.sort();
+    cells.dedup();
+    assert_eq!(cells.len(), 20);
+}
+
+/// The whole report at a tiny size: its files, its tables and claims, and
+/// the same numbers on a rerun with the same seed.
+#[test]
+fn report_writes_results_and_reproduces_them() {
+    let d = tempdir("report");
+    let args = |out: &str| {
+        vec![
+            "report".to_string(),
+            "--out".into(),
+            d.join(out).to_str().unwrap().into(),
+            "--per-class".into(),
+            "2".into(),
+            "--budgets".into(),
+            "10,20".into(),
+            "--study-chains".into(),
+            "1".into(),
+            "--study-steps".into(),
+            "4".into(),
+            "--tsne-chains".into(),
+            "2".into(),
+            "--reference-images".into(),
+            "1000".into(),
+            "--quiet".into(),
+        ]
+    };
+    let run = |out: &str| {
+        let a = args(out);
+        let o = ppgn(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run("a");
+    run("b");
+    let md = std::fs::read_to_string(d.join("a/results.md")).unwrap();
+    for section in [
+        "Samplers at 10 gradient evaluations",
+        "Samplers at 20 gradient evaluations",
+        "eps1 sweep (Fig. S23)",
+        "eps3 sweep (Fig. S15)",
+        "Mixing from the same start (Fig. S13)",
+        "robustness to noise in h (Fig. S16)",
+        "t-SNE grid of one class (Fig. S11)",
+        "The papers' claims, checked",
+        "| real test images |",
+        "Best sampler",
+    ] {
+        assert!(md.contains(section), "results.md lacks {section:?}");
+    }
+    // every image the Markdown links exists
+    for link in md.split("](").skip(1) {
+        let path = &link[..link.find(')').unwrap()];
+        assert!(d.join("a").join(path).exists(), "missing {path}");
+    }
+    let json = |out: &str| -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(d.join(out).join("results/results.json")).unwrap(),
+        )
+        .unwrap();
+        v.as_object_mut().unwrap().remove("command");
+        v
+    };
+    let (a, b) = (json("a"), json("b"));
+    assert_eq!(a, b, "a rerun with the same seed gives other numbers");
+    let claims = a["claims"].as_array().unwrap();
+    assert!(claims.len() >= 10, "{} claims", claims.len());
+    for c in claims {
+        assert!(c["supported"].is_boolean() && !c["measured"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(a["budgets"][1]["rows"].as_array().unwrap().len(), 7);
+    assert!(!d.join("a/.results.partial").exists());
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn report_and_tsne_refuse_bad_input_with_one_line() {
+    let d = tempdir("report-bad");
+    for (args, needle) in [
+        (vec!["report", "--budgets", "0"], "--budgets"),
+        (vec!["report", "--per-class", "1"], "--per-class"),
+        (vec!["report", "--tsne-class", "hat"], "hat"),
+        (vec!["viz", "tsne", d.to_str().unwrap()], "samples.npy"),
+    ] {
+        let mut a = args.clone();
+        let out = d.join("out");
+        if a[0] == "report" {
+            a.extend(["--out", out.to_str().unwrap()]);
+        }
+        let o = ppgn(&a);
+        assert!(!o.status.success(), "{a:?} succeeded");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "{a:?}: {err}");
+        assert!(!out.exists(), "{a:?} wrote {}", out.display());
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// `ppgn viz tsne` on a run folder the test writes with `ppgn sample`.
+#[test]
+fn viz_tsne_lays_out_a_run() {
+    let d = tempdir("viz-tsne");
+    let run = d.join("run");
+    let o = ppgn(&[
+        "sample",
+        "--class",
+        "bag,sneaker",
+        "--chains",
+        "4",
+        "--steps",
+        "4",
+        "--quiet",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = ppgn(&[
+        "viz",
+        "tsne",
+        run.to_str().unwrap(),
+        "--class",
+        "bag",
+        "--perplexity",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let png = std::fs::read(run.join("tsne.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // 4 bag samples: a 2 x 2 grid of 28-pixel cells with 1-pixel gaps
+    let w = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    assert_eq!(w, 2 * 28 + 3);
+    std::fs::remove_dir_all(&d).unwrap();
+}
