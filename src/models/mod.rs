@@ -1,5 +1,9 @@
 //! Networks, their weights files and cards.
 
 pub mod card;
+pub mod dcgan;
+pub mod efficientnet_lite;
 pub mod fashion;
+pub mod pretrained;
+pub mod torch_file;
 pub mod weights;

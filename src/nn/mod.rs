@@ -203,3 +203,127 @@ pub fn accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
         .to_scalar::<f32>()?;
     Ok(ok as f64 / labels.dim(0)? as f64)
 }
+
+/// Depthwise 2-D convolution on NHWC input (one `k x k` filter per channel),
+/// weights in PyTorch layout `[c, 1, kh, kw]`.
+///
+/// The patches of our im2col op, viewed as `[pixels, kh*kw, c]`, are
+/// multiplied by the kernel `[kh*kw, c]` and summed over taps: exact
+/// gradients from im2col's adjoint, without candle's one-convolution-per-
+/// channel grouped path.
+pub fn depthwise_conv2d_nhwc(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    pad: usize,
+) -> Result<Tensor> {
+    let (b, h, wd, c) = x.dims4()?;
+    let (wc, one, kh, kw) = w.dims4()?;
+    if wc != c || one != 1 {
+        candle_core::bail!(
+            "depthwise conv2d: input has {c} channels, weight {:?} expects [{c}, 1, k, k]",
+            w.dims()
+        );
+    }
+    if h + 2 * pad < kh || wd + 2 * pad < kw {
+        candle_core::bail!(
+            "depthwise conv2d: input {h}x{wd} (pad {pad}) smaller than kernel {kh}x{kw}"
+        )
+    }
+    let g = im2col::Geometry {
+        b,
+        h,
+        w: wd,
+        c,
+        kh,
+        kw,
+        stride,
+        pad,
+    };
+    let (ho, wo) = g.out_hw();
+    let patches = im2col::im2col(x, g)?.reshape((b * ho * wo, kh * kw, c))?;
+    let wm = w.reshape((c, kh * kw))?.t()?; // [kh*kw, c], taps in (dy, dx) order
+    let y = patches.broadcast_mul(&wm.unsqueeze(0)?)?.sum(1)?; // [pixels, c]
+    let y = match bias {
+        Some(bias) => y.broadcast_add(bias)?,
+        None => y,
+    };
+    y.reshape((b, ho, wo, c))
+}
+
+/// Transposed 2-D convolution on NHWC input, weights in PyTorch's
+/// `ConvTranspose2d` layout `[in, out, kh, kw]`: the adjoint of
+/// [`conv2d_nhwc`] with the same weights, so one matrix product to patches
+/// and our col2im (whose backward is im2col). Output side
+/// `(in - 1) * stride - 2 * pad + k`.
+pub fn conv_transpose2d_nhwc(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    pad: usize,
+) -> Result<Tensor> {
+    let (b, h, wd, cin) = x.dims4()?;
+    let (wcin, cout, kh, kw) = w.dims4()?;
+    if wcin != cin {
+        candle_core::bail!(
+            "conv_transpose2d: input has {cin} channels, weight {:?} expects {wcin}",
+            w.dims()
+        );
+    }
+    let side = |n: usize, k: usize| ((n - 1) * stride + k).checked_sub(2 * pad);
+    let (Some(ho), Some(wo)) = (side(h, kh), side(wd, kw)) else {
+        candle_core::bail!("conv_transpose2d: padding {pad} larger than the output")
+    };
+    let g = im2col::Geometry {
+        b,
+        h: ho,
+        w: wo,
+        c: cout,
+        kh,
+        kw,
+        stride,
+        pad,
+    };
+    if g.out_hw() != (h, wd) {
+        candle_core::bail!("conv_transpose2d: geometry {g:?} does not invert to {h}x{wd}");
+    }
+    // [cin, kh*kw*cout] in im2col's (dy, dx, c) column order
+    let wm = w.permute((0, 2, 3, 1))?.reshape((cin, kh * kw * cout))?;
+    let cols = x.reshape((b * h * wd, cin))?.matmul(&wm)?;
+    let y = im2col::col2im(&cols, g)?;
+    match bias {
+        Some(bias) => y.broadcast_add(bias),
+        None => Ok(y),
+    }
+}
+
+/// Zero padding of an NHWC image as TensorFlow's "same" does it: output side
+/// `ceil(n / stride)`, the odd pixel of padding at the bottom/right.
+pub fn tf_same_pad(x: &Tensor, k: usize, stride: usize) -> Result<Tensor> {
+    let (_, h, w, _) = x.dims4()?;
+    let total = |n: usize| ((n.div_ceil(stride) - 1) * stride + k).saturating_sub(n);
+    let (ph, pw) = (total(h), total(w));
+    let x = if ph > 0 {
+        x.pad_with_zeros(1, ph / 2, ph - ph / 2)?
+    } else {
+        x.clone()
+    };
+    if pw > 0 {
+        x.pad_with_zeros(2, pw / 2, pw - pw / 2)
+    } else {
+        Ok(x)
+    }
+}
+
+/// `min(max(x, 0), 6)` as `x * 1[0 < x < 6] + 6 * 1[x >= 6]` with constant
+/// masks: gradient 1 strictly inside (0, 6) and 0 elsewhere, as PyTorch's
+/// `relu6`. (`relu(x) - relu(x - 6)` would pass the gradient at exactly 0,
+/// since candle's relu does there.)
+pub fn relu6(x: &Tensor) -> Result<Tensor> {
+    let x_const = x.detach();
+    let inside = (x_const.gt(0.0)?.to_dtype(x.dtype())? * x_const.lt(6.0)?.to_dtype(x.dtype())?)?;
+    let top = (x_const.ge(6.0)?.to_dtype(x.dtype())? * 6.0)?;
+    (x * inside)? + top
+}

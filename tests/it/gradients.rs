@@ -17,7 +17,7 @@ use ppgn::nn::init::init_seeded;
 const EPS: f64 = 1e-6;
 const TOL: f64 = 1e-4;
 
-fn uniform(shape: &[usize], lo: f64, hi: f64, seed: u64) -> Tensor {
+pub fn uniform(shape: &[usize], lo: f64, hi: f64, seed: u64) -> Tensor {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let n: usize = shape.iter().product();
     let v: Vec<f64> = (0..n).map(|_| rng.random_range(lo..hi)).collect();
