@@ -6,6 +6,7 @@ pub mod inpaint;
 pub mod models;
 pub mod report;
 pub mod sample;
+pub mod sample_pretrained;
 pub mod train;
 pub mod viz;
 

@@ -408,10 +408,11 @@ fn build(
     let h0 = crate::run::chains::random_codes(a.tsne_chains, s.classifier.cfg.h_dim, a.seed + 3)?;
     let pb = bar(a.quiet, a.study_steps, "t-SNE chains");
     let never = std::sync::atomic::AtomicBool::new(false);
+    let condition = crate::run::chains::Condition::Classes(vec![tsne_class; a.tsne_chains]);
+    let pipeline = crate::run::chains::Pipeline::fashion(s, &tsne_cfg, &condition)?;
     let out = match crate::run::chains::run_chains(
-        s,
+        &pipeline,
         &tsne_cfg,
-        &crate::run::chains::Condition::Classes(vec![tsne_class; a.tsne_chains]),
         &h0,
         a.seed + 3,
         1,

@@ -42,9 +42,18 @@ pub struct SampleArgs {
     /// Chains per class.
     #[arg(long, default_value_t = 8)]
     pub chains: usize,
-    /// Named setting from the papers (see `ppgn presets`).
-    #[arg(long, default_value = "ppgn")]
-    pub preset: String,
+    /// Named setting from the papers (see `ppgn presets`) [default: ppgn;
+    /// faces with --generator dcgan-faces].
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// The generator: `fashion` (the shipped stack's G) or `dcgan-faces`
+    /// (pretrained, `ppgn models fetch`).
+    #[arg(long, default_value = "fashion")]
+    pub generator: String,
+    /// The condition network: `fashion` (the shipped stack's classifier) or
+    /// `efficientnet-lite0` (ImageNet, pretrained; classes by name or index).
+    #[arg(long, default_value = "fashion")]
+    pub classifier: String,
     /// A TOML file of sampler settings (any fields of `ppgn presets`' output,
     /// e.g. `eps1 = 1e-4` or `[step] kind = "constant"` `value = 0.2`):
     /// the preset's values, then the file's, then the flags'.
@@ -179,7 +188,7 @@ fn parse_neuron(spec: &str) -> anyhow::Result<(String, Neuron)> {
     Ok((layer.trim().to_string(), Neuron { unit, at }))
 }
 
-fn new_run_dir() -> PathBuf {
+pub fn new_run_dir() -> PathBuf {
     (1..)
         .map(|i| PathBuf::from(format!("runs/sample-{i:03}")))
         .find(|p| !p.exists())
@@ -201,9 +210,15 @@ pub struct InpaintSpec {
 }
 
 /// A sampling run, or an inpainting run when `inpaint` is given.
-pub fn run_with(a: SampleArgs, inpaint: Option<InpaintSpec>) -> anyhow::Result<()> {
-    let device = Device::Cpu;
-    let mut cfg = preset(&a.preset)?;
+/// The sampler settings of a run: the preset, then the --config file, then
+/// the flags, each value checked.
+pub fn resolve_config(a: &SampleArgs) -> anyhow::Result<SamplerConfig> {
+    let default = if a.generator == "fashion" {
+        "ppgn"
+    } else {
+        "faces"
+    };
+    let mut cfg = preset(a.preset.as_deref().unwrap_or(default))?;
     if let Some(path) = &a.config {
         cfg = merge_config(cfg, path)?;
     }
@@ -295,6 +310,18 @@ pub fn run_with(a: SampleArgs, inpaint: Option<InpaintSpec>) -> anyhow::Result<(
             }
         };
     }
+    Ok(cfg)
+}
+
+pub fn run_with(a: SampleArgs, inpaint: Option<InpaintSpec>) -> anyhow::Result<()> {
+    if a.generator != "fashion" || a.classifier != "fashion" {
+        if inpaint.is_some() {
+            bail!("inpainting works on the Fashion-MNIST stack only");
+        }
+        return super::sample_pretrained::run(a);
+    }
+    let device = Device::Cpu;
+    let cfg = resolve_config(&a)?;
     if a.chains == 0 {
         bail!("--chains must be at least 1");
     }
@@ -384,8 +411,13 @@ pub fn run_with(a: SampleArgs, inpaint: Option<InpaintSpec>) -> anyhow::Result<(
         "record_every": a.record_every,
     });
     crate::run::chains::validate(&s, &cfg, &condition, &h0)?;
+    let pipeline = crate::run::chains::Pipeline::fashion(&s, &cfg, &condition)?;
     let resume = if a.resume {
-        Some(ChainsOutput::load_checkpoint(&tmp, &request, &s)?)
+        Some(ChainsOutput::load_checkpoint(
+            &tmp,
+            &request,
+            &pipeline.decode,
+        )?)
     } else {
         let _ = std::fs::remove_dir_all(&tmp);
         None
@@ -404,9 +436,8 @@ pub fn run_with(a: SampleArgs, inpaint: Option<InpaintSpec>) -> anyhow::Result<(
         "sample [{elapsed_precise}] {bar:30} {pos}/{len} steps, {per_sec}, {msg}",
     )?);
     let outcome = run_chains(
-        &s,
+        &pipeline,
         &cfg,
-        &condition,
         &h0,
         a.seed,
         a.record_every,

@@ -3,4 +3,5 @@
 pub mod fashion_mnist;
 pub mod idx;
 pub mod image;
+pub mod imagenet;
 pub mod npy;

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Result, Tensor};
 
-use crate::nn::{conv2d_nhwc, depthwise_conv2d_nhwc, relu6, tf_same_pad};
+use crate::nn::{conv2d_nhwc, depthwise_conv2d_padded, relu6, tf_same, tf_same_pad};
 
 /// Batch-norm epsilon of the TensorFlow original.
 pub const BN_EPS: f64 = 1e-3;
@@ -153,16 +153,25 @@ impl ConvBn {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.depthwise {
+            let (_, h, w, _) = x.dims4()?;
+            let (pt, ho) = tf_same(h, self.kernel, self.stride);
+            let (pl, wo) = tf_same(w, self.kernel, self.stride);
+            return depthwise_conv2d_padded(
+                x,
+                &self.weight,
+                Some(&self.bias),
+                self.stride,
+                (pt, pl),
+                (ho, wo),
+            );
+        }
         let x = if self.kernel > 1 || self.stride > 1 {
             tf_same_pad(x, self.kernel, self.stride)?
         } else {
             x.clone()
         };
-        if self.depthwise {
-            depthwise_conv2d_nhwc(&x, &self.weight, Some(&self.bias), self.stride, 0)
-        } else {
-            conv2d_nhwc(&x, &self.weight, Some(&self.bias), self.stride, 0)
-        }
+        conv2d_nhwc(&x, &self.weight, Some(&self.bias), self.stride, 0)
     }
 }
 

@@ -9,8 +9,10 @@
 //! channels last, a convolution is one matrix product over patches.
 
 pub mod adam;
+pub mod depthwise;
 pub mod im2col;
 pub mod init;
+pub mod resize;
 
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
@@ -75,6 +77,17 @@ pub fn conv2d_nhwc(
     let (Some(ho), Some(wo)) = (ho, wo) else {
         candle_core::bail!("conv2d: input {h}x{wd} (pad {pad}) smaller than kernel {kh}x{kw}")
     };
+    if (kh, kw, stride, pad) == (1, 1, 1, 0) {
+        // a 1x1 convolution is a matrix product as it stands: no patches
+        let y = x
+            .reshape((b * h * wd, cin))?
+            .matmul(&w.reshape((cout, cin))?.t()?)?;
+        let y = match bias {
+            Some(bias) => y.broadcast_add(bias)?,
+            None => y,
+        };
+        return y.reshape((b, h, wd, cout));
+    }
     let g = im2col::Geometry {
         b,
         h,
@@ -205,18 +218,38 @@ pub fn accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
 }
 
 /// Depthwise 2-D convolution on NHWC input (one `k x k` filter per channel),
-/// weights in PyTorch layout `[c, 1, kh, kw]`.
-///
-/// The patches of our im2col op, viewed as `[pixels, kh*kw, c]`, are
-/// multiplied by the kernel `[kh*kw, c]` and summed over taps: exact
-/// gradients from im2col's adjoint, without candle's one-convolution-per-
-/// channel grouped path.
+/// weights in PyTorch layout `[c, 1, kh, kw]`, symmetric zero padding.
+/// Our custom op ([`depthwise`]), not candle's one-convolution-per-channel
+/// grouped path.
 pub fn depthwise_conv2d_nhwc(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
     stride: usize,
     pad: usize,
+) -> Result<Tensor> {
+    let (_, h, wd, _) = x.dims4()?;
+    let (_, _, kh, kw) = w.dims4()?;
+    if h + 2 * pad < kh || wd + 2 * pad < kw {
+        candle_core::bail!(
+            "depthwise conv2d: input {h}x{wd} (pad {pad}) smaller than kernel {kh}x{kw}"
+        )
+    }
+    let ho = (h + 2 * pad - kh) / stride + 1;
+    let wo = (wd + 2 * pad - kw) / stride + 1;
+    depthwise_conv2d_padded(x, w, bias, stride, (pad, pad), (ho, wo))
+}
+
+/// Depthwise convolution with `pad.0` zero rows above and `pad.1` zero
+/// columns left of the input and output side `out` (the bottom/right
+/// padding follows): TensorFlow's asymmetric "same" without a padded copy.
+pub fn depthwise_conv2d_padded(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    pad: (usize, usize),
+    out: (usize, usize),
 ) -> Result<Tensor> {
     let (b, h, wd, c) = x.dims4()?;
     let (wc, one, kh, kw) = w.dims4()?;
@@ -226,12 +259,7 @@ pub fn depthwise_conv2d_nhwc(
             w.dims()
         );
     }
-    if h + 2 * pad < kh || wd + 2 * pad < kw {
-        candle_core::bail!(
-            "depthwise conv2d: input {h}x{wd} (pad {pad}) smaller than kernel {kh}x{kw}"
-        )
-    }
-    let g = im2col::Geometry {
+    let g = depthwise::Geometry {
         b,
         h,
         w: wd,
@@ -239,17 +267,24 @@ pub fn depthwise_conv2d_nhwc(
         kh,
         kw,
         stride,
-        pad,
+        pad_top: pad.0,
+        pad_left: pad.1,
+        ho: out.0,
+        wo: out.1,
     };
-    let (ho, wo) = g.out_hw();
-    let patches = im2col::im2col(x, g)?.reshape((b * ho * wo, kh * kw, c))?;
-    let wm = w.reshape((c, kh * kw))?.t()?; // [kh*kw, c], taps in (dy, dx) order
-    let y = patches.broadcast_mul(&wm.unsqueeze(0)?)?.sum(1)?; // [pixels, c]
-    let y = match bias {
-        Some(bias) => y.broadcast_add(bias)?,
-        None => y,
-    };
-    y.reshape((b, ho, wo, c))
+    let taps = w.reshape((c, kh * kw))?.t()?; // [kh*kw, c], (dy, dx) order
+    let y = depthwise::depthwise_conv2d(x, &taps, g)?;
+    match bias {
+        Some(bias) => y.broadcast_add(bias),
+        None => Ok(y),
+    }
+}
+
+/// TensorFlow "same" geometry along one axis: (padding before, output side).
+pub fn tf_same(n: usize, k: usize, stride: usize) -> (usize, usize) {
+    let out = n.div_ceil(stride);
+    let total = ((out - 1) * stride + k).saturating_sub(n);
+    (total / 2, out)
 }
 
 /// Transposed 2-D convolution on NHWC input, weights in PyTorch's

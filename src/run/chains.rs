@@ -8,11 +8,13 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::{Device, Module, Tensor};
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::preset::{PriorKind, SamplerConfig, SamplerKind};
-use crate::density::condition::{identity, ClassCondition, ClassGradient, Neuron, NeuronCondition};
+use crate::density::condition::{
+    identity, ClassCondition, ClassGradient, Net, Neuron, NeuronCondition,
+};
 use crate::density::image::InpaintContext;
 use crate::density::prior::{DaePrior, GaussianPrior, JointPrior};
 use crate::density::{Sum, Term};
@@ -134,13 +136,15 @@ impl Condition {
 
     /// What progress reports per chain for images `x = G(h)` already decoded:
     /// `p(y | x)` for classes, the unit's activation for a neuron.
-    pub fn measure(&self, stack: &Stack, cfg: &SamplerConfig, x: &Tensor) -> Result<Vec<f64>> {
-        match self {
-            Condition::Classes(c) | Condition::Inpaint { classes: c, .. } => ClassCondition {
-                decode: identity(),
-                ..class_condition(stack, c, cfg.gradient)
+    pub fn measure(&self, stack: &Stack, cfg: &SamplerConfig) -> Result<Measure> {
+        Ok(match self {
+            Condition::Classes(c) | Condition::Inpaint { classes: c, .. } => {
+                let cc = ClassCondition {
+                    decode: identity(),
+                    ..class_condition(stack, c, cfg.gradient)
+                };
+                Box::new(move |x: &Tensor| cc.probability(x))
             }
-            .probability(x),
             Condition::Neuron { layer, neuron } => {
                 let term = NeuronCondition {
                     decode: identity(),
@@ -148,10 +152,38 @@ impl Condition {
                     layer_name: layer.clone(),
                     neuron: *neuron,
                 };
-                let act = term.activation(&(term.layer)(x)?)?;
-                Ok(act.to_dtype(candle_core::DType::F64)?.to_vec1()?)
+                Box::new(move |x: &Tensor| {
+                    let act = term.activation(&(term.layer)(x)?)?;
+                    Ok(act.to_dtype(candle_core::DType::F64)?.to_vec1()?)
+                })
             }
-        }
+        })
+    }
+}
+
+/// A per-chain measurement of decoded images (the progress bar's number).
+pub type Measure = Box<dyn Fn(&Tensor) -> Result<Vec<f64>> + Send + Sync>;
+
+/// What the chain driver needs of the networks, whichever they are: the
+/// target on codes, the generator for snapshots and the per-chain
+/// condition measurement. Plug and play: any generator and condition
+/// network that fit these three make a run.
+pub struct Pipeline {
+    /// `eps1 * prior + eps2 * condition` on codes.
+    pub target: Sum,
+    /// Codes to images `[n, h, w, c]`.
+    pub decode: Net,
+    pub measure: Measure,
+}
+
+impl Pipeline {
+    /// The Fashion-MNIST stack's pipeline.
+    pub fn fashion(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Result<Self> {
+        Ok(Self {
+            target: target(stack, cfg, condition)?,
+            decode: stack.generator_net(),
+            measure: condition.measure(stack, cfg)?,
+        })
     }
 }
 
@@ -269,7 +301,7 @@ impl ChainsOutput {
     }
 
     /// Loads a checkpoint written by [`ChainsOutput::save_checkpoint`] for the same request.
-    pub fn load_checkpoint(dir: &Path, request: &serde_json::Value, stack: &Stack) -> Result<Self> {
+    pub fn load_checkpoint(dir: &Path, request: &serde_json::Value, decode: &Net) -> Result<Self> {
         let jp = dir.join("checkpoint.json");
         let text = std::fs::read_to_string(&jp)
             .map_err(|e| Error::data(&jp, format!("no interrupted run to resume here ({e})")))?;
@@ -295,7 +327,7 @@ impl ChainsOutput {
         };
         Ok(Self {
             step: meta.step,
-            images: stack.generator.forward(&codes)?,
+            images: decode(&codes)?,
             codes,
             probability: meta.probability,
             snapshots,
@@ -325,9 +357,8 @@ pub enum Outcome {
 /// random streams; the target is re-evaluated exactly).
 #[allow(clippy::too_many_arguments)]
 pub fn run_chains(
-    stack: &Stack,
+    pipeline: &Pipeline,
     cfg: &SamplerConfig,
-    condition: &Condition,
     h0: &Tensor,
     seed: u64,
     record_every: usize,
@@ -337,15 +368,15 @@ pub fn run_chains(
     mut checkpoint: impl FnMut(&ChainsOutput) -> Result<()>,
 ) -> Result<Outcome> {
     let n = h0.dim(0)?;
-    let target = target(stack, cfg, condition)?;
+    let target = &pipeline.target;
     let mut k = kernel(cfg)?;
-    k.check(&target)?;
+    k.check(target)?;
     let warmup = cfg.steps / 2;
     let started = Instant::now();
     let record = |out: &mut ChainsOutput, h: &Tensor| -> Result<f64> {
         // one pass of G serves both the measurement and the snapshot
-        let x = stack.generator.forward(h)?;
-        let p = condition.measure(stack, cfg, &x)?;
+        let x = (pipeline.decode)(h)?;
+        let p = (pipeline.measure)(&x)?;
         let m = p.iter().sum::<f64>() / n as f64;
         out.probability.push(p);
         out.snapshots.push(x);
@@ -375,7 +406,7 @@ pub fn run_chains(
         }
     };
     let base_wall = out.wall_s;
-    let mut state = init(&out.codes, &target)?;
+    let mut state = init(&out.codes, target)?;
     // the step size in force at `out.step`, recomputed from the adaptation state
     if let Some(da) = &out.adapt {
         if out.step > 0 {
@@ -387,7 +418,7 @@ pub fn run_chains(
         }
     }
     for t in out.step..cfg.steps {
-        let (next, info): (_, Info) = k.step(&mut out.rngs, &state, &target, t)?;
+        let (next, info): (_, Info) = k.step(&mut out.rngs, &state, target, t)?;
         state = next;
         out.step = t + 1;
         out.grad_evals += info.grad_evals;
@@ -417,12 +448,12 @@ pub fn run_chains(
                 checkpoint(&out)?;
             }
             if interrupted {
-                out.images = stack.generator.forward(&state.position)?;
+                out.images = (pipeline.decode)(&state.position)?;
                 return Ok(Outcome::Interrupted(out));
             }
         }
     }
-    out.images = stack.generator.forward(&state.position)?;
+    out.images = (pipeline.decode)(&state.position)?;
     out.codes = state.position;
     out.wall_s = base_wall + started.elapsed().as_secs_f64();
     Ok(Outcome::Finished(out))

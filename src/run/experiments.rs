@@ -12,7 +12,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
 
-use super::chains::{random_codes, run_chains, ChainsOutput, Condition, Outcome};
+use super::chains::{random_codes, run_chains, ChainsOutput, Condition, Outcome, Pipeline};
 use super::preset::SamplerConfig;
 use crate::data::fashion_mnist::Dataset;
 use crate::error::{Error, Result};
@@ -121,9 +121,8 @@ fn run_to_end(
 ) -> Result<ChainsOutput> {
     let never = AtomicBool::new(false);
     match run_chains(
-        stack,
+        &Pipeline::fashion(stack, cfg, condition)?,
         cfg,
-        condition,
         h0,
         seed,
         record_every,

@@ -3,3 +3,4 @@
 pub mod chains;
 pub mod experiments;
 pub mod preset;
+pub mod pretrained;

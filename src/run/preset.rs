@@ -63,13 +63,14 @@ pub struct SamplerConfig {
 }
 
 /// `(name, description)` of every preset.
-pub const PRESETS: [(&str, &str); 7] = [
+pub const PRESETS: [(&str, &str); 8] = [
     ("ppgn", "Noiseless Joint PPGN-h: MALA-approx, prior E(G(h)) - h, eps1=1e-5, eps2=1, eps3=1e-17, step 0.2 normalised by mean |grad| (tuned on Fashion-MNIST, see docs/results.md), h clipped to [0, 30] (S9.4, eq. 13)"),
     ("dgn-am-chain", "DGN-AM as a PPGN chain (Fig. S13b): MALA-approx as ppgn, with the Gaussian prior of an L2 decay of 0.01 (eq. 10) in place of the joint prior"),
     ("dgn-am", "DGN-AM: MAP on h with L2 decay, a decaying learning rate and clipping (Nguyen et al. 2016; Xu et al. Alg. 1)"),
     ("xu-map", "Xu et al.: MAP with the Gaussian prior, no clipping, many iterations"),
     ("xu-mala", "Xu et al. Alg. 2: MALA with the Gaussian prior, annealed noise and decaying step, Metropolis-Hastings"),
     ("xu-mala-clip", "Xu et al.: MALA as xu-mala, with h clipped to [0, 30] (not exact)"),
+    ("faces", "Plug and play with pretrained networks (--generator dcgan-faces --classifier efficientnet-lite0): MALA-approx on the GAN's code z with its N(0, I) prior, eps1=1, eps2=1, step 0.2 normalised by mean |grad|, small noise"),
     ("xu-hmc", "Xu et al.: HMC with the Gaussian prior, 10 leapfrog steps, decaying step"),
 ];
 
@@ -109,6 +110,14 @@ pub fn preset(name: &str) -> Result<SamplerConfig> {
             // L2 decay lambda = 0.01 is sigma = 10 (eq. 10's (lambda, 1, 0))
             prior_sigma: 10.0,
             eps1: 1.0,
+            ..base
+        },
+        "faces" => SamplerConfig {
+            prior: PriorKind::Gaussian,
+            prior_sigma: 1.0,
+            eps1: 1.0,
+            eps3: 0.01,
+            clip: None,
             ..base
         },
         "dgn-am" => SamplerConfig {

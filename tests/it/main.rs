@@ -3,6 +3,7 @@
 mod cli_sample;
 mod data;
 mod gradients;
+mod kernels;
 mod pretrained;
 mod report;
 mod samplers;

@@ -1,0 +1,50 @@
+//! The 1000 ImageNet classes (ILSVRC-2012, in the order of the classifiers'
+//! outputs), by index or name. The names are the usual short WordNet
+//! labels, as torchvision lists them.
+
+use crate::error::{Error, Result};
+
+const NAMES: &str = include_str!("imagenet_classes.txt");
+
+/// The class names, index order.
+pub fn class_names() -> Vec<&'static str> {
+    NAMES.lines().collect()
+}
+
+/// A class by index (`837`) or name (`sunglasses`, `"ski mask"`,
+/// case-insensitive; `-` and `_` stand for spaces). An unknown name lists
+/// the classes that contain it.
+pub fn parse_class(s: &str) -> Result<usize> {
+    let names = class_names();
+    let t = s.trim();
+    if let Ok(i) = t.parse::<usize>() {
+        return if i < names.len() {
+            Ok(i)
+        } else {
+            Err(Error::Invalid(format!(
+                "ImageNet class index {i} is out of range: expected 0..{}",
+                names.len()
+            )))
+        };
+    }
+    let norm = |x: &str| x.to_lowercase().replace(['-', '_'], " ");
+    let want = norm(t);
+    if let Some(i) = names.iter().position(|n| norm(n) == want) {
+        return Ok(i);
+    }
+    let near: Vec<String> = names
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| norm(n).contains(&want))
+        .take(8)
+        .map(|(i, n)| format!("{i} {n}"))
+        .collect();
+    Err(Error::Invalid(if near.is_empty() {
+        format!("unknown ImageNet class {t:?}: give an index 0..999 or a name such as \"sunglasses\" (`ppgn classes --imagenet` lists them)")
+    } else {
+        format!(
+            "unknown ImageNet class {t:?}; did you mean one of: {}?",
+            near.join(", ")
+        )
+    }))
+}

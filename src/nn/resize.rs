@@ -1,0 +1,34 @@
+//! Differentiable bilinear resizing as two matrix products, so its backward
+//! is exact (candle's `upsample_bilinear2d` has none; DESIGN.md).
+
+use candle_core::{DType, Device, Result, Tensor};
+
+/// `[to, from]` interpolation weights of PyTorch's
+/// `F.interpolate(mode="bilinear", align_corners=False)` along one axis:
+/// output pixel `i` samples the source at `(i + 0.5) * from / to - 0.5`,
+/// clamped to the first and last pixel.
+pub fn bilinear_matrix(from: usize, to: usize, dtype: DType, dev: &Device) -> Result<Tensor> {
+    let mut m = vec![0f64; to * from];
+    let scale = from as f64 / to as f64;
+    for i in 0..to {
+        let src = ((i as f64 + 0.5) * scale - 0.5).max(0.0);
+        let i0 = (src.floor() as usize).min(from - 1);
+        let i1 = (i0 + 1).min(from - 1);
+        let w1 = src - i0 as f64;
+        m[i * from + i0] += 1.0 - w1;
+        m[i * from + i1] += w1;
+    }
+    Tensor::from_vec(m, (to, from), dev)?.to_dtype(dtype)
+}
+
+/// Resizes NHWC images `[n, h, w, c]` to `[n, to, to, c]`:
+/// `y = R_h x R_w^T` per image and channel.
+pub fn resize_bilinear(x: &Tensor, to: usize) -> Result<Tensor> {
+    let (_, h, w, _) = x.dims4()?;
+    let rh = bilinear_matrix(h, to, x.dtype(), x.device())?;
+    let rw = bilinear_matrix(w, to, x.dtype(), x.device())?;
+    let xc = x.permute((0, 3, 1, 2))?.contiguous()?; // [n, c, h, w]
+    let y = rh.broadcast_matmul(&xc)?; // [n, c, to, w]
+    let y = y.broadcast_matmul(&rw.t()?)?; // [n, c, to, to]
+    y.permute((0, 2, 3, 1))?.contiguous()
+}
