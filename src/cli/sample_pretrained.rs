@@ -1,42 +1,47 @@
 //! `ppgn sample --generator dcgan-faces --classifier efficientnet-lite0
-//! --class sunglasses`: plug and play with pretrained networks we did not
+//! --class sunglasses` (or `--generator dgn-fc6 --classifier alexnet
+//! --weights DIR`): plug and play with pretrained networks we did not
 //! train. Same samplers, presets and flags as the Fashion-MNIST runs; the
-//! run folder holds grid.png (final faces, one row per class), start.png
-//! (the unconditioned faces G(z0) of the same seeds), chains.png (each
-//! chain over time), samples.npy (float32 N x 3 x 64 x 64 in [0, 1]),
+//! run folder holds grid.png (final images, one row per class), start.png
+//! (the unconditioned images G(z0) of the same seeds), chains.png (each
+//! chain over time), samples.npy (float32 N x 3 x side x side in [0, 1]),
 //! labels.npy and manifest.json (settings, weights' SHA-256, per-chain
-//! p(y|x) and EfficientNet's top-1 class, the fraction of chains whose
+//! p(y|x) and the classifier's top-1 class, the fraction of chains whose
 //! top-1 class is the requested one, per class).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context};
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::sample::{new_run_dir, resolve_config, SampleArgs};
 use crate::data::image::save_grid;
 use crate::data::{imagenet, npy};
 use crate::fsutil::write_atomic;
-use crate::models::dcgan;
-use crate::models::pretrained::{self, DCGAN_FACES, EFFICIENTNET_LITE0};
+use crate::models::caffe::{CaffeNetConfig, DgnConfig};
+use crate::models::pretrained;
 use crate::run::chains::{run_chains, Outcome};
-use crate::run::pretrained::FacesImagenet;
-use crate::sampler::ChainRngs;
-
-const SIDE: usize = dcgan::IMAGE_SIZE;
+use crate::run::pretrained::PlugPair;
 
 pub fn run(a: SampleArgs) -> anyhow::Result<()> {
-    if (a.generator.as_str(), a.classifier.as_str()) != ("dcgan-faces", "efficientnet-lite0") {
-        bail!(
-            "--generator {} with --classifier {}: the supported pairs are fashion with fashion (the shipped stack) and dcgan-faces with efficientnet-lite0",
-            a.generator,
-            a.classifier
-        );
-    }
+    let load = || -> anyhow::Result<PlugPair> {
+        Ok(match (a.generator.as_str(), a.classifier.as_str()) {
+            ("dcgan-faces", "efficientnet-lite0") => PlugPair::faces_imagenet(&pretrained::home())?,
+            ("dgn-fc6", "alexnet") => {
+                let Some(dir) = &a.weights else {
+                    bail!("--generator dgn-fc6 --classifier alexnet needs --weights DIR with the converted Caffe weights (docs/caffe-weights.md)")
+                };
+                PlugPair::caffe(dir, DgnConfig::fc6(), CaffeNetConfig::caffenet())?
+            }
+            (g, c) => bail!(
+                "--generator {g} with --classifier {c}: the supported pairs are fashion with fashion (the shipped stack), dcgan-faces with efficientnet-lite0, and dgn-fc6 with alexnet"
+            ),
+        })
+    };
     if a.neuron.is_some() || a.keep_above.is_some() || a.resume || a.init != "random" {
-        bail!("--neuron, --keep-above, --resume and --init work on the Fashion-MNIST stack only; the pretrained pair starts from random codes z ~ N(0, I)");
+        bail!("--neuron, --keep-above, --resume and --init work on the Fashion-MNIST stack only; pretrained pairs start from random codes");
     }
     let cfg = resolve_config(&a)?;
     if a.chains == 0 {
@@ -55,17 +60,18 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
             out.display()
         );
     }
-    let home = pretrained::home();
-    let pair = FacesImagenet::load(&home)?;
+    let pair = load()?;
     let per_chain: Vec<usize> = classes
         .iter()
         .flat_map(|&c| std::iter::repeat_n(c, a.chains))
         .collect();
     let n = per_chain.len();
     let pipeline = pair.pipeline(&per_chain, &cfg)?;
-    // z0 ~ N(0, I), seeded apart from the chains' own streams
-    let zeros = Tensor::zeros((n, dcgan::NZ), DType::F32, &Device::Cpu)?;
-    let z0 = ChainRngs::new(a.seed ^ 0x5eed, n).normal_like(&zeros)?;
+    let z0 = pair.initial_codes(n, a.seed)?;
+    let rgb = |t: &Tensor| -> anyhow::Result<Vec<f32>> {
+        Ok((pair.to_rgb)(t)?.flatten_all()?.to_vec1::<f32>()?)
+    };
+    let side = pair.side;
 
     let tmp = out.with_file_name(format!(
         ".{}.partial",
@@ -112,14 +118,13 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         }
     };
 
-    let flat = |t: &Tensor| -> anyhow::Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
-    let images = flat(&o.images)?; // [n, 64, 64, 3]
-    save_grid(&tmp.join("grid.png"), &images, n, (SIDE, SIDE, 3), a.chains)?;
+    let images = rgb(&o.images)?; // [n, side, side, 3]
+    save_grid(&tmp.join("grid.png"), &images, n, (side, side, 3), a.chains)?;
     save_grid(
         &tmp.join("start.png"),
-        &flat(&(pipeline.decode)(&z0)?)?,
+        &rgb(&(pipeline.decode)(&z0)?)?,
         n,
-        (SIDE, SIDE, 3),
+        (side, side, 3),
         a.chains,
     )?;
     // filmstrip: one row per chain, up to 12 evenly spaced snapshots
@@ -131,9 +136,9 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     };
     let snaps: Vec<Vec<f32>> = picks
         .iter()
-        .map(|&j| flat(&o.snapshots[j]))
+        .map(|&j| rgb(&o.snapshots[j]))
         .collect::<anyhow::Result<_>>()?;
-    let per = SIDE * SIDE * 3;
+    let per = side * side * 3;
     let strip: Vec<f32> = (0..n)
         .flat_map(|c| {
             snaps
@@ -145,11 +150,14 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         &tmp.join("chains.png"),
         &strip,
         n * picks.len(),
-        (SIDE, SIDE, 3),
+        (side, side, 3),
         picks.len(),
     )?;
-    let nchw: Vec<f32> = flat(&o.images.permute((0, 3, 1, 2))?.contiguous()?)?;
-    npy::write_f32(&tmp.join("samples.npy"), &[n, 3, SIDE, SIDE], &nchw)?;
+    let nchw: Vec<f32> = (pair.to_rgb)(&o.images)?
+        .permute((0, 3, 1, 2))?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    npy::write_f32(&tmp.join("samples.npy"), &[n, 3, side, side], &nchw)?;
     npy::write_i64(
         &tmp.join("labels.npy"),
         &[n],
@@ -180,8 +188,7 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     let manifest = serde_json::json!({
         "command": super::command_line(),
         "seed": a.seed,
-        "generator": {"name": DCGAN_FACES.name, "package": DCGAN_FACES.requirement, "sha256": DCGAN_FACES.file_sha256},
-        "classifier": {"name": EFFICIENTNET_LITE0.name, "package": EFFICIENTNET_LITE0.requirement, "sha256": EFFICIENTNET_LITE0.file_sha256},
+        "networks": &pair.provenance,
         "sampler": &cfg,
         "chains_per_class": a.chains,
         "steps": o.step,
@@ -205,7 +212,7 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         .map(|(c, f)| format!("{c} {:.0}%", 100.0 * f))
         .collect();
     println!(
-        "{n} chains x {} steps of {} in {:.1} s: EfficientNet's top-1 class is the requested one for {}; wrote {}",
+        "{n} chains x {} steps of {} in {:.1} s: the classifier's top-1 class is the requested one for {}; wrote {}",
         o.step,
         cfg.preset,
         o.wall_s,

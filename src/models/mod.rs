@@ -1,5 +1,6 @@
 //! Networks, their weights files and cards.
 
+pub mod caffe;
 pub mod card;
 pub mod dcgan;
 pub mod efficientnet_lite;

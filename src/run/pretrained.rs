@@ -1,10 +1,16 @@
-//! Plug and play with networks we did not train: the DCGAN faces generator
-//! conditioned on an ImageNet class of EfficientNet-Lite0 (issue 6). The
-//! chain moves the generator's code `z` under a Gaussian prior `N(0, I)`
-//! (what the GAN was trained with) plus `log p(y | C(x))`, with
-//! `x = (G(z) + 1) / 2` resized 64 -> 224 (bilinear, as matrix products)
-//! and normalised as EfficientNet expects. The same [`Pipeline`] and
-//! samplers as the Fashion-MNIST stack: only the networks change.
+//! Plug and play with networks we did not train (issue 6): a generator and
+//! an ImageNet classifier combined without retraining. Two pairs:
+//!
+//! - `dcgan-faces` + `efficientnet-lite0` (fetched from PyPI): the chain
+//!   moves the GAN's code `z` under its training prior `N(0, I)` plus
+//!   `log p(y | C(x))`, with `x = (G(z) + 1) / 2` resized 64 -> 224
+//!   (bilinear, as matrix products) and normalised as EfficientNet expects;
+//! - `dgn-fc6` + `alexnet` (the papers' networks, from converted Caffe
+//!   weights): the code is fc6 `h`, the prior may be the joint
+//!   `E(G(h)) - h` with `E` = CaffeNet up to fc6 (the `ppgn` preset).
+//!
+//! Both become the same [`Pipeline`] the Fashion-MNIST stack uses: only the
+//! networks change.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,23 +20,42 @@ use candle_core::{DType, Tensor};
 use super::chains::Pipeline;
 use super::preset::{PriorKind, SamplerConfig};
 use crate::density::condition::{identity, ClassCondition, Net};
-use crate::density::prior::GaussianPrior;
+use crate::density::prior::{GaussianPrior, JointPrior};
 use crate::density::{Sum, Term};
 use crate::error::{Error, Result};
+use crate::models::caffe::{CaffeNet, CaffeNetConfig, DgnConfig, DgnGenerator};
 use crate::models::efficientnet_lite::{self, EfficientNetLite0};
-use crate::models::pretrained;
+use crate::models::weights::load_tensors;
+use crate::models::{dcgan, pretrained};
 use crate::nn::resize::resize_bilinear;
+use crate::sampler::ChainRngs;
 
-/// The loaded pair.
-pub struct FacesImagenet {
-    /// Codes `[n, 100]` to images `[n, 64, 64, 3]` in [0, 1].
+/// A generator and a classifier that fit together.
+pub struct PlugPair {
+    /// `--generator` / `--classifier` names.
+    pub names: (&'static str, &'static str),
+    /// Codes `[n, code_dim]` to what the classifier reads.
     pub decode: Net,
-    /// Images in [0, 1] to ImageNet logits `[n, 1000]`.
+    /// What the classifier reads to RGB images in [0, 1], for the outputs.
+    pub to_rgb: Net,
+    /// Classifier input to logits `[n, classes]`.
     pub logits: Net,
+    /// Images to codes, when the generator has an encoder (the joint prior).
+    pub encode: Option<Net>,
+    pub code_dim: usize,
+    /// Side of the RGB images.
+    pub side: usize,
+    pub num_classes: usize,
+    /// Where the weights came from (file SHA-256s), for the manifest.
+    pub provenance: serde_json::Value,
+    /// How starting codes are drawn: `N(0, I)` for a GAN, `relu(N(0, 2^2))`
+    /// for post-ReLU fc6 codes.
+    pub nonnegative_codes: bool,
 }
 
-impl FacesImagenet {
-    pub fn load(home: &Path) -> Result<Self> {
+impl PlugPair {
+    /// DCGAN faces + EfficientNet-Lite0 from the cache of `ppgn models fetch`.
+    pub fn faces_imagenet(home: &Path) -> Result<Self> {
         let g = Arc::new(pretrained::dcgan_faces(home, DType::F32)?);
         let c: Arc<EfficientNetLite0> = Arc::new(pretrained::efficientnet_lite0(home, DType::F32)?);
         let decode: Net = Arc::new(move |z: &Tensor| (g.forward(z)? + 1.0)? * 0.5);
@@ -38,7 +63,69 @@ impl FacesImagenet {
             let x = resize_bilinear(x, efficientnet_lite::IMAGE_SIZE)?;
             c.forward(&EfficientNetLite0::normalise(&x)?)
         });
-        Ok(Self { decode, logits })
+        let p = |pkg: &pretrained::Package| serde_json::json!({"name": pkg.name, "package": pkg.requirement, "sha256": pkg.file_sha256});
+        Ok(Self {
+            names: ("dcgan-faces", "efficientnet-lite0"),
+            decode,
+            to_rgb: identity(),
+            logits,
+            encode: None,
+            code_dim: dcgan::NZ,
+            side: dcgan::IMAGE_SIZE,
+            num_classes: efficientnet_lite::NUM_CLASSES,
+            provenance: serde_json::json!({
+                "generator": p(&pretrained::DCGAN_FACES),
+                "classifier": p(&pretrained::EFFICIENTNET_LITE0),
+            }),
+            nonnegative_codes: false,
+        })
+    }
+
+    /// The papers' DGN fc6 generator and CaffeNet from `dir/dgn-fc6.safetensors`
+    /// and `dir/alexnet.safetensors` (docs/caffe-weights.md).
+    pub fn caffe(dir: &Path, gcfg: DgnConfig, ccfg: CaffeNetConfig) -> Result<Self> {
+        let load = |file: &str| -> Result<_> {
+            let p = dir.join(file);
+            if !p.exists() {
+                return Err(Error::Invalid(format!(
+                    "{} is missing: --weights must be a folder with dgn-fc6.safetensors and alexnet.safetensors converted from the Caffe models (docs/caffe-weights.md)",
+                    p.display()
+                )));
+            }
+            Ok((load_tensors(&p, &candle_core::Device::Cpu)?, p))
+        };
+        let ((gw, gp), (cw, cp)) = (load("dgn-fc6.safetensors")?, load("alexnet.safetensors")?);
+        let sha = |p: &Path| crate::models::card::sha256_file(p);
+        let provenance = serde_json::json!({
+            "generator": {"name": "dgn-fc6", "file": gp.display().to_string(), "sha256": sha(&gp)?},
+            "classifier": {"name": "alexnet", "file": cp.display().to_string(), "sha256": sha(&cp)?},
+        });
+        let (side, code_dim, classes) = (gcfg.crop, gcfg.code, ccfg.classes);
+        let g = Arc::new(
+            DgnGenerator::from_tensors(gw, gcfg).map_err(|e| Error::Weights {
+                path: gp.clone(),
+                message: format!("does not fit the DGN fc6 generator: {e}"),
+            })?,
+        );
+        let c = Arc::new(
+            CaffeNet::from_tensors(cw, ccfg).map_err(|e| Error::Weights {
+                path: cp.clone(),
+                message: format!("does not fit CaffeNet: {e}"),
+            })?,
+        );
+        let c2 = c.clone();
+        Ok(Self {
+            names: ("dgn-fc6", "alexnet"),
+            decode: Arc::new(move |h: &Tensor| g.forward(h)),
+            to_rgb: Arc::new(|x: &Tensor| DgnGenerator::to_rgb(x)),
+            logits: Arc::new(move |x: &Tensor| c.forward(x)),
+            encode: Some(Arc::new(move |x: &Tensor| c2.encode(x))),
+            code_dim,
+            side,
+            num_classes: classes,
+            provenance,
+            nonnegative_codes: true,
+        })
     }
 
     fn condition(&self, classes: &[usize], cfg: &SamplerConfig) -> ClassCondition {
@@ -46,23 +133,38 @@ impl FacesImagenet {
             decode: self.decode.clone(),
             logits: self.logits.clone(),
             classes: classes.to_vec(),
-            num_classes: efficientnet_lite::NUM_CLASSES,
+            num_classes: self.num_classes,
             gradient: cfg.gradient,
         }
     }
 
-    /// `eps1 * log N(z; 0, sigma^2 I) + eps2 * log p(y | C(x))`; only the
-    /// Gaussian prior (or none) exists for `z`.
+    /// `eps1 * prior + eps2 * log p(y | C(G(h)))`, the prior Gaussian, the
+    /// joint `E(G(h)) - h` (when there is an encoder) or none.
     pub fn pipeline(&self, classes: &[usize], cfg: &SamplerConfig) -> Result<Pipeline> {
+        if let Some(&c) = classes.iter().find(|&&c| c >= self.num_classes) {
+            return Err(Error::Invalid(format!(
+                "class {c} is out of range: {} has {} classes",
+                self.names.1, self.num_classes
+            )));
+        }
         let mut terms: Vec<(f64, Box<dyn Term>)> = Vec::new();
-        match cfg.prior {
-            PriorKind::Gaussian => {
+        match (cfg.prior, &self.encode) {
+            (PriorKind::Gaussian, _) => {
                 terms.push((cfg.eps1, Box::new(GaussianPrior::new(cfg.prior_sigma))))
             }
-            PriorKind::None => {}
-            other => {
+            (PriorKind::Joint, Some(e)) => terms.push((
+                cfg.eps1,
+                Box::new(JointPrior {
+                    encode: e.clone(),
+                    decode: self.decode.clone(),
+                }),
+            )),
+            (PriorKind::None, _) => {}
+            (other, _) => {
                 return Err(Error::Invalid(format!(
-                    "prior {other:?} needs an encoder or a DAE of the generator's code; the DCGAN faces generator has neither: use --prior gaussian (its training prior, sigma 1) or none"
+                    "prior {other:?} is not available for {}: use --prior gaussian{} or none",
+                    self.names.0,
+                    if self.encode.is_some() { ", joint" } else { "" }
                 )))
             }
         }
@@ -78,7 +180,18 @@ impl FacesImagenet {
         })
     }
 
-    /// EfficientNet's top-1 class of images in [0, 1].
+    /// Starting codes `[n, code_dim]`, seeded apart from the chains' streams.
+    pub fn initial_codes(&self, n: usize, seed: u64) -> Result<Tensor> {
+        let zeros = Tensor::zeros((n, self.code_dim), DType::F32, &candle_core::Device::Cpu)?;
+        let z = ChainRngs::new(seed ^ 0x5eed, n).normal_like(&zeros)?;
+        Ok(if self.nonnegative_codes {
+            (z * 2.0)?.relu()?
+        } else {
+            z
+        })
+    }
+
+    /// The classifier's top-1 class of decoded images.
     pub fn top1(&self, x: &Tensor) -> Result<Vec<usize>> {
         let l = (self.logits)(x)?;
         Ok(l.argmax(1)?

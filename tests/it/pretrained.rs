@@ -420,3 +420,164 @@ fn missing_corrupt_or_undownloadable_weights_give_one_clear_error() {
     assert!(left.is_empty(), "scratch left behind: {left:?}");
     std::fs::remove_dir_all(&home).unwrap();
 }
+
+// --- the papers' networks, on weights written here ------------------------
+
+use ppgn::models::caffe::{self, CaffeNet, CaffeNetConfig, DgnConfig, DgnGenerator};
+
+/// Fan-in scaled random weights (biases small), so activations stay finite
+/// through either network.
+fn random_weights(
+    shapes: Vec<(String, Vec<usize>)>,
+    seed: u64,
+    dtype: DType,
+) -> HashMap<String, Tensor> {
+    shapes
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, shape))| {
+            let fan_in: usize = if shape.len() == 4 && name.starts_with("deconv") {
+                shape[0] * 4 // [in, out, 4, 4] at stride 2: 4 taps per output
+            } else {
+                shape.iter().skip(1).product::<usize>().max(1)
+            };
+            let a = if shape.len() > 1 {
+                (3.0 / fan_in as f64).sqrt()
+            } else {
+                0.05
+            };
+            let t = uniform(&shape, -a, a, seed * 1000 + i as u64)
+                .to_dtype(dtype)
+                .unwrap();
+            (name, t)
+        })
+        .collect()
+}
+
+fn tiny_caffenet() -> CaffeNetConfig {
+    CaffeNetConfig {
+        conv: [4, 6, 6, 6, 4],
+        fc: 8,
+        classes: 5,
+        image: 227,
+    }
+}
+fn tiny_dgn() -> DgnConfig {
+    DgnConfig {
+        code: 8,
+        channels: [4, 4, 6, 4, 4, 4, 4, 4, 4],
+        side: 256,
+        crop: 227,
+    }
+}
+
+#[test]
+fn papers_networks_have_exact_input_gradients_in_f64() {
+    let c = CaffeNet::from_tensors(
+        random_weights(caffe::alexnet_tensors(&tiny_caffenet()), 5, DType::F64),
+        tiny_caffenet(),
+    )
+    .unwrap();
+    let x = uniform(&[1, 227, 227, 3], -1.0, 1.0, 6);
+    let f = |x: &Tensor| Tensor::cat(&[c.encode(x)?, c.forward(x)?], 1);
+    let err = max_gradient_error(&f, &x, 8);
+    assert!(err < 1e-4, "CaffeNet: relative gradient error {err:e}");
+    let g = DgnGenerator::from_tensors(
+        random_weights(caffe::generator_tensors(&tiny_dgn()), 7, DType::F64),
+        tiny_dgn(),
+    )
+    .unwrap();
+    let h = uniform(&[2, 8], 0.0, 3.0, 8);
+    let err = max_gradient_error(&|h| g.forward(h), &h, 8);
+    assert!(err < 1e-4, "DGN generator: relative gradient error {err:e}");
+    assert_eq!(g.forward(&h).unwrap().dims(), &[2, 227, 227, 3]);
+    // the joint prior's autoencoder of h, E(G(h))
+    let err = max_gradient_error(&|h| c.encode(&g.forward(h)?), &h, 8);
+    assert!(err < 1e-4, "E(G(h)): relative gradient error {err:e}");
+}
+
+#[test]
+fn papers_networks_load_full_size_weights_and_sample_with_the_ppgn_preset() {
+    let d = tempdir("caffe-weights");
+    let save = |file: &str, t: HashMap<String, Tensor>| {
+        ppgn::models::weights::save_tensors(&d.join(file), &t).unwrap();
+    };
+    save(
+        "dgn-fc6.safetensors",
+        random_weights(caffe::generator_tensors(&DgnConfig::fc6()), 1, DType::F32),
+    );
+    save(
+        "alexnet.safetensors",
+        random_weights(
+            caffe::alexnet_tensors(&CaffeNetConfig::caffenet()),
+            2,
+            DType::F32,
+        ),
+    );
+    let run = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "sample",
+            "--generator",
+            "dgn-fc6",
+            "--classifier",
+            "alexnet",
+            "--class",
+            "volcano,1",
+            "--chains",
+            "1",
+            "--steps",
+            "2",
+            "--record-every",
+            "1",
+            "--quiet",
+            "--out",
+        ];
+        let o = d.join(out);
+        args.push(o.to_str().unwrap());
+        let w = d.to_str().unwrap().to_string();
+        args.extend(["--weights", &w]);
+        args.extend(extra);
+        std::process::Command::new(env!("CARGO_BIN_EXE_ppgn"))
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    let out = run("run", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("run/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["sampler"]["preset"], "ppgn");
+    assert_eq!(m["sampler"]["prior"], "joint");
+    assert_eq!(m["chains"][0]["class_name"], "volcano");
+    let (shape, v) = read_f32(&d.join("run/samples.npy")).unwrap();
+    assert_eq!(shape, vec![2, 3, 227, 227]);
+    assert!(v.iter().all(|p| p.is_finite() && (0.0..=1.0).contains(p)));
+    for f in ["grid.png", "start.png", "chains.png", "labels.npy"] {
+        assert!(d.join("run").join(f).exists(), "{f}");
+    }
+
+    // a tensor of the wrong shape is named, and nothing is written
+    let mut w = random_weights(
+        caffe::alexnet_tensors(&CaffeNetConfig::caffenet()),
+        2,
+        DType::F32,
+    );
+    w.insert(
+        "conv2.weight".into(),
+        Tensor::zeros((256, 96, 5, 5), DType::F32, &Device::Cpu).unwrap(),
+    );
+    save("alexnet.safetensors", w);
+    let out = run("bad", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("conv2.weight") && err.contains("[256, 48, 5, 5]"),
+        "{err}"
+    );
+    assert!(!d.join("bad").exists());
+    std::fs::remove_dir_all(&d).unwrap();
+}
