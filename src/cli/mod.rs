@@ -5,9 +5,11 @@ pub mod eval;
 pub mod inpaint;
 pub mod models;
 pub mod report;
+pub mod rgb_run;
 pub mod sample;
 pub mod sample_pretrained;
 pub mod train;
+pub mod visualize;
 pub mod viz;
 
 use clap::{Parser, Subcommand};
@@ -42,6 +44,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Run the samplers at equal gradient budgets and the papers' studies; write docs/results.md.
     Report(report::ReportArgs),
+    /// Pixel-space images of an ImageNet class or hidden unit of EfficientNet-Lite0 with hand-designed priors (S7, Figs. S19-S20).
+    Visualize(visualize::VisualizeArgs),
     /// Visualisations of a run (t-SNE grid, Fig. S11).
     #[command(subcommand)]
     Viz(viz::VizCommand),
@@ -63,6 +67,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Eval(a) => eval::run(a),
         Command::Report(a) => report::run(a),
         Command::Viz(c) => viz::run(c),
+        Command::Visualize(a) => visualize::run(a),
     }
 }
 

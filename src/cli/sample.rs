@@ -174,10 +174,11 @@ fn merge_config(cfg: SamplerConfig, path: &Path) -> anyhow::Result<SamplerConfig
 }
 
 /// `LAYER:UNIT` or `LAYER:UNIT@X,Y`.
-fn parse_neuron(spec: &str) -> anyhow::Result<(String, Neuron)> {
+/// `LAYER:UNIT[@X,Y]`; `layers` names the valid layers for the message.
+pub fn parse_neuron(spec: &str, layers: &str) -> anyhow::Result<(String, Neuron)> {
     let bad = || {
         anyhow::anyhow!(
-            "--neuron {spec:?}: expected LAYER:UNIT or LAYER:UNIT@X,Y (layers h1, h, logits), e.g. h1:5@3,3"
+            "--neuron {spec:?}: expected LAYER:UNIT or LAYER:UNIT@X,Y (layers {layers}), e.g. h1:5@3,3"
         )
     };
     let (layer, rest) = spec.split_once(':').ok_or_else(bad)?;
@@ -331,7 +332,11 @@ pub fn run_with(a: SampleArgs, inpaint: Option<InpaintSpec>) -> anyhow::Result<(
     if a.chains == 0 {
         bail!("--chains must be at least 1");
     }
-    let neuron = a.neuron.as_deref().map(parse_neuron).transpose()?;
+    let neuron = a
+        .neuron
+        .as_deref()
+        .map(|n| parse_neuron(n, "h1, h, logits"))
+        .transpose()?;
     // classes are not used when conditioning on a neuron
     let class_list = if neuron.is_some() {
         Vec::new()

@@ -10,19 +10,14 @@
 //! top-1 class is the requested one, per class).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{bail, Context};
-use candle_core::Tensor;
-use indicatif::{ProgressBar, ProgressStyle};
+use anyhow::bail;
 
+use super::rgb_run::{finish, partial_dir, run_to_end, write_manifest, write_rgb_files};
 use super::sample::{new_run_dir, resolve_config, SampleArgs};
-use crate::data::image::save_grid;
-use crate::data::{imagenet, npy};
-use crate::fsutil::write_atomic;
+use crate::data::imagenet;
 use crate::models::caffe::{CaffeNetConfig, DgnConfig};
 use crate::models::pretrained;
-use crate::run::chains::{run_chains, Outcome};
 use crate::run::pretrained::PlugPair;
 
 pub fn run(a: SampleArgs) -> anyhow::Result<()> {
@@ -54,12 +49,6 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         .map(imagenet::parse_class)
         .collect::<Result<_, _>>()?;
     let out = a.out.clone().unwrap_or_else(new_run_dir);
-    if out.exists() && !a.force {
-        bail!(
-            "run folder {} exists; choose another --out or pass --force to replace it",
-            out.display()
-        );
-    }
     let pair = load()?;
     let per_chain: Vec<usize> = classes
         .iter()
@@ -68,100 +57,28 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     let n = per_chain.len();
     let pipeline = pair.pipeline(&per_chain, &cfg)?;
     let z0 = pair.initial_codes(n, a.seed)?;
-    let rgb = |t: &Tensor| -> anyhow::Result<Vec<f32>> {
-        Ok((pair.to_rgb)(t)?.flatten_all()?.to_vec1::<f32>()?)
-    };
     let side = pair.side;
-
-    let tmp = out.with_file_name(format!(
-        ".{}.partial",
-        out.file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    static STOP: AtomicBool = AtomicBool::new(false);
-    let _ = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst));
-    let bar = if a.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(cfg.steps as u64)
-    };
-    bar.set_style(ProgressStyle::with_template(
-        "sample [{elapsed_precise}] {bar:30} {pos}/{len} steps, {per_sec}, {msg}",
-    )?);
-    let outcome = run_chains(
+    let tmp = partial_dir(&out, a.force)?;
+    let o = run_to_end(
         &pipeline,
         &cfg,
         &z0,
         a.seed,
         a.record_every,
-        None,
-        &STOP,
-        |t, p, acc| {
-            bar.set_position(t as u64);
-            bar.set_message(format!("mean p {p:.3}, accept {acc:.2}"));
-        },
-        |_| Ok(()),
+        a.quiet,
+        "sample",
+        &tmp,
     )?;
-    bar.finish_and_clear();
-    let o = match outcome {
-        Outcome::Finished(o) => o,
-        Outcome::Interrupted(o) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            bail!(
-                "stopped after {} of {} steps; nothing written (runs of pretrained networks do not resume yet)",
-                o.step,
-                cfg.steps
-            );
-        }
-    };
-
-    let images = rgb(&o.images)?; // [n, side, side, 3]
-    save_grid(&tmp.join("grid.png"), &images, n, (side, side, 3), a.chains)?;
-    save_grid(
-        &tmp.join("start.png"),
-        &rgb(&(pipeline.decode)(&z0)?)?,
-        n,
-        (side, side, 3),
+    let labels: Vec<i64> = per_chain.iter().map(|&c| c as i64).collect();
+    write_rgb_files(
+        &tmp,
+        &o,
+        &z0,
+        &pipeline.decode,
+        &pair.to_rgb,
+        side,
         a.chains,
-    )?;
-    // filmstrip: one row per chain, up to 12 evenly spaced snapshots
-    let k = o.snapshots.len();
-    let picks: Vec<usize> = if k <= 12 {
-        (0..k).collect()
-    } else {
-        (0..12).map(|j| j * (k - 1) / 11).collect()
-    };
-    let snaps: Vec<Vec<f32>> = picks
-        .iter()
-        .map(|&j| rgb(&o.snapshots[j]))
-        .collect::<anyhow::Result<_>>()?;
-    let per = side * side * 3;
-    let strip: Vec<f32> = (0..n)
-        .flat_map(|c| {
-            snaps
-                .iter()
-                .flat_map(move |s| s[c * per..(c + 1) * per].iter().copied())
-        })
-        .collect();
-    save_grid(
-        &tmp.join("chains.png"),
-        &strip,
-        n * picks.len(),
-        (side, side, 3),
-        picks.len(),
-    )?;
-    let nchw: Vec<f32> = (pair.to_rgb)(&o.images)?
-        .permute((0, 3, 1, 2))?
-        .flatten_all()?
-        .to_vec1::<f32>()?;
-    npy::write_f32(&tmp.join("samples.npy"), &[n, 3, side, side], &nchw)?;
-    npy::write_i64(
-        &tmp.join("labels.npy"),
-        &[n],
-        &per_chain.iter().map(|&c| c as i64).collect::<Vec<_>>(),
+        &labels,
     )?;
 
     let top1 = pair.top1(&o.images)?;
@@ -198,15 +115,8 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         "top1_is_requested_class": &top1_fraction,
         "chains": chains,
     });
-    write_atomic(
-        &tmp.join("manifest.json"),
-        serde_json::to_string_pretty(&manifest)?.as_bytes(),
-    )?;
-    if out.exists() {
-        std::fs::remove_dir_all(&out).with_context(|| format!("replacing {}", out.display()))?;
-    }
-    std::fs::rename(&tmp, &out)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
+    write_manifest(&tmp, &manifest)?;
+    finish(&tmp, &out)?;
     let summary: Vec<String> = top1_fraction
         .iter()
         .map(|(c, f)| format!("{c} {:.0}%", 100.0 * f))

@@ -82,3 +82,132 @@ pub fn clamp_known(x: &Tensor, real: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let m = mask.to_dtype(x.dtype())?.broadcast_as(x.shape())?;
     Ok(((x * &m)? + (real.to_dtype(x.dtype())? * m.affine(-1.0, 1.0)?)?)?)
 }
+
+/// L2 decay of the decoded image around mid-grey, `-lambda / 2 |x - 0.5|^2`
+/// (Simonyan et al.'s image prior; S7's hand-designed priors).
+pub struct PixelL2 {
+    pub decode: Net,
+}
+
+impl Term for PixelL2 {
+    fn name(&self) -> String {
+        "pixel-l2".into()
+    }
+    fn has_value(&self) -> bool {
+        true
+    }
+    fn value_and_grad(&self, p: &Tensor) -> Result<Eval> {
+        autodiff(p, |p| {
+            let d = ((self.decode)(p)? - 0.5)?;
+            d.sqr()?.flatten_from(1)?.sum(1)? * -0.5
+        })
+    }
+}
+
+/// A Gaussian blur as a hand-designed denoiser: the gradient
+/// `(blur(x) - x)` is the DAE prior's `(R(x) - x) / sigma^2` with `R` a
+/// blur (Alain & Bengio; S7 uses periodic blurring, which a step along
+/// this gradient is). Gradient only; through `decode` by the chain rule.
+pub struct BlurPrior {
+    pub decode: Net,
+    /// Blur standard deviation in pixels.
+    pub sigma: f64,
+}
+
+/// Gaussian blur of NHWC images (zero padding renormalised, so edges keep
+/// their brightness), with our depthwise convolution.
+pub fn gaussian_blur(x: &Tensor, sigma: f64) -> candle_core::Result<Tensor> {
+    let (_, _, _, c) = x.dims4()?;
+    let r = (2.0 * sigma).ceil().max(1.0) as usize;
+    let k = 2 * r + 1;
+    let g: Vec<f64> = (0..k)
+        .map(|i| (-((i as f64 - r as f64).powi(2)) / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let s: f64 = g.iter().sum();
+    let mut w = Vec::with_capacity(c * k * k);
+    for _ in 0..c {
+        for a in &g {
+            for b in &g {
+                w.push(a * b / (s * s));
+            }
+        }
+    }
+    let w = Tensor::from_vec(w, (c, 1, k, k), x.device())?.to_dtype(x.dtype())?;
+    let blurred = crate::nn::depthwise_conv2d_nhwc(x, &w, None, 1, r)?;
+    let norm = crate::nn::depthwise_conv2d_nhwc(&x.ones_like()?, &w, None, 1, r)?;
+    blurred / norm
+}
+
+impl Term for BlurPrior {
+    fn name(&self) -> String {
+        format!("blur(sigma {})", self.sigma)
+    }
+    fn has_value(&self) -> bool {
+        false
+    }
+    fn value_hint(&self) -> String {
+        "the blur prior has only a gradient; sample with map or mala-approx".into()
+    }
+    fn value_and_grad(&self, p: &Tensor) -> Result<Eval> {
+        let x = (self.decode)(&p.detach())?;
+        let pull = (gaussian_blur(&x, self.sigma)? - &x)?.detach();
+        // d/dp sum(pull * decode(p)) = J^T pull
+        let mut e = autodiff(p, |p| ((self.decode)(p)? * &pull)?.flatten_from(1)?.sum(1))?;
+        e.log_density = None;
+        Ok(e)
+    }
+}
+
+/// A decorrelated image parameterisation (Olah et al.'s "Fourier" space,
+/// with the orthonormal cosine basis): per channel `x = sigmoid(B^T (S * c) B)`
+/// where `B` is the `side x side` DCT-II basis and `S` scales frequency
+/// `(ky, kx)` by `1 / max(1, |k|)^decay`, so that gradient steps on the
+/// coefficients `c [n, side, side, 3]` change low frequencies first.
+pub fn fourier_decoder(side: usize, decay: f64) -> Net {
+    let n = side as f64;
+    let mut b = vec![0f32; side * side];
+    for k in 0..side {
+        let ck = if k == 0 {
+            (1.0 / n).sqrt()
+        } else {
+            (2.0 / n).sqrt()
+        };
+        for i in 0..side {
+            b[k * side + i] =
+                (ck * (std::f64::consts::PI * (i as f64 + 0.5) * k as f64 / n).cos()) as f32;
+        }
+    }
+    let mut s = vec![0f32; side * side];
+    for ky in 0..side {
+        for kx in 0..side {
+            let f = ((ky * ky + kx * kx) as f64).sqrt().max(1.0);
+            s[ky * side + kx] = f.powf(-decay) as f32;
+        }
+    }
+    let dev = candle_core::Device::Cpu;
+    let basis = Tensor::from_vec(b, (side, side), &dev).expect("basis"); // [k, i]
+    let scale = Tensor::from_vec(s, (side, side, 1), &dev).expect("scale");
+    std::sync::Arc::new(move |c: &Tensor| {
+        let basis = basis.to_dtype(c.dtype())?;
+        let m = c.broadcast_mul(&scale.to_dtype(c.dtype())?)?; // [n, ky, kx, 3]
+        let m = m.permute((0, 3, 1, 2))?.contiguous()?; // [n, 3, ky, kx]
+        let img = basis.t()?.broadcast_matmul(&m)?.broadcast_matmul(&basis)?; // [n, 3, y, x]
+        crate::nn::sigmoid(&img.permute((0, 2, 3, 1))?.contiguous()?)
+    })
+}
+
+/// Jitter (S7; Mordvintsev et al.): the condition sees the image shifted by
+/// a random `(dy, dx)` in `[-max, max]^2` (circularly) at every
+/// evaluation, drawn from a seeded stream so a run repeats bit for bit.
+pub fn jittered(inner: Net, max: usize, seed: u64) -> Net {
+    use rand::{Rng, SeedableRng};
+    let rng = std::sync::Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    std::sync::Arc::new(move |x: &Tensor| {
+        let (dy, dx) = {
+            let mut r = rng.lock().expect("jitter stream");
+            let m = max as i32;
+            (r.random_range(-m..=m), r.random_range(-m..=m))
+        };
+        inner(&x.roll(dy, 1)?.roll(dx, 2)?)
+    })
+}

@@ -124,3 +124,83 @@ fn bilinear_resize_follows_pytorchs_rule_and_differentiates_exactly() {
     assert_eq!(y.dims(), &[2, 9, 9, 3]);
     assert!(max_gradient_error(&|x| resize_bilinear(x, 9), &x, 8) < 1e-6);
 }
+
+#[test]
+fn image_priors_and_parameterisations_behave() {
+    use ppgn::density::image::{fourier_decoder, gaussian_blur, jittered};
+    // a blur keeps a constant image constant (edges renormalised) and
+    // smooths a checkerboard
+    let flat = Tensor::full(0.3f64, (1, 9, 9, 2), &Device::Cpu).unwrap();
+    assert!(max_diff(&gaussian_blur(&flat, 1.5).unwrap(), &flat) < 1e-12);
+    let v: Vec<f64> = (0..81).map(|i| ((i / 9 + i % 9) % 2) as f64).collect();
+    let checker = Tensor::from_vec(v, (1, 9, 9, 1), &Device::Cpu).unwrap();
+    let b = gaussian_blur(&checker, 1.0).unwrap();
+    let spread = |t: &Tensor| {
+        let v = t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        v.iter().cloned().fold(f64::MIN, f64::max) - v.iter().cloned().fold(f64::MAX, f64::min)
+    };
+    assert!(
+        spread(&b) < 0.3 * spread(&checker),
+        "blur spread {}",
+        spread(&b)
+    );
+    let x = uniform(&[1, 7, 7, 2], 0.0, 1.0, 400);
+    assert!(max_gradient_error(&|x| gaussian_blur(x, 1.0), &x, 8) < 1e-6);
+
+    // the cosine basis is orthonormal: with decay 0 the decoder is
+    // sigmoid(B^T c B), so zero coefficients give mid-grey and the
+    // pre-sigmoid image has the coefficients' energy (Parseval)
+    let dec = fourier_decoder(8, 0.0);
+    let zero = Tensor::zeros((1, 8, 8, 3), DType::F32, &Device::Cpu).unwrap();
+    let grey = dec(&zero)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert!(grey.iter().all(|g| (g - 0.5).abs() < 1e-6));
+    let c = uniform(&[1, 8, 8, 3], -0.5, 0.5, 401)
+        .to_dtype(DType::F32)
+        .unwrap();
+    let img = dec(&c).unwrap();
+    // logit of the output recovers the pre-sigmoid image
+    let pre = ((&img / (1.0 - &img).unwrap()).unwrap()).log().unwrap();
+    let e_img = pre
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let e_c = c
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(
+        (e_img - e_c).abs() < 1e-3 * e_c,
+        "Parseval: {e_img} vs {e_c}"
+    );
+    let dec64 = fourier_decoder(8, 1.0);
+    let c64 = uniform(&[1, 8, 8, 3], -0.5, 0.5, 402);
+    assert!(max_gradient_error(&|c| dec64(c), &c64, 8) < 1e-6);
+
+    // jitter: seeded shifts, the same sequence for the same seed
+    let ident: ppgn::density::condition::Net = std::sync::Arc::new(|x: &Tensor| Ok(x.clone()));
+    let (j1, j2, j3) = (
+        jittered(ident.clone(), 2, 9),
+        jittered(ident.clone(), 2, 9),
+        jittered(ident, 2, 10),
+    );
+    let x = uniform(&[1, 6, 6, 1], 0.0, 1.0, 403);
+    let seq = |j: &ppgn::density::condition::Net| -> Vec<Vec<f64>> {
+        (0..5)
+            .map(|_| j(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap())
+            .collect()
+    };
+    let (a, b, c) = (seq(&j1), seq(&j2), seq(&j3));
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}

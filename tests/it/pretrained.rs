@@ -581,3 +581,86 @@ fn papers_networks_load_full_size_weights_and_sample_with_the_ppgn_preset() {
     assert!(!d.join("bad").exists());
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn visualize_reaches_a_class_and_a_unit_and_refuses_bad_input() {
+    installed(&EFFICIENTNET_LITE0);
+    let d = tempdir("visualize");
+    let run = |out: &str, extra: &[&str]| {
+        let o = d.join(out);
+        let mut args = vec![
+            "visualize",
+            "--side",
+            "64",
+            "--chains",
+            "1",
+            "--quiet",
+            "--out",
+            o.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        std::process::Command::new(env!("CARGO_BIN_EXE_ppgn"))
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    let out = run(
+        "class",
+        &["--class", "volcano", "--steps", "40", "--param", "pixel"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("class/manifest.json")).unwrap())
+            .unwrap();
+    let values: Vec<f64> = m["chains"][0]["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    // the logit-gradient chain raises p(volcano) from chance to a clear win
+    assert!(
+        values[0] < 0.01 && *values.last().unwrap() > 0.5,
+        "p(volcano) along the chain: {values:?}"
+    );
+    let (shape, _) = read_f32(&d.join("class/samples.npy")).unwrap();
+    assert_eq!(shape, vec![1, 3, 64, 64]);
+
+    let out = run("unit", &["--neuron", "block6:3", "--steps", "10"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("unit/manifest.json")).unwrap())
+            .unwrap();
+    let v = m["chains"][0]["value"].as_array().unwrap();
+    assert!(
+        v.last().unwrap().as_f64().unwrap() > v[0].as_f64().unwrap() + 1.0,
+        "activation {v:?}"
+    );
+
+    for (extra, needle) in [
+        (&["--class", "not-a-class"][..], "unknown ImageNet class"),
+        (&["--neuron", "block99:1"][..], "unknown layer"),
+        (&["--neuron", "block0:999"][..], "has 16 channels"),
+        (&["--step=-1"][..], "--step must be"),
+    ] {
+        let out = run("bad", extra);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(needle),
+            "{extra:?}: {err}"
+        );
+        assert!(
+            !d.join("bad").exists() && !d.join(".bad.partial").exists(),
+            "{extra:?} left files"
+        );
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
