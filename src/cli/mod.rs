@@ -5,7 +5,7 @@ pub mod eval;
 pub mod inpaint;
 pub mod models;
 pub mod report;
-pub mod rgb_run;
+pub mod run_folder;
 pub mod sample;
 pub mod sample_pretrained;
 pub mod train;

@@ -348,19 +348,9 @@ pub fn run_with(a: SampleArgs, inpaint: Option<InpaintSpec>) -> anyhow::Result<(
         (None, false) => new_run_dir(),
         (None, true) => bail!("--resume needs the --out folder of the interrupted run"),
     };
-    if out.exists() && !a.force {
-        bail!(
-            "run folder {} exists; choose another --out or pass --force to replace it",
-            out.display()
-        );
-    }
+    super::run_folder::refuse_existing(&out, a.force)?;
     // the run is built in a hidden sibling folder and renamed into place at the end
-    let tmp = out.with_file_name(format!(
-        ".{}.partial",
-        out.file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
+    let tmp = super::run_folder::partial_path(&out);
     if tmp.exists() && !a.resume && !a.force {
         bail!(
             "an interrupted run is in {}; add --resume to finish it, or --force to start over",

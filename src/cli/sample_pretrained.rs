@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use anyhow::bail;
 
-use super::rgb_run::{finish, partial_dir, run_to_end, write_manifest, write_rgb_files};
+use super::run_folder::{finish, partial_dir, run_to_end, write_manifest, write_rgb_files};
 use super::sample::{new_run_dir, resolve_config, SampleArgs};
 use crate::data::imagenet;
 use crate::models::caffe::{CaffeNetConfig, DgnConfig};

@@ -14,7 +14,7 @@ use anyhow::bail;
 use candle_core::{DType, Device, Tensor};
 use clap::{Args, ValueEnum};
 
-use super::rgb_run::{finish, partial_dir, run_to_end, write_manifest, write_rgb_files};
+use super::run_folder::{finish, partial_dir, run_to_end, write_manifest, write_rgb_files};
 use super::sample::{new_run_dir, parse_neuron};
 use crate::data::imagenet;
 use crate::density::condition::{identity, ClassCondition, ClassGradient, Net, NeuronCondition};

@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::weights::check_tensors;
 use crate::nn::{conv2d_nhwc, conv_transpose2d_nhwc, leaky_relu};
 
 /// The ImageNet mean pixel in BGR, as the Caffe models subtract it.
@@ -82,19 +83,6 @@ pub fn alexnet_tensors(cfg: &CaffeNetConfig) -> Vec<(String, Vec<usize>)> {
         t.push((format!("{name}.bias"), vec![out]));
     }
     t
-}
-
-fn check(w: &HashMap<String, Tensor>, expected: &[(String, Vec<usize>)]) -> Result<()> {
-    for (name, shape) in expected {
-        match w.get(name) {
-            None => candle_core::bail!("missing tensor {name} (expected shape {shape:?})"),
-            Some(t) if t.dims() != shape.as_slice() => {
-                candle_core::bail!("tensor {name} has shape {:?}, expected {shape:?}", t.dims())
-            }
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 /// Max pooling on NHWC as the maximum of `k*k` strided views (exact
@@ -174,7 +162,7 @@ pub struct CaffeNet {
 
 impl CaffeNet {
     pub fn from_tensors(w: HashMap<String, Tensor>, cfg: CaffeNetConfig) -> Result<Self> {
-        check(&w, &alexnet_tensors(&cfg))?;
+        check_tensors(&w, &alexnet_tensors(&cfg))?;
         Ok(Self { w, cfg })
     }
 
@@ -298,7 +286,7 @@ pub struct DgnGenerator {
 
 impl DgnGenerator {
     pub fn from_tensors(w: HashMap<String, Tensor>, cfg: DgnConfig) -> Result<Self> {
-        check(&w, &generator_tensors(&cfg))?;
+        check_tensors(&w, &generator_tensors(&cfg))?;
         let side = 4 << dgn_layers(&cfg).iter().filter(|l| l.1).count();
         if side != cfg.side || cfg.crop > cfg.side {
             candle_core::bail!(

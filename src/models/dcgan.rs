@@ -11,6 +11,8 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Result, Tensor};
 
+use super::weights::check_tensors;
+
 use crate::nn::conv_transpose2d_nhwc;
 
 pub const NZ: usize = 100;
@@ -51,15 +53,7 @@ pub struct DcganGenerator {
 
 impl DcganGenerator {
     pub fn from_state_dict(w: &HashMap<String, Tensor>, dtype: DType) -> Result<Self> {
-        for (name, shape) in expected_tensors() {
-            match w.get(&name) {
-                None => candle_core::bail!("missing tensor {name} (expected shape {shape:?})"),
-                Some(t) if t.dims() != shape.as_slice() => {
-                    candle_core::bail!("tensor {name} has shape {:?}, expected {shape:?}", t.dims())
-                }
-                _ => {}
-            }
-        }
+        check_tensors(w, &expected_tensors())?;
         let get = |n: String| w[&n].to_dtype(DType::F64);
         let mut layers = Vec::new();
         for i in 0..5 {

@@ -18,6 +18,8 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Result, Tensor};
 
+use super::weights::check_tensors;
+
 use crate::nn::{conv2d_nhwc, depthwise_conv2d_padded, relu6, tf_same, tf_same_pad};
 
 /// Batch-norm epsilon of the TensorFlow original.
@@ -241,15 +243,7 @@ impl EfficientNetLite0 {
     /// Builds the network from a state dict (PyTorch names and shapes),
     /// checking every tensor first so that a wrong file names the tensor.
     pub fn from_state_dict(w: &HashMap<String, Tensor>, dtype: DType) -> Result<Self> {
-        for (name, shape) in expected_tensors() {
-            match w.get(&name) {
-                None => candle_core::bail!("missing tensor {name} (expected shape {shape:?})"),
-                Some(t) if t.dims() != shape.as_slice() => {
-                    candle_core::bail!("tensor {name} has shape {:?}, expected {shape:?}", t.dims())
-                }
-                _ => {}
-            }
-        }
+        check_tensors(w, &expected_tensors())?;
         let stem = ConvBn::new(w, "_conv_stem", "_bn0", 2, false, dtype)?;
         let blocks = blocks()
             .iter()

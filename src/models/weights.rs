@@ -95,3 +95,21 @@ pub fn load_into_varmap(
     }
     Ok(())
 }
+
+/// Checks that `w` holds every `(name, shape)` of `expected` (extra tensors
+/// are allowed), naming the first one missing or mis-shaped.
+pub fn check_tensors(
+    w: &HashMap<String, Tensor>,
+    expected: &[(String, Vec<usize>)],
+) -> candle_core::Result<()> {
+    for (name, shape) in expected {
+        match w.get(name) {
+            None => candle_core::bail!("missing tensor {name} (expected shape {shape:?})"),
+            Some(t) if t.dims() != shape.as_slice() => {
+                candle_core::bail!("tensor {name} has shape {:?}, expected {shape:?}", t.dims())
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -165,20 +165,7 @@ fn image_priors_and_parameterisations_behave() {
     let img = dec(&c).unwrap();
     // logit of the output recovers the pre-sigmoid image
     let pre = ((&img / (1.0 - &img).unwrap()).unwrap()).log().unwrap();
-    let e_img = pre
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let e_c = c
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let (e_img, e_c) = (super::sum_sq(&pre), super::sum_sq(&c));
     assert!(
         (e_img - e_c).abs() < 1e-3 * e_c,
         "Parseval: {e_img} vs {e_c}"

@@ -22,3 +22,19 @@ pub fn tempdir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// `max |t|` of an f32 tensor.
+pub fn max_abs(t: &candle_core::Tensor) -> f32 {
+    t.abs()
+        .and_then(|t| t.max_all())
+        .and_then(|t| t.to_scalar::<f32>())
+        .unwrap()
+}
+
+/// `sum t^2` of an f32 tensor.
+pub fn sum_sq(t: &candle_core::Tensor) -> f32 {
+    t.sqr()
+        .and_then(|t| t.sum_all())
+        .and_then(|t| t.to_scalar::<f32>())
+        .unwrap()
+}

@@ -18,7 +18,7 @@ use ppgn::models::pretrained::{self, Package, DCGAN_FACES, EFFICIENTNET_LITE0};
 use ppgn::models::torch_file;
 
 use super::gradients::{max_gradient_error, uniform};
-use super::tempdir;
+use super::{max_abs, sum_sq, tempdir};
 
 fn fixture(name: &str) -> Tensor {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -36,44 +36,12 @@ fn installed(pkg: &Package) -> PathBuf {
 
 /// `max |a - b| / max |b|`.
 fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    let a = a.to_dtype(DType::F32).unwrap();
-    let d = (&a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let m = b
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    d / m
+    max_abs(&(a.to_dtype(DType::F32).unwrap() - b).unwrap()) / max_abs(b)
 }
 
 /// `|a - b|_2 / |b|_2`.
 fn l2_err(a: &Tensor, b: &Tensor) -> f32 {
-    let a = a.to_dtype(DType::F32).unwrap();
-    let d = (&a - b)
-        .unwrap()
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let m = b
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    (d / m).sqrt()
+    (sum_sq(&(a.to_dtype(DType::F32).unwrap() - b).unwrap()) / sum_sq(b)).sqrt()
 }
 
 /// EfficientNet's logits and the gradient of `sum log softmax[:, 281]` at

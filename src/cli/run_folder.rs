@@ -1,6 +1,6 @@
-//! What every RGB run (pretrained generators, pixel-space visualisation)
-//! shares: running the chains with a progress bar and Ctrl-C, and the
-//! files of its folder, which is built hidden and renamed into place.
+//! Run folders, built hidden and renamed into place, and what every RGB
+//! run (pretrained generators, pixel-space visualisation) shares: running
+//! the chains with a progress bar and Ctrl-C, and the files it writes.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,21 +16,32 @@ use crate::fsutil::write_atomic;
 use crate::run::chains::{run_chains, ChainsOutput, Outcome, Pipeline};
 use crate::run::preset::SamplerConfig;
 
-/// The hidden folder a run is built in, beside `out`; refuses an existing
-/// `out` unless `force`.
-pub fn partial_dir(out: &Path, force: bool) -> anyhow::Result<PathBuf> {
+/// Refuses an existing run folder unless `force`.
+pub fn refuse_existing(out: &Path, force: bool) -> anyhow::Result<()> {
     if out.exists() && !force {
         bail!(
             "run folder {} exists; choose another --out or pass --force to replace it",
             out.display()
         );
     }
-    let tmp = out.with_file_name(format!(
+    Ok(())
+}
+
+/// The hidden sibling folder a run is built in before it is renamed to `out`.
+pub fn partial_path(out: &Path) -> PathBuf {
+    out.with_file_name(format!(
         ".{}.partial",
         out.file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default()
-    ));
+    ))
+}
+
+/// A fresh hidden folder to build a run in, beside `out`; refuses an
+/// existing `out` unless `force`.
+pub fn partial_dir(out: &Path, force: bool) -> anyhow::Result<PathBuf> {
+    refuse_existing(out, force)?;
+    let tmp = partial_path(out);
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     Ok(tmp)
