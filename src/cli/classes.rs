@@ -1,10 +1,27 @@
 //! `ppgn classes`: the class indices and names.
 
-use crate::data::fashion_mnist::CLASS_NAMES;
+use clap::Args;
 
-pub fn run() -> anyhow::Result<()> {
-    for (i, n) in CLASS_NAMES.iter().enumerate() {
-        println!("{i}  {n}");
+use crate::data::fashion_mnist::CLASS_NAMES;
+use crate::data::imagenet;
+
+#[derive(Args, Debug)]
+pub struct ClassesArgs {
+    /// The 1000 ImageNet classes (EfficientNet-Lite0, CaffeNet) instead of
+    /// Fashion-MNIST's 10.
+    #[arg(long)]
+    pub imagenet: bool,
+}
+
+pub fn run(a: ClassesArgs) -> anyhow::Result<()> {
+    if a.imagenet {
+        for (i, n) in imagenet::class_names().iter().enumerate() {
+            println!("{i}  {n}");
+        }
+    } else {
+        for (i, n) in CLASS_NAMES.iter().enumerate() {
+            println!("{i}  {n}");
+        }
     }
     Ok(())
 }

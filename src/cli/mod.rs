@@ -51,8 +51,8 @@ pub enum Command {
     Viz(viz::VizCommand),
     /// List the sampler presets and their values.
     Presets,
-    /// List the Fashion-MNIST classes (accepted by index or name wherever a class is asked for).
-    Classes,
+    /// List the Fashion-MNIST classes, or with --imagenet the ImageNet ones (accepted by index or name wherever a class is asked for).
+    Classes(classes::ClassesArgs),
 }
 
 pub fn main() -> anyhow::Result<()> {
@@ -60,7 +60,7 @@ pub fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Train(a) => train::run(a),
         Command::Models(c) => models::run(c),
-        Command::Classes => classes::run(),
+        Command::Classes(a) => classes::run(a),
         Command::Sample(a) => sample::run(a),
         Command::Presets => sample::presets(),
         Command::Inpaint(a) => inpaint::run(a),

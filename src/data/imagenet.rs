@@ -35,7 +35,10 @@ pub fn parse_class(s: &str) -> Result<usize> {
     let near: Vec<String> = names
         .iter()
         .enumerate()
-        .filter(|(_, n)| norm(n).contains(&want))
+        .filter(|(_, n)| {
+            let n = norm(n);
+            n.contains(&want) || edit_distance(&n, &want) <= 2
+        })
         .take(8)
         .map(|(i, n)| format!("{i} {n}"))
         .collect();
@@ -47,4 +50,19 @@ pub fn parse_class(s: &str) -> Result<usize> {
             near.join(", ")
         )
     }))
+}
+
+/// Levenshtein distance, for suggestions on a misspelt class.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, &cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }

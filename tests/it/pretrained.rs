@@ -632,3 +632,92 @@ fn visualize_reaches_a_class_and_a_unit_and_refuses_bad_input() {
     }
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn faces_conditioned_on_an_imagenet_class_with_every_sampler() {
+    installed(&EFFICIENTNET_LITE0);
+    installed(&DCGAN_FACES);
+    let d = tempdir("faces");
+    for sampler in ["mala-approx", "map", "mh", "mala", "hmc"] {
+        let o = d.join(sampler);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ppgn"))
+            .args([
+                "sample",
+                "--generator",
+                "dcgan-faces",
+                "--classifier",
+                "efficientnet-lite0",
+                "--class",
+                "sunglasses",
+                "--chains",
+                "2",
+                "--steps",
+                "2",
+                "--record-every",
+                "1",
+                "--leapfrog-steps",
+                "2",
+                "--quiet",
+                "--sampler",
+                sampler,
+                "--out",
+            ])
+            .arg(&o)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sampler}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(o.join("manifest.json")).unwrap())
+                .unwrap();
+        assert_eq!(m["sampler"]["preset"], "faces");
+        assert_eq!(m["chains"][0]["class"], 837);
+        assert!(m["top1_is_requested_class"]["sunglasses"].is_number());
+        let (shape, v) = read_f32(&o.join("samples.npy")).unwrap();
+        assert_eq!(shape, vec![2, 3, 64, 64]);
+        assert!(
+            v.iter().all(|p| (0.0..=1.0).contains(p)),
+            "{sampler}: pixels out of range"
+        );
+    }
+    // a prior the GAN has no network for, and an unknown class, are refused
+    for (extra, needle) in [
+        (
+            &["--class", "wig", "--prior", "joint"][..],
+            "not available for dcgan-faces",
+        ),
+        (
+            &["--class", "sunglases"][..],
+            "did you mean one of: 836 sunglass",
+        ),
+        (&["--class", "1001"][..], "out of range"),
+    ] {
+        let o = d.join("bad");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ppgn"))
+            .args([
+                "sample",
+                "--generator",
+                "dcgan-faces",
+                "--classifier",
+                "efficientnet-lite0",
+            ])
+            .args(["--chains", "1", "--steps", "1", "--quiet", "--out"])
+            .arg(&o)
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(needle),
+            "{extra:?}: {err}"
+        );
+        assert!(
+            !o.exists() && !d.join(".bad.partial").exists(),
+            "{extra:?} left files"
+        );
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
