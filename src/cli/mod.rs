@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand. `main.rs` only calls [`main`].
 
+pub mod bench;
 pub mod classes;
 pub mod eval;
 pub mod inpaint;
@@ -49,6 +50,8 @@ pub enum Command {
     /// Visualisations of a run (t-SNE grid, Fig. S11).
     #[command(subcommand)]
     Viz(viz::VizCommand),
+    /// Time one sampler step on fixed workloads (with --compare, beside the PyTorch peer).
+    Bench(bench::BenchArgs),
     /// List the sampler presets and their values.
     Presets,
     /// List the Fashion-MNIST classes, or with --imagenet the ImageNet ones (accepted by index or name wherever a class is asked for).
@@ -66,6 +69,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Inpaint(a) => inpaint::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Report(a) => report::run(a),
+        Command::Bench(a) => bench::run(a),
         Command::Viz(c) => viz::run(c),
         Command::Visualize(a) => visualize::run(a),
     }

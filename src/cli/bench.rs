@@ -1,0 +1,323 @@
+//! `ppgn bench`: times one sampler step (forward through the networks,
+//! backward to the position, the update) on fixed workloads, and with
+//! `--compare` runs the PyTorch peer (bench/peer.py) in the same sitting
+//! and prints the ratio ours / PyTorch per workload.
+//!
+//! - W1: the shipped Fashion-MNIST PPGN step (`ppgn` preset: G, the joint
+//!   prior E(G(h)) - h, C, backward), at 1, 8, 64 and 256 chains;
+//! - W2: DCGAN faces + EfficientNet-Lite0 (resize 64 -> 224), `faces`
+//!   preset, at 1 and 8 chains;
+//! - W3: EfficientNet-Lite0 on 224x224 pixels, class gradient, at 1 and 8.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use candle_core::{DType, Device, Tensor};
+use clap::Args;
+
+use crate::density::condition::{identity, ClassCondition};
+use crate::density::Sum;
+use crate::models::efficientnet_lite::{self, EfficientNetLite0};
+use crate::models::fashion::{self as stack, Stack};
+use crate::models::pretrained;
+use crate::run::chains::{kernel, random_codes, Condition, Pipeline};
+use crate::run::preset::{preset, SamplerConfig};
+use crate::run::pretrained::PlugPair;
+use crate::sampler::{init, ChainRngs};
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Each workload runs in a child process: --warmup untimed steps, then \
+steps until --seconds have passed (at least 3). Peak memory is that process's resident \
+high-water mark (Linux). The W2/W3 workloads need `ppgn models fetch`. With --compare, the PyTorch \
+peer (bench/peer.py; see bench/README.md for its Python environment) runs the same workloads \
+with the same weights and thread count."
+)]
+pub struct BenchArgs {
+    /// Workloads to run, comma-separated: w1, w2, w3.
+    #[arg(long, default_value = "w1,w2,w3", value_delimiter = ',')]
+    pub workloads: Vec<String>,
+    /// Chain counts for W1 (W2 and W3 use 1 and 8).
+    #[arg(long, default_value = "1,8,64,256", value_delimiter = ',')]
+    pub w1_chains: Vec<usize>,
+    /// Minimum timed seconds per workload.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Also run the PyTorch peer and print ours / PyTorch.
+    #[arg(long)]
+    pub compare: bool,
+    /// Python for the peer [default: $PPGN_PYTHON or python3].
+    #[arg(long)]
+    pub python: Option<String>,
+    /// Also write the table as Markdown (with the machine it ran on).
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Model folder [default: $PPGN_MODELS or models/fashion-mnist].
+    #[arg(long)]
+    pub models: Option<PathBuf>,
+    /// Run one workload at one chain count in this process and print its
+    /// timing as JSON (each measurement runs in a child process of its own,
+    /// so that its peak memory is its own).
+    #[arg(long, hide = true)]
+    pub one: Option<String>,
+}
+
+/// One measured row.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Timing {
+    pub workload: String,
+    pub chains: usize,
+    pub ms_per_step: f64,
+    pub peak_mb: f64,
+}
+
+/// Resets the resident-memory high-water mark (Linux; ignored elsewhere).
+/// The resident-memory high-water mark in MB (0 where unknown).
+fn peak_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Times the kernel of `cfg` on `pipeline` from `start`.
+fn time_steps(
+    name: &str,
+    pipeline: &Pipeline,
+    cfg: &SamplerConfig,
+    start: &Tensor,
+    a: &BenchArgs,
+) -> anyhow::Result<Timing> {
+    let n = start.dim(0)?;
+    let k = kernel(cfg)?;
+    let mut rngs = ChainRngs::new(7, n);
+    let mut state = init(start, &pipeline.target)?;
+    for t in 0..a.warmup {
+        state = k.step(&mut rngs, &state, &pipeline.target, t)?.0;
+    }
+    let t0 = Instant::now();
+    let mut steps = 0;
+    while steps < 3 || t0.elapsed().as_secs_f64() < a.seconds {
+        state = k
+            .step(&mut rngs, &state, &pipeline.target, a.warmup + steps)?
+            .0;
+        steps += 1;
+    }
+    let ms = t0.elapsed().as_secs_f64() * 1000.0 / steps as f64;
+    let row = Timing {
+        workload: name.into(),
+        chains: n,
+        ms_per_step: ms,
+        peak_mb: peak_mb(),
+    };
+    eprintln!(
+        "ours  {:<3} {:>4} chains: {:>9.1} ms/step, {:>8.2} steps/s per chain, peak {:>6.0} MB",
+        row.workload,
+        n,
+        ms,
+        1000.0 / ms * n as f64,
+        row.peak_mb
+    );
+    Ok(row)
+}
+
+pub fn run(a: BenchArgs) -> anyhow::Result<()> {
+    for w in &a.workloads {
+        if !["w1", "w2", "w3"].contains(&w.as_str()) {
+            bail!("--workloads: unknown workload {w:?}; expected w1, w2, w3");
+        }
+    }
+    if a.w1_chains.is_empty() || a.w1_chains.contains(&0) {
+        bail!("--w1-chains: expected positive chain counts, e.g. 1,8,64,256");
+    }
+    if !(a.seconds.is_finite() && a.seconds > 0.0) {
+        bail!("--seconds must be positive, got {}", a.seconds);
+    }
+    if let Some(one) = &a.one {
+        let (w, n) = one
+            .split_once(':')
+            .and_then(|(w, n)| Some((w.to_string(), n.parse::<usize>().ok()?)))
+            .context("--one WORKLOAD:CHAINS")?;
+        println!("{}", serde_json::to_string(&measure(&a, &w, n)?)?);
+        return Ok(());
+    }
+    let threads = candle_core::utils::get_num_threads();
+    let mut ours = Vec::new();
+    let exe = std::env::current_exe().context("locating the ppgn binary")?;
+    for w in &a.workloads {
+        let chains = if w == "w1" {
+            a.w1_chains.clone()
+        } else {
+            vec![1, 8]
+        };
+        for n in chains {
+            let mut cmd = std::process::Command::new(&exe);
+            cmd.args(["bench", "--one", &format!("{w}:{n}")])
+                .args(["--seconds", &a.seconds.to_string()])
+                .args(["--warmup", &a.warmup.to_string()]);
+            if let Some(m) = &a.models {
+                cmd.arg("--models").arg(m);
+            }
+            let out = cmd
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .context("running a benchmark child")?;
+            if !out.status.success() {
+                bail!("benchmark {w} at {n} chains failed (see above)");
+            }
+            let row: Timing = serde_json::from_slice(&out.stdout)
+                .with_context(|| format!("benchmark {w} at {n} chains printed no timing"))?;
+            ours.push(row);
+        }
+    }
+    let peer = if a.compare {
+        Some(run_peer(&a, threads)?)
+    } else {
+        None
+    };
+    let table = markdown(&ours, peer.as_deref(), threads);
+    println!("{table}");
+    if let Some(p) = &a.markdown {
+        crate::fsutil::write_atomic(p, table.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// One workload at `n` chains, in this process.
+fn measure(a: &BenchArgs, w: &str, n: usize) -> anyhow::Result<Timing> {
+    let dev = Device::Cpu;
+    match w {
+        "w1" => {
+            let dir = stack::resolve_dir(a.models.as_deref());
+            let s = Stack::load(&dir, DType::F32, &dev)?;
+            let cfg = preset("ppgn")?;
+            let condition = Condition::Classes((0..n).map(|i| i % 10).collect());
+            let pipeline = Pipeline::fashion(&s, &cfg, &condition)?;
+            let h0 = random_codes(n, s.classifier.cfg.h_dim, 1)?;
+            time_steps("w1", &pipeline, &cfg, &h0, a)
+        }
+        "w2" => {
+            let pair = PlugPair::faces_imagenet(&pretrained::home())?;
+            let cfg = preset("faces")?;
+            let pipeline = pair.pipeline(&vec![837; n], &cfg)?;
+            time_steps("w2", &pipeline, &cfg, &pair.initial_codes(n, 1)?, a)
+        }
+        "w3" => {
+            let net = pretrained::efficientnet_lite0(&pretrained::home(), DType::F32)?;
+            let cfg = SamplerConfig {
+                clip: Some((0.0, 1.0)),
+                step: crate::sampler::schedule::Schedule::Constant { value: 0.005 },
+                ..preset("faces")?
+            };
+            let condition = ClassCondition {
+                decode: identity(),
+                logits: std::sync::Arc::new(move |x: &Tensor| {
+                    net.forward(&EfficientNetLite0::normalise(x)?)
+                }),
+                classes: vec![980; n],
+                num_classes: efficientnet_lite::NUM_CLASSES,
+                gradient: cfg.gradient,
+            };
+            let pipeline = Pipeline {
+                target: Sum::new(vec![(1.0, Box::new(condition))]),
+                decode: identity(),
+                measure: Box::new(|_| Ok(Vec::new())),
+            };
+            let side = efficientnet_lite::IMAGE_SIZE;
+            let x0 = (Tensor::ones((n, side, side, 3), DType::F32, &dev)? * 0.5)?;
+            time_steps("w3", &pipeline, &cfg, &x0, a)
+        }
+        other => bail!("unknown workload {other:?}"),
+    }
+}
+
+/// Runs bench/peer.py and reads its JSON lines.
+fn run_peer(a: &BenchArgs, threads: usize) -> anyhow::Result<Vec<Timing>> {
+    let py = a
+        .python
+        .clone()
+        .or_else(|| std::env::var("PPGN_PYTHON").ok())
+        .unwrap_or_else(|| "python3".into());
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/peer.py");
+    let chains: Vec<String> = a.w1_chains.iter().map(|c| c.to_string()).collect();
+    let out = std::process::Command::new(&py)
+        .arg(&script)
+        .args(["--threads", &threads.to_string()])
+        .args(["--workloads", &a.workloads.join(",")])
+        .args(["--w1-chains", &chains.join(",")])
+        .args(["--seconds", &a.seconds.to_string()])
+        .args(["--warmup", &a.warmup.to_string()])
+        .arg("--models")
+        .arg(stack::resolve_dir(a.models.as_deref()))
+        .arg("--home")
+        .arg(pretrained::home())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running the PyTorch peer with {py}"))?;
+    if !out.status.success() {
+        bail!(
+            "the PyTorch peer failed (see above); it needs torch and numpy for {py} (bench/README.md)"
+        );
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).with_context(|| format!("peer output {l:?}")))
+        .collect()
+}
+
+fn markdown(ours: &[Timing], peer: Option<&[Timing]>, threads: usize) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mut t = format!(
+        "Machine: {cpu}, {threads} threads (ours and PyTorch's `torch.set_num_threads`).\n\n"
+    );
+    if peer.is_some() {
+        t += "| workload | chains | ours ms/step | PyTorch ms/step | ours / PyTorch | ours steps/s per chain | ours peak MB | PyTorch peak MB |\n|---|---|---|---|---|---|---|---|\n";
+    } else {
+        t += "| workload | chains | ms/step | steps/s per chain | peak MB |\n|---|---|---|---|---|\n";
+    }
+    for r in ours {
+        let per_chain = 1000.0 / r.ms_per_step * r.chains as f64;
+        match peer {
+            Some(p) => {
+                let q = p
+                    .iter()
+                    .find(|q| q.workload == r.workload && q.chains == r.chains);
+                let (pm, ratio, pp) = match q {
+                    Some(q) => (
+                        format!("{:.1}", q.ms_per_step),
+                        format!("{:.2}", r.ms_per_step / q.ms_per_step),
+                        format!("{:.0}", q.peak_mb),
+                    ),
+                    None => ("-".into(), "-".into(), "-".into()),
+                };
+                t += &format!(
+                    "| {} | {} | {:.1} | {pm} | {ratio} | {per_chain:.2} | {:.0} | {pp} |\n",
+                    r.workload, r.chains, r.ms_per_step, r.peak_mb
+                );
+            }
+            None => {
+                t += &format!(
+                    "| {} | {} | {:.1} | {per_chain:.2} | {:.0} |\n",
+                    r.workload, r.chains, r.ms_per_step, r.peak_mb
+                )
+            }
+        }
+    }
+    t
+}
