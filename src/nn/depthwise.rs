@@ -191,8 +191,13 @@ impl CustomOp2 for Depthwise {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let gy = gy.contiguous()?;
         let gx = gy.apply_op2_no_bwd(w, &InputGrad(self.0))?;
-        let gw = x.apply_op2_no_bwd(&gy, &WeightGrad(self.0))?;
-        Ok((Some(gx), Some(gw)))
+        // constant taps (a sampler's frozen network) need no gradient
+        let gw = if w.track_op() {
+            Some(x.apply_op2_no_bwd(&gy, &WeightGrad(self.0))?)
+        } else {
+            None
+        };
+        Ok((Some(gx), gw))
     }
 }
 

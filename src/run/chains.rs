@@ -1,7 +1,8 @@
-//! Drives a batch of chains on the Fashion-MNIST stack: builds the target
-//! (`eps1 * prior + eps2 * condition`) and the kernel from a
-//! [`SamplerConfig`], steps them, and records the condition probability and
-//! image snapshots along the way.
+//! Drives a batch of chains on any [`Pipeline`] (the Fashion-MNIST stack's
+//! or a pretrained pair's): builds the kernel from a [`SamplerConfig`],
+//! steps the chains, and records the condition measurement and image
+//! snapshots along the way; builds the Fashion-MNIST target
+//! (`eps1 * prior + eps2 * condition`) from a [`Condition`].
 
 use std::collections::HashMap;
 use std::path::Path;
