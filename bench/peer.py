@@ -158,7 +158,7 @@ def workload(name, n, args):
         k += 1
     ms = (time.perf_counter() - t0) * 1000 / k
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"workload": name, "chains": n, "ms_per_step": ms, "peak_mb": peak}
+    return {"workload": name, "chains": n, "ms_per_step": ms, "peak_mb": peak, "torch": torch.__version__}
 
 
 def main():

@@ -72,6 +72,9 @@ pub struct Timing {
     pub chains: usize,
     pub ms_per_step: f64,
     pub peak_mb: f64,
+    /// The peer's PyTorch version (absent for ours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torch: Option<String>,
 }
 
 /// Resets the resident-memory high-water mark (Linux; ignored elsewhere).
@@ -117,6 +120,7 @@ fn time_steps(
         chains: n,
         ms_per_step: ms,
         peak_mb: peak_mb(),
+        torch: None,
     };
     eprintln!(
         "ours  {:<3} {:>4} chains: {:>9.1} ms/step, {:>8.2} steps/s per chain, peak {:>6.0} MB",
@@ -284,7 +288,12 @@ fn markdown(ours: &[Timing], peer: Option<&[Timing]>, threads: usize) -> String 
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let mut t = format!(
-        "Machine: {cpu}, {threads} threads (ours and PyTorch's `torch.set_num_threads`).\n\n"
+        "# Sampler-step timings\n\nWritten by `{}`. Machine: {cpu}, {threads} threads (ours and PyTorch's `torch.set_num_threads`){}. Times vary from run to run; compare ratios from one sitting.\n\n",
+        super::command_line(),
+        peer.and_then(|p| p.first())
+            .and_then(|r| r.torch.as_ref())
+            .map(|v| format!("; the peer ran PyTorch {v}"))
+            .unwrap_or_default()
     );
     if peer.is_some() {
         t += "| workload | chains | ours ms/step | PyTorch ms/step | ours / PyTorch | ours steps/s per chain | ours peak MB | PyTorch peak MB |\n|---|---|---|---|---|---|---|---|\n";
