@@ -168,8 +168,7 @@ impl CaffeNet {
 
     fn fc(&self, x: &Tensor, name: &str) -> Result<Tensor> {
         let wt = &self.w[&format!("{name}.weight")];
-        x.matmul(&wt.t()?)?
-            .broadcast_add(&self.w[&format!("{name}.bias")])
+        crate::nn::frozen::matmul(x, &wt.t()?)?.broadcast_add(&self.w[&format!("{name}.bias")])
     }
 
     fn conv(
@@ -301,8 +300,7 @@ impl DgnGenerator {
     /// Caffe-space images `[n, side, side, 3]` (BGR minus the mean) of codes `[n, code]`.
     pub fn forward_full(&self, h: &Tensor) -> Result<Tensor> {
         let fc = |x: &Tensor, name: &str| -> Result<Tensor> {
-            let y = x
-                .matmul(&self.w[&format!("{name}.weight")].t()?)?
+            let y = crate::nn::frozen::matmul(x, &self.w[&format!("{name}.weight")].t()?)?
                 .broadcast_add(&self.w[&format!("{name}.bias")])?;
             leaky_relu(&y, 0.3)
         };

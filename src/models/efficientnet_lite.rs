@@ -312,9 +312,7 @@ impl EfficientNetLite0 {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let f = self.features(x, Layer::Head)?; // [n, h, w, 1280]
         let pooled = f.mean(2)?.mean(1)?; // global average pool
-        pooled
-            .broadcast_matmul(&self.fc_weight.t()?)?
-            .broadcast_add(&self.fc_bias)
+        crate::nn::frozen::matmul(&pooled, &self.fc_weight.t()?)?.broadcast_add(&self.fc_bias)
     }
 
     /// `(x - MEAN) / STD` for RGB images in [0, 1], NHWC.

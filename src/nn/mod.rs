@@ -10,6 +10,7 @@
 
 pub mod adam;
 pub mod depthwise;
+pub mod frozen;
 pub mod im2col;
 pub mod init;
 pub mod resize;
@@ -79,9 +80,10 @@ pub fn conv2d_nhwc(
     };
     if (kh, kw, stride, pad) == (1, 1, 1, 0) {
         // a 1x1 convolution is a matrix product as it stands: no patches
-        let y = x
-            .reshape((b * h * wd, cin))?
-            .matmul(&w.reshape((cout, cin))?.t()?)?;
+        let y = frozen::matmul(
+            &x.reshape((b * h * wd, cin))?,
+            &w.reshape((cout, cin))?.t()?,
+        )?;
         let y = match bias {
             Some(bias) => y.broadcast_add(bias)?,
             None => y,
@@ -101,7 +103,7 @@ pub fn conv2d_nhwc(
     let patches = im2col::im2col(x, g)?; // [b*ho*wo, kh*kw*cin], column order (dy, dx, c)
                                          // [kh*kw*cin, cout] in the same (dy, dx, c) order
     let wm = w.permute((2, 3, 1, 0))?.reshape((kh * kw * cin, cout))?;
-    let y = patches.matmul(&wm)?;
+    let y = frozen::matmul(&patches, &wm)?;
     let y = match bias {
         Some(bias) => y.broadcast_add(bias)?,
         None => y,
@@ -139,10 +141,10 @@ impl Module for UpConv2x {
 }
 
 /// Fully connected layer, weights `[out, in]` as in PyTorch.
-pub fn linear(vb: VarBuilder, din: usize, dout: usize) -> Result<candle_nn::Linear> {
-    let w = vb.get((dout, din), "weight")?;
-    let b = vb.get(dout, "bias")?;
-    Ok(candle_nn::Linear::new(w, Some(b)))
+pub fn linear(vb: VarBuilder, din: usize, dout: usize) -> Result<frozen::Linear> {
+    let weight = vb.get((dout, din), "weight")?;
+    let bias = Some(vb.get(dout, "bias")?);
+    Ok(frozen::Linear { weight, bias })
 }
 
 /// Leaky ReLU as `relu(x) - a * relu(-x)`: exact gradient from relu's.
@@ -326,7 +328,7 @@ pub fn conv_transpose2d_nhwc(
     }
     // [cin, kh*kw*cout] in im2col's (dy, dx, c) column order
     let wm = w.permute((0, 2, 3, 1))?.reshape((cin, kh * kw * cout))?;
-    let cols = x.reshape((b * h * wd, cin))?.matmul(&wm)?;
+    let cols = frozen::matmul(&x.reshape((b * h * wd, cin))?, &wm)?;
     let y = im2col::col2im(&cols, g)?;
     match bias {
         Some(bias) => y.broadcast_add(bias),

@@ -191,3 +191,48 @@ fn image_priors_and_parameterisations_behave() {
     assert_eq!(a, b);
     assert_ne!(a, c);
 }
+
+#[test]
+fn frozen_matmul_gives_candles_input_gradient_bit_for_bit() {
+    use candle_core::Var;
+    use ppgn::nn::frozen::matmul;
+    let x = Var::from_tensor(
+        &uniform(&[5, 7], -1.0, 1.0, 500)
+            .to_dtype(DType::F32)
+            .unwrap(),
+    )
+    .unwrap();
+    let w = uniform(&[3, 7], -1.0, 1.0, 501)
+        .to_dtype(DType::F32)
+        .unwrap()
+        .t()
+        .unwrap();
+    let r = uniform(&[5, 3], -1.0, 1.0, 502)
+        .to_dtype(DType::F32)
+        .unwrap();
+    let grad = |y: Tensor| {
+        let g = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        g.get(x.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let ours = matmul(x.as_tensor(), &w).unwrap();
+    let theirs = x.as_tensor().matmul(&w).unwrap();
+    assert_eq!(
+        ours.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        theirs.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    );
+    assert_eq!(grad(ours), grad(theirs));
+    // a weight that is a variable still gets its gradient (training)
+    let wv = Var::from_tensor(&w.contiguous().unwrap()).unwrap();
+    let g = matmul(x.as_tensor(), wv.as_tensor())
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert!(g.get(wv.as_tensor()).is_some());
+}

@@ -4,7 +4,9 @@
 //! (fc6 analogue, post-ReLU), and `h -> logits` the classifier head.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::nn::frozen::Linear;
 use serde::{Deserialize, Serialize};
 
 use crate::nn::{flatten, linear, Conv2d};

@@ -2,7 +2,9 @@
 //! "real". `log D(x) = log_sigmoid(logit)`.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::nn::frozen::Linear;
 use serde::{Deserialize, Serialize};
 
 use crate::nn::{flatten, leaky_relu, linear, Conv2d};

@@ -4,7 +4,9 @@
 //! `C`: 5x5 kernels, average pooling, a 128-unit feature layer.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::nn::frozen::Linear;
 use serde::{Deserialize, Serialize};
 
 use crate::nn::{avg_pool2, flatten, linear, Conv2d};

@@ -2,7 +2,9 @@
 //! connected layers, then up-convolutions, to a 28x28 image in [0, 1].
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::nn::frozen::Linear;
 use serde::{Deserialize, Serialize};
 
 use crate::nn::{leaky_relu, linear, sigmoid, Conv2d, UpConv2x};

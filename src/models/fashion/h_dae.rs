@@ -7,7 +7,9 @@
 //! than returning the noisy input here: test MSE 0.154 against sigma^2 = 0.005.)
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::nn::frozen::Linear;
 use serde::{Deserialize, Serialize};
 
 use crate::nn::linear;
