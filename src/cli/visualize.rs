@@ -105,8 +105,11 @@ pub fn run(a: VisualizeArgs) -> anyhow::Result<()> {
     if a.chains == 0 || a.steps == 0 {
         bail!("--chains and --steps must be at least 1");
     }
-    if a.side < 32 {
-        bail!("--side {}: EfficientNet needs at least 32 pixels", a.side);
+    if !(32..=1024).contains(&a.side) {
+        bail!(
+            "--side {}: expected 32 to 1024 pixels (EfficientNet needs at least 32; it was trained at 224)",
+            a.side
+        );
     }
     let step = a.step.unwrap_or(match a.param {
         Param::Fourier => 0.2,
