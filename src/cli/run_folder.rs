@@ -37,27 +37,35 @@ pub fn partial_path(out: &Path) -> PathBuf {
     ))
 }
 
-/// A fresh hidden folder to build a run in, beside `out`; refuses an
-/// existing `out` unless `force`.
-pub fn partial_dir(out: &Path, force: bool) -> anyhow::Result<PathBuf> {
+/// Builds a run in a fresh hidden folder beside `out` with `build`, then
+/// renames it into place; on any error the hidden folder is removed, so a
+/// failed or interrupted run leaves nothing. Refuses an existing `out`
+/// unless `force`.
+pub fn build_in<T>(
+    out: &Path,
+    force: bool,
+    build: impl FnOnce(&Path) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     refuse_existing(out, force)?;
     let tmp = partial_path(out);
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    Ok(tmp)
-}
-
-/// Renames the finished run into place.
-pub fn finish(tmp: &Path, out: &Path) -> anyhow::Result<()> {
-    if out.exists() {
-        std::fs::remove_dir_all(out).with_context(|| format!("replacing {}", out.display()))?;
+    let result = build(&tmp).and_then(|v| {
+        if out.exists() {
+            std::fs::remove_dir_all(out).with_context(|| format!("replacing {}", out.display()))?;
+        }
+        std::fs::rename(&tmp, out)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
+        Ok(v)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
     }
-    std::fs::rename(tmp, out)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))
+    result
 }
 
 /// Runs the chains to `cfg.steps` with a progress bar; Ctrl-C stops them
-/// and removes `tmp` (these runs do not resume).
+/// with an error (these runs do not resume).
 #[allow(clippy::too_many_arguments)]
 pub fn run_to_end(
     pipeline: &Pipeline,
@@ -67,7 +75,6 @@ pub fn run_to_end(
     record_every: usize,
     quiet: bool,
     what: &str,
-    tmp: &Path,
 ) -> anyhow::Result<ChainsOutput> {
     static STOP: AtomicBool = AtomicBool::new(false);
     let _ = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst));
@@ -97,7 +104,6 @@ pub fn run_to_end(
     match outcome {
         Outcome::Finished(o) => Ok(o),
         Outcome::Interrupted(o) => {
-            let _ = std::fs::remove_dir_all(tmp);
             bail!(
                 "stopped after {} of {} steps; nothing written (this kind of run does not resume)",
                 o.step,

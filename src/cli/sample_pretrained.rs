@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use anyhow::bail;
 
-use super::run_folder::{finish, partial_dir, run_to_end, write_manifest, write_rgb_files};
+use super::run_folder::{build_in, refuse_existing, run_to_end, write_manifest, write_rgb_files};
 use super::sample::{new_run_dir, resolve_config, SampleArgs};
 use crate::data::imagenet;
 use crate::models::caffe::{CaffeNetConfig, DgnConfig};
@@ -49,6 +49,7 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         .map(imagenet::parse_class)
         .collect::<Result<_, _>>()?;
     let out = a.out.clone().unwrap_or_else(new_run_dir);
+    refuse_existing(&out, a.force)?;
     let pair = load()?;
     let per_chain: Vec<usize> = classes
         .iter()
@@ -58,65 +59,65 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     let pipeline = pair.pipeline(&per_chain, &cfg)?;
     let z0 = pair.initial_codes(n, a.seed)?;
     let side = pair.side;
-    let tmp = partial_dir(&out, a.force)?;
-    let o = run_to_end(
-        &pipeline,
-        &cfg,
-        &z0,
-        a.seed,
-        a.record_every,
-        a.quiet,
-        "sample",
-        &tmp,
-    )?;
-    let labels: Vec<i64> = per_chain.iter().map(|&c| c as i64).collect();
-    write_rgb_files(
-        &tmp,
-        &o,
-        &z0,
-        &pipeline.decode,
-        &pair.to_rgb,
-        side,
-        a.chains,
-        &labels,
-    )?;
+    let (o, top1_fraction) = build_in(&out, a.force, |tmp| {
+        let o = run_to_end(
+            &pipeline,
+            &cfg,
+            &z0,
+            a.seed,
+            a.record_every,
+            a.quiet,
+            "sample",
+        )?;
+        let labels: Vec<i64> = per_chain.iter().map(|&c| c as i64).collect();
+        write_rgb_files(
+            tmp,
+            &o,
+            &z0,
+            &pipeline.decode,
+            &pair.to_rgb,
+            side,
+            a.chains,
+            &labels,
+        )?;
 
-    let top1 = pair.top1(&o.images)?;
-    let last_p = o.probability.last().cloned().unwrap_or_default();
-    let mut hits: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
-    let chains: Vec<serde_json::Value> = (0..n)
-        .map(|i| {
-            let e = hits.entry(per_chain[i]).or_default();
-            e.0 += (top1[i] == per_chain[i]) as usize;
-            e.1 += 1;
-            serde_json::json!({
-                "class": per_chain[i], "class_name": names[per_chain[i]],
-                "final_probability": last_p.get(i), "top1": top1[i], "top1_name": names[top1[i]],
-                "accept_rate": o.accepted[i] as f64 / o.step.max(1) as f64,
-                "divergences": o.divergences[i],
-                "probability": o.probability.iter().map(|p| p[i]).collect::<Vec<_>>(),
+        let top1 = pair.top1(&o.images)?;
+        let last_p = o.probability.last().cloned().unwrap_or_default();
+        let mut hits: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+        let chains: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                let e = hits.entry(per_chain[i]).or_default();
+                e.0 += (top1[i] == per_chain[i]) as usize;
+                e.1 += 1;
+                serde_json::json!({
+                    "class": per_chain[i], "class_name": names[per_chain[i]],
+                    "final_probability": last_p.get(i), "top1": top1[i], "top1_name": names[top1[i]],
+                    "accept_rate": o.accepted[i] as f64 / o.step.max(1) as f64,
+                    "divergences": o.divergences[i],
+                    "probability": o.probability.iter().map(|p| p[i]).collect::<Vec<_>>(),
+                })
             })
-        })
-        .collect();
-    let top1_fraction: BTreeMap<String, f64> = hits
-        .iter()
-        .map(|(c, (h, t))| (names[*c].to_string(), *h as f64 / *t as f64))
-        .collect();
-    let manifest = serde_json::json!({
-        "command": super::command_line(),
-        "seed": a.seed,
-        "networks": &pair.provenance,
-        "sampler": &cfg,
-        "chains_per_class": a.chains,
-        "steps": o.step,
-        "grad_evals_per_chain": o.grad_evals,
-        "record_every": a.record_every,
-        "wall_time_s": o.wall_s,
-        "top1_is_requested_class": &top1_fraction,
-        "chains": chains,
-    });
-    write_manifest(&tmp, &manifest)?;
-    finish(&tmp, &out)?;
+            .collect();
+        let top1_fraction: BTreeMap<String, f64> = hits
+            .iter()
+            .map(|(c, (h, t))| (names[*c].to_string(), *h as f64 / *t as f64))
+            .collect();
+        let manifest = serde_json::json!({
+            "command": super::command_line(),
+            "seed": a.seed,
+            "networks": &pair.provenance,
+            "sampler": &cfg,
+            "chains_per_class": a.chains,
+            "steps": o.step,
+            "grad_evals_per_chain": o.grad_evals,
+            "record_every": a.record_every,
+            "wall_time_s": o.wall_s,
+            "top1_is_requested_class": &top1_fraction,
+            "chains": chains,
+        });
+        write_manifest(tmp, &manifest)?;
+        Ok((o, top1_fraction))
+    })?;
     let summary: Vec<String> = top1_fraction
         .iter()
         .map(|(c, f)| format!("{c} {:.0}%", 100.0 * f))

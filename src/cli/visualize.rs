@@ -14,7 +14,7 @@ use anyhow::bail;
 use candle_core::{DType, Device, Tensor};
 use clap::{Args, ValueEnum};
 
-use super::run_folder::{finish, partial_dir, run_to_end, write_manifest, write_rgb_files};
+use super::run_folder::{build_in, run_to_end, write_manifest, write_rgb_files};
 use super::sample::{new_run_dir, parse_neuron};
 use crate::data::imagenet;
 use crate::density::condition::{identity, ClassCondition, ClassGradient, Net, NeuronCondition};
@@ -144,8 +144,7 @@ pub fn run(a: VisualizeArgs) -> anyhow::Result<()> {
     let conditions = if neuron.is_some() { 1 } else { classes.len() };
     let n = conditions * a.chains;
     let out = a.out.clone().unwrap_or_else(new_run_dir);
-    let tmp = partial_dir(&out, a.force)?;
-    let result = (|| -> anyhow::Result<()> {
+    build_in(&out, a.force, |tmp| -> anyhow::Result<()> {
         let net = Arc::new(pretrained::efficientnet_lite0(
             &pretrained::home(),
             DType::F32,
@@ -279,7 +278,6 @@ pub fn run(a: VisualizeArgs) -> anyhow::Result<()> {
             a.record_every,
             a.quiet,
             "visualize",
-            &tmp,
         )?;
         let labels: Vec<i64> = if neuron.is_some() {
             vec![-1; n]
@@ -287,7 +285,7 @@ pub fn run(a: VisualizeArgs) -> anyhow::Result<()> {
             per_chain.iter().map(|&c| c as i64).collect()
         };
         write_rgb_files(
-            &tmp,
+            tmp,
             &o,
             &start,
             &decode,
@@ -332,7 +330,7 @@ pub fn run(a: VisualizeArgs) -> anyhow::Result<()> {
             "wall_time_s": o.wall_s,
             "chains": chains,
         });
-        write_manifest(&tmp, &manifest)?;
+        write_manifest(tmp, &manifest)?;
         let what = match &neuron {
             None => format!("EfficientNet's top-1 class is the requested one for {hits} of {n}"),
             Some(_) => format!(
@@ -342,16 +340,7 @@ pub fn run(a: VisualizeArgs) -> anyhow::Result<()> {
         };
         println!("{n} chains x {} steps in {:.1} s: {what}", o.step, o.wall_s);
         Ok(())
-    })();
-    match result {
-        Ok(()) => {
-            finish(&tmp, &out)?;
-            println!("wrote {}", out.display());
-            Ok(())
-        }
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            Err(e)
-        }
-    }
+    })?;
+    println!("wrote {}", out.display());
+    Ok(())
 }

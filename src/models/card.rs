@@ -58,7 +58,12 @@ impl Card {
 
 /// Hex SHA-256 of a file.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    use sha2::Digest;
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    Ok(format!("{:x}", sha2::Sha256::digest(&bytes)))
+    Ok(sha256_bytes(&bytes))
+}
+
+/// SHA-256 of bytes, lower-case hex.
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(bytes))
 }

@@ -15,7 +15,7 @@ use std::process::Command;
 
 use candle_core::DType;
 
-use super::card::sha256_file;
+use super::card::{sha256_bytes, sha256_file};
 use super::dcgan::DcganGenerator;
 use super::efficientnet_lite::EfficientNetLite0;
 use super::torch_file;
@@ -125,11 +125,6 @@ pub enum Status {
     Installed,
     Missing,
     Corrupt,
-}
-
-fn sha256_bytes(b: &[u8]) -> String {
-    use sha2::Digest;
-    format!("{:x}", sha2::Sha256::digest(b))
 }
 
 /// Removes a folder when dropped (the fetch's scratch space).

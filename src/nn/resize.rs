@@ -25,10 +25,31 @@ pub fn bilinear_matrix(from: usize, to: usize, dtype: DType, dev: &Device) -> Re
 /// `y = R_h x R_w^T` per image and channel.
 pub fn resize_bilinear(x: &Tensor, to: usize) -> Result<Tensor> {
     let (_, h, w, _) = x.dims4()?;
-    let rh = bilinear_matrix(h, to, x.dtype(), x.device())?;
-    let rw = bilinear_matrix(w, to, x.dtype(), x.device())?;
-    let xc = x.permute((0, 3, 1, 2))?.contiguous()?; // [n, c, h, w]
-    let y = rh.broadcast_matmul(&xc)?; // [n, c, to, w]
-    let y = y.broadcast_matmul(&rw.t()?)?; // [n, c, to, to]
-    y.permute((0, 2, 3, 1))?.contiguous()
+    BilinearResize::new((h, w), to, x.dtype(), x.device())?.forward(x)
+}
+
+/// [`resize_bilinear`] with its two matrices built once, for a resize that
+/// runs every sampler step.
+#[derive(Debug, Clone)]
+pub struct BilinearResize {
+    /// `[to, h]`
+    rh: Tensor,
+    /// `[w, to]`, `R_w` transposed
+    rw_t: Tensor,
+}
+
+impl BilinearResize {
+    pub fn new(from: (usize, usize), to: usize, dtype: DType, dev: &Device) -> Result<Self> {
+        Ok(Self {
+            rh: bilinear_matrix(from.0, to, dtype, dev)?,
+            rw_t: bilinear_matrix(from.1, to, dtype, dev)?.t()?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let xc = x.permute((0, 3, 1, 2))?.contiguous()?; // [n, c, h, w]
+        let y = self.rh.broadcast_matmul(&xc)?; // [n, c, to, w]
+        let y = y.broadcast_matmul(&self.rw_t)?; // [n, c, to, to]
+        y.permute((0, 2, 3, 1))?.contiguous()
+    }
 }

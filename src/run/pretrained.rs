@@ -27,7 +27,7 @@ use crate::models::caffe::{CaffeNet, CaffeNetConfig, DgnConfig, DgnGenerator};
 use crate::models::efficientnet_lite::{self, EfficientNetLite0};
 use crate::models::weights::load_tensors;
 use crate::models::{dcgan, pretrained};
-use crate::nn::resize::resize_bilinear;
+use crate::nn::resize::BilinearResize;
 use crate::sampler::ChainRngs;
 
 /// A generator and a classifier that fit together.
@@ -59,9 +59,15 @@ impl PlugPair {
         let g = Arc::new(pretrained::dcgan_faces(home, DType::F32)?);
         let c: Arc<EfficientNetLite0> = Arc::new(pretrained::efficientnet_lite0(home, DType::F32)?);
         let decode: Net = Arc::new(move |z: &Tensor| (g.forward(z)? + 1.0)? * 0.5);
+        let side = dcgan::IMAGE_SIZE;
+        let resize = BilinearResize::new(
+            (side, side),
+            efficientnet_lite::IMAGE_SIZE,
+            DType::F32,
+            &candle_core::Device::Cpu,
+        )?;
         let logits: Net = Arc::new(move |x: &Tensor| {
-            let x = resize_bilinear(x, efficientnet_lite::IMAGE_SIZE)?;
-            c.forward(&EfficientNetLite0::normalise(&x)?)
+            c.forward(&EfficientNetLite0::normalise(&resize.forward(x)?)?)
         });
         let p = |pkg: &pretrained::Package| serde_json::json!({"name": pkg.name, "package": pkg.requirement, "sha256": pkg.file_sha256});
         Ok(Self {
