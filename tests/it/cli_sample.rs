@@ -1,25 +1,7 @@
 //! `ppgn sample` end to end through the binary: its files, and one clear
 //! error line (and nothing written) for bad input.
 
-use std::process::Command;
-
-use super::tempdir;
-
-fn ppgn(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ppgn"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
-}
-
-/// `ppgn` with `args`, `--out out`, then `extra`.
-fn ppgn_into(args: &[&str], out: &std::path::Path, extra: &[&str]) -> std::process::Output {
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--out", out.to_str().unwrap()]);
-    all.extend(extra);
-    ppgn(&all)
-}
+use super::{ppgn, ppgn_into, tempdir};
 
 /// Shape from a `.npy` header, and the data offset.
 fn npy_shape(bytes: &[u8], descr: &str) -> (Vec<usize>, usize) {

@@ -193,14 +193,7 @@ fn conv_matches_candle_conv2d() {
             .permute((0, 2, 3, 1))
             .unwrap();
         assert_eq!(ours.dims(), theirs.dims());
-        let d = (ours - theirs)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap();
+        let d = super::max_diff(&ours, &theirs);
         assert!(d < 1e-12, "k{k} s{s} p{p}: max difference {d}");
     }
 }

@@ -7,22 +7,13 @@ use ppgn::nn::{
 };
 
 use super::gradients::{max_gradient_error, uniform};
+use super::max_diff;
 
 fn nhwc(t: &Tensor) -> Tensor {
     t.permute((0, 2, 3, 1)).unwrap().contiguous().unwrap()
 }
 fn nchw(t: &Tensor) -> Tensor {
     t.permute((0, 3, 1, 2)).unwrap().contiguous().unwrap()
-}
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
 }
 
 #[test]

@@ -38,3 +38,39 @@ pub fn sum_sq(t: &candle_core::Tensor) -> f32 {
         .and_then(|t| t.to_scalar::<f32>())
         .unwrap()
 }
+
+/// Runs the `ppgn` binary from the crate root.
+pub fn ppgn(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ppgn"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+/// `ppgn` with `args`, `--out out`, then `extra`.
+pub fn ppgn_into(args: &[&str], out: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--out", out.to_str().unwrap()]);
+    all.extend(extra);
+    ppgn(&all)
+}
+
+/// Asserts a run succeeded and reads its folder's manifest.json.
+pub fn manifest(out: &std::process::Output, dir: &std::path::Path) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// `max |a - b|` of f64 tensors.
+pub fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f64 {
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.max_all())
+        .and_then(|d| d.to_scalar::<f64>())
+        .unwrap()
+}

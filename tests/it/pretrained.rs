@@ -18,7 +18,7 @@ use ppgn::models::pretrained::{self, Package, DCGAN_FACES, EFFICIENTNET_LITE0};
 use ppgn::models::torch_file;
 
 use super::gradients::{max_gradient_error, uniform};
-use super::{max_abs, sum_sq, tempdir};
+use super::{manifest, max_abs, ppgn_into, sum_sq, tempdir};
 
 fn fixture(name: &str) -> Tensor {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -482,8 +482,9 @@ fn papers_networks_load_full_size_weights_and_sample_with_the_ppgn_preset() {
             DType::F32,
         ),
     );
+    let w = d.to_str().unwrap().to_string();
     let run = |out: &str, extra: &[&str]| {
-        let mut args = vec![
+        let args = [
             "sample",
             "--generator",
             "dgn-fc6",
@@ -498,27 +499,12 @@ fn papers_networks_load_full_size_weights_and_sample_with_the_ppgn_preset() {
             "--record-every",
             "1",
             "--quiet",
-            "--out",
+            "--weights",
+            &w,
         ];
-        let o = d.join(out);
-        args.push(o.to_str().unwrap());
-        let w = d.to_str().unwrap().to_string();
-        args.extend(["--weights", &w]);
-        args.extend(extra);
-        std::process::Command::new(env!("CARGO_BIN_EXE_ppgn"))
-            .args(&args)
-            .output()
-            .unwrap()
+        ppgn_into(&args, &d.join(out), extra)
     };
-    let out = run("run", &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.join("run/manifest.json")).unwrap())
-            .unwrap();
+    let m = manifest(&run("run", &[]), &d.join("run"));
     assert_eq!(m["sampler"]["preset"], "ppgn");
     assert_eq!(m["sampler"]["prior"], "joint");
     assert_eq!(m["chains"][0]["class_name"], "volcano");
@@ -555,35 +541,16 @@ fn visualize_reaches_a_class_and_a_unit_and_refuses_bad_input() {
     installed(&EFFICIENTNET_LITE0);
     let d = tempdir("visualize");
     let run = |out: &str, extra: &[&str]| {
-        let o = d.join(out);
-        let mut args = vec![
-            "visualize",
-            "--side",
-            "64",
-            "--chains",
-            "1",
-            "--quiet",
-            "--out",
-            o.to_str().unwrap(),
-        ];
-        args.extend(extra);
-        std::process::Command::new(env!("CARGO_BIN_EXE_ppgn"))
-            .args(&args)
-            .output()
-            .unwrap()
+        let args = ["visualize", "--side", "64", "--chains", "1", "--quiet"];
+        ppgn_into(&args, &d.join(out), extra)
     };
-    let out = run(
-        "class",
-        &["--class", "volcano", "--steps", "40", "--param", "pixel"],
+    let m = manifest(
+        &run(
+            "class",
+            &["--class", "volcano", "--steps", "40", "--param", "pixel"],
+        ),
+        &d.join("class"),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.join("class/manifest.json")).unwrap())
-            .unwrap();
     let values: Vec<f64> = m["chains"][0]["value"]
         .as_array()
         .unwrap()
@@ -598,15 +565,10 @@ fn visualize_reaches_a_class_and_a_unit_and_refuses_bad_input() {
     let (shape, _) = read_f32(&d.join("class/samples.npy")).unwrap();
     assert_eq!(shape, vec![1, 3, 64, 64]);
 
-    let out = run("unit", &["--neuron", "block6:3", "--steps", "10"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let m = manifest(
+        &run("unit", &["--neuron", "block6:3", "--steps", "10"]),
+        &d.join("unit"),
     );
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.join("unit/manifest.json")).unwrap())
-            .unwrap();
     let v = m["chains"][0]["value"].as_array().unwrap();
     assert!(
         v.last().unwrap().as_f64().unwrap() > v[0].as_f64().unwrap() + 1.0,
@@ -640,39 +602,27 @@ fn faces_conditioned_on_an_imagenet_class_with_every_sampler() {
     let d = tempdir("faces");
     for sampler in ["mala-approx", "map", "mh", "mala", "hmc"] {
         let o = d.join(sampler);
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ppgn"))
-            .args([
-                "sample",
-                "--generator",
-                "dcgan-faces",
-                "--classifier",
-                "efficientnet-lite0",
-                "--class",
-                "sunglasses",
-                "--chains",
-                "2",
-                "--steps",
-                "2",
-                "--record-every",
-                "1",
-                "--leapfrog-steps",
-                "2",
-                "--quiet",
-                "--sampler",
-                sampler,
-                "--out",
-            ])
-            .arg(&o)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{sampler}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let m: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(o.join("manifest.json")).unwrap())
-                .unwrap();
+        let args = [
+            "sample",
+            "--generator",
+            "dcgan-faces",
+            "--classifier",
+            "efficientnet-lite0",
+            "--class",
+            "sunglasses",
+            "--chains",
+            "2",
+            "--steps",
+            "2",
+            "--record-every",
+            "1",
+            "--leapfrog-steps",
+            "2",
+            "--quiet",
+            "--sampler",
+            sampler,
+        ];
+        let m = manifest(&ppgn_into(&args, &o, &[]), &o);
         assert_eq!(m["sampler"]["preset"], "faces");
         assert_eq!(m["chains"][0]["class"], 837);
         assert!(m["top1_is_requested_class"]["sunglasses"].is_number());
@@ -696,19 +646,19 @@ fn faces_conditioned_on_an_imagenet_class_with_every_sampler() {
         (&["--class", "1001"][..], "out of range"),
     ] {
         let o = d.join("bad");
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ppgn"))
-            .args([
-                "sample",
-                "--generator",
-                "dcgan-faces",
-                "--classifier",
-                "efficientnet-lite0",
-            ])
-            .args(["--chains", "1", "--steps", "1", "--quiet", "--out"])
-            .arg(&o)
-            .args(extra)
-            .output()
-            .unwrap();
+        let args = [
+            "sample",
+            "--generator",
+            "dcgan-faces",
+            "--classifier",
+            "efficientnet-lite0",
+            "--chains",
+            "1",
+            "--steps",
+            "1",
+            "--quiet",
+        ];
+        let out = ppgn_into(&args, &o, extra);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success() && err.contains(needle),

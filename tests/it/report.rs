@@ -1,22 +1,12 @@
 //! `ppgn report` and `ppgn viz tsne`: equal-budget settings, the t-SNE
 //! layout on data with a known structure, and the report end to end.
 
-use std::process::Command;
-
 use ppgn::run::preset::preset;
 use ppgn::sampler::schedule::Schedule;
 use ppgn::viz::tsne::{snap_to_grid, Tsne};
 use rand::{Rng, SeedableRng};
 
-use super::tempdir;
-
-fn ppgn(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ppgn"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
-}
+use super::{ppgn, tempdir};
 
 #[test]
 fn equal_gradient_budgets() {
