@@ -16,7 +16,7 @@ use crate::density::condition::Neuron;
 use crate::density::image::clamp_known;
 use crate::models::fashion::{self as stack, Stack};
 use crate::run::chains::{run_chains, ChainsOutput, Condition, Outcome};
-use crate::run::preset::{preset, PriorKind, SamplerConfig, SamplerKind, PRESETS};
+use crate::run::preset::{preset, Engine, PriorKind, SamplerConfig, SamplerKind, PRESETS};
 use crate::sampler::schedule::Schedule;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -89,6 +89,10 @@ pub struct SampleArgs {
     /// (e.g. 0.574 for MALA, 0.8 for HMC) during the first half of the steps.
     #[arg(long)]
     pub adapt: Option<f64>,
+    /// What computes the gradients: `fast` (our sampling engine) or
+    /// `reference` (candle's autograd); they agree to float rounding.
+    #[arg(long, value_enum)]
+    pub engine: Option<Engine>,
     /// HMC: leapfrog steps per iteration.
     #[arg(long)]
     pub leapfrog_steps: Option<usize>,
@@ -249,6 +253,9 @@ pub fn resolve_config(a: &SampleArgs) -> anyhow::Result<SamplerConfig> {
     }
     if let Some(s) = a.steps {
         cfg.steps = s;
+    }
+    if let Some(e) = a.engine {
+        cfg.engine = e;
     }
     if let Some(t) = a.adapt {
         if !(t > 0.0 && t < 1.0) {

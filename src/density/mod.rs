@@ -5,6 +5,7 @@
 
 pub mod analytic;
 pub mod condition;
+pub mod engine;
 pub mod image;
 pub mod prior;
 

@@ -9,11 +9,13 @@
 
 use std::collections::HashMap;
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{DType, Result, Tensor, WithDType};
 
 use super::weights::check_tensors;
 
 use crate::nn::conv_transpose2d_nhwc;
+use crate::nn::fast::kernels::{Act, Real};
+use crate::nn::fast::{build, Net, Op};
 
 pub const NZ: usize = 100;
 pub const NGF: usize = 64;
@@ -79,6 +81,29 @@ impl DcganGenerator {
     }
 
     /// Images `[n, 64, 64, 3]` in [-1, 1] from codes `[n, 100]`.
+    /// The sampling engine's twin of [`DcganGenerator::forward`]: codes
+    /// `(1, 1, NZ)` -> images `(64, 64, 3)` in [-1, 1].
+    pub fn compile<T: Real + WithDType>(&self) -> Result<Net<T>> {
+        let mut side = 1;
+        let mut ops = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            let act = if i < 4 { Act::Relu } else { Act::Tanh };
+            let op = build::conv_transpose(
+                (side, side),
+                &l.weight,
+                l.bias.as_ref(),
+                l.stride,
+                l.pad,
+                act,
+            )?;
+            if let Op::ConvTranspose { window, .. } = &op {
+                side = window.h;
+            }
+            ops.push(op);
+        }
+        build::net((1, 1, NZ), ops)
+    }
+
     pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
         let n = z.dim(0)?;
         let mut y = z.reshape((n, 1, 1, NZ))?;

@@ -16,10 +16,12 @@
 
 use std::collections::HashMap;
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{DType, Result, Tensor, WithDType};
 
 use super::weights::check_tensors;
 
+use crate::nn::fast::kernels::{Act, Real, Window};
+use crate::nn::fast::{build, Net, Op};
 use crate::nn::{conv2d_nhwc, depthwise_conv2d_padded, relu6, tf_same, tf_same_pad};
 
 /// Batch-norm epsilon of the TensorFlow original.
@@ -313,6 +315,65 @@ impl EfficientNetLite0 {
         let f = self.features(x, Layer::Head)?; // [n, h, w, 1280]
         let pooled = f.mean(2)?.mean(1)?; // global average pool
         crate::nn::frozen::matmul(&pooled, &self.fc_weight.t()?)?.broadcast_add(&self.fc_bias)
+    }
+
+    /// The sampling engine's twin of [`EfficientNetLite0::forward`] on
+    /// `side x side` RGB images already normalised: batch norm folded,
+    /// ReLU6 fused into the convolution before it, residual adds on the tape.
+    pub fn compile<T: Real + WithDType>(&self, side: usize) -> Result<Net<T>> {
+        let mut ops = Vec::new();
+        let mut shape = (side, side, 3);
+        let conv = |c: &ConvBn,
+                    act: Act,
+                    ops: &mut Vec<Op<T>>,
+                    shape: &mut (usize, usize, usize)|
+         -> Result<()> {
+            let (h, w, ch) = *shape;
+            let window = Window::tf_same(h, w, ch, c.kernel, c.stride);
+            let op = if c.depthwise {
+                build::depthwise(window, &c.weight, Some(&c.bias), act)?
+            } else {
+                build::conv(window, &c.weight, Some(&c.bias), act)?
+            };
+            *shape = (window.ho, window.wo, c.weight.dim(0)?);
+            ops.push(op);
+            Ok(())
+        };
+        conv(&self.stem, Act::Relu6, &mut ops, &mut shape)?;
+        for b in &self.blocks {
+            let start = ops.len(); // tape index of the block's input
+            if let Some(e) = &b.expand {
+                conv(e, Act::Relu6, &mut ops, &mut shape)?;
+            }
+            conv(&b.depthwise, Act::Relu6, &mut ops, &mut shape)?;
+            conv(&b.project, Act::Identity, &mut ops, &mut shape)?;
+            if b.skip {
+                ops.push(Op::AddFrom(start));
+            }
+        }
+        conv(&self.head, Act::Relu6, &mut ops, &mut shape)?;
+        ops.push(Op::MeanPool);
+        ops.push(build::linear(
+            &self.fc_weight,
+            Some(&self.fc_bias),
+            Act::Identity,
+        )?);
+        build::net((side, side, 3), ops)
+    }
+
+    /// [`EfficientNetLite0::normalise`] as an op of the sampling engine.
+    pub fn normalise_op<T: Real>() -> Op<T> {
+        Op::Affine {
+            scale: STD
+                .iter()
+                .map(|&s| T::from(1.0 / s as f64).unwrap())
+                .collect(),
+            shift: MEAN
+                .iter()
+                .zip(STD)
+                .map(|(&m, s)| T::from(-m as f64 / s as f64).unwrap())
+                .collect(),
+        }
     }
 
     /// `(x - MEAN) / STD` for RGB images in [0, 1], NHWC.

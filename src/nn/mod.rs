@@ -10,6 +10,7 @@
 
 pub mod adam;
 pub mod depthwise;
+pub mod fast;
 pub mod frozen;
 pub mod im2col;
 pub mod init;
@@ -117,7 +118,7 @@ pub fn conv2d_nhwc(
 /// 4x4 kernel, without candle's slow `conv_transpose2d`.
 #[derive(Debug, Clone)]
 pub struct UpConv2x {
-    conv: Conv2d,
+    pub conv: Conv2d,
     cout: usize,
 }
 

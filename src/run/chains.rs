@@ -12,16 +12,17 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::preset::{PriorKind, SamplerConfig, SamplerKind};
+use super::preset::{Engine, PriorKind, SamplerConfig, SamplerKind};
 use crate::density::condition::{
     identity, ClassCondition, ClassGradient, Net, Neuron, NeuronCondition,
 };
+use crate::density::engine::EngineClass;
 use crate::density::image::InpaintContext;
 use crate::density::prior::{DaePrior, GaussianPrior, JointPrior};
 use crate::density::{Sum, Term};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
-use crate::models::fashion::Stack;
+use crate::models::fashion::{Classifier, Stack};
 use crate::models::weights::{load_tensors, save_tensors};
 use crate::sampler::adapt::DualAveraging;
 use crate::sampler::clip::Clip;
@@ -190,6 +191,9 @@ impl Pipeline {
 
 /// `eps1 * prior + eps2 * condition`.
 pub fn target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Result<Sum> {
+    if let Some(t) = engine_target(stack, cfg, condition)? {
+        return Ok(t);
+    }
     let prior: Option<Box<dyn Term>> = match cfg.prior {
         PriorKind::Joint => Some(Box::new(JointPrior {
             encode: stack.encoder_net(),
@@ -216,6 +220,40 @@ pub fn target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Resu
     }
     terms.push((cfg.eps2, condition.term(stack, cfg)?));
     Ok(Sum::new(terms))
+}
+
+/// [`target`] on the sampling engine, for a class condition with the joint,
+/// Gaussian or no prior (`None` for what it does not cover, which runs on
+/// candle's autograd: neurons, inpainting, the h-DAE prior).
+fn engine_target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Result<Option<Sum>> {
+    let Condition::Classes(classes) = condition else {
+        return Ok(None);
+    };
+    if cfg.engine != Engine::Fast || cfg.prior == PriorKind::HDae {
+        return Ok(None);
+    }
+    let net = stack
+        .generator
+        .compile::<f32>()?
+        .then(stack.classifier.compile()?)
+        .map_err(Error::Invalid)?;
+    let joint =
+        (cfg.prior == PriorKind::Joint).then(|| (net.len() - Classifier::H_FROM_END, cfg.eps1));
+    let mut terms: Vec<(f64, Box<dyn Term>)> = Vec::new();
+    if cfg.prior == PriorKind::Gaussian {
+        terms.push((cfg.eps1, Box::new(GaussianPrior::new(cfg.prior_sigma))));
+    }
+    terms.push((
+        1.0,
+        Box::new(EngineClass::new(
+            std::sync::Arc::new(net),
+            classes.clone(),
+            cfg.gradient,
+            cfg.eps2,
+            joint,
+        )?),
+    ));
+    Ok(Some(Sum::new(terms)))
 }
 
 /// Checks that the kernel can run on the target before anything is written.

@@ -28,6 +28,17 @@ pub enum PriorKind {
     None,
 }
 
+/// What computes the gradients: our sampling engine (`crate::nn::fast`,
+/// the default) or candle's autograd (the reference it is tested against;
+/// also what runs the conditions the engine does not cover).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    #[default]
+    Fast,
+    Reference,
+}
+
 /// Everything that decides how chains move.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SamplerConfig {
@@ -60,6 +71,10 @@ pub struct SamplerConfig {
     /// the first half of the steps (not in the papers; MH kernels only).
     #[serde(default)]
     pub adapt: Option<f64>,
+    /// Gradients by the sampling engine or by candle's autograd; the same
+    /// seed gives the same samples to float rounding.
+    #[serde(default)]
+    pub engine: Engine,
 }
 
 /// `(name, description)` of every preset.
@@ -94,6 +109,7 @@ pub fn preset(name: &str) -> Result<SamplerConfig> {
         clip: Some((0.0, 30.0)),
         gradient: ClassGradient::LogSoftmax,
         adapt: None,
+        engine: Engine::Fast,
     };
     let gaussian = SamplerConfig {
         prior: PriorKind::Gaussian,

@@ -18,8 +18,9 @@ use std::sync::Arc;
 use candle_core::{DType, Tensor};
 
 use super::chains::Pipeline;
-use super::preset::{PriorKind, SamplerConfig};
+use super::preset::{Engine, PriorKind, SamplerConfig};
 use crate::density::condition::{identity, ClassCondition, Net};
+use crate::density::engine::EngineClass;
 use crate::density::prior::{GaussianPrior, JointPrior};
 use crate::density::{Sum, Term};
 use crate::error::{Error, Result};
@@ -27,6 +28,7 @@ use crate::models::caffe::{CaffeNet, CaffeNetConfig, DgnConfig, DgnGenerator};
 use crate::models::efficientnet_lite::{self, EfficientNetLite0};
 use crate::models::weights::load_tensors;
 use crate::models::{dcgan, pretrained};
+use crate::nn::fast::{build, Net as FastNet};
 use crate::nn::resize::BilinearResize;
 use crate::sampler::ChainRngs;
 
@@ -48,6 +50,9 @@ pub struct PlugPair {
     pub num_classes: usize,
     /// Where the weights came from (file SHA-256s), for the manifest.
     pub provenance: serde_json::Value,
+    /// Codes to logits on the sampling engine (`decode` then `logits`
+    /// compiled), where the pair has been compiled.
+    pub compiled: Option<Arc<FastNet<f32>>>,
     /// How starting codes are drawn: `N(0, I)` for a GAN, `relu(N(0, 2^2))`
     /// for post-ReLU fc6 codes.
     pub nonnegative_codes: bool,
@@ -58,8 +63,23 @@ impl PlugPair {
     pub fn faces_imagenet(home: &Path) -> Result<Self> {
         let g = Arc::new(pretrained::dcgan_faces(home, DType::F32)?);
         let c: Arc<EfficientNetLite0> = Arc::new(pretrained::efficientnet_lite0(home, DType::F32)?);
-        let decode: Net = Arc::new(move |z: &Tensor| (g.forward(z)? + 1.0)? * 0.5);
         let side = dcgan::IMAGE_SIZE;
+        let to = efficientnet_lite::IMAGE_SIZE;
+        // (G(z) + 1) / 2, resized, normalised, classified: the closures below
+        let classifier = c.compile(to)?;
+        let compiled = g
+            .compile::<f32>()?
+            .then(build::net(
+                (side, side, 3),
+                vec![
+                    build::affine(3, 0.5, 0.5),
+                    build::bilinear((side, side), to)?,
+                    EfficientNetLite0::normalise_op(),
+                ],
+            )?)
+            .and_then(|n| n.then(classifier))
+            .map_err(Error::Invalid)?;
+        let decode: Net = Arc::new(move |z: &Tensor| (g.forward(z)? + 1.0)? * 0.5);
         let resize = BilinearResize::new(
             (side, side),
             efficientnet_lite::IMAGE_SIZE,
@@ -84,6 +104,7 @@ impl PlugPair {
                 "classifier": p(&pretrained::EFFICIENTNET_LITE0),
             }),
             nonnegative_codes: false,
+            compiled: Some(Arc::new(compiled)),
         })
     }
 
@@ -131,6 +152,7 @@ impl PlugPair {
             num_classes: classes,
             provenance,
             nonnegative_codes: true,
+            compiled: None,
         })
     }
 
@@ -154,6 +176,10 @@ impl PlugPair {
             )));
         }
         let mut terms: Vec<(f64, Box<dyn Term>)> = Vec::new();
+        let engine = match (&self.compiled, cfg.engine, cfg.prior) {
+            (Some(net), Engine::Fast, PriorKind::Gaussian | PriorKind::None) => Some(net.clone()),
+            _ => None,
+        };
         match (cfg.prior, &self.encode) {
             (PriorKind::Gaussian, _) => {
                 terms.push((cfg.eps1, Box::new(GaussianPrior::new(cfg.prior_sigma))))
@@ -174,7 +200,19 @@ impl PlugPair {
                 )))
             }
         }
-        terms.push((cfg.eps2, Box::new(self.condition(classes, cfg))));
+        match engine {
+            Some(net) => terms.push((
+                1.0,
+                Box::new(EngineClass::new(
+                    net,
+                    classes.to_vec(),
+                    cfg.gradient,
+                    cfg.eps2,
+                    None,
+                )?),
+            )),
+            None => terms.push((cfg.eps2, Box::new(self.condition(classes, cfg)))),
+        }
         let probe = ClassCondition {
             decode: identity(),
             ..self.condition(classes, cfg)

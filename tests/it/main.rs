@@ -2,6 +2,7 @@
 
 mod cli_sample;
 mod data;
+mod engine;
 mod gradients;
 mod kernels;
 mod pretrained;

@@ -3,12 +3,14 @@
 //! feature layer (pool5 analogue), `E2: h1 -> h` the fully connected code
 //! (fc6 analogue, post-ReLU), and `h -> logits` the classifier head.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor, WithDType};
 use candle_nn::VarBuilder;
 
 use crate::nn::frozen::Linear;
 use serde::{Deserialize, Serialize};
 
+use crate::nn::fast::kernels::{Act, Real, Window};
+use crate::nn::fast::{build, Net, Op};
 use crate::nn::{flatten, linear, Conv2d};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -107,6 +109,37 @@ impl Classifier {
     pub fn classify_h(&self, h: &Tensor) -> Result<Tensor> {
         self.fc8.forward(h)
     }
+
+    /// The sampling engine's twin of [`Module::forward`]: images
+    /// `(28, 28, 1)` -> logits, with `h` (post-ReLU, what `E` gives) the
+    /// output of the next-to-last op ([`Classifier::H_FROM_END`]).
+    pub fn compile<T: Real + WithDType>(&self) -> Result<Net<T>> {
+        let [c1, c2, _] = self.cfg.channels;
+        let conv = |c: &Conv2d, side: usize, cin: usize| {
+            build::conv(
+                Window::symmetric(side, side, cin, 3, c.stride, c.pad),
+                &c.weight,
+                c.bias.as_ref(),
+                Act::Relu,
+            )
+        };
+        let (hh, hw, hc) = self.cfg.h1_shape();
+        build::net(
+            (28, 28, 1),
+            vec![
+                build::affine(1, 2.0, -1.0),
+                conv(&self.conv1, 28, 1)?,
+                conv(&self.conv2, 28, c1)?,
+                conv(&self.conv3, 14, c2)?,
+                Op::Reshape((1, 1, hh * hw * hc)),
+                build::linear(&self.fc6.weight, self.fc6.bias.as_ref(), Act::Relu)?,
+                build::linear(&self.fc8.weight, self.fc8.bias.as_ref(), Act::Identity)?,
+            ],
+        )
+    }
+
+    /// How many ops before the end of [`Classifier::compile`]'s tape `h` is.
+    pub const H_FROM_END: usize = 1;
 
     pub fn forward_all(&self, x: &Tensor) -> Result<ClassifierOutput> {
         let h1 = self.encode_h1(x)?;

@@ -1,12 +1,14 @@
 //! `G`: the generator `h -> x` (papers/ppgn-supplementary.txt S9.4): fully
 //! connected layers, then up-convolutions, to a 28x28 image in [0, 1].
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor, WithDType};
 use candle_nn::VarBuilder;
 
 use crate::nn::frozen::Linear;
 use serde::{Deserialize, Serialize};
 
+use crate::nn::fast::kernels::{Act, Real, Window};
+use crate::nn::fast::{build, Net, Op};
 use crate::nn::{leaky_relu, linear, sigmoid, Conv2d, UpConv2x};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -51,6 +53,42 @@ impl Generator {
             out: Conv2d::new(vb.pp("out"), c2, 1, 3, 1, 1)?,
             cfg: cfg.clone(),
         })
+    }
+}
+
+impl Generator {
+    /// The sampling engine's twin of [`Generator::forward`] (input
+    /// `(1, 1, h_dim)`, output `(28, 28, 1)`): activations fused into the
+    /// op before them (leaky ReLU commutes with the pixel shuffle).
+    pub fn compile<T: Real + WithDType>(&self) -> Result<Net<T>> {
+        let a = Act::Leaky(self.cfg.leak);
+        let [c0, c1, c2] = self.cfg.channels;
+        let up = |u: &UpConv2x, side: usize, cin: usize| {
+            build::conv(
+                Window::symmetric(side, side, cin, 3, 1, 1),
+                &u.conv.weight,
+                u.conv.bias.as_ref(),
+                a,
+            )
+        };
+        build::net(
+            (1, 1, self.cfg.h_dim),
+            vec![
+                build::linear(&self.fc1.weight, self.fc1.bias.as_ref(), a)?,
+                build::linear(&self.fc2.weight, self.fc2.bias.as_ref(), a)?,
+                Op::Reshape((7, 7, c0)),
+                up(&self.up1, 7, c0)?,
+                Op::PixelShuffle2,
+                up(&self.up2, 14, c1)?,
+                Op::PixelShuffle2,
+                build::conv(
+                    Window::symmetric(28, 28, c2, 3, 1, 1),
+                    &self.out.weight,
+                    self.out.bias.as_ref(),
+                    Act::Sigmoid,
+                )?,
+            ],
+        )
     }
 }
 

@@ -1,0 +1,139 @@
+//! Ops from candle weights in PyTorch layouts (the networks' own tensors,
+//! so a compiled network computes exactly what its candle twin does).
+
+use candle_core::{Result, Tensor, WithDType};
+
+use super::kernels::{Act, Real, Window};
+use super::Op;
+
+/// A tensor's values, converted to `T`, in row-major order.
+pub fn values<T: Real + WithDType>(t: &Tensor) -> Result<Vec<T>> {
+    t.to_dtype(T::DTYPE)?.flatten_all()?.to_vec1::<T>()
+}
+
+/// A bias, or zeros.
+fn bias_or_zeros<T: Real + WithDType>(b: Option<&Tensor>, c: usize) -> Result<Vec<T>> {
+    match b {
+        Some(b) => values(b),
+        None => Ok(vec![T::zero(); c]),
+    }
+}
+
+/// A convolution with weights `[out, in, kh, kw]` on `window`.
+pub fn conv<T: Real + WithDType>(
+    window: Window,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    act: Act,
+) -> Result<Op<T>> {
+    let (cout, cin, kh, kw) = weight.dims4()?;
+    if (cin, kh, kw) != (window.c, window.kh, window.kw) {
+        candle_core::bail!(
+            "convolution weight {:?} does not fit {window:?}",
+            weight.dims()
+        );
+    }
+    Ok(Op::Conv {
+        window,
+        // [kh*kw*cin, cout] in (dy, dx, cin) row order
+        weight: values(&weight.permute((2, 3, 1, 0))?.contiguous()?)?,
+        bias: bias_or_zeros(bias, cout)?,
+        act,
+    })
+}
+
+/// A fully connected layer, weights `[out, in]`, on a `(1, 1, in)` input.
+pub fn linear<T: Real + WithDType>(
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    act: Act,
+) -> Result<Op<T>> {
+    let (dout, din) = weight.dims2()?;
+    conv(
+        Window::symmetric(1, 1, din, 1, 1, 0),
+        &weight.reshape((dout, din, 1, 1))?,
+        bias,
+        act,
+    )
+}
+
+/// A transposed convolution, weights `[in, out, kh, kw]`, stride and
+/// symmetric padding as PyTorch's `ConvTranspose2d`, on `h x w` inputs.
+pub fn conv_transpose<T: Real + WithDType>(
+    (h, w): (usize, usize),
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    pad: usize,
+    act: Act,
+) -> Result<Op<T>> {
+    let (_, cout, kh, kw) = weight.dims4()?;
+    if kh != kw {
+        candle_core::bail!("transposed convolution: square kernels only, got {kh}x{kw}");
+    }
+    let side = |n: usize| ((n - 1) * stride + kh).checked_sub(2 * pad);
+    let (Some(ho), Some(wo)) = (side(h), side(w)) else {
+        candle_core::bail!("transposed convolution: padding {pad} larger than the output")
+    };
+    // the convolution this op is the adjoint of: output image -> input
+    let window = Window::symmetric(ho, wo, cout, kh, stride, pad);
+    if (window.ho, window.wo) != (h, w) {
+        candle_core::bail!("transposed convolution: {window:?} does not invert to {h}x{w}");
+    }
+    Ok(Op::ConvTranspose {
+        window,
+        // [cin, kh*kw*cout] in (dy, dx, cout) column order
+        weight: values(&weight.permute((0, 2, 3, 1))?.contiguous()?)?,
+        bias: bias_or_zeros(bias, cout)?,
+        act,
+    })
+}
+
+/// A depthwise convolution, weights `[c, 1, kh, kw]`, on `window`.
+pub fn depthwise<T: Real + WithDType>(
+    window: Window,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    act: Act,
+) -> Result<Op<T>> {
+    let (c, one, kh, kw) = weight.dims4()?;
+    if (c, one, kh, kw) != (window.c, 1, window.kh, window.kw) {
+        candle_core::bail!(
+            "depthwise weight {:?} does not fit {window:?}",
+            weight.dims()
+        );
+    }
+    Ok(Op::Depthwise {
+        window,
+        // [kh*kw, c]
+        taps: values(&weight.reshape((c, kh * kw))?.t()?.contiguous()?)?,
+        bias: bias_or_zeros(bias, c)?,
+        act,
+    })
+}
+
+/// Bilinear resizing of `from` images to `to x to`, as PyTorch's
+/// `F.interpolate(mode="bilinear", align_corners=False)` (`crate::nn::resize`).
+pub fn bilinear<T: Real + WithDType>(from: (usize, usize), to: usize) -> Result<Op<T>> {
+    let rows = |n: usize| -> Result<_> {
+        let m = crate::nn::resize::bilinear_matrix(n, to, T::DTYPE, &candle_core::Device::Cpu)?;
+        Ok(super::kernels::sparse_rows(&values::<T>(&m)?, to, n))
+    };
+    Ok(Op::Resample {
+        rh: rows(from.0)?,
+        rw: rows(from.1)?,
+    })
+}
+
+/// `x * scale + shift` with the same numbers on every channel.
+pub fn affine<T: Real>(c: usize, scale: f64, shift: f64) -> Op<T> {
+    Op::Affine {
+        scale: vec![T::from(scale).unwrap(); c],
+        shift: vec![T::from(shift).unwrap(); c],
+    }
+}
+
+/// A compiled network from ops, with candle's error type.
+pub fn net<T: Real>(input: super::Shape, ops: Vec<Op<T>>) -> Result<super::Net<T>> {
+    super::Net::new(input, ops).map_err(candle_core::Error::Msg)
+}

@@ -1,0 +1,320 @@
+//! The sampling engine (`ppgn::nn::fast`) against finite differences in
+//! f64, against candle's autograd (the reference path) on every network it
+//! compiles, and `ppgn sample --engine fast` against `--engine reference`.
+
+use candle_core::{DType, Device, Module, Tensor, Var};
+use ppgn::models::efficientnet_lite::EfficientNetLite0;
+use ppgn::models::fashion::{self as stack, Stack};
+use ppgn::models::pretrained;
+use ppgn::nn::fast::kernels::{Act, Window};
+use ppgn::nn::fast::{build, Net, Op, Workspace};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::gradients::uniform;
+use super::{max_diff, ppgn_into, tempdir};
+
+fn vec_f64(t: &Tensor) -> Vec<f64> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+/// The engine's output of `x [n, ...]` and the gradient of `sum(w * out)`.
+fn engine(net: &Net<f64>, x: &[f64], n: usize, w: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let mut ws = Workspace::default();
+    let out = net.forward(x, n, &mut ws).to_vec();
+    let mut g = Vec::new();
+    net.backward(w, &mut ws, &mut g);
+    (out, g)
+}
+
+/// candle's output of `f(x)` and the gradient of `sum(w * f(x))`.
+fn reference(f: &dyn Fn(&Tensor) -> Tensor, x: &Tensor, w: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let v = Var::from_tensor(x).unwrap();
+    let y = f(v.as_tensor());
+    let wt = Tensor::from_vec(w.to_vec(), y.shape(), &Device::Cpu).unwrap();
+    let grads = (&y * wt).unwrap().sum_all().unwrap().backward().unwrap();
+    (vec_f64(&y), vec_f64(grads.get(v.as_tensor()).unwrap()))
+}
+
+/// `max |a - b| / max |b|`.
+fn rel(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let m = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    assert!(m > 0.0, "reference is identically zero");
+    a.iter()
+        .zip(b)
+        .fold(0.0f64, |e, (a, b)| e.max((a - b).abs()))
+        / m
+}
+
+fn weights(seed: u64) -> impl FnMut(&[usize]) -> Tensor {
+    let mut s = seed;
+    move |shape: &[usize]| {
+        s += 1;
+        uniform(shape, -0.5, 0.5, s)
+    }
+}
+
+/// A small network with every op and activation of the engine: an
+/// asymmetric-padding strided convolution, a depthwise one, a residual
+/// add, a pixel shuffle, a transposed convolution, a resample, a pooled
+/// head.
+fn every_op() -> Net<f64> {
+    let mut w = weights(10);
+    let c = 4;
+    let ops: Vec<Op<f64>> = vec![
+        build::affine(3, 2.0, -1.0),
+        // 9x9x3 -> 5x5x4 (TF same: the odd padding row at the bottom)
+        build::conv(
+            Window::tf_same(9, 9, 3, 3, 2),
+            &w(&[c, 3, 3, 3]),
+            Some(&w(&[c])),
+            Act::Relu6,
+        )
+        .unwrap(),
+        build::depthwise(
+            Window::tf_same(5, 5, c, 3, 1),
+            &w(&[c, 1, 3, 3]),
+            Some(&w(&[c])),
+            Act::Tanh,
+        )
+        .unwrap(),
+        Op::AddFrom(2),
+        build::conv(
+            Window::symmetric(5, 5, c, 3, 1, 1),
+            &w(&[4 * c, c, 3, 3]),
+            Some(&w(&[4 * c])),
+            Act::Leaky(0.2),
+        )
+        .unwrap(),
+        Op::PixelShuffle2, // 10x10x4
+        build::depthwise(
+            Window::tf_same(10, 10, c, 5, 2),
+            &w(&[c, 1, 5, 5]),
+            Some(&w(&[c])),
+            Act::Sigmoid,
+        )
+        .unwrap(),
+        build::conv_transpose(
+            (5, 5),
+            &w(&[c, 3, 4, 4]),
+            Some(&w(&[3])),
+            2,
+            1,
+            Act::Identity,
+        )
+        .unwrap(), // 10x10x3
+        build::bilinear((10, 10), 7).unwrap(),
+        build::conv(
+            Window::symmetric(7, 7, 3, 1, 1, 0),
+            &w(&[6, 3, 1, 1]),
+            Some(&w(&[6])),
+            Act::Relu,
+        )
+        .unwrap(),
+        Op::MeanPool,
+        build::linear(&w(&[5, 6]), Some(&w(&[5])), Act::Identity).unwrap(),
+        Op::Reshape((1, 5, 1)),
+    ];
+    build::net((9, 9, 3), ops).unwrap()
+}
+
+#[test]
+fn engine_gradients_match_finite_differences_in_f64() {
+    let net = every_op();
+    let n = 2;
+    let x = vec_f64(&uniform(&[n, 9, 9, 3], 0.0, 1.0, 1));
+    let w = vec_f64(&uniform(&[n, 5], -1.0, 1.0, 2));
+    let (_, g) = engine(&net, &x, n, &w);
+    let scalar = |x: &[f64]| -> f64 {
+        let mut ws = Workspace::default();
+        net.forward(x, n, &mut ws)
+            .iter()
+            .zip(&w)
+            .map(|(a, b)| a * b)
+            .sum()
+    };
+    let gmax = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    assert!(gmax > 0.0);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut worst = 0.0f64;
+    for _ in 0..60 {
+        let i = rng.random_range(0..x.len());
+        let (mut a, mut b) = (x.clone(), x.clone());
+        a[i] += 1e-6;
+        b[i] -= 1e-6;
+        let fd = (scalar(&a) - scalar(&b)) / 2e-6;
+        worst = worst.max((fd - g[i]).abs() / gmax);
+    }
+    assert!(
+        worst < 1e-6,
+        "engine gradient vs finite differences: {worst:e}"
+    );
+}
+
+#[test]
+fn engine_rejects_ops_that_do_not_chain() {
+    let mut w = weights(20);
+    let err = build::net::<f64>(
+        (8, 8, 3),
+        vec![build::conv(
+            Window::symmetric(8, 8, 4, 3, 1, 1),
+            &w(&[2, 4, 3, 3]),
+            None,
+            Act::Relu,
+        )
+        .unwrap()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("op 0") && err.contains("(8, 8, 4)"), "{err}");
+    let err = build::net::<f64>((4, 4, 3), vec![Op::AddFrom(7)])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("residual"), "{err}");
+}
+
+#[test]
+fn engine_matches_candle_on_the_fashion_stack_in_f64() {
+    let s = Stack::load(&stack::resolve_dir(None), DType::F64, &Device::Cpu).unwrap();
+    let net = s
+        .generator
+        .compile::<f64>()
+        .unwrap()
+        .then(s.classifier.compile().unwrap())
+        .unwrap();
+    let n = 3;
+    let h = (uniform(&[n, 256], -1.0, 3.0, 5).relu()).unwrap();
+    let w = vec_f64(&uniform(&[n, 10], -1.0, 1.0, 6));
+    let (out, g) = engine(&net, &vec_f64(&h), n, &w);
+    let f = |h: &Tensor| {
+        s.classifier
+            .forward(&s.generator.forward(h).unwrap())
+            .unwrap()
+    };
+    let (out_ref, g_ref) = reference(&f, &h, &w);
+    assert!(
+        rel(&out, &out_ref) < 1e-12,
+        "logits {:e}",
+        rel(&out, &out_ref)
+    );
+    assert!(rel(&g, &g_ref) < 1e-10, "gradient {:e}", rel(&g, &g_ref));
+}
+
+#[test]
+fn engine_matches_candle_on_the_pretrained_pair_in_f64() {
+    let home = pretrained::home();
+    let g = pretrained::dcgan_faces(&home, DType::F64).unwrap();
+    let c = pretrained::efficientnet_lite0(&home, DType::F64).unwrap();
+    // the generator alone, then generator + resize + classifier as PlugPair compiles them
+    let gnet = g.compile::<f64>().unwrap();
+    let n = 1;
+    let z = uniform(&[n, 100], -1.5, 1.5, 8);
+    let w = vec_f64(&uniform(&[n, 64, 64, 3], -1.0, 1.0, 9));
+    let (out, grad) = engine(&gnet, &vec_f64(&z), n, &w);
+    let (out_ref, grad_ref) = reference(&|z| g.forward(z).unwrap(), &z, &w);
+    assert!(
+        rel(&out, &out_ref) < 1e-12,
+        "dcgan images {:e}",
+        rel(&out, &out_ref)
+    );
+    assert!(
+        rel(&grad, &grad_ref) < 1e-10,
+        "dcgan gradient {:e}",
+        rel(&grad, &grad_ref)
+    );
+
+    let cnet = build::net(
+        (64, 64, 3),
+        vec![
+            build::bilinear((64, 64), 224).unwrap(),
+            EfficientNetLite0::normalise_op(),
+        ],
+    )
+    .unwrap()
+    .then(c.compile(224).unwrap())
+    .unwrap();
+    let x = uniform(&[n, 64, 64, 3], 0.0, 1.0, 10);
+    let w = vec_f64(&uniform(&[n, 1000], -1.0, 1.0, 11));
+    let (out, grad) = engine(&cnet, &vec_f64(&x), n, &w);
+    let resize =
+        ppgn::nn::resize::BilinearResize::new((64, 64), 224, DType::F64, &Device::Cpu).unwrap();
+    let f = |x: &Tensor| {
+        c.forward(&EfficientNetLite0::normalise(&resize.forward(x).unwrap()).unwrap())
+            .unwrap()
+    };
+    let (out_ref, grad_ref) = reference(&f, &x, &w);
+    assert!(
+        rel(&out, &out_ref) < 1e-10,
+        "efficientnet logits {:e}",
+        rel(&out, &out_ref)
+    );
+    assert!(
+        rel(&grad, &grad_ref) < 1e-8,
+        "efficientnet gradient {:e}",
+        rel(&grad, &grad_ref)
+    );
+}
+
+/// Runs `ppgn sample ARGS --engine E --out DIR/E` for both engines and
+/// returns the largest difference of their samples.npy.
+fn engines_differ(args: &[&str], name: &str) -> f64 {
+    let d = tempdir(name);
+    let read = |e: &str| {
+        let out = d.join(e);
+        let o = ppgn_into(args, &out, &["--engine", e, "--quiet"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let (shape, v) = ppgn::data::npy::read_f32(&out.join("samples.npy")).unwrap();
+        Tensor::from_vec(v, shape, &Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+    };
+    let (fast, reference) = (read("fast"), read("reference"));
+    let _ = std::fs::remove_dir_all(&d);
+    max_diff(&fast, &reference)
+}
+
+#[test]
+fn fast_engine_samples_match_the_reference_path() {
+    // a few steps: the chains amplify rounding differences (ReLU kinks,
+    // the clip, the step normalised by mean |grad|) by about 3x a step
+    let w1 = engines_differ(
+        &[
+            "sample",
+            "--class",
+            "all",
+            "--chains",
+            "2",
+            "--steps",
+            "3",
+            "--seed",
+            "4",
+            "--record-every",
+            "1",
+        ],
+        "engine-w1",
+    );
+    assert!(w1 < 1e-4, "fashion samples differ by {w1}");
+    let w2 = engines_differ(
+        &[
+            "sample",
+            "--generator",
+            "dcgan-faces",
+            "--classifier",
+            "efficientnet-lite0",
+            "--class",
+            "sunglasses",
+            "--chains",
+            "2",
+            "--steps",
+            "1",
+            "--seed",
+            "4",
+            "--record-every",
+            "1",
+        ],
+        "engine-w2",
+    );
+    assert!(w2 < 1e-3, "faces samples differ by {w2}");
+}
