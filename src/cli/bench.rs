@@ -17,7 +17,11 @@ use candle_core::{DType, Device, Tensor};
 use clap::Args;
 
 use crate::density::condition::{identity, ClassCondition};
-use crate::density::Sum;
+use crate::density::engine::EngineClass;
+use crate::density::{Sum, Term};
+use crate::nn::fast::build;
+use crate::run::preset::Engine;
+use std::sync::Arc;
 use crate::models::efficientnet_lite::{self, EfficientNetLite0};
 use crate::models::fashion::{self as stack, Stack};
 use crate::models::pretrained;
@@ -58,6 +62,10 @@ pub struct BenchArgs {
     /// Model folder [default: $PPGN_MODELS or models/fashion-mnist].
     #[arg(long)]
     pub models: Option<PathBuf>,
+    /// What computes the gradients: `fast` (the sampling engine, what
+    /// `ppgn sample` uses) or `reference` (candle's autograd).
+    #[arg(long, value_enum, default_value = "fast")]
+    pub engine: Engine,
     /// Run one workload at one chain count in this process and print its
     /// timing as JSON (each measurement runs in a child process of its own,
     /// so that its peak memory is its own).
@@ -166,7 +174,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             let mut cmd = std::process::Command::new(&exe);
             cmd.args(["bench", "--one", &format!("{w}:{n}")])
                 .args(["--seconds", &a.seconds.to_string()])
-                .args(["--warmup", &a.warmup.to_string()]);
+                .args(["--warmup", &a.warmup.to_string()])
+                .args(["--engine", if a.engine == Engine::Fast { "fast" } else { "reference" }]);
             if let Some(m) = &a.models {
                 cmd.arg("--models").arg(m);
             }
@@ -202,7 +211,10 @@ fn measure(a: &BenchArgs, w: &str, n: usize) -> anyhow::Result<Timing> {
         "w1" => {
             let dir = stack::resolve_dir(a.models.as_deref());
             let s = Stack::load(&dir, DType::F32, &dev)?;
-            let cfg = preset("ppgn")?;
+            let cfg = SamplerConfig {
+                engine: a.engine,
+                ..preset("ppgn")?
+            };
             let condition = Condition::Classes((0..n).map(|i| i % 10).collect());
             let pipeline = Pipeline::fashion(&s, &cfg, &condition)?;
             let h0 = random_codes(n, s.classifier.cfg.h_dim, 1)?;
@@ -210,7 +222,10 @@ fn measure(a: &BenchArgs, w: &str, n: usize) -> anyhow::Result<Timing> {
         }
         "w2" => {
             let pair = PlugPair::faces_imagenet(&pretrained::home())?;
-            let cfg = preset("faces")?;
+            let cfg = SamplerConfig {
+                engine: a.engine,
+                ..preset("faces")?
+            };
             let pipeline = pair.pipeline(&vec![837; n], &cfg)?;
             time_steps("w2", &pipeline, &cfg, &pair.initial_codes(n, 1)?, a)
         }
@@ -219,23 +234,30 @@ fn measure(a: &BenchArgs, w: &str, n: usize) -> anyhow::Result<Timing> {
             let cfg = SamplerConfig {
                 clip: Some((0.0, 1.0)),
                 step: crate::sampler::schedule::Schedule::Constant { value: 0.005 },
+                engine: a.engine,
                 ..preset("faces")?
             };
-            let condition = ClassCondition {
-                decode: identity(),
-                logits: std::sync::Arc::new(move |x: &Tensor| {
-                    net.forward(&EfficientNetLite0::normalise(x)?)
+            let side = efficientnet_lite::IMAGE_SIZE;
+            let condition: Box<dyn Term> = match cfg.engine {
+                Engine::Fast => {
+                    let compiled = build::net((side, side, 3), vec![EfficientNetLite0::normalise_op()])?
+                        .then(net.compile(side)?)
+                        .map_err(anyhow::Error::msg)?;
+                    Box::new(EngineClass::new(Arc::new(compiled), vec![980; n], cfg.gradient, 1.0, None)?)
+                }
+                Engine::Reference => Box::new(ClassCondition {
+                    decode: identity(),
+                    logits: Arc::new(move |x: &Tensor| net.forward(&EfficientNetLite0::normalise(x)?)),
+                    classes: vec![980; n],
+                    num_classes: efficientnet_lite::NUM_CLASSES,
+                    gradient: cfg.gradient,
                 }),
-                classes: vec![980; n],
-                num_classes: efficientnet_lite::NUM_CLASSES,
-                gradient: cfg.gradient,
             };
             let pipeline = Pipeline {
-                target: Sum::new(vec![(1.0, Box::new(condition))]),
+                target: Sum::new(vec![(1.0, condition)]),
                 decode: identity(),
                 measure: Box::new(|_| Ok(Vec::new())),
             };
-            let side = efficientnet_lite::IMAGE_SIZE;
             let x0 = (Tensor::ones((n, side, side, 3), DType::F32, &dev)? * 0.5)?;
             time_steps("w3", &pipeline, &cfg, &x0, a)
         }
