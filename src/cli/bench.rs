@@ -19,16 +19,16 @@ use clap::Args;
 use crate::density::condition::{identity, ClassCondition};
 use crate::density::engine::EngineClass;
 use crate::density::{Sum, Term};
-use crate::nn::fast::build;
-use crate::run::preset::Engine;
-use std::sync::Arc;
 use crate::models::efficientnet_lite::{self, EfficientNetLite0};
 use crate::models::fashion::{self as stack, Stack};
 use crate::models::pretrained;
+use crate::nn::fast::build;
 use crate::run::chains::{kernel, random_codes, Condition, Pipeline};
+use crate::run::preset::Engine;
 use crate::run::preset::{preset, SamplerConfig};
 use crate::run::pretrained::PlugPair;
 use crate::sampler::{init, ChainRngs};
+use std::sync::Arc;
 
 #[derive(Args, Debug)]
 #[command(
@@ -175,7 +175,14 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             cmd.args(["bench", "--one", &format!("{w}:{n}")])
                 .args(["--seconds", &a.seconds.to_string()])
                 .args(["--warmup", &a.warmup.to_string()])
-                .args(["--engine", if a.engine == Engine::Fast { "fast" } else { "reference" }]);
+                .args([
+                    "--engine",
+                    if a.engine == Engine::Fast {
+                        "fast"
+                    } else {
+                        "reference"
+                    },
+                ]);
             if let Some(m) = &a.models {
                 cmd.arg("--models").arg(m);
             }
@@ -240,14 +247,23 @@ fn measure(a: &BenchArgs, w: &str, n: usize) -> anyhow::Result<Timing> {
             let side = efficientnet_lite::IMAGE_SIZE;
             let condition: Box<dyn Term> = match cfg.engine {
                 Engine::Fast => {
-                    let compiled = build::net((side, side, 3), vec![EfficientNetLite0::normalise_op()])?
-                        .then(net.compile(side)?)
-                        .map_err(anyhow::Error::msg)?;
-                    Box::new(EngineClass::new(Arc::new(compiled), vec![980; n], cfg.gradient, 1.0, None)?)
+                    let compiled =
+                        build::net((side, side, 3), vec![EfficientNetLite0::normalise_op()])?
+                            .then(net.compile(side)?)
+                            .map_err(anyhow::Error::msg)?;
+                    Box::new(EngineClass::new(
+                        Arc::new(compiled),
+                        vec![980; n],
+                        cfg.gradient,
+                        1.0,
+                        None,
+                    )?)
                 }
                 Engine::Reference => Box::new(ClassCondition {
                     decode: identity(),
-                    logits: Arc::new(move |x: &Tensor| net.forward(&EfficientNetLite0::normalise(x)?)),
+                    logits: Arc::new(move |x: &Tensor| {
+                        net.forward(&EfficientNetLite0::normalise(x)?)
+                    }),
                     classes: vec![980; n],
                     num_classes: efficientnet_lite::NUM_CLASSES,
                     gradient: cfg.gradient,

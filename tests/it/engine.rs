@@ -105,9 +105,17 @@ fn every_op() -> Net<f64> {
         )
         .unwrap(), // 10x10x3
         build::bilinear((10, 10), 7).unwrap(),
+        // to one channel (the direct kernel), strided, padding after
         build::conv(
-            Window::symmetric(7, 7, 3, 1, 1, 0),
-            &w(&[6, 3, 1, 1]),
+            Window::tf_same(7, 7, 3, 3, 2),
+            &w(&[1, 3, 3, 3]),
+            Some(&w(&[1])),
+            Act::Identity,
+        )
+        .unwrap(),
+        build::conv(
+            Window::symmetric(4, 4, 1, 1, 1, 0),
+            &w(&[6, 1, 1, 1]),
             Some(&w(&[6])),
             Act::Relu,
         )

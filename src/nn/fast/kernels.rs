@@ -49,6 +49,9 @@ pub fn matmul<T: Real>(
         b.len() > (k - 1) * b_rs + (n - 1) * b_cs,
         "matmul: rhs too small"
     );
+    if super::thin::suits(m, n, a_cs, (b_rs, b_cs)) {
+        return super::thin::matmul(m, n, k, dst, accumulate, a, a_rs, b, (b_rs, b_cs));
+    }
     // Safety: the asserts above bound every index the product reads and
     // writes; the slices do not alias (one is borrowed mutably).
     unsafe {
@@ -219,9 +222,16 @@ fn work_items(n: usize, c: usize) -> Vec<(usize, std::ops::Range<usize>)> {
 /// A raw pointer that may cross threads; each work item writes a disjoint
 /// (image, channel range) of the buffer behind it.
 #[derive(Clone, Copy)]
-struct Shared<T>(*mut T);
+pub(crate) struct Shared<T>(pub(crate) *mut T);
 unsafe impl<T> Send for Shared<T> {}
 unsafe impl<T> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    /// (A method, so closures capture the whole `Send` wrapper.)
+    pub(crate) fn ptr(&self) -> *mut T {
+        self.0
+    }
+}
 
 /// Depthwise convolution: `y[o, c] = sum_taps x[src(o, tap), c] * taps[tap, c]`
 /// (`y` overwritten, `ho*wo*c` per image; bias added by the caller).
@@ -229,14 +239,13 @@ pub fn depthwise<T: Real>(g: &Window, n: usize, taps: &[T], x: &[T], y: &mut [T]
     let (img, out) = (g.h * g.w * g.c, g.ho * g.wo * g.c);
     let (x, yp) = (&x[..n * img], Shared(y[..n * out].as_mut_ptr()));
     work_items(n, g.c).into_par_iter().for_each(|(i, cr)| {
-        let yp = yp;
         let xi = &x[i * img..(i + 1) * img];
         for oy in 0..g.ho {
             for ox in 0..g.wo {
                 let o = i * out + (oy * g.wo + ox) * g.c;
                 // Safety: work items write disjoint (image, channel) ranges of y.
                 let yo =
-                    unsafe { std::slice::from_raw_parts_mut(yp.0.add(o + cr.start), cr.len()) };
+                    unsafe { std::slice::from_raw_parts_mut(yp.ptr().add(o + cr.start), cr.len()) };
                 yo.fill(T::zero());
                 for dy in 0..g.kh {
                     let Some(iy) = Window::source(oy, dy, g.stride, g.pad_top, g.h) else {
@@ -267,10 +276,11 @@ pub fn depthwise_adjoint<T: Real>(g: &Window, n: usize, taps: &[T], dy: &[T], dx
     let (img, out) = (g.h * g.w * g.c, g.ho * g.wo * g.c);
     let (dy, xp) = (&dy[..n * out], Shared(dx[..n * img].as_mut_ptr()));
     work_items(n, g.c).into_par_iter().for_each(|(i, cr)| {
-        let xp = xp;
         let at = |o: usize| {
             // Safety: work items write disjoint (image, channel) ranges of dx.
-            unsafe { std::slice::from_raw_parts_mut(xp.0.add(i * img + o + cr.start), cr.len()) }
+            unsafe {
+                std::slice::from_raw_parts_mut(xp.ptr().add(i * img + o + cr.start), cr.len())
+            }
         };
         for p in 0..g.h * g.w {
             at(p * g.c).fill(T::zero());

@@ -16,6 +16,7 @@
 
 pub mod build;
 pub mod kernels;
+pub mod thin;
 
 use kernels::{Act, Real, SparseRows, Window};
 
@@ -138,7 +139,7 @@ impl<T: Real> Op<T> {
                 Ok(s)
             }
             Op::PixelShuffle2 => {
-                if s.2 % 4 != 0 {
+                if !s.2.is_multiple_of(4) {
                     return Err(format!(
                         "pixel shuffle needs channels divisible by 4, got {s:?}"
                     ));
@@ -205,7 +206,7 @@ fn sized<T: Real>(v: &mut Vec<T>, n: usize) -> &mut [T] {
 fn add_bias<T: Real>(y: &mut [T], bias: &[T]) {
     use rayon::prelude::*;
     let c = bias.len();
-    y.par_chunks_mut(c * 256.max(1)).for_each(|chunk| {
+    y.par_chunks_mut(c * 256).for_each(|chunk| {
         for row in chunk.chunks_mut(c) {
             for (v, &b) in row.iter_mut().zip(bias) {
                 *v += b;
@@ -283,6 +284,14 @@ impl<T: Real> Net<T> {
                 } => {
                     let cout = bias.len();
                     let (rows, k) = (n * w.ho * w.wo, w.taps() * w.c);
+                    if thin::conv_suits(w, cout) {
+                        for row in y.chunks_mut(cout) {
+                            row.copy_from_slice(bias);
+                        }
+                        thin::conv(w, n, weight, x, y, false);
+                        act.apply(y);
+                        continue;
+                    }
                     let a = if w.is_pointwise() {
                         x
                     } else {
@@ -386,7 +395,9 @@ impl<T: Real> Net<T> {
                     act.backward(y, &mut g);
                     let cout = bias.len();
                     let (rows, k) = (n * w.ho * w.wo, w.taps() * w.c);
-                    if w.is_pointwise() {
+                    if thin::conv_suits(w, cout) {
+                        thin::conv(w, n, weight, &g, gx, true);
+                    } else if w.is_pointwise() {
                         kernels::matmul(rows, k, cout, gx, false, &g, (cout, 1), weight, (1, cout));
                     } else {
                         let cols = sized(&mut ws.cols, rows * k);

@@ -1,0 +1,285 @@
+//! Matrix products where one side is thin: few rows (a fully connected
+//! layer at a handful of chains) or few columns (a convolution to one
+//! channel). The `gemm` crate packs both operands into panels for its
+//! microkernel, which pays off for large blocks; for an `[8, 3136] x
+//! [3136, 256]` product the packing of the weights dominates (measured
+//! with per-op timers on W1 at 8 chains: 0.36 ms forward and 0.74 ms
+//! backward for `fc2`'s 6.4M multiply-adds). Here the weights are streamed
+//! once in their stored layout, as dot products (when the right-hand
+//! side's columns are contiguous) or as row updates (when its rows are),
+//! in cache-sized blocks, with AVX2/FMA when the CPU has it.
+
+use rayon::prelude::*;
+
+use super::kernels::{Real, Shared, Window};
+
+/// Whether [`matmul`] takes `[m, k] x [k, n]` with these strides: the
+/// left-hand rows contiguous, one side thin, and either layout of the
+/// right-hand side contiguous along one axis.
+pub fn suits(m: usize, n: usize, a_cs: usize, (b_rs, b_cs): (usize, usize)) -> bool {
+    a_cs == 1 && (m <= 16 || n <= 4) && (b_rs == 1 || b_cs == 1)
+}
+
+/// Multiply-add, fused when the caller was compiled with FMA.
+#[inline(always)]
+fn madd<T: Real, const FMA: bool>(a: T, b: T, c: T) -> T {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// `sum a_i b_i` with 16 independent accumulators (so it vectorises).
+#[inline(always)]
+fn dot<T: Real, const FMA: bool>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..16 {
+            acc[l] = madd::<T, FMA>(x[l], y[l], acc[l]);
+        }
+    }
+    let mut s = T::zero();
+    for (x, y) in ra.iter().zip(rb) {
+        s = madd::<T, FMA>(*x, *y, s);
+    }
+    acc.iter().fold(s, |t, &v| t + v)
+}
+
+/// `y += a x`.
+#[inline(always)]
+fn axpy<T: Real, const FMA: bool>(y: &mut [T], a: T, x: &[T]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = madd::<T, FMA>(a, x, *y);
+    }
+}
+
+/// The operands of one product, as raw parts shared by the work items.
+#[derive(Clone, Copy)]
+struct Product<'a, T> {
+    n: usize,
+    k: usize,
+    a: &'a [T],
+    a_rs: usize,
+    b: &'a [T],
+    b_rs: usize,
+    b_cs: usize,
+    dst: Shared<T>,
+}
+
+impl<T: Real> Product<'_, T> {
+    /// `dst[rows, cols] += a[rows, :] b[:, cols]`.
+    #[inline(always)]
+    fn block<const FMA: bool>(&self, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) {
+        let (n, k) = (self.n, self.k);
+        let row = |i: usize| &self.a[i * self.a_rs..i * self.a_rs + k];
+        // Safety: work items own disjoint blocks of dst.
+        let out = |i: usize| unsafe {
+            std::slice::from_raw_parts_mut(self.dst.ptr().add(i * n + cols.start), cols.len())
+        };
+        if self.b_rs == 1 {
+            // columns of b contiguous: one dot product per output
+            for i in rows {
+                let (ai, o) = (row(i), out(i));
+                for (j, v) in cols.clone().zip(o.iter_mut()) {
+                    let bj = &self.b[j * self.b_cs..j * self.b_cs + k];
+                    *v += dot::<T, FMA>(ai, bj);
+                }
+            }
+        } else {
+            // rows of b contiguous: row updates, k in blocks kept in cache
+            const KB: usize = 64;
+            for k0 in (0..k).step_by(KB) {
+                for i in rows.clone() {
+                    let (ai, o) = (row(i), out(i));
+                    for (kk, &a) in ai.iter().enumerate().take((k0 + KB).min(k)).skip(k0) {
+                        let bk = &self.b[kk * self.b_rs + cols.start..kk * self.b_rs + cols.end];
+                        axpy::<T, FMA>(o, a, bk);
+                    }
+                }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn block_avx2(&self, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) {
+        self.block::<true>(rows, cols)
+    }
+
+    fn run(&self, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // Safety: the CPU has the features the function was compiled for.
+            return unsafe { self.block_avx2(rows, cols) };
+        }
+        self.block::<false>(rows, cols)
+    }
+}
+
+/// `dst [m, n] = (accumulate ? dst : 0) + a b` for `a [m, k]` with
+/// contiguous rows (row stride `a_rs`) and `b` with strides `(b_rs, b_cs)`,
+/// one of them 1 (see [`suits`]).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [T],
+    accumulate: bool,
+    a: &[T],
+    a_rs: usize,
+    b: &[T],
+    (b_rs, b_cs): (usize, usize),
+) {
+    let dst = &mut dst[..m * n];
+    if !accumulate {
+        dst.fill(T::zero());
+    }
+    let p = Product {
+        n,
+        k,
+        a,
+        a_rs,
+        b,
+        b_rs,
+        b_cs,
+        dst: Shared(dst.as_mut_ptr()),
+    };
+    let threads = rayon::current_num_threads().max(1);
+    let work = m * n * k;
+    if work < 1 << 15 || threads == 1 {
+        return p.run(0..m, 0..n);
+    }
+    // split the long side into a few blocks per thread
+    let pieces = 4 * threads;
+    if n >= m {
+        let per = n.div_ceil(pieces).next_multiple_of(16);
+        (0..n.div_ceil(per))
+            .into_par_iter()
+            .for_each(|b| p.run(0..m, b * per..((b + 1) * per).min(n)));
+    } else {
+        let per = m.div_ceil(pieces);
+        (0..m.div_ceil(per))
+            .into_par_iter()
+            .for_each(|b| p.run(b * per..((b + 1) * per).min(m), 0..n));
+    }
+}
+
+/// Whether [`conv`] handles a convolution: one output channel (a grey
+/// generator's last layer), where patches would copy every pixel `taps`
+/// times to feed a product with a dimension of 1 (measured on W1 at 64
+/// chains: 7.6 of 47 ms through im2col and `gemm`, 3.4 ms here). One
+/// input channel is left to im2col: its short dot products in the
+/// backward pass made the direct form slower (4.8 -> 5.9 ms).
+pub fn conv_suits(g: &Window, cout: usize) -> bool {
+    cout == 1 && !g.is_pointwise()
+}
+
+/// The (output pixel, tap) pairs of one image whose source is inside it:
+/// `f(out_pixel, tap_row_start, in_pixel, run)` for runs of `run` taps
+/// that are adjacent in both the kernel row and the image row.
+#[inline(always)]
+fn for_each_run(g: &Window, mut f: impl FnMut(usize, usize, usize, usize)) {
+    for oy in 0..g.ho {
+        for dy in 0..g.kh {
+            let Some(iy) = (oy * g.stride + dy)
+                .checked_sub(g.pad_top)
+                .filter(|&i| i < g.h)
+            else {
+                continue;
+            };
+            for ox in 0..g.wo {
+                // taps dx whose column ox*s + dx - pad lies in [0, w)
+                let x0 = ox * g.stride;
+                let lo = g.pad_left.saturating_sub(x0);
+                let hi = (g.w + g.pad_left).saturating_sub(x0).min(g.kw);
+                if lo < hi {
+                    let ix = x0 + lo - g.pad_left;
+                    f(oy * g.wo + ox, dy * g.kw + lo, iy * g.w + ix, hi - lo);
+                }
+            }
+        }
+    }
+}
+
+struct ConvArgs<'a, T> {
+    g: &'a Window,
+    /// `[taps*c]`: the one output channel's weights
+    w: &'a [T],
+}
+
+impl<T: Real> ConvArgs<'_, T> {
+    /// One image: `y [ho*wo] += conv(x)`: per output pixel and kernel
+    /// row, one dot product over the adjacent taps' pixels and channels.
+    #[inline(always)]
+    fn forward<const FMA: bool>(&self, x: &[T], y: &mut [T]) {
+        let c = self.g.c;
+        for_each_run(self.g, |o, t, p, run| {
+            y[o] += dot::<T, FMA>(&x[p * c..(p + run) * c], &self.w[t * c..(t + run) * c]);
+        });
+    }
+
+    /// One image: `dx [h*w, c] = conv^T(dy)` (overwritten).
+    #[inline(always)]
+    fn adjoint<const FMA: bool>(&self, dy: &[T], dx: &mut [T]) {
+        let c = self.g.c;
+        dx.fill(T::zero());
+        for_each_run(self.g, |o, t, p, run| {
+            axpy::<T, FMA>(
+                &mut dx[p * c..(p + run) * c],
+                dy[o],
+                &self.w[t * c..(t + run) * c],
+            );
+        });
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn forward_avx2(&self, x: &[T], y: &mut [T]) {
+        self.forward::<true>(x, y)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn adjoint_avx2(&self, dy: &[T], dx: &mut [T]) {
+        self.adjoint::<true>(dy, dx)
+    }
+
+    fn run(&self, src: &[T], dst: &mut [T], adjoint: bool) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // Safety: the CPU has the features the functions were compiled for.
+            unsafe {
+                return if adjoint {
+                    self.adjoint_avx2(src, dst)
+                } else {
+                    self.forward_avx2(src, dst)
+                };
+            }
+        }
+        if adjoint {
+            self.adjoint::<false>(src, dst)
+        } else {
+            self.forward::<false>(src, dst)
+        }
+    }
+}
+
+/// A convolution to one channel ([`conv_suits`]), `w [taps*c]` as
+/// [`super::Op::Conv`]'s: `y += conv(x)` for `n` images (`y` holds the
+/// bias), or with `adjoint` `x`-shaped `dx = conv^T(dy)` from `y`-shaped
+/// `dy`. Work is split over images.
+pub fn conv<T: Real>(g: &Window, n: usize, w: &[T], src: &[T], dst: &mut [T], adjoint: bool) {
+    let (img, out) = (g.h * g.w * g.c, g.ho * g.wo);
+    let (src_len, dst_len) = if adjoint { (out, img) } else { (img, out) };
+    let a = ConvArgs { g, w };
+    dst[..n * dst_len]
+        .par_chunks_mut(dst_len)
+        .zip(src[..n * src_len].par_chunks(src_len))
+        .for_each(|(d, s)| a.run(s, d, adjoint));
+}
