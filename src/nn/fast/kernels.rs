@@ -203,22 +203,6 @@ pub fn col2im<T: Real>(g: &Window, n: usize, cols: &[T], x: &mut [T]) {
         });
 }
 
-/// Splits `n` images of `c` channels into work items `(image, channel
-/// range)`: whole images when there are enough of them to keep every
-/// thread busy, channel blocks otherwise (batch 1).
-fn work_items(n: usize, c: usize) -> Vec<(usize, std::ops::Range<usize>)> {
-    let threads = rayon::current_num_threads().max(1);
-    let blocks = if n >= threads {
-        1
-    } else {
-        (2 * threads).div_ceil(n).min(c.div_ceil(8)).max(1)
-    };
-    let per = c.div_ceil(blocks);
-    (0..n)
-        .flat_map(|i| (0..c).step_by(per).map(move |s| (i, s..(s + per).min(c))))
-        .collect()
-}
-
 /// A raw pointer that may cross threads; each work item writes a disjoint
 /// (image, channel range) of the buffer behind it.
 #[derive(Clone, Copy)]
@@ -231,85 +215,6 @@ impl<T> Shared<T> {
     pub(crate) fn ptr(&self) -> *mut T {
         self.0
     }
-}
-
-/// Depthwise convolution: `y[o, c] = sum_taps x[src(o, tap), c] * taps[tap, c]`
-/// (`y` overwritten, `ho*wo*c` per image; bias added by the caller).
-pub fn depthwise<T: Real>(g: &Window, n: usize, taps: &[T], x: &[T], y: &mut [T]) {
-    let (img, out) = (g.h * g.w * g.c, g.ho * g.wo * g.c);
-    let (x, yp) = (&x[..n * img], Shared(y[..n * out].as_mut_ptr()));
-    work_items(n, g.c).into_par_iter().for_each(|(i, cr)| {
-        let xi = &x[i * img..(i + 1) * img];
-        for oy in 0..g.ho {
-            for ox in 0..g.wo {
-                let o = i * out + (oy * g.wo + ox) * g.c;
-                // Safety: work items write disjoint (image, channel) ranges of y.
-                let yo =
-                    unsafe { std::slice::from_raw_parts_mut(yp.ptr().add(o + cr.start), cr.len()) };
-                yo.fill(T::zero());
-                for dy in 0..g.kh {
-                    let Some(iy) = Window::source(oy, dy, g.stride, g.pad_top, g.h) else {
-                        continue;
-                    };
-                    for dx in 0..g.kw {
-                        let Some(ix) = Window::source(ox, dx, g.stride, g.pad_left, g.w) else {
-                            continue;
-                        };
-                        let xo = (iy * g.w + ix) * g.c;
-                        let t = (dy * g.kw + dx) * g.c;
-                        for ((a, &b), &k) in yo
-                            .iter_mut()
-                            .zip(&xi[xo + cr.start..xo + cr.end])
-                            .zip(&taps[t + cr.start..t + cr.end])
-                        {
-                            *a += b * k;
-                        }
-                    }
-                }
-            }
-        }
-    });
-}
-
-/// The adjoint of [`depthwise`] in `x`: `dx` (overwritten) from `dy`.
-pub fn depthwise_adjoint<T: Real>(g: &Window, n: usize, taps: &[T], dy: &[T], dx: &mut [T]) {
-    let (img, out) = (g.h * g.w * g.c, g.ho * g.wo * g.c);
-    let (dy, xp) = (&dy[..n * out], Shared(dx[..n * img].as_mut_ptr()));
-    work_items(n, g.c).into_par_iter().for_each(|(i, cr)| {
-        let at = |o: usize| {
-            // Safety: work items write disjoint (image, channel) ranges of dx.
-            unsafe {
-                std::slice::from_raw_parts_mut(xp.ptr().add(i * img + o + cr.start), cr.len())
-            }
-        };
-        for p in 0..g.h * g.w {
-            at(p * g.c).fill(T::zero());
-        }
-        for oy in 0..g.ho {
-            for ox in 0..g.wo {
-                let o = i * out + (oy * g.wo + ox) * g.c;
-                let go = &dy[o + cr.start..o + cr.end];
-                for dy_ in 0..g.kh {
-                    let Some(iy) = Window::source(oy, dy_, g.stride, g.pad_top, g.h) else {
-                        continue;
-                    };
-                    for dx_ in 0..g.kw {
-                        let Some(ix) = Window::source(ox, dx_, g.stride, g.pad_left, g.w) else {
-                            continue;
-                        };
-                        let t = (dy_ * g.kw + dx_) * g.c;
-                        for ((a, &b), &k) in at((iy * g.w + ix) * g.c)
-                            .iter_mut()
-                            .zip(go)
-                            .zip(&taps[t + cr.start..t + cr.end])
-                        {
-                            *a += b * k;
-                        }
-                    }
-                }
-            }
-        }
-    });
 }
 
 /// A sparse `[to, from]` matrix by rows: `(column, weight)` pairs.
@@ -328,8 +233,9 @@ pub fn sparse_rows<T: Real>(m: &[T], to: usize, from: usize) -> SparseRows<T> {
 }
 
 /// Separable resampling of `n` images: `y[i, j, c] = sum_{p, q} rh[i, p]
-/// rw[j, q] x[p, q, c]` (`y` overwritten). With `adjoint`, the transpose:
-/// `x`-shaped output from a `y`-shaped input.
+/// rw[j, q] x[p, q, c]` (`y` overwritten), one axis at a time through
+/// `tmp [h, tw, c]` so the second pass moves whole rows. With `adjoint`,
+/// the transpose: `x`-shaped output from a `y`-shaped input.
 #[allow(clippy::too_many_arguments)]
 pub fn resample<T: Real>(
     rh: &SparseRows<T>,
@@ -341,28 +247,57 @@ pub fn resample<T: Real>(
     adjoint: bool,
 ) {
     let (th, tw) = (rh.len(), rw.len());
-    let (small, big) = (h * w * c, th * tw * c);
+    let (small, big, row) = (h * w * c, th * tw * c, tw * c);
     let (src_len, dst_len) = if adjoint { (big, small) } else { (small, big) };
+    let axpy = |y: &mut [T], a: T, x: &[T]| y.iter_mut().zip(x).for_each(|(y, &x)| *y += a * x);
     y[..n * dst_len]
         .par_chunks_mut(dst_len)
         .zip(x[..n * src_len].par_chunks(src_len))
         .for_each(|(yi, xi)| {
+            let mut tmp = vec![T::zero(); h * row];
             yi.fill(T::zero());
-            for (i, row_i) in rh.iter().enumerate() {
-                for &(p, a) in row_i {
-                    for (j, row_j) in rw.iter().enumerate() {
-                        for &(q, b) in row_j {
-                            let (big_o, small_o) = ((i * tw + j) * c, (p * w + q) * c);
-                            let (d, s) = if adjoint {
-                                (small_o, big_o)
-                            } else {
-                                (big_o, small_o)
-                            };
-                            let ab = a * b;
-                            for (u, &v) in yi[d..d + c].iter_mut().zip(&xi[s..s + c]) {
-                                *u += ab * v;
-                            }
+            if adjoint {
+                for (i, r) in rh.iter().enumerate() {
+                    for &(p, a) in r {
+                        axpy(
+                            &mut tmp[p * row..(p + 1) * row],
+                            a,
+                            &xi[i * row..(i + 1) * row],
+                        );
+                    }
+                }
+                for p in 0..h {
+                    for (j, r) in rw.iter().enumerate() {
+                        for &(q, b) in r {
+                            let t = (p * tw + j) * c;
+                            axpy(
+                                &mut yi[(p * w + q) * c..(p * w + q + 1) * c],
+                                b,
+                                &tmp[t..t + c],
+                            );
                         }
+                    }
+                }
+            } else {
+                for p in 0..h {
+                    for (j, r) in rw.iter().enumerate() {
+                        for &(q, b) in r {
+                            let t = (p * tw + j) * c;
+                            axpy(
+                                &mut tmp[t..t + c],
+                                b,
+                                &xi[(p * w + q) * c..(p * w + q + 1) * c],
+                            );
+                        }
+                    }
+                }
+                for (i, r) in rh.iter().enumerate() {
+                    for &(p, a) in r {
+                        axpy(
+                            &mut yi[i * row..(i + 1) * row],
+                            a,
+                            &tmp[p * row..(p + 1) * row],
+                        );
                     }
                 }
             }

@@ -15,7 +15,9 @@
 //! finite differences in f64.
 
 pub mod build;
+pub mod depthwise;
 pub mod kernels;
+pub mod simd;
 pub mod thin;
 
 use kernels::{Act, Real, SparseRows, Window};
@@ -325,7 +327,7 @@ impl<T: Real> Net<T> {
                     bias,
                     act,
                 } => {
-                    kernels::depthwise(w, n, taps, x, y);
+                    depthwise::depthwise(w, n, taps, x, y, false);
                     add_bias(y, bias);
                     act.apply(y);
                 }
@@ -435,7 +437,7 @@ impl<T: Real> Net<T> {
                     ..
                 } => {
                     act.backward(y, &mut g);
-                    kernels::depthwise_adjoint(w, n, taps, &g, gx);
+                    depthwise::depthwise(w, n, taps, &g, gx, true);
                 }
                 Op::Affine { scale, .. } => {
                     let c = scale.len();

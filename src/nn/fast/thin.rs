@@ -12,48 +12,13 @@
 use rayon::prelude::*;
 
 use super::kernels::{Real, Shared, Window};
+use super::simd::{axpy, dispatch, dot, Kernel};
 
 /// Whether [`matmul`] takes `[m, k] x [k, n]` with these strides: the
 /// left-hand rows contiguous, one side thin, and either layout of the
 /// right-hand side contiguous along one axis.
 pub fn suits(m: usize, n: usize, a_cs: usize, (b_rs, b_cs): (usize, usize)) -> bool {
     a_cs == 1 && (m <= 16 || n <= 4) && (b_rs == 1 || b_cs == 1)
-}
-
-/// Multiply-add, fused when the caller was compiled with FMA.
-#[inline(always)]
-fn madd<T: Real, const FMA: bool>(a: T, b: T, c: T) -> T {
-    if FMA {
-        a.mul_add(b, c)
-    } else {
-        a * b + c
-    }
-}
-
-/// `sum a_i b_i` with 16 independent accumulators (so it vectorises).
-#[inline(always)]
-fn dot<T: Real, const FMA: bool>(a: &[T], b: &[T]) -> T {
-    let mut acc = [T::zero(); 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..16 {
-            acc[l] = madd::<T, FMA>(x[l], y[l], acc[l]);
-        }
-    }
-    let mut s = T::zero();
-    for (x, y) in ra.iter().zip(rb) {
-        s = madd::<T, FMA>(*x, *y, s);
-    }
-    acc.iter().fold(s, |t, &v| t + v)
-}
-
-/// `y += a x`.
-#[inline(always)]
-fn axpy<T: Real, const FMA: bool>(y: &mut [T], a: T, x: &[T]) {
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y = madd::<T, FMA>(a, x, *y);
-    }
 }
 
 /// The operands of one product, as raw parts shared by the work items.
@@ -103,20 +68,19 @@ impl<T: Real> Product<'_, T> {
         }
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn block_avx2(&self, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) {
-        self.block::<true>(rows, cols)
-    }
-
     fn run(&self, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // Safety: the CPU has the features the function was compiled for.
-            return unsafe { self.block_avx2(rows, cols) };
+        struct Block<'a, 'b, T>(
+            &'a Product<'b, T>,
+            std::ops::Range<usize>,
+            std::ops::Range<usize>,
+        );
+        impl<T: Real> Kernel for Block<'_, '_, T> {
+            #[inline(always)]
+            fn run<const FMA: bool>(self) {
+                self.0.block::<FMA>(self.1, self.2)
+            }
         }
-        self.block::<false>(rows, cols)
+        dispatch(Block(self, rows, cols))
     }
 }
 
@@ -236,38 +200,6 @@ impl<T: Real> ConvArgs<'_, T> {
             );
         });
     }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn forward_avx2(&self, x: &[T], y: &mut [T]) {
-        self.forward::<true>(x, y)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn adjoint_avx2(&self, dy: &[T], dx: &mut [T]) {
-        self.adjoint::<true>(dy, dx)
-    }
-
-    fn run(&self, src: &[T], dst: &mut [T], adjoint: bool) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // Safety: the CPU has the features the functions were compiled for.
-            unsafe {
-                return if adjoint {
-                    self.adjoint_avx2(src, dst)
-                } else {
-                    self.forward_avx2(src, dst)
-                };
-            }
-        }
-        if adjoint {
-            self.adjoint::<false>(src, dst)
-        } else {
-            self.forward::<false>(src, dst)
-        }
-    }
 }
 
 /// A convolution to one channel ([`conv_suits`]), `w [taps*c]` as
@@ -277,9 +209,20 @@ impl<T: Real> ConvArgs<'_, T> {
 pub fn conv<T: Real>(g: &Window, n: usize, w: &[T], src: &[T], dst: &mut [T], adjoint: bool) {
     let (img, out) = (g.h * g.w * g.c, g.ho * g.wo);
     let (src_len, dst_len) = if adjoint { (out, img) } else { (img, out) };
+    struct Image<'a, T>(&'a ConvArgs<'a, T>, &'a [T], &'a mut [T], bool);
+    impl<T: Real> Kernel for Image<'_, T> {
+        #[inline(always)]
+        fn run<const FMA: bool>(self) {
+            if self.3 {
+                self.0.adjoint::<FMA>(self.1, self.2)
+            } else {
+                self.0.forward::<FMA>(self.1, self.2)
+            }
+        }
+    }
     let a = ConvArgs { g, w };
     dst[..n * dst_len]
         .par_chunks_mut(dst_len)
         .zip(src[..n * src_len].par_chunks(src_len))
-        .for_each(|(d, s)| a.run(s, d, adjoint));
+        .for_each(|(d, s)| dispatch(Image(&a, s, d, adjoint)));
 }
