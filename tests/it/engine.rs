@@ -191,7 +191,8 @@ fn engine_matches_candle_on_the_fashion_stack_in_f64() {
         .unwrap()
         .then(s.classifier.compile().unwrap())
         .unwrap();
-    let n = 3;
+    // enough chains that convolutions go a few images at a time per thread
+    let n = 40;
     let h = (uniform(&[n, 256], -1.0, 3.0, 5).relu()).unwrap();
     let w = vec_f64(&uniform(&[n, 10], -1.0, 1.0, 6));
     let (out, g) = engine(&net, &vec_f64(&h), n, &w);
@@ -216,7 +217,7 @@ fn engine_matches_candle_on_the_pretrained_pair_in_f64() {
     let c = pretrained::efficientnet_lite0(&home, DType::F64).unwrap();
     // the generator alone, then generator + resize + classifier as PlugPair compiles them
     let gnet = g.compile::<f64>().unwrap();
-    let n = 1;
+    let n = 8; // transposed convolutions a few images at a time per thread
     let z = uniform(&[n, 100], -1.5, 1.5, 8);
     let w = vec_f64(&uniform(&[n, 64, 64, 3], -1.0, 1.0, 9));
     let (out, grad) = engine(&gnet, &vec_f64(&z), n, &w);
@@ -242,6 +243,7 @@ fn engine_matches_candle_on_the_pretrained_pair_in_f64() {
     .unwrap()
     .then(c.compile(224).unwrap())
     .unwrap();
+    let n = 1;
     let x = uniform(&[n, 64, 64, 3], 0.0, 1.0, 10);
     let w = vec_f64(&uniform(&[n, 1000], -1.0, 1.0, 11));
     let (out, grad) = engine(&cnet, &vec_f64(&x), n, &w);

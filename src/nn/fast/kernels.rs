@@ -18,7 +18,7 @@ impl Real for f64 {}
 
 /// `dst [m, n] = (accumulate ? dst : 0) + a b`, with `a` `[m, k]` given by
 /// its row and column strides and `b` `[k, n]` likewise (so a transposed
-/// operand is a stride swap, not a copy).
+/// operand is a stride swap, not a copy); on every thread or on this one.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul<T: Real>(
     m: usize,
@@ -30,6 +30,7 @@ pub fn matmul<T: Real>(
     (a_rs, a_cs): (usize, usize),
     b: &[T],
     (b_rs, b_cs): (usize, usize),
+    threaded: bool,
 ) {
     assert!(dst.len() >= m * n, "matmul: destination too small");
     if m == 0 || n == 0 {
@@ -50,7 +51,7 @@ pub fn matmul<T: Real>(
         "matmul: rhs too small"
     );
     if super::thin::suits(m, n, a_cs, (b_rs, b_cs)) {
-        return super::thin::matmul(m, n, k, dst, accumulate, a, a_rs, b, (b_rs, b_cs));
+        return super::thin::matmul(m, n, k, dst, accumulate, a, a_rs, b, (b_rs, b_cs), threaded);
     }
     // Safety: the asserts above bound every index the product reads and
     // writes; the slices do not alias (one is borrowed mutably).
@@ -74,7 +75,11 @@ pub fn matmul<T: Real>(
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(0),
+            if threaded {
+                gemm::Parallelism::Rayon(0)
+            } else {
+                gemm::Parallelism::None
+            },
         )
     }
 }
@@ -174,33 +179,49 @@ impl Window {
     }
 }
 
+/// Calls `f(dst_image, src_image)` for `n` images, over threads or not.
+fn per_image<T: Real>(
+    n: usize,
+    dst: &mut [T],
+    dst_len: usize,
+    src: &[T],
+    src_len: usize,
+    threaded: bool,
+    f: impl Fn(&mut [T], &[T]) + Sync,
+) {
+    let (dst, src) = (&mut dst[..n * dst_len], &src[..n * src_len]);
+    if threaded {
+        dst.par_chunks_mut(dst_len)
+            .zip(src.par_chunks(src_len))
+            .for_each(|(d, s)| f(d, s));
+    } else {
+        dst.chunks_mut(dst_len)
+            .zip(src.chunks(src_len))
+            .for_each(|(d, s)| f(d, s));
+    }
+}
+
 /// Patches of `n` images: `x [n, h, w, c]` -> `cols [n*ho*wo, kh*kw*c]`,
 /// column order `(dy, dx, c)`, zeros outside the image.
-pub fn im2col<T: Real>(g: &Window, n: usize, x: &[T], cols: &mut [T]) {
+pub fn im2col<T: Real>(g: &Window, n: usize, x: &[T], cols: &mut [T], threaded: bool) {
     let (img, per) = (g.h * g.w * g.c, g.ho * g.wo * g.taps() * g.c);
-    cols[..n * per]
-        .par_chunks_mut(per)
-        .zip(x[..n * img].par_chunks(img))
-        .for_each(|(col, xi)| {
-            col.fill(T::zero());
-            g.for_each_tap(|co, xo| col[co..co + g.c].copy_from_slice(&xi[xo..xo + g.c]));
-        });
+    per_image(n, cols, per, x, img, threaded, |col, xi| {
+        col.fill(T::zero());
+        g.for_each_tap(|co, xo| col[co..co + g.c].copy_from_slice(&xi[xo..xo + g.c]));
+    });
 }
 
 /// The adjoint of [`im2col`]: scatter-adds patches back to `x` (overwritten).
-pub fn col2im<T: Real>(g: &Window, n: usize, cols: &[T], x: &mut [T]) {
+pub fn col2im<T: Real>(g: &Window, n: usize, cols: &[T], x: &mut [T], threaded: bool) {
     let (img, per) = (g.h * g.w * g.c, g.ho * g.wo * g.taps() * g.c);
-    x[..n * img]
-        .par_chunks_mut(img)
-        .zip(cols[..n * per].par_chunks(per))
-        .for_each(|(xi, col)| {
-            xi.fill(T::zero());
-            g.for_each_tap(|co, xo| {
-                for (a, &b) in xi[xo..xo + g.c].iter_mut().zip(&col[co..co + g.c]) {
-                    *a += b;
-                }
-            });
+    per_image(n, x, img, cols, per, threaded, |xi, col| {
+        xi.fill(T::zero());
+        g.for_each_tap(|co, xo| {
+            for (a, &b) in xi[xo..xo + g.c].iter_mut().zip(&col[co..co + g.c]) {
+                *a += b;
+            }
         });
+    });
 }
 
 /// A raw pointer that may cross threads; each work item writes a disjoint

@@ -17,6 +17,7 @@
 pub mod build;
 pub mod depthwise;
 pub mod kernels;
+pub mod patches;
 pub mod simd;
 pub mod thin;
 
@@ -294,17 +295,14 @@ impl<T: Real> Net<T> {
                         act.apply(y);
                         continue;
                     }
-                    let a = if w.is_pointwise() {
-                        x
-                    } else {
-                        let cols = sized(&mut ws.cols, rows * k);
-                        kernels::im2col(w, n, x, cols);
-                        &ws.cols[..]
-                    };
                     for row in y.chunks_mut(cout) {
                         row.copy_from_slice(bias);
                     }
-                    kernels::matmul(rows, cout, k, y, true, a, (k, 1), weight, (cout, 1));
+                    if w.is_pointwise() {
+                        kernels::matmul(rows, cout, k, y, true, x, (k, 1), weight, (cout, 1), true);
+                    } else {
+                        patches::conv(w, n, weight, cout, x, y, &mut ws.cols);
+                    }
                     act.apply(y);
                 }
                 Op::ConvTranspose {
@@ -313,11 +311,8 @@ impl<T: Real> Net<T> {
                     bias,
                     act,
                 } => {
-                    let (rows, kc) = (n * w.ho * w.wo, w.taps() * w.c);
-                    let cin = weight.len() / kc;
-                    let cols = sized(&mut ws.cols, rows * kc);
-                    kernels::matmul(rows, kc, cin, cols, false, x, (cin, 1), weight, (kc, 1));
-                    kernels::col2im(w, n, cols, y);
+                    let cin = weight.len() / (w.taps() * w.c);
+                    patches::conv_transpose(w, n, weight, cin, x, y, &mut ws.cols);
                     add_bias(y, bias);
                     act.apply(y);
                 }
@@ -400,21 +395,20 @@ impl<T: Real> Net<T> {
                     if thin::conv_suits(w, cout) {
                         thin::conv(w, n, weight, &g, gx, true);
                     } else if w.is_pointwise() {
-                        kernels::matmul(rows, k, cout, gx, false, &g, (cout, 1), weight, (1, cout));
-                    } else {
-                        let cols = sized(&mut ws.cols, rows * k);
                         kernels::matmul(
                             rows,
                             k,
                             cout,
-                            cols,
+                            gx,
                             false,
                             &g,
                             (cout, 1),
                             weight,
                             (1, cout),
+                            true,
                         );
-                        kernels::col2im(w, n, cols, gx);
+                    } else {
+                        patches::conv_adjoint(w, n, weight, cout, &g, gx, &mut ws.cols);
                     }
                 }
                 Op::ConvTranspose {
@@ -424,11 +418,8 @@ impl<T: Real> Net<T> {
                     ..
                 } => {
                     act.backward(y, &mut g);
-                    let (rows, kc) = (n * w.ho * w.wo, w.taps() * w.c);
-                    let cin = weight.len() / kc;
-                    let cols = sized(&mut ws.cols, rows * kc);
-                    kernels::im2col(w, n, &g, cols);
-                    kernels::matmul(rows, cin, kc, gx, false, cols, (kc, 1), weight, (1, kc));
+                    let cin = weight.len() / (w.taps() * w.c);
+                    patches::conv_transpose_adjoint(w, n, weight, cin, &g, gx, &mut ws.cols);
                 }
                 Op::Depthwise {
                     window: w,

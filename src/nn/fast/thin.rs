@@ -98,6 +98,7 @@ pub fn matmul<T: Real>(
     a_rs: usize,
     b: &[T],
     (b_rs, b_cs): (usize, usize),
+    threaded: bool,
 ) {
     let dst = &mut dst[..m * n];
     if !accumulate {
@@ -115,7 +116,7 @@ pub fn matmul<T: Real>(
     };
     let threads = rayon::current_num_threads().max(1);
     let work = m * n * k;
-    if work < 1 << 15 || threads == 1 {
+    if !threaded || work < 1 << 15 || threads == 1 {
         return p.run(0..m, 0..n);
     }
     // split the long side into a few blocks per thread
