@@ -120,7 +120,7 @@ pub fn matmul<T: Real>(
         return p.run(0..m, 0..n);
     }
     // split the long side into a few blocks per thread
-    let pieces = 4 * threads;
+    let pieces = if m <= 16 { threads } else { 4 * threads };
     if n >= m {
         let per = n.div_ceil(pieces).next_multiple_of(16);
         (0..n.div_ceil(per))
