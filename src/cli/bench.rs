@@ -32,8 +32,9 @@ use std::sync::Arc;
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Each workload runs in a child process: --warmup untimed steps, then \
-steps until --seconds have passed (at least 3). Peak memory is that process's resident \
+    after_help = "Each measurement runs in a child process: --warmup untimed steps, then \
+steps until --seconds have passed (at least 3); each workload is measured --rounds times \
+(with --compare, ours and the peer's alternating) and the median is reported. Peak memory is that process's resident \
 high-water mark (Linux). The W2/W3 workloads need `ppgn models fetch`. With --compare, the PyTorch \
 peer (bench/peer.py; see bench/README.md for its Python environment) runs the same workloads \
 with the same weights and thread count."
@@ -45,9 +46,13 @@ pub struct BenchArgs {
     /// Chain counts for W1 (W2 and W3 use 1 and 8).
     #[arg(long, default_value = "1,8,64,256", value_delimiter = ',')]
     pub w1_chains: Vec<usize>,
-    /// Minimum timed seconds per workload.
+    /// Minimum timed seconds per workload and round.
     #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
+    /// Measurements per workload (ours and the peer's alternating); the
+    /// medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
     /// Also run the PyTorch peer and print ours / PyTorch.
@@ -162,8 +167,18 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let threads = candle_core::utils::get_num_threads();
-    let mut ours = Vec::new();
+    if a.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
     let exe = std::env::current_exe().context("locating the ppgn binary")?;
+    let python = a
+        .python
+        .clone()
+        .or_else(|| std::env::var("PPGN_PYTHON").ok())
+        .unwrap_or_else(|| "python3".into());
+    // Each (workload, chains) runs `rounds` times, ours then the peer's,
+    // so both see the same state of the machine; the medians are reported.
+    let (mut ours, mut peer) = (Vec::new(), Vec::new());
     for w in &a.workloads {
         let chains = if w == "w1" {
             a.w1_chains.clone()
@@ -171,39 +186,21 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             vec![1, 8]
         };
         for n in chains {
-            let mut cmd = std::process::Command::new(&exe);
-            cmd.args(["bench", "--one", &format!("{w}:{n}")])
-                .args(["--seconds", &a.seconds.to_string()])
-                .args(["--warmup", &a.warmup.to_string()])
-                .args([
-                    "--engine",
-                    if a.engine == Engine::Fast {
-                        "fast"
-                    } else {
-                        "reference"
-                    },
-                ]);
-            if let Some(m) = &a.models {
-                cmd.arg("--models").arg(m);
+            let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+            for _ in 0..a.rounds {
+                mine.push(child_ours(&a, &exe, w, n)?);
+                if a.compare {
+                    theirs.push(child_peer(&a, &python, threads, w, n)?);
+                }
             }
-            let out = cmd
-                .stderr(std::process::Stdio::inherit())
-                .output()
-                .context("running a benchmark child")?;
-            if !out.status.success() {
-                bail!("benchmark {w} at {n} chains failed (see above)");
+            ours.push(median(mine));
+            if a.compare {
+                peer.push(median(theirs));
             }
-            let row: Timing = serde_json::from_slice(&out.stdout)
-                .with_context(|| format!("benchmark {w} at {n} chains printed no timing"))?;
-            ours.push(row);
         }
     }
-    let peer = if a.compare {
-        Some(run_peer(&a, threads)?)
-    } else {
-        None
-    };
-    let table = markdown(&ours, peer.as_deref(), threads);
+    let peer = a.compare.then_some(peer);
+    let table = markdown(&ours, peer.as_deref(), threads, a.rounds);
     println!("{table}");
     if let Some(p) = &a.markdown {
         crate::fsutil::write_atomic(p, table.as_bytes())?;
@@ -281,20 +278,56 @@ fn measure(a: &BenchArgs, w: &str, n: usize) -> anyhow::Result<Timing> {
     }
 }
 
-/// Runs bench/peer.py and reads its JSON lines.
-fn run_peer(a: &BenchArgs, threads: usize) -> anyhow::Result<Vec<Timing>> {
-    let py = a
-        .python
-        .clone()
-        .or_else(|| std::env::var("PPGN_PYTHON").ok())
-        .unwrap_or_else(|| "python3".into());
+/// The row with the median time of `rows` (peak memory: the largest).
+fn median(mut rows: Vec<Timing>) -> Timing {
+    rows.sort_by(|x, y| x.ms_per_step.total_cmp(&y.ms_per_step));
+    let peak = rows.iter().map(|r| r.peak_mb).fold(0.0, f64::max);
+    let mut m = rows.swap_remove(rows.len() / 2);
+    m.peak_mb = peak;
+    m
+}
+
+/// One measurement of ours in a child process.
+fn child_ours(a: &BenchArgs, exe: &std::path::Path, w: &str, n: usize) -> anyhow::Result<Timing> {
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["bench", "--one", &format!("{w}:{n}")])
+        .args(["--seconds", &a.seconds.to_string()])
+        .args(["--warmup", &a.warmup.to_string()])
+        .args([
+            "--engine",
+            if a.engine == Engine::Fast {
+                "fast"
+            } else {
+                "reference"
+            },
+        ]);
+    if let Some(m) = &a.models {
+        cmd.arg("--models").arg(m);
+    }
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running a benchmark child")?;
+    if !out.status.success() {
+        bail!("benchmark {w} at {n} chains failed (see above)");
+    }
+    serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("benchmark {w} at {n} chains printed no timing"))
+}
+
+/// One measurement of the PyTorch peer (bench/peer.py `--one`).
+fn child_peer(
+    a: &BenchArgs,
+    py: &str,
+    threads: usize,
+    w: &str,
+    n: usize,
+) -> anyhow::Result<Timing> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/peer.py");
-    let chains: Vec<String> = a.w1_chains.iter().map(|c| c.to_string()).collect();
-    let out = std::process::Command::new(&py)
+    let out = std::process::Command::new(py)
         .arg(&script)
+        .args(["--one", &format!("{w}:{n}")])
         .args(["--threads", &threads.to_string()])
-        .args(["--workloads", &a.workloads.join(",")])
-        .args(["--w1-chains", &chains.join(",")])
         .args(["--seconds", &a.seconds.to_string()])
         .args(["--warmup", &a.warmup.to_string()])
         .arg("--models")
@@ -311,12 +344,12 @@ fn run_peer(a: &BenchArgs, threads: usize) -> anyhow::Result<Vec<Timing>> {
     }
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).with_context(|| format!("peer output {l:?}")))
-        .collect()
+        .find(|l| l.starts_with('{'))
+        .context("the PyTorch peer printed no timing")
+        .and_then(|l| serde_json::from_str(l).with_context(|| format!("peer output {l:?}")))
 }
 
-fn markdown(ours: &[Timing], peer: Option<&[Timing]>, threads: usize) -> String {
+fn markdown(ours: &[Timing], peer: Option<&[Timing]>, threads: usize, rounds: usize) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -326,12 +359,13 @@ fn markdown(ours: &[Timing], peer: Option<&[Timing]>, threads: usize) -> String 
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let mut t = format!(
-        "# Sampler-step timings\n\nWritten by `{}`. Machine: {cpu}, {threads} threads (ours and PyTorch's `torch.set_num_threads`){}. Times vary from run to run; compare ratios from one sitting.\n\n",
+        "# Sampler-step timings\n\nWritten by `{}`. Machine: {cpu}, {threads} threads (ours and PyTorch's `torch.set_num_threads`){}. Each time is the median of {} measurements (with the peer: ours and its alternating); peak memory is the largest. Times vary from run to run; compare ratios from one sitting.\n\n",
         super::command_line(),
         peer.and_then(|p| p.first())
             .and_then(|r| r.torch.as_ref())
             .map(|v| format!("; the peer ran PyTorch {v}"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        rounds
     );
     if peer.is_some() {
         t += "| workload | chains | ours ms/step | PyTorch ms/step | ours / PyTorch | ours steps/s per chain | ours peak MB | PyTorch peak MB |\n|---|---|---|---|---|---|---|---|\n";
