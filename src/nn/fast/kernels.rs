@@ -152,25 +152,30 @@ impl Window {
         (o * stride + d).checked_sub(pad).filter(|&i| i < n)
     }
 
-    /// Calls `f(patch_offset, image_offset)` for every in-bounds (output
-    /// pixel, tap); each pair moves `c` contiguous values.
-    fn for_each_tap(&self, mut f: impl FnMut(usize, usize)) {
-        let row_len = self.taps() * self.c;
+    /// Calls `f(out_pixel, first_tap, in_pixel, run)` for every output
+    /// pixel and kernel row, with the run of taps whose sources are inside
+    /// the image: taps `first_tap..first_tap + run` read pixels
+    /// `in_pixel..in_pixel + run`, adjacent in both the kernel row and the
+    /// image row (so `run * c` contiguous values on both sides).
+    #[inline(always)]
+    pub fn for_each_run(&self, mut f: impl FnMut(usize, usize, usize, usize)) {
         for oy in 0..self.ho {
-            for ox in 0..self.wo {
-                let row = (oy * self.wo + ox) * row_len;
-                for dy in 0..self.kh {
-                    let Some(iy) = Self::source(oy, dy, self.stride, self.pad_top, self.h) else {
-                        continue;
-                    };
-                    for dx in 0..self.kw {
-                        let Some(ix) = Self::source(ox, dx, self.stride, self.pad_left, self.w)
-                        else {
-                            continue;
-                        };
+            for dy in 0..self.kh {
+                let Some(iy) = Self::source(oy, dy, self.stride, self.pad_top, self.h) else {
+                    continue;
+                };
+                for ox in 0..self.wo {
+                    // taps dx whose column ox*s + dx - pad lies in [0, w)
+                    let x0 = ox * self.stride;
+                    let lo = self.pad_left.saturating_sub(x0);
+                    let hi = (self.w + self.pad_left).saturating_sub(x0).min(self.kw);
+                    if lo < hi {
+                        let ix = x0 + lo - self.pad_left;
                         f(
-                            row + (dy * self.kw + dx) * self.c,
-                            (iy * self.w + ix) * self.c,
+                            oy * self.wo + ox,
+                            dy * self.kw + lo,
+                            iy * self.w + ix,
+                            hi - lo,
                         );
                     }
                 }
@@ -207,7 +212,10 @@ pub fn im2col<T: Real>(g: &Window, n: usize, x: &[T], cols: &mut [T], threaded: 
     let (img, per) = (g.h * g.w * g.c, g.ho * g.wo * g.taps() * g.c);
     per_image(n, cols, per, x, img, threaded, |col, xi| {
         col.fill(T::zero());
-        g.for_each_tap(|co, xo| col[co..co + g.c].copy_from_slice(&xi[xo..xo + g.c]));
+        let (c, k) = (g.c, g.taps() * g.c);
+        g.for_each_run(|o, t, p, run| {
+            col[o * k + t * c..o * k + (t + run) * c].copy_from_slice(&xi[p * c..(p + run) * c])
+        });
     });
 }
 
@@ -216,8 +224,10 @@ pub fn col2im<T: Real>(g: &Window, n: usize, cols: &[T], x: &mut [T], threaded: 
     let (img, per) = (g.h * g.w * g.c, g.ho * g.wo * g.taps() * g.c);
     per_image(n, x, img, cols, per, threaded, |xi, col| {
         xi.fill(T::zero());
-        g.for_each_tap(|co, xo| {
-            for (a, &b) in xi[xo..xo + g.c].iter_mut().zip(&col[co..co + g.c]) {
+        let (c, k) = (g.c, g.taps() * g.c);
+        g.for_each_run(|o, t, p, run| {
+            let src = &col[o * k + t * c..o * k + (t + run) * c];
+            for (a, &b) in xi[p * c..(p + run) * c].iter_mut().zip(src) {
                 *a += b;
             }
         });
@@ -338,73 +348,72 @@ pub enum Act {
     Tanh,
 }
 
+/// `y = f(y)` in parallel blocks (one loop per `f`, so it vectorises).
+#[inline(always)]
+fn map<T: Real>(y: &mut [T], f: impl Fn(T) -> T + Sync) {
+    y.par_chunks_mut(1 << 14)
+        .for_each(|c| c.iter_mut().for_each(|v| *v = f(*v)));
+}
+
+/// `g = g * d(y)` in parallel blocks.
+#[inline(always)]
+fn scale_by<T: Real>(g: &mut [T], y: &[T], d: impl Fn(T) -> T + Sync) {
+    g.par_chunks_mut(1 << 14)
+        .zip(y.par_chunks(1 << 14))
+        .for_each(|(g, y)| g.iter_mut().zip(y).for_each(|(g, &y)| *g = *g * d(y)));
+}
+
 impl Act {
     pub fn apply<T: Real>(self, y: &mut [T]) {
-        let six = T::from(6.0).unwrap();
-        let f = |v: T| -> T {
-            match self {
-                Act::Identity => v,
-                Act::Relu => v.max(T::zero()),
-                Act::Relu6 => v.max(T::zero()).min(six),
-                Act::Leaky(a) => {
-                    if v > T::zero() {
-                        v
-                    } else {
-                        v * T::from(a).unwrap()
-                    }
+        let (zero, one, half, six) = (
+            T::zero(),
+            T::one(),
+            T::from(0.5).unwrap(),
+            T::from(6.0).unwrap(),
+        );
+        match self {
+            Act::Identity => {}
+            Act::Relu => map(y, |v| if v > zero { v } else { zero }),
+            Act::Relu6 => map(y, |v| {
+                let r = if v > zero { v } else { zero };
+                if r < six {
+                    r
+                } else {
+                    six
                 }
-                // (1 + tanh(x / 2)) / 2, as crate::nn::sigmoid: no overflow
-                Act::Sigmoid => {
-                    let h = T::from(0.5).unwrap();
-                    (T::one() + (v * h).tanh()) * h
-                }
-                Act::Tanh => v.tanh(),
+            }),
+            Act::Leaky(a) => {
+                let a = T::from(a).unwrap();
+                map(y, |v| if v > zero { v } else { v * a })
             }
-        };
-        if self != Act::Identity {
-            y.par_chunks_mut(1 << 14)
-                .for_each(|c| c.iter_mut().for_each(|v| *v = f(*v)));
+            // (1 + tanh(x / 2)) / 2, as crate::nn::sigmoid: no overflow
+            Act::Sigmoid => map(y, |v| (one + (v * half).tanh()) * half),
+            Act::Tanh => map(y, |v| v.tanh()),
         }
     }
 
     /// `g *= act'(x)`, the derivative read from the output `y = act(x)`
     /// (zero at the kinks, as candle's and PyTorch's relu and relu6).
     pub fn backward<T: Real>(self, y: &[T], g: &mut [T]) {
-        let six = T::from(6.0).unwrap();
-        let d = |v: T| -> T {
-            match self {
-                Act::Identity => T::one(),
-                Act::Relu => {
-                    if v > T::zero() {
-                        T::one()
+        let (zero, one, six) = (T::zero(), T::one(), T::from(6.0).unwrap());
+        match self {
+            Act::Identity => {}
+            Act::Relu => scale_by(g, y, |v| if v > zero { one } else { zero }),
+            Act::Relu6 => scale_by(g, y, |v| if v > zero && v < six { one } else { zero }),
+            Act::Leaky(a) => {
+                let a = T::from(a).unwrap();
+                scale_by(g, y, |v| {
+                    if v > zero {
+                        one
+                    } else if v < zero {
+                        a
                     } else {
-                        T::zero()
+                        zero
                     }
-                }
-                Act::Relu6 => {
-                    if v > T::zero() && v < six {
-                        T::one()
-                    } else {
-                        T::zero()
-                    }
-                }
-                Act::Leaky(a) => {
-                    if v > T::zero() {
-                        T::one()
-                    } else if v < T::zero() {
-                        T::from(a).unwrap()
-                    } else {
-                        T::zero()
-                    }
-                }
-                Act::Sigmoid => v * (T::one() - v),
-                Act::Tanh => T::one() - v * v,
+                })
             }
-        };
-        if self != Act::Identity {
-            g.par_chunks_mut(1 << 14)
-                .zip(y.par_chunks(1 << 14))
-                .for_each(|(g, y)| g.iter_mut().zip(y).for_each(|(g, &y)| *g = *g * d(y)));
+            Act::Sigmoid => scale_by(g, y, |v| v * (one - v)),
+            Act::Tanh => scale_by(g, y, |v| one - v * v),
         }
     }
 }

@@ -144,33 +144,6 @@ pub fn conv_suits(g: &Window, cout: usize) -> bool {
     cout == 1 && !g.is_pointwise()
 }
 
-/// The (output pixel, tap) pairs of one image whose source is inside it:
-/// `f(out_pixel, tap_row_start, in_pixel, run)` for runs of `run` taps
-/// that are adjacent in both the kernel row and the image row.
-#[inline(always)]
-fn for_each_run(g: &Window, mut f: impl FnMut(usize, usize, usize, usize)) {
-    for oy in 0..g.ho {
-        for dy in 0..g.kh {
-            let Some(iy) = (oy * g.stride + dy)
-                .checked_sub(g.pad_top)
-                .filter(|&i| i < g.h)
-            else {
-                continue;
-            };
-            for ox in 0..g.wo {
-                // taps dx whose column ox*s + dx - pad lies in [0, w)
-                let x0 = ox * g.stride;
-                let lo = g.pad_left.saturating_sub(x0);
-                let hi = (g.w + g.pad_left).saturating_sub(x0).min(g.kw);
-                if lo < hi {
-                    let ix = x0 + lo - g.pad_left;
-                    f(oy * g.wo + ox, dy * g.kw + lo, iy * g.w + ix, hi - lo);
-                }
-            }
-        }
-    }
-}
-
 struct ConvArgs<'a, T> {
     g: &'a Window,
     /// `[taps*c]`: the one output channel's weights
@@ -183,7 +156,7 @@ impl<T: Real> ConvArgs<'_, T> {
     #[inline(always)]
     fn forward<const FMA: bool>(&self, x: &[T], y: &mut [T]) {
         let c = self.g.c;
-        for_each_run(self.g, |o, t, p, run| {
+        self.g.for_each_run(|o, t, p, run| {
             y[o] += dot::<T, FMA>(&x[p * c..(p + run) * c], &self.w[t * c..(t + run) * c]);
         });
     }
@@ -193,7 +166,7 @@ impl<T: Real> ConvArgs<'_, T> {
     fn adjoint<const FMA: bool>(&self, dy: &[T], dx: &mut [T]) {
         let c = self.g.c;
         dx.fill(T::zero());
-        for_each_run(self.g, |o, t, p, run| {
+        self.g.for_each_run(|o, t, p, run| {
             axpy::<T, FMA>(
                 &mut dx[p * c..(p + run) * c],
                 dy[o],
