@@ -43,9 +43,12 @@ pub struct BenchArgs {
     /// Workloads to run, comma-separated: w1, w2, w3.
     #[arg(long, default_value = "w1,w2,w3", value_delimiter = ',')]
     pub workloads: Vec<String>,
-    /// Chain counts for W1 (W2 and W3 use 1 and 8).
+    /// Chain counts for W1.
     #[arg(long, default_value = "1,8,64,256", value_delimiter = ',')]
     pub w1_chains: Vec<usize>,
+    /// Chain counts (batch sizes) for W2 and W3.
+    #[arg(long, default_value = "1,8", value_delimiter = ',')]
+    pub w2_chains: Vec<usize>,
     /// Minimum timed seconds per workload and round.
     #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
@@ -152,8 +155,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             bail!("--workloads: unknown workload {w:?}; expected w1, w2, w3");
         }
     }
-    if a.w1_chains.is_empty() || a.w1_chains.contains(&0) {
-        bail!("--w1-chains: expected positive chain counts, e.g. 1,8,64,256");
+    for (flag, chains) in [("--w1-chains", &a.w1_chains), ("--w2-chains", &a.w2_chains)] {
+        if chains.is_empty() || chains.contains(&0) {
+            bail!("{flag}: expected positive chain counts, e.g. 1,8,64,256");
+        }
     }
     if !(a.seconds.is_finite() && a.seconds > 0.0) {
         bail!("--seconds must be positive, got {}", a.seconds);
@@ -183,7 +188,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         let chains = if w == "w1" {
             a.w1_chains.clone()
         } else {
-            vec![1, 8]
+            a.w2_chains.clone()
         };
         for n in chains {
             let (mut mine, mut theirs) = (Vec::new(), Vec::new());

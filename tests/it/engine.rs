@@ -328,3 +328,29 @@ fn fast_engine_samples_match_the_reference_path() {
     );
     assert!(w2 < 1e-3, "faces samples differ by {w2}");
 }
+
+#[test]
+fn fast_engine_samples_do_not_depend_on_the_thread_count() {
+    // work is split over images, channel or row blocks and cache-sized
+    // image blocks depending on the threads; no output element's sum is
+    let d = tempdir("engine-threads");
+    let run = |threads: &str| {
+        let out = d.join(threads);
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_ppgn"))
+            .args([
+                "sample", "--class", "all", "--chains", "6", "--steps", "4", "--seed", "2",
+                "--quiet",
+            ])
+            .arg("--out")
+            .arg(&out)
+            .env("RAYON_NUM_THREADS", threads)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read(out.join("samples.npy")).unwrap()
+    };
+    let one = run("1");
+    assert!(one == run("3"), "1 and 3 threads give different samples");
+    let _ = std::fs::remove_dir_all(&d);
+}
