@@ -107,6 +107,13 @@ impl Term for EngineClass {
                 self.classes.len()
             )));
         }
+        let per = position.elem_count() / n.max(1);
+        let (ih, iw, ic) = self.net.input();
+        if per != ih * iw * ic {
+            return Err(Error::Invalid(format!(
+                "positions of {per} values per chain, the network reads {ih}x{iw}x{ic}"
+            )));
+        }
         let h: Vec<f32> = position.flatten_all()?.to_vec1()?;
         let mut ws = self.ws.lock().unwrap_or_else(|e| e.into_inner());
         let k = self.net.output().2;
@@ -128,7 +135,7 @@ impl Term for EngineClass {
         self.net.backward(&dlogits, &mut ws, &mut grad);
         if let Some((tap, eps1)) = self.joint {
             // eps1 * (E(G(h)) - h), no gradient through E(G(h)) (S9.4)
-            let r = &ws.acts[tap];
+            let r = ws.activation(tap);
             let e = eps1 as f32;
             for ((g, &r), &h) in grad.iter_mut().zip(r).zip(&h) {
                 *g += e * (r - h);

@@ -354,3 +354,89 @@ fn fast_engine_samples_do_not_depend_on_the_thread_count() {
     assert!(one == run("3"), "1 and 3 threads give different samples");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// The engine's targets against the reference ones on the shipped stack,
+/// in f32: the joint prior plus class term (`ppgn`), and the Gaussian
+/// prior plus log-softmax with its log-density values (`xu-mala`).
+#[test]
+fn engine_targets_match_the_reference_targets() {
+    use ppgn::density::Term;
+    use ppgn::run::chains::{random_codes, target, Condition};
+    use ppgn::run::preset::{preset, Engine, SamplerConfig};
+    let s = Stack::load(&stack::resolve_dir(None), DType::F32, &Device::Cpu).unwrap();
+    let n = 10;
+    let h = random_codes(n, 256, 3).unwrap();
+    let condition = Condition::Classes((0..n).collect());
+    for name in ["ppgn", "xu-mala", "dgn-am"] {
+        let eval = |engine| {
+            let cfg = SamplerConfig {
+                engine,
+                ..preset(name).unwrap()
+            };
+            target(&s, &cfg, &condition)
+                .unwrap()
+                .value_and_grad(&h)
+                .unwrap()
+        };
+        let (fast, reference) = (eval(Engine::Fast), eval(Engine::Reference));
+        let (g, g_ref) = (
+            vec_f64(&fast.grad.to_dtype(DType::F64).unwrap()),
+            vec_f64(&reference.grad.to_dtype(DType::F64).unwrap()),
+        );
+        assert!(
+            rel(&g, &g_ref) < 1e-4,
+            "{name}: gradient {:e}",
+            rel(&g, &g_ref)
+        );
+        match (fast.log_density, reference.log_density) {
+            (Some(a), Some(b)) => assert!(rel(&a, &b) < 1e-5, "{name}: values {:e}", rel(&a, &b)),
+            (None, None) => {}
+            other => panic!("{name}: values {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn engine_term_rejects_what_does_not_fit() {
+    use ppgn::density::condition::ClassGradient;
+    use ppgn::density::engine::EngineClass;
+    use ppgn::density::Term;
+    use std::sync::Arc;
+    let mut w = weights(30);
+    let net = Arc::new(
+        build::net::<f32>(
+            (1, 1, 3),
+            vec![build::linear(
+                &w(&[4, 3]).to_dtype(DType::F32).unwrap(),
+                None,
+                Act::Identity,
+            )
+            .unwrap()],
+        )
+        .unwrap(),
+    );
+    let lsm = ClassGradient::LogSoftmax;
+    let err = EngineClass::new(net.clone(), vec![4], lsm, 1.0, None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("class 4") && err.contains("4 classes"),
+        "{err}"
+    );
+    let err = EngineClass::new(net.clone(), vec![0], lsm, 1.0, Some((1, 1e-5)))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("joint prior"), "{err}");
+    let term = EngineClass::new(net, vec![1, 2], lsm, 1.0, None).unwrap();
+    let bad = Tensor::zeros((2, 5), DType::F32, &Device::Cpu).unwrap();
+    let err = term.value_and_grad(&bad).unwrap_err().to_string();
+    assert!(
+        err.contains("5 values per chain") && err.contains("1x1x3"),
+        "{err}"
+    );
+    let wrong_n = Tensor::zeros((3, 3), DType::F32, &Device::Cpu).unwrap();
+    let err = term.value_and_grad(&wrong_n).unwrap_err().to_string();
+    assert!(err.contains("2 classes for 3 chains"), "{err}");
+}

@@ -187,7 +187,7 @@ pub struct Net<T> {
 #[derive(Debug, Default)]
 pub struct Workspace<T> {
     /// `acts[0]` the input, `acts[i + 1]` op `i`'s output.
-    pub acts: Vec<Vec<T>>,
+    acts: Vec<Vec<T>>,
     cols: Vec<T>,
     grad: Vec<T>,
     spare: Vec<T>,
@@ -196,6 +196,14 @@ pub struct Workspace<T> {
     pending: Vec<Vec<T>>,
     owed: Vec<bool>,
     batch: usize,
+}
+
+impl<T> Workspace<T> {
+    /// Tape activation `i` of the last forward pass (0 the input, `i + 1`
+    /// op `i`'s output), `[n, ...]`.
+    pub fn activation(&self, i: usize) -> &[T] {
+        &self.acts[i]
+    }
 }
 
 /// Resizes without caring about the stale contents (every user overwrites).
@@ -287,18 +295,12 @@ impl<T: Real> Net<T> {
                 } => {
                     let cout = bias.len();
                     let (rows, k) = (n * w.ho * w.wo, w.taps() * w.c);
-                    if thin::conv_suits(w, cout) {
-                        for row in y.chunks_mut(cout) {
-                            row.copy_from_slice(bias);
-                        }
-                        thin::conv(w, n, weight, x, y, false);
-                        act.apply(y);
-                        continue;
-                    }
                     for row in y.chunks_mut(cout) {
                         row.copy_from_slice(bias);
                     }
-                    if w.is_pointwise() {
+                    if thin::conv_suits(w, cout) {
+                        thin::conv(w, n, weight, x, y, false);
+                    } else if w.is_pointwise() {
                         kernels::matmul(rows, cout, k, y, true, x, (k, 1), weight, (cout, 1), true);
                     } else {
                         patches::conv(w, n, weight, cout, x, y, &mut ws.cols);
