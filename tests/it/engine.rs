@@ -443,3 +443,95 @@ fn engine_term_rejects_what_does_not_fit() {
     let err = term.value_and_grad(&wrong_n).unwrap_err().to_string();
     assert!(err.contains("2 classes for 3 chains"), "{err}");
 }
+
+/// The engine's output and input gradient of `op` on `x [n, h, w, c]`
+/// against candle's own NCHW op `f` (forward and autograd backward).
+fn against_candle(op: Op<f64>, x: &Tensor, f: &dyn Fn(&Tensor) -> Tensor, what: &str) {
+    let (n, h, w, c) = x.dims4().unwrap();
+    let net = build::net((h, w, c), vec![op]).unwrap();
+    let (oh, ow, oc) = net.output();
+    let dy = vec_f64(&uniform(&[n, oh, ow, oc], -1.0, 1.0, 77));
+    let (out, grad) = engine(&net, &vec_f64(x), n, &dy);
+    // candle in NCHW: permute in, op, permute out
+    let nchw = |t: &Tensor| {
+        f(&t.permute((0, 3, 1, 2)).unwrap())
+            .permute((0, 2, 3, 1))
+            .unwrap()
+    };
+    let (out_ref, grad_ref) = reference(&nchw, x, &dy);
+    assert!(
+        rel(&out, &out_ref) < 1e-12,
+        "{what}: output {:e}",
+        rel(&out, &out_ref)
+    );
+    assert!(
+        rel(&grad, &grad_ref) < 1e-12,
+        "{what}: gradient {:e}",
+        rel(&grad, &grad_ref)
+    );
+}
+
+#[test]
+fn engine_ops_match_candles_own_ops_on_random_shapes() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut w = weights(40);
+    for case in 0..12 {
+        let n = rng.random_range(1..4);
+        let (h, wd) = (rng.random_range(5..12), rng.random_range(5..12));
+        let (cin, cout) = (rng.random_range(1..6), rng.random_range(1..6));
+        let k = [1, 3, 5][rng.random_range(0..3)].min(h).min(wd);
+        let stride = rng.random_range(1..3);
+        let x = uniform(&[n, h, wd, cin], -1.0, 1.0, 100 + case);
+        // convolution, TensorFlow "same" (asymmetric) padding
+        let g = Window::tf_same(h, wd, cin, k, stride);
+        let wt = w(&[cout, cin, k, k]);
+        let pads = (
+            g.pad_top,
+            ((g.ho - 1) * stride + k).saturating_sub(h + g.pad_top),
+            g.pad_left,
+            ((g.wo - 1) * stride + k).saturating_sub(wd + g.pad_left),
+        );
+        // rows and columns the windows reach (candle's backward needs the
+        // input covered exactly: the rest is cut off, its gradient zero)
+        let used = |n: usize, o: usize, pad: usize| n.min((o - 1) * stride + k - pad);
+        let (uh, uw) = (used(h, g.ho, g.pad_top), used(wd, g.wo, g.pad_left));
+        let conv = |x: &Tensor, wt: &Tensor, groups: usize| {
+            x.narrow(2, 0, uh)
+                .unwrap()
+                .narrow(3, 0, uw)
+                .unwrap()
+                .pad_with_zeros(2, pads.0, pads.1)
+                .unwrap()
+                .pad_with_zeros(3, pads.2, pads.3)
+                .unwrap()
+                .conv2d(wt, 0, stride, 1, groups)
+                .unwrap()
+        };
+        let what = format!("conv {g:?} cout {cout}");
+        against_candle(
+            build::conv(g, &wt, None, Act::Identity).unwrap(),
+            &x,
+            &|x| conv(x, &wt, 1),
+            &what,
+        );
+        // depthwise: candle's grouped convolution
+        let dw = w(&[cin, 1, k, k]);
+        let what = format!("depthwise {g:?}");
+        against_candle(
+            build::depthwise(g, &dw, None, Act::Identity).unwrap(),
+            &x,
+            &|x| conv(x, &dw, cin),
+            &what,
+        );
+        // transposed convolution, symmetric padding below the kernel size
+        let pad = rng.random_range(0..k);
+        let wt = w(&[cin, cout, k, k]);
+        let what = format!("conv transpose {h}x{wd}x{cin} k {k} stride {stride} pad {pad}");
+        against_candle(
+            build::conv_transpose((h, wd), &wt, None, stride, pad, Act::Identity).unwrap(),
+            &x,
+            &|x| x.conv_transpose2d(&wt, pad, 0, stride, 1).unwrap(),
+            &what,
+        );
+    }
+}
