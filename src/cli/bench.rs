@@ -17,7 +17,7 @@ use candle_core::{DType, Device, Tensor};
 use clap::Args;
 
 use crate::density::condition::{identity, ClassCondition};
-use crate::density::engine::EngineClass;
+use crate::density::engine::EngineCondition;
 use crate::density::{Sum, Term};
 use crate::models::efficientnet_lite::{self, EfficientNetLite0};
 use crate::models::fashion::{self as stack, Stack};
@@ -253,7 +253,7 @@ fn measure(a: &BenchArgs, w: &str, n: usize) -> anyhow::Result<Timing> {
                         build::net((side, side, 3), vec![EfficientNetLite0::normalise_op()])?
                             .then(net.compile(side)?)
                             .map_err(anyhow::Error::msg)?;
-                    Box::new(EngineClass::new(
+                    Box::new(EngineCondition::class(
                         Arc::new(compiled),
                         vec![980; n],
                         cfg.gradient,

@@ -1,48 +1,82 @@
-//! The class condition (and the joint prior that shares its forward pass)
-//! on the sampling engine (`crate::nn::fast`): one compiled network from
-//! the position to the logits, forward once, backward once to the position.
+//! Conditions on the sampling engine (`crate::nn::fast`): one compiled
+//! network from what the condition reads to a class's logits or a hidden
+//! layer, forward once, backward once; the joint prior reads its `E(G(h))`
+//! off the same forward pass.
 //!
 //! The candle terms ([`super::condition::ClassCondition`] plus
 //! [`super::prior::JointPrior`]) run `G` twice per PPGN step, once for each
 //! term, and `E` twice; here `E(G(h))` is read off the tape of the class
 //! term's forward pass (in the Fashion-MNIST stack `E` is the classifier up
 //! to `h`, so `C = fc8 . E`): the prior costs nothing extra.
+//!
+//! A position may also go through a candle `decode` first (a cosine-basis
+//! image parameterisation, a random jitter): the engine's gradient at the
+//! decoded images is pulled back through it by candle's autograd.
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::Tensor;
+use candle_core::{Tensor, Var};
 
-use super::condition::ClassGradient;
+use super::condition::{ClassGradient, Net as CandleNet, Neuron};
 use super::{Eval, Term};
 use crate::error::{Error, Result};
 use crate::nn::fast::{Net, Workspace};
 
-/// `weight * log p(y | net(position))`, plus `joint_weight * (E(G(h)) - h)`
-/// when `joint` names the tape activation holding `E(G(h))`.
-pub struct EngineClass {
+/// What the network's output is asked for.
+#[derive(Debug, Clone)]
+pub enum Objective {
+    /// One class per chain of the logits `(1, 1, classes)`.
+    Class {
+        classes: Vec<usize>,
+        gradient: ClassGradient,
+    },
+    /// One unit of the output layer `(h, w, c)`: channel `unit` at `at`
+    /// (the centre when `None`); gradient only.
+    Unit(Neuron),
+}
+
+/// `weight * objective(net(decode(position)))`, plus `joint_weight *
+/// (E(G(h)) - h)` when `joint` names the tape activation holding `E(G(h))`.
+pub struct EngineCondition {
     net: Arc<Net<f32>>,
     ws: Mutex<Workspace<f32>>,
-    classes: Vec<usize>,
-    gradient: ClassGradient,
+    decode: Option<CandleNet>,
+    objective: Objective,
     weight: f64,
     joint: Option<(usize, f64)>,
 }
 
-impl EngineClass {
-    /// `net` maps positions to logits; `joint` is `(tape index of
-    /// E(G(h)), eps1)` for the joint prior.
+impl EngineCondition {
+    /// `net` maps (decoded) positions to its output; `joint` is `(tape
+    /// index of E(G(h)), eps1)` for the joint prior (positions not decoded).
     pub fn new(
         net: Arc<Net<f32>>,
-        classes: Vec<usize>,
-        gradient: ClassGradient,
+        objective: Objective,
         weight: f64,
         joint: Option<(usize, f64)>,
     ) -> Result<Self> {
-        let k = net.output().2;
-        if let Some(&c) = classes.iter().find(|&&c| c >= k) {
-            return Err(Error::Invalid(format!(
-                "class {c} is out of range: the classifier has {k} classes"
-            )));
+        let (h, w, c) = net.output();
+        match &objective {
+            Objective::Class { classes, .. } => {
+                if (h, w) != (1, 1) {
+                    return Err(Error::Invalid(format!(
+                        "a class condition needs logits, the network gives {h}x{w}x{c}"
+                    )));
+                }
+                if let Some(&k) = classes.iter().find(|&&k| k >= c) {
+                    return Err(Error::Invalid(format!(
+                        "class {k} is out of range: the classifier has {c} classes"
+                    )));
+                }
+            }
+            Objective::Unit(n) => {
+                let (y, x) = n.at.unwrap_or((h / 2, w / 2));
+                if n.unit >= c || y >= h || x >= w {
+                    return Err(Error::Invalid(format!(
+                        "neuron {n:?} does not exist in a layer of {h}x{w}x{c}"
+                    )));
+                }
+            }
         }
         if let Some((tap, _)) = joint {
             if tap > net.len() || net.shape(tap) != net.input() {
@@ -55,16 +89,80 @@ impl EngineClass {
         Ok(Self {
             net,
             ws: Mutex::new(Workspace::default()),
-            classes,
-            gradient,
+            decode: None,
+            objective,
             weight,
             joint,
         })
     }
+
+    /// A class condition: `weight * log p(y | net(position))` (or the
+    /// logit or probability, as `gradient` says).
+    pub fn class(
+        net: Arc<Net<f32>>,
+        classes: Vec<usize>,
+        gradient: ClassGradient,
+        weight: f64,
+        joint: Option<(usize, f64)>,
+    ) -> Result<Self> {
+        Self::new(net, Objective::Class { classes, gradient }, weight, joint)
+    }
+
+    /// Positions go through `decode` (candle, differentiable) before the
+    /// network. Not with the joint prior, which compares the code itself.
+    pub fn with_decode(mut self, decode: CandleNet) -> Result<Self> {
+        if self.joint.is_some() {
+            return Err(Error::Invalid(
+                "the joint prior reads the code itself: no decode before the network".into(),
+            ));
+        }
+        self.decode = Some(decode);
+        Ok(self)
+    }
+
+    fn is_class(&self) -> Option<ClassGradient> {
+        match &self.objective {
+            Objective::Class { gradient, .. } => Some(*gradient),
+            Objective::Unit(_) => None,
+        }
+    }
+
+    /// The objective per chain of outputs `out [n, ...]` and its gradient.
+    fn objective(&self, out: &[f32], n: usize, d_out: &mut [f32]) -> Result<Vec<f64>> {
+        let (h, w, c) = self.net.output();
+        let per = h * w * c;
+        match &self.objective {
+            Objective::Class { classes, gradient } => {
+                if classes.len() != n {
+                    return Err(Error::Invalid(format!(
+                        "class condition has {} classes for {n} chains",
+                        classes.len()
+                    )));
+                }
+                Ok((0..n)
+                    .map(|i| {
+                        let r = i * per..(i + 1) * per;
+                        log_softmax(&out[r.clone()], classes[i], *gradient, &mut d_out[r])
+                    })
+                    .collect())
+            }
+            Objective::Unit(neuron) => {
+                let (y, x) = neuron.at.unwrap_or((h / 2, w / 2));
+                let at = (y * w + x) * c + neuron.unit;
+                d_out.fill(0.0);
+                Ok((0..n)
+                    .map(|i| {
+                        d_out[i * per + at] = 1.0;
+                        out[i * per + at] as f64
+                    })
+                    .collect())
+            }
+        }
+    }
 }
 
 /// `(log p_y, d objective / d logits)` of one row of logits (in f64).
-fn objective(logits: &[f32], y: usize, g: ClassGradient, dlogits: &mut [f32]) -> f64 {
+fn log_softmax(logits: &[f32], y: usize, g: ClassGradient, dlogits: &mut [f32]) -> f64 {
     let a: Vec<f64> = logits.iter().map(|&v| v as f64).collect();
     let max = a.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let sum: f64 = a.iter().map(|v| (v - max).exp()).sum();
@@ -82,70 +180,79 @@ fn objective(logits: &[f32], y: usize, g: ClassGradient, dlogits: &mut [f32]) ->
     log_p
 }
 
-impl Term for EngineClass {
+impl Term for EngineCondition {
     fn name(&self) -> String {
-        let c = format!("class-{:?}", self.gradient).to_lowercase();
+        let c = match &self.objective {
+            Objective::Class { gradient, .. } => format!("class-{gradient:?}").to_lowercase(),
+            Objective::Unit(n) => format!("neuron-{}", n.unit),
+        };
         match self.joint {
             Some(_) => format!("joint-prior + {c}"),
             None => c,
         }
     }
     fn has_value(&self) -> bool {
-        self.joint.is_none() && self.gradient == ClassGradient::LogSoftmax
+        self.joint.is_none() && self.is_class() == Some(ClassGradient::LogSoftmax)
     }
     fn value_hint(&self) -> String {
-        match self.joint {
-            Some(_) => "the joint prior E(G(h)) - h gives only a gradient; use the Gaussian prior for MH, MALA or HMC".into(),
-            None => "use the log-softmax class gradient, the only one that is a log-density".into(),
+        match (self.joint, self.is_class()) {
+            (Some(_), _) => "the joint prior E(G(h)) - h gives only a gradient; use the Gaussian prior for MH, MALA or HMC".into(),
+            (None, Some(_)) => "use the log-softmax class gradient, the only one that is a log-density".into(),
+            (None, None) => "a neuron's activation is not a log-density; sample it with map or mala-approx".into(),
         }
     }
     fn value_and_grad(&self, position: &Tensor) -> Result<Eval> {
         let n = position.dim(0)?;
-        if self.classes.len() != n {
-            return Err(Error::Invalid(format!(
-                "class condition has {} classes for {n} chains",
-                self.classes.len()
-            )));
-        }
-        let per = position.elem_count() / n.max(1);
+        // the network's input: the position, or its decoding (kept on
+        // candle's tape to pull the gradient back)
+        let var = match &self.decode {
+            Some(_) => Some(Var::from_tensor(&position.detach())?),
+            None => None,
+        };
+        let x = match (&self.decode, &var) {
+            (Some(d), Some(v)) => d(v.as_tensor())?,
+            _ => position.clone(),
+        };
+        let per = x.elem_count() / n.max(1);
         let (ih, iw, ic) = self.net.input();
         if per != ih * iw * ic {
             return Err(Error::Invalid(format!(
                 "positions of {per} values per chain, the network reads {ih}x{iw}x{ic}"
             )));
         }
-        let h: Vec<f32> = position.flatten_all()?.to_vec1()?;
+        let xv: Vec<f32> = x.detach().flatten_all()?.to_vec1()?;
         let mut ws = self.ws.lock().unwrap_or_else(|e| e.into_inner());
-        let k = self.net.output().2;
-        let logits = self.net.forward(&h, n, &mut ws);
-        let mut dlogits = vec![0f32; n * k];
-        let log_p: Vec<f64> = (0..n)
-            .map(|i| {
-                objective(
-                    &logits[i * k..(i + 1) * k],
-                    self.classes[i],
-                    self.gradient,
-                    &mut dlogits[i * k..(i + 1) * k],
-                )
-            })
-            .collect();
+        let out = self.net.forward(&xv, n, &mut ws);
+        let mut d_out = vec![0f32; out.len()];
+        let values = self.objective(out, n, &mut d_out)?;
         let w = self.weight as f32;
-        dlogits.iter_mut().for_each(|d| *d *= w);
+        d_out.iter_mut().for_each(|d| *d *= w);
         let mut grad = Vec::new();
-        self.net.backward(&dlogits, &mut ws, &mut grad);
+        self.net.backward(&d_out, &mut ws, &mut grad);
         if let Some((tap, eps1)) = self.joint {
             // eps1 * (E(G(h)) - h), no gradient through E(G(h)) (S9.4)
-            let r = ws.activation(tap);
             let e = eps1 as f32;
-            for ((g, &r), &h) in grad.iter_mut().zip(r).zip(&h) {
+            for ((g, &r), &h) in grad.iter_mut().zip(ws.activation(tap)).zip(&xv) {
                 *g += e * (r - h);
             }
         }
-        let grad = Tensor::from_vec(grad, position.shape(), position.device())?;
+        drop(ws);
+        let grad = Tensor::from_vec(grad, x.shape(), x.device())?;
+        let grad = match var {
+            // d/dposition of sum(x * grad): the chain rule through decode
+            Some(v) => {
+                let grads = (x * grad)?.sum_all()?.backward()?;
+                match grads.get(v.as_tensor()) {
+                    Some(g) => g.clone(),
+                    None => v.as_tensor().zeros_like()?,
+                }
+            }
+            None => grad,
+        };
         Ok(Eval {
             log_density: self
                 .has_value()
-                .then(|| log_p.iter().map(|v| v * self.weight).collect()),
+                .then(|| values.iter().map(|v| v * self.weight).collect()),
             grad,
         })
     }

@@ -16,7 +16,7 @@ use super::preset::{Engine, PriorKind, SamplerConfig, SamplerKind};
 use crate::density::condition::{
     identity, ClassCondition, ClassGradient, Net, Neuron, NeuronCondition,
 };
-use crate::density::engine::EngineClass;
+use crate::density::engine::EngineCondition;
 use crate::density::image::InpaintContext;
 use crate::density::prior::{DaePrior, GaussianPrior, JointPrior};
 use crate::density::{Sum, Term};
@@ -245,7 +245,7 @@ fn engine_target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> R
     }
     terms.push((
         1.0,
-        Box::new(EngineClass::new(
+        Box::new(EngineCondition::class(
             std::sync::Arc::new(net),
             classes.clone(),
             cfg.gradient,

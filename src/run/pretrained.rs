@@ -20,7 +20,7 @@ use candle_core::{DType, Tensor};
 use super::chains::Pipeline;
 use super::preset::{Engine, PriorKind, SamplerConfig};
 use crate::density::condition::{identity, ClassCondition, Net};
-use crate::density::engine::EngineClass;
+use crate::density::engine::EngineCondition;
 use crate::density::prior::{GaussianPrior, JointPrior};
 use crate::density::{Sum, Term};
 use crate::error::{Error, Result};
@@ -203,7 +203,7 @@ impl PlugPair {
         match engine {
             Some(net) => terms.push((
                 1.0,
-                Box::new(EngineClass::new(
+                Box::new(EngineCondition::class(
                     net,
                     classes.to_vec(),
                     cfg.gradient,

@@ -402,7 +402,7 @@ fn engine_targets_match_the_reference_targets() {
 #[test]
 fn engine_term_rejects_what_does_not_fit() {
     use ppgn::density::condition::ClassGradient;
-    use ppgn::density::engine::EngineClass;
+    use ppgn::density::engine::EngineCondition;
     use ppgn::density::Term;
     use std::sync::Arc;
     let mut w = weights(30);
@@ -419,7 +419,7 @@ fn engine_term_rejects_what_does_not_fit() {
         .unwrap(),
     );
     let lsm = ClassGradient::LogSoftmax;
-    let err = EngineClass::new(net.clone(), vec![4], lsm, 1.0, None)
+    let err = EngineCondition::class(net.clone(), vec![4], lsm, 1.0, None)
         .err()
         .unwrap()
         .to_string();
@@ -427,12 +427,12 @@ fn engine_term_rejects_what_does_not_fit() {
         err.contains("class 4") && err.contains("4 classes"),
         "{err}"
     );
-    let err = EngineClass::new(net.clone(), vec![0], lsm, 1.0, Some((1, 1e-5)))
+    let err = EngineCondition::class(net.clone(), vec![0], lsm, 1.0, Some((1, 1e-5)))
         .err()
         .unwrap()
         .to_string();
     assert!(err.contains("joint prior"), "{err}");
-    let term = EngineClass::new(net, vec![1, 2], lsm, 1.0, None).unwrap();
+    let term = EngineCondition::class(net, vec![1, 2], lsm, 1.0, None).unwrap();
     let bad = Tensor::zeros((2, 5), DType::F32, &Device::Cpu).unwrap();
     let err = term.value_and_grad(&bad).unwrap_err().to_string();
     assert!(
