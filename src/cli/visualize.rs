@@ -18,12 +18,13 @@ use super::run_folder::{build_in, run_to_end, write_manifest, write_rgb_files};
 use super::sample::{new_run_dir, parse_neuron};
 use crate::data::imagenet;
 use crate::density::condition::{identity, ClassCondition, ClassGradient, Net, NeuronCondition};
+use crate::density::engine::{EngineCondition, Objective};
 use crate::density::image::{fourier_decoder, jittered, BlurPrior, PixelL2, TotalVariation};
 use crate::density::{Sum, Term};
 use crate::models::efficientnet_lite::{self, EfficientNetLite0, Layer};
 use crate::models::pretrained;
 use crate::run::chains::Pipeline;
-use crate::run::preset::{PriorKind, SamplerConfig, SamplerKind};
+use crate::run::preset::{Engine, PriorKind, SamplerConfig, SamplerKind};
 use crate::sampler::schedule::Schedule;
 use crate::sampler::ChainRngs;
 
@@ -89,6 +90,10 @@ pub struct VisualizeArgs {
     /// Which class gradient: logit (DGN-AM) or log-softmax.
     #[arg(long, value_parser = ["logit", "log-softmax"], default_value = "logit")]
     pub gradient: String,
+    /// What computes EfficientNet's gradients: `fast` (the sampling
+    /// engine) or `reference` (candle's autograd).
+    #[arg(long, value_enum, default_value = "fast")]
+    pub engine: Engine,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long, default_value_t = 20)]
@@ -156,6 +161,15 @@ pub fn run(a: VisualizeArgs) -> anyhow::Result<()> {
         let c = net.clone();
         let logits: Net = Arc::new(move |x: &Tensor| c.forward(&EfficientNetLite0::normalise(x)?));
         let seen = jittered(logits.clone(), a.jitter, a.seed ^ 0x7177);
+        // what the engine's network reads: the decoded image, jittered (the
+        // same shifts as `seen`'s, from the same stream)
+        let seen_decode: Net = {
+            let (d, j) = (
+                decode.clone(),
+                jittered(identity(), a.jitter, a.seed ^ 0x7177),
+            );
+            Arc::new(move |p: &Tensor| j(&d(p)?))
+        };
         let gradient = if a.gradient == "logit" {
             ClassGradient::Logit
         } else {
@@ -175,10 +189,20 @@ pub fn run(a: VisualizeArgs) -> anyhow::Result<()> {
                     gradient,
                 };
                 let probe = cc(logits.clone(), identity());
-                (
-                    Box::new(cc(seen, decode.clone())),
-                    Box::new(move |x: &Tensor| probe.probability(x)),
-                )
+                let term: Box<dyn Term> = match a.engine {
+                    Engine::Fast => Box::new(
+                        EngineCondition::class(
+                            Arc::new(engine_net(&net, a.side, None)?),
+                            per_chain.clone(),
+                            gradient,
+                            1.0,
+                            None,
+                        )?
+                        .with_decode(seen_decode.clone())?,
+                    ),
+                    Engine::Reference => Box::new(cc(seen, decode.clone())),
+                };
+                (term, Box::new(move |x: &Tensor| probe.probability(x)))
             }
             Some((layer_name, unit)) => {
                 let layer = Layer::parse(layer_name).ok_or_else(|| {
@@ -201,15 +225,26 @@ pub fn run(a: VisualizeArgs) -> anyhow::Result<()> {
                     layer_name: layer_name.clone(),
                     neuron: *unit,
                 };
-                let term = make(
-                    jittered(features.clone(), a.jitter, a.seed ^ 0x7177),
-                    decode.clone(),
-                );
+                let term: Box<dyn Term> = match a.engine {
+                    Engine::Fast => Box::new(
+                        EngineCondition::new(
+                            Arc::new(engine_net(&net, a.side, Some(layer))?),
+                            Objective::Unit(*unit),
+                            1.0,
+                            None,
+                        )?
+                        .with_decode(seen_decode.clone())?,
+                    ),
+                    Engine::Reference => Box::new(make(
+                        jittered(features.clone(), a.jitter, a.seed ^ 0x7177),
+                        decode.clone(),
+                    )),
+                };
                 let zeros = Tensor::zeros((1, a.side, a.side, 3), DType::F32, &Device::Cpu)?;
                 make(features.clone(), identity()).validate(&zeros)?;
                 let probe = make(features, identity());
                 (
-                    Box::new(term),
+                    term,
                     Box::new(move |x: &Tensor| {
                         let act = probe.activation(&(probe.layer)(x)?)?;
                         Ok(act.to_dtype(DType::F64)?.to_vec1()?)
@@ -324,7 +359,7 @@ pub fn run(a: VisualizeArgs) -> anyhow::Result<()> {
             },
             "param": a.param, "side": a.side, "steps": a.steps, "step": step,
             "eps1": a.eps1, "eps3": a.eps3, "l2": a.l2, "tv": a.tv, "blur": a.blur,
-            "blur_sigma": a.blur_sigma, "jitter": a.jitter, "gradient": a.gradient,
+            "blur_sigma": a.blur_sigma, "jitter": a.jitter, "gradient": a.gradient, "engine": a.engine,
             "chains_per_condition": a.chains,
             "top1_is_requested_class": (neuron.is_none()).then(|| hits as f64 / n as f64),
             "wall_time_s": o.wall_s,
@@ -343,4 +378,20 @@ pub fn run(a: VisualizeArgs) -> anyhow::Result<()> {
     })?;
     println!("wrote {}", out.display());
     Ok(())
+}
+
+/// EfficientNet-Lite0 on `side x side` images in [0, 1] for the sampling
+/// engine: normalisation, then the logits or the features at `layer`.
+fn engine_net(
+    net: &EfficientNetLite0,
+    side: usize,
+    layer: Option<Layer>,
+) -> anyhow::Result<crate::nn::fast::Net<f32>> {
+    let body = match layer {
+        None => net.compile(side)?,
+        Some(l) => net.compile_features(side, l)?,
+    };
+    crate::nn::fast::build::net((side, side, 3), vec![EfficientNetLite0::normalise_op()])?
+        .then(body)
+        .map_err(anyhow::Error::msg)
 }

@@ -321,6 +321,26 @@ impl EfficientNetLite0 {
     /// `side x side` RGB images already normalised: batch norm folded,
     /// ReLU6 fused into the convolution before it, residual adds on the tape.
     pub fn compile<T: Real + WithDType>(&self, side: usize) -> Result<Net<T>> {
+        let mut ops = self.feature_ops(side, Layer::Head)?;
+        ops.push(Op::MeanPool);
+        ops.push(build::linear(
+            &self.fc_weight,
+            Some(&self.fc_bias),
+            Act::Identity,
+        )?);
+        build::net((side, side, 3), ops)
+    }
+
+    /// The engine's twin of [`EfficientNetLite0::features`] at `layer`.
+    pub fn compile_features<T: Real + WithDType>(
+        &self,
+        side: usize,
+        layer: Layer,
+    ) -> Result<Net<T>> {
+        build::net((side, side, 3), self.feature_ops(side, layer)?)
+    }
+
+    fn feature_ops<T: Real + WithDType>(&self, side: usize, layer: Layer) -> Result<Vec<Op<T>>> {
         let mut ops = Vec::new();
         let mut shape = (side, side, 3);
         let conv = |c: &ConvBn,
@@ -340,7 +360,10 @@ impl EfficientNetLite0 {
             Ok(())
         };
         conv(&self.stem, Act::Relu6, &mut ops, &mut shape)?;
-        for b in &self.blocks {
+        if layer == Layer::Stem {
+            return Ok(ops);
+        }
+        for (i, b) in self.blocks.iter().enumerate() {
             let start = ops.len(); // tape index of the block's input
             if let Some(e) = &b.expand {
                 conv(e, Act::Relu6, &mut ops, &mut shape)?;
@@ -350,15 +373,12 @@ impl EfficientNetLite0 {
             if b.skip {
                 ops.push(Op::AddFrom(start));
             }
+            if layer == Layer::Block(i) {
+                return Ok(ops);
+            }
         }
         conv(&self.head, Act::Relu6, &mut ops, &mut shape)?;
-        ops.push(Op::MeanPool);
-        ops.push(build::linear(
-            &self.fc_weight,
-            Some(&self.fc_bias),
-            Act::Identity,
-        )?);
-        build::net((side, side, 3), ops)
+        Ok(ops)
     }
 
     /// [`EfficientNetLite0::normalise`] as an op of the sampling engine.

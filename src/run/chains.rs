@@ -16,7 +16,7 @@ use super::preset::{Engine, PriorKind, SamplerConfig, SamplerKind};
 use crate::density::condition::{
     identity, ClassCondition, ClassGradient, Net, Neuron, NeuronCondition,
 };
-use crate::density::engine::EngineCondition;
+use crate::density::engine::{EngineCondition, Objective};
 use crate::density::image::InpaintContext;
 use crate::density::prior::{DaePrior, GaussianPrior, JointPrior};
 use crate::density::{Sum, Term};
@@ -222,33 +222,58 @@ pub fn target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Resu
     Ok(Sum::new(terms))
 }
 
-/// [`target`] on the sampling engine, for a class condition with the joint,
-/// Gaussian or no prior (`None` for what it does not cover, which runs on
-/// candle's autograd: neurons, inpainting, the h-DAE prior).
+/// [`target`] on the sampling engine, for a class or neuron condition with
+/// the joint, Gaussian or no prior (`None` for what it does not cover, which
+/// runs on candle's autograd: inpainting, the h-DAE prior). The joint prior
+/// reads `E(G(h))` off the condition's forward pass when that pass goes
+/// through `h`'s ReLU (classes, the logits); otherwise it is its own term.
 fn engine_target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Result<Option<Sum>> {
-    let Condition::Classes(classes) = condition else {
-        return Ok(None);
-    };
     if cfg.engine != Engine::Fast || cfg.prior == PriorKind::HDae {
         return Ok(None);
     }
-    let net = stack
-        .generator
-        .compile::<f32>()?
-        .then(stack.classifier.compile()?)
-        .map_err(Error::Invalid)?;
-    let joint =
-        (cfg.prior == PriorKind::Joint).then(|| (net.len() - Classifier::H_FROM_END, cfg.eps1));
+    let g = stack.generator.compile::<f32>()?;
+    let c = &stack.classifier;
+    let (head, objective, through_h) = match condition {
+        Condition::Classes(classes) => (
+            c.compile()?,
+            Objective::Class {
+                classes: classes.clone(),
+                gradient: cfg.gradient,
+            },
+            true,
+        ),
+        Condition::Neuron { layer, neuron } => match c.compile_to(layer)? {
+            Some(net) => (
+                net,
+                Objective::Unit(*neuron),
+                matches!(layer.as_str(), "logits" | "fc8"),
+            ),
+            None => return Ok(None),
+        },
+        Condition::Inpaint { .. } => return Ok(None),
+    };
+    let net = g.then(head).map_err(Error::Invalid)?;
+    let tap = net.len() - Classifier::H_FROM_END;
     let mut terms: Vec<(f64, Box<dyn Term>)> = Vec::new();
-    if cfg.prior == PriorKind::Gaussian {
-        terms.push((cfg.eps1, Box::new(GaussianPrior::new(cfg.prior_sigma))));
+    match cfg.prior {
+        PriorKind::Gaussian => {
+            terms.push((cfg.eps1, Box::new(GaussianPrior::new(cfg.prior_sigma))))
+        }
+        PriorKind::Joint if !through_h => terms.push((
+            cfg.eps1,
+            Box::new(JointPrior {
+                encode: stack.encoder_net(),
+                decode: stack.generator_net(),
+            }),
+        )),
+        _ => {}
     }
+    let joint = (cfg.prior == PriorKind::Joint && through_h).then_some((tap, cfg.eps1));
     terms.push((
         1.0,
-        Box::new(EngineCondition::class(
+        Box::new(EngineCondition::new(
             std::sync::Arc::new(net),
-            classes.clone(),
-            cfg.gradient,
+            objective,
             cfg.eps2,
             joint,
         )?),

@@ -141,6 +141,24 @@ impl Classifier {
     /// How many ops before the end of [`Classifier::compile`]'s tape `h` is.
     pub const H_FROM_END: usize = 1;
 
+    /// [`Classifier::compile`] up to a layer before its ReLU, as
+    /// `Stack::layer_net` gives it (what neuron conditions read): `h1`,
+    /// `h` (`fc6`) or `logits` (`fc8`); `None` for another name.
+    pub fn compile_to<T: Real + WithDType>(&self, layer: &str) -> Result<Option<Net<T>>> {
+        let end = match layer {
+            "h1" => 4,
+            "h" | "fc6" => 6,
+            "logits" | "fc8" => 7,
+            _ => return Ok(None),
+        };
+        let full = self.compile::<T>()?;
+        let mut ops: Vec<Op<T>> = full.ops()[..end].to_vec();
+        if let Some(last) = ops.last_mut() {
+            last.set_act(Act::Identity);
+        }
+        build::net(full.input(), ops).map(Some)
+    }
+
     pub fn forward_all(&self, x: &Tensor) -> Result<ClassifierOutput> {
         let h1 = self.encode_h1(x)?;
         let h = self.h1_to_h(&h1)?;

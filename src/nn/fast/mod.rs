@@ -79,6 +79,17 @@ pub enum Op<T> {
 }
 
 impl<T: Real> Op<T> {
+    /// Replaces the activation fused into this op (if it has one), e.g. to
+    /// read a layer before its ReLU.
+    pub fn set_act(&mut self, new: Act) {
+        match self {
+            Op::Conv { act, .. } | Op::ConvTranspose { act, .. } | Op::Depthwise { act, .. } => {
+                *act = new
+            }
+            _ => {}
+        }
+    }
+
     /// This op's output shape for input `s`, or why it does not fit.
     fn out_shape(&self, s: Shape, tape: &[Shape]) -> Result<Shape, String> {
         let conv_in = |w: &Window| (w.h, w.w, w.c);
@@ -259,6 +270,9 @@ impl<T: Real> Net<T> {
 
     pub fn input(&self) -> Shape {
         self.shapes[0]
+    }
+    pub fn ops(&self) -> &[Op<T>] {
+        &self.ops
     }
     pub fn output(&self) -> Shape {
         *self.shapes.last().unwrap()
