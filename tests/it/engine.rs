@@ -359,8 +359,9 @@ fn fast_engine_samples_do_not_depend_on_the_thread_count() {
 }
 
 /// The engine's targets against the reference ones on the shipped stack,
-/// in f32: the joint prior plus class term (`ppgn`), and the Gaussian
-/// prior plus log-softmax with its log-density values (`xu-mala`).
+/// in f32: the joint prior plus class term (`ppgn`), the Gaussian prior
+/// plus log-softmax with its log-density values (`xu-mala`), and hidden
+/// units before their ReLU with either prior.
 #[test]
 fn engine_targets_match_the_reference_targets() {
     use ppgn::density::Term;
@@ -369,8 +370,20 @@ fn engine_targets_match_the_reference_targets() {
     let s = Stack::load(&stack::resolve_dir(None), DType::F32, &Device::Cpu).unwrap();
     let n = 10;
     let h = random_codes(n, 256, 3).unwrap();
-    let condition = Condition::Classes((0..n).collect());
-    for name in ["ppgn", "xu-mala", "dgn-am"] {
+    let classes = Condition::Classes((0..n).collect());
+    let neuron = |layer: &str, unit, at| Condition::Neuron {
+        layer: layer.into(),
+        neuron: ppgn::density::condition::Neuron { unit, at },
+    };
+    for (name, condition) in [
+        ("ppgn", classes.clone()),
+        ("xu-mala", classes.clone()),
+        ("dgn-am", classes),
+        ("ppgn", neuron("h1", 5, Some((2, 3)))),
+        ("ppgn", neuron("h", 17, None)),
+        ("ppgn", neuron("logits", 3, None)),
+        ("dgn-am", neuron("h1", 9, None)),
+    ] {
         let eval = |engine| {
             let cfg = SamplerConfig {
                 engine,
@@ -388,7 +401,7 @@ fn engine_targets_match_the_reference_targets() {
         );
         assert!(
             rel(&g, &g_ref) < 1e-4,
-            "{name}: gradient {:e}",
+            "{name} {condition:?}: gradient {:e}",
             rel(&g, &g_ref)
         );
         match (fast.log_density, reference.log_density) {
@@ -534,4 +547,86 @@ fn engine_ops_match_candles_own_ops_on_random_shapes() {
             &what,
         );
     }
+}
+
+/// PPGN-x on the engine: EfficientNet's class and unit gradients pulled
+/// back through a candle decode (the cosine basis and the jitter of
+/// `ppgn visualize`) against the reference terms, in f32.
+#[test]
+fn engine_conditions_behind_a_candle_decode_match_the_reference() {
+    use ppgn::density::condition::{
+        identity, ClassCondition, ClassGradient, Net as CandleNet, Neuron, NeuronCondition,
+    };
+    use ppgn::density::engine::{EngineCondition, Objective};
+    use ppgn::density::image::{fourier_decoder, jittered};
+    use ppgn::density::Term;
+    use ppgn::models::efficientnet_lite::Layer;
+    use std::sync::Arc;
+    let c = Arc::new(pretrained::efficientnet_lite0(&pretrained::home(), DType::F32).unwrap());
+    let (side, n) = (64, 2);
+    let decode = fourier_decoder(side, 1.0);
+    let pos = uniform(&[n, side, side, 3], -0.3, 0.3, 12)
+        .to_dtype(DType::F32)
+        .unwrap();
+    let body = |layer: Option<Layer>| {
+        let b = match layer {
+            None => c.compile(side).unwrap(),
+            Some(l) => c.compile_features(side, l).unwrap(),
+        };
+        let norm = build::net((side, side, 3), vec![EfficientNetLite0::normalise_op()]).unwrap();
+        Arc::new(norm.then(b).unwrap())
+    };
+    // the engine's input: decoded, then jittered by a stream seeded as
+    // the reference's jittered network is
+    let seen_decode = |seed| -> CandleNet {
+        let (d, j) = (decode.clone(), jittered(identity(), 4, seed));
+        Arc::new(move |p: &Tensor| j(&d(p)?))
+    };
+    let grad = |t: &dyn Term| {
+        let g = t.value_and_grad(&pos).unwrap().grad;
+        vec_f64(&g.to_dtype(DType::F64).unwrap())
+    };
+    let c1 = c.clone();
+    let logits: CandleNet =
+        Arc::new(move |x: &Tensor| c1.forward(&EfficientNetLite0::normalise(x)?));
+    let lsm = ClassGradient::LogSoftmax;
+    let fast = EngineCondition::class(body(None), vec![1, 88], lsm, 1.0, None)
+        .unwrap()
+        .with_decode(seen_decode(5))
+        .unwrap();
+    let reference = ClassCondition {
+        decode: decode.clone(),
+        logits: jittered(logits, 4, 5),
+        classes: vec![1, 88],
+        num_classes: 1000,
+        gradient: lsm,
+    };
+    let (g, g_ref) = (grad(&fast), grad(&reference));
+    assert!(
+        rel(&g, &g_ref) < 1e-3,
+        "class gradient {:e}",
+        rel(&g, &g_ref)
+    );
+
+    let layer = Layer::Block(10);
+    let neuron = Neuron { unit: 5, at: None };
+    let c2 = c.clone();
+    let features: CandleNet =
+        Arc::new(move |x: &Tensor| c2.features(&EfficientNetLite0::normalise(x)?, layer));
+    let fast = EngineCondition::new(body(Some(layer)), Objective::Unit(neuron), 1.0, None)
+        .unwrap()
+        .with_decode(seen_decode(6))
+        .unwrap();
+    let reference = NeuronCondition {
+        decode,
+        layer: jittered(features, 4, 6),
+        layer_name: "block10".into(),
+        neuron,
+    };
+    let (g, g_ref) = (grad(&fast), grad(&reference));
+    assert!(
+        rel(&g, &g_ref) < 1e-3,
+        "unit gradient {:e}",
+        rel(&g, &g_ref)
+    );
 }
