@@ -642,3 +642,41 @@ fn engine_conditions_behind_a_candle_decode_match_the_reference() {
         rel(&g, &g_ref)
     );
 }
+
+/// Why the engines are compared over a few steps only: the PPGN chain is
+/// chaotic. A relative change of 1e-6 in the start codes moves the
+/// reference path's own images further than the engine's rounding does.
+#[test]
+fn ppgn_chains_amplify_rounding_more_than_the_engine_differs() {
+    use ppgn::run::chains::{random_codes, run_chains, Condition, Outcome, Pipeline};
+    use ppgn::run::preset::{preset, Engine, SamplerConfig};
+    let s = Stack::load(&stack::resolve_dir(None), DType::F32, &Device::Cpu).unwrap();
+    let n = 10;
+    let h = random_codes(n, 256, 0).unwrap();
+    let condition = Condition::Classes((0..n).collect());
+    let images = |engine, h: &Tensor, steps| {
+        let cfg = SamplerConfig {
+            engine,
+            steps,
+            ..preset("ppgn").unwrap()
+        };
+        let p = Pipeline::fashion(&s, &cfg, &condition).unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let out = run_chains(&p, &cfg, h, 0, 1000, None, &stop, |_, _, _| {}, |_| Ok(()));
+        match out.unwrap() {
+            Outcome::Finished(o) => o.images.to_dtype(DType::F64).unwrap(),
+            Outcome::Interrupted(_) => unreachable!("not stopped"),
+        }
+    };
+    let nudged = (&h * (1.0 + 1e-6)).unwrap();
+    for steps in [3, 10] {
+        let reference = images(Engine::Reference, &h, steps);
+        let own = max_diff(&reference, &images(Engine::Reference, &nudged, steps));
+        let engines = max_diff(&reference, &images(Engine::Fast, &h, steps));
+        eprintln!("{steps} steps: reference moved by a 1e-6 nudge {own:.2e}, fast vs reference {engines:.2e}");
+        assert!(
+            engines < own,
+            "{steps} steps: engines differ by {engines}, a nudge moves {own}"
+        );
+    }
+}
