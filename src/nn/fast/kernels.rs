@@ -1,9 +1,10 @@
-//! The kernels of the sampling engine, on flat NHWC slices: matrix products
-//! (the `gemm` crate, as candle uses it), patch extraction and its adjoint
-//! for any padding, the depthwise convolution and its adjoint, separable
-//! resampling, and the activations with derivatives read from their
-//! outputs. Work is split over images (or channel blocks at batch 1) so each
-//! output element is summed in a fixed order whatever the thread count.
+//! The basic kernels of the sampling engine, on flat NHWC slices: matrix
+//! products (the `gemm` crate, as candle uses it, or [`super::thin`]),
+//! convolution windows with any padding, patch extraction and its adjoint,
+//! separable resampling, and the activations with derivatives read from
+//! their outputs. Work is split over images or blocks of output elements,
+//! never over a sum, so each output element is summed in a fixed order
+//! whatever the thread count.
 
 use num_traits::Float;
 use rayon::prelude::*;
@@ -234,8 +235,8 @@ pub fn col2im<T: Real>(g: &Window, n: usize, cols: &[T], x: &mut [T], threaded: 
     });
 }
 
-/// A raw pointer that may cross threads; each work item writes a disjoint
-/// (image, channel range) of the buffer behind it.
+/// A raw pointer that may cross threads, for kernels whose work items each
+/// write a disjoint part of the buffer behind it.
 #[derive(Clone, Copy)]
 pub(crate) struct Shared<T>(pub(crate) *mut T);
 unsafe impl<T> Send for Shared<T> {}
