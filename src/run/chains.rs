@@ -222,9 +222,11 @@ pub fn target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Resu
     Ok(Sum::new(terms))
 }
 
-/// [`target`] on the sampling engine, for a class or neuron condition with
-/// the joint, Gaussian or no prior (`None` for what it does not cover, which
-/// runs on candle's autograd: inpainting, the h-DAE prior). The joint prior
+/// [`target`] on the sampling engine, for a class, neuron or inpainting
+/// condition with the joint, Gaussian or no prior (`None` for what it does
+/// not cover, which runs on candle's autograd: the h-DAE prior; the
+/// inpainting context term stays on candle beside the engine's class term).
+/// The joint prior
 /// reads `E(G(h))` off the condition's forward pass when that pass goes
 /// through `h`'s ReLU (classes, the logits); otherwise it is its own term.
 fn engine_target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Result<Option<Sum>> {
@@ -233,6 +235,8 @@ fn engine_target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> R
     }
     let g = stack.generator.compile::<f32>()?;
     let c = &stack.classifier;
+    // the inpainting context stays a candle term beside the engine's class
+    let mut context: Option<(f64, Box<dyn Term>)> = None;
     let (head, objective, through_h) = match condition {
         Condition::Classes(classes) => (
             c.compile()?,
@@ -242,6 +246,23 @@ fn engine_target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> R
             },
             true,
         ),
+        Condition::Inpaint {
+            classes,
+            real,
+            mask,
+            weight,
+        } => {
+            let ctx = InpaintContext::new(stack.generator_net(), real.clone(), mask.clone())?;
+            context = Some((cfg.eps2 * weight, Box::new(ctx)));
+            (
+                c.compile()?,
+                Objective::Class {
+                    classes: classes.clone(),
+                    gradient: cfg.gradient,
+                },
+                true,
+            )
+        }
         Condition::Neuron { layer, neuron } => match c.compile_to(layer)? {
             Some(net) => (
                 net,
@@ -250,7 +271,6 @@ fn engine_target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> R
             ),
             None => return Ok(None),
         },
-        Condition::Inpaint { .. } => return Ok(None),
     };
     let net = g.then(head).map_err(Error::Invalid)?;
     let tap = net.len() - Classifier::H_FROM_END;
@@ -278,6 +298,7 @@ fn engine_target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> R
             joint,
         )?),
     ));
+    terms.extend(context);
     Ok(Some(Sum::new(terms)))
 }
 

@@ -366,8 +366,8 @@ fn fast_engine_samples_do_not_depend_on_the_thread_count() {
 
 /// The engine's targets against the reference ones on the shipped stack,
 /// in f32: the joint prior plus class term (`ppgn`), the Gaussian prior
-/// plus log-softmax with its log-density values (`xu-mala`), and hidden
-/// units before their ReLU with either prior.
+/// plus log-softmax with its log-density values (`xu-mala`), hidden
+/// units before their ReLU with either prior, and inpainting.
 #[test]
 fn engine_targets_match_the_reference_targets() {
     use ppgn::density::Term;
@@ -377,6 +377,21 @@ fn engine_targets_match_the_reference_targets() {
     let n = 10;
     let h = random_codes(n, 256, 3).unwrap();
     let classes = Condition::Classes((0..n).collect());
+    // a 10x8 hole at (9, 6) in random "real" images, context weight 0.5
+    let mut hole = vec![0f32; 28 * 28];
+    for y in 6..14 {
+        for x in 9..19 {
+            hole[y * 28 + x] = 1.0;
+        }
+    }
+    let inpaint = Condition::Inpaint {
+        classes: (0..n).collect(),
+        real: uniform(&[n, 28, 28, 1], 0.0, 1.0, 4)
+            .to_dtype(DType::F32)
+            .unwrap(),
+        mask: Tensor::from_vec(hole, (1, 28, 28, 1), &Device::Cpu).unwrap(),
+        weight: 0.5,
+    };
     let neuron = |layer: &str, unit, at| Condition::Neuron {
         layer: layer.into(),
         neuron: ppgn::density::condition::Neuron { unit, at },
@@ -389,6 +404,8 @@ fn engine_targets_match_the_reference_targets() {
         ("ppgn", neuron("h", 17, None)),
         ("ppgn", neuron("logits", 3, None)),
         ("dgn-am", neuron("h1", 9, None)),
+        ("ppgn", inpaint.clone()),
+        ("xu-mala", inpaint),
     ] {
         let eval = |engine| {
             let cfg = SamplerConfig {
