@@ -194,7 +194,18 @@ pub fn target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Resu
     if let Some(t) = engine_target(stack, cfg, condition)? {
         return Ok(t);
     }
-    let prior: Option<Box<dyn Term>> = match cfg.prior {
+    let prior = prior_term(stack, cfg)?;
+    let mut terms: Vec<(f64, Box<dyn Term>)> = Vec::new();
+    if let Some(p) = prior {
+        terms.push((cfg.eps1, p));
+    }
+    terms.push((cfg.eps2, condition.term(stack, cfg)?));
+    Ok(Sum::new(terms))
+}
+
+/// The prior on codes as its own candle term (`None` for no prior).
+fn prior_term(stack: &Stack, cfg: &SamplerConfig) -> Result<Option<Box<dyn Term>>> {
+    Ok(match cfg.prior {
         PriorKind::Joint => Some(Box::new(JointPrior {
             encode: stack.encoder_net(),
             decode: stack.generator_net(),
@@ -213,39 +224,29 @@ pub fn target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Resu
         }
         PriorKind::Gaussian => Some(Box::new(GaussianPrior::new(cfg.prior_sigma))),
         PriorKind::None => None,
-    };
-    let mut terms: Vec<(f64, Box<dyn Term>)> = Vec::new();
-    if let Some(p) = prior {
-        terms.push((cfg.eps1, p));
-    }
-    terms.push((cfg.eps2, condition.term(stack, cfg)?));
-    Ok(Sum::new(terms))
+    })
 }
 
 /// [`target`] on the sampling engine, for a class, neuron or inpainting
-/// condition with the joint, Gaussian or no prior (`None` for what it does
-/// not cover, which runs on candle's autograd: the h-DAE prior; the
-/// inpainting context term stays on candle beside the engine's class term).
-/// The joint prior
+/// condition (`None` for a neuron of an unknown layer, left to the
+/// reference path to report). The inpainting context and the priors other
+/// than the joint one stay candle terms beside the engine's. The joint prior
 /// reads `E(G(h))` off the condition's forward pass when that pass goes
 /// through `h`'s ReLU (classes, the logits); otherwise it is its own term.
 fn engine_target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Result<Option<Sum>> {
-    if cfg.engine != Engine::Fast || cfg.prior == PriorKind::HDae {
+    if cfg.engine != Engine::Fast {
         return Ok(None);
     }
     let g = stack.generator.compile::<f32>()?;
-    let c = &stack.classifier;
+    let clf = &stack.classifier;
+    let class = |classes: &[usize]| Objective::Class {
+        classes: classes.to_vec(),
+        gradient: cfg.gradient,
+    };
     // the inpainting context stays a candle term beside the engine's class
     let mut context: Option<(f64, Box<dyn Term>)> = None;
     let (head, objective, through_h) = match condition {
-        Condition::Classes(classes) => (
-            c.compile()?,
-            Objective::Class {
-                classes: classes.clone(),
-                gradient: cfg.gradient,
-            },
-            true,
-        ),
+        Condition::Classes(classes) => (clf.compile()?, class(classes), true),
         Condition::Inpaint {
             classes,
             real,
@@ -254,16 +255,9 @@ fn engine_target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> R
         } => {
             let ctx = InpaintContext::new(stack.generator_net(), real.clone(), mask.clone())?;
             context = Some((cfg.eps2 * weight, Box::new(ctx)));
-            (
-                c.compile()?,
-                Objective::Class {
-                    classes: classes.clone(),
-                    gradient: cfg.gradient,
-                },
-                true,
-            )
+            (clf.compile()?, class(classes), true)
         }
-        Condition::Neuron { layer, neuron } => match c.compile_to(layer)? {
+        Condition::Neuron { layer, neuron } => match clf.compile_to(layer)? {
             Some(net) => (
                 net,
                 Objective::Unit(*neuron),
@@ -274,21 +268,15 @@ fn engine_target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> R
     };
     let net = g.then(head).map_err(Error::Invalid)?;
     let tap = net.len() - Classifier::H_FROM_END;
-    let mut terms: Vec<(f64, Box<dyn Term>)> = Vec::new();
-    match cfg.prior {
-        PriorKind::Gaussian => {
-            terms.push((cfg.eps1, Box::new(GaussianPrior::new(cfg.prior_sigma))))
-        }
-        PriorKind::Joint if !through_h => terms.push((
-            cfg.eps1,
-            Box::new(JointPrior {
-                encode: stack.encoder_net(),
-                decode: stack.generator_net(),
-            }),
-        )),
-        _ => {}
-    }
+    // the joint prior off the condition's own pass when it has E(G(h)),
+    // any other prior as its own term
     let joint = (cfg.prior == PriorKind::Joint && through_h).then_some((tap, cfg.eps1));
+    let mut terms: Vec<(f64, Box<dyn Term>)> = Vec::new();
+    if joint.is_none() {
+        if let Some(p) = prior_term(stack, cfg)? {
+            terms.push((cfg.eps1, p));
+        }
+    }
     terms.push((
         1.0,
         Box::new(EngineCondition::new(

@@ -406,11 +406,20 @@ fn engine_targets_match_the_reference_targets() {
         ("dgn-am", neuron("h1", 9, None)),
         ("ppgn", inpaint.clone()),
         ("xu-mala", inpaint),
+        ("h-dae", neuron("h1", 2, None)),
     ] {
         let eval = |engine| {
-            let cfg = SamplerConfig {
-                engine,
-                ..preset(name).unwrap()
+            let cfg = match name {
+                // the ppgn preset with the h-DAE prior in place of the joint
+                "h-dae" => SamplerConfig {
+                    engine,
+                    prior: ppgn::run::preset::PriorKind::HDae,
+                    ..preset("ppgn").unwrap()
+                },
+                _ => SamplerConfig {
+                    engine,
+                    ..preset(name).unwrap()
+                },
             };
             target(&s, &cfg, &condition)
                 .unwrap()
