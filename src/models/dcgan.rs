@@ -80,7 +80,6 @@ impl DcganGenerator {
         Ok(Self { layers })
     }
 
-    /// Images `[n, 64, 64, 3]` in [-1, 1] from codes `[n, 100]`.
     /// The sampling engine's twin of [`DcganGenerator::forward`]: codes
     /// `(1, 1, NZ)` -> images `(64, 64, 3)` in [-1, 1].
     pub fn compile<T: Real + WithDType>(&self) -> Result<Net<T>> {
@@ -104,6 +103,7 @@ impl DcganGenerator {
         build::net((1, 1, NZ), ops)
     }
 
+    /// Images `[n, 64, 64, 3]` in [-1, 1] from codes `[n, 100]`.
     pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
         let n = z.dim(0)?;
         let mut y = z.reshape((n, 1, 1, NZ))?;
