@@ -1,6 +1,9 @@
-//! The sampling engine (`ppgn::nn::fast`) against finite differences in
-//! f64, against candle's autograd (the reference path) on every network it
-//! compiles, and `ppgn sample --engine fast` against `--engine reference`.
+//! The sampling engine (`ppgn::nn::fast`): its ops against finite
+//! differences in f64 and against candle's own ops on random shapes, every
+//! network it compiles against its candle twin in f64, its density terms
+//! against the reference terms in f32, `ppgn sample --engine fast` against
+//! `--engine reference` and across thread counts, its errors, and the
+//! chaos of PPGN chains that bounds how far samples can be compared.
 
 use candle_core::{DType, Device, Module, Tensor, Var};
 use ppgn::models::efficientnet_lite::EfficientNetLite0;
