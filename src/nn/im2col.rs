@@ -11,7 +11,8 @@
 //! order: results do not depend on the number of threads.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
-use rayon::prelude::*;
+
+use super::fast::kernels::{self, Real, Window};
 
 /// The geometry of one convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,38 +34,20 @@ impl Geometry {
             (self.w + 2 * self.pad - self.kw) / self.stride + 1,
         )
     }
-    fn image_len(&self) -> usize {
-        self.h * self.w * self.c
-    }
-    fn cols_per_image(&self) -> usize {
+    /// The same window as the sampling engine's kernels take.
+    fn window(&self) -> Window {
         let (ho, wo) = self.out_hw();
-        ho * wo * self.kh * self.kw * self.c
-    }
-    /// Calls `f(col_offset, img_offset)` for every in-bounds (patch row, tap)
-    /// pair of one image; each moves `c` contiguous values.
-    fn for_each_tap(&self, mut f: impl FnMut(usize, usize)) {
-        let (ho, wo) = self.out_hw();
-        let (s, p, c) = (self.stride as isize, self.pad as isize, self.c);
-        let row_len = self.kh * self.kw * c;
-        for oy in 0..ho {
-            for ox in 0..wo {
-                let row = (oy * wo + ox) * row_len;
-                for dy in 0..self.kh {
-                    let iy = oy as isize * s + dy as isize - p;
-                    if iy < 0 || iy >= self.h as isize {
-                        continue;
-                    }
-                    for dx in 0..self.kw {
-                        let ix = ox as isize * s + dx as isize - p;
-                        if ix < 0 || ix >= self.w as isize {
-                            continue;
-                        }
-                        let col = row + (dy * self.kw + dx) * c;
-                        let img = (iy as usize * self.w + ix as usize) * c;
-                        f(col, img);
-                    }
-                }
-            }
+        Window {
+            h: self.h,
+            w: self.w,
+            c: self.c,
+            kh: self.kh,
+            kw: self.kw,
+            stride: self.stride,
+            pad_top: self.pad,
+            pad_left: self.pad,
+            ho,
+            wo,
         }
     }
 }
@@ -76,27 +59,18 @@ fn contiguous<'a, T: WithDType>(v: &'a [T], layout: &Layout, op: &str) -> Result
     }
 }
 
-fn im2col_typed<T: WithDType + Send + Sync>(x: &[T], g: &Geometry) -> Vec<T> {
-    let (il, cl) = (g.image_len(), g.cols_per_image());
-    let mut out = vec![T::zero(); g.b * cl];
-    out.par_chunks_mut(cl).enumerate().for_each(|(bi, cols)| {
-        let img = &x[bi * il..(bi + 1) * il];
-        g.for_each_tap(|co, io| cols[co..co + g.c].copy_from_slice(&img[io..io + g.c]));
-    });
+// The kernels are the sampling engine's (one implementation of patches);
+// both sum each element in the same order as before, so results keep their bits.
+fn im2col_typed<T: Real>(x: &[T], g: &Geometry) -> Vec<T> {
+    let (ho, wo) = g.out_hw();
+    let mut out = vec![T::zero(); g.b * ho * wo * g.kh * g.kw * g.c];
+    kernels::im2col(&g.window(), g.b, x, &mut out, true);
     out
 }
 
-fn col2im_typed<T: WithDType + Send + Sync>(cols: &[T], g: &Geometry) -> Vec<T> {
-    let (il, cl) = (g.image_len(), g.cols_per_image());
-    let mut out = vec![T::zero(); g.b * il];
-    out.par_chunks_mut(il).enumerate().for_each(|(bi, img)| {
-        let cols = &cols[bi * cl..(bi + 1) * cl];
-        g.for_each_tap(|co, io| {
-            for (o, &v) in img[io..io + g.c].iter_mut().zip(&cols[co..co + g.c]) {
-                *o += v;
-            }
-        });
-    });
+fn col2im_typed<T: Real>(cols: &[T], g: &Geometry) -> Vec<T> {
+    let mut out = vec![T::zero(); g.b * g.h * g.w * g.c];
+    kernels::col2im(&g.window(), g.b, cols, &mut out, true);
     out
 }
 
