@@ -56,17 +56,11 @@ impl<T: Real> Rows<'_, T> {
                 let yo = &mut y[(oy * g.wo + ox) * c..(oy * g.wo + ox + 1) * c];
                 yo.fill(T::zero());
                 for dy in 0..g.kh {
-                    let Some(iy) = (oy * g.stride + dy)
-                        .checked_sub(g.pad_top)
-                        .filter(|&i| i < g.h)
-                    else {
+                    let Some(iy) = Window::source(oy, dy, g.stride, g.pad_top, g.h) else {
                         continue;
                     };
                     for dx in 0..g.kw {
-                        let Some(ix) = (ox * g.stride + dx)
-                            .checked_sub(g.pad_left)
-                            .filter(|&i| i < g.w)
-                        else {
+                        let Some(ix) = Window::source(ox, dx, g.stride, g.pad_left, g.w) else {
                             continue;
                         };
                         let p = (iy * g.w + ix) * c;

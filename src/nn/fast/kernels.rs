@@ -149,7 +149,7 @@ impl Window {
 
     /// Input row/column of output `o` and tap `d`, if inside the image.
     #[inline]
-    fn source(o: usize, d: usize, stride: usize, pad: usize, n: usize) -> Option<usize> {
+    pub(crate) fn source(o: usize, d: usize, stride: usize, pad: usize, n: usize) -> Option<usize> {
         (o * stride + d).checked_sub(pad).filter(|&i| i < n)
     }
 
