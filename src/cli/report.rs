@@ -26,7 +26,7 @@ use crate::viz::{tsne::Tsne, tsne_grid_png};
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Defaults take about 30 minutes on 2 cores (measured: 29). Smaller --per-class, \
+    after_help = "Defaults take under 30 minutes on 2 cores. Smaller --per-class, \
 --budgets and --study-steps give a quick look (the numbers then differ)."
 )]
 pub struct ReportArgs {
