@@ -3,7 +3,7 @@
 //! channel). The `gemm` crate packs both operands into panels for its
 //! microkernel, which pays off for large blocks; for an `[8, 3136] x
 //! [3136, 256]` product the packing of the weights dominates (measured
-//! with per-op timers on W1 at 8 chains: 0.36 ms forward and 0.74 ms
+//! with temporary per-op timers on W1 at 8 chains: 0.36 ms forward and 0.74 ms
 //! backward for `fc2`'s 6.4M multiply-adds). Here the weights are streamed
 //! once in their stored layout, as dot products (when the right-hand
 //! side's columns are contiguous) or as row updates (when its rows are),
