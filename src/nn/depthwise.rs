@@ -5,12 +5,18 @@
 //! im2col path multiplies the memory by `kh * kw`.)
 //!
 //! `y[b, oy, ox, c] = sum_{dy, dx} x[b, oy*s + dy - pt, ox*s + dx - pl, c] * w[dy, dx, c]`,
-//! out-of-range pixels being zero. The input gradient is written as a
-//! gather (each input pixel sums the outputs that read it), so rows are
-//! independent and the summation order does not depend on threads.
+//! out-of-range pixels being zero. The forward pass and the input gradient
+//! (a gather: each input pixel sums the outputs that read it) are the
+//! sampling engine's kernels (`fast::depthwise`); the taps' gradient, which
+//! only training needs, is here.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
+
+use super::fast::{
+    self,
+    kernels::{Real, Window},
+};
 
 /// The geometry of one depthwise convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,9 +37,20 @@ pub struct Geometry {
 }
 
 impl Geometry {
-    /// Input row read by output row `o` at tap `d`, if inside.
-    fn src(o: usize, d: usize, s: usize, pad: usize, n: usize) -> Option<usize> {
-        (o * s + d).checked_sub(pad).filter(|&i| i < n)
+    /// The same window as the sampling engine's kernels take.
+    fn window(&self) -> Window {
+        Window {
+            h: self.h,
+            w: self.w,
+            c: self.c,
+            kh: self.kh,
+            kw: self.kw,
+            stride: self.stride,
+            pad_top: self.pad_top,
+            pad_left: self.pad_left,
+            ho: self.ho,
+            wo: self.wo,
+        }
     }
 }
 
@@ -44,63 +61,18 @@ fn slice<'a, T: WithDType>(v: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]
     }
 }
 
-fn forward<T: WithDType + Send + Sync>(x: &[T], w: &[T], g: &Geometry) -> Vec<T> {
-    let (c, row) = (g.c, g.wo * g.c);
-    let mut y = vec![T::zero(); g.b * g.ho * row];
-    y.par_chunks_mut(row).enumerate().for_each(|(r, out)| {
-        let (bi, oy) = (r / g.ho, r % g.ho);
-        for dy in 0..g.kh {
-            let Some(iy) = Geometry::src(oy, dy, g.stride, g.pad_top, g.h) else {
-                continue;
-            };
-            let xrow = &x[((bi * g.h) + iy) * g.w * c..][..g.w * c];
-            for dx in 0..g.kw {
-                let wt = &w[(dy * g.kw + dx) * c..][..c];
-                for ox in 0..g.wo {
-                    let Some(ix) = Geometry::src(ox, dx, g.stride, g.pad_left, g.w) else {
-                        continue;
-                    };
-                    let o = &mut out[ox * c..][..c];
-                    for ((o, &xv), &wv) in o.iter_mut().zip(&xrow[ix * c..][..c]).zip(wt) {
-                        *o += xv * wv;
-                    }
-                }
-            }
-        }
-    });
+// The forward pass and the input gradient are the sampling engine's
+// kernels (one implementation of the depthwise window).
+fn forward<T: Real>(x: &[T], w: &[T], g: &Geometry) -> Vec<T> {
+    let mut y = vec![T::zero(); g.b * g.ho * g.wo * g.c];
+    fast::depthwise::depthwise(&g.window(), g.b, w, x, &mut y, false);
     y
 }
 
 /// `dx[b, iy, ix, c] = sum over (oy, dy), (ox, dx) reading it of dy[b, oy, ox, c] * w[dy, dx, c]`.
-fn input_grad<T: WithDType + Send + Sync>(gy: &[T], w: &[T], g: &Geometry) -> Vec<T> {
-    let (c, s) = (g.c, g.stride);
-    let mut gx = vec![T::zero(); g.b * g.h * g.w * c];
-    // output index reading input `i` at tap `d`: o = (i + pad - d) / s when exact
-    let out_of = |i: usize, d: usize, pad: usize, n: usize| -> Option<usize> {
-        let t = (i + pad).checked_sub(d)?;
-        (t % s == 0 && t / s < n).then_some(t / s)
-    };
-    gx.par_chunks_mut(g.w * c).enumerate().for_each(|(r, out)| {
-        let (bi, iy) = (r / g.h, r % g.h);
-        for dy in 0..g.kh {
-            let Some(oy) = out_of(iy, dy, g.pad_top, g.ho) else {
-                continue;
-            };
-            let grow = &gy[((bi * g.ho) + oy) * g.wo * c..][..g.wo * c];
-            for dx in 0..g.kw {
-                let wt = &w[(dy * g.kw + dx) * c..][..c];
-                for ix in 0..g.w {
-                    let Some(ox) = out_of(ix, dx, g.pad_left, g.wo) else {
-                        continue;
-                    };
-                    let o = &mut out[ix * c..][..c];
-                    for ((o, &gv), &wv) in o.iter_mut().zip(&grow[ox * c..][..c]).zip(wt) {
-                        *o += gv * wv;
-                    }
-                }
-            }
-        }
-    });
+fn input_grad<T: Real>(gy: &[T], w: &[T], g: &Geometry) -> Vec<T> {
+    let mut gx = vec![T::zero(); g.b * g.h * g.w * g.c];
+    fast::depthwise::depthwise(&g.window(), g.b, w, gy, &mut gx, true);
     gx
 }
 
@@ -115,14 +87,14 @@ fn weight_grad<T: WithDType + Send + Sync>(x: &[T], gy: &[T], g: &Geometry) -> V
             let mut acc = vec![T::zero(); taps * c];
             let grow = &gy[r * g.wo * c..][..g.wo * c];
             for dy in 0..g.kh {
-                let Some(iy) = Geometry::src(oy, dy, g.stride, g.pad_top, g.h) else {
+                let Some(iy) = Window::source(oy, dy, g.stride, g.pad_top, g.h) else {
                     continue;
                 };
                 let xrow = &x[((bi * g.h) + iy) * g.w * c..][..g.w * c];
                 for dx in 0..g.kw {
                     let a = &mut acc[(dy * g.kw + dx) * c..][..c];
                     for ox in 0..g.wo {
-                        let Some(ix) = Geometry::src(ox, dx, g.stride, g.pad_left, g.w) else {
+                        let Some(ix) = Window::source(ox, dx, g.stride, g.pad_left, g.w) else {
                             continue;
                         };
                         for ((a, &gv), &xv) in a
