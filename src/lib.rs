@@ -2,7 +2,6 @@
 //! inference (Nguyen et al., "Plug & Play Generative Networks"; Xu et al.,
 //! "Generating Class-conditional Images with Gradient-based Inference").
 
-pub mod cli;
 pub mod data;
 pub mod density;
 pub mod error;

@@ -6,6 +6,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod cli;
+
 fn main() {
     // Keep freed memory instead of returning it to the OS, and commit arenas
     // eagerly: candle allocates tens of MB per op, and every page the OS
@@ -19,7 +21,7 @@ fn main() {
         libmimalloc_sys::mi_option_set(15, -1);
         libmimalloc_sys::mi_option_set(4, 1);
     }
-    if let Err(e) = ppgn::cli::main() {
+    if let Err(e) = cli::main() {
         // One line: the error and its causes, outermost first.
         let msg = e
             .chain()

@@ -16,18 +16,19 @@ use anyhow::{bail, Context};
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
 
-use crate::density::condition::{identity, ClassCondition};
-use crate::density::engine::EngineCondition;
-use crate::density::{Sum, Term};
-use crate::models::efficientnet_lite::{self, EfficientNetLite0};
-use crate::models::fashion::{self as stack, Stack};
-use crate::models::pretrained;
-use crate::nn::fast::build;
-use crate::run::chains::{kernel, random_codes, Condition, Pipeline};
-use crate::run::preset::Engine;
-use crate::run::preset::{preset, SamplerConfig};
-use crate::run::pretrained::PlugPair;
-use crate::sampler::{init, ChainRngs};
+use ppgn::density::condition::ClassCondition;
+use ppgn::density::engine::EngineCondition;
+use ppgn::density::{Sum, Term};
+use ppgn::models::efficientnet_lite::{self, EfficientNetLite0};
+use ppgn::models::fashion::{self as stack, Stack};
+use ppgn::models::pretrained;
+use ppgn::nn::fast::build;
+use ppgn::nn::identity;
+use ppgn::run::chains::{kernel, random_codes, Condition, Pipeline};
+use ppgn::run::preset::Engine;
+use ppgn::run::preset::{preset, SamplerConfig};
+use ppgn::run::pretrained::PlugPair;
+use ppgn::sampler::{init, ChainRngs};
 use std::sync::Arc;
 
 #[derive(Args, Debug)]
@@ -72,7 +73,7 @@ pub struct BenchArgs {
     pub models: Option<PathBuf>,
     /// What computes the gradients: `fast` (the sampling engine, what
     /// `ppgn sample` uses) or `reference` (candle's autograd).
-    #[arg(long, value_enum, default_value = "fast")]
+    #[arg(long, value_parser = super::choice::<Engine>(), default_value = "fast")]
     pub engine: Engine,
     /// Run one workload at one chain count in this process and print its
     /// timing as JSON (each measurement runs in a child process of its own,
@@ -208,7 +209,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let table = markdown(&ours, peer.as_deref(), threads, a.rounds);
     println!("{table}");
     if let Some(p) = &a.markdown {
-        crate::fsutil::write_atomic(p, table.as_bytes())?;
+        ppgn::fsutil::write_atomic(p, table.as_bytes())?;
     }
     Ok(())
 }
@@ -242,7 +243,7 @@ fn measure(a: &BenchArgs, w: &str, n: usize) -> anyhow::Result<Timing> {
             let net = pretrained::efficientnet_lite0(&pretrained::home(), DType::F32)?;
             let cfg = SamplerConfig {
                 clip: Some((0.0, 1.0)),
-                step: crate::sampler::schedule::Schedule::Constant { value: 0.005 },
+                step: ppgn::sampler::schedule::Schedule::Constant { value: 0.005 },
                 engine: a.engine,
                 ..preset("faces")?
             };

@@ -2,8 +2,8 @@
 
 use clap::Args;
 
-use crate::data::fashion_mnist::CLASS_NAMES;
-use crate::data::imagenet;
+use ppgn::data::fashion_mnist::CLASS_NAMES;
+use ppgn::data::imagenet;
 
 #[derive(Args, Debug)]
 pub struct ClassesArgs {

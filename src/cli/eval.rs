@@ -7,10 +7,10 @@ use anyhow::{bail, Context};
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
 
-use crate::data::fashion_mnist::{self, Split, CLASS_NAMES};
-use crate::data::npy;
-use crate::eval::report::{classes_more_diverse, reference, score};
-use crate::models::fashion::{self as stack, Discriminator, Evaluator};
+use ppgn::data::fashion_mnist::{self, Split, CLASS_NAMES};
+use ppgn::data::npy;
+use ppgn::eval::report::{classes_more_diverse, reference, score};
+use ppgn::models::fashion::{self as stack, Discriminator, Evaluator};
 
 #[derive(Args, Debug)]
 #[command(
@@ -133,7 +133,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         "samples": samples,
         "real_test_images": real,
     });
-    crate::fsutil::write_atomic(
+    ppgn::fsutil::write_atomic(
         &out,
         format!("{}\n", serde_json::to_string_pretty(&json)?).as_bytes(),
     )

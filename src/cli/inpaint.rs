@@ -1,5 +1,5 @@
 //! `ppgn inpaint`: fill the masked region of a real test image conditioned
-//! on a class (papers/ppgn-supplementary.txt S10): the sampler's usual
+//! on a class ("Plug & Play Generative Networks" (supplementary), S10): the sampler's usual
 //! target plus the context term on the known pixels, which are clamped to
 //! the real ones in the output.
 
@@ -11,7 +11,7 @@ use clap::Args;
 use rand::{Rng, SeedableRng};
 
 use super::sample::{run_with, InpaintSpec, SampleArgs};
-use crate::data::fashion_mnist::{self, Split, SIDE};
+use ppgn::data::fashion_mnist::{self, Split, SIDE};
 
 #[derive(Args, Debug)]
 #[command(

@@ -14,6 +14,7 @@ pub mod visualize;
 pub mod viz;
 
 use clap::{Parser, Subcommand};
+use ppgn::run::preset::Choice;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -64,6 +65,9 @@ pub fn main() -> anyhow::Result<()> {
         Command::Train(a) => train::run(a),
         Command::Models(c) => models::run(c),
         Command::Classes(a) => classes::run(a),
+        Command::Sample(a) if a.generator != "fashion" || a.classifier != "fashion" => {
+            sample_pretrained::run(a)
+        }
         Command::Sample(a) => sample::run(a),
         Command::Presets => sample::presets(),
         Command::Inpaint(a) => inpaint::run(a),
@@ -73,6 +77,15 @@ pub fn main() -> anyhow::Result<()> {
         Command::Viz(c) => viz::run(c),
         Command::Visualize(a) => visualize::run(a),
     }
+}
+
+/// A clap parser for a library setting with named values ([`Choice`]):
+/// the names are listed in `--help` and checked by clap.
+pub fn choice<T: Choice + Send + Sync + Clone>() -> impl clap::builder::TypedValueParser<Value = T>
+{
+    use clap::builder::TypedValueParser;
+    let names: Vec<String> = T::ALL.iter().map(|v| v.name()).collect();
+    clap::builder::PossibleValuesParser::new(names).try_map(|s| T::parse(&s))
 }
 
 /// The command line as typed, for cards and manifests.

@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Module};
 use clap::Subcommand;
 
-use crate::data::fashion_mnist::{self, Split, CLASS_NAMES};
-use crate::data::image::save_grid;
-use crate::eval::reconstruction;
-use crate::models::card::{sha256_file, Card};
-use crate::models::fashion::{self as stack, Stack};
-use crate::models::pretrained::{self, Status};
+use ppgn::data::fashion_mnist::{self, Split, CLASS_NAMES};
+use ppgn::data::image::save_grid;
+use ppgn::models::card::{sha256_file, Card};
+use ppgn::models::fashion::{self as stack, Stack};
+use ppgn::models::pretrained::{self, Status};
+use ppgn::train::reconstruction;
 
 #[derive(Subcommand, Debug)]
 pub enum ModelsCommand {
@@ -67,7 +67,7 @@ pub fn run(c: ModelsCommand) -> anyhow::Result<()> {
 }
 
 fn tensors(network: &str) -> anyhow::Result<()> {
-    use crate::models::{caffe, dcgan, efficientnet_lite};
+    use ppgn::models::{caffe, dcgan, efficientnet_lite};
     let list = match network {
         "alexnet" => caffe::alexnet_tensors(&caffe::CaffeNetConfig::caffenet()),
         "dgn-fc6" => caffe::generator_tensors(&caffe::DgnConfig::fc6()),
@@ -226,7 +226,7 @@ fn check(
     );
     if let Some(path) = &report {
         let text = markdown_report(&dir, &r, png.as_deref(), path)?;
-        crate::fsutil::write_atomic(path, text.as_bytes())?;
+        ppgn::fsutil::write_atomic(path, text.as_bytes())?;
         println!("wrote {}", path.display());
     }
     if let Some(path) = png {
@@ -257,7 +257,7 @@ fn check(
     Ok(())
 }
 
-/// What each shipped network is for (papers/ppgn-supplementary.txt sections).
+/// What each shipped network is for (sections of "Plug & Play Generative Networks", supplementary).
 fn role(name: &str) -> &'static str {
     match name {
         "classifier" => "E/C: codes h1 (pool5 analogue) and h (fc6 analogue), class logits (S9.4)",
@@ -303,7 +303,7 @@ fn markdown_report(
             continue;
         }
         let card = Card::load(&c)?;
-        let tensors = crate::models::weights::load_tensors(&w, &Device::Cpu)?;
+        let tensors = ppgn::models::weights::load_tensors(&w, &Device::Cpu)?;
         let params: usize = tensors.values().map(|t| t.elem_count()).sum();
         writeln!(
             md,

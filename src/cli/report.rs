@@ -11,18 +11,18 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use crate::data::fashion_mnist::{self, parse_class, Split, CLASS_NAMES};
-use crate::data::image::save_grid;
-use crate::eval::report::{features_and_probs, reference, score};
-use crate::eval::results::{self, BudgetTable, Report, TsneInfo};
-use crate::models::fashion::{self as stack, Discriminator, Stack};
-use crate::run::experiments::{
+use ppgn::data::fashion_mnist::{self, parse_class, Split, CLASS_NAMES};
+use ppgn::data::image::save_grid;
+use ppgn::eval::experiments::{
     chain_study, compare_one, mean_over_classes, noise_robustness, real_per_class, ChainStudy,
     Yardsticks,
 };
-use crate::run::preset::{preset, PriorKind, SamplerConfig};
-use crate::sampler::schedule::Schedule;
-use crate::viz::{tsne::Tsne, tsne_grid_png};
+use ppgn::eval::report::{features_and_probs, reference, score};
+use ppgn::eval::results::{self, BudgetTable, Report, TsneInfo};
+use ppgn::models::fashion::{self as stack, Discriminator, Stack};
+use ppgn::run::preset::{preset, PriorKind, SamplerConfig};
+use ppgn::sampler::schedule::Schedule;
+use ppgn::viz::{tsne::Tsne, tsne_grid_png};
 
 #[derive(Args, Debug)]
 #[command(
@@ -168,7 +168,7 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
         }
     };
     let json = serde_json::to_string_pretty(&report)?;
-    crate::fsutil::write_atomic(
+    ppgn::fsutil::write_atomic(
         &img_dir.join("results.json"),
         format!("{json}\n").as_bytes(),
     )?;
@@ -180,7 +180,7 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
     std::fs::rename(&img_dir, &final_dir)
         .with_context(|| format!("moving the images into {}", final_dir.display()))?;
     let md = a.out.join("results.md");
-    crate::fsutil::write_atomic(&md, results::render(&report, &timing).as_bytes())?;
+    ppgn::fsutil::write_atomic(&md, results::render(&report, &timing).as_bytes())?;
     let supported = report.claims.iter().filter(|c| c.supported).count();
     println!(
         "wrote {} and {}: {} of {} claims supported",
@@ -405,12 +405,12 @@ fn build(
         steps: a.study_steps,
         ..ppgn.clone()
     };
-    let h0 = crate::run::chains::random_codes(a.tsne_chains, s.classifier.cfg.h_dim, a.seed + 3)?;
+    let h0 = ppgn::run::chains::random_codes(a.tsne_chains, s.classifier.cfg.h_dim, a.seed + 3)?;
     let pb = bar(a.quiet, a.study_steps, "t-SNE chains");
     let never = std::sync::atomic::AtomicBool::new(false);
-    let condition = crate::run::chains::Condition::Classes(vec![tsne_class; a.tsne_chains]);
-    let pipeline = crate::run::chains::Pipeline::fashion(s, &tsne_cfg, &condition)?;
-    let out = match crate::run::chains::run_chains(
+    let condition = ppgn::run::chains::Condition::Classes(vec![tsne_class; a.tsne_chains]);
+    let pipeline = ppgn::run::chains::Pipeline::fashion(s, &tsne_cfg, &condition)?;
+    let out = match ppgn::run::chains::run_chains(
         &pipeline,
         &tsne_cfg,
         &h0,
@@ -421,8 +421,8 @@ fn build(
         |t, _, _| pb.set_position(t as u64),
         |_| Ok(()),
     )? {
-        crate::run::chains::Outcome::Finished(o) => o,
-        crate::run::chains::Outcome::Interrupted(_) => bail!("t-SNE chains stopped"),
+        ppgn::run::chains::Outcome::Finished(o) => o,
+        ppgn::run::chains::Outcome::Interrupted(_) => bail!("t-SNE chains stopped"),
     };
     pb.finish_and_clear();
     let mut kept: Vec<Vec<f32>> = Vec::new();
@@ -449,7 +449,7 @@ fn build(
                 ..Tsne::default()
             },
         )?;
-        crate::fsutil::write_atomic(&img_dir.join("tsne.png"), &png)?;
+        ppgn::fsutil::write_atomic(&img_dir.join("tsne.png"), &png)?;
     }
 
     let mut report = Report {

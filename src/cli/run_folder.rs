@@ -9,12 +9,20 @@ use anyhow::{bail, Context};
 use candle_core::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::data::image::save_grid;
-use crate::data::npy;
-use crate::density::condition::Net;
-use crate::fsutil::write_atomic;
-use crate::run::chains::{run_chains, ChainsOutput, Outcome, Pipeline};
-use crate::run::preset::SamplerConfig;
+use ppgn::data::image::save_grid;
+use ppgn::data::npy;
+use ppgn::fsutil::write_atomic;
+use ppgn::nn::Func;
+use ppgn::run::chains::{run_chains, ChainsOutput, Outcome, Pipeline};
+use ppgn::run::preset::SamplerConfig;
+
+/// A new folder under `runs/` (`runs/sample-001`, ...).
+pub fn new_run_dir() -> PathBuf {
+    (1..)
+        .map(|i| PathBuf::from(format!("runs/sample-{i:03}")))
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| PathBuf::from("runs/sample"))
+}
 
 /// Refuses an existing run folder unless `force`.
 pub fn refuse_existing(out: &Path, force: bool) -> anyhow::Result<()> {
@@ -122,8 +130,8 @@ pub fn write_rgb_files(
     dir: &Path,
     o: &ChainsOutput,
     start: &Tensor,
-    decode: &Net,
-    to_rgb: &Net,
+    decode: &Func,
+    to_rgb: &Func,
     side: usize,
     cols: usize,
     labels: &[i64],

@@ -8,16 +8,16 @@ use candle_core::{DType, Device, Module, Tensor};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::data::fashion_mnist::{self, parse_class, Split, CLASS_NAMES};
-use crate::data::image::{encode_png, grid, labelled_grid, save_gif, save_grid};
-use crate::data::npy;
-use crate::density::condition::ClassGradient;
-use crate::density::condition::Neuron;
-use crate::density::image::clamp_known;
-use crate::models::fashion::{self as stack, Stack};
-use crate::run::chains::{run_chains, ChainsOutput, Condition, Outcome};
-use crate::run::preset::{preset, Engine, PriorKind, SamplerConfig, SamplerKind, PRESETS};
-use crate::sampler::schedule::Schedule;
+use ppgn::data::fashion_mnist::{self, parse_class, Split, CLASS_NAMES};
+use ppgn::data::image::{encode_png, grid, labelled_grid, save_gif, save_grid};
+use ppgn::data::npy;
+use ppgn::density::condition::ClassGradient;
+use ppgn::density::condition::Neuron;
+use ppgn::density::image::clamp_known;
+use ppgn::models::fashion::{self as stack, Stack};
+use ppgn::run::chains::{run_chains, ChainsOutput, Condition, Outcome};
+use ppgn::run::preset::{preset, Engine, PriorKind, SamplerConfig, SamplerKind, PRESETS};
+use ppgn::run::settings::{self, Overrides};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Args, Debug)]
@@ -32,7 +32,8 @@ pub struct SampleArgs {
     /// Class(es) to condition on, by index or name, comma-separated, or `all`.
     #[arg(long, default_value = "sneaker")]
     pub class: String,
-    /// Condition on a hidden neuron instead of a class: LAYER:UNIT[@Y,X], layers
+    /// Condition on a hidden neuron instead of a class: LAYER:UNIT[@X,Y] (X the
+    /// column, Y the row; the layer's centre without @), layers
     /// h1 ([7, 7, 64], a channel at a position), h (fc6, 256 units), logits.
     #[arg(long)]
     pub neuron: Option<String>,
@@ -66,10 +67,10 @@ pub struct SampleArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Override the preset's sampler.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = super::choice::<SamplerKind>())]
     pub sampler: Option<SamplerKind>,
     /// Override the preset's prior on h.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = super::choice::<PriorKind>())]
     pub prior: Option<PriorKind>,
     /// Weight of the prior term (eq. 13).
     #[arg(long)]
@@ -91,7 +92,7 @@ pub struct SampleArgs {
     pub adapt: Option<f64>,
     /// What computes the gradients: `fast` (our sampling engine) or
     /// `reference` (candle's autograd); they agree to float rounding.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = super::choice::<Engine>())]
     pub engine: Option<Engine>,
     /// HMC: leapfrog steps per iteration.
     #[arg(long)]
@@ -153,59 +154,6 @@ fn classes(spec: &str) -> anyhow::Result<Vec<usize>> {
     spec.split(',').map(|s| Ok(parse_class(s)?)).collect()
 }
 
-/// The preset's settings overlaid with those of a TOML file.
-fn merge_config(cfg: SamplerConfig, path: &Path) -> anyhow::Result<SamplerConfig> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("--config {}", path.display()))?;
-    let file: toml::Value = toml::from_str(&text)
-        .with_context(|| format!("--config {}: not valid TOML", path.display()))?;
-    let mut merged = serde_json::to_value(&cfg)?;
-    let overlay = serde_json::to_value(file)?;
-    let (Some(m), Some(o)) = (merged.as_object_mut(), overlay.as_object()) else {
-        bail!("--config {}: expected a table of settings", path.display());
-    };
-    for (k, v) in o {
-        if !m.contains_key(k) {
-            bail!(
-                "--config {}: unknown setting {k:?}; the settings are {}",
-                path.display(),
-                m.keys().cloned().collect::<Vec<_>>().join(", ")
-            );
-        }
-        m.insert(k.clone(), v.clone());
-    }
-    serde_json::from_value(merged).with_context(|| format!("--config {}", path.display()))
-}
-
-/// `LAYER:UNIT` or `LAYER:UNIT@X,Y`.
-/// `LAYER:UNIT[@X,Y]`; `layers` names the valid layers for the message.
-pub fn parse_neuron(spec: &str, layers: &str) -> anyhow::Result<(String, Neuron)> {
-    let bad = || {
-        anyhow::anyhow!(
-            "--neuron {spec:?}: expected LAYER:UNIT or LAYER:UNIT@X,Y (layers {layers}), e.g. h1:5@3,3"
-        )
-    };
-    let (layer, rest) = spec.split_once(':').ok_or_else(bad)?;
-    let (unit, at) = match rest.split_once('@') {
-        Some((u, xy)) => {
-            let (x, y) = xy.split_once(',').ok_or_else(bad)?;
-            let x: usize = x.trim().parse().map_err(|_| bad())?;
-            let y: usize = y.trim().parse().map_err(|_| bad())?;
-            (u, Some((y, x)))
-        }
-        None => (rest, None),
-    };
-    let unit = unit.trim().parse().map_err(|_| bad())?;
-    Ok((layer.trim().to_string(), Neuron { unit, at }))
-}
-
-pub fn new_run_dir() -> PathBuf {
-    (1..)
-        .map(|i| PathBuf::from(format!("runs/sample-{i:03}")))
-        .find(|p| !p.exists())
-        .unwrap()
-}
-
 pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     run_with(a, None)
 }
@@ -220,129 +168,55 @@ pub struct InpaintSpec {
     pub describe: serde_json::Value,
 }
 
-/// A sampling run, or an inpainting run when `inpaint` is given.
-/// The sampler settings of a run: the preset, then the --config file, then
-/// the flags, each value checked.
-pub fn resolve_config(a: &SampleArgs) -> anyhow::Result<SamplerConfig> {
-    let default = if a.generator == "dcgan-faces" {
-        "faces"
-    } else {
-        "ppgn"
-    };
-    let mut cfg = preset(a.preset.as_deref().unwrap_or(default))?;
-    if let Some(path) = &a.config {
-        cfg = merge_config(cfg, path)?;
-    }
-    if let Some(s) = a.sampler {
-        cfg.sampler = s;
-    }
-    if let Some(p) = a.prior {
-        cfg.prior = p;
-    }
-    for (flag, v, slot) in [
-        ("--eps1", a.eps1, &mut cfg.eps1),
-        ("--eps2", a.eps2, &mut cfg.eps2),
-        ("--eps3", a.eps3, &mut cfg.eps3),
-    ] {
-        if let Some(v) = v {
-            if !(v.is_finite() && v >= 0.0) {
-                bail!("{flag} must be a finite non-negative number, got {v}");
-            }
-            *slot = v;
-        }
-    }
-    if let Some(s) = a.steps {
-        cfg.steps = s;
-    }
-    if let Some(e) = a.engine {
-        cfg.engine = e;
-    }
-    if let Some(t) = a.adapt {
-        if !(t > 0.0 && t < 1.0) {
-            bail!("--adapt {t}: the target acceptance must be in (0, 1)");
-        }
-        cfg.adapt = Some(t);
-    }
-    if cfg.adapt.is_some() && matches!(cfg.sampler, SamplerKind::Map | SamplerKind::MalaApprox) {
-        bail!("--adapt tunes the step toward an acceptance rate: use it with mh, mala or hmc");
-    }
-    if let Some(l) = a.leapfrog_steps {
-        cfg.leapfrog_steps = l;
-    }
-    for (flag, v, slot) in [
-        ("--prior-sigma", a.prior_sigma, &mut cfg.prior_sigma),
-        ("--decay", a.decay, &mut cfg.decay),
-    ] {
-        if let Some(v) = v {
-            if !(v.is_finite() && v >= 0.0) {
-                bail!("{flag} must be a finite non-negative number, got {v}");
-            }
-            *slot = v;
-        }
-    }
-    if !(cfg.prior_sigma > 0.0 && cfg.prior_sigma.is_finite()) {
-        bail!(
-            "the Gaussian prior's sigma must be positive, got {}",
-            cfg.prior_sigma
-        );
-    }
-    for (name, v) in [
-        ("eps1", cfg.eps1),
-        ("eps2", cfg.eps2),
-        ("eps3", cfg.eps3),
-        ("decay", cfg.decay),
-    ] {
-        if !(v.is_finite() && v >= 0.0) {
-            bail!("{name} must be a finite non-negative number, got {v}");
-        }
-    }
-    if let Some(s) = a.step {
-        if !(s.is_finite() && s > 0.0) {
-            bail!("--step must be a positive number, got {s}");
-        }
-        cfg.step = Schedule::Constant { value: s };
-    }
-    if let Some(g) = &a.gradient {
-        cfg.gradient = match g.as_str() {
+impl SampleArgs {
+    /// The sampler settings of a run: the preset, then the --config file,
+    /// then the flags, each value checked (by the library).
+    pub fn settings(&self) -> anyhow::Result<SamplerConfig> {
+        let default = if self.generator == "dcgan-faces" {
+            "faces"
+        } else {
+            "ppgn"
+        };
+        let gradient = self.gradient.as_deref().map(|g| match g {
             "logit" => ClassGradient::Logit,
             "softmax" => ClassGradient::Softmax,
             _ => ClassGradient::LogSoftmax,
+        });
+        let o = Overrides {
+            sampler: self.sampler,
+            prior: self.prior,
+            eps1: self.eps1,
+            eps2: self.eps2,
+            eps3: self.eps3,
+            steps: self.steps,
+            step: self.step,
+            adapt: self.adapt,
+            engine: self.engine,
+            leapfrog_steps: self.leapfrog_steps,
+            prior_sigma: self.prior_sigma,
+            decay: self.decay,
+            gradient,
+            clip: self.clip.as_deref().map(settings::parse_clip).transpose()?,
         };
+        let preset = self.preset.as_deref().unwrap_or(default);
+        Ok(settings::resolve(preset, self.config.as_deref(), &o)?)
     }
-    if let Some(c) = &a.clip {
-        cfg.clip = if c == "none" {
-            None
-        } else {
-            let parts: Vec<&str> = c.split(',').collect();
-            let parse = |s: &str| s.trim().parse::<f64>().ok();
-            match parts.as_slice() {
-                [lo, hi] => match (parse(lo), parse(hi)) {
-                    (Some(lo), Some(hi)) if lo <= hi => Some((lo, hi)),
-                    _ => bail!("--clip {c:?}: expected LO,HI with LO <= HI, or none"),
-                },
-                _ => bail!("--clip {c:?}: expected LO,HI with LO <= HI, or none"),
-            }
-        };
-    }
-    Ok(cfg)
 }
 
+/// A sampling run, or an inpainting run when `inpaint` is given.
 pub fn run_with(a: SampleArgs, inpaint: Option<InpaintSpec>) -> anyhow::Result<()> {
     if a.generator != "fashion" || a.classifier != "fashion" {
-        if inpaint.is_some() {
-            bail!("inpainting works on the Fashion-MNIST stack only");
-        }
-        return super::sample_pretrained::run(a);
+        bail!("inpainting works on the Fashion-MNIST stack only");
     }
     let device = Device::Cpu;
-    let cfg = resolve_config(&a)?;
+    let cfg = a.settings()?;
     if a.chains == 0 {
         bail!("--chains must be at least 1");
     }
     let neuron = a
         .neuron
         .as_deref()
-        .map(|n| parse_neuron(n, "h1, h, logits"))
+        .map(|n| Neuron::parse(n, "h1, h, logits"))
         .transpose()?;
     // classes are not used when conditioning on a neuron
     let class_list = if neuron.is_some() {
@@ -352,7 +226,7 @@ pub fn run_with(a: SampleArgs, inpaint: Option<InpaintSpec>) -> anyhow::Result<(
     };
     let out = match (&a.out, a.resume) {
         (Some(o), _) => o.clone(),
-        (None, false) => new_run_dir(),
+        (None, false) => super::run_folder::new_run_dir(),
         (None, true) => bail!("--resume needs the --out folder of the interrupted run"),
     };
     super::run_folder::refuse_existing(&out, a.force)?;
@@ -395,7 +269,7 @@ pub fn run_with(a: SampleArgs, inpaint: Option<InpaintSpec>) -> anyhow::Result<(
         s.classifier
             .encode(&(&sp.real * known)?.repeat((n, 1, 1, 1))?)?
     } else if a.init == "random" {
-        crate::run::chains::random_codes(n, h_dim, a.seed)?
+        ppgn::run::chains::random_codes(n, h_dim, a.seed)?
     } else if let Some(i) = a.init.strip_prefix("test:") {
         let i: usize = i
             .parse()
@@ -418,8 +292,8 @@ pub fn run_with(a: SampleArgs, inpaint: Option<InpaintSpec>) -> anyhow::Result<(
         "inpaint": inpaint.as_ref().map(|sp| &sp.describe),
         "record_every": a.record_every,
     });
-    crate::run::chains::validate(&s, &cfg, &condition, &h0)?;
-    let pipeline = crate::run::chains::Pipeline::fashion(&s, &cfg, &condition)?;
+    ppgn::run::chains::validate(&s, &cfg, &condition, &h0)?;
+    let pipeline = ppgn::run::chains::Pipeline::fashion(&s, &cfg, &condition)?;
     let resume = if a.resume {
         Some(ChainsOutput::load_checkpoint(
             &tmp,
@@ -511,7 +385,7 @@ pub fn run_with(a: SampleArgs, inpaint: Option<InpaintSpec>) -> anyhow::Result<(
         )?;
         let v: Vec<f32> = row.flatten_all()?.to_vec1()?;
         save_grid(&tmp.join("inpaint.png"), &v, n + 2, (28, 28, 1), n + 2)?;
-        crate::fsutil::write_atomic(
+        ppgn::fsutil::write_atomic(
             &tmp.join("inpaint.json"),
             serde_json::to_string_pretty(&sp.describe)?.as_bytes(),
         )?;
@@ -551,7 +425,7 @@ fn write_outputs(
     dir: &Path,
     s: &Stack,
     a: &SampleArgs,
-    cfg: &crate::run::preset::SamplerConfig,
+    cfg: &ppgn::run::preset::SamplerConfig,
     per_chain: &[usize],
     r: &ChainsOutput,
     eval_pred: &[u32],
@@ -564,7 +438,7 @@ fn write_outputs(
     let last = r.probability.last().cloned().unwrap_or_default();
     let labels: Vec<String> = last.iter().map(|v| format!("{v:.2}")).collect();
     let (px, gw, gh) = labelled_grid(&images, n, (28, 28), a.chains, &labels)?;
-    crate::fsutil::write_atomic(&dir.join("grid.png"), &encode_png(&px, gw, gh, 1)?)?;
+    ppgn::fsutil::write_atomic(&dir.join("grid.png"), &encode_png(&px, gw, gh, 1)?)?;
     // chains.gif: the whole grid at every recorded step
     let frames: Vec<Vec<u8>> = r
         .snapshots
@@ -658,7 +532,7 @@ fn write_outputs(
         "evaluator_accuracy_per_class": per_class,
         "chains": chains,
     });
-    crate::fsutil::write_atomic(
+    ppgn::fsutil::write_atomic(
         &dir.join("manifest.json"),
         format!("{}\n", serde_json::to_string_pretty(&manifest)?).as_bytes(),
     )?;

@@ -13,12 +13,14 @@ use std::collections::BTreeMap;
 
 use anyhow::bail;
 
-use super::run_folder::{build_in, refuse_existing, run_to_end, write_manifest, write_rgb_files};
-use super::sample::{new_run_dir, resolve_config, SampleArgs};
-use crate::data::imagenet;
-use crate::models::caffe::{CaffeNetConfig, DgnConfig};
-use crate::models::pretrained;
-use crate::run::pretrained::PlugPair;
+use super::run_folder::{
+    build_in, new_run_dir, refuse_existing, run_to_end, write_manifest, write_rgb_files,
+};
+use super::sample::SampleArgs;
+use ppgn::data::imagenet;
+use ppgn::models::caffe::{CaffeNetConfig, DgnConfig};
+use ppgn::models::pretrained;
+use ppgn::run::pretrained::PlugPair;
 
 pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     let load = || -> anyhow::Result<PlugPair> {
@@ -38,7 +40,7 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     if a.neuron.is_some() || a.keep_above.is_some() || a.resume || a.init != "random" {
         bail!("--neuron, --keep-above, --resume and --init work on the Fashion-MNIST stack only; pretrained pairs start from random codes");
     }
-    let cfg = resolve_config(&a)?;
+    let cfg = a.settings()?;
     if a.chains == 0 {
         bail!("--chains must be at least 1");
     }

@@ -6,10 +6,10 @@ use anyhow::Context;
 use candle_core::Device;
 use clap::{Args, ValueEnum};
 
-use crate::data::fashion_mnist::{self, Split};
-use crate::models::fashion as stack;
-use crate::train::realness::RealnessTask;
-use crate::train::{
+use ppgn::data::fashion_mnist::{self, Split};
+use ppgn::models::fashion as stack;
+use ppgn::train::realness::RealnessTask;
+use ppgn::train::{
     self, classifier::ClassifierTask, dae::DaeTask, gan::GanTask, Data, TrainOptions,
 };
 
@@ -59,7 +59,7 @@ impl Network {
     after_help = "Training resumes from <out>/<network>.ckpt.* when it exists (same seed, \
 batch and lr); a killed run loses at most the last --checkpoint-every steps. \
 Outputs: <out>/<network>.safetensors and <out>/<network>.json (the card). \
-Defaults follow papers/ppgn-supplementary.txt S9.1: Adam, batch 64; lr 2e-4 for G and D, \
+Defaults follow Plug & Play Generative Networks (supplementary), S9.1: Adam, batch 64; lr 2e-4 for G and D, \
 1e-3 for the classifiers and the image DAE, 3e-4 for the h DAE."
 )]
 pub struct TrainArgs {

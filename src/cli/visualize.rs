@@ -1,5 +1,5 @@
 //! `ppgn visualize`: pixel-space generation with EfficientNet-Lite0 alone
-//! (PPGN-x with hand-designed priors, papers/ppgn-supplementary.txt S7):
+//! (PPGN-x with hand-designed priors, "Plug & Play Generative Networks" (supplementary), S7):
 //! the chains move an image (or its decorrelated Fourier coefficients)
 //! with `eps1 * (L2 + total variation + blur prior) + eps2 * condition`,
 //! the condition seeing a jittered copy. Conditions: any of the 1000
@@ -14,19 +14,21 @@ use anyhow::bail;
 use candle_core::{DType, Device, Tensor};
 use clap::{Args, ValueEnum};
 
+use super::run_folder::new_run_dir;
 use super::run_folder::{build_in, run_to_end, write_manifest, write_rgb_files};
-use super::sample::{new_run_dir, parse_neuron};
-use crate::data::imagenet;
-use crate::density::condition::{identity, ClassCondition, ClassGradient, Net, NeuronCondition};
-use crate::density::engine::{EngineCondition, Objective};
-use crate::density::image::{fourier_decoder, jittered, BlurPrior, PixelL2, TotalVariation};
-use crate::density::{Sum, Term};
-use crate::models::efficientnet_lite::{self, EfficientNetLite0, Layer};
-use crate::models::pretrained;
-use crate::run::chains::Pipeline;
-use crate::run::preset::{Engine, PriorKind, SamplerConfig, SamplerKind};
-use crate::sampler::schedule::Schedule;
-use crate::sampler::ChainRngs;
+use ppgn::data::imagenet;
+use ppgn::density::condition::Neuron;
+use ppgn::density::condition::{ClassCondition, ClassGradient, NeuronCondition};
+use ppgn::density::engine::{EngineCondition, Objective};
+use ppgn::density::image::{fourier_decoder, jittered, BlurPrior, PixelL2, TotalVariation};
+use ppgn::density::{Sum, Term};
+use ppgn::models::efficientnet_lite::{self, EfficientNetLite0, Layer};
+use ppgn::models::pretrained;
+use ppgn::nn::{identity, Func};
+use ppgn::run::chains::Pipeline;
+use ppgn::run::preset::{Engine, PriorKind, SamplerConfig, SamplerKind};
+use ppgn::sampler::schedule::Schedule;
+use ppgn::sampler::ChainRngs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -92,7 +94,7 @@ pub struct VisualizeArgs {
     pub gradient: String,
     /// What computes EfficientNet's gradients: `fast` (the sampling
     /// engine) or `reference` (candle's autograd).
-    #[arg(long, value_enum, default_value = "fast")]
+    #[arg(long, value_parser = super::choice::<Engine>(), default_value = "fast")]
     pub engine: Engine,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -136,7 +138,7 @@ pub fn run(a: VisualizeArgs) -> anyhow::Result<()> {
     let neuron = a
         .neuron
         .as_deref()
-        .map(|n| parse_neuron(n, "stem, block0..block15, head"))
+        .map(|n| Neuron::parse(n, "stem, block0..block15, head"))
         .transpose()?;
     let classes: Vec<usize> = if neuron.is_some() {
         Vec::new()
@@ -154,16 +156,16 @@ pub fn run(a: VisualizeArgs) -> anyhow::Result<()> {
             &pretrained::home(),
             DType::F32,
         )?);
-        let decode: Net = match a.param {
+        let decode: Func = match a.param {
             Param::Pixel => identity(),
             Param::Fourier => fourier_decoder(a.side, 1.0),
         };
         let c = net.clone();
-        let logits: Net = Arc::new(move |x: &Tensor| c.forward(&EfficientNetLite0::normalise(x)?));
+        let logits: Func = Arc::new(move |x: &Tensor| c.forward(&EfficientNetLite0::normalise(x)?));
         let seen = jittered(logits.clone(), a.jitter, a.seed ^ 0x7177);
         // what the engine's network reads: the decoded image, jittered (the
         // same shifts as `seen`'s, from the same stream)
-        let seen_decode: Net = {
+        let seen_decode: Func = {
             let (d, j) = (
                 decode.clone(),
                 jittered(identity(), a.jitter, a.seed ^ 0x7177),
@@ -179,9 +181,9 @@ pub fn run(a: VisualizeArgs) -> anyhow::Result<()> {
             .iter()
             .flat_map(|&c| std::iter::repeat_n(c, a.chains))
             .collect();
-        let (condition, measure): (Box<dyn Term>, crate::run::chains::Measure) = match &neuron {
+        let (condition, measure): (Box<dyn Term>, ppgn::run::chains::Measure) = match &neuron {
             None => {
-                let cc = |logits: Net, decode: Net| ClassCondition {
+                let cc = |logits: Func, decode: Func| ClassCondition {
                     decode,
                     logits,
                     classes: per_chain.clone(),
@@ -216,10 +218,10 @@ pub fn run(a: VisualizeArgs) -> anyhow::Result<()> {
                     );
                 }
                 let c = net.clone();
-                let features: Net = Arc::new(move |x: &Tensor| {
+                let features: Func = Arc::new(move |x: &Tensor| {
                     c.features(&EfficientNetLite0::normalise(x)?, layer)
                 });
-                let make = |layer: Net, decode: Net| NeuronCondition {
+                let make = |layer: Func, decode: Func| NeuronCondition {
                     decode,
                     layer,
                     layer_name: layer_name.clone(),
@@ -291,7 +293,7 @@ pub fn run(a: VisualizeArgs) -> anyhow::Result<()> {
             normalise: true,
             clip: (a.param == Param::Pixel).then_some((0.0, 1.0)),
             gradient,
-            ..crate::run::preset::preset("ppgn")?
+            ..ppgn::run::preset::preset("ppgn")?
         };
         let pipeline = Pipeline {
             target: Sum::new(priors),
@@ -386,12 +388,12 @@ fn engine_net(
     net: &EfficientNetLite0,
     side: usize,
     layer: Option<Layer>,
-) -> anyhow::Result<crate::nn::fast::Net<f32>> {
+) -> anyhow::Result<ppgn::nn::fast::Net<f32>> {
     let body = match layer {
         None => net.compile(side)?,
         Some(l) => net.compile_features(side, l)?,
     };
-    crate::nn::fast::build::net((side, side, 3), vec![EfficientNetLite0::normalise_op()])?
+    ppgn::nn::fast::build::net((side, side, 3), vec![EfficientNetLite0::normalise_op()])?
         .then(body)
         .map_err(anyhow::Error::msg)
 }

@@ -6,11 +6,11 @@ use anyhow::{bail, Context};
 use candle_core::{DType, Device, Tensor};
 use clap::{Args, Subcommand};
 
-use crate::data::fashion_mnist::parse_class;
-use crate::data::npy;
-use crate::eval::report::features_and_probs;
-use crate::models::fashion::{self as stack, Evaluator};
-use crate::viz::{tsne::Tsne, tsne_grid_png};
+use ppgn::data::fashion_mnist::parse_class;
+use ppgn::data::npy;
+use ppgn::eval::report::features_and_probs;
+use ppgn::models::fashion::{self as stack, Evaluator};
+use ppgn::viz::{tsne::Tsne, tsne_grid_png};
 
 #[derive(Subcommand, Debug)]
 pub enum VizCommand {
@@ -103,8 +103,7 @@ fn tsne(a: TsneArgs) -> anyhow::Result<()> {
         },
     )?;
     let out = a.out.unwrap_or_else(|| a.run_dir.join("tsne.png"));
-    crate::fsutil::write_atomic(&out, &png)
-        .with_context(|| format!("writing {}", out.display()))?;
+    ppgn::fsutil::write_atomic(&out, &png).with_context(|| format!("writing {}", out.display()))?;
     println!(
         "{} samples laid out by t-SNE in {}",
         images.len(),

@@ -180,6 +180,7 @@ pub fn parse_class(s: &str) -> Result<usize> {
         }
     }
     Err(Error::UnknownClass {
+        what: "class",
         given: s.to_string(),
         count: NUM_CLASSES,
         names: CLASS_NAMES

@@ -16,15 +16,14 @@ pub fn grid(
     pad: usize,
 ) -> Result<(Vec<u8>, usize, usize)> {
     if c != 1 && c != 3 {
-        return Err(Error::Invalid(format!(
-            "image grid: {c} channels, expected 1 or 3"
-        )));
+        return Err(Error::shape("image grid", "1 or 3 channels", c));
     }
     if images.len() != n * h * w * c {
-        return Err(Error::Invalid(format!(
-            "image grid: {} values for {n} images of {h}x{w}x{c}",
-            images.len()
-        )));
+        return Err(Error::shape(
+            "image grid",
+            format!("{} values ({n} images of {h}x{w}x{c})", n * h * w * c),
+            images.len(),
+        ));
     }
     let cols = cols.clamp(1, n.max(1));
     let rows = n.div_ceil(cols);
@@ -62,12 +61,10 @@ pub fn encode_png(pixels: &[u8], w: usize, h: usize, c: usize) -> Result<Vec<u8>
             png::ColorType::Rgb
         });
         enc.set_depth(png::BitDepth::Eight);
-        let mut writer = enc
-            .write_header()
-            .map_err(|e| Error::Invalid(format!("png: {e}")))?;
+        let mut writer = enc.write_header().map_err(|e| Error::external("png", e))?;
         writer
             .write_image_data(pixels)
-            .map_err(|e| Error::Invalid(format!("png: {e}")))?;
+            .map_err(|e| Error::external("png", e))?;
     }
     Ok(buf)
 }
@@ -117,10 +114,11 @@ pub fn labelled_grid(
     labels: &[String],
 ) -> Result<(Vec<u8>, usize, usize)> {
     if labels.len() != n {
-        return Err(Error::Invalid(format!(
-            "labelled grid: {} labels for {n} images",
-            labels.len()
-        )));
+        return Err(Error::shape(
+            "labelled grid",
+            format!("{n} labels, one per image"),
+            labels.len(),
+        ));
     }
     // each tile: the image, then a white strip with the label in black
     let th = h + LABEL_HEIGHT;
@@ -155,14 +153,14 @@ pub fn save_gif(path: &Path, frames: &[Vec<u8>], w: usize, h: usize, delay_cs: u
     let mut buf = Vec::new();
     {
         let mut enc = gif::Encoder::new(&mut buf, w as u16, h as u16, &palette)
-            .map_err(|e| Error::Invalid(format!("gif: {e}")))?;
+            .map_err(|e| Error::external("gif", e))?;
         enc.set_repeat(gif::Repeat::Infinite)
-            .map_err(|e| Error::Invalid(format!("gif: {e}")))?;
+            .map_err(|e| Error::external("gif", e))?;
         for f in frames {
             let mut frame = gif::Frame::from_indexed_pixels(w as u16, h as u16, f.clone(), None);
             frame.delay = delay_cs;
             enc.write_frame(&frame)
-                .map_err(|e| Error::Invalid(format!("gif: {e}")))?;
+                .map_err(|e| Error::external("gif", e))?;
         }
     }
     write_atomic(path, &buf)

@@ -21,10 +21,12 @@ pub fn parse_class(s: &str) -> Result<usize> {
         return if i < names.len() {
             Ok(i)
         } else {
-            Err(Error::Invalid(format!(
-                "ImageNet class index {i} is out of range: expected 0..{}",
-                names.len()
-            )))
+            Err(Error::UnknownClass {
+                what: "ImageNet class",
+                given: format!("{i} (out of range)"),
+                count: names.len(),
+                names: "the ImageNet names `ppgn classes --imagenet` lists".into(),
+            })
         };
     }
     let norm = |x: &str| x.to_lowercase().replace(['-', '_'], " ");
@@ -42,14 +44,19 @@ pub fn parse_class(s: &str) -> Result<usize> {
         .take(8)
         .map(|(i, n)| format!("{i} {n}"))
         .collect();
-    Err(Error::Invalid(if near.is_empty() {
-        format!("unknown ImageNet class {t:?}: give an index 0..999 or a name such as \"sunglasses\" (`ppgn classes --imagenet` lists them)")
-    } else {
-        format!(
-            "unknown ImageNet class {t:?}; did you mean one of: {}?",
-            near.join(", ")
-        )
-    }))
+    Err(Error::UnknownClass {
+        what: "ImageNet class",
+        given: t.to_string(),
+        count: names.len(),
+        names: if near.is_empty() {
+            "the ImageNet names `ppgn classes --imagenet` lists, such as \"sunglasses\"".into()
+        } else {
+            format!(
+                "the ImageNet names; did you mean one of: {}?",
+                near.join(", ")
+            )
+        },
+    })
 }
 
 /// Levenshtein distance, for suggestions on a misspelt class.

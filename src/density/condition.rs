@@ -1,26 +1,17 @@
 //! Conditions `log p(y | x)` with `x = decode(position)`: a class of a
-//! classifier (papers/ppgn-supplementary.txt Table S2: the gradient of the
+//! classifier ("Plug & Play Generative Networks" (supplementary), Table S2: the gradient of the
 //! logit, of the softmax probability, or of the log-softmax, the default
 //! and the only one that is a log-density) or a hidden neuron (a unit of a
 //! fully connected layer, or a channel of a convolutional one at a spatial
 //! position). With `decode = G` the position is the code `h` (PPGN-h); with
 //! the identity it is the image itself (PPGN-x).
 
-use std::sync::Arc;
-
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::{autodiff, Eval, Term};
 use crate::error::{Error, Result};
-
-/// A differentiable function of a batch, e.g. `G`, `C`, or a layer of `E`.
-pub type Net = Arc<dyn Fn(&Tensor) -> candle_core::Result<Tensor> + Send + Sync>;
-
-/// The identity, for conditions on images sampled directly.
-pub fn identity() -> Net {
-    Arc::new(|x: &Tensor| Ok(x.clone()))
-}
+use crate::nn::Func;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -36,8 +27,8 @@ pub enum ClassGradient {
 
 /// One class per chain.
 pub struct ClassCondition {
-    pub decode: Net,
-    pub logits: Net,
+    pub decode: Func,
+    pub logits: Func,
     pub classes: Vec<usize>,
     pub num_classes: usize,
     pub gradient: ClassGradient,
@@ -47,10 +38,11 @@ impl ClassCondition {
     /// `[n, K]` one-hot rows of the chains' classes, in `dtype`.
     fn one_hot(&self, n: usize, dtype: DType, dev: &candle_core::Device) -> Result<Tensor> {
         if self.classes.len() != n {
-            return Err(Error::Invalid(format!(
-                "class condition has {} classes for {n} chains",
-                self.classes.len()
-            )));
+            return Err(Error::shape(
+                "class condition",
+                format!("one class per chain ({n})"),
+                format!("{} classes", self.classes.len()),
+            ));
         }
         let mut v = vec![0f32; n * self.num_classes];
         for (i, &c) in self.classes.iter().enumerate() {
@@ -108,10 +100,37 @@ pub struct Neuron {
     pub at: Option<(usize, usize)>,
 }
 
+impl Neuron {
+    /// `LAYER:UNIT` or `LAYER:UNIT@X,Y` (`X` the column, `Y` the row) as
+    /// the layer's name and the unit; `layers` names the valid layers for
+    /// the message.
+    pub fn parse(spec: &str, layers: &str) -> Result<(String, Neuron)> {
+        let bad = || {
+            Error::setting(
+                "neuron",
+                format!("{spec:?}"),
+                format!("LAYER:UNIT or LAYER:UNIT@X,Y (X the column, Y the row; layers {layers}), e.g. h1:5@3,1"),
+            )
+        };
+        let (layer, rest) = spec.split_once(':').ok_or_else(bad)?;
+        let (unit, at) = match rest.split_once('@') {
+            Some((u, xy)) => {
+                let (x, y) = xy.split_once(',').ok_or_else(bad)?;
+                let x: usize = x.trim().parse().map_err(|_| bad())?;
+                let y: usize = y.trim().parse().map_err(|_| bad())?;
+                (u, Some((y, x)))
+            }
+            None => (rest, None),
+        };
+        let unit = unit.trim().parse().map_err(|_| bad())?;
+        Ok((layer.trim().to_string(), Neuron { unit, at }))
+    }
+}
+
 /// Maximises one hidden unit's activation (not a log-density).
 pub struct NeuronCondition {
-    pub decode: Net,
-    pub layer: Net,
+    pub decode: Func,
+    pub layer: Func,
     pub layer_name: String,
     pub neuron: Neuron,
 }
@@ -157,13 +176,11 @@ impl NeuronCondition {
         if ok {
             Ok(())
         } else {
-            Err(Error::Invalid(format!(
-                "neuron {:?} does not exist in layer {} of shape {:?} (per image {:?})",
-                self.neuron,
-                self.layer_name,
-                dims,
-                &dims[1..]
-            )))
+            Err(Error::NoSuchUnit {
+                neuron: format!("{:?}", self.neuron),
+                layer: self.layer_name.clone(),
+                shape: format!("{:?} per image", &dims[1..]),
+            })
         }
     }
 }

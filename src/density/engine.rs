@@ -17,10 +17,11 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{Tensor, Var};
 
-use super::condition::{ClassGradient, Net as CandleNet, Neuron};
+use super::condition::{ClassGradient, Neuron};
 use super::{Eval, Term};
 use crate::error::{Error, Result};
 use crate::nn::fast::{Net, Workspace};
+use crate::nn::Func;
 
 /// What the network's output is asked for.
 #[derive(Debug, Clone)]
@@ -40,7 +41,7 @@ pub enum Objective {
 pub struct EngineCondition {
     net: Arc<Net<f32>>,
     ws: Mutex<Workspace<f32>>,
-    decode: Option<CandleNet>,
+    decode: Option<Func>,
     objective: Objective,
     weight: f64,
     joint: Option<(usize, f64)>,
@@ -59,31 +60,43 @@ impl EngineCondition {
         match &objective {
             Objective::Class { classes, .. } => {
                 if (h, w) != (1, 1) {
-                    return Err(Error::Invalid(format!(
-                        "a class condition needs logits, the network gives {h}x{w}x{c}"
-                    )));
+                    return Err(Error::shape(
+                        "a class condition's network output",
+                        "logits (1x1xclasses)",
+                        format!("{h}x{w}x{c}"),
+                    ));
                 }
                 if let Some(&k) = classes.iter().find(|&&k| k >= c) {
-                    return Err(Error::Invalid(format!(
-                        "class {k} is out of range: the classifier has {c} classes"
-                    )));
+                    return Err(Error::UnknownClass {
+                        what: "class",
+                        given: format!("{k} (out of range)"),
+                        count: c,
+                        names: format!("the classifier's {c} classes"),
+                    });
                 }
             }
             Objective::Unit(n) => {
                 let (y, x) = n.at.unwrap_or((h / 2, w / 2));
                 if n.unit >= c || y >= h || x >= w {
-                    return Err(Error::Invalid(format!(
-                        "neuron {n:?} does not exist in a layer of {h}x{w}x{c}"
-                    )));
+                    return Err(Error::NoSuchUnit {
+                        neuron: format!("{n:?}"),
+                        layer: "the network's output".into(),
+                        shape: format!("{h}x{w}x{c}"),
+                    });
                 }
             }
         }
         if let Some((tap, _)) = joint {
             if tap > net.len() || net.shape(tap) != net.input() {
-                return Err(Error::Invalid(format!(
-                    "joint prior: activation {tap} is not shaped like the code {:?}",
-                    net.input()
-                )));
+                return Err(Error::shape(
+                    format!("joint prior: activation {tap}"),
+                    format!("the code's shape {:?}", net.input()),
+                    if tap > net.len() {
+                        "no such activation".to_string()
+                    } else {
+                        format!("{:?}", net.shape(tap))
+                    },
+                ));
             }
         }
         Ok(Self {
@@ -110,10 +123,11 @@ impl EngineCondition {
 
     /// Positions go through `decode` (candle, differentiable) before the
     /// network. Not with the joint prior, which compares the code itself.
-    pub fn with_decode(mut self, decode: CandleNet) -> Result<Self> {
+    pub fn with_decode(mut self, decode: Func) -> Result<Self> {
         if self.joint.is_some() {
-            return Err(Error::Invalid(
-                "the joint prior reads the code itself: no decode before the network".into(),
+            return Err(Error::unsupported(
+                "a decode before the network with the joint prior",
+                "the joint prior reads the code itself; decode without it",
             ));
         }
         self.decode = Some(decode);
@@ -134,10 +148,11 @@ impl EngineCondition {
         match &self.objective {
             Objective::Class { classes, gradient } => {
                 if classes.len() != n {
-                    return Err(Error::Invalid(format!(
-                        "class condition has {} classes for {n} chains",
-                        classes.len()
-                    )));
+                    return Err(Error::shape(
+                        "class condition",
+                        format!("one class per chain ({n})"),
+                        format!("{} classes", classes.len()),
+                    ));
                 }
                 Ok((0..n)
                     .map(|i| {
@@ -216,19 +231,21 @@ impl Term for EngineCondition {
         let per = x.elem_count() / n.max(1);
         let (ih, iw, ic) = self.net.input();
         if per != ih * iw * ic {
-            return Err(Error::Invalid(format!(
-                "positions of {per} values per chain, the network reads {ih}x{iw}x{ic}"
-            )));
+            return Err(Error::shape(
+                "positions per chain",
+                format!("{ih}x{iw}x{ic} values, what the network reads"),
+                format!("{per} values"),
+            ));
         }
         let xv: Vec<f32> = x.detach().flatten_all()?.to_vec1()?;
         let mut ws = self.ws.lock().unwrap_or_else(|e| e.into_inner());
-        let out = self.net.forward(&xv, n, &mut ws);
+        let out = self.net.forward(&xv, n, &mut ws)?;
         let mut d_out = vec![0f32; out.len()];
         let values = self.objective(out, n, &mut d_out)?;
         let w = self.weight as f32;
         d_out.iter_mut().for_each(|d| *d *= w);
         let mut grad = Vec::new();
-        self.net.backward(&d_out, &mut ws, &mut grad);
+        self.net.backward(&d_out, &mut ws, &mut grad)?;
         if let Some((tap, eps1)) = self.joint {
             // eps1 * (E(G(h)) - h), no gradient through E(G(h)) (S9.4)
             let e = eps1 as f32;

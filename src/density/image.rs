@@ -1,19 +1,19 @@
 //! Hand-designed image priors for sampling pixels directly (PPGN-x,
-//! papers/ppgn-supplementary.txt S7), applied to `decode(position)`:
+//! "Plug & Play Generative Networks" (supplementary), S7), applied to `decode(position)`:
 //! total variation, and the inpainting context of S10. (L2 on pixels is
 //! [`super::prior::GaussianPrior::l2_decay`]; the pixel DAE is
 //! [`super::prior::DaePrior`].)
 
 use candle_core::Tensor;
 
-use super::condition::Net;
 use super::{autodiff, Eval, Term};
 use crate::error::{Error, Result};
+use crate::nn::Func;
 
 /// Anisotropic total variation `-sum |x[i+1, j] - x[i, j]| + |x[i, j+1] - x[i, j]|`
 /// on NHWC images.
 pub struct TotalVariation {
-    pub decode: Net,
+    pub decode: Func,
 }
 
 pub fn total_variation(x: &Tensor) -> candle_core::Result<Tensor> {
@@ -39,7 +39,7 @@ impl Term for TotalVariation {
 /// on the pixels to fill, so the known pixels of `x = decode(position)` are
 /// pulled toward the real image.
 pub struct InpaintContext {
-    pub decode: Net,
+    pub decode: Func,
     /// `[n, h, w, c]`
     pub real: Tensor,
     /// `[n, h, w, c]` (or broadcastable), 1 where pixels are unknown.
@@ -47,13 +47,13 @@ pub struct InpaintContext {
 }
 
 impl InpaintContext {
-    pub fn new(decode: Net, real: Tensor, mask: Tensor) -> Result<Self> {
+    pub fn new(decode: Func, real: Tensor, mask: Tensor) -> Result<Self> {
         if mask.broadcast_as(real.shape()).is_err() {
-            return Err(Error::Invalid(format!(
-                "inpainting mask of shape {:?} does not fit images of shape {:?}",
-                mask.dims(),
-                real.dims()
-            )));
+            return Err(Error::shape(
+                "inpainting mask",
+                format!("the image's shape {:?}", real.dims()),
+                format!("{:?}", mask.dims()),
+            ));
         }
         Ok(Self { decode, real, mask })
     }
@@ -86,7 +86,7 @@ pub fn clamp_known(x: &Tensor, real: &Tensor, mask: &Tensor) -> Result<Tensor> {
 /// L2 decay of the decoded image around mid-grey, `-lambda / 2 |x - 0.5|^2`
 /// (Simonyan et al.'s image prior; S7's hand-designed priors).
 pub struct PixelL2 {
-    pub decode: Net,
+    pub decode: Func,
 }
 
 impl Term for PixelL2 {
@@ -109,7 +109,7 @@ impl Term for PixelL2 {
 /// blur (Alain & Bengio; S7 uses periodic blurring, which a step along
 /// this gradient is). Gradient only; through `decode` by the chain rule.
 pub struct BlurPrior {
-    pub decode: Net,
+    pub decode: Func,
     /// Blur standard deviation in pixels.
     pub sigma: f64,
 }
@@ -163,7 +163,7 @@ impl Term for BlurPrior {
 /// where `B` is the `side x side` DCT-II basis and `S` scales frequency
 /// `(ky, kx)` by `1 / max(1, |k|)^decay`, so that gradient steps on the
 /// coefficients `c [n, side, side, 3]` change low frequencies first.
-pub fn fourier_decoder(side: usize, decay: f64) -> Net {
+pub fn fourier_decoder(side: usize, decay: f64) -> Func {
     let n = side as f64;
     let mut b = vec![0f32; side * side];
     for k in 0..side {
@@ -199,7 +199,7 @@ pub fn fourier_decoder(side: usize, decay: f64) -> Net {
 /// Jitter (S7; Mordvintsev et al.): the condition sees the image shifted by
 /// a random `(dy, dx)` in `[-max, max]^2` (circularly) at every
 /// evaluation, drawn from a seeded stream so a run repeats bit for bit.
-pub fn jittered(inner: Net, max: usize, seed: u64) -> Net {
+pub fn jittered(inner: Func, max: usize, seed: u64) -> Func {
     use rand::{Rng, SeedableRng};
     let rng = std::sync::Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(seed));
     std::sync::Arc::new(move |x: &Tensor| {

@@ -1,7 +1,7 @@
 //! Log-density terms over a batch of chains. A term maps positions
 //! `[chains, ...]` to the gradient of its log-density (same shape) and, when
 //! it has one, the per-chain value. Samplers see only this interface, never
-//! a model (DESIGN.md: data flows `models -> density -> sampler`).
+//! a model (`docs/architecture.md`: data flows `models -> density -> sampler`).
 
 pub mod analytic;
 pub mod condition;
@@ -9,7 +9,7 @@ pub mod engine;
 pub mod image;
 pub mod prior;
 
-use candle_core::{Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 
 use crate::error::{Error, Result};
 
@@ -31,6 +31,11 @@ pub trait Term: Send + Sync {
     fn value_hint(&self) -> String {
         "use a term with a log-density value".into()
     }
+}
+
+/// Per-chain sum over all but the first dimension, as f64.
+pub fn per_chain_sum(t: &Tensor) -> Result<Vec<f64>> {
+    Ok(t.to_dtype(DType::F64)?.flatten_from(1)?.sum(1)?.to_vec1()?)
 }
 
 /// Evaluates `f` (per-chain log-density `[chains]`) and its gradient by autodiff.
@@ -111,10 +116,12 @@ pub fn require_value(term: &dyn Term, sampler: &str) -> Result<()> {
     if term.has_value() {
         Ok(())
     } else {
-        Err(Error::Invalid(format!(
-            "{sampler} needs log-density values for its accept/reject step, but {} has only a gradient; {}",
-            term.name(),
-            term.value_hint()
-        )))
+        Err(Error::unsupported(
+            format!(
+                "{sampler} needs log-density values for its accept/reject step, but {} has only a gradient",
+                term.name()
+            ),
+            term.value_hint(),
+        ))
     }
 }

@@ -1,8 +1,8 @@
 //! Priors on the position (the code `h`, or the image for PPGN-x).
 
-use super::condition::Net;
 use super::{Eval, Term};
 use crate::error::Result;
+use crate::nn::Func;
 
 /// `N(0, sigma^2 I)`: `log p = -|h|^2 / (2 sigma^2)` (Xu et al. eq. 4). With
 /// `sigma^2 = 1 / lambda` it is DGN-AM's L2 decay on `h` (or on pixels).
@@ -36,7 +36,7 @@ impl Term for GaussianPrior {
     }
     fn value_and_grad(&self, h: &candle_core::Tensor) -> Result<Eval> {
         let s2 = self.sigma * self.sigma;
-        let sq = crate::sampler::per_chain_sum(&h.sqr()?)?;
+        let sq = super::per_chain_sum(&h.sqr()?)?;
         Ok(Eval {
             log_density: Some(sq.into_iter().map(|v| -v / (2.0 * s2)).collect()),
             grad: (h / -s2)?,
@@ -48,7 +48,7 @@ impl Term for GaussianPrior {
 /// for a DAE `R` trained with noise `sigma` (the h-DAE, or the pixel DAE for PPGN-x).
 /// Gradient only: there is no log-density value.
 pub struct DaePrior {
-    pub reconstruct: Net,
+    pub reconstruct: Func,
     pub sigma: f64,
     pub label: &'static str,
 }
@@ -74,11 +74,11 @@ impl Term for DaePrior {
 }
 
 /// The Noiseless Joint PPGN-h prior: `E(G(h)) - h`, the encoder and
-/// generator as an autoencoder of `h` (papers/ppgn-supplementary.txt S9.4;
+/// generator as an autoencoder of `h` ("Plug & Play Generative Networks" (supplementary), S9.4;
 /// eps1 scales it). Gradient only.
 pub struct JointPrior {
-    pub encode: Net,
-    pub decode: Net,
+    pub encode: Func,
+    pub decode: Func,
 }
 
 impl Term for JointPrior {

@@ -1,8 +1,8 @@
-//! Metrics: reconstruction of real images through the codes, and scores of
-//! generated images by the independent evaluator.
+//! Metrics: scores of generated images by the independent evaluator, and
+//! the report's experiments.
 
+pub mod experiments;
 pub mod ms_ssim;
-pub mod reconstruction;
 pub mod report;
 pub mod results;
 pub mod scores;

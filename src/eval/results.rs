@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::report::Scores;
 use crate::data::fashion_mnist::CLASS_NAMES;
-use crate::run::experiments::{ChainStudy, NoisePoint, SamplerRow};
+use crate::eval::experiments::{ChainStudy, NoisePoint, SamplerRow};
 
 /// Everything `ppgn report` measured (results.json holds it, less the images).
 #[derive(Debug, Serialize)]

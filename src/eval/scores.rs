@@ -1,6 +1,5 @@
 //! Sample-quality scores computed from an evaluator network's outputs
-//! (papers/ppgn-supplementary.txt Table S3 analogues; DESIGN.md's math
-//! reference): accuracy, the Inception-score analogue
+//! ("Plug & Play Generative Networks" (supplementary), Table S3 analogues): accuracy, the Inception-score analogue
 //! `exp(E_x KL(p(y|x) || p(y)))`, and the Frechet distance between two sets
 //! of features `|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2)`.
 
@@ -165,10 +164,11 @@ pub struct FeatureGaussian {
 impl FeatureGaussian {
     pub fn fit(x: &[Vec<f64>]) -> Result<Self> {
         if x.len() < 2 {
-            return Err(Error::Invalid(format!(
-                "Frechet distance needs at least 2 feature rows, got {}",
-                x.len()
-            )));
+            return Err(Error::shape(
+                "Frechet distance",
+                "at least 2 feature rows",
+                x.len(),
+            ));
         }
         let (mean, cov) = mean_cov(x);
         Ok(Self {
@@ -183,10 +183,11 @@ impl FeatureGaussian {
     pub fn frechet_distance(&self, other: &FeatureGaussian) -> Result<f64> {
         let d = self.mean.len();
         if other.mean.len() != d {
-            return Err(Error::Invalid(format!(
-                "Frechet distance between {d}- and {}-dimensional features",
-                other.mean.len()
-            )));
+            return Err(Error::shape(
+                "Frechet distance",
+                format!("{d}-dimensional features on both sides"),
+                other.mean.len(),
+            ));
         }
         let r1 = self.sqrt_cov.get_or_init(|| sqrtm_psd(&self.cov));
         let inner = matmul(&matmul(r1, &other.cov), r1);

@@ -1,6 +1,6 @@
 //! The papers' own networks, for users who bring converted weights:
 //! CaffeNet (the BVLC reference AlexNet, the condition network and the
-//! encoder `E` up to fc6 of papers/ppgn-supplementary.txt S9.4) and the DGN
+//! encoder `E` up to fc6 of "Plug & Play Generative Networks" (supplementary), S9.4) and the DGN
 //! fc6 generator of Dosovitskiy & Brox (2016), the `G` of PPGN-h and
 //! DGN-AM.
 //!

@@ -14,7 +14,8 @@ use candle_core::{DType, Result, Tensor, WithDType};
 use super::weights::check_tensors;
 
 use crate::nn::conv_transpose2d_nhwc;
-use crate::nn::fast::kernels::{Act, Real};
+use crate::nn::fast::kernels::Act;
+use crate::nn::fast::real::Real;
 use crate::nn::fast::{build, Net, Op};
 
 pub const NZ: usize = 100;

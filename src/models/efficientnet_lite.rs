@@ -20,7 +20,9 @@ use candle_core::{DType, Result, Tensor, WithDType};
 
 use super::weights::check_tensors;
 
-use crate::nn::fast::kernels::{Act, Real, Window};
+use crate::nn::fast::kernels::Act;
+use crate::nn::fast::real::Real;
+use crate::nn::fast::window::Window;
 use crate::nn::fast::{build, Net, Op};
 use crate::nn::{conv2d_nhwc, depthwise_conv2d_padded, relu6, tf_same, tf_same_pad};
 

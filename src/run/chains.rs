@@ -13,9 +13,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::preset::{Engine, PriorKind, SamplerConfig, SamplerKind};
-use crate::density::condition::{
-    identity, ClassCondition, ClassGradient, Net, Neuron, NeuronCondition,
-};
+use crate::density::condition::{ClassCondition, ClassGradient, Neuron, NeuronCondition};
 use crate::density::engine::{EngineCondition, Objective};
 use crate::density::image::InpaintContext;
 use crate::density::prior::{DaePrior, GaussianPrior, JointPrior};
@@ -24,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::models::fashion::{Classifier, Stack};
 use crate::models::weights::{load_tensors, save_tensors};
+use crate::nn::{identity, Func};
 use crate::sampler::adapt::DualAveraging;
 use crate::sampler::clip::Clip;
 use crate::sampler::hmc::Hmc;
@@ -174,7 +173,7 @@ pub struct Pipeline {
     /// `eps1 * prior + eps2 * condition` on codes.
     pub target: Sum,
     /// Codes to images `[n, h, w, c]`.
-    pub decode: Net,
+    pub decode: Func,
     pub measure: Measure,
 }
 
@@ -211,10 +210,10 @@ fn prior_term(stack: &Stack, cfg: &SamplerConfig) -> Result<Option<Box<dyn Term>
             decode: stack.generator_net(),
         })),
         PriorKind::HDae => {
-            let (r, sigma) = stack.h_dae_net().ok_or_else(|| {
-                Error::Invalid(
-                    "the h-dae prior needs models/fashion-mnist/h-dae.safetensors".into(),
-                )
+            let (r, sigma) = stack.h_dae_net().ok_or_else(|| Error::NotInstalled {
+                what: "the h-dae prior".into(),
+                missing: "models/fashion-mnist/h-dae.safetensors".into(),
+                hint: "train it with `ppgn train h-dae` or choose another --prior".into(),
             })?;
             Some(Box::new(DaePrior {
                 reconstruct: r,
@@ -266,7 +265,7 @@ fn engine_target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> R
             None => return Ok(None),
         },
     };
-    let net = g.then(head).map_err(Error::Invalid)?;
+    let net = g.then(head)?;
     let tap = net.len() - Classifier::H_FROM_END;
     // the joint prior off the condition's own pass when it has E(G(h)),
     // any other prior as its own term
@@ -374,7 +373,7 @@ impl ChainsOutput {
     }
 
     /// Loads a checkpoint written by [`ChainsOutput::save_checkpoint`] for the same request.
-    pub fn load_checkpoint(dir: &Path, request: &serde_json::Value, decode: &Net) -> Result<Self> {
+    pub fn load_checkpoint(dir: &Path, request: &serde_json::Value, decode: &Func) -> Result<Self> {
         let jp = dir.join("checkpoint.json");
         let text = std::fs::read_to_string(&jp)
             .map_err(|e| Error::data(&jp, format!("no interrupted run to resume here ({e})")))?;

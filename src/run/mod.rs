@@ -1,6 +1,6 @@
-//! Runs: presets, driving batched chains, and the files a run writes.
+//! Runs: presets and driving batched chains.
 
 pub mod chains;
-pub mod experiments;
 pub mod preset;
 pub mod pretrained;
+pub mod settings;

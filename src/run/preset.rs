@@ -1,12 +1,13 @@
 //! Named sampler settings that reproduce each paper's setting.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::density::condition::ClassGradient;
 use crate::error::{Error, Result};
 use crate::sampler::schedule::Schedule;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SamplerKind {
     Map,
@@ -16,7 +17,7 @@ pub enum SamplerKind {
     Hmc,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PriorKind {
     /// `E(G(h)) - h`, the Noiseless Joint PPGN-h prior (gradient only).
@@ -31,12 +32,52 @@ pub enum PriorKind {
 /// What computes the gradients: our sampling engine (`crate::nn::fast`,
 /// the default) or candle's autograd (the reference it is tested against;
 /// also what runs the conditions the engine does not cover).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Engine {
     #[default]
     Fast,
     Reference,
+}
+
+/// A setting with a few named values (spelled in kebab-case, as in the
+/// manifest), so a front end can list and parse them.
+pub trait Choice: Copy + Serialize + DeserializeOwned + 'static {
+    /// Every value.
+    const ALL: &'static [Self];
+    /// What the setting is called, for messages.
+    const WHAT: &'static str;
+
+    /// The value's name.
+    fn name(self) -> String {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(s)) => s,
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// The value named `s`, or an error listing the names.
+    fn parse(s: &str) -> Result<Self> {
+        serde_json::from_value(serde_json::Value::String(s.trim().to_string())).map_err(|_| {
+            let names: Vec<String> = Self::ALL.iter().map(|v| v.name()).collect();
+            Error::unknown(Self::WHAT, s, &names)
+        })
+    }
+}
+
+impl Choice for SamplerKind {
+    const ALL: &'static [Self] = &[Self::Map, Self::MalaApprox, Self::Mh, Self::Mala, Self::Hmc];
+    const WHAT: &'static str = "sampler";
+}
+
+impl Choice for PriorKind {
+    const ALL: &'static [Self] = &[Self::Joint, Self::HDae, Self::Gaussian, Self::None];
+    const WHAT: &'static str = "prior";
+}
+
+impl Choice for Engine {
+    const ALL: &'static [Self] = &[Self::Fast, Self::Reference];
+    const WHAT: &'static str = "engine";
 }
 
 /// Everything that decides how chains move.
@@ -194,10 +235,8 @@ pub fn preset(name: &str) -> Result<SamplerConfig> {
             ..gaussian
         },
         other => {
-            return Err(Error::Invalid(format!(
-                "unknown preset {other:?}; the presets are {}",
-                PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
-            )))
+            let names: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
+            return Err(Error::unknown("preset", other, &names));
         }
     })
 }
@@ -219,11 +258,15 @@ impl SamplerConfig {
     pub fn with_grad_budget(&self, budget: usize) -> Result<Self> {
         let steps = budget / self.grads_per_step();
         if steps == 0 {
-            return Err(Error::Invalid(format!(
-                "a budget of {budget} gradient evaluations is less than one step of {} ({} each)",
-                self.preset,
-                self.grads_per_step()
-            )));
+            return Err(Error::setting(
+                "gradient budget",
+                budget,
+                format!(
+                    "at least one step of {} ({} evaluations each)",
+                    self.preset,
+                    self.grads_per_step()
+                ),
+            ));
         }
         let stretch = |s: Schedule| match s {
             Schedule::Linear { start, end, .. } => Schedule::Linear { start, end, steps },

@@ -19,7 +19,7 @@ use candle_core::{DType, Tensor};
 
 use super::chains::Pipeline;
 use super::preset::{Engine, PriorKind, SamplerConfig};
-use crate::density::condition::{identity, ClassCondition, Net};
+use crate::density::condition::ClassCondition;
 use crate::density::engine::EngineCondition;
 use crate::density::prior::{GaussianPrior, JointPrior};
 use crate::density::{Sum, Term};
@@ -30,6 +30,7 @@ use crate::models::weights::load_tensors;
 use crate::models::{dcgan, pretrained};
 use crate::nn::fast::{build, Net as FastNet};
 use crate::nn::resize::BilinearResize;
+use crate::nn::{identity, Func};
 use crate::sampler::ChainRngs;
 
 /// A generator and a classifier that fit together.
@@ -37,13 +38,13 @@ pub struct PlugPair {
     /// `--generator` / `--classifier` names.
     pub names: (&'static str, &'static str),
     /// Codes `[n, code_dim]` to what the classifier reads.
-    pub decode: Net,
+    pub decode: Func,
     /// What the classifier reads to RGB images in [0, 1], for the outputs.
-    pub to_rgb: Net,
+    pub to_rgb: Func,
     /// Classifier input to logits `[n, classes]`.
-    pub logits: Net,
+    pub logits: Func,
     /// Images to codes, when the generator has an encoder (the joint prior).
-    pub encode: Option<Net>,
+    pub encode: Option<Func>,
     pub code_dim: usize,
     /// Side of the RGB images.
     pub side: usize,
@@ -77,16 +78,15 @@ impl PlugPair {
                     EfficientNetLite0::normalise_op(),
                 ],
             )?)
-            .and_then(|n| n.then(classifier))
-            .map_err(Error::Invalid)?;
-        let decode: Net = Arc::new(move |z: &Tensor| (g.forward(z)? + 1.0)? * 0.5);
+            .and_then(|n| n.then(classifier))?;
+        let decode: Func = Arc::new(move |z: &Tensor| (g.forward(z)? + 1.0)? * 0.5);
         let resize = BilinearResize::new(
             (side, side),
             efficientnet_lite::IMAGE_SIZE,
             DType::F32,
             &candle_core::Device::Cpu,
         )?;
-        let logits: Net = Arc::new(move |x: &Tensor| {
+        let logits: Func = Arc::new(move |x: &Tensor| {
             c.forward(&EfficientNetLite0::normalise(&resize.forward(x)?)?)
         });
         let p = |pkg: &pretrained::Package| serde_json::json!({"name": pkg.name, "package": pkg.requirement, "sha256": pkg.file_sha256});
@@ -114,10 +114,11 @@ impl PlugPair {
         let load = |file: &str| -> Result<_> {
             let p = dir.join(file);
             if !p.exists() {
-                return Err(Error::Invalid(format!(
-                    "{} is missing: --weights must be a folder with dgn-fc6.safetensors and alexnet.safetensors converted from the Caffe models (docs/caffe-weights.md)",
-                    p.display()
-                )));
+                return Err(Error::NotInstalled {
+                    what: "the Caffe pair".into(),
+                    missing: p,
+                    hint: "--weights must be a folder with dgn-fc6.safetensors and alexnet.safetensors converted from the Caffe models (docs/caffe-weights.md)".into(),
+                });
             }
             Ok((load_tensors(&p, &candle_core::Device::Cpu)?, p))
         };
@@ -170,10 +171,12 @@ impl PlugPair {
     /// joint `E(G(h)) - h` (when there is an encoder) or none.
     pub fn pipeline(&self, classes: &[usize], cfg: &SamplerConfig) -> Result<Pipeline> {
         if let Some(&c) = classes.iter().find(|&&c| c >= self.num_classes) {
-            return Err(Error::Invalid(format!(
-                "class {c} is out of range: {} has {} classes",
-                self.names.1, self.num_classes
-            )));
+            return Err(Error::UnknownClass {
+                what: "class",
+                given: format!("{c} (out of range)"),
+                count: self.num_classes,
+                names: format!("the classes of {}", self.names.1),
+            });
         }
         let mut terms: Vec<(f64, Box<dyn Term>)> = Vec::new();
         let engine = match (&self.compiled, cfg.engine, cfg.prior) {
@@ -193,11 +196,13 @@ impl PlugPair {
             )),
             (PriorKind::None, _) => {}
             (other, _) => {
-                return Err(Error::Invalid(format!(
-                    "prior {other:?} is not available for {}: use --prior gaussian{} or none",
-                    self.names.0,
-                    if self.encode.is_some() { ", joint" } else { "" }
-                )))
+                return Err(Error::unsupported(
+                    format!("prior {other:?} is not available for {}", self.names.0),
+                    format!(
+                        "use the prior gaussian{} or none",
+                        if self.encode.is_some() { ", joint" } else { "" }
+                    ),
+                ))
             }
         }
         match engine {

@@ -19,9 +19,11 @@ pub enum Clip {
 impl Clip {
     pub fn new_box(lo: f64, hi: f64) -> Result<Self> {
         if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
-            return Err(Error::Invalid(format!(
-                "clip bounds [{lo}, {hi}]: need finite lo <= hi"
-            )));
+            return Err(Error::setting(
+                "clip bounds",
+                format!("[{lo}, {hi}]"),
+                "finite lo <= hi",
+            ));
         }
         Ok(Clip::Box { lo, hi })
     }

@@ -1,4 +1,5 @@
-//! Hamiltonian Monte Carlo with unit mass (Xu et al.; DESIGN.md): momentum
+//! Hamiltonian Monte Carlo with unit mass ("Generating Class-conditional Images with
+//! Gradient-based Inference", S3): momentum
 //! `p ~ N(0, I)`, `L` leapfrog steps of size `eps_t`, accept with
 //! `exp(H(x, p) - H(x', p'))`, `H = -log p(x) + |p|^2 / 2`. A divergence
 //! is an energy error above 1000 or a non-finite one (Stan's rule).
@@ -6,9 +7,10 @@
 use super::clip::Clip;
 use super::schedule::Schedule;
 use super::{
-    finite_rows, init, merge, mh_accept, no_values, per_chain_sum, per_chain_tensor, ChainRngs,
-    Info, Kernel, State,
+    finite_rows, init, merge, mh_accept, no_values, per_chain_tensor, ChainRngs, Info, Kernel,
+    State,
 };
+use crate::density::per_chain_sum;
 use crate::density::{require_value, Term};
 use crate::error::Result;
 
@@ -32,14 +34,17 @@ impl Kernel for Hmc {
     fn check(&self, target: &dyn Term) -> Result<()> {
         self.step.validate("HMC step")?;
         if !(0.0..1.0).contains(&self.jitter) {
-            return Err(crate::Error::Invalid(format!(
-                "HMC step jitter {} must be in [0, 1)",
-                self.jitter
-            )));
+            return Err(crate::Error::setting(
+                "HMC step jitter",
+                self.jitter,
+                "a number in [0, 1)",
+            ));
         }
         if self.leapfrog_steps == 0 {
-            return Err(crate::Error::Invalid(
-                "HMC needs at least 1 leapfrog step".into(),
+            return Err(crate::Error::setting(
+                "leapfrog_steps",
+                0,
+                "at least 1 leapfrog step for HMC",
             ));
         }
         require_value(target, "HMC")

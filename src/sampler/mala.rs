@@ -1,5 +1,6 @@
 //! MALA: the Langevin proposal `x' = x + tau * g(x) + sigma * xi` with the
-//! Metropolis-Hastings correction (DESIGN.md math reference; Xu et al. §3).
+//! Metropolis-Hastings correction ("Generating Class-conditional Images with Gradient-based
+//! Inference", S3).
 //! `sigma^2 = 2 tau` is the exact Langevin proposal; an annealed noise
 //! schedule (Xu et al.'s annealing) sets `sigma^2` separately, and the
 //! proposal density below uses whatever `sigma` was drawn, so the
@@ -11,9 +12,8 @@ use candle_core::Tensor;
 
 use super::clip::Clip;
 use super::schedule::Schedule;
-use super::{
-    init, log_ratios, merge, mh_accept, no_values, per_chain_sum, ChainRngs, Info, Kernel, State,
-};
+use super::{init, log_ratios, merge, mh_accept, no_values, ChainRngs, Info, Kernel, State};
+use crate::density::per_chain_sum;
 use crate::density::{require_value, Term};
 use crate::error::Result;
 

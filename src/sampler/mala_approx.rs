@@ -1,4 +1,4 @@
-//! MALA-approx, PPGN's sampler (papers/ppgn-supplementary.txt eq. 13):
+//! MALA-approx, PPGN's sampler ("Plug & Play Generative Networks" (supplementary), eq. 13):
 //! `h' = h + eps1 * dlog p(h) + eps2 * dlog p(y|h) + N(0, eps3^2)`, with the
 //! weights eps1, eps2 carried by the target (a [`crate::density::Sum`]).
 //! No accept/reject: it is not an exact sampler. As in the original code,
@@ -7,9 +7,8 @@
 
 use super::clip::Clip;
 use super::schedule::Schedule;
-use super::{
-    init, move_unless_divergent, per_chain_sum, per_chain_tensor, ChainRngs, Info, Kernel, State,
-};
+use super::{init, move_unless_divergent, per_chain_tensor, ChainRngs, Info, Kernel, State};
+use crate::density::per_chain_sum;
 use crate::density::Term;
 use crate::error::Result;
 
@@ -30,10 +29,11 @@ impl Kernel for MalaApprox {
     fn check(&self, _target: &dyn Term) -> Result<()> {
         self.step.validate("MALA-approx step")?;
         if !(self.eps3.is_finite() && self.eps3 >= 0.0) {
-            return Err(crate::Error::Invalid(format!(
-                "eps3 = {} must be finite and non-negative",
-                self.eps3
-            )));
+            return Err(crate::Error::setting(
+                "eps3",
+                self.eps3,
+                "a finite non-negative number",
+            ));
         }
         Ok(())
     }

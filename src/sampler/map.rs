@@ -1,4 +1,4 @@
-//! MAP / DGN-AM (papers/gradient-based-inference.txt Alg. 1): gradient
+//! MAP / DGN-AM ("Generating Class-conditional Images with Gradient-based Inference", Alg. 1): gradient
 //! ascent `h' = h + lr_t * (g(h) - decay * h)` with an L2 decay, a
 //! learning-rate schedule and clipping of `h` to bounds. No noise, no
 //! accept/reject: it finds a mode, not samples.

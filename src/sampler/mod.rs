@@ -20,7 +20,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-use crate::density::{Eval, Term};
+use crate::density::{per_chain_sum, Eval, Term};
 use crate::error::Result;
 
 /// Where the chains are: position `[chains, ...]`, and the target's value
@@ -107,11 +107,6 @@ impl ChainRngs {
     }
 }
 
-/// Per-chain sum over all but the first dimension, as f64.
-pub fn per_chain_sum(t: &Tensor) -> Result<Vec<f64>> {
-    Ok(t.to_dtype(DType::F64)?.flatten_from(1)?.sum(1)?.to_vec1()?)
-}
-
 /// Whether each chain's row of `t` is all finite.
 pub fn finite_rows(t: &Tensor) -> Result<Vec<bool>> {
     Ok(per_chain_sum(t)?.iter().map(|v| v.is_finite()).collect())
@@ -120,10 +115,9 @@ pub fn finite_rows(t: &Tensor) -> Result<Vec<bool>> {
 /// The error of an MH kernel stepped on a state without log-density values
 /// (`sample` checks the target first; this guards direct calls of `step`).
 pub fn no_values() -> crate::Error {
-    crate::Error::Invalid(
-        "this kernel's accept/reject step needs log-density values; the target has only gradients \
-         (check it with Kernel::check, or use map or mala-approx)"
-            .into(),
+    crate::Error::unsupported(
+        "this kernel's accept/reject step needs log-density values; the target has only gradients",
+        "check it with Kernel::check, or use map or mala-approx",
     )
 }
 

@@ -1,4 +1,4 @@
-//! Step-size and noise schedules (papers/gradient-based-inference.txt §3).
+//! Step-size and noise schedules ("Generating Class-conditional Images with Gradient-based Inference", §3).
 
 use serde::{Deserialize, Serialize};
 
@@ -56,9 +56,11 @@ impl Schedule {
         if ok {
             Ok(())
         } else {
-            Err(crate::Error::Invalid(format!(
-                "{what}: schedule {self:?} must give finite non-negative values (and b > 0, gamma > 0)"
-            )))
+            Err(crate::Error::setting(
+                what,
+                format!("{self:?}"),
+                "a schedule of finite non-negative values (and b > 0, gamma > 0)",
+            ))
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Training the generator `G` against the frozen classifier `E` with the
-//! discriminator `D` (papers/ppgn-supplementary.txt S9.4, eqs. 18-22):
+//! discriminator `D` ("Plug & Play Generative Networks" (supplementary), S9.4, eqs. 18-22):
 //!
 //! `L_G = l_img ||G(h) - x||^2 + l_h1 ||E1(G(h)) - h1||^2 + l_gan * (-log D(G(h)))`
 //! `L_D = -log D(x) - log(1 - D(G(h)))`
@@ -242,7 +242,7 @@ impl Task for GanTask {
     }
 
     fn evaluate(&self) -> Result<BTreeMap<String, f64>> {
-        let report = crate::eval::reconstruction::evaluate(
+        let report = super::reconstruction::evaluate(
             &self.e,
             &self.g,
             &self.evaluator,

@@ -12,6 +12,7 @@ pub mod classifier;
 pub mod dae;
 pub mod gan;
 pub mod realness;
+pub mod reconstruction;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -189,10 +190,11 @@ pub fn run(task: &mut dyn Task, opts: &TrainOptions, device: &Device) -> Result<
     let n = task.train_len();
     let steps_per_epoch = (n / opts.batch_size) as u64;
     if steps_per_epoch == 0 {
-        return Err(Error::Invalid(format!(
-            "batch size {} is larger than the {n} training examples",
-            opts.batch_size
-        )));
+        return Err(Error::setting(
+            "batch size",
+            opts.batch_size,
+            format!("at most the {n} training examples"),
+        ));
     }
     let planned = steps_per_epoch * opts.epochs as u64;
     let total = opts.max_steps.map_or(planned, |m| m.min(planned));
@@ -252,7 +254,7 @@ pub fn run(task: &mut dyn Task, opts: &TrainOptions, device: &Device) -> Result<
             let losses = task.step(idx, &mut rng)?;
             for (k, v) in &losses {
                 if !v.is_finite() {
-                    return Err(Error::Invalid(format!(
+                    return Err(Error::Diverged(format!(
                         "training {} diverged: loss {k} is {v} at step {}; the last checkpoint is kept. \
                          Try a lower --lr",
                         task.name(),

@@ -1,4 +1,4 @@
-//! The realness judge of papers/gradient-based-inference.txt Table 2: a
+//! The realness judge of "Generating Class-conditional Images with Gradient-based Inference", Table 2: a
 //! DCGAN-style discriminator trained against its *own* unconditional
 //! generator `z -> x` (z ~ N(0, I)), never against ours, so it scores any
 //! sampler's images without having seen them. Its `log D(x)` ("log

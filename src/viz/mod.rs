@@ -13,11 +13,11 @@ pub fn tsne_grid_png(
     t: &tsne::Tsne,
 ) -> Result<Vec<u8>> {
     if images.len() != features.len() || images.is_empty() {
-        return Err(Error::Invalid(format!(
-            "t-SNE grid: {} images and {} feature rows (need the same, at least 1)",
-            images.len(),
-            features.len()
-        )));
+        return Err(Error::shape(
+            "t-SNE grid",
+            format!("one feature row per image ({}), at least 1", images.len()),
+            features.len(),
+        ));
     }
     let n = images.len();
     let cols = (n as f64).sqrt().ceil() as usize;

@@ -1,7 +1,7 @@
 //! `ppgn sample` end to end through the binary: its files, and one clear
 //! error line (and nothing written) for bad input.
 
-use super::{ppgn, ppgn_into, tempdir};
+use super::{manifest, ppgn, ppgn_into, tempdir};
 
 /// Shape from a `.npy` header, and the data offset.
 fn npy_shape(bytes: &[u8], descr: &str) -> (Vec<usize>, usize) {
@@ -99,7 +99,10 @@ fn bad_sample_input_gives_one_error_line_and_writes_nothing() {
     for (args, needle) in [
         (vec!["--class", "sock"], "unknown class"),
         (vec!["--chains", "0"], "--chains"),
-        (vec!["--step", "-0.5"], "--step"),
+        (
+            vec!["--step", "-0.5"],
+            "step = -0.5: expected a positive number",
+        ),
         (vec!["--preset", "nope"], "unknown preset"),
         (
             vec!["--sampler", "mala", "--prior", "joint"],
@@ -230,6 +233,49 @@ fn sample_a_hidden_neuron_and_keep_the_confident() {
         "-q",
     ]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("LAYER:UNIT"));
+}
+
+/// `--neuron LAYER:UNIT@X,Y` reads X as the column and Y as the row: the
+/// recorded final value is the unit at row Y, column X of the final
+/// image's layer, not at the transposed position.
+#[test]
+fn neuron_position_is_column_then_row() {
+    use candle_core::{DType, Device, IndexOp, Tensor};
+    use ppgn::models::fashion::{self as stack, Stack};
+    let help = ppgn(&["sample", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("LAYER:UNIT[@X,Y]"), "{help}");
+    assert!(!help.contains("@Y,X"), "{help}");
+    let (layer, n) = ppgn::density::condition::Neuron::parse("h1:5@6,1", "h1").unwrap();
+    assert_eq!((layer.as_str(), n.unit, n.at), ("h1", 5, Some((1, 6))));
+    let d = tempdir("cli-neuron-at");
+    let out = d.join("n");
+    let o = ppgn_into(
+        &[
+            "sample", "--neuron", "h1:5@6,1", "--chains", "1", "--steps", "10",
+        ],
+        &out,
+        &["-q"],
+    );
+    let m = manifest(&o, &out);
+    let recorded = m["chains"][0]["final_condition_value"].as_f64().unwrap();
+    let (shape, v) = ppgn::data::npy::read_f32(&out.join("samples.npy")).unwrap();
+    let x = Tensor::from_vec(v, shape, &Device::Cpu).unwrap();
+    let x = x.permute((0, 2, 3, 1)).unwrap(); // NCHW file -> NHWC
+    let s = Stack::load(&stack::resolve_dir(None), DType::F32, &Device::Cpu).unwrap();
+    let h1 = s.classifier.h1_pre_relu(&x).unwrap();
+    let at = |y: usize, x: usize| -> f64 {
+        h1.i((0, y, x, 5)).unwrap().to_scalar::<f32>().unwrap() as f64
+    };
+    let (right, transposed) = (at(1, 6), at(6, 1));
+    assert!(
+        (recorded - right).abs() <= 1e-3 * (1.0 + right.abs()),
+        "recorded {recorded}, unit at row 1 column 6 {right}"
+    );
+    assert!(
+        (recorded - transposed).abs() > 1e-3 * (1.0 + right.abs()),
+        "the transposed position has the same value {transposed}: the test cannot tell"
+    );
 }
 
 #[test]

@@ -200,7 +200,7 @@ fn conv_matches_candle_conv2d() {
 
 #[test]
 fn checker_catches_a_wrong_backward() {
-    // candle 0.11's max_pool2d backward is wrong (DESIGN.md): the checker
+    // candle 0.11's max_pool2d backward is wrong (this test measures it): the checker
     // must say so, otherwise it could not catch a broken network either.
     let x = uniform(&[1, 2, 6, 6], -1.0, 1.0, 15);
     let err = max_gradient_error(&|t| t.max_pool2d(2), &x, 6);

@@ -166,14 +166,14 @@ fn image_priors_and_parameterisations_behave() {
     assert!(max_gradient_error(&|c| dec64(c), &c64, 8) < 1e-6);
 
     // jitter: seeded shifts, the same sequence for the same seed
-    let ident: ppgn::density::condition::Net = std::sync::Arc::new(|x: &Tensor| Ok(x.clone()));
+    let ident: ppgn::nn::Func = std::sync::Arc::new(|x: &Tensor| Ok(x.clone()));
     let (j1, j2, j3) = (
         jittered(ident.clone(), 2, 9),
         jittered(ident.clone(), 2, 9),
         jittered(ident, 2, 10),
     );
     let x = uniform(&[1, 6, 6, 1], 0.0, 1.0, 403);
-    let seq = |j: &ppgn::density::condition::Net| -> Vec<Vec<f64>> {
+    let seq = |j: &ppgn::nn::Func| -> Vec<Vec<f64>> {
         (0..5)
             .map(|_| j(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap())
             .collect()

@@ -5,6 +5,7 @@ mod data;
 mod engine;
 mod gradients;
 mod kernels;
+mod layers;
 mod pretrained;
 mod report;
 mod samplers;

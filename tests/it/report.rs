@@ -28,7 +28,7 @@ fn equal_gradient_budgets() {
         200
     );
     let err = hmc.with_grad_budget(5).unwrap_err().to_string();
-    assert!(err.contains("less than one step"), "{err}");
+    assert!(err.contains("at least one step of xu-hmc"), "{err}");
 }
 
 /// Three tight, far-apart clusters in 10-D stay apart in the embedding:

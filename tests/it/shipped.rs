@@ -5,9 +5,9 @@
 use candle_core::{DType, Device};
 
 use ppgn::data::fashion_mnist::{self, Split};
-use ppgn::eval::reconstruction;
 use ppgn::models::card::sha256_file;
 use ppgn::models::fashion::{self as stack, Stack};
+use ppgn::train::reconstruction;
 
 fn models_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fashion-mnist")

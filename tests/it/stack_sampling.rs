@@ -235,7 +235,7 @@ fn gradient_only_terms_and_neurons() {
     assert!(back > 0.0, "score . (clean - noisy) = {back}");
 
     let neuron = NeuronCondition {
-        decode: ppgn::density::condition::identity(),
+        decode: ppgn::nn::identity(),
         layer: s.layer_net("h1").unwrap(),
         layer_name: "h1".into(),
         neuron: Neuron {

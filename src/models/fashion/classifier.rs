@@ -1,5 +1,5 @@
 //! `E` / `C`: the classifier whose layers define the two code spaces of PPGN-h
-//! (papers/ppgn-supplementary.txt S9.4, Fig. S9a). `E1: x -> h1` is the spatial
+//! ("Plug & Play Generative Networks" (supplementary), S9.4, Fig. S9a). `E1: x -> h1` is the spatial
 //! feature layer (pool5 analogue), `E2: h1 -> h` the fully connected code
 //! (fc6 analogue, post-ReLU), and `h -> logits` the classifier head.
 
@@ -9,7 +9,9 @@ use candle_nn::VarBuilder;
 use crate::nn::frozen::Linear;
 use serde::{Deserialize, Serialize};
 
-use crate::nn::fast::kernels::{Act, Real, Window};
+use crate::nn::fast::kernels::Act;
+use crate::nn::fast::real::Real;
+use crate::nn::fast::window::Window;
 use crate::nn::fast::{build, Net, Op};
 use crate::nn::{flatten, linear, Conv2d};
 

@@ -1,6 +1,6 @@
 //! The evaluator: an independent classifier used only to score samples,
-//! never for sampling (so samples that fool `C` do not fool the score; see
-//! DESIGN.md on super-stimuli). Deliberately a different architecture from
+//! never for sampling (so samples that fool `C` do not fool the score; a
+//! guiding classifier is fooled by super-stimuli that fool no other). Deliberately a different architecture from
 //! `C`: 5x5 kernels, average pooling, a 128-unit feature layer.
 
 use candle_core::{Module, Result, Tensor};

@@ -1,4 +1,4 @@
-//! `G`: the generator `h -> x` (papers/ppgn-supplementary.txt S9.4): fully
+//! `G`: the generator `h -> x` ("Plug & Play Generative Networks" (supplementary), S9.4): fully
 //! connected layers, then up-convolutions, to a 28x28 image in [0, 1].
 
 use candle_core::{Module, Result, Tensor, WithDType};
@@ -7,7 +7,9 @@ use candle_nn::VarBuilder;
 use crate::nn::frozen::Linear;
 use serde::{Deserialize, Serialize};
 
-use crate::nn::fast::kernels::{Act, Real, Window};
+use crate::nn::fast::kernels::Act;
+use crate::nn::fast::real::Real;
+use crate::nn::fast::window::Window;
 use crate::nn::fast::{build, Net, Op};
 use crate::nn::{leaky_relu, linear, sigmoid, Conv2d, UpConv2x};
 

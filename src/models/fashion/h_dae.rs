@@ -1,4 +1,4 @@
-//! The DAE prior on `h` of PPGN-h (papers/ppgn-supplementary.txt S9.3): an
+//! The DAE prior on `h` of PPGN-h ("Plug & Play Generative Networks" (supplementary), S9.3): an
 //! MLP trained to undo Gaussian noise of std `sigma` on codes `h`, so that
 //! `(R(h) - h) / sigma^2` estimates `d log p(h) / dh` (Alain & Bengio).
 //!

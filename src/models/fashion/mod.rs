@@ -1,5 +1,5 @@
 //! The Fashion-MNIST model stack of the Noiseless Joint PPGN-h
-//! (papers/ppgn-supplementary.txt S9.4), trained by `ppgn train` and shipped
+//! ("Plug & Play Generative Networks" (supplementary), S9.4), trained by `ppgn train` and shipped
 //! under `models/fashion-mnist/`: one `<name>.safetensors` + `<name>.json`
 //! card per network.
 
@@ -145,23 +145,23 @@ impl Stack {
 /// The stack's networks as differentiable functions for density terms.
 impl Stack {
     /// `G`: codes `[n, h_dim]` -> images `[n, 28, 28, 1]`.
-    pub fn generator_net(&self) -> crate::density::condition::Net {
+    pub fn generator_net(&self) -> crate::nn::Func {
         let g = std::sync::Arc::new(self.generator.clone());
         std::sync::Arc::new(move |h| candle_core::Module::forward(g.as_ref(), h))
     }
     /// `C`: images -> class logits.
-    pub fn classifier_net(&self) -> crate::density::condition::Net {
+    pub fn classifier_net(&self) -> crate::nn::Func {
         let c = std::sync::Arc::new(self.classifier.clone());
         std::sync::Arc::new(move |x| candle_core::Module::forward(c.as_ref(), x))
     }
     /// `E`: images -> codes `h`.
-    pub fn encoder_net(&self) -> crate::density::condition::Net {
+    pub fn encoder_net(&self) -> crate::nn::Func {
         let c = std::sync::Arc::new(self.classifier.clone());
         std::sync::Arc::new(move |x| c.encode(x))
     }
     /// A layer of the classifier by name: `h1` (`[n, 7, 7, c]`), `h`, or
     /// `logits`, each before its ReLU (what hidden-neuron conditions maximise).
-    pub fn layer_net(&self, name: &str) -> Result<crate::density::condition::Net> {
+    pub fn layer_net(&self, name: &str) -> Result<crate::nn::Func> {
         let c = std::sync::Arc::new(self.classifier.clone());
         Ok(match name {
             "h1" => std::sync::Arc::new(move |x| c.h1_pre_relu(x)),
@@ -170,14 +170,16 @@ impl Stack {
                 std::sync::Arc::new(move |x| candle_core::Module::forward(c.as_ref(), x))
             }
             other => {
-                return Err(Error::Invalid(format!(
-                    "unknown layer {other:?}: the classifier's layers are h1, h (fc6), logits (fc8)"
-                )))
+                return Err(Error::unknown(
+                    "layer",
+                    other,
+                    &["h1", "h (fc6)", "logits (fc8)"],
+                ))
             }
         })
     }
     /// The h-DAE's reconstruction `R(h)` and its noise level.
-    pub fn h_dae_net(&self) -> Option<(crate::density::condition::Net, f64)> {
+    pub fn h_dae_net(&self) -> Option<(crate::nn::Func, f64)> {
         let d = std::sync::Arc::new(self.h_dae.clone()?);
         let sigma = d.cfg.sigma;
         Some((
@@ -186,7 +188,7 @@ impl Stack {
         ))
     }
     /// The pixel DAE's reconstruction `R(x)` and its noise level.
-    pub fn x_dae_net(&self) -> Option<(crate::density::condition::Net, f64)> {
+    pub fn x_dae_net(&self) -> Option<(crate::nn::Func, f64)> {
         let d = std::sync::Arc::new(self.x_dae.clone()?);
         let sigma = d.cfg.sigma;
         Some((

@@ -1,4 +1,4 @@
-//! The pixel-space DAE of PPGN-x (papers/ppgn-supplementary.txt S9.2, S11): a
+//! The pixel-space DAE of PPGN-x ("Plug & Play Generative Networks" (supplementary), S9.2, S11): a
 //! small convolutional autoencoder trained to remove Gaussian noise from
 //! images, giving `d log p(x) / dx ~ (R(x) - x) / sigma^2`.
 

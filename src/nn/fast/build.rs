@@ -3,7 +3,9 @@
 
 use candle_core::{Result, Tensor, WithDType};
 
-use super::kernels::{Act, Real, Window};
+use super::kernels::Act;
+use super::real::Real;
+use super::window::Window;
 use super::Op;
 
 /// A tensor's values, converted to `T`, in row-major order.
@@ -135,5 +137,5 @@ pub fn affine<T: Real>(c: usize, scale: f64, shift: f64) -> Op<T> {
 
 /// A compiled network from ops, with candle's error type.
 pub fn net<T: Real>(input: super::Shape, ops: Vec<Op<T>>) -> Result<super::Net<T>> {
-    super::Net::new(input, ops).map_err(candle_core::Error::Msg)
+    super::Net::new(input, ops).map_err(|e| candle_core::Error::Msg(e.to_string()))
 }

@@ -12,8 +12,9 @@
 
 use rayon::prelude::*;
 
-use super::kernels::{Real, Shared, Window};
+use super::real::{Real, Shared};
 use super::simd::{dispatch, mul_acc, Kernel};
+use super::window::Window;
 
 /// `(image, rows)` work items over `n` images of `rows` rows each: whole
 /// images when there are enough of them, row blocks otherwise.

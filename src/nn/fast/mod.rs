@@ -18,10 +18,15 @@ pub mod build;
 pub mod depthwise;
 pub mod kernels;
 pub mod patches;
+pub mod real;
 pub mod simd;
 pub mod thin;
+pub mod window;
 
-use kernels::{Act, Real, SparseRows, Window};
+use crate::error::{Error, Result};
+use kernels::{Act, SparseRows};
+use real::Real;
+use window::Window;
 
 /// Per-image shape `(h, w, c)`; a vector is `(1, 1, len)`.
 pub type Shape = (usize, usize, usize);
@@ -91,7 +96,7 @@ impl<T: Real> Op<T> {
     }
 
     /// This op's output shape for input `s`, or why it does not fit.
-    fn out_shape(&self, s: Shape, tape: &[Shape]) -> Result<Shape, String> {
+    fn out_shape(&self, s: Shape, tape: &[Shape]) -> std::result::Result<Shape, String> {
         let conv_in = |w: &Window| (w.h, w.w, w.c);
         match self {
             Op::Conv {
@@ -239,25 +244,31 @@ fn add_bias<T: Real>(y: &mut [T], bias: &[T]) {
 
 impl<T: Real> Net<T> {
     /// Checks that the ops chain from `input` and records their shapes.
-    pub fn new(input: Shape, ops: Vec<Op<T>>) -> Result<Self, String> {
+    pub fn new(input: Shape, ops: Vec<Op<T>>) -> Result<Self> {
         let mut shapes = vec![input];
         for (i, op) in ops.iter().enumerate() {
             let s = op
                 .out_shape(shapes[i], &shapes)
-                .map_err(|e| format!("op {i}: {e}"))?;
+                .map_err(|message| Error::Network {
+                    at: format!("op {i}"),
+                    message,
+                })?;
             shapes.push(s);
         }
         Ok(Self { ops, shapes })
     }
 
     /// This network followed by `next` (whose input must be this output).
-    pub fn then(self, next: Net<T>) -> Result<Self, String> {
+    pub fn then(self, next: Net<T>) -> Result<Self> {
         if next.input() != self.output() {
-            return Err(format!(
-                "cannot chain: output {:?} into input {:?}",
-                self.output(),
-                next.input()
-            ));
+            return Err(Error::Network {
+                at: "a chain of two networks".into(),
+                message: format!(
+                    "the first's output {:?} is not the second's input {:?}",
+                    self.output(),
+                    next.input()
+                ),
+            });
         }
         let offset = self.ops.len();
         let mut ops = self.ops;
@@ -291,8 +302,18 @@ impl<T: Real> Net<T> {
 
     /// Runs `n` inputs `x [n, ...]` forward, keeping every activation in
     /// `ws.acts`; returns the output `[n, ...]`.
-    pub fn forward<'a>(&self, x: &[T], n: usize, ws: &'a mut Workspace<T>) -> &'a [T] {
-        assert_eq!(x.len(), n * len(self.input()), "input length");
+    pub fn forward<'a>(&self, x: &[T], n: usize, ws: &'a mut Workspace<T>) -> Result<&'a [T]> {
+        if x.len() != n * len(self.input()) {
+            return Err(Error::shape(
+                "network input",
+                format!(
+                    "{n} x {:?} = {} values",
+                    self.input(),
+                    n * len(self.input())
+                ),
+                x.len(),
+            ));
+        }
         ws.batch = n;
         ws.acts.resize_with(self.ops.len() + 1, Vec::new);
         sized(&mut ws.acts[0], x.len()).copy_from_slice(x);
@@ -375,14 +396,30 @@ impl<T: Real> Net<T> {
                 Op::Reshape(_) => y.copy_from_slice(x),
             }
         }
-        &ws.acts[self.ops.len()]
+        Ok(&ws.acts[self.ops.len()])
     }
 
     /// The gradient of `sum(dy * output)` with respect to the input of the
     /// last [`Net::forward`] on `ws`, into `dx`.
-    pub fn backward(&self, dy: &[T], ws: &mut Workspace<T>, dx: &mut Vec<T>) {
+    pub fn backward(&self, dy: &[T], ws: &mut Workspace<T>, dx: &mut Vec<T>) -> Result<()> {
         let n = ws.batch;
-        assert_eq!(dy.len(), n * len(self.output()), "output gradient length");
+        if ws.acts.len() != self.ops.len() + 1 || ws.acts[0].len() != n * len(self.input()) {
+            return Err(Error::unsupported(
+                "backward on a workspace this network's forward pass did not fill",
+                "call forward first, with the same workspace",
+            ));
+        }
+        if dy.len() != n * len(self.output()) {
+            return Err(Error::shape(
+                "output gradient",
+                format!(
+                    "{n} x {:?} = {} values",
+                    self.output(),
+                    n * len(self.output())
+                ),
+                dy.len(),
+            ));
+        }
         ws.pending.resize_with(self.ops.len() + 1, Vec::new);
         ws.owed.clear();
         ws.owed.resize(self.ops.len() + 1, false);
@@ -490,6 +527,7 @@ impl<T: Real> Net<T> {
         dx.extend_from_slice(&g);
         ws.grad = g;
         ws.spare = spare;
+        Ok(())
     }
 }
 

@@ -11,7 +11,9 @@
 
 use rayon::prelude::*;
 
-use super::kernels::{self, Real, Window};
+use super::kernels;
+use super::real::Real;
+use super::window::{self, Window};
 
 /// Patch values per block of images a thread works on (about 1 MB of f32).
 const BLOCK: usize = 1 << 18;
@@ -63,7 +65,7 @@ pub fn conv<T: Real>(
 ) {
     let (k, rows) = (g.taps() * g.c, g.ho * g.wo);
     let f = |m: usize, x: &[T], y: &mut [T], cols: &mut [T], par: bool| {
-        kernels::im2col(g, m, x, cols, par);
+        window::im2col(g, m, x, cols, par);
         kernels::matmul(m * rows, cout, k, y, true, cols, (k, 1), w, (cout, 1), par);
     };
     blocks(n, rows * k, x, g.h * g.w * g.c, y, rows * cout, cols, f);
@@ -93,7 +95,7 @@ pub fn conv_adjoint<T: Real>(
             (1, cout),
             par,
         );
-        kernels::col2im(g, m, cols, dx, par);
+        window::col2im(g, m, cols, dx, par);
     };
     blocks(n, rows * k, dy, rows * cout, dx, g.h * g.w * g.c, cols, f);
 }
@@ -113,7 +115,7 @@ pub fn conv_transpose<T: Real>(
     let (kc, rows) = (g.taps() * g.c, g.ho * g.wo);
     let f = |m: usize, x: &[T], y: &mut [T], cols: &mut [T], par: bool| {
         kernels::matmul(m * rows, kc, cin, cols, false, x, (cin, 1), w, (kc, 1), par);
-        kernels::col2im(g, m, cols, y, par);
+        window::col2im(g, m, cols, y, par);
     };
     blocks(n, rows * kc, x, rows * cin, y, g.h * g.w * g.c, cols, f);
 }
@@ -130,7 +132,7 @@ pub fn conv_transpose_adjoint<T: Real>(
 ) {
     let (kc, rows) = (g.taps() * g.c, g.ho * g.wo);
     let f = |m: usize, dy: &[T], dx: &mut [T], cols: &mut [T], par: bool| {
-        kernels::im2col(g, m, dy, cols, par);
+        window::im2col(g, m, dy, cols, par);
         kernels::matmul(m * rows, cin, kc, dx, false, cols, (kc, 1), w, (1, kc), par);
     };
     blocks(n, rows * kc, dy, g.h * g.w * g.c, dx, rows * cin, cols, f);

@@ -5,7 +5,7 @@
 //! loops, and [`dispatch`] calls the copy of it compiled with AVX2 and FMA
 //! when the CPU has them (as `gemm` and PyTorch choose their kernels).
 
-use super::kernels::Real;
+use super::real::Real;
 
 /// A piece of work whose loops are compiled twice: `FMA` true for the
 /// AVX2/FMA copy. `run` must be `#[inline(always)]` so the copy inherits

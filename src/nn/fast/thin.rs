@@ -11,8 +11,9 @@
 
 use rayon::prelude::*;
 
-use super::kernels::{Real, Shared, Window};
+use super::real::{Real, Shared};
 use super::simd::{axpy, dispatch, dot, Kernel};
+use super::window::Window;
 
 /// Whether [`matmul`] takes `[m, k] x [k, n]` with these strides: the
 /// left-hand rows contiguous, one side thin, and either layout of the

@@ -1,5 +1,5 @@
 //! Reconstruction of real images through the code space, `x -> h = E(x) ->
-//! G(h)`: the E + G autoencoder of papers/ppgn-supplementary.txt Fig. S9b.
+//! G(h)`: the E + G autoencoder of "Plug & Play Generative Networks" (supplementary), Fig. S9b.
 //! If `G` draws recognisable items from codes, the independent evaluator
 //! classifies reconstructions almost as well as the originals.
 
@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 
 use candle_core::{Device, Module};
 
+use super::EVAL_BATCH;
 use crate::data::fashion_mnist::Dataset;
 use crate::error::Result;
 use crate::models::fashion::{Classifier, Evaluator, Generator};
 use crate::nn::{accuracy, mse};
-use crate::train::EVAL_BATCH;
 
 /// Measurements over a whole split; every value is a mean over images.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,14 +12,14 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
 
-use super::chains::{random_codes, run_chains, ChainsOutput, Condition, Outcome, Pipeline};
-use super::preset::SamplerConfig;
 use crate::data::fashion_mnist::Dataset;
 use crate::error::{Error, Result};
 use crate::eval::ms_ssim::ms_ssim;
 use crate::eval::report::{classes_more_diverse, features_and_probs, score, Scores};
 use crate::eval::scores::accuracy;
 use crate::models::fashion::{Discriminator, Stack};
+use crate::run::chains::{random_codes, run_chains, ChainsOutput, Condition, Outcome, Pipeline};
+use crate::run::preset::SamplerConfig;
 use crate::train::realness::mean_log_real;
 
 /// What scoring needs besides the images: the evaluator's features of the
@@ -45,10 +45,11 @@ pub fn real_per_class(
             .filter(|&i| data.labels[i] as usize == c)
             .collect();
         if own.len() < per_class {
-            return Err(Error::Invalid(format!(
-                "class {c} has {} images, {per_class} asked",
-                own.len()
-            )));
+            return Err(Error::setting(
+                "images per class",
+                per_class,
+                format!("at most the {} images of class {c}", own.len()),
+            ));
         }
         own.shuffle(&mut rng);
         idx.extend_from_slice(&own[..per_class]);
@@ -132,7 +133,7 @@ fn run_to_end(
         |_| Ok(()),
     )? {
         Outcome::Finished(o) => Ok(o),
-        Outcome::Interrupted(_) => Err(Error::Invalid("run stopped without a request".into())),
+        Outcome::Interrupted(_) => Err(Error::Interrupted),
     }
 }
 
