@@ -76,9 +76,14 @@ pub enum Error {
     #[error("{what}: {instead}")]
     Unsupported { what: String, instead: String },
 
-    /// The run was stopped (Ctrl-C) before it finished.
-    #[error("interrupted")]
-    Interrupted,
+    /// The run was stopped (Ctrl-C) before it finished; `then` says what
+    /// was kept and how to go on.
+    #[error("interrupted at step {step} of {steps}; {then}")]
+    Interrupted {
+        step: usize,
+        steps: usize,
+        then: String,
+    },
 
     /// A computation that produced non-finite numbers.
     #[error("{0}")]

@@ -5,10 +5,9 @@ pub mod classes;
 pub mod eval;
 pub mod inpaint;
 pub mod models;
+pub mod progress;
 pub mod report;
-pub mod run_folder;
 pub mod sample;
-pub mod sample_pretrained;
 pub mod train;
 pub mod visualize;
 pub mod viz;
@@ -65,9 +64,6 @@ pub fn main() -> anyhow::Result<()> {
         Command::Train(a) => train::run(a),
         Command::Models(c) => models::run(c),
         Command::Classes(a) => classes::run(a),
-        Command::Sample(a) if a.generator != "fashion" || a.classifier != "fashion" => {
-            sample_pretrained::run(a)
-        }
         Command::Sample(a) => sample::run(a),
         Command::Presets => sample::presets(),
         Command::Inpaint(a) => inpaint::run(a),

@@ -133,7 +133,11 @@ fn run_to_end(
         |_| Ok(()),
     )? {
         Outcome::Finished(o) => Ok(o),
-        Outcome::Interrupted(_) => Err(Error::Interrupted),
+        Outcome::Interrupted(o) => Err(Error::Interrupted {
+            step: o.step,
+            steps: cfg.steps,
+            then: "the report keeps nothing of an interrupted run".into(),
+        }),
     }
 }
 

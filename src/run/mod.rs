@@ -1,6 +1,18 @@
-//! Runs: presets and driving batched chains.
+//! Runs: presets and settings, driving batched chains, and whole jobs
+//! ([`sample`]: a [`SampleSpec`] in, a run folder out) with their run
+//! folders and progress.
 
 pub mod chains;
+pub mod folder;
 pub mod preset;
 pub mod pretrained;
+pub mod progress;
+pub mod sample;
+pub mod sample_pretrained;
 pub mod settings;
+pub mod spec;
+pub mod visualize;
+
+pub use progress::{Progress, Silent};
+pub use sample::sample;
+pub use spec::{RunOutput, SampleSpec};

@@ -98,7 +98,7 @@ fn bad_sample_input_gives_one_error_line_and_writes_nothing() {
     let o_ = out.to_str().unwrap();
     for (args, needle) in [
         (vec!["--class", "sock"], "unknown class"),
-        (vec!["--chains", "0"], "--chains"),
+        (vec!["--chains", "0"], "chains = 0: expected at least 1"),
         (
             vec!["--step", "-0.5"],
             "step = -0.5: expected a positive number",
@@ -329,8 +329,8 @@ fn inpaint_keeps_the_known_pixels() {
     }
     assert!(changed > 0, "nothing was filled");
     for (mask, needle) in [
-        ("30x2@0,0", "does not fit"),
-        ("0x3@1,1", "does not fit"),
+        ("30x2@0,0", "a patch inside the 28x28 image"),
+        ("0x3@1,1", "a patch inside the 28x28 image"),
         ("blob", "PNG"),
     ] {
         let o = ppgn(&[

@@ -578,8 +578,14 @@ fn visualize_reaches_a_class_and_a_unit_and_refuses_bad_input() {
     for (extra, needle) in [
         (&["--class", "not-a-class"][..], "unknown ImageNet class"),
         (&["--neuron", "block99:1"][..], "unknown layer"),
-        (&["--neuron", "block0:999"][..], "has 16 channels"),
-        (&["--step=-1"][..], "--step must be"),
+        (
+            &["--neuron", "block0:999"][..],
+            "does not exist in layer block0 of shape 16 channels",
+        ),
+        (
+            &["--step=-1"][..],
+            "step = -1: expected a finite non-negative number",
+        ),
     ] {
         let out = run("bad", extra);
         let err = String::from_utf8_lossy(&out.stderr);

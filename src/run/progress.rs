@@ -1,0 +1,73 @@
+//! How a job reports its progress and learns that it should stop: the
+//! library neither prints nor handles signals; a front end (the CLI's
+//! progress bar and Ctrl-C, a test, a server) implements [`Progress`].
+//! [`drive`] runs chains reporting to one.
+
+/// What a running job tells its front end, and asks it.
+pub trait Progress {
+    /// A phase of `total` steps begins (`what` names it: "sample", ...).
+    fn begin(&mut self, _what: &str, _total: usize) {}
+    /// `step` of the phase is done; `mean` is the chains' mean condition
+    /// value (p(class) or the unit's activation), `accept` their mean
+    /// acceptance so far.
+    fn update(&mut self, _step: usize, _mean: f64, _accept: f64) {}
+    /// The phase ended (finished or stopped).
+    fn end(&mut self) {}
+    /// Whether the job should stop at the next step it can stop at
+    /// (resumable jobs write a checkpoint there).
+    fn should_stop(&self) -> bool {
+        false
+    }
+}
+
+/// Reports nothing and never stops.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Silent;
+
+impl Progress for Silent {}
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::Tensor;
+
+use super::chains::{run_chains, ChainsOutput, Outcome, Pipeline};
+use super::preset::SamplerConfig;
+use crate::error::Result;
+
+/// Chains from `start` (or from `resume`) to `cfg.steps` on `pipeline`,
+/// reported to `progress` as phase `what` every `record_every` steps and
+/// stopped when it asks (then `checkpoint` has the state, as at every
+/// record).
+#[allow(clippy::too_many_arguments)]
+pub fn drive(
+    what: &str,
+    pipeline: &Pipeline,
+    cfg: &SamplerConfig,
+    start: &Tensor,
+    seed: u64,
+    record_every: usize,
+    resume: Option<ChainsOutput>,
+    progress: &mut dyn Progress,
+    checkpoint: impl FnMut(&ChainsOutput) -> Result<()>,
+) -> Result<Outcome> {
+    let stop = AtomicBool::new(progress.should_stop());
+    progress.begin(what, cfg.steps);
+    let outcome = run_chains(
+        pipeline,
+        cfg,
+        start,
+        seed,
+        record_every,
+        resume,
+        &stop,
+        |t, mean, accept| {
+            progress.update(t, mean, accept);
+            if progress.should_stop() {
+                stop.store(true, Ordering::SeqCst);
+            }
+        },
+        checkpoint,
+    );
+    progress.end();
+    outcome
+}

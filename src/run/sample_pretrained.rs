@@ -1,0 +1,205 @@
+//! A sampling job on a pretrained pair we did not train (`dcgan-faces` +
+//! `efficientnet-lite0`, or `dgn-fc6` + `alexnet`): same samplers and
+//! presets as the Fashion-MNIST runs; the run folder holds grid.png (final
+//! images, one row per class), start.png (the unconditioned images G(z0)
+//! of the same seeds), chains.png (each chain over time), samples.npy
+//! (float32 N x 3 x side x side in [0, 1]), labels.npy and manifest.json
+//! (settings, weights' SHA-256, per-chain p(y|x) and the classifier's
+//! top-1 class, the fraction of chains whose top-1 class is the requested
+//! one, per class). These runs do not resume.
+
+use std::collections::BTreeMap;
+
+use candle_core::Tensor;
+
+use super::chains::{ChainsOutput, Outcome};
+use super::folder::RunFolder;
+use super::pretrained::PlugPair;
+use super::progress::{drive, Progress};
+use super::spec::{Networks, Request, RunOutput, SampleSpec};
+use crate::data::imagenet;
+use crate::error::{Error, Result};
+use crate::models::caffe::{CaffeNetConfig, DgnConfig};
+use crate::models::pretrained;
+use crate::nn::Func;
+
+/// Runs `spec` on its pretrained pair.
+pub fn sample(spec: &SampleSpec, progress: &mut dyn Progress) -> Result<RunOutput> {
+    let cfg = &spec.settings;
+    let Request::Classes(names) = &spec.request else {
+        return Err(Error::unsupported(
+            "a neuron condition on a pretrained pair",
+            "condition on classes",
+        ));
+    };
+    let classes: Vec<usize> = names
+        .iter()
+        .map(|s| imagenet::parse_class(s))
+        .collect::<Result<_>>()?;
+    let pair = match &spec.networks {
+        Networks::Faces => PlugPair::faces_imagenet(&pretrained::home())?,
+        Networks::Caffe { weights } => {
+            PlugPair::caffe(weights, DgnConfig::fc6(), CaffeNetConfig::caffenet())?
+        }
+        Networks::Fashion { .. } => {
+            return Err(Error::unsupported(
+                "the Fashion-MNIST stack in the pretrained job",
+                "run it through run::sample",
+            ))
+        }
+    };
+    let per_chain: Vec<usize> = classes
+        .iter()
+        .flat_map(|&c| std::iter::repeat_n(c, spec.chains))
+        .collect();
+    let n = per_chain.len();
+    let pipeline = pair.pipeline(&per_chain, cfg)?;
+    let z0 = pair.initial_codes(n, spec.seed)?;
+    let folder = RunFolder::open(&spec.out, spec.force, false)?;
+    let mut run = || -> Result<(String, f64)> {
+        let outcome = drive(
+            "sample",
+            &pipeline,
+            cfg,
+            &z0,
+            spec.seed,
+            spec.record_every,
+            None,
+            progress,
+            |_| Ok(()),
+        )?;
+        let o = match outcome {
+            Outcome::Finished(o) => o,
+            Outcome::Interrupted(o) => {
+                return Err(Error::Interrupted {
+                    step: o.step,
+                    steps: cfg.steps,
+                    then: "nothing written (this kind of run does not resume)".into(),
+                })
+            }
+        };
+        let labels: Vec<i64> = per_chain.iter().map(|&c| c as i64).collect();
+        let rgb = RgbRun {
+            decode: &pipeline.decode,
+            to_rgb: &pair.to_rgb,
+            side: pair.side,
+            cols: spec.chains,
+        };
+        rgb.write(&folder, &o, &z0, &labels)?;
+        let (manifest, top1) = manifest(spec, &pair, &o, &per_chain)?;
+        folder.json("manifest.json", &manifest)?;
+        let summary: Vec<String> = top1
+            .iter()
+            .map(|(c, f)| format!("{c} {:.0}%", 100.0 * f))
+            .collect();
+        let verdict = format!(
+            "the classifier's top-1 class is the requested one for {}",
+            summary.join(", ")
+        );
+        Ok((verdict, o.wall_s))
+    };
+    let (verdict, wall_s) = match run() {
+        Ok(v) => v,
+        Err(e) => {
+            folder.discard();
+            return Err(e);
+        }
+    };
+    Ok(RunOutput {
+        dir: folder.finish()?,
+        chains: n,
+        steps: cfg.steps,
+        preset: cfg.preset.clone(),
+        wall_s,
+        verdict,
+    })
+}
+
+/// The manifest and the fraction of chains, per class name, whose top-1
+/// class is the requested one.
+fn manifest(
+    spec: &SampleSpec,
+    pair: &PlugPair,
+    o: &ChainsOutput,
+    per_chain: &[usize],
+) -> Result<(serde_json::Value, BTreeMap<String, f64>)> {
+    let names = imagenet::class_names();
+    let top1 = pair.top1(&o.images)?;
+    let last_p = o.probability.last().cloned().unwrap_or_default();
+    let mut hits: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+    let chains: Vec<serde_json::Value> = (0..per_chain.len())
+        .map(|i| {
+            let e = hits.entry(per_chain[i]).or_default();
+            e.0 += (top1[i] == per_chain[i]) as usize;
+            e.1 += 1;
+            serde_json::json!({
+                "class": per_chain[i], "class_name": names[per_chain[i]],
+                "final_probability": last_p.get(i), "top1": top1[i], "top1_name": names[top1[i]],
+                "accept_rate": o.accepted[i] as f64 / o.step.max(1) as f64,
+                "divergences": o.divergences[i],
+                "probability": o.probability.iter().map(|p| p[i]).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let top1_fraction: BTreeMap<String, f64> = hits
+        .iter()
+        .map(|(c, (h, t))| (names[*c].to_string(), *h as f64 / *t as f64))
+        .collect();
+    let manifest = serde_json::json!({
+        "command": spec.command,
+        "seed": spec.seed,
+        "networks": &pair.provenance,
+        "sampler": &spec.settings,
+        "chains_per_class": spec.chains,
+        "steps": o.step,
+        "grad_evals_per_chain": o.grad_evals,
+        "record_every": spec.record_every,
+        "wall_time_s": o.wall_s,
+        "top1_is_requested_class": &top1_fraction,
+        "chains": chains,
+    });
+    Ok((manifest, top1_fraction))
+}
+
+/// The files of a run whose images are RGB: grid.png (final images, `cols`
+/// per row), start.png (the decoded starting positions), chains.png (each
+/// chain over time), samples.npy (`[n, 3, side, side]` in [0, 1]) and
+/// labels.npy; `to_rgb` maps decoded images to RGB in [0, 1].
+pub struct RgbRun<'a> {
+    pub decode: &'a Func,
+    pub to_rgb: &'a Func,
+    pub side: usize,
+    pub cols: usize,
+}
+
+impl RgbRun<'_> {
+    pub fn write(
+        &self,
+        folder: &RunFolder,
+        o: &ChainsOutput,
+        start: &Tensor,
+        labels: &[i64],
+    ) -> Result<()> {
+        let rgb = |t: &Tensor| -> Result<Vec<f32>> {
+            Ok((self.to_rgb)(t)?.flatten_all()?.to_vec1::<f32>()?)
+        };
+        let n = o.images.dim(0)?;
+        let hwc = (self.side, self.side, 3);
+        folder.grid("grid.png", &rgb(&o.images)?, n, hwc, self.cols)?;
+        folder.grid(
+            "start.png",
+            &rgb(&(self.decode)(start)?)?,
+            n,
+            hwc,
+            self.cols,
+        )?;
+        let snaps: Vec<Vec<f32>> = o.snapshots.iter().map(rgb).collect::<Result<_>>()?;
+        folder.filmstrip("chains.png", &snaps, n, hwc)?;
+        let nchw: Vec<f32> = (self.to_rgb)(&o.images)?
+            .permute((0, 3, 1, 2))?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        folder.npy_f32("samples.npy", &[n, 3, self.side, self.side], &nchw)?;
+        folder.npy_i64("labels.npy", &[n], labels)
+    }
+}

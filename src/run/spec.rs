@@ -1,0 +1,304 @@
+//! What a sampling job is asked to do, as typed settings: which networks,
+//! which condition, how many chains, the sampler's settings, where the run
+//! goes. A front end (the CLI) fills a [`SampleSpec`]; [`super::sample`]
+//! runs it.
+
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+use rand::{Rng, SeedableRng};
+
+use super::preset::SamplerConfig;
+use crate::data::fashion_mnist::SIDE;
+use crate::density::condition::Neuron;
+use crate::error::{Error, Result};
+
+/// The generator and condition network of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Networks {
+    /// The shipped Fashion-MNIST stack, from `models` (default: `$PPGN_MODELS`
+    /// or `models/fashion-mnist`).
+    Fashion { models: Option<PathBuf> },
+    /// DCGAN faces + EfficientNet-Lite0, from `ppgn models fetch`'s cache.
+    Faces,
+    /// The papers' DGN fc6 generator + CaffeNet, from converted weights.
+    Caffe { weights: PathBuf },
+}
+
+impl Networks {
+    /// The pair named by `generator` and `classifier` (`fashion`,
+    /// `dcgan-faces` + `efficientnet-lite0`, `dgn-fc6` + `alexnet`).
+    pub fn named(
+        generator: &str,
+        classifier: &str,
+        models: Option<PathBuf>,
+        weights: Option<PathBuf>,
+    ) -> Result<Self> {
+        match (generator, classifier) {
+            ("fashion", "fashion") => Ok(Networks::Fashion { models }),
+            ("dcgan-faces", "efficientnet-lite0") => Ok(Networks::Faces),
+            ("dgn-fc6", "alexnet") => match weights {
+                Some(weights) => Ok(Networks::Caffe { weights }),
+                None => Err(Error::unsupported(
+                    "--generator dgn-fc6 --classifier alexnet needs --weights DIR",
+                    "give the folder of the converted Caffe weights (docs/caffe-weights.md)",
+                )),
+            },
+            (g, c) => Err(Error::unsupported(
+                format!("--generator {g} with --classifier {c}"),
+                "the supported pairs are fashion with fashion (the shipped stack), dcgan-faces with efficientnet-lite0, and dgn-fc6 with alexnet",
+            )),
+        }
+    }
+
+    /// The preset a run of these networks uses unless told otherwise.
+    pub fn default_preset(&self) -> &'static str {
+        match self {
+            Networks::Faces => "faces",
+            _ => "ppgn",
+        }
+    }
+}
+
+/// What the chains are conditioned on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Classes by index or name, `chains` chains each; `all` for every class.
+    Classes(Vec<String>),
+    /// One hidden unit of a layer (Fashion stack only).
+    Neuron { layer: String, neuron: Neuron },
+}
+
+impl Request {
+    /// `all`, or classes separated by commas.
+    pub fn classes(spec: &str) -> Self {
+        Request::Classes(spec.split(',').map(|s| s.trim().to_string()).collect())
+    }
+}
+
+/// Where the chains start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Init {
+    /// Random codes from the seed.
+    Random,
+    /// The code of Fashion-MNIST test image `i`.
+    Test(usize),
+}
+
+impl Init {
+    /// `random` or `test:INDEX`.
+    pub fn parse(s: &str) -> Result<Self> {
+        if s == "random" {
+            return Ok(Init::Random);
+        }
+        s.strip_prefix("test:")
+            .and_then(|i| i.parse().ok())
+            .map(Init::Test)
+            .ok_or_else(|| Error::setting("init", format!("{s:?}"), "random or test:INDEX"))
+    }
+
+    /// The name it was given by.
+    pub fn name(&self) -> String {
+        match self {
+            Init::Random => "random".into(),
+            Init::Test(i) => format!("test:{i}"),
+        }
+    }
+}
+
+/// What `ppgn inpaint` adds to a run: a test image with a hole to fill.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inpaint {
+    /// Fashion-MNIST test image index.
+    pub image: usize,
+    /// `28 * 28` values, 1 where the pixel is to be filled.
+    pub mask: Vec<f32>,
+    /// How the mask was given, for the manifest.
+    pub mask_spec: String,
+    /// Weight of the context term `|(1 - M) * (x_real - x)|^2`.
+    pub context_weight: f64,
+}
+
+impl Inpaint {
+    /// The mask of `spec`: `WxH@X,Y` (a patch with its top-left corner at
+    /// column X, row Y), `random` (a 12x12 patch placed by `seed`), or the
+    /// path of a 28x28 PNG whose white pixels are filled.
+    pub fn mask(spec: &str, seed: u64) -> Result<Vec<f32>> {
+        let mask = if spec == "random" {
+            let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x3a5c);
+            patch(12, 12, r.random_range(0..=16), r.random_range(0..=16))?
+        } else if let Some((wh, xy)) = spec.split_once('@') {
+            let num = |s: &str| s.trim().parse::<usize>().ok();
+            let dims = wh.split_once('x').zip(xy.split_once(','));
+            match dims.map(|((w, h), (x, y))| (num(w), num(h), num(x), num(y))) {
+                Some((Some(w), Some(h), Some(x), Some(y))) => patch(w, h, x, y)?,
+                _ => {
+                    return Err(Error::setting(
+                        "mask",
+                        format!("{spec:?}"),
+                        "WxH@X,Y, random, or a PNG file",
+                    ))
+                }
+            }
+        } else {
+            png_mask(&PathBuf::from(spec))?
+        };
+        if mask.iter().all(|&m| m == 0.0) {
+            return Err(Error::setting(
+                "mask",
+                format!("{spec:?}"),
+                "a mask that covers at least one pixel (nothing to fill)",
+            ));
+        }
+        Ok(mask)
+    }
+
+    /// The mask as a tensor `[1, 28, 28, 1]`.
+    pub fn mask_tensor(&self) -> Result<Tensor> {
+        Ok(
+            Tensor::from_vec(self.mask.clone(), (1, SIDE, SIDE, 1), &Device::Cpu)?
+                .to_dtype(DType::F32)?,
+        )
+    }
+}
+
+fn patch(w: usize, h: usize, x: usize, y: usize) -> Result<Vec<f32>> {
+    if w == 0 || h == 0 || x + w > SIDE || y + h > SIDE {
+        return Err(Error::setting(
+            "mask",
+            format!("{w}x{h}@{x},{y}"),
+            format!("a patch inside the {SIDE}x{SIDE} image"),
+        ));
+    }
+    let mut m = vec![0f32; SIDE * SIDE];
+    for r in y..y + h {
+        m[r * SIDE + x..r * SIDE + x + w].fill(1.0);
+    }
+    Ok(m)
+}
+
+fn png_mask(path: &std::path::Path) -> Result<Vec<f32>> {
+    let file = std::fs::File::open(path).map_err(|e| {
+        Error::data(
+            path,
+            format!("not WxH@X,Y or random, and not a readable PNG file ({e})"),
+        )
+    })?;
+    let mut dec = png::Decoder::new(std::io::BufReader::new(file));
+    dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = dec
+        .read_info()
+        .map_err(|e| Error::data(path, format!("not a PNG: {e}")))?;
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader
+        .next_frame(&mut buf)
+        .map_err(|e| Error::data(path, format!("unreadable PNG: {e}")))?;
+    if (info.width as usize, info.height as usize) != (SIDE, SIDE) {
+        return Err(Error::shape(
+            format!("mask {}", path.display()),
+            format!("{SIDE}x{SIDE}"),
+            format!("{}x{}", info.width, info.height),
+        ));
+    }
+    let ch = info.color_type.samples();
+    Ok((0..SIDE * SIDE)
+        .map(|i| if buf[i * ch] >= 128 { 1.0 } else { 0.0 })
+        .collect())
+}
+
+/// A sampling job: everything that decides what it computes and writes.
+#[derive(Debug, Clone)]
+pub struct SampleSpec {
+    pub networks: Networks,
+    pub request: Request,
+    /// Fill a hole in a test image (Fashion stack, classes only).
+    pub inpaint: Option<Inpaint>,
+    /// Chains per class (for a neuron: chains in all).
+    pub chains: usize,
+    pub settings: SamplerConfig,
+    pub init: Init,
+    /// Fashion-MNIST folder (for `Init::Test` and inpainting).
+    pub data_dir: Option<PathBuf>,
+    pub seed: u64,
+    /// Also keep every final sample whose condition value is at least this.
+    pub keep_above: Option<f64>,
+    /// Record the condition value and a snapshot every this many steps.
+    pub record_every: usize,
+    pub out: PathBuf,
+    /// Replace an existing run folder.
+    pub force: bool,
+    /// Finish an interrupted run in `out`'s hidden folder.
+    pub resume: bool,
+    /// The command line, for the manifest.
+    pub command: String,
+}
+
+impl SampleSpec {
+    /// Checks what can be checked before any network is loaded.
+    pub fn validate(&self) -> Result<()> {
+        if self.chains == 0 {
+            return Err(Error::setting("chains", 0, "at least 1"));
+        }
+        if self.record_every == 0 {
+            return Err(Error::setting("record_every", 0, "at least 1"));
+        }
+        super::settings::validate(&self.settings)?;
+        if let Some(p) = &self.inpaint {
+            if !(p.context_weight.is_finite() && p.context_weight >= 0.0) {
+                return Err(Error::setting(
+                    "context_weight",
+                    p.context_weight,
+                    "a finite non-negative number",
+                ));
+            }
+        }
+        let fashion = matches!(self.networks, Networks::Fashion { .. });
+        if !fashion
+            && (self.inpaint.is_some()
+                || matches!(self.request, Request::Neuron { .. })
+                || self.keep_above.is_some()
+                || self.resume
+                || self.init != Init::Random)
+        {
+            return Err(Error::unsupported(
+                "inpainting, --neuron, --keep-above, --resume and --init work on the Fashion-MNIST stack only",
+                "pretrained pairs start from random codes and condition on classes",
+            ));
+        }
+        if self.inpaint.is_some() && matches!(self.request, Request::Neuron { .. }) {
+            return Err(Error::unsupported(
+                "inpainting conditioned on a neuron",
+                "inpaint conditioned on a class",
+            ));
+        }
+        super::folder::RunFolder::check(&self.out, self.force, self.resume)
+    }
+}
+
+/// What a finished job reports.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    /// The run folder.
+    pub dir: PathBuf,
+    pub chains: usize,
+    pub steps: usize,
+    pub preset: String,
+    pub wall_s: f64,
+    /// One line on how well the chains met their condition.
+    pub verdict: String,
+}
+
+impl std::fmt::Display for RunOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} chains x {} steps of {} in {:.1} s: {}; wrote {}",
+            self.chains,
+            self.steps,
+            self.preset,
+            self.wall_s,
+            self.verdict,
+            self.dir.display()
+        )
+    }
+}

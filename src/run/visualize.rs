@@ -1,0 +1,459 @@
+//! Pixel-space generation with EfficientNet-Lite0 alone (PPGN-x with
+//! hand-designed priors, "Plug & Play Generative Networks"
+//! (supplementary), S7): the chains move an image (or its decorrelated
+//! Fourier coefficients) with `eps1 * (L2 + total variation + blur prior)
+//! + eps2 * condition`, the condition seeing a jittered copy. Conditions:
+//! any of the 1000 classes, or a hidden unit (layer, channel, spatial
+//! position); several chains per condition from different random starts
+//! show a unit's facets (the multifaceted feature visualisation of Figs.
+//! S19-S20). `ppgn visualize` is [`visualize`] behind flags.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::chains::{Measure, Outcome, Pipeline};
+use super::folder::RunFolder;
+use super::preset::{Choice, Engine, PriorKind, SamplerConfig, SamplerKind};
+use super::progress::{drive, Progress};
+use super::sample_pretrained::RgbRun;
+use super::spec::{Request, RunOutput};
+use crate::data::imagenet;
+use crate::density::condition::{ClassCondition, ClassGradient, Neuron, NeuronCondition};
+use crate::density::engine::{EngineCondition, Objective};
+use crate::density::image::{fourier_decoder, jittered, BlurPrior, PixelL2, TotalVariation};
+use crate::density::{Sum, Term};
+use crate::error::{Error, Result};
+use crate::models::efficientnet_lite::{self, EfficientNetLite0, Layer};
+use crate::models::pretrained;
+use crate::nn::{identity, Func};
+use crate::sampler::schedule::Schedule;
+use crate::sampler::ChainRngs;
+
+/// What the chains move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Param {
+    /// The pixels themselves, clipped to [0, 1].
+    Pixel,
+    /// Scaled cosine-basis coefficients through a sigmoid (decorrelated).
+    Fourier,
+}
+
+impl Choice for Param {
+    const ALL: &'static [Self] = &[Self::Pixel, Self::Fourier];
+    const WHAT: &'static str = "parameterisation";
+}
+
+/// A visualisation job.
+#[derive(Debug, Clone)]
+pub struct VisualizeSpec {
+    /// ImageNet classes by name or index, or a unit `LAYER:CHANNEL[@X,Y]`
+    /// of EfficientNet (layers stem, block0..block15, head).
+    pub request: Request,
+    /// Chains per condition.
+    pub chains: usize,
+    pub param: Param,
+    /// Image side (224 is EfficientNet's).
+    pub side: usize,
+    pub steps: usize,
+    /// Step size normalised by the mean |gradient| [default: 0.2 for
+    /// fourier, 0.005 for pixel].
+    pub step: Option<f64>,
+    pub eps1: f64,
+    pub eps3: f64,
+    pub l2: f64,
+    pub tv: f64,
+    pub blur: f64,
+    pub blur_sigma: f64,
+    pub jitter: usize,
+    pub gradient: ClassGradient,
+    pub engine: Engine,
+    pub seed: u64,
+    pub record_every: usize,
+    pub out: PathBuf,
+    pub force: bool,
+    pub command: String,
+}
+
+impl VisualizeSpec {
+    /// The step size in force.
+    pub fn step_size(&self) -> f64 {
+        self.step.unwrap_or(match self.param {
+            Param::Fourier => 0.2,
+            Param::Pixel => 0.005,
+        })
+    }
+
+    /// Checks what can be checked before EfficientNet is loaded.
+    pub fn validate(&self) -> Result<()> {
+        if self.chains == 0 || self.steps == 0 || self.record_every == 0 {
+            return Err(Error::setting(
+                "chains, steps and record_every",
+                format!("{}, {}, {}", self.chains, self.steps, self.record_every),
+                "at least 1 each",
+            ));
+        }
+        if !(32..=1024).contains(&self.side) {
+            return Err(Error::setting(
+                "side",
+                self.side,
+                "32 to 1024 pixels (EfficientNet needs at least 32; it was trained at 224)",
+            ));
+        }
+        for (name, v) in [
+            ("step", self.step_size()),
+            ("eps1", self.eps1),
+            ("eps3", self.eps3),
+            ("l2", self.l2),
+            ("tv", self.tv),
+            ("blur", self.blur),
+            ("blur_sigma", self.blur_sigma),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::setting(name, v, "a finite non-negative number"));
+            }
+        }
+        RunFolder::check(&self.out, self.force, false)
+    }
+
+    /// The sampler settings: MALA-approx with the normalised step.
+    fn settings(&self) -> Result<SamplerConfig> {
+        Ok(SamplerConfig {
+            preset: "visualize".into(),
+            sampler: SamplerKind::MalaApprox,
+            prior: PriorKind::None,
+            eps1: self.eps1,
+            eps2: 1.0,
+            eps3: self.eps3,
+            steps: self.steps,
+            step: Schedule::Constant {
+                value: self.step_size(),
+            },
+            normalise: true,
+            clip: (self.param == Param::Pixel).then_some((0.0, 1.0)),
+            gradient: self.gradient,
+            ..super::preset::preset("ppgn")?
+        })
+    }
+}
+
+/// EfficientNet and the functions every condition is built from.
+struct Parts {
+    net: Arc<EfficientNetLite0>,
+    decode: Func,
+    logits: Func,
+    /// What the engine's network reads: the decoded image, jittered (the
+    /// same shifts as the reference path's, from the same stream).
+    seen_decode: Func,
+}
+
+impl Parts {
+    fn load(spec: &VisualizeSpec) -> Result<Self> {
+        let net = Arc::new(pretrained::efficientnet_lite0(
+            &pretrained::home(),
+            DType::F32,
+        )?);
+        let decode: Func = match spec.param {
+            Param::Pixel => identity(),
+            Param::Fourier => fourier_decoder(spec.side, 1.0),
+        };
+        let c = net.clone();
+        let logits: Func = Arc::new(move |x: &Tensor| c.forward(&EfficientNetLite0::normalise(x)?));
+        let (d, j) = (
+            decode.clone(),
+            jittered(identity(), spec.jitter, spec.seed ^ 0x7177),
+        );
+        let seen_decode: Func = Arc::new(move |p: &Tensor| j(&d(p)?));
+        Ok(Self {
+            net,
+            decode,
+            logits,
+            seen_decode,
+        })
+    }
+
+    /// EfficientNet-Lite0 on `side x side` images in [0, 1] for the
+    /// sampling engine: normalisation, then the logits or the features at
+    /// `layer`.
+    fn engine_net(&self, side: usize, layer: Option<Layer>) -> Result<crate::nn::fast::Net<f32>> {
+        let body = match layer {
+            None => self.net.compile(side)?,
+            Some(l) => self.net.compile_features(side, l)?,
+        };
+        crate::nn::fast::build::net((side, side, 3), vec![EfficientNetLite0::normalise_op()])?
+            .then(body)
+    }
+
+    /// The class condition on `per_chain` and its measure `p(y | x)`.
+    fn class(&self, spec: &VisualizeSpec, per_chain: &[usize]) -> Result<(Box<dyn Term>, Measure)> {
+        let cc = |logits: Func, decode: Func| ClassCondition {
+            decode,
+            logits,
+            classes: per_chain.to_vec(),
+            num_classes: efficientnet_lite::NUM_CLASSES,
+            gradient: spec.gradient,
+        };
+        let probe = cc(self.logits.clone(), identity());
+        let term: Box<dyn Term> = match spec.engine {
+            Engine::Fast => Box::new(
+                EngineCondition::class(
+                    Arc::new(self.engine_net(spec.side, None)?),
+                    per_chain.to_vec(),
+                    spec.gradient,
+                    1.0,
+                    None,
+                )?
+                .with_decode(self.seen_decode.clone())?,
+            ),
+            Engine::Reference => Box::new(cc(
+                jittered(self.logits.clone(), spec.jitter, spec.seed ^ 0x7177),
+                self.decode.clone(),
+            )),
+        };
+        Ok((term, Box::new(move |x: &Tensor| probe.probability(x))))
+    }
+
+    /// The unit condition and its measure, the unit's activation.
+    fn unit(
+        &self,
+        spec: &VisualizeSpec,
+        layer_name: &str,
+        unit: Neuron,
+    ) -> Result<(Box<dyn Term>, Measure)> {
+        let layers = ["stem", "block0..block15", "head"];
+        let layer =
+            Layer::parse(layer_name).ok_or_else(|| Error::unknown("layer", layer_name, &layers))?;
+        if unit.unit >= layer.channels() {
+            return Err(Error::NoSuchUnit {
+                neuron: format!("channel {}", unit.unit),
+                layer: layer_name.to_string(),
+                shape: format!("{} channels", layer.channels()),
+            });
+        }
+        let c = self.net.clone();
+        let features: Func =
+            Arc::new(move |x: &Tensor| c.features(&EfficientNetLite0::normalise(x)?, layer));
+        let make = |layer: Func, decode: Func| NeuronCondition {
+            decode,
+            layer,
+            layer_name: layer_name.to_string(),
+            neuron: unit,
+        };
+        let term: Box<dyn Term> = match spec.engine {
+            Engine::Fast => Box::new(
+                EngineCondition::new(
+                    Arc::new(self.engine_net(spec.side, Some(layer))?),
+                    Objective::Unit(unit),
+                    1.0,
+                    None,
+                )?
+                .with_decode(self.seen_decode.clone())?,
+            ),
+            Engine::Reference => Box::new(make(
+                jittered(features.clone(), spec.jitter, spec.seed ^ 0x7177),
+                self.decode.clone(),
+            )),
+        };
+        let zeros = Tensor::zeros((1, spec.side, spec.side, 3), DType::F32, &Device::Cpu)?;
+        make(features.clone(), identity()).validate(&zeros)?;
+        let probe = make(features, identity());
+        let measure: Measure = Box::new(move |x: &Tensor| {
+            let act = probe.activation(&(probe.layer)(x)?)?;
+            Ok(act.to_dtype(DType::F64)?.to_vec1()?)
+        });
+        Ok((term, measure))
+    }
+
+    /// The hand-designed priors that are switched on, weighted by eps1.
+    fn priors(&self, spec: &VisualizeSpec) -> Vec<(f64, Box<dyn Term>)> {
+        let decode = || self.decode.clone();
+        let mut priors: Vec<(f64, Box<dyn Term>)> = Vec::new();
+        if spec.l2 > 0.0 {
+            priors.push((spec.eps1 * spec.l2, Box::new(PixelL2 { decode: decode() })));
+        }
+        if spec.tv > 0.0 {
+            let tv = TotalVariation { decode: decode() };
+            priors.push((spec.eps1 * spec.tv, Box::new(tv)));
+        }
+        if spec.blur > 0.0 {
+            let blur = BlurPrior {
+                decode: decode(),
+                sigma: spec.blur_sigma,
+            };
+            priors.push((spec.eps1 * spec.blur, Box::new(blur)));
+        }
+        priors
+    }
+}
+
+/// Starts: mid-grey plus a little noise in pixels, or small coefficients.
+fn start(spec: &VisualizeSpec, n: usize) -> Result<Tensor> {
+    let zeros = Tensor::zeros((n, spec.side, spec.side, 3), DType::F32, &Device::Cpu)?;
+    let noise = ChainRngs::new(spec.seed ^ 0x5eed, n).normal_like(&zeros)?;
+    Ok(match spec.param {
+        Param::Pixel => ((noise * 0.05)? + 0.5)?.clamp(0.0, 1.0)?,
+        Param::Fourier => (noise * 0.1)?,
+    })
+}
+
+/// Runs the job `spec` describes; a failed or interrupted run leaves nothing.
+pub fn visualize(spec: &VisualizeSpec, progress: &mut dyn Progress) -> Result<RunOutput> {
+    spec.validate()?;
+    let (classes, neuron) = match &spec.request {
+        Request::Classes(names) => (
+            names
+                .iter()
+                .map(|s| imagenet::parse_class(s))
+                .collect::<Result<Vec<_>>>()?,
+            None,
+        ),
+        Request::Neuron { layer, neuron } => (Vec::new(), Some((layer.clone(), *neuron))),
+    };
+    let n = classes.len().max(1) * spec.chains;
+    let per_chain: Vec<usize> = classes
+        .iter()
+        .flat_map(|&c| std::iter::repeat_n(c, spec.chains))
+        .collect();
+    let folder = RunFolder::open(&spec.out, spec.force, false)?;
+    let job = Job {
+        spec,
+        per_chain: &per_chain,
+        neuron: neuron.as_ref(),
+        n,
+    };
+    match job.run(&folder, progress) {
+        Ok((verdict, wall_s)) => Ok(RunOutput {
+            dir: folder.finish()?,
+            chains: n,
+            steps: spec.steps,
+            preset: "visualize".into(),
+            wall_s,
+            verdict,
+        }),
+        Err(e) => {
+            folder.discard();
+            Err(e)
+        }
+    }
+}
+
+/// One visualisation run's conditions.
+struct Job<'a> {
+    spec: &'a VisualizeSpec,
+    per_chain: &'a [usize],
+    neuron: Option<&'a (String, Neuron)>,
+    n: usize,
+}
+
+impl Job<'_> {
+    /// The chains and the files; returns the verdict and the wall time.
+    fn run(&self, folder: &RunFolder, progress: &mut dyn Progress) -> Result<(String, f64)> {
+        let spec = self.spec;
+        let parts = Parts::load(spec)?;
+        let (condition, measure) = match self.neuron {
+            None => parts.class(spec, self.per_chain)?,
+            Some((layer, unit)) => parts.unit(spec, layer, *unit)?,
+        };
+        let mut terms = parts.priors(spec);
+        terms.push((1.0, condition));
+        let cfg = spec.settings()?;
+        let pipeline = Pipeline {
+            target: Sum::new(terms),
+            decode: parts.decode.clone(),
+            measure,
+        };
+        let start = start(spec, self.n)?;
+        let o = match drive(
+            "visualize",
+            &pipeline,
+            &cfg,
+            &start,
+            spec.seed,
+            spec.record_every,
+            None,
+            progress,
+            |_| Ok(()),
+        )? {
+            Outcome::Finished(o) => o,
+            Outcome::Interrupted(o) => {
+                return Err(Error::Interrupted {
+                    step: o.step,
+                    steps: cfg.steps,
+                    then: "nothing written (this kind of run does not resume)".into(),
+                })
+            }
+        };
+        let labels: Vec<i64> = match self.neuron {
+            Some(_) => vec![-1; self.n],
+            None => self.per_chain.iter().map(|&c| c as i64).collect(),
+        };
+        let rgb = RgbRun {
+            decode: &parts.decode,
+            to_rgb: &identity(),
+            side: spec.side,
+            cols: spec.chains,
+        };
+        rgb.write(folder, &o, &start, &labels)?;
+        let top1: Vec<usize> = (parts.logits)(&o.images)?
+            .argmax(1)?
+            .to_vec1::<u32>()?
+            .into_iter()
+            .map(|v| v as usize)
+            .collect();
+        let (manifest, verdict) = self.manifest(&o, &top1);
+        folder.json("manifest.json", &manifest)?;
+        Ok((verdict, o.wall_s))
+    }
+
+    fn manifest(
+        &self,
+        o: &super::chains::ChainsOutput,
+        top1: &[usize],
+    ) -> (serde_json::Value, String) {
+        let (spec, n, per_chain) = (self.spec, self.n, self.per_chain);
+        let names = imagenet::class_names();
+        let last = o.probability.last().cloned().unwrap_or_default();
+        let chains: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({
+                    "class": per_chain.get(i), "class_name": per_chain.get(i).map(|&c| names[c]),
+                    "final_value": last.get(i), "top1": top1[i], "top1_name": names[top1[i]],
+                    "value": o.probability.iter().map(|p| p[i]).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let hits = (0..per_chain.len())
+            .filter(|&i| top1[i] == per_chain[i])
+            .count();
+        let mut classes: Vec<usize> = per_chain.to_vec();
+        classes.dedup();
+        let manifest = serde_json::json!({
+            "command": spec.command,
+            "seed": spec.seed,
+            "classifier": {"name": pretrained::EFFICIENTNET_LITE0.name, "sha256": pretrained::EFFICIENTNET_LITE0.file_sha256},
+            "condition": match self.neuron {
+                None => serde_json::json!({"classes": classes}),
+                Some((l, u)) => serde_json::json!({"layer": l, "channel": u.unit, "at": u.at}),
+            },
+            "param": spec.param, "side": spec.side, "steps": spec.steps, "step": spec.step_size(),
+            "eps1": spec.eps1, "eps3": spec.eps3, "l2": spec.l2, "tv": spec.tv, "blur": spec.blur,
+            "blur_sigma": spec.blur_sigma, "jitter": spec.jitter, "gradient": spec.gradient,
+            "engine": spec.engine,
+            "chains_per_condition": spec.chains,
+            "top1_is_requested_class": (self.neuron.is_none()).then(|| hits as f64 / n as f64),
+            "wall_time_s": o.wall_s,
+            "chains": chains,
+        });
+        let verdict = match self.neuron {
+            None => format!("EfficientNet's top-1 class is the requested one for {hits} of {n}"),
+            Some(_) => format!(
+                "mean final activation {:.3}",
+                last.iter().sum::<f64>() / n.max(1) as f64
+            ),
+        };
+        (manifest, verdict)
+    }
+}
