@@ -3,6 +3,7 @@
 
 pub mod experiments;
 pub mod ms_ssim;
+pub mod protocol;
 pub mod report;
 pub mod results;
 pub mod scores;

@@ -11,6 +11,10 @@ pub trait Progress {
     /// value (p(class) or the unit's activation), `accept` their mean
     /// acceptance so far.
     fn update(&mut self, _step: usize, _mean: f64, _accept: f64) {}
+    /// `step` of the phase is done, with nothing to say of the chains.
+    fn tick(&mut self, step: usize) {
+        self.update(step, f64::NAN, f64::NAN);
+    }
     /// The phase ended (finished or stopped).
     fn end(&mut self) {}
     /// Whether the job should stop at the next step it can stop at

@@ -175,8 +175,8 @@ fn report_writes_results_and_reproduces_them() {
 fn report_and_tsne_refuse_bad_input_with_one_line() {
     let d = tempdir("report-bad");
     for (args, needle) in [
-        (vec!["report", "--budgets", "0"], "--budgets"),
-        (vec!["report", "--per-class", "1"], "--per-class"),
+        (vec!["report", "--budgets", "0"], "budgets = [0]"),
+        (vec!["report", "--per-class", "1"], "per_class at least 2"),
         (vec!["report", "--tsne-class", "hat"], "hat"),
         (vec!["viz", "tsne", d.to_str().unwrap()], "samples.npy"),
     ] {

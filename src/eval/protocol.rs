@@ -1,0 +1,569 @@
+//! The report's protocol (`ppgn report`): runs the samplers at equal
+//! gradient budgets and the studies of the papers' figures, and writes
+//! `results.md` (with its images in `results/` and every number in
+//! `results/results.json`), built in a hidden folder and moved into place.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use super::experiments::{
+    chain_study, compare_one, mean_over_classes, noise_robustness, real_per_class, ChainStudy,
+    NoisePoint, SamplerRow, Yardsticks,
+};
+use super::report::{features_and_probs, reference, score, Scores};
+use super::results::{self, BudgetTable, Report, TsneInfo};
+use crate::data::fashion_mnist::{self, parse_class, Dataset, Split, CLASS_NAMES};
+use crate::data::image::save_grid;
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::models::fashion::{self as stack, Discriminator, Stack};
+use crate::run::chains::{random_codes, run_chains, Condition, Outcome, Pipeline};
+use crate::run::folder::FILMSTRIP_FRAMES;
+use crate::run::preset::{preset, PriorKind, SamplerConfig};
+use crate::run::Progress;
+use crate::sampler::schedule::Schedule;
+use crate::viz::{tsne::Tsne, tsne_grid_png};
+
+/// What the report runs.
+#[derive(Debug, Clone)]
+pub struct ReportSpec {
+    /// Folder for results.md and results/.
+    pub out: PathBuf,
+    /// Chains per class for every sampler (and real test images per class).
+    pub per_class: usize,
+    /// Gradient evaluations per chain: one table per budget.
+    pub budgets: Vec<usize>,
+    /// Chains per class in the eps1/eps3/mixing studies.
+    pub study_chains: usize,
+    /// Steps of the studies and of the t-SNE chains.
+    pub study_steps: usize,
+    /// Class of the t-SNE grid (Fig. S11).
+    pub tsne_class: String,
+    /// PPGN chains of the t-SNE grid.
+    pub tsne_chains: usize,
+    pub seed: u64,
+    pub models: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    /// Frechet reference: the first N training images (default all).
+    pub reference_images: Option<usize>,
+    /// The command line, for the report.
+    pub command: String,
+}
+
+/// Where the report went and what it found.
+#[derive(Debug, Clone)]
+pub struct ReportOutput {
+    pub markdown: PathBuf,
+    pub images: PathBuf,
+    pub supported: usize,
+    pub claims: usize,
+}
+
+impl ReportSpec {
+    pub fn validate(&self) -> Result<()> {
+        if self.per_class < 2
+            || self.study_chains == 0
+            || self.study_steps < 4
+            || self.tsne_chains == 0
+        {
+            return Err(Error::setting(
+                "per_class, study_chains, study_steps, tsne_chains",
+                format!(
+                    "{}, {}, {}, {}",
+                    self.per_class, self.study_chains, self.study_steps, self.tsne_chains
+                ),
+                "per_class at least 2, study_chains and tsne_chains at least 1, study_steps at least 4",
+            ));
+        }
+        if self.budgets.is_empty() || self.budgets.contains(&0) {
+            return Err(Error::setting(
+                "budgets",
+                format!("{:?}", self.budgets),
+                "positive gradient-evaluation counts, e.g. 200,800",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The compared samplers: (label, preset).
+const SAMPLERS: [(&str, &str); 7] = [
+    (results::MAP_CLIP, "dgn-am"),
+    (results::MAP, "xu-map"),
+    (results::MALA, "xu-mala"),
+    (results::MALA_CLIP, "xu-mala-clip"),
+    (results::HMC, "xu-hmc"),
+    (results::PPGN, "ppgn"),
+    (results::DGN_CHAIN, "dgn-am-chain"),
+];
+
+/// Images `[n, 28, 28, 1]` as one `Vec<f32>` per image.
+fn per_image(t: &Tensor) -> Result<Vec<Vec<f32>>> {
+    Ok(t.flatten_from(1)?.to_vec2::<f32>()?)
+}
+
+/// One row per chain in `chains`, up to 12 evenly spaced snapshots across.
+fn filmstrip_rows(s: &ChainStudy, chains: &[usize]) -> Result<Vec<Vec<f32>>> {
+    let k = s.filmstrip.len();
+    let picks: Vec<usize> = if k <= FILMSTRIP_FRAMES {
+        (0..k).collect()
+    } else {
+        (0..FILMSTRIP_FRAMES)
+            .map(|j| j * (k - 1) / (FILMSTRIP_FRAMES - 1))
+            .collect()
+    };
+    let snaps: Vec<Vec<Vec<f32>>> = picks
+        .iter()
+        .map(|&j| per_image(&s.filmstrip[j]))
+        .collect::<Result<_>>()?;
+    Ok(chains
+        .iter()
+        .map(|&c| snaps.iter().flat_map(|sn| sn[c].iter().copied()).collect())
+        .collect())
+}
+
+fn save_rows(path: &Path, rows: &[Vec<f32>], cols: usize) -> Result<()> {
+    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+    save_grid(path, &flat, flat.len() / 784, (28, 28, 1), cols)
+}
+
+/// Runs the report `spec` describes, reporting each phase to `progress`;
+/// a failure leaves the previous report in place.
+pub fn report(spec: &ReportSpec, progress: &mut dyn Progress) -> Result<ReportOutput> {
+    spec.validate()?;
+    let tsne_class = parse_class(&spec.tsne_class)?;
+    let device = Device::Cpu;
+    let dir = stack::resolve_dir(spec.models.as_deref());
+    let s = Stack::load(&dir, DType::F32, &device)?;
+    if !stack::paths(&dir, "realness").0.exists() {
+        return Err(Error::NotInstalled {
+            what: "the realness judge".into(),
+            missing: stack::paths(&dir, "realness").0,
+            hint: "the report needs it: train it with `ppgn train realness`".into(),
+        });
+    }
+    let (judge, _) = stack::load(&dir, "realness", DType::F32, &device, Discriminator::new)?;
+    let data_dir = fashion_mnist::resolve_dir(spec.data_dir.as_deref());
+    let mut train = fashion_mnist::load(&data_dir, Split::Train)?;
+    if let Some(n) = spec.reference_images {
+        if !(100..=train.len()).contains(&n) {
+            return Err(Error::setting(
+                "reference_images",
+                n,
+                format!("100 to {}", train.len()),
+            ));
+        }
+        train.images.truncate(n * 784);
+        train.labels.truncate(n);
+    }
+    let test = fashion_mnist::load(&data_dir, Split::Test)?;
+    let refs = reference(&s.evaluator, &train, &device)?;
+    let y = Yardsticks {
+        reference: &refs,
+        judge: Some(&judge),
+    };
+    // everything is built in a hidden folder and moved into place at the end
+    let img_dir = spec.out.join(".results.partial");
+    let _ = std::fs::remove_dir_all(&img_dir);
+    std::fs::create_dir_all(&img_dir).map_err(|e| Error::io(&img_dir, e))?;
+    let run = Run {
+        spec,
+        s: &s,
+        y: &y,
+        test: &test,
+        img_dir: &img_dir,
+    };
+    let (report, timing) = match run.build(tsne_class, progress) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&img_dir);
+            return Err(e);
+        }
+    };
+    let json = serde_json::to_string_pretty(&report)
+        .map_err(|e| Error::data(img_dir.join("results.json"), e.to_string()))?;
+    write_atomic(
+        &img_dir.join("results.json"),
+        format!("{json}\n").as_bytes(),
+    )?;
+    let final_dir = spec.out.join("results");
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    }
+    std::fs::rename(&img_dir, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    let md = spec.out.join("results.md");
+    write_atomic(&md, results::render(&report, &timing).as_bytes())?;
+    Ok(ReportOutput {
+        markdown: md,
+        images: final_dir,
+        supported: report.claims.iter().filter(|c| c.supported).count(),
+        claims: report.claims.len(),
+    })
+}
+
+type Timing = Vec<(String, usize, f64)>;
+
+/// One report being built.
+struct Run<'a> {
+    spec: &'a ReportSpec,
+    s: &'a Stack,
+    y: &'a Yardsticks<'a>,
+    test: &'a Dataset,
+    img_dir: &'a Path,
+}
+
+/// Reports the steps of one phase to `progress`.
+fn phase<T>(
+    progress: &mut dyn Progress,
+    what: &str,
+    total: usize,
+    f: impl FnOnce(&mut dyn FnMut(usize)) -> Result<T>,
+) -> Result<T> {
+    progress.begin(what, total);
+    let r = f(&mut |t| progress.tick(t));
+    progress.end();
+    r
+}
+
+impl Run<'_> {
+    fn build(&self, tsne_class: usize, progress: &mut dyn Progress) -> Result<(Report, Timing)> {
+        let spec = self.spec;
+        let classes: Vec<usize> = (0..10).collect();
+        // the baseline row: as many real test images per class as samples
+        let (real_x, real_labels, _) =
+            real_per_class(self.test, &classes, spec.per_class, spec.seed)?;
+        let real = score(
+            &self.s.evaluator,
+            self.y.judge,
+            &real_x,
+            &real_labels,
+            self.y.reference,
+        )?;
+        // the evaluator's card holds its accuracy on the whole test set (the
+        // shipped-card test checks it is reproduced)
+        let real_full_accuracy = self
+            .s
+            .cards
+            .iter()
+            .find(|c| c.network == "evaluator")
+            .and_then(|c| c.metrics.get("test_accuracy").copied())
+            .ok_or_else(|| {
+                Error::data(
+                    "evaluator.json",
+                    "the evaluator's card lacks its test_accuracy",
+                )
+            })?;
+        let mut timing = Vec::new();
+        let budgets = self.budget_tables(&real, &mut timing, progress)?;
+        let step_study = self.step_study(&budgets[0], &real, &mut timing, progress)?;
+        let (eps1_sweep, eps3_sweep, mixing) = self.chain_studies(progress)?;
+        let (noise_mean_activation, noise) = self.noise_study()?;
+        let tsne = self.tsne(tsne_class, progress)?;
+        let mut report = Report {
+            command: spec.command.clone(),
+            seed: spec.seed,
+            per_class: spec.per_class,
+            study_chains: spec.study_chains,
+            study_steps: spec.study_steps,
+            real_mean_ms_ssim: mean_over_classes(&real.ms_ssim_per_class),
+            real,
+            real_full_accuracy,
+            budgets,
+            step_study,
+            eps1_sweep,
+            eps3_sweep,
+            noise_mean_activation,
+            noise,
+            mixing,
+            tsne,
+            claims: Vec::new(),
+        };
+        report.claims = results::claims(&report);
+        Ok((report, timing))
+    }
+
+    /// One sampler at one budget, its grid saved and its images dropped.
+    fn compare(
+        &self,
+        label: &str,
+        cfg: &SamplerConfig,
+        budget: usize,
+        real: &Scores,
+        progress: &mut dyn Progress,
+    ) -> Result<SamplerRow> {
+        let spec = self.spec;
+        let steps = budget / cfg.grads_per_step();
+        phase(
+            progress,
+            &format!("{label} at {budget} gradient evaluations"),
+            steps,
+            |p| {
+                compare_one(
+                    self.s,
+                    self.y,
+                    label,
+                    cfg,
+                    spec.per_class,
+                    budget,
+                    spec.seed,
+                    real,
+                    p,
+                )
+            },
+        )
+    }
+
+    /// One table per budget: every sampler, with its grid of 10 per class.
+    fn budget_tables(
+        &self,
+        real: &Scores,
+        timing: &mut Timing,
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<BudgetTable>> {
+        let per = self.spec.per_class;
+        let cols = per.min(10);
+        let mut budgets = Vec::new();
+        for &b in &self.spec.budgets {
+            let mut rows = Vec::new();
+            for (label, name) in SAMPLERS {
+                let mut r = self.compare(label, &preset(name)?, b, real, progress)?;
+                let imgs =
+                    per_image(r.images.as_ref().ok_or_else(|| {
+                        Error::data(self.img_dir, "a compared run kept no images")
+                    })?)?;
+                let grid: Vec<Vec<f32>> = (0..10)
+                    .flat_map(|c| imgs[c * per..c * per + cols].to_vec())
+                    .collect();
+                let name = results::grid_name(label, b);
+                let file = name.strip_prefix("results/").unwrap_or(&name);
+                save_rows(&self.img_dir.join(file), &grid, cols)?;
+                r.images = None;
+                timing.push((label.to_string(), b, r.wall_s));
+                rows.push(r);
+            }
+            budgets.push(BudgetTable {
+                grad_evals: b,
+                rows,
+            });
+        }
+        Ok(budgets)
+    }
+
+    /// How the ppgn preset's step was chosen, at the first budget.
+    fn step_study(
+        &self,
+        first: &BudgetTable,
+        real: &Scores,
+        timing: &mut Timing,
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<SamplerRow>> {
+        let b0 = first.grad_evals;
+        let mut study = Vec::new();
+        for step in [0.1, 0.2, 0.3] {
+            let cfg = SamplerConfig {
+                step: Schedule::Constant { value: step },
+                ..preset("ppgn")?
+            };
+            if let Some(same) = first
+                .rows
+                .iter()
+                .find(|r| r.label == results::PPGN && r.config.step == cfg.step)
+            {
+                study.push(same.clone());
+                continue;
+            }
+            let mut r = self.compare(&format!("PPGN step {step}"), &cfg, b0, real, progress)?;
+            timing.push((r.label.clone(), b0, r.wall_s));
+            r.images = None;
+            study.push(r);
+        }
+        Ok(study)
+    }
+
+    /// The eps1 (S23), eps3 (S15) and mixing (S13) studies, with their
+    /// filmstrips; the chains start from real images of the class after
+    /// the target.
+    #[allow(clippy::type_complexity)]
+    fn chain_studies(
+        &self,
+        progress: &mut dyn Progress,
+    ) -> Result<(Vec<ChainStudy>, Vec<ChainStudy>, Vec<ChainStudy>)> {
+        let spec = self.spec;
+        let starts_of: Vec<usize> = (0..10).map(|c| (c + 1) % 10).collect();
+        let (starts, _, _) =
+            real_per_class(self.test, &starts_of, spec.study_chains, spec.seed + 1)?;
+        let targets: Vec<usize> = (0..10)
+            .flat_map(|c| std::iter::repeat_n(c, spec.study_chains))
+            .collect();
+        let record_every = (spec.study_steps / 20).max(1);
+        let mut study = |label: String, value: f64, cfg: SamplerConfig| -> Result<ChainStudy> {
+            let cfg = SamplerConfig {
+                steps: spec.study_steps,
+                ..cfg
+            };
+            phase(progress, &label, spec.study_steps, |p| {
+                chain_study(
+                    self.s,
+                    &label,
+                    value,
+                    &cfg,
+                    &starts,
+                    &targets,
+                    record_every,
+                    spec.seed,
+                    p,
+                )
+            })
+        };
+        let ppgn = preset("ppgn")?;
+        let mut eps1_sweep = Vec::new();
+        for e in [1.0, 1e-1, 1e-3, 1e-5, 0.0] {
+            let cfg = SamplerConfig {
+                eps1: e,
+                ..ppgn.clone()
+            };
+            eps1_sweep.push(study(format!("eps1 = {}", short(e)), e, cfg)?);
+        }
+        let mut eps3_sweep = Vec::new();
+        for e in [0.3, 0.1, 0.03, 0.01, 1e-17] {
+            let cfg = SamplerConfig {
+                eps3: e,
+                ..ppgn.clone()
+            };
+            eps3_sweep.push(study(format!("eps3 = {}", short(e)), e, cfg)?);
+        }
+        let mut mixing = vec![
+            study(results::PPGN.into(), 0.0, ppgn.clone())?,
+            study(results::DGN_CHAIN.into(), 0.0, preset("dgn-am-chain")?)?,
+        ];
+        if self.s.h_dae.is_some() {
+            let cfg = SamplerConfig {
+                prior: PriorKind::HDae,
+                ..ppgn.clone()
+            };
+            mixing.push(study("h-DAE prior (S13c)".into(), 0.0, cfg)?);
+        }
+        let shown = [0, 5 * spec.study_chains];
+        for (name, v) in [
+            ("eps1-sweep.png", &eps1_sweep),
+            ("eps3-sweep.png", &eps3_sweep),
+            ("mixing.png", &mixing),
+        ] {
+            let rows: Vec<Vec<f32>> = v
+                .iter()
+                .map(|st| filmstrip_rows(st, &shown))
+                .collect::<Result<Vec<_>>>()?
+                .concat();
+            let cols = rows.first().map_or(1, |r| r.len() / 784);
+            save_rows(&self.img_dir.join(name), &rows, cols)?;
+        }
+        Ok((eps1_sweep, eps3_sweep, mixing))
+    }
+
+    /// Fig. S16: G's robustness to noise in h, with its image.
+    fn noise_study(&self) -> Result<(f64, Vec<NoisePoint>)> {
+        let classes: Vec<usize> = (0..10).collect();
+        let (nx, nl, _) = real_per_class(self.test, &classes, 10, self.spec.seed + 2)?;
+        let fractions = [0.0, 0.01, 0.1, 0.2, 0.3, 0.4];
+        let (mean_act, noise) = noise_robustness(self.s, &nx, &nl, &fractions, self.spec.seed)?;
+        let real_imgs = per_image(&nx)?;
+        let levels: Vec<Vec<Vec<f32>>> = noise
+            .iter()
+            .map(|p| match &p.images {
+                Some(t) => per_image(t),
+                None => Err(Error::data(self.img_dir, "a noise level kept no images")),
+            })
+            .collect::<Result<_>>()?;
+        let rows: Vec<Vec<f32>> = (0..10)
+            .map(|c| {
+                let i = c * 10;
+                std::iter::once(&real_imgs[i])
+                    .chain(levels.iter().map(|l| &l[i]))
+                    .flatten()
+                    .copied()
+                    .collect()
+            })
+            .collect();
+        save_rows(
+            &self.img_dir.join("noise-robustness.png"),
+            &rows,
+            fractions.len() + 1,
+        )?;
+        Ok((mean_act, noise))
+    }
+
+    /// Fig. S11: a t-SNE grid of confident snapshots of one class.
+    fn tsne(&self, tsne_class: usize, progress: &mut dyn Progress) -> Result<TsneInfo> {
+        let spec = self.spec;
+        let threshold = 0.97;
+        let cfg = SamplerConfig {
+            steps: spec.study_steps,
+            ..preset("ppgn")?
+        };
+        let h0 = random_codes(spec.tsne_chains, self.s.classifier.cfg.h_dim, spec.seed + 3)?;
+        let never = std::sync::atomic::AtomicBool::new(false);
+        let condition = Condition::Classes(vec![tsne_class; spec.tsne_chains]);
+        let pipeline = Pipeline::fashion(self.s, &cfg, &condition)?;
+        let out = phase(progress, "t-SNE chains", spec.study_steps, |p| {
+            run_chains(
+                &pipeline,
+                &cfg,
+                &h0,
+                spec.seed + 3,
+                1,
+                None,
+                &never,
+                |t, _, _| p(t),
+                |_| Ok(()),
+            )
+        })?;
+        let Outcome::Finished(out) = out else {
+            return Err(Error::data(self.img_dir, "the t-SNE chains stopped"));
+        };
+        let mut kept: Vec<Vec<f32>> = Vec::new();
+        for (snap, p) in out.snapshots.iter().zip(&out.probability).skip(1) {
+            let imgs = per_image(snap)?;
+            kept.extend(
+                (0..imgs.len())
+                    .filter(|&i| p[i] >= threshold)
+                    .map(|i| imgs[i].clone()),
+            );
+        }
+        let n_kept = kept.len();
+        kept.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(spec.seed));
+        kept.truncate(400);
+        if kept.len() >= 4 {
+            let flat: Vec<f32> = kept.iter().flatten().copied().collect();
+            let t = Tensor::from_vec(flat, (kept.len(), 28, 28, 1), &Device::Cpu)?;
+            let (f, _) = features_and_probs(&self.s.evaluator, &t)?;
+            let tsne = Tsne {
+                seed: spec.seed,
+                ..Tsne::default()
+            };
+            write_atomic(
+                &self.img_dir.join("tsne.png"),
+                &tsne_grid_png(&kept, &f, &tsne)?,
+            )?;
+        }
+        Ok(TsneInfo {
+            class: CLASS_NAMES[tsne_class].to_string(),
+            chains: spec.tsne_chains,
+            steps: spec.study_steps,
+            threshold,
+            kept: n_kept,
+            shown: kept.len(),
+        })
+    }
+}
+
+/// A sweep value as a person writes it: 1e-17, 0.01, 1.
+fn short(v: f64) -> String {
+    if v != 0.0 && v.abs() < 1e-3 {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
