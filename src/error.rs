@@ -98,6 +98,10 @@ pub enum Error {
 
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+
+    /// Writing text into a `String` (cannot fail in practice).
+    #[error(transparent)]
+    Fmt(#[from] std::fmt::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

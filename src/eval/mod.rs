@@ -7,3 +7,4 @@ pub mod protocol;
 pub mod report;
 pub mod results;
 pub mod scores;
+pub mod stack_check;
