@@ -10,26 +10,14 @@
 //! - W3: EfficientNet-Lite0 on 224x224 pixels, class gradient, at 1 and 8.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{bail, Context};
-use candle_core::{DType, Device, Tensor};
 use clap::Args;
 
-use ppgn::density::condition::ClassCondition;
-use ppgn::density::engine::EngineCondition;
-use ppgn::density::{Sum, Term};
-use ppgn::models::efficientnet_lite::{self, EfficientNetLite0};
-use ppgn::models::fashion::{self as stack, Stack};
+use ppgn::models::fashion as stack;
 use ppgn::models::pretrained;
-use ppgn::nn::fast::build;
-use ppgn::nn::identity;
-use ppgn::run::chains::{kernel, random_codes, Condition, Pipeline};
+use ppgn::run::bench::{markdown, median, time_steps, workload, Budget, Timing, WORKLOADS};
 use ppgn::run::preset::Engine;
-use ppgn::run::preset::{preset, SamplerConfig};
-use ppgn::run::pretrained::PlugPair;
-use ppgn::sampler::{init, ChainRngs};
-use std::sync::Arc;
 
 #[derive(Args, Debug)]
 #[command(
@@ -82,77 +70,9 @@ pub struct BenchArgs {
     pub one: Option<String>,
 }
 
-/// One measured row.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Timing {
-    pub workload: String,
-    pub chains: usize,
-    pub ms_per_step: f64,
-    pub peak_mb: f64,
-    /// The peer's PyTorch version (absent for ours).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub torch: Option<String>,
-}
-
-/// Resets the resident-memory high-water mark (Linux; ignored elsewhere).
-/// The resident-memory high-water mark in MB (0 where unknown).
-fn peak_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
-/// Times the kernel of `cfg` on `pipeline` from `start`.
-fn time_steps(
-    name: &str,
-    pipeline: &Pipeline,
-    cfg: &SamplerConfig,
-    start: &Tensor,
-    a: &BenchArgs,
-) -> anyhow::Result<Timing> {
-    let n = start.dim(0)?;
-    let k = kernel(cfg)?;
-    let mut rngs = ChainRngs::new(7, n);
-    let mut state = init(start, &pipeline.target)?;
-    for t in 0..a.warmup {
-        state = k.step(&mut rngs, &state, &pipeline.target, t)?.0;
-    }
-    let t0 = Instant::now();
-    let mut steps = 0;
-    while steps < 3 || t0.elapsed().as_secs_f64() < a.seconds {
-        state = k
-            .step(&mut rngs, &state, &pipeline.target, a.warmup + steps)?
-            .0;
-        steps += 1;
-    }
-    let ms = t0.elapsed().as_secs_f64() * 1000.0 / steps as f64;
-    let row = Timing {
-        workload: name.into(),
-        chains: n,
-        ms_per_step: ms,
-        peak_mb: peak_mb(),
-        torch: None,
-    };
-    eprintln!(
-        "ours  {:<3} {:>4} chains: {:>9.1} ms/step, {:>8.2} steps/s per chain, peak {:>6.0} MB",
-        row.workload,
-        n,
-        ms,
-        1000.0 / ms * n as f64,
-        row.peak_mb
-    );
-    Ok(row)
-}
-
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     for w in &a.workloads {
-        if !["w1", "w2", "w3"].contains(&w.as_str()) {
+        if !WORKLOADS.contains(&w.as_str()) {
             bail!("--workloads: unknown workload {w:?}; expected w1, w2, w3");
         }
     }
@@ -169,7 +89,21 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             .split_once(':')
             .and_then(|(w, n)| Some((w.to_string(), n.parse::<usize>().ok()?)))
             .context("--one WORKLOAD:CHAINS")?;
-        println!("{}", serde_json::to_string(&measure(&a, &w, n)?)?);
+        let (pipeline, cfg, start) = workload(&w, n, a.engine, a.models.as_deref())?;
+        let budget = Budget {
+            warmup: a.warmup,
+            seconds: a.seconds,
+        };
+        let row = time_steps(&w, &pipeline, &cfg, &start, budget)?;
+        eprintln!(
+            "ours  {:<3} {:>4} chains: {:>9.1} ms/step, {:>8.2} steps/s per chain, peak {:>6.0} MB",
+            row.workload,
+            n,
+            row.ms_per_step,
+            1000.0 / row.ms_per_step * n as f64,
+            row.peak_mb
+        );
+        println!("{}", serde_json::to_string(&row)?);
         return Ok(());
     }
     let threads = candle_core::utils::get_num_threads();
@@ -206,91 +140,18 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         }
     }
     let peer = a.compare.then_some(peer);
-    let table = markdown(&ours, peer.as_deref(), threads, a.rounds);
+    let table = markdown(
+        &ours,
+        peer.as_deref(),
+        threads,
+        a.rounds,
+        &super::command_line(),
+    );
     println!("{table}");
     if let Some(p) = &a.markdown {
         ppgn::fsutil::write_atomic(p, table.as_bytes())?;
     }
     Ok(())
-}
-
-/// One workload at `n` chains, in this process.
-fn measure(a: &BenchArgs, w: &str, n: usize) -> anyhow::Result<Timing> {
-    let dev = Device::Cpu;
-    match w {
-        "w1" => {
-            let dir = stack::resolve_dir(a.models.as_deref());
-            let s = Stack::load(&dir, DType::F32, &dev)?;
-            let cfg = SamplerConfig {
-                engine: a.engine,
-                ..preset("ppgn")?
-            };
-            let condition = Condition::Classes((0..n).map(|i| i % 10).collect());
-            let pipeline = Pipeline::fashion(&s, &cfg, &condition)?;
-            let h0 = random_codes(n, s.classifier.cfg.h_dim, 1)?;
-            time_steps("w1", &pipeline, &cfg, &h0, a)
-        }
-        "w2" => {
-            let pair = PlugPair::faces_imagenet(&pretrained::home())?;
-            let cfg = SamplerConfig {
-                engine: a.engine,
-                ..preset("faces")?
-            };
-            let pipeline = pair.pipeline(&vec![837; n], &cfg)?;
-            time_steps("w2", &pipeline, &cfg, &pair.initial_codes(n, 1)?, a)
-        }
-        "w3" => {
-            let net = pretrained::efficientnet_lite0(&pretrained::home(), DType::F32)?;
-            let cfg = SamplerConfig {
-                clip: Some((0.0, 1.0)),
-                step: ppgn::sampler::schedule::Schedule::Constant { value: 0.005 },
-                engine: a.engine,
-                ..preset("faces")?
-            };
-            let side = efficientnet_lite::IMAGE_SIZE;
-            let condition: Box<dyn Term> = match cfg.engine {
-                Engine::Fast => {
-                    let compiled =
-                        build::net((side, side, 3), vec![EfficientNetLite0::normalise_op()])?
-                            .then(net.compile(side)?)
-                            .map_err(anyhow::Error::msg)?;
-                    Box::new(EngineCondition::class(
-                        Arc::new(compiled),
-                        vec![980; n],
-                        cfg.gradient,
-                        1.0,
-                        None,
-                    )?)
-                }
-                Engine::Reference => Box::new(ClassCondition {
-                    decode: identity(),
-                    logits: Arc::new(move |x: &Tensor| {
-                        net.forward(&EfficientNetLite0::normalise(x)?)
-                    }),
-                    classes: vec![980; n],
-                    num_classes: efficientnet_lite::NUM_CLASSES,
-                    gradient: cfg.gradient,
-                }),
-            };
-            let pipeline = Pipeline {
-                target: Sum::new(vec![(1.0, condition)]),
-                decode: identity(),
-                measure: Box::new(|_| Ok(Vec::new())),
-            };
-            let x0 = (Tensor::ones((n, side, side, 3), DType::F32, &dev)? * 0.5)?;
-            time_steps("w3", &pipeline, &cfg, &x0, a)
-        }
-        other => bail!("unknown workload {other:?}"),
-    }
-}
-
-/// The row with the median time of `rows` (peak memory: the largest).
-fn median(mut rows: Vec<Timing>) -> Timing {
-    rows.sort_by(|x, y| x.ms_per_step.total_cmp(&y.ms_per_step));
-    let peak = rows.iter().map(|r| r.peak_mb).fold(0.0, f64::max);
-    let mut m = rows.swap_remove(rows.len() / 2);
-    m.peak_mb = peak;
-    m
 }
 
 /// One measurement of ours in a child process.
@@ -353,58 +214,4 @@ fn child_peer(
         .find(|l| l.starts_with('{'))
         .context("the PyTorch peer printed no timing")
         .and_then(|l| serde_json::from_str(l).with_context(|| format!("peer output {l:?}")))
-}
-
-fn markdown(ours: &[Timing], peer: Option<&[Timing]>, threads: usize, rounds: usize) -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let mut t = format!(
-        "# Sampler-step timings\n\nWritten by `{}`. Machine: {cpu}, {threads} threads (ours and PyTorch's `torch.set_num_threads`){}. Each time is the median of {} measurements (with the peer: ours and its alternating); peak memory is the largest. Times vary from run to run; compare ratios from one sitting.\n\n",
-        super::command_line(),
-        peer.and_then(|p| p.first())
-            .and_then(|r| r.torch.as_ref())
-            .map(|v| format!("; the peer ran PyTorch {v}"))
-            .unwrap_or_default(),
-        rounds
-    );
-    if peer.is_some() {
-        t += "| workload | chains | ours ms/step | PyTorch ms/step | ours / PyTorch | ours steps/s per chain | ours peak MB | PyTorch peak MB |\n|---|---|---|---|---|---|---|---|\n";
-    } else {
-        t += "| workload | chains | ms/step | steps/s per chain | peak MB |\n|---|---|---|---|---|\n";
-    }
-    for r in ours {
-        let per_chain = 1000.0 / r.ms_per_step * r.chains as f64;
-        match peer {
-            Some(p) => {
-                let q = p
-                    .iter()
-                    .find(|q| q.workload == r.workload && q.chains == r.chains);
-                let (pm, ratio, pp) = match q {
-                    Some(q) => (
-                        format!("{:.1}", q.ms_per_step),
-                        format!("{:.2}", r.ms_per_step / q.ms_per_step),
-                        format!("{:.0}", q.peak_mb),
-                    ),
-                    None => ("-".into(), "-".into(), "-".into()),
-                };
-                t += &format!(
-                    "| {} | {} | {:.1} | {pm} | {ratio} | {per_chain:.2} | {:.0} | {pp} |\n",
-                    r.workload, r.chains, r.ms_per_step, r.peak_mb
-                );
-            }
-            None => {
-                t += &format!(
-                    "| {} | {} | {:.1} | {per_chain:.2} | {:.0} |\n",
-                    r.workload, r.chains, r.ms_per_step, r.peak_mb
-                )
-            }
-        }
-    }
-    t
 }

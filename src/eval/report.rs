@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
 use super::scores::{accuracy, inception_score, FeatureGaussian, Rows};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::models::fashion::{Discriminator, Evaluator};
 use crate::train::EVAL_BATCH;
 
@@ -143,5 +143,90 @@ pub fn reference(
     Ok(Reference {
         overall: FeatureGaussian::fit(&feats)?,
         per_class,
+    })
+}
+
+/// A run's samples scored beside the real test images of the same classes
+/// (`ppgn eval`).
+pub struct RunScores {
+    pub samples: Scores,
+    pub real: Scores,
+    /// [`classes_more_diverse`] of the samples against the real images.
+    pub more_diverse: usize,
+    /// Set when the model folder has no realness judge (no log p(real)).
+    pub no_judge: Option<std::path::PathBuf>,
+}
+
+/// Scores the `samples.npy` and `labels.npy` of `run_dir` and writes
+/// `run_dir/eval.json` (`command` recorded in it).
+pub fn evaluate_run(
+    run_dir: &std::path::Path,
+    models: Option<&std::path::Path>,
+    data_dir: Option<&std::path::Path>,
+    command: &str,
+) -> Result<RunScores> {
+    use crate::data::fashion_mnist::{self, Split};
+    use crate::data::npy;
+    use crate::models::fashion as stack;
+    let device = Device::Cpu;
+    let (shape, px) = npy::read_f32(&run_dir.join("samples.npy"))?;
+    if shape.len() != 4 || shape[1..] != [1, 28, 28] {
+        return Err(Error::shape(
+            format!("samples in {}", run_dir.join("samples.npy").display()),
+            "N x 1 x 28 x 28",
+            format!("{shape:?}"),
+        ));
+    }
+    let (lshape, labels) = npy::read_i64(&run_dir.join("labels.npy"))?;
+    if lshape != [shape[0]] || labels.iter().any(|&l| !(0..10).contains(&l)) {
+        return Err(Error::shape(
+            format!("labels in {}", run_dir.join("labels.npy").display()),
+            format!(
+                "{} class labels in 0..10 (runs conditioned on a neuron have no classes to score)",
+                shape[0]
+            ),
+            format!("{lshape:?}"),
+        ));
+    }
+    let labels: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
+    let images = Tensor::from_vec(px, (shape[0], 28, 28, 1), &device)?;
+    let dir = stack::resolve_dir(models);
+    let (e, _) = stack::load(&dir, "evaluator", DType::F32, &device, Evaluator::new)?;
+    let data_dir = fashion_mnist::resolve_dir(data_dir);
+    let train = fashion_mnist::load(&data_dir, Split::Train)?;
+    let test = fashion_mnist::load(&data_dir, Split::Test)?;
+    let (judge_file, _) = stack::paths(&dir, "realness");
+    let (judge, no_judge) = if judge_file.exists() {
+        let d = stack::load(&dir, "realness", DType::F32, &device, Discriminator::new)?.0;
+        (Some(d), None)
+    } else {
+        (None, Some(judge_file))
+    };
+    let refs = reference(&e, &train, &device)?;
+    let samples = score(&e, judge.as_ref(), &images, &labels, &refs)?;
+    // baseline: the real test images of the same classes
+    let idx: Vec<usize> = (0..test.len())
+        .filter(|&i| labels.contains(&(test.labels[i] as usize)))
+        .collect();
+    let real_labels: Vec<usize> = idx.iter().map(|&i| test.labels[i] as usize).collect();
+    let real_x = test.images_tensor(&idx, &device)?;
+    let real = score(&e, judge.as_ref(), &real_x, &real_labels, &refs)?;
+    let more_diverse = classes_more_diverse(&samples, &real);
+    let json = serde_json::json!({
+        "command": command,
+        "reference": "evaluator features of the 60k training images",
+        "ms_ssim": "3 scales (28, 14, 7), Gaussian window sigma 0.8 (7x7), see src/eval/ms_ssim.rs",
+        "classes_more_diverse_than_least_diverse_real_class": more_diverse,
+        "samples": samples,
+        "real_test_images": real,
+    });
+    let out = run_dir.join("eval.json");
+    let text = serde_json::to_string_pretty(&json).map_err(|e| Error::data(&out, e.to_string()))?;
+    crate::fsutil::write_atomic(&out, format!("{text}\n").as_bytes())?;
+    Ok(RunScores {
+        samples,
+        real,
+        more_diverse,
+        no_judge,
     })
 }

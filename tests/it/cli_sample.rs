@@ -431,3 +431,33 @@ fn adapted_runs_resume_to_the_same_bits_too() {
     ]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("mh, mala or hmc"));
 }
+
+/// `ppgn bench` times a workload in a child process and prints its table;
+/// an unknown workload is one clear error.
+#[test]
+fn bench_times_a_workload_and_refuses_unknown_ones() {
+    let o = ppgn(&[
+        "bench",
+        "--workloads",
+        "w1",
+        "--w1-chains",
+        "2",
+        "--seconds",
+        "0.05",
+        "--rounds",
+        "1",
+        "--warmup",
+        "0",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8_lossy(&o.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("| w1 | 2 |"))
+        .unwrap_or_else(|| panic!("no w1 row in {table}"));
+    let ms: f64 = row.split('|').nth(3).unwrap().trim().parse().unwrap();
+    assert!(ms > 0.0 && ms.is_finite(), "{row}");
+    let o = ppgn(&["bench", "--workloads", "w9"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("w9"), "{err}");
+}

@@ -1,0 +1,239 @@
+//! The benchmark workloads (`ppgn bench`): one sampler step (forward
+//! through the networks, backward to the position, the update) on fixed
+//! workloads, timed in this process, and the Markdown table of a sitting.
+//!
+//! - W1: the shipped Fashion-MNIST PPGN step (`ppgn` preset: G, the joint
+//!   prior E(G(h)) - h, C, backward);
+//! - W2: DCGAN faces + EfficientNet-Lite0 (resize 64 -> 224), `faces` preset;
+//! - W3: EfficientNet-Lite0 on 224x224 pixels, class gradient.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+
+use super::chains::{kernel, random_codes, Condition, Pipeline};
+use super::preset::{preset, Engine, SamplerConfig};
+use super::pretrained::PlugPair;
+use crate::density::condition::ClassCondition;
+use crate::density::engine::EngineCondition;
+use crate::density::{Sum, Term};
+use crate::error::{Error, Result};
+use crate::models::efficientnet_lite::{self, EfficientNetLite0};
+use crate::models::fashion::{self as stack, Stack};
+use crate::models::pretrained;
+use crate::nn::fast::build;
+use crate::nn::identity;
+use crate::sampler::{init, ChainRngs};
+
+/// The workloads' names.
+pub const WORKLOADS: [&str; 3] = ["w1", "w2", "w3"];
+
+/// How long to time.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Untimed steps first.
+    pub warmup: usize,
+    /// Timed seconds at least (and 3 steps at least).
+    pub seconds: f64,
+}
+
+/// One measured row.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Timing {
+    pub workload: String,
+    pub chains: usize,
+    pub ms_per_step: f64,
+    pub peak_mb: f64,
+    /// The peer's PyTorch version (absent for ours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torch: Option<String>,
+}
+
+/// The resident-memory high-water mark of this process in MB (Linux; 0 where unknown).
+fn peak_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Workload `w` at `n` chains: its pipeline, settings and start.
+pub fn workload(
+    w: &str,
+    n: usize,
+    engine: Engine,
+    models: Option<&Path>,
+) -> Result<(Pipeline, SamplerConfig, Tensor)> {
+    let dev = Device::Cpu;
+    match w {
+        "w1" => {
+            let s = Stack::load(&stack::resolve_dir(models), DType::F32, &dev)?;
+            let cfg = SamplerConfig {
+                engine,
+                ..preset("ppgn")?
+            };
+            let condition = Condition::Classes((0..n).map(|i| i % 10).collect());
+            let pipeline = Pipeline::fashion(&s, &cfg, &condition)?;
+            Ok((pipeline, cfg, random_codes(n, s.classifier.cfg.h_dim, 1)?))
+        }
+        "w2" => {
+            let pair = PlugPair::faces_imagenet(&pretrained::home())?;
+            let cfg = SamplerConfig {
+                engine,
+                ..preset("faces")?
+            };
+            let pipeline = pair.pipeline(&vec![837; n], &cfg)?;
+            Ok((pipeline, cfg, pair.initial_codes(n, 1)?))
+        }
+        "w3" => w3(n, engine),
+        other => Err(Error::unknown("workload", other, &WORKLOADS)),
+    }
+}
+
+/// W3: EfficientNet-Lite0's class gradient on 224x224 pixels.
+fn w3(n: usize, engine: Engine) -> Result<(Pipeline, SamplerConfig, Tensor)> {
+    let net = pretrained::efficientnet_lite0(&pretrained::home(), DType::F32)?;
+    let cfg = SamplerConfig {
+        clip: Some((0.0, 1.0)),
+        step: crate::sampler::schedule::Schedule::Constant { value: 0.005 },
+        engine,
+        ..preset("faces")?
+    };
+    let side = efficientnet_lite::IMAGE_SIZE;
+    let condition: Box<dyn Term> = match cfg.engine {
+        Engine::Fast => {
+            let compiled = build::net((side, side, 3), vec![EfficientNetLite0::normalise_op()])?
+                .then(net.compile(side)?)?;
+            Box::new(EngineCondition::class(
+                Arc::new(compiled),
+                vec![980; n],
+                cfg.gradient,
+                1.0,
+                None,
+            )?)
+        }
+        Engine::Reference => Box::new(ClassCondition {
+            decode: identity(),
+            logits: Arc::new(move |x: &Tensor| net.forward(&EfficientNetLite0::normalise(x)?)),
+            classes: vec![980; n],
+            num_classes: efficientnet_lite::NUM_CLASSES,
+            gradient: cfg.gradient,
+        }),
+    };
+    let pipeline = Pipeline {
+        target: Sum::new(vec![(1.0, condition)]),
+        decode: identity(),
+        measure: Box::new(|_| Ok(Vec::new())),
+    };
+    let x0 = (Tensor::ones((n, side, side, 3), DType::F32, &Device::Cpu)? * 0.5)?;
+    Ok((pipeline, cfg, x0))
+}
+
+/// Times the kernel of `cfg` on `pipeline` from `start`.
+pub fn time_steps(
+    name: &str,
+    pipeline: &Pipeline,
+    cfg: &SamplerConfig,
+    start: &Tensor,
+    budget: Budget,
+) -> Result<Timing> {
+    let n = start.dim(0)?;
+    let k = kernel(cfg)?;
+    let mut rngs = ChainRngs::new(7, n);
+    let mut state = init(start, &pipeline.target)?;
+    for t in 0..budget.warmup {
+        state = k.step(&mut rngs, &state, &pipeline.target, t)?.0;
+    }
+    let t0 = Instant::now();
+    let mut steps = 0;
+    while steps < 3 || t0.elapsed().as_secs_f64() < budget.seconds {
+        state = k
+            .step(&mut rngs, &state, &pipeline.target, budget.warmup + steps)?
+            .0;
+        steps += 1;
+    }
+    Ok(Timing {
+        workload: name.into(),
+        chains: n,
+        ms_per_step: t0.elapsed().as_secs_f64() * 1000.0 / steps as f64,
+        peak_mb: peak_mb(),
+        torch: None,
+    })
+}
+
+/// The row with the median time of `rows` (peak memory: the largest).
+pub fn median(mut rows: Vec<Timing>) -> Timing {
+    rows.sort_by(|x, y| x.ms_per_step.total_cmp(&y.ms_per_step));
+    let peak = rows.iter().map(|r| r.peak_mb).fold(0.0, f64::max);
+    let mut m = rows.swap_remove(rows.len() / 2);
+    m.peak_mb = peak;
+    m
+}
+
+/// The Markdown table of a sitting: ours, and the peer's beside it.
+pub fn markdown(
+    ours: &[Timing],
+    peer: Option<&[Timing]>,
+    threads: usize,
+    rounds: usize,
+    command: &str,
+) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mut t = format!(
+        "# Sampler-step timings\n\nWritten by `{}`. Machine: {cpu}, {threads} threads (ours and PyTorch's `torch.set_num_threads`){}. Each time is the median of {} measurements (with the peer: ours and its alternating); peak memory is the largest. Times vary from run to run; compare ratios from one sitting.\n\n",
+        command,
+        peer.and_then(|p| p.first())
+            .and_then(|r| r.torch.as_ref())
+            .map(|v| format!("; the peer ran PyTorch {v}"))
+            .unwrap_or_default(),
+        rounds
+    );
+    if peer.is_some() {
+        t += "| workload | chains | ours ms/step | PyTorch ms/step | ours / PyTorch | ours steps/s per chain | ours peak MB | PyTorch peak MB |\n|---|---|---|---|---|---|---|---|\n";
+    } else {
+        t += "| workload | chains | ms/step | steps/s per chain | peak MB |\n|---|---|---|---|---|\n";
+    }
+    for r in ours {
+        let per_chain = 1000.0 / r.ms_per_step * r.chains as f64;
+        match peer {
+            Some(p) => {
+                let q = p
+                    .iter()
+                    .find(|q| q.workload == r.workload && q.chains == r.chains);
+                let (pm, ratio, pp) = match q {
+                    Some(q) => (
+                        format!("{:.1}", q.ms_per_step),
+                        format!("{:.2}", r.ms_per_step / q.ms_per_step),
+                        format!("{:.0}", q.peak_mb),
+                    ),
+                    None => ("-".into(), "-".into(), "-".into()),
+                };
+                t += &format!(
+                    "| {} | {} | {:.1} | {pm} | {ratio} | {per_chain:.2} | {:.0} | {pp} |\n",
+                    r.workload, r.chains, r.ms_per_step, r.peak_mb
+                );
+            }
+            None => {
+                t += &format!(
+                    "| {} | {} | {:.1} | {per_chain:.2} | {:.0} |\n",
+                    r.workload, r.chains, r.ms_per_step, r.peak_mb
+                )
+            }
+        }
+    }
+    t
+}
