@@ -321,16 +321,48 @@ impl EfficientNetLite0 {
 
     /// The sampling engine's twin of [`EfficientNetLite0::forward`] on
     /// `side x side` RGB images already normalised: batch norm folded,
-    /// ReLU6 fused into the convolution before it, residual adds on the tape.
+    /// ReLU6 fused into the convolution before it, residual adds as graph
+    /// nodes; taps `stem`, `block0`..`block15`, `head` (post-activation
+    /// features) and `logits`.
     pub fn compile<T: Real + WithDType>(&self, side: usize) -> Result<Net<T>> {
-        let mut ops = self.feature_ops(side, Layer::Head)?;
-        ops.push(Op::MeanPool);
-        ops.push(build::linear(
+        let mut g = build::Builder::new((side, side, 3));
+        let mut shape = (side, side, 3);
+        let mut conv = |c: &ConvBn, act: Act, g: &mut build::Builder<T>| -> Result<()> {
+            let (h, w, ch) = shape;
+            let window = Window::tf_same(h, w, ch, c.kernel, c.stride);
+            g.push(if c.depthwise {
+                build::depthwise(window, &c.weight, Some(&c.bias), act)?
+            } else {
+                build::conv(window, &c.weight, Some(&c.bias), act)?
+            });
+            shape = (window.ho, window.wo, c.weight.dim(0)?);
+            Ok(())
+        };
+        conv(&self.stem, Act::Relu6, &mut g)?;
+        g.tap("stem");
+        for (i, b) in self.blocks.iter().enumerate() {
+            let start = g.last(); // the block's input
+            if let Some(e) = &b.expand {
+                conv(e, Act::Relu6, &mut g)?;
+            }
+            conv(&b.depthwise, Act::Relu6, &mut g)?;
+            conv(&b.project, Act::Identity, &mut g)?;
+            if b.skip {
+                let last = g.last();
+                g.add(&[last, start]);
+            }
+            g.tap(&format!("block{i}"));
+        }
+        conv(&self.head, Act::Relu6, &mut g)?;
+        g.tap("head");
+        g.push(Op::MeanPool);
+        g.push(build::linear(
             &self.fc_weight,
             Some(&self.fc_bias),
             Act::Identity,
         )?);
-        build::net((side, side, 3), ops)
+        g.tap("logits");
+        g.build()
     }
 
     /// The engine's twin of [`EfficientNetLite0::features`] at `layer`.
@@ -339,48 +371,14 @@ impl EfficientNetLite0 {
         side: usize,
         layer: Layer,
     ) -> Result<Net<T>> {
-        build::net((side, side, 3), self.feature_ops(side, layer)?)
-    }
-
-    fn feature_ops<T: Real + WithDType>(&self, side: usize, layer: Layer) -> Result<Vec<Op<T>>> {
-        let mut ops = Vec::new();
-        let mut shape = (side, side, 3);
-        let conv = |c: &ConvBn,
-                    act: Act,
-                    ops: &mut Vec<Op<T>>,
-                    shape: &mut (usize, usize, usize)|
-         -> Result<()> {
-            let (h, w, ch) = *shape;
-            let window = Window::tf_same(h, w, ch, c.kernel, c.stride);
-            let op = if c.depthwise {
-                build::depthwise(window, &c.weight, Some(&c.bias), act)?
-            } else {
-                build::conv(window, &c.weight, Some(&c.bias), act)?
-            };
-            *shape = (window.ho, window.wo, c.weight.dim(0)?);
-            ops.push(op);
-            Ok(())
+        let name = match layer {
+            Layer::Stem => "stem".to_string(),
+            Layer::Block(i) => format!("block{i}"),
+            Layer::Head => "head".to_string(),
         };
-        conv(&self.stem, Act::Relu6, &mut ops, &mut shape)?;
-        if layer == Layer::Stem {
-            return Ok(ops);
-        }
-        for (i, b) in self.blocks.iter().enumerate() {
-            let start = ops.len(); // tape index of the block's input
-            if let Some(e) = &b.expand {
-                conv(e, Act::Relu6, &mut ops, &mut shape)?;
-            }
-            conv(&b.depthwise, Act::Relu6, &mut ops, &mut shape)?;
-            conv(&b.project, Act::Identity, &mut ops, &mut shape)?;
-            if b.skip {
-                ops.push(Op::AddFrom(start));
-            }
-            if layer == Layer::Block(i) {
-                return Ok(ops);
-            }
-        }
-        conv(&self.head, Act::Relu6, &mut ops, &mut shape)?;
-        Ok(ops)
+        self.compile(side)?
+            .upto(&name, false)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))
     }
 
     /// [`EfficientNetLite0::normalise`] as an op of the sampling engine.

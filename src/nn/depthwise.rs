@@ -13,43 +13,11 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use super::fast::{self, real::Real, window::Window};
-
-/// The geometry of one depthwise convolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Geometry {
-    pub b: usize,
-    pub h: usize,
-    pub w: usize,
-    pub c: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub stride: usize,
-    /// Zero rows above and columns left of the input.
-    pub pad_top: usize,
-    pub pad_left: usize,
-    /// Output side (rows past the input's bottom/right edge read zeros).
-    pub ho: usize,
-    pub wo: usize,
-}
-
-impl Geometry {
-    /// The same window as the sampling engine's kernels take.
-    fn window(&self) -> Window {
-        Window {
-            h: self.h,
-            w: self.w,
-            c: self.c,
-            kh: self.kh,
-            kw: self.kw,
-            stride: self.stride,
-            pad_top: self.pad_top,
-            pad_left: self.pad_left,
-            ho: self.ho,
-            wo: self.wo,
-        }
-    }
-}
+use super::fast::{
+    self,
+    real::Real,
+    window::{Batched, Window},
+};
 
 fn slice<'a, T: WithDType>(v: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]> {
     match l.contiguous_offsets() {
@@ -60,38 +28,42 @@ fn slice<'a, T: WithDType>(v: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]
 
 // The forward pass and the input gradient are the sampling engine's
 // kernels (one implementation of the depthwise window).
-fn forward<T: Real>(x: &[T], w: &[T], g: &Geometry) -> Vec<T> {
-    let mut y = vec![T::zero(); g.b * g.ho * g.wo * g.c];
-    fast::depthwise::depthwise(&g.window(), g.b, w, x, &mut y, false);
+fn forward<T: Real>(x: &[T], w: &[T], g: &Batched) -> Vec<T> {
+    let mut y = vec![T::zero(); g.b * g.window.ho * g.window.wo * g.window.c];
+    fast::depthwise::depthwise(&g.window, g.b, w, x, &mut y, false);
     y
 }
 
 /// `dx[b, iy, ix, c] = sum over (oy, dy), (ox, dx) reading it of dy[b, oy, ox, c] * w[dy, dx, c]`.
-fn input_grad<T: Real>(gy: &[T], w: &[T], g: &Geometry) -> Vec<T> {
-    let mut gx = vec![T::zero(); g.b * g.h * g.w * g.c];
-    fast::depthwise::depthwise(&g.window(), g.b, w, gy, &mut gx, true);
+fn input_grad<T: Real>(gy: &[T], w: &[T], g: &Batched) -> Vec<T> {
+    let mut gx = vec![T::zero(); g.b * g.window.h * g.window.w * g.window.c];
+    fast::depthwise::depthwise(&g.window, g.b, w, gy, &mut gx, true);
     gx
 }
 
 /// `dw[dy, dx, c] = sum_{b, oy, ox} dy[b, oy, ox, c] * x[b, iy, ix, c]`:
 /// partial sums per output row, added in row order.
-fn weight_grad<T: WithDType + Send + Sync>(x: &[T], gy: &[T], g: &Geometry) -> Vec<T> {
-    let (c, taps) = (g.c, g.kh * g.kw);
-    let partial: Vec<Vec<T>> = (0..g.b * g.ho)
+fn weight_grad<T: WithDType + Send + Sync>(x: &[T], gy: &[T], g: &Batched) -> Vec<T> {
+    let (c, taps) = (g.window.c, g.window.kh * g.window.kw);
+    let partial: Vec<Vec<T>> = (0..g.b * g.window.ho)
         .into_par_iter()
         .map(|r| {
-            let (bi, oy) = (r / g.ho, r % g.ho);
+            let (bi, oy) = (r / g.window.ho, r % g.window.ho);
             let mut acc = vec![T::zero(); taps * c];
-            let grow = &gy[r * g.wo * c..][..g.wo * c];
-            for dy in 0..g.kh {
-                let Some(iy) = Window::source(oy, dy, g.stride, g.pad_top, g.h) else {
+            let grow = &gy[r * g.window.wo * c..][..g.window.wo * c];
+            for dy in 0..g.window.kh {
+                let Some(iy) =
+                    Window::source(oy, dy, g.window.stride, g.window.pad_top, g.window.h)
+                else {
                     continue;
                 };
-                let xrow = &x[((bi * g.h) + iy) * g.w * c..][..g.w * c];
-                for dx in 0..g.kw {
-                    let a = &mut acc[(dy * g.kw + dx) * c..][..c];
-                    for ox in 0..g.wo {
-                        let Some(ix) = Window::source(ox, dx, g.stride, g.pad_left, g.w) else {
+                let xrow = &x[((bi * g.window.h) + iy) * g.window.w * c..][..g.window.w * c];
+                for dx in 0..g.window.kw {
+                    let a = &mut acc[(dy * g.window.kw + dx) * c..][..c];
+                    for ox in 0..g.window.wo {
+                        let Some(ix) =
+                            Window::source(ox, dx, g.window.stride, g.window.pad_left, g.window.w)
+                        else {
                             continue;
                         };
                         for ((a, &gv), &xv) in a
@@ -116,9 +88,9 @@ fn weight_grad<T: WithDType + Send + Sync>(x: &[T], gy: &[T], g: &Geometry) -> V
     dw
 }
 
-struct Depthwise(Geometry);
-struct InputGrad(Geometry);
-struct WeightGrad(Geometry);
+struct Depthwise(Batched);
+struct InputGrad(Batched);
+struct WeightGrad(Batched);
 
 macro_rules! dispatch {
     ($a:expr, $la:expr, $b:expr, $lb:expr, $f:expr, $g:expr) => {
@@ -148,7 +120,7 @@ impl CustomOp2 for Depthwise {
         let g = &self.0;
         Ok((
             dispatch!(a, la, b, lb, forward, g),
-            Shape::from((g.b, g.ho, g.wo, g.c)),
+            Shape::from((g.b, g.window.ho, g.window.wo, g.window.c)),
         ))
     }
     fn bwd(
@@ -184,7 +156,7 @@ impl CustomOp2 for InputGrad {
         let g = &self.0;
         Ok((
             dispatch!(a, la, b, lb, input_grad, g),
-            Shape::from((g.b, g.h, g.w, g.c)),
+            Shape::from((g.b, g.window.h, g.window.w, g.window.c)),
         ))
     }
 }
@@ -203,7 +175,7 @@ impl CustomOp2 for WeightGrad {
         let g = &self.0;
         Ok((
             dispatch!(a, la, b, lb, weight_grad, g),
-            Shape::from((g.kh * g.kw, g.c)),
+            Shape::from((g.window.kh * g.window.kw, g.window.c)),
         ))
     }
 }
@@ -211,8 +183,10 @@ impl CustomOp2 for WeightGrad {
 /// Depthwise convolution of `x [b, h, w, c]` with taps `w [kh*kw, c]`
 /// (row-major over `(dy, dx)`), padding `pad_top`/`pad_left` zeros before
 /// the input and as many after as the output side `(ho, wo)` needs.
-pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, g: Geometry) -> Result<Tensor> {
-    if x.dims() != [g.b, g.h, g.w, g.c] || w.dims() != [g.kh * g.kw, g.c] {
+pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, g: Batched) -> Result<Tensor> {
+    if x.dims() != [g.b, g.window.h, g.window.w, g.window.c]
+        || w.dims() != [g.window.kh * g.window.kw, g.window.c]
+    {
         candle_core::bail!(
             "depthwise conv: input {:?} and taps {:?} do not match {g:?}",
             x.dims(),

@@ -13,45 +13,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
 
 use super::fast::real::Real;
-use super::fast::window::{self, Window};
-
-/// The geometry of one convolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Geometry {
-    pub b: usize,
-    pub h: usize,
-    pub w: usize,
-    pub c: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub stride: usize,
-    pub pad: usize,
-}
-
-impl Geometry {
-    pub fn out_hw(&self) -> (usize, usize) {
-        (
-            (self.h + 2 * self.pad - self.kh) / self.stride + 1,
-            (self.w + 2 * self.pad - self.kw) / self.stride + 1,
-        )
-    }
-    /// The same window as the sampling engine's kernels take.
-    fn window(&self) -> Window {
-        let (ho, wo) = self.out_hw();
-        Window {
-            h: self.h,
-            w: self.w,
-            c: self.c,
-            kh: self.kh,
-            kw: self.kw,
-            stride: self.stride,
-            pad_top: self.pad,
-            pad_left: self.pad,
-            ho,
-            wo,
-        }
-    }
-}
+use super::fast::window::{self, Batched};
 
 fn contiguous<'a, T: WithDType>(v: &'a [T], layout: &Layout, op: &str) -> Result<&'a [T]> {
     match layout.contiguous_offsets() {
@@ -62,21 +24,21 @@ fn contiguous<'a, T: WithDType>(v: &'a [T], layout: &Layout, op: &str) -> Result
 
 // The kernels are the sampling engine's (one implementation of patches);
 // both sum each element in the same order as before, so results keep their bits.
-fn im2col_typed<T: Real>(x: &[T], g: &Geometry) -> Vec<T> {
-    let (ho, wo) = g.out_hw();
-    let mut out = vec![T::zero(); g.b * ho * wo * g.kh * g.kw * g.c];
-    window::im2col(&g.window(), g.b, x, &mut out, true);
+fn im2col_typed<T: Real>(x: &[T], g: &Batched) -> Vec<T> {
+    let (ho, wo) = (g.window.ho, g.window.wo);
+    let mut out = vec![T::zero(); g.b * ho * wo * g.window.kh * g.window.kw * g.window.c];
+    window::im2col(&g.window, g.b, x, &mut out, true);
     out
 }
 
-fn col2im_typed<T: Real>(cols: &[T], g: &Geometry) -> Vec<T> {
-    let mut out = vec![T::zero(); g.b * g.h * g.w * g.c];
-    window::col2im(&g.window(), g.b, cols, &mut out, true);
+fn col2im_typed<T: Real>(cols: &[T], g: &Batched) -> Vec<T> {
+    let mut out = vec![T::zero(); g.b * g.window.h * g.window.w * g.window.c];
+    window::col2im(&g.window, g.b, cols, &mut out, true);
     out
 }
 
-struct Im2Col(Geometry);
-struct Col2Im(Geometry);
+struct Im2Col(Batched);
+struct Col2Im(Batched);
 
 impl CustomOp1 for Im2Col {
     fn name(&self) -> &'static str {
@@ -84,8 +46,8 @@ impl CustomOp1 for Im2Col {
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = &self.0;
-        let (ho, wo) = g.out_hw();
-        let shape = Shape::from((g.b * ho * wo, g.kh * g.kw * g.c));
+        let (ho, wo) = (g.window.ho, g.window.wo);
+        let shape = Shape::from((g.b * ho * wo, g.window.kh * g.window.kw * g.window.c));
         let out = match s {
             CpuStorage::F32(v) => CpuStorage::F32(im2col_typed(contiguous(v, l, self.name())?, g)),
             CpuStorage::F64(v) => CpuStorage::F64(im2col_typed(contiguous(v, l, self.name())?, g)),
@@ -104,7 +66,7 @@ impl CustomOp1 for Col2Im {
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = &self.0;
-        let shape = Shape::from((g.b, g.h, g.w, g.c));
+        let shape = Shape::from((g.b, g.window.h, g.window.w, g.window.c));
         let out = match s {
             CpuStorage::F32(v) => CpuStorage::F32(col2im_typed(contiguous(v, l, self.name())?, g)),
             CpuStorage::F64(v) => CpuStorage::F64(col2im_typed(contiguous(v, l, self.name())?, g)),
@@ -118,18 +80,18 @@ impl CustomOp1 for Col2Im {
 }
 
 /// `x [b, h, w, c]` -> patches `[b*ho*wo, kh*kw*c]`.
-pub fn im2col(x: &Tensor, g: Geometry) -> Result<Tensor> {
+pub fn im2col(x: &Tensor, g: Batched) -> Result<Tensor> {
     let (b, h, w, c) = x.dims4()?;
-    if (b, h, w, c) != (g.b, g.h, g.w, g.c) {
+    if (b, h, w, c) != (g.b, g.window.h, g.window.w, g.window.c) {
         candle_core::bail!("im2col: input {:?} does not match geometry {g:?}", x.dims());
     }
     x.contiguous()?.apply_op1(Im2Col(g))
 }
 
 /// Patches `[b*ho*wo, kh*kw*c]` -> `[b, h, w, c]`, summing overlapping taps.
-pub fn col2im(cols: &Tensor, g: Geometry) -> Result<Tensor> {
-    let (ho, wo) = g.out_hw();
-    if cols.dims() != [g.b * ho * wo, g.kh * g.kw * g.c] {
+pub fn col2im(cols: &Tensor, g: Batched) -> Result<Tensor> {
+    let (ho, wo) = (g.window.ho, g.window.wo);
+    if cols.dims() != [g.b * ho * wo, g.window.kh * g.window.kw * g.window.c] {
         candle_core::bail!(
             "col2im: input {:?} does not match geometry {g:?}",
             cols.dims()

@@ -91,15 +91,20 @@ pub fn conv2d_nhwc(
         };
         return y.reshape((b, h, wd, cout));
     }
-    let g = im2col::Geometry {
+    let g = Batched {
         b,
-        h,
-        w: wd,
-        c: cin,
-        kh,
-        kw,
-        stride,
-        pad,
+        window: Window {
+            h,
+            w: wd,
+            c: cin,
+            kh,
+            kw,
+            stride,
+            pad_top: pad,
+            pad_left: pad,
+            ho,
+            wo,
+        },
     };
     let patches = im2col::im2col(x, g)?; // [b*ho*wo, kh*kw*cin], column order (dy, dx, c)
                                          // [kh*kw*cin, cout] in the same (dy, dx, c) order
@@ -262,18 +267,20 @@ pub fn depthwise_conv2d_padded(
             w.dims()
         );
     }
-    let g = depthwise::Geometry {
+    let g = Batched {
         b,
-        h,
-        w: wd,
-        c,
-        kh,
-        kw,
-        stride,
-        pad_top: pad.0,
-        pad_left: pad.1,
-        ho: out.0,
-        wo: out.1,
+        window: Window {
+            h,
+            w: wd,
+            c,
+            kh,
+            kw,
+            stride,
+            pad_top: pad.0,
+            pad_left: pad.1,
+            ho: out.0,
+            wo: out.1,
+        },
     };
     let taps = w.reshape((c, kh * kw))?.t()?; // [kh*kw, c], (dy, dx) order
     let y = depthwise::depthwise_conv2d(x, &taps, g)?;
@@ -284,6 +291,7 @@ pub fn depthwise_conv2d_padded(
 }
 
 pub use fast::window::tf_same;
+use fast::window::{Batched, Window};
 
 /// A differentiable function of a batch, e.g. `G`, `C`, or a layer of `E`.
 pub type Func = std::sync::Arc<dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync>;
@@ -317,17 +325,20 @@ pub fn conv_transpose2d_nhwc(
     let (Some(ho), Some(wo)) = (side(h, kh), side(wd, kw)) else {
         candle_core::bail!("conv_transpose2d: padding {pad} larger than the output")
     };
-    let g = im2col::Geometry {
-        b,
+    let window = Window {
         h: ho,
         w: wo,
         c: cout,
         kh,
         kw,
         stride,
-        pad,
+        pad_top: pad,
+        pad_left: pad,
+        ho: (ho + 2 * pad - kh) / stride + 1,
+        wo: (wo + 2 * pad - kw) / stride + 1,
     };
-    if g.out_hw() != (h, wd) {
+    let g = Batched { b, window };
+    if (window.ho, window.wo) != (h, wd) {
         candle_core::bail!("conv_transpose2d: geometry {g:?} does not invert to {h}x{wd}");
     }
     // [cin, kh*kw*cout] in im2col's (dy, dx, c) column order

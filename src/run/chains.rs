@@ -20,7 +20,7 @@ use crate::density::prior::{DaePrior, GaussianPrior, JointPrior};
 use crate::density::{Sum, Term};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
-use crate::models::fashion::{Classifier, Stack};
+use crate::models::fashion::Stack;
 use crate::models::weights::{load_tensors, save_tensors};
 use crate::nn::{identity, Func};
 use crate::sampler::adapt::DualAveraging;
@@ -73,14 +73,14 @@ pub fn class_condition(
     stack: &Stack,
     classes: &[usize],
     gradient: ClassGradient,
-) -> ClassCondition {
-    ClassCondition {
-        decode: stack.generator_net(),
-        logits: stack.classifier_net(),
+) -> Result<ClassCondition> {
+    Ok(ClassCondition {
+        decode: stack.generator_net()?,
+        logits: stack.classifier_net()?,
         classes: classes.to_vec(),
         num_classes: stack.classifier.cfg.num_classes,
         gradient,
-    }
+    })
 }
 
 /// What the chains are conditioned on.
@@ -106,9 +106,9 @@ impl Condition {
     /// The condition term on codes `h` (through `G`).
     pub fn term(&self, stack: &Stack, cfg: &SamplerConfig) -> Result<Box<dyn Term>> {
         Ok(match self {
-            Condition::Classes(c) => Box::new(class_condition(stack, c, cfg.gradient)),
+            Condition::Classes(c) => Box::new(class_condition(stack, c, cfg.gradient)?),
             Condition::Neuron { layer, neuron } => Box::new(NeuronCondition {
-                decode: stack.generator_net(),
+                decode: stack.generator_net()?,
                 layer: stack.layer_net(layer)?,
                 layer_name: layer.clone(),
                 neuron: *neuron,
@@ -121,12 +121,12 @@ impl Condition {
             } => Box::new(Sum::new(vec![
                 (
                     1.0,
-                    Box::new(class_condition(stack, classes, cfg.gradient)) as Box<dyn Term>,
+                    Box::new(class_condition(stack, classes, cfg.gradient)?) as Box<dyn Term>,
                 ),
                 (
                     *weight,
                     Box::new(InpaintContext::new(
-                        stack.generator_net(),
+                        stack.generator_net()?,
                         real.clone(),
                         mask.clone(),
                     )?),
@@ -142,7 +142,7 @@ impl Condition {
             Condition::Classes(c) | Condition::Inpaint { classes: c, .. } => {
                 let cc = ClassCondition {
                     decode: identity(),
-                    ..class_condition(stack, c, cfg.gradient)
+                    ..class_condition(stack, c, cfg.gradient)?
                 };
                 Box::new(move |x: &Tensor| cc.probability(x))
             }
@@ -182,7 +182,7 @@ impl Pipeline {
     pub fn fashion(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Result<Self> {
         Ok(Self {
             target: target(stack, cfg, condition)?,
-            decode: stack.generator_net(),
+            decode: stack.generator_net()?,
             measure: condition.measure(stack, cfg)?,
         })
     }
@@ -206,8 +206,8 @@ pub fn target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Resu
 fn prior_term(stack: &Stack, cfg: &SamplerConfig) -> Result<Option<Box<dyn Term>>> {
     Ok(match cfg.prior {
         PriorKind::Joint => Some(Box::new(JointPrior {
-            encode: stack.encoder_net(),
-            decode: stack.generator_net(),
+            encode: stack.encoder_net()?,
+            decode: stack.generator_net()?,
         })),
         PriorKind::HDae => {
             let (r, sigma) = stack.h_dae_net().ok_or_else(|| Error::NotInstalled {
@@ -252,24 +252,24 @@ fn engine_target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> R
             mask,
             weight,
         } => {
-            let ctx = InpaintContext::new(stack.generator_net(), real.clone(), mask.clone())?;
+            let ctx = InpaintContext::new(stack.generator_net()?, real.clone(), mask.clone())?;
             context = Some((cfg.eps2 * weight, Box::new(ctx)));
             (clf.compile()?, class(classes), true)
         }
-        Condition::Neuron { layer, neuron } => match clf.compile_to(layer)? {
-            Some(net) => (
-                net,
-                Objective::Unit(*neuron),
-                matches!(layer.as_str(), "logits" | "fc8"),
-            ),
-            None => return Ok(None),
-        },
+        // `h` keeps its ReLU (is E(G(h))) unless the unit is read at `h`
+        Condition::Neuron { layer, neuron } => (
+            clf.compile_to(layer)?,
+            Objective::Unit(*neuron),
+            matches!(layer.as_str(), "logits" | "fc8"),
+        ),
     };
     let net = g.then(head)?;
-    let tap = net.len() - Classifier::H_FROM_END;
     // the joint prior off the condition's own pass when it has E(G(h)),
     // any other prior as its own term
-    let joint = (cfg.prior == PriorKind::Joint && through_h).then_some((tap, cfg.eps1));
+    let joint = match cfg.prior == PriorKind::Joint && through_h {
+        true => Some((net.tap("h")?, cfg.eps1)),
+        false => None,
+    };
     let mut terms: Vec<(f64, Box<dyn Term>)> = Vec::new();
     if joint.is_none() {
         if let Some(p) = prior_term(stack, cfg)? {
@@ -298,7 +298,7 @@ pub fn validate(
 ) -> Result<()> {
     if let Condition::Neuron { layer, neuron } = condition {
         NeuronCondition {
-            decode: stack.generator_net(),
+            decode: stack.generator_net()?,
             layer: stack.layer_net(layer)?,
             layer_name: layer.clone(),
             neuron: *neuron,

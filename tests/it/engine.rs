@@ -89,7 +89,7 @@ fn every_op() -> Net<f64> {
             Act::Tanh,
         )
         .unwrap(),
-        Op::AddFrom(2),
+        Op::Add, // reads slots 3 and 2: a residual connection
         build::conv(
             Window::symmetric(5, 5, c, 3, 1, 1),
             &w(&[4 * c, c, 3, 3]),
@@ -134,7 +134,13 @@ fn every_op() -> Net<f64> {
         build::linear(&w(&[5, 6]), Some(&w(&[5])), Act::Identity).unwrap(),
         Op::Reshape((1, 5, 1)),
     ];
-    build::net((9, 9, 3), ops).unwrap()
+    let inputs = (0..ops.len())
+        .map(|i| if i == 3 { vec![3, 2] } else { vec![i] })
+        .collect();
+    Net::graph((9, 9, 3), ops, inputs)
+        .unwrap()
+        .with_tap("residual", Some(4))
+        .unwrap()
 }
 
 #[test]
@@ -171,6 +177,37 @@ fn engine_gradients_match_finite_differences_in_f64() {
     );
 }
 
+/// The reference path runs the engine's own description through candle's
+/// autograd (`nn::fast::reference`): on a graph with every op and
+/// activation (a residual add, asymmetric padding, a transposed
+/// convolution, a resample) its outputs and input gradients equal the
+/// engine's in f64, and a tap's value is the engine's slot.
+#[test]
+fn reference_interpreter_matches_the_engine_on_every_op_in_f64() {
+    use ppgn::nn::fast::reference;
+    let net = every_op();
+    let n = 3;
+    let x = uniform(&[n, 9, 9, 3], 0.0, 1.0, 31);
+    let w = vec_f64(&uniform(&[n, 1, 5, 1], -1.0, 1.0, 32));
+    let (out, grad) = engine(&net, &vec_f64(&x), n, &w);
+    let (out_ref, grad_ref) = reference(&|t| reference::forward(&net, t).unwrap(), &x, &w);
+    assert!(
+        rel(&out, &out_ref) < 1e-12,
+        "outputs {}",
+        rel(&out, &out_ref)
+    );
+    assert!(
+        rel(&grad, &grad_ref) < 1e-10,
+        "gradients {}",
+        rel(&grad, &grad_ref)
+    );
+    let slot = net.tap("residual").unwrap();
+    let mut ws = Workspace::default();
+    net.forward(&vec_f64(&x), n, &mut ws).unwrap();
+    let at_tap = vec_f64(&reference::forward_to(&net, &x, slot).unwrap());
+    assert!(rel(ws.activation(slot), &at_tap) < 1e-12);
+}
+
 #[test]
 fn engine_rejects_ops_that_do_not_chain() {
     let mut w = weights(20);
@@ -187,10 +224,23 @@ fn engine_rejects_ops_that_do_not_chain() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("op 0") && err.contains("(8, 8, 4)"), "{err}");
-    let err = build::net::<f64>((4, 4, 3), vec![Op::AddFrom(7)])
+    let err = Net::<f64>::graph((4, 4, 3), vec![Op::Add], vec![vec![0, 7]])
         .unwrap_err()
         .to_string();
-    assert!(err.contains("residual"), "{err}");
+    assert!(err.contains("op 0") && err.contains("slots 0..=0"), "{err}");
+    let err = build::net::<f64>((4, 4, 3), vec![Op::Add])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("2 or more"), "{err}");
+    // taps: an unknown name lists the known ones; `upto` ends at a tap
+    let net = every_op();
+    let err = net.upto("nope", false).unwrap_err().to_string();
+    assert!(
+        err.contains("unknown layer") && err.contains("residual"),
+        "{err}"
+    );
+    let head = net.upto("residual", false).unwrap();
+    assert_eq!((head.len(), head.output()), (4, (5, 5, 4)));
 }
 
 #[test]

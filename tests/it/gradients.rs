@@ -218,19 +218,14 @@ fn checker_catches_a_wrong_backward() {
 fn im2col_and_col2im_are_adjoint() {
     // <im2col(x), y> = <x, col2im(y)> for every geometry, which is what
     // makes each the exact backward of the other.
-    use ppgn::nn::im2col::{col2im, im2col, Geometry};
+    use ppgn::nn::fast::window::{Batched, Window};
+    use ppgn::nn::im2col::{col2im, im2col};
     for (k, s, p) in [(3, 1, 1), (3, 2, 1), (2, 3, 0), (5, 1, 2)] {
-        let g = Geometry {
+        let g = Batched {
             b: 2,
-            h: 9,
-            w: 7,
-            c: 3,
-            kh: k,
-            kw: k,
-            stride: s,
-            pad: p,
+            window: Window::symmetric(9, 7, 3, k, s, p),
         };
-        let (ho, wo) = g.out_hw();
+        let (ho, wo) = (g.window.ho, g.window.wo);
         let x = uniform(&[2, 9, 7, 3], -1.0, 1.0, 17);
         let y = uniform(&[2 * ho * wo, k * k * 3], -1.0, 1.0, 18);
         let lhs = (im2col(&x, g).unwrap() * &y).unwrap().sum_all().unwrap();

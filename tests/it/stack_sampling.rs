@@ -40,8 +40,8 @@ fn tshirt_codes(s: &Stack) -> (Tensor, Tensor) {
 
 fn condition(s: &Stack, gradient: ClassGradient) -> ClassCondition {
     ClassCondition {
-        decode: s.generator_net(),
-        logits: s.classifier_net(),
+        decode: s.generator_net().unwrap(),
+        logits: s.classifier_net().unwrap(),
         classes: vec![SNEAKER; 8],
         num_classes: 10,
         gradient,
@@ -74,8 +74,8 @@ fn every_kernel_raises_the_class_probability_on_the_real_stack() {
             (
                 1e-5,
                 Box::new(JointPrior {
-                    encode: s.encoder_net(),
-                    decode: s.generator_net(),
+                    encode: s.encoder_net().unwrap(),
+                    decode: s.generator_net().unwrap(),
                 }) as Box<dyn Term>,
             ),
             (1.0, Box::new(condition(&s, ClassGradient::LogSoftmax))),
@@ -180,7 +180,7 @@ fn model_terms_have_exact_gradients_in_f64() {
     };
     assert!(directional_error(&c, &h0) < 1e-5);
     let tv = TotalVariation {
-        decode: s.generator_net(),
+        decode: s.generator_net().unwrap(),
     };
     assert!(directional_error(&tv, &h0) < 1e-5);
     let mut mask = vec![0f64; 28 * 28];
@@ -191,7 +191,7 @@ fn model_terms_have_exact_gradients_in_f64() {
     }
     let mask = Tensor::from_vec(mask, (1, 28, 28, 1), &Device::Cpu).unwrap();
     let ctx = InpaintContext::new(
-        s.generator_net(),
+        s.generator_net().unwrap(),
         x0.to_dtype(DType::F64).unwrap(),
         mask.clone(),
     )

@@ -113,8 +113,8 @@ impl Classifier {
     }
 
     /// The sampling engine's twin of [`Module::forward`]: images
-    /// `(28, 28, 1)` -> logits, with `h` (post-ReLU, what `E` gives) the
-    /// output of the next-to-last op ([`Classifier::H_FROM_END`]).
+    /// `(28, 28, 1)` -> logits, with taps `h1` (post-ReLU, `E1`), `h`
+    /// (post-ReLU, what `E` gives) and `logits`.
     pub fn compile<T: Real + WithDType>(&self) -> Result<Net<T>> {
         let [c1, c2, _] = self.cfg.channels;
         let conv = |c: &Conv2d, side: usize, cin: usize| {
@@ -126,39 +126,37 @@ impl Classifier {
             )
         };
         let (hh, hw, hc) = self.cfg.h1_shape();
-        build::net(
-            (28, 28, 1),
-            vec![
-                build::affine(1, 2.0, -1.0),
-                conv(&self.conv1, 28, 1)?,
-                conv(&self.conv2, 28, c1)?,
-                conv(&self.conv3, 14, c2)?,
-                Op::Reshape((1, 1, hh * hw * hc)),
-                build::linear(&self.fc6.weight, self.fc6.bias.as_ref(), Act::Relu)?,
-                build::linear(&self.fc8.weight, self.fc8.bias.as_ref(), Act::Identity)?,
-            ],
-        )
+        let mut g = build::Builder::new((28, 28, 1));
+        g.push(build::affine(1, 2.0, -1.0));
+        g.push(conv(&self.conv1, 28, 1)?);
+        g.push(conv(&self.conv2, 28, c1)?);
+        g.push(conv(&self.conv3, 14, c2)?);
+        g.tap("h1");
+        g.push(Op::Reshape((1, 1, hh * hw * hc)));
+        g.push(build::linear(
+            &self.fc6.weight,
+            self.fc6.bias.as_ref(),
+            Act::Relu,
+        )?);
+        g.tap("h");
+        g.push(build::linear(
+            &self.fc8.weight,
+            self.fc8.bias.as_ref(),
+            Act::Identity,
+        )?);
+        g.tap("logits");
+        g.build()
     }
 
-    /// How many ops before the end of [`Classifier::compile`]'s tape `h` is.
-    pub const H_FROM_END: usize = 1;
-
-    /// [`Classifier::compile`] up to a layer before its ReLU, as
-    /// `Stack::layer_net` gives it (what neuron conditions read): `h1`,
-    /// `h` (`fc6`) or `logits` (`fc8`); `None` for another name.
-    pub fn compile_to<T: Real + WithDType>(&self, layer: &str) -> Result<Option<Net<T>>> {
-        let end = match layer {
-            "h1" => 4,
-            "h" | "fc6" => 6,
-            "logits" | "fc8" => 7,
-            _ => return Ok(None),
+    /// [`Classifier::compile`] up to a layer before its ReLU (what neuron
+    /// conditions read): `h1`, `h` (or `fc6`) or `logits` (or `fc8`).
+    pub fn compile_to<T: Real + WithDType>(&self, layer: &str) -> crate::error::Result<Net<T>> {
+        let name = match layer {
+            "fc6" => "h",
+            "fc8" => "logits",
+            other => other,
         };
-        let full = self.compile::<T>()?;
-        let mut ops: Vec<Op<T>> = full.ops()[..end].to_vec();
-        if let Some(last) = ops.last_mut() {
-            last.set_act(Act::Identity);
-        }
-        build::net(full.input(), ops).map(Some)
+        self.compile::<T>()?.upto(name, true)
     }
 
     pub fn forward_all(&self, x: &Tensor) -> Result<ClassifierOutput> {

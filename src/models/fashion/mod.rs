@@ -24,6 +24,7 @@ pub use x_dae::{XDae, XDaeConfig};
 use super::card::Card;
 use super::weights;
 use crate::error::{Error, Result};
+use crate::nn::fast::Net;
 
 /// Environment variable that overrides the model folder (a flag overrides both).
 pub const ENV_MODELS: &str = "PPGN_MODELS";
@@ -142,41 +143,32 @@ impl Stack {
     }
 }
 
+/// A compiled network as a differentiable candle function (the reference
+/// path: the same description as the engine's, through candle's autograd).
+fn reference(net: Net<f32>) -> crate::nn::Func {
+    let net = std::sync::Arc::new(net);
+    std::sync::Arc::new(move |x| crate::nn::fast::reference::forward(net.as_ref(), x))
+}
+
 /// The stack's networks as differentiable functions for density terms.
 impl Stack {
     /// `G`: codes `[n, h_dim]` -> images `[n, 28, 28, 1]`.
-    pub fn generator_net(&self) -> crate::nn::Func {
-        let g = std::sync::Arc::new(self.generator.clone());
-        std::sync::Arc::new(move |h| candle_core::Module::forward(g.as_ref(), h))
+    pub fn generator_net(&self) -> Result<crate::nn::Func> {
+        Ok(reference(self.generator.compile()?))
     }
     /// `C`: images -> class logits.
-    pub fn classifier_net(&self) -> crate::nn::Func {
-        let c = std::sync::Arc::new(self.classifier.clone());
-        std::sync::Arc::new(move |x| candle_core::Module::forward(c.as_ref(), x))
+    pub fn classifier_net(&self) -> Result<crate::nn::Func> {
+        Ok(reference(self.classifier.compile()?))
     }
-    /// `E`: images -> codes `h`.
-    pub fn encoder_net(&self) -> crate::nn::Func {
-        let c = std::sync::Arc::new(self.classifier.clone());
-        std::sync::Arc::new(move |x| c.encode(x))
+    /// `E`: images -> codes `h` (post-ReLU).
+    pub fn encoder_net(&self) -> Result<crate::nn::Func> {
+        Ok(reference(self.classifier.compile()?.upto("h", false)?))
     }
-    /// A layer of the classifier by name: `h1` (`[n, 7, 7, c]`), `h`, or
-    /// `logits`, each before its ReLU (what hidden-neuron conditions maximise).
+    /// A layer of the classifier by name: `h1` (`[n, 7, 7, c]`), `h` (or
+    /// `fc6`), or `logits` (or `fc8`), each before its ReLU (what
+    /// hidden-neuron conditions maximise).
     pub fn layer_net(&self, name: &str) -> Result<crate::nn::Func> {
-        let c = std::sync::Arc::new(self.classifier.clone());
-        Ok(match name {
-            "h1" => std::sync::Arc::new(move |x| c.h1_pre_relu(x)),
-            "h" | "fc6" => std::sync::Arc::new(move |x| c.h_pre_relu(x)),
-            "logits" | "fc8" => {
-                std::sync::Arc::new(move |x| candle_core::Module::forward(c.as_ref(), x))
-            }
-            other => {
-                return Err(Error::unknown(
-                    "layer",
-                    other,
-                    &["h1", "h (fc6)", "logits (fc8)"],
-                ))
-            }
-        })
+        Ok(reference(self.classifier.compile_to(name)?))
     }
     /// The h-DAE's reconstruction `R(h)` and its noise level.
     pub fn h_dae_net(&self) -> Option<(crate::nn::Func, f64)> {

@@ -139,3 +139,60 @@ pub fn affine<T: Real>(c: usize, scale: f64, shift: f64) -> Op<T> {
 pub fn net<T: Real>(input: super::Shape, ops: Vec<Op<T>>) -> Result<super::Net<T>> {
     super::Net::new(input, ops).map_err(|e| candle_core::Error::Msg(e.to_string()))
 }
+
+/// A network built op by op: each op reads the last value unless told
+/// otherwise; layers are named as they are built.
+pub struct Builder<T> {
+    input: super::Shape,
+    ops: Vec<Op<T>>,
+    inputs: Vec<Vec<usize>>,
+    taps: Vec<(String, usize)>,
+}
+
+impl<T: Real> Builder<T> {
+    pub fn new(input: super::Shape) -> Self {
+        Self {
+            input,
+            ops: Vec::new(),
+            inputs: Vec::new(),
+            taps: Vec::new(),
+        }
+    }
+
+    /// The slot of the last value (0, the input, before any op).
+    pub fn last(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Appends `op` reading the last value; returns its output's slot.
+    pub fn push(&mut self, op: Op<T>) -> usize {
+        let last = self.last();
+        self.ops.push(op);
+        self.inputs.push(vec![last]);
+        self.last()
+    }
+
+    /// Appends the sum of the values in `slots`; returns its slot.
+    pub fn add(&mut self, slots: &[usize]) -> usize {
+        self.ops.push(Op::Add);
+        self.inputs.push(slots.to_vec());
+        self.last()
+    }
+
+    /// Names the last value.
+    pub fn tap(&mut self, name: &str) {
+        self.taps.push((name.to_string(), self.last()));
+    }
+
+    /// The network, checked.
+    pub fn build(self) -> Result<super::Net<T>> {
+        let mut net = super::Net::graph(self.input, self.ops, self.inputs)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        for (name, slot) in self.taps {
+            net = net
+                .with_tap(&name, Some(slot))
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        }
+        Ok(net)
+    }
+}

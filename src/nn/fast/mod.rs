@@ -1,6 +1,9 @@
-//! The sampling engine: a frozen feed-forward network compiled to a list of
-//! ops on flat NHWC buffers, with a forward pass that keeps every
-//! activation and a backward pass to the input only.
+//! The sampling engine: a frozen feed-forward network compiled to a graph
+//! of ops on flat NHWC buffers (each op reads one or more earlier values;
+//! layers are named taps), with a forward pass that keeps every activation
+//! and a backward pass to the input only. It is the one description of a
+//! frozen network: the reference path ([`reference`]) runs the same graph
+//! through candle's autograd.
 //!
 //! Sampling needs `d log p / d position` thousands of times through networks
 //! whose weights never change. candle's autograd builds a graph per call,
@@ -17,16 +20,19 @@
 pub mod build;
 pub mod depthwise;
 pub mod kernels;
+pub mod op;
 pub mod patches;
 pub mod real;
+pub mod reference;
 pub mod simd;
 pub mod thin;
 pub mod window;
 
+use std::collections::BTreeMap;
+
 use crate::error::{Error, Result};
-use kernels::{Act, SparseRows};
+pub use op::Op;
 use real::Real;
-use window::Window;
 
 /// Per-image shape `(h, w, c)`; a vector is `(1, 1, len)`.
 pub type Shape = (usize, usize, usize);
@@ -35,190 +41,41 @@ fn len((h, w, c): Shape) -> usize {
     h * w * c
 }
 
-/// One op of a compiled network. Weights are stored in the layout the
-/// matrix products read.
-#[derive(Debug, Clone)]
-pub enum Op<T> {
-    /// Convolution (also a fully connected layer: a 1x1 window on a
-    /// `(1, 1, in)` input). `weight [taps*cin, cout]` in `(dy, dx, cin)`
-    /// row order, then `bias`, then `act`.
-    Conv {
-        window: Window,
-        weight: Vec<T>,
-        bias: Vec<T>,
-        act: Act,
-    },
-    /// Transposed convolution: the adjoint of the convolution `window`
-    /// (from this op's output, `window.h x window.w x cout`, to its input
-    /// `window.ho x window.wo x cin`). `weight [cin, taps*cout]`.
-    ConvTranspose {
-        window: Window,
-        weight: Vec<T>,
-        bias: Vec<T>,
-        act: Act,
-    },
-    /// Depthwise convolution, `taps [kh*kw, c]`.
-    Depthwise {
-        window: Window,
-        taps: Vec<T>,
-        bias: Vec<T>,
-        act: Act,
-    },
-    /// `x * scale[c] + shift[c]` per channel.
-    Affine { scale: Vec<T>, shift: Vec<T> },
-    /// Sub-pixel up-sampling by 2: channel `(r, s, c)` at `(y, x)` goes to
-    /// pixel `(2y + r, 2x + s)`, channel `c` (`crate::nn::UpConv2x`).
-    PixelShuffle2,
-    /// Separable linear resampling (bilinear resize) to `rh.len() x rw.len()`.
-    Resample {
-        rh: SparseRows<T>,
-        rw: SparseRows<T>,
-    },
-    /// Adds the activation `from` (an index into the tape: 0 is the input,
-    /// `i + 1` the output of op `i`), a residual connection.
-    AddFrom(usize),
-    /// Global average over pixels -> `(1, 1, c)`.
-    MeanPool,
-    /// The same values read as another shape (a flatten or its inverse).
-    Reshape(Shape),
-}
-
-impl<T: Real> Op<T> {
-    /// Replaces the activation fused into this op (if it has one), e.g. to
-    /// read a layer before its ReLU.
-    pub fn set_act(&mut self, new: Act) {
-        match self {
-            Op::Conv { act, .. } | Op::ConvTranspose { act, .. } | Op::Depthwise { act, .. } => {
-                *act = new
-            }
-            _ => {}
-        }
-    }
-
-    /// This op's output shape for input `s`, or why it does not fit.
-    fn out_shape(&self, s: Shape, tape: &[Shape]) -> std::result::Result<Shape, String> {
-        let conv_in = |w: &Window| (w.h, w.w, w.c);
-        match self {
-            Op::Conv {
-                window: w,
-                weight,
-                bias,
-                ..
-            } => {
-                let cout = bias.len();
-                if conv_in(w) != s {
-                    return Err(format!("convolution expects {:?}, got {s:?}", conv_in(w)));
-                }
-                if weight.len() != w.taps() * w.c * cout {
-                    return Err(format!(
-                        "convolution weight has {} values, expected {}x{}x{cout}",
-                        weight.len(),
-                        w.taps(),
-                        w.c
-                    ));
-                }
-                Ok((w.ho, w.wo, cout))
-            }
-            Op::ConvTranspose {
-                window: w,
-                weight,
-                bias,
-                ..
-            } => {
-                let cin = weight.len() / (w.taps() * w.c).max(1);
-                if (w.ho, w.wo, cin) != s || weight.len() != cin * w.taps() * w.c {
-                    return Err(format!(
-                        "transposed convolution expects {:?}, got {s:?}",
-                        (w.ho, w.wo, cin)
-                    ));
-                }
-                if bias.len() != w.c {
-                    return Err("transposed convolution bias does not match its channels".into());
-                }
-                Ok(conv_in(w))
-            }
-            Op::Depthwise {
-                window: w,
-                taps,
-                bias,
-                ..
-            } => {
-                if conv_in(w) != s || taps.len() != w.taps() * w.c || bias.len() != w.c {
-                    return Err(format!(
-                        "depthwise convolution expects {:?}, got {s:?}",
-                        conv_in(w)
-                    ));
-                }
-                Ok((w.ho, w.wo, w.c))
-            }
-            Op::Affine { scale, shift } => {
-                if scale.len() != s.2 || shift.len() != s.2 {
-                    return Err(format!("affine has {} channels, input {s:?}", scale.len()));
-                }
-                Ok(s)
-            }
-            Op::PixelShuffle2 => {
-                if !s.2.is_multiple_of(4) {
-                    return Err(format!(
-                        "pixel shuffle needs channels divisible by 4, got {s:?}"
-                    ));
-                }
-                Ok((2 * s.0, 2 * s.1, s.2 / 4))
-            }
-            Op::Resample { rh, rw } => {
-                let fits =
-                    |rows: &SparseRows<T>, n: usize| rows.iter().flatten().all(|&(j, _)| j < n);
-                if !fits(rh, s.0) || !fits(rw, s.1) {
-                    return Err(format!("resample reads outside its input {s:?}"));
-                }
-                Ok((rh.len(), rw.len(), s.2))
-            }
-            Op::AddFrom(j) => match tape.get(*j) {
-                Some(&t) if t == s => Ok(s),
-                other => Err(format!(
-                    "residual from activation {j} ({other:?}) into {s:?}"
-                )),
-            },
-            Op::MeanPool => Ok((1, 1, s.2)),
-            Op::Reshape(t) => {
-                if len(*t) != len(s) {
-                    return Err(format!("reshape {s:?} to {t:?}"));
-                }
-                Ok(*t)
-            }
-        }
-    }
-}
-
-/// A compiled network: ops and the shape of every activation.
+/// A compiled network: a graph of ops on a tape of values. Slot 0 of the
+/// tape is the input, slot `i + 1` op `i`'s output; op `i` reads earlier
+/// slots only, so the ops run in order.
 #[derive(Debug, Clone)]
 pub struct Net<T> {
     ops: Vec<Op<T>>,
-    /// `shapes[0]` the input, `shapes[i + 1]` op `i`'s output.
+    /// `inputs[i]`: the slots op `i` reads.
+    inputs: Vec<Vec<usize>>,
+    /// `shapes[s]`: the shape of slot `s`.
     shapes: Vec<Shape>,
+    /// Named slots (`h1`, `h`, `logits`, `block10`, ...).
+    taps: BTreeMap<String, usize>,
 }
 
 /// Buffers kept from call to call: the activations of the last forward
 /// pass and the scratch of the backward one.
 #[derive(Debug, Default)]
 pub struct Workspace<T> {
-    /// `acts[0]` the input, `acts[i + 1]` op `i`'s output.
+    /// `acts[s]`: slot `s` of the last forward pass.
     acts: Vec<Vec<T>>,
     cols: Vec<T>,
-    grad: Vec<T>,
-    spare: Vec<T>,
-    /// Gradients owed to earlier activations by residual connections
-    /// (`owed[j]` says whether `pending[j]` holds one this pass).
-    pending: Vec<Vec<T>>,
+    /// Gradients owed to slots by the ops already run backward
+    /// (`owed[s]` says whether `grads[s]` holds one this pass).
+    grads: Vec<Vec<T>>,
     owed: Vec<bool>,
+    /// Spare buffers for gradients.
+    pool: Vec<Vec<T>>,
     batch: usize,
 }
 
 impl<T> Workspace<T> {
-    /// Tape activation `i` of the last forward pass (0 the input, `i + 1`
-    /// op `i`'s output), `[n, ...]`.
-    pub fn activation(&self, i: usize) -> &[T] {
-        &self.acts[i]
+    /// Tape slot `s` of the last forward pass (0 the input, `i + 1` op
+    /// `i`'s output), `[n, ...]`.
+    pub fn activation(&self, s: usize) -> &[T] {
+        &self.acts[s]
     }
 }
 
@@ -230,35 +87,91 @@ fn sized<T: Real>(v: &mut Vec<T>, n: usize) -> &mut [T] {
     &mut v[..n]
 }
 
-fn add_bias<T: Real>(y: &mut [T], bias: &[T]) {
-    use rayon::prelude::*;
-    let c = bias.len();
-    y.par_chunks_mut(c * 256).for_each(|chunk| {
-        for row in chunk.chunks_mut(c) {
-            for (v, &b) in row.iter_mut().zip(bias) {
-                *v += b;
-            }
-        }
-    });
-}
-
 impl<T: Real> Net<T> {
-    /// Checks that the ops chain from `input` and records their shapes.
+    /// A chain: op `i` reads slot `i` (the previous op's output), except
+    /// [`Op::Add`], which is not allowed here (use [`Net::graph`]).
     pub fn new(input: Shape, ops: Vec<Op<T>>) -> Result<Self> {
-        let mut shapes = vec![input];
-        for (i, op) in ops.iter().enumerate() {
-            let s = op
-                .out_shape(shapes[i], &shapes)
-                .map_err(|message| Error::Network {
-                    at: format!("op {i}"),
-                    message,
-                })?;
-            shapes.push(s);
-        }
-        Ok(Self { ops, shapes })
+        let inputs = (0..ops.len()).map(|i| vec![i]).collect();
+        Self::graph(input, ops, inputs)
     }
 
-    /// This network followed by `next` (whose input must be this output).
+    /// A graph: op `i` reads the slots `inputs[i]`, each before `i + 1`.
+    pub fn graph(input: Shape, ops: Vec<Op<T>>, inputs: Vec<Vec<usize>>) -> Result<Self> {
+        if inputs.len() != ops.len() {
+            return Err(Error::shape("network inputs", ops.len(), inputs.len()));
+        }
+        let mut shapes = vec![input];
+        for (i, (op, ins)) in ops.iter().zip(&inputs).enumerate() {
+            let at = || format!("op {i}");
+            if ins.is_empty() || ins.iter().any(|&s| s > i) {
+                return Err(Error::Network {
+                    at: at(),
+                    message: format!("reads slots {ins:?}; it may read slots 0..={i}"),
+                });
+            }
+            let in_shapes: Vec<Shape> = ins.iter().map(|&s| shapes[s]).collect();
+            let s = op
+                .out_shape(&in_shapes)
+                .map_err(|message| Error::Network { at: at(), message })?;
+            shapes.push(s);
+        }
+        Ok(Self {
+            ops,
+            inputs,
+            shapes,
+            taps: BTreeMap::new(),
+        })
+    }
+
+    /// Names slot `slot` (the last op's output when `None`).
+    pub fn with_tap(mut self, name: &str, slot: Option<usize>) -> Result<Self> {
+        let slot = slot.unwrap_or(self.ops.len());
+        if slot > self.ops.len() {
+            return Err(Error::Network {
+                at: format!("tap {name}"),
+                message: format!("slot {slot} past the output slot {}", self.ops.len()),
+            });
+        }
+        self.taps.insert(name.to_string(), slot);
+        Ok(self)
+    }
+
+    /// The slot named `name`.
+    pub fn tap(&self, name: &str) -> Result<usize> {
+        self.taps.get(name).copied().ok_or_else(|| {
+            let names: Vec<&str> = self.taps.keys().map(String::as_str).collect();
+            Error::unknown("layer", name, &names)
+        })
+    }
+
+    /// The named slots.
+    pub fn taps(&self) -> &BTreeMap<String, usize> {
+        &self.taps
+    }
+
+    /// This network up to the tap `name`, which becomes its output; with
+    /// `before_activation`, the activation fused into that op is dropped
+    /// (a hidden unit read before its ReLU still has a gradient).
+    pub fn upto(&self, name: &str, before_activation: bool) -> Result<Self> {
+        let slot = self.tap(name)?;
+        let mut ops = self.ops[..slot].to_vec();
+        if before_activation {
+            if let Some(last) = ops.last_mut() {
+                last.set_act(kernels::Act::Identity);
+            }
+        }
+        let mut net = Self::graph(self.input(), ops, self.inputs[..slot].to_vec())?;
+        net.taps = self
+            .taps
+            .iter()
+            .filter(|(_, &s)| s <= slot)
+            .map(|(k, &s)| (k.clone(), s))
+            .collect();
+        Ok(net)
+    }
+
+    /// This network followed by `next` (whose input must be this output);
+    /// the taps of both are kept (a name in both is an error).
     pub fn then(self, next: Net<T>) -> Result<Self> {
         if next.input() != self.output() {
             return Err(Error::Network {
@@ -271,12 +184,26 @@ impl<T: Real> Net<T> {
             });
         }
         let offset = self.ops.len();
+        let mut taps = self.taps;
+        for (name, s) in next.taps {
+            if taps.insert(name.clone(), s + offset).is_some() {
+                return Err(Error::Network {
+                    at: format!("tap {name}"),
+                    message: "named in both chained networks".into(),
+                });
+            }
+        }
         let mut ops = self.ops;
-        ops.extend(next.ops.into_iter().map(|op| match op {
-            Op::AddFrom(j) => Op::AddFrom(j + offset),
-            op => op,
-        }));
-        Net::new(self.shapes[0], ops)
+        ops.extend(next.ops);
+        let mut inputs = self.inputs;
+        inputs.extend(
+            next.inputs
+                .into_iter()
+                .map(|ins| ins.into_iter().map(|s| s + offset).collect()),
+        );
+        let mut net = Net::graph(self.shapes[0], ops, inputs)?;
+        net.taps = taps;
+        Ok(net)
     }
 
     pub fn input(&self) -> Shape {
@@ -285,32 +212,33 @@ impl<T: Real> Net<T> {
     pub fn ops(&self) -> &[Op<T>] {
         &self.ops
     }
-    pub fn output(&self) -> Shape {
-        *self.shapes.last().unwrap()
+    /// The slots op `i` reads.
+    pub fn inputs(&self, i: usize) -> &[usize] {
+        &self.inputs[i]
     }
-    /// Number of ops (the index of the output activation on the tape).
+    pub fn output(&self) -> Shape {
+        self.shapes[self.ops.len()]
+    }
+    /// Number of ops (the output's slot).
     pub fn len(&self) -> usize {
         self.ops.len()
     }
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
-    /// The shape of tape activation `i`.
-    pub fn shape(&self, i: usize) -> Shape {
-        self.shapes[i]
+    /// The shape of slot `s`.
+    pub fn shape(&self, s: usize) -> Shape {
+        self.shapes[s]
     }
 
-    /// Runs `n` inputs `x [n, ...]` forward, keeping every activation in
-    /// `ws.acts`; returns the output `[n, ...]`.
+    /// Runs `n` inputs `x [n, ...]` forward, keeping every slot in `ws`;
+    /// returns the output `[n, ...]`.
     pub fn forward<'a>(&self, x: &[T], n: usize, ws: &'a mut Workspace<T>) -> Result<&'a [T]> {
         if x.len() != n * len(self.input()) {
+            let want = n * len(self.input());
             return Err(Error::shape(
                 "network input",
-                format!(
-                    "{n} x {:?} = {} values",
-                    self.input(),
-                    n * len(self.input())
-                ),
+                format!("{n} x {:?} = {want} values", self.input()),
                 x.len(),
             ));
         }
@@ -319,81 +247,15 @@ impl<T: Real> Net<T> {
         sized(&mut ws.acts[0], x.len()).copy_from_slice(x);
         for (i, op) in self.ops.iter().enumerate() {
             let (before, after) = ws.acts.split_at_mut(i + 1);
-            let (x, y) = (&before[i][..], &mut after[0]);
-            let y = sized(y, n * len(self.shapes[i + 1]));
-            match op {
-                Op::Conv {
-                    window: w,
-                    weight,
-                    bias,
-                    act,
-                } => {
-                    let cout = bias.len();
-                    let (rows, k) = (n * w.ho * w.wo, w.taps() * w.c);
-                    for row in y.chunks_mut(cout) {
-                        row.copy_from_slice(bias);
-                    }
-                    if thin::conv_suits(w, cout) {
-                        thin::conv(w, n, weight, x, y, false);
-                    } else if w.is_pointwise() {
-                        kernels::matmul(rows, cout, k, y, true, x, (k, 1), weight, (cout, 1), true);
-                    } else {
-                        patches::conv(w, n, weight, cout, x, y, &mut ws.cols);
-                    }
-                    act.apply(y);
+            let y = sized(&mut after[0], n * len(self.shapes[i + 1]));
+            let ins = &self.inputs[i];
+            if let Op::Add = op {
+                y.copy_from_slice(&before[ins[0]]);
+                for &s in &ins[1..] {
+                    y.iter_mut().zip(&before[s]).for_each(|(v, &b)| *v += b);
                 }
-                Op::ConvTranspose {
-                    window: w,
-                    weight,
-                    bias,
-                    act,
-                } => {
-                    let cin = weight.len() / (w.taps() * w.c);
-                    patches::conv_transpose(w, n, weight, cin, x, y, &mut ws.cols);
-                    add_bias(y, bias);
-                    act.apply(y);
-                }
-                Op::Depthwise {
-                    window: w,
-                    taps,
-                    bias,
-                    act,
-                } => {
-                    depthwise::depthwise(w, n, taps, x, y, false);
-                    add_bias(y, bias);
-                    act.apply(y);
-                }
-                Op::Affine { scale, shift } => {
-                    let c = scale.len();
-                    for (yr, xr) in y.chunks_mut(c).zip(x.chunks(c)) {
-                        for j in 0..c {
-                            yr[j] = xr[j] * scale[j] + shift[j];
-                        }
-                    }
-                }
-                Op::PixelShuffle2 => shuffle(self.shapes[i], n, x, y, false),
-                Op::Resample { rh, rw } => {
-                    kernels::resample(rh, rw, self.shapes[i], n, x, y, false)
-                }
-                Op::AddFrom(j) => {
-                    for ((v, &a), &b) in y.iter_mut().zip(x).zip(&before[*j]) {
-                        *v = a + b;
-                    }
-                }
-                Op::MeanPool => {
-                    let (h, w, c) = self.shapes[i];
-                    let inv = T::one() / T::from(h * w).unwrap();
-                    for (yi, xi) in y.chunks_mut(c).zip(x.chunks(h * w * c)) {
-                        yi.fill(T::zero());
-                        for p in xi.chunks(c) {
-                            for (a, &b) in yi.iter_mut().zip(p) {
-                                *a += b;
-                            }
-                        }
-                        yi.iter_mut().for_each(|v| *v = *v * inv);
-                    }
-                }
-                Op::Reshape(_) => y.copy_from_slice(x),
+            } else {
+                op.forward(self.shapes[ins[0]], n, &before[ins[0]], y, &mut ws.cols);
             }
         }
         Ok(&ws.acts[self.ops.len()])
@@ -410,146 +272,64 @@ impl<T: Real> Net<T> {
             ));
         }
         if dy.len() != n * len(self.output()) {
+            let want = n * len(self.output());
             return Err(Error::shape(
                 "output gradient",
-                format!(
-                    "{n} x {:?} = {} values",
-                    self.output(),
-                    n * len(self.output())
-                ),
+                format!("{n} x {:?} = {want} values", self.output()),
                 dy.len(),
             ));
         }
-        ws.pending.resize_with(self.ops.len() + 1, Vec::new);
+        let slots = self.ops.len() + 1;
+        ws.grads.resize_with(slots, Vec::new);
         ws.owed.clear();
-        ws.owed.resize(self.ops.len() + 1, false);
-        let mut g = std::mem::take(&mut ws.grad);
-        sized(&mut g, dy.len()).copy_from_slice(dy);
-        let mut spare = std::mem::take(&mut ws.spare);
+        ws.owed.resize(slots, false);
+        let mut spare = ws.pool.pop().unwrap_or_default();
+        sized(&mut spare, dy.len()).copy_from_slice(dy);
+        owe(ws, self.ops.len(), &mut spare);
         for (i, op) in self.ops.iter().enumerate().rev() {
-            // g is d/d acts[i+1]; make spare d/d acts[i]
-            if std::mem::take(&mut ws.owed[i + 1]) {
-                g.iter_mut()
-                    .zip(&ws.pending[i + 1])
-                    .for_each(|(a, &b)| *a += b);
+            if !std::mem::take(&mut ws.owed[i + 1]) {
+                continue; // nothing depends on this op's output
             }
-            let y = &ws.acts[i + 1];
-            let gx = sized(&mut spare, n * len(self.shapes[i]));
-            match op {
-                Op::Conv {
-                    window: w,
-                    weight,
-                    bias,
-                    act,
-                } => {
-                    act.backward(y, &mut g);
-                    let cout = bias.len();
-                    let (rows, k) = (n * w.ho * w.wo, w.taps() * w.c);
-                    if thin::conv_suits(w, cout) {
-                        thin::conv(w, n, weight, &g, gx, true);
-                    } else if w.is_pointwise() {
-                        kernels::matmul(
-                            rows,
-                            k,
-                            cout,
-                            gx,
-                            false,
-                            &g,
-                            (cout, 1),
-                            weight,
-                            (1, cout),
-                            true,
-                        );
-                    } else {
-                        patches::conv_adjoint(w, n, weight, cout, &g, gx, &mut ws.cols);
-                    }
+            let mut g = std::mem::take(&mut ws.grads[i + 1]);
+            let ins = &self.inputs[i];
+            if let Op::Add = op {
+                for &s in ins {
+                    sized(&mut spare, g.len()).copy_from_slice(&g);
+                    owe(ws, s, &mut spare);
                 }
-                Op::ConvTranspose {
-                    window: w,
-                    weight,
-                    act,
-                    ..
-                } => {
-                    act.backward(y, &mut g);
-                    let cin = weight.len() / (w.taps() * w.c);
-                    patches::conv_transpose_adjoint(w, n, weight, cin, &g, gx, &mut ws.cols);
-                }
-                Op::Depthwise {
-                    window: w,
-                    taps,
-                    act,
-                    ..
-                } => {
-                    act.backward(y, &mut g);
-                    depthwise::depthwise(w, n, taps, &g, gx, true);
-                }
-                Op::Affine { scale, .. } => {
-                    let c = scale.len();
-                    for (xr, gr) in gx.chunks_mut(c).zip(g.chunks(c)) {
-                        for j in 0..c {
-                            xr[j] = gr[j] * scale[j];
-                        }
-                    }
-                }
-                Op::PixelShuffle2 => shuffle(self.shapes[i], n, &g, gx, true),
-                Op::Resample { rh, rw } => {
-                    kernels::resample(rh, rw, self.shapes[i], n, &g, gx, true)
-                }
-                Op::AddFrom(j) => {
-                    gx.copy_from_slice(&g);
-                    let p = sized(&mut ws.pending[*j], g.len());
-                    if ws.owed[*j] {
-                        p.iter_mut().zip(&g).for_each(|(a, &b)| *a += b);
-                    } else {
-                        p.copy_from_slice(&g);
-                        ws.owed[*j] = true;
-                    }
-                }
-                Op::MeanPool => {
-                    let (h, w, c) = self.shapes[i];
-                    let inv = T::one() / T::from(h * w).unwrap();
-                    for (xi, gi) in gx.chunks_mut(h * w * c).zip(g.chunks(c)) {
-                        for p in xi.chunks_mut(c) {
-                            for (a, &b) in p.iter_mut().zip(gi) {
-                                *a = b * inv;
-                            }
-                        }
-                    }
-                }
-                Op::Reshape(_) => gx.copy_from_slice(&g),
+            } else {
+                let gx = sized(&mut spare, n * len(self.shapes[ins[0]]));
+                let s = self.shapes[ins[0]];
+                op.backward(s, n, &ws.acts[i + 1], &mut g, gx, &mut ws.cols);
+                owe(ws, ins[0], &mut spare);
             }
-            std::mem::swap(&mut g, &mut spare);
-        }
-        if std::mem::take(&mut ws.owed[0]) {
-            g.iter_mut().zip(&ws.pending[0]).for_each(|(a, &b)| *a += b);
+            ws.pool.push(g);
         }
         dx.clear();
-        dx.extend_from_slice(&g);
-        ws.grad = g;
-        ws.spare = spare;
+        if ws.owed[0] {
+            dx.extend_from_slice(&ws.grads[0]);
+            ws.owed[0] = false;
+            let g0 = std::mem::take(&mut ws.grads[0]);
+            ws.pool.push(g0);
+        } else {
+            dx.resize(n * len(self.input()), T::zero());
+        }
+        ws.pool.push(spare);
         Ok(())
     }
 }
 
-/// [`Op::PixelShuffle2`] on input shape `s` (`adjoint`: its transpose, from
-/// the output-shaped `x` to the input-shaped `y`).
-fn shuffle<T: Real>((h, w, c4): Shape, n: usize, x: &[T], y: &mut [T], adjoint: bool) {
-    let c = c4 / 4;
-    for b in 0..n {
-        for i in 0..h {
-            for j in 0..w {
-                for r in 0..2 {
-                    for s in 0..2 {
-                        let small = ((b * h + i) * w + j) * c4 + (r * 2 + s) * c;
-                        let big = ((b * 2 * h + 2 * i + r) * 2 * w + 2 * j + s) * c;
-                        if adjoint {
-                            y[small..small + c].copy_from_slice(&x[big..big + c]);
-                        } else {
-                            y[big..big + c].copy_from_slice(&x[small..small + c]);
-                        }
-                    }
-                }
-            }
-        }
+/// Adds the gradient in `g` to what slot `s` is owed: the first gradient
+/// is moved in (and `g` becomes a spare buffer), later ones are added.
+fn owe<T: Real>(ws: &mut Workspace<T>, s: usize, g: &mut Vec<T>) {
+    if ws.owed[s] {
+        ws.grads[s]
+            .iter_mut()
+            .zip(g.iter())
+            .for_each(|(a, &b)| *a += b);
+    } else {
+        let spare = ws.pool.pop().unwrap_or_default();
+        ws.grads[s] = std::mem::replace(g, spare);
+        ws.owed[s] = true;
     }
 }

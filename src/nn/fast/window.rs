@@ -14,6 +14,13 @@ pub fn tf_same(n: usize, k: usize, stride: usize) -> (usize, usize) {
     (total / 2, out)
 }
 
+/// A window over a batch of `b` images (what the candle custom ops carry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batched {
+    pub b: usize,
+    pub window: Window,
+}
+
 /// A convolution's geometry on one image: input `h x w x c`, a `kh x kw`
 /// window moved by `stride`, `pad_top` / `pad_left` zero rows/columns
 /// before the image, output `ho x wo` (the padding after follows from it).
