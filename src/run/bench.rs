@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::models::efficientnet_lite::{self, EfficientNetLite0};
 use crate::models::fashion::{self as stack, Stack};
 use crate::models::pretrained;
-use crate::nn::fast::build;
+use crate::nn::fast::{build, reference};
 use crate::nn::identity;
 use crate::sampler::{init, ChainRngs};
 
@@ -107,21 +107,19 @@ fn w3(n: usize, engine: Engine) -> Result<(Pipeline, SamplerConfig, Tensor)> {
         ..preset("faces")?
     };
     let side = efficientnet_lite::IMAGE_SIZE;
+    let compiled = build::net((side, side, 3), vec![EfficientNetLite0::normalise_op()])?
+        .then(net.compile(side)?)?;
     let condition: Box<dyn Term> = match cfg.engine {
-        Engine::Fast => {
-            let compiled = build::net((side, side, 3), vec![EfficientNetLite0::normalise_op()])?
-                .then(net.compile(side)?)?;
-            Box::new(EngineCondition::class(
-                Arc::new(compiled),
-                vec![980; n],
-                cfg.gradient,
-                1.0,
-                None,
-            )?)
-        }
+        Engine::Fast => Box::new(EngineCondition::class(
+            Arc::new(compiled),
+            vec![980; n],
+            cfg.gradient,
+            1.0,
+            None,
+        )?),
         Engine::Reference => Box::new(ClassCondition {
             decode: identity(),
-            logits: Arc::new(move |x: &Tensor| net.forward(&EfficientNetLite0::normalise(x)?)),
+            logits: reference::func(compiled),
             classes: vec![980; n],
             num_classes: efficientnet_lite::NUM_CLASSES,
             gradient: cfg.gradient,

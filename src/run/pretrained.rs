@@ -28,8 +28,7 @@ use crate::models::caffe::{CaffeNet, CaffeNetConfig, DgnConfig, DgnGenerator};
 use crate::models::efficientnet_lite::{self, EfficientNetLite0};
 use crate::models::weights::load_tensors;
 use crate::models::{dcgan, pretrained};
-use crate::nn::fast::{build, Net as FastNet};
-use crate::nn::resize::BilinearResize;
+use crate::nn::fast::{build, reference, Net as FastNet};
 use crate::nn::{identity, Func};
 use crate::sampler::ChainRngs;
 
@@ -67,28 +66,26 @@ impl PlugPair {
         let side = dcgan::IMAGE_SIZE;
         let to = efficientnet_lite::IMAGE_SIZE;
         // (G(z) + 1) / 2, resized, normalised, classified: the closures below
-        let classifier = c.compile(to)?;
-        let compiled = g
-            .compile::<f32>()?
+        // images in [0, 1], resized, normalised, classified
+        let classify = build::net(
+            (side, side, 3),
+            vec![
+                build::bilinear((side, side), to)?,
+                EfficientNetLite0::normalise_op(),
+            ],
+        )?
+        .then(c.compile(to)?)?;
+        let generator = g.compile::<f32>()?;
+        // the reference path: the same networks through candle's autograd
+        let gen = reference::func(generator.clone());
+        let decode: Func = Arc::new(move |z: &Tensor| (gen(z)? + 1.0)? * 0.5);
+        let logits = reference::func(classify.clone());
+        let compiled = generator
             .then(build::net(
                 (side, side, 3),
-                vec![
-                    build::affine(3, 0.5, 0.5),
-                    build::bilinear((side, side), to)?,
-                    EfficientNetLite0::normalise_op(),
-                ],
-            )?)
-            .and_then(|n| n.then(classifier))?;
-        let decode: Func = Arc::new(move |z: &Tensor| (g.forward(z)? + 1.0)? * 0.5);
-        let resize = BilinearResize::new(
-            (side, side),
-            efficientnet_lite::IMAGE_SIZE,
-            DType::F32,
-            &candle_core::Device::Cpu,
-        )?;
-        let logits: Func = Arc::new(move |x: &Tensor| {
-            c.forward(&EfficientNetLite0::normalise(&resize.forward(x)?)?)
-        });
+                vec![build::affine(3, 0.5, 0.5)],
+            )?)?
+            .then(classify)?;
         let p = |pkg: &pretrained::Package| serde_json::json!({"name": pkg.name, "package": pkg.requirement, "sha256": pkg.file_sha256});
         Ok(Self {
             names: ("dcgan-faces", "efficientnet-lite0"),

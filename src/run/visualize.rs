@@ -28,6 +28,7 @@ use crate::density::{Sum, Term};
 use crate::error::{Error, Result};
 use crate::models::efficientnet_lite::{self, EfficientNetLite0, Layer};
 use crate::models::pretrained;
+use crate::nn::fast::{reference, Net};
 use crate::nn::{identity, Func};
 use crate::sampler::schedule::Schedule;
 use crate::sampler::ChainRngs;
@@ -160,8 +161,7 @@ impl Parts {
             Param::Pixel => identity(),
             Param::Fourier => fourier_decoder(spec.side, 1.0),
         };
-        let c = net.clone();
-        let logits: Func = Arc::new(move |x: &Tensor| c.forward(&EfficientNetLite0::normalise(x)?));
+        let logits = reference::func(engine_net(&net, spec.side, None)?);
         let (d, j) = (
             decode.clone(),
             jittered(identity(), spec.jitter, spec.seed ^ 0x7177),
@@ -175,16 +175,8 @@ impl Parts {
         })
     }
 
-    /// EfficientNet-Lite0 on `side x side` images in [0, 1] for the
-    /// sampling engine: normalisation, then the logits or the features at
-    /// `layer`.
-    fn engine_net(&self, side: usize, layer: Option<Layer>) -> Result<crate::nn::fast::Net<f32>> {
-        let body = match layer {
-            None => self.net.compile(side)?,
-            Some(l) => self.net.compile_features(side, l)?,
-        };
-        crate::nn::fast::build::net((side, side, 3), vec![EfficientNetLite0::normalise_op()])?
-            .then(body)
+    fn engine_net(&self, side: usize, layer: Option<Layer>) -> Result<Net<f32>> {
+        engine_net(&self.net, side, layer)
     }
 
     /// The class condition on `per_chain` and its measure `p(y | x)`.
@@ -233,9 +225,7 @@ impl Parts {
                 shape: format!("{} channels", layer.channels()),
             });
         }
-        let c = self.net.clone();
-        let features: Func =
-            Arc::new(move |x: &Tensor| c.features(&EfficientNetLite0::normalise(x)?, layer));
+        let features = reference::func(self.engine_net(spec.side, Some(layer))?);
         let make = |layer: Func, decode: Func| NeuronCondition {
             decode,
             layer,
@@ -287,6 +277,18 @@ impl Parts {
         }
         priors
     }
+}
+
+/// EfficientNet-Lite0 on `side x side` images in [0, 1] for the sampling
+/// engine (and, through [`reference::func`], the reference path):
+/// normalisation, then the logits or the features at `layer`.
+fn engine_net(net: &EfficientNetLite0, side: usize, layer: Option<Layer>) -> Result<Net<f32>> {
+    let body = match layer {
+        None => net.compile(side)?,
+        Some(l) => net.compile_features(side, l)?,
+    };
+    crate::nn::fast::build::net((side, side, 3), vec![EfficientNetLite0::normalise_op()])?
+        .then(body)
 }
 
 /// Starts: mid-grey plus a little noise in pixels, or small coefficients.

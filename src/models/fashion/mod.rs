@@ -24,7 +24,7 @@ pub use x_dae::{XDae, XDaeConfig};
 use super::card::Card;
 use super::weights;
 use crate::error::{Error, Result};
-use crate::nn::fast::Net;
+use crate::nn::fast::reference::func as reference;
 
 /// Environment variable that overrides the model folder (a flag overrides both).
 pub const ENV_MODELS: &str = "PPGN_MODELS";
@@ -141,13 +141,6 @@ impl Stack {
             cards,
         })
     }
-}
-
-/// A compiled network as a differentiable candle function (the reference
-/// path: the same description as the engine's, through candle's autograd).
-fn reference(net: Net<f32>) -> crate::nn::Func {
-    let net = std::sync::Arc::new(net);
-    std::sync::Arc::new(move |x| crate::nn::fast::reference::forward(net.as_ref(), x))
 }
 
 /// The stack's networks as differentiable functions for density terms.

@@ -14,6 +14,12 @@ use super::window::{Batched, Window};
 use super::{Net, Shape};
 use crate::nn::{depthwise, frozen, im2col};
 
+/// `net` as a differentiable candle function.
+pub fn func(net: Net<f32>) -> crate::nn::Func {
+    let net = std::sync::Arc::new(net);
+    std::sync::Arc::new(move |x| forward(net.as_ref(), x))
+}
+
 /// `net` applied to `x [n, h, w, c]` (candle, differentiable).
 pub fn forward<T: Real + WithDType>(net: &Net<T>, x: &Tensor) -> Result<Tensor> {
     forward_to(net, x, net.len())
