@@ -13,7 +13,6 @@ use candle_core::{DType, Result, Tensor, WithDType};
 
 use super::weights::check_tensors;
 
-use crate::nn::conv_transpose2d_nhwc;
 use crate::nn::fast::kernels::Act;
 use crate::nn::fast::real::Real;
 use crate::nn::fast::{build, Net, Op};
@@ -102,16 +101,5 @@ impl DcganGenerator {
             ops.push(op);
         }
         build::net((1, 1, NZ), ops)
-    }
-
-    /// Images `[n, 64, 64, 3]` in [-1, 1] from codes `[n, 100]`.
-    pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
-        let n = z.dim(0)?;
-        let mut y = z.reshape((n, 1, 1, NZ))?;
-        for (i, l) in self.layers.iter().enumerate() {
-            y = conv_transpose2d_nhwc(&y, &l.weight, l.bias.as_ref(), l.stride, l.pad)?;
-            y = if i < 4 { y.relu()? } else { y.tanh()? };
-        }
-        Ok(y)
     }
 }

@@ -24,7 +24,6 @@ use crate::nn::fast::kernels::Act;
 use crate::nn::fast::real::Real;
 use crate::nn::fast::window::Window;
 use crate::nn::fast::{build, Net, Op};
-use crate::nn::{conv2d_nhwc, depthwise_conv2d_padded, relu6, tf_same, tf_same_pad};
 
 /// Batch-norm epsilon of the TensorFlow original.
 pub const BN_EPS: f64 = 1e-3;
@@ -157,28 +156,6 @@ impl ConvBn {
             depthwise,
         })
     }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if self.depthwise {
-            let (_, h, w, _) = x.dims4()?;
-            let (pt, ho) = tf_same(h, self.kernel, self.stride);
-            let (pl, wo) = tf_same(w, self.kernel, self.stride);
-            return depthwise_conv2d_padded(
-                x,
-                &self.weight,
-                Some(&self.bias),
-                self.stride,
-                (pt, pl),
-                (ho, wo),
-            );
-        }
-        let x = if self.kernel > 1 || self.stride > 1 {
-            tf_same_pad(x, self.kernel, self.stride)?
-        } else {
-            x.clone()
-        };
-        conv2d_nhwc(&x, &self.weight, Some(&self.bias), self.stride, 0)
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -187,21 +164,6 @@ struct Block {
     depthwise: ConvBn,
     project: ConvBn,
     skip: bool,
-}
-
-impl Block {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut y = x.clone();
-        if let Some(e) = &self.expand {
-            y = relu6(&e.forward(&y)?)?;
-        }
-        y = relu6(&self.depthwise.forward(&y)?)?;
-        y = self.project.forward(&y)?; // linear bottleneck: no activation
-        if self.skip {
-            y = (y + x)?;
-        }
-        Ok(y)
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -297,30 +259,9 @@ impl EfficientNetLite0 {
         })
     }
 
-    /// The activation at `layer`, `[n, h, w, c]`.
-    pub fn features(&self, x: &Tensor, layer: Layer) -> Result<Tensor> {
-        let mut y = relu6(&self.stem.forward(x)?)?;
-        if layer == Layer::Stem {
-            return Ok(y);
-        }
-        for (i, b) in self.blocks.iter().enumerate() {
-            y = b.forward(&y)?;
-            if layer == Layer::Block(i) {
-                return Ok(y);
-            }
-        }
-        relu6(&self.head.forward(&y)?)
-    }
-
-    /// Logits `[n, 1000]` of normalised NHWC images.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let f = self.features(x, Layer::Head)?; // [n, h, w, 1280]
-        let pooled = f.mean(2)?.mean(1)?; // global average pool
-        crate::nn::frozen::matmul(&pooled, &self.fc_weight.t()?)?.broadcast_add(&self.fc_bias)
-    }
-
-    /// The sampling engine's twin of [`EfficientNetLite0::forward`] on
-    /// `side x side` RGB images already normalised: batch norm folded,
+    /// EfficientNet-Lite0 on `side x side` RGB images already normalised
+    /// (logits `1 x 1 x 1000`), for the sampling engine and, through
+    /// [`crate::nn::fast::reference`], candle's autograd: batch norm folded,
     /// ReLU6 fused into the convolution before it, residual adds as graph
     /// nodes; taps `stem`, `block0`..`block15`, `head` (post-activation
     /// features) and `logits`.
@@ -365,7 +306,8 @@ impl EfficientNetLite0 {
         g.build()
     }
 
-    /// The engine's twin of [`EfficientNetLite0::features`] at `layer`.
+    /// [`EfficientNetLite0::compile`] up to `layer` (post-activation
+    /// features `[h, w, c]`).
     pub fn compile_features<T: Real + WithDType>(
         &self,
         side: usize,

@@ -351,24 +351,6 @@ pub fn conv_transpose2d_nhwc(
     }
 }
 
-/// Zero padding of an NHWC image as TensorFlow's "same" does it: output side
-/// `ceil(n / stride)`, the odd pixel of padding at the bottom/right.
-pub fn tf_same_pad(x: &Tensor, k: usize, stride: usize) -> Result<Tensor> {
-    let (_, h, w, _) = x.dims4()?;
-    let total = |n: usize| ((n.div_ceil(stride) - 1) * stride + k).saturating_sub(n);
-    let (ph, pw) = (total(h), total(w));
-    let x = if ph > 0 {
-        x.pad_with_zeros(1, ph / 2, ph - ph / 2)?
-    } else {
-        x.clone()
-    };
-    if pw > 0 {
-        x.pad_with_zeros(2, pw / 2, pw - pw / 2)
-    } else {
-        Ok(x)
-    }
-}
-
 /// `min(max(x, 0), 6)` as `x * 1[0 < x < 6] + 6 * 1[x >= 6]` with constant
 /// masks: gradient 1 strictly inside (0, 6) and 0 elsewhere, as PyTorch's
 /// `relu6`. (`relu(x) - relu(x - 6)` would pass the gradient at exactly 0,

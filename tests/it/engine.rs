@@ -272,7 +272,7 @@ fn engine_matches_candle_on_the_fashion_stack_in_f64() {
 }
 
 #[test]
-fn engine_matches_candle_on_the_pretrained_pair_in_f64() {
+fn engine_matches_the_reference_path_on_the_pretrained_pair_in_f64() {
     let home = pretrained::home();
     let g = pretrained::dcgan_faces(&home, DType::F64).unwrap();
     let c = pretrained::efficientnet_lite0(&home, DType::F64).unwrap();
@@ -282,7 +282,11 @@ fn engine_matches_candle_on_the_pretrained_pair_in_f64() {
     let z = uniform(&[n, 100], -1.5, 1.5, 8);
     let w = vec_f64(&uniform(&[n, 64, 64, 3], -1.0, 1.0, 9));
     let (out, grad) = engine(&gnet, &vec_f64(&z), n, &w);
-    let (out_ref, grad_ref) = reference(&|z| g.forward(z).unwrap(), &z, &w);
+    let (out_ref, grad_ref) = reference(
+        &|z| ppgn::nn::fast::reference::forward(&gnet, z).unwrap(),
+        &z,
+        &w,
+    );
     assert!(
         rel(&out, &out_ref) < 1e-12,
         "dcgan images {:e}",
@@ -308,12 +312,7 @@ fn engine_matches_candle_on_the_pretrained_pair_in_f64() {
     let x = uniform(&[n, 64, 64, 3], 0.0, 1.0, 10);
     let w = vec_f64(&uniform(&[n, 1000], -1.0, 1.0, 11));
     let (out, grad) = engine(&cnet, &vec_f64(&x), n, &w);
-    let resize =
-        ppgn::nn::resize::BilinearResize::new((64, 64), 224, DType::F64, &Device::Cpu).unwrap();
-    let f = |x: &Tensor| {
-        c.forward(&EfficientNetLite0::normalise(&resize.forward(x).unwrap()).unwrap())
-            .unwrap()
-    };
+    let f = |x: &Tensor| ppgn::nn::fast::reference::forward(&cnet, x).unwrap();
     let (out_ref, grad_ref) = reference(&f, &x, &w);
     assert!(
         rel(&out, &out_ref) < 1e-10,
@@ -705,9 +704,8 @@ fn engine_conditions_behind_a_candle_decode_match_the_reference() {
         let g = t.value_and_grad(&pos).unwrap().grad;
         vec_f64(&g.to_dtype(DType::F64).unwrap())
     };
-    let c1 = c.clone();
-    let logits: CandleNet =
-        Arc::new(move |x: &Tensor| c1.forward(&EfficientNetLite0::normalise(x)?));
+    // the reference path: the same networks through candle's autograd
+    let logits: CandleNet = ppgn::nn::fast::reference::func(body(None).as_ref().clone());
     let lsm = ClassGradient::LogSoftmax;
     let fast = EngineCondition::class(body(None), vec![1, 88], lsm, 1.0, None)
         .unwrap()
@@ -735,9 +733,7 @@ fn engine_conditions_behind_a_candle_decode_match_the_reference() {
 
     let layer = Layer::Block(10);
     let neuron = Neuron { unit: 5, at: None };
-    let c2 = c.clone();
-    let features: CandleNet =
-        Arc::new(move |x: &Tensor| c2.features(&EfficientNetLite0::normalise(x)?, layer));
+    let features: CandleNet = ppgn::nn::fast::reference::func(body(Some(layer)).as_ref().clone());
     let fast = EngineCondition::new(body(Some(layer)), Objective::Unit(neuron), 1.0, None)
         .unwrap()
         .with_decode(seen_decode(6))

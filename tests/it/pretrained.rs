@@ -44,38 +44,128 @@ fn l2_err(a: &Tensor, b: &Tensor) -> f32 {
     (sum_sq(&(a.to_dtype(DType::F32).unwrap() - b).unwrap()) / sum_sq(b)).sqrt()
 }
 
+/// `net` through the reference path (candle's autograd on the compiled
+/// description) in `dtype`, from input `x`: its output and the gradient of
+/// `sum(weight(output))` at `x`.
+fn through_reference<T: ppgn::nn::fast::real::Real + candle_core::WithDType>(
+    net: &ppgn::nn::fast::Net<T>,
+    x: &Tensor,
+    weight: &dyn Fn(&Tensor) -> Tensor,
+) -> (Tensor, Tensor) {
+    let x = Var::from_tensor(x).unwrap();
+    let y = ppgn::nn::fast::reference::forward(net, x.as_tensor()).unwrap();
+    let g = weight(&y).sum_all().unwrap().backward().unwrap();
+    (y, g.get(x.as_tensor()).unwrap().clone())
+}
+
+/// `net` on the sampling engine in f64: its output and the input gradient
+/// of `sum(dy(output) * output)`.
+fn through_engine(
+    net: &ppgn::nn::fast::Net<f64>,
+    x: &Tensor,
+    dy: &dyn Fn(&[f64]) -> Vec<f64>,
+) -> (Tensor, Tensor) {
+    let n = x.dim(0).unwrap();
+    let xv: Vec<f64> = x
+        .to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let mut ws = ppgn::nn::fast::Workspace::default();
+    let out = net.forward(&xv, n, &mut ws).unwrap().to_vec();
+    let mut grad = Vec::new();
+    net.backward(&dy(&out), &mut ws, &mut grad).unwrap();
+    let t = |v: Vec<f64>, like: &Tensor| Tensor::from_vec(v, like.shape(), &Device::Cpu).unwrap();
+    let y = t(
+        out,
+        &Tensor::zeros((n, out_len(net)), DType::F64, &Device::Cpu).unwrap(),
+    );
+    (y, t(grad, x))
+}
+
+fn out_len<T: ppgn::nn::fast::real::Real>(net: &ppgn::nn::fast::Net<T>) -> usize {
+    let (h, w, c) = net.output();
+    h * w * c
+}
+
+/// The gradient of `sum log softmax[:, 281]` with respect to logits rows.
+fn d_log_softmax_281(logits: &[f64]) -> Vec<f64> {
+    logits
+        .chunks(1000)
+        .flat_map(|row| {
+            let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = row.iter().map(|v| (v - m).exp()).sum();
+            row.iter()
+                .enumerate()
+                .map(move |(k, v)| (k == 281) as u8 as f64 - (v - m).exp() / z)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// EfficientNet's logits and the gradient of `sum log softmax[:, 281]` at
-/// the fixture's input, computed in `net`'s dtype: (logits max error,
-/// gradient max error, gradient L2 error), relative to the PyTorch fixture.
+/// the fixture's input, by the reference path in `dtype` (and, in f64, by
+/// the engine): (logits max error, gradient max error, gradient L2 error),
+/// relative to the PyTorch fixture, the worse of the two paths.
 fn efficientnet_errors(net: &EfficientNetLite0, dtype: DType) -> (f32, f32, f32) {
     let x = fixture("efficientnet_input.npy").to_dtype(dtype).unwrap();
-    let x = Var::from_tensor(&x).unwrap();
-    let logits = net.forward(x.as_tensor()).unwrap();
-    let lp = candle_nn::ops::log_softmax(&logits, 1).unwrap();
-    let g = lp
-        .narrow(1, 281, 1)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
-    let grad = g.get(x.as_tensor()).unwrap();
+    let side = x.dim(1).unwrap();
+    let lsm = |y: &Tensor| {
+        candle_nn::ops::log_softmax(y, 1)
+            .unwrap()
+            .narrow(1, 281, 1)
+            .unwrap()
+    };
+    let mut runs = Vec::new();
+    if dtype == DType::F64 {
+        let compiled = net.compile::<f64>(side).unwrap();
+        runs.push(through_reference(&compiled, &x, &lsm));
+        runs.push(through_engine(&compiled, &x, &d_log_softmax_281));
+    } else {
+        runs.push(through_reference(
+            &net.compile::<f32>(side).unwrap(),
+            &x,
+            &lsm,
+        ));
+    }
     let want = fixture("efficientnet_grad.npy");
+    let worst = |f: &dyn Fn(&(Tensor, Tensor)) -> f32| runs.iter().map(f).fold(0.0f32, f32::max);
     (
-        rel_err(&logits, &fixture("efficientnet_logits.npy")),
-        rel_err(grad, &want),
-        l2_err(grad, &want),
+        worst(&|(y, _)| rel_err(y, &fixture("efficientnet_logits.npy"))),
+        worst(&|(_, g)| rel_err(g, &want)),
+        worst(&|(_, g)| l2_err(g, &want)),
     )
 }
 
+/// DCGAN's images and the gradient of `sum(r * G(z))` at the fixture's
+/// code, by the reference path in f32 and the engine in f64, relative to
+/// the PyTorch fixture (the worse of the two).
 fn dcgan_errors(net: &DcganGenerator) -> (f32, f32) {
-    let z = Var::from_tensor(&fixture("dcgan_code.npy")).unwrap();
-    let img = net.forward(z.as_tensor()).unwrap();
+    let z = fixture("dcgan_code.npy");
     let r = fixture("dcgan_weights_r.npy");
-    let g = (&img * r).unwrap().sum_all().unwrap().backward().unwrap();
+    let rr = r.clone();
+    let runs = [
+        through_reference(&net.compile::<f32>().unwrap(), &z, &|y| (y * &rr).unwrap()),
+        through_engine(&net.compile::<f64>().unwrap(), &z, &|_| {
+            r.to_dtype(DType::F64)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        }),
+    ];
+    let worst = |f: &dyn Fn(&(Tensor, Tensor)) -> f32| runs.iter().map(f).fold(0.0f32, f32::max);
     (
-        rel_err(&img, &fixture("dcgan_images.npy")),
-        rel_err(g.get(z.as_tensor()).unwrap(), &fixture("dcgan_grad.npy")),
+        worst(&|(y, _)| {
+            rel_err(
+                &y.reshape((y.dim(0).unwrap(), 64, 64, 3)).unwrap(),
+                &fixture("dcgan_images.npy"),
+            )
+        }),
+        worst(&|(_, g)| rel_err(g, &fixture("dcgan_grad.npy"))),
     )
 }
 
@@ -185,13 +275,15 @@ fn pretrained_architectures_have_exact_input_gradients_in_f64() {
     let net = EfficientNetLite0::from_state_dict(&sd, DType::F64).unwrap();
     // 33x33 makes every stride-2 "same" pad asymmetric at some stage
     let x = uniform(&[2, 33, 33, 3], -1.0, 1.0, 2);
-    let err = max_gradient_error(&|x| net.forward(x), &x, 8);
+    let full = net.compile::<f64>(33).unwrap();
+    let err = max_gradient_error(&|x| ppgn::nn::fast::reference::forward(&full, x), &x, 8);
     assert!(
         err < 1e-4,
         "EfficientNet-Lite0: relative gradient error {err:e}"
     );
     let layer = efficientnet_lite::Layer::Block(4);
-    let err = max_gradient_error(&|x| net.features(x, layer), &x, 8);
+    let part = net.compile_features::<f64>(33, layer).unwrap();
+    let err = max_gradient_error(&|x| ppgn::nn::fast::reference::forward(&part, x), &x, 8);
     assert!(
         err < 1e-4,
         "EfficientNet-Lite0 block 4: relative gradient error {err:e}"
@@ -200,7 +292,8 @@ fn pretrained_architectures_have_exact_input_gradients_in_f64() {
     let sd = random_state_dict(dcgan::expected_tensors(), 3);
     let net = DcganGenerator::from_state_dict(&sd, DType::F64).unwrap();
     let z = uniform(&[2, 100], -1.0, 1.0, 4);
-    let err = max_gradient_error(&|z| net.forward(z), &z, 8);
+    let g = net.compile::<f64>().unwrap();
+    let err = max_gradient_error(&|z| ppgn::nn::fast::reference::forward(&g, z), &z, 8);
     assert!(
         err < 1e-4,
         "DCGAN generator: relative gradient error {err:e}"
