@@ -109,7 +109,7 @@ fn w3(n: usize, engine: Engine) -> Result<(Pipeline, SamplerConfig, Tensor)> {
     let side = efficientnet_lite::IMAGE_SIZE;
     let compiled = build::net((side, side, 3), vec![EfficientNetLite0::normalise_op()])?
         .then(net.compile(side)?)?;
-    let condition: Box<dyn Term> = match cfg.engine {
+    let condition: Box<dyn Term> = match cfg.engine.choose(true) {
         Engine::Fast => Box::new(EngineCondition::class(
             Arc::new(compiled),
             vec![980; n],
@@ -129,6 +129,7 @@ fn w3(n: usize, engine: Engine) -> Result<(Pipeline, SamplerConfig, Tensor)> {
         target: Sum::new(vec![(1.0, condition)]),
         decode: identity(),
         measure: Box::new(|_| Ok(Vec::new())),
+        backend: cfg.engine.choose(true),
     };
     let x0 = (Tensor::ones((n, side, side, 3), DType::F32, &Device::Cpu)? * 0.5)?;
     Ok((pipeline, cfg, x0))

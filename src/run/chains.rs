@@ -175,6 +175,8 @@ pub struct Pipeline {
     /// Codes to images `[n, h, w, c]`.
     pub decode: Func,
     pub measure: Measure,
+    /// What computes the condition's gradients ([`Engine::choose`]).
+    pub backend: Engine,
 }
 
 impl Pipeline {
@@ -182,6 +184,7 @@ impl Pipeline {
     pub fn fashion(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Result<Self> {
         Ok(Self {
             target: target(stack, cfg, condition)?,
+            backend: cfg.engine.choose(true),
             decode: stack.generator_net()?,
             measure: condition.measure(stack, cfg)?,
         })
@@ -233,7 +236,7 @@ fn prior_term(stack: &Stack, cfg: &SamplerConfig) -> Result<Option<Box<dyn Term>
 /// reads `E(G(h))` off the condition's forward pass when that pass goes
 /// through `h`'s ReLU (classes, the logits); otherwise it is its own term.
 fn engine_target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Result<Option<Sum>> {
-    if cfg.engine != Engine::Fast {
+    if cfg.engine.choose(true) != Engine::Fast {
         return Ok(None);
     }
     let g = stack.generator.compile::<f32>()?;

@@ -75,6 +75,19 @@ impl Choice for PriorKind {
     const WHAT: &'static str = "prior";
 }
 
+impl Engine {
+    /// The backend that runs a condition: the engine where it was asked for
+    /// and the network has an engine description (`compiled`), candle's
+    /// autograd otherwise. Every pipeline chooses here, and records the
+    /// result ([`super::chains::Pipeline::backend`]) for its manifest.
+    pub fn choose(self, compiled: bool) -> Engine {
+        match (self, compiled) {
+            (Engine::Fast, true) => Engine::Fast,
+            _ => Engine::Reference,
+        }
+    }
+}
+
 impl Choice for Engine {
     const ALL: &'static [Self] = &[Self::Fast, Self::Reference];
     const WHAT: &'static str = "engine";

@@ -176,10 +176,13 @@ impl PlugPair {
             });
         }
         let mut terms: Vec<(f64, Box<dyn Term>)> = Vec::new();
-        let engine = match (&self.compiled, cfg.engine, cfg.prior) {
-            (Some(net), Engine::Fast, PriorKind::Gaussian | PriorKind::None) => Some(net.clone()),
-            _ => None,
-        };
+        // the engine's class term does not carry the joint prior's encoder
+        let compiled = self
+            .compiled
+            .as_ref()
+            .filter(|_| cfg.prior != PriorKind::Joint);
+        let backend = cfg.engine.choose(compiled.is_some());
+        let engine = compiled.filter(|_| backend == Engine::Fast).cloned();
         match (cfg.prior, &self.encode) {
             (PriorKind::Gaussian, _) => {
                 terms.push((cfg.eps1, Box::new(GaussianPrior::new(cfg.prior_sigma))))
@@ -223,6 +226,7 @@ impl PlugPair {
             target: Sum::new(terms),
             decode: self.decode.clone(),
             measure: Box::new(move |x: &Tensor| probe.probability(x)),
+            backend,
         })
     }
 

@@ -171,6 +171,7 @@ fn fashion(
         models: &dir,
         per_chain: &per_chain,
         neuron: neuron_spec,
+        backend: pipeline.backend,
     };
     let verdict = outputs.write(&folder, &result)?;
     if let Some(h) = &hole {
@@ -263,6 +264,7 @@ struct FashionOutputs<'a> {
     models: &'a std::path::Path,
     per_chain: &'a [usize],
     neuron: Option<String>,
+    backend: super::preset::Engine,
 }
 
 impl FashionOutputs<'_> {
@@ -367,6 +369,7 @@ impl FashionOutputs<'_> {
             "chains_per_class": spec.chains,
             "record_every": spec.record_every,
             "sampler": spec.settings,
+            "backend": self.backend,
             "models": {"folder": self.models.display().to_string(), "sha256": hashes},
             "grad_evals_per_chain": r.grad_evals,
             "steps": r.step,

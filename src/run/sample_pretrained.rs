@@ -86,7 +86,8 @@ pub fn sample(spec: &SampleSpec, progress: &mut dyn Progress) -> Result<RunOutpu
             cols: spec.chains,
         };
         rgb.write(&folder, &o, &z0, &labels)?;
-        let (manifest, top1) = manifest(spec, &pair, &o, &per_chain)?;
+        let (mut manifest, top1) = manifest(spec, &pair, &o, &per_chain)?;
+        manifest["backend"] = serde_json::json!(pipeline.backend);
         folder.json("manifest.json", &manifest)?;
         let summary: Vec<String> = top1
             .iter()

@@ -189,7 +189,7 @@ impl Parts {
             gradient: spec.gradient,
         };
         let probe = cc(self.logits.clone(), identity());
-        let term: Box<dyn Term> = match spec.engine {
+        let term: Box<dyn Term> = match spec.engine.choose(true) {
             Engine::Fast => Box::new(
                 EngineCondition::class(
                     Arc::new(self.engine_net(spec.side, None)?),
@@ -232,7 +232,7 @@ impl Parts {
             layer_name: layer_name.to_string(),
             neuron: unit,
         };
-        let term: Box<dyn Term> = match spec.engine {
+        let term: Box<dyn Term> = match spec.engine.choose(true) {
             Engine::Fast => Box::new(
                 EngineCondition::new(
                     Arc::new(self.engine_net(spec.side, Some(layer))?),
@@ -366,6 +366,7 @@ impl Job<'_> {
             target: Sum::new(terms),
             decode: parts.decode.clone(),
             measure,
+            backend: spec.engine.choose(true),
         };
         let start = start(spec, self.n)?;
         let o = match drive(
@@ -405,7 +406,8 @@ impl Job<'_> {
             .into_iter()
             .map(|v| v as usize)
             .collect();
-        let (manifest, verdict) = self.manifest(&o, &top1);
+        let (mut manifest, verdict) = self.manifest(&o, &top1);
+        manifest["backend"] = serde_json::json!(pipeline.backend);
         folder.json("manifest.json", &manifest)?;
         Ok((verdict, o.wall_s))
     }

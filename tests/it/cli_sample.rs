@@ -74,6 +74,7 @@ fn sample_writes_its_run_folder() {
     assert!(m["evaluator_accuracy_per_class"]["Sneaker"].is_number());
     assert!(m["models"]["sha256"]["generator"].is_string());
     assert_eq!(m["sampler"]["preset"], "ppgn");
+    assert_eq!(m["backend"], "fast");
 
     // the folder exists now: refused, and left as it was
     let before = std::fs::read(out.join("manifest.json")).unwrap();

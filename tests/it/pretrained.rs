@@ -600,6 +600,10 @@ fn papers_networks_load_full_size_weights_and_sample_with_the_ppgn_preset() {
     let m = manifest(&run("run", &[]), &d.join("run"));
     assert_eq!(m["sampler"]["preset"], "ppgn");
     assert_eq!(m["sampler"]["prior"], "joint");
+    // asked for the engine, the Caffe pair (which has no engine
+    // description) runs on candle's autograd, and the manifest says so
+    assert_eq!(m["sampler"]["engine"], "fast");
+    assert_eq!(m["backend"], "reference");
     assert_eq!(m["chains"][0]["class_name"], "volcano");
     let (shape, v) = read_f32(&d.join("run/samples.npy")).unwrap();
     assert_eq!(shape, vec![2, 3, 227, 227]);
@@ -723,6 +727,7 @@ fn faces_conditioned_on_an_imagenet_class_with_every_sampler() {
         ];
         let m = manifest(&ppgn_into(&args, &o, &[]), &o);
         assert_eq!(m["sampler"]["preset"], "faces");
+        assert_eq!(m["backend"], "fast");
         assert_eq!(m["chains"][0]["class"], 837);
         assert!(m["top1_is_requested_class"]["sunglasses"].is_number());
         let (shape, v) = read_f32(&o.join("samples.npy")).unwrap();
