@@ -30,7 +30,7 @@ use crate::sampler::mala::Mala;
 use crate::sampler::mala_approx::MalaApprox;
 use crate::sampler::map::Map;
 use crate::sampler::rwmh::RandomWalk;
-use crate::sampler::{init, ChainRngs, Info, Kernel};
+use crate::sampler::{advance, init, ChainRngs, Info, Kernel};
 
 pub fn kernel(cfg: &SamplerConfig) -> Result<Box<dyn Kernel>> {
     let clip = cfg.clip.map(|(lo, hi)| Clip::new_box(lo, hi)).transpose()?;
@@ -493,7 +493,15 @@ pub fn run_chains(
         }
     }
     for t in out.step..cfg.steps {
-        let (next, info): (_, Info) = k.step(&mut out.rngs, &state, target, t)?;
+        let (next, info): (_, Info) = advance(
+            k.as_mut(),
+            &mut out.rngs,
+            &state,
+            target,
+            t,
+            warmup,
+            out.adapt.as_mut(),
+        )?;
         state = next;
         out.step = t + 1;
         out.grad_evals += info.grad_evals;
@@ -501,16 +509,7 @@ pub fn run_chains(
             out.accepted[i] += info.accepted[i] as usize;
             out.divergences[i] += info.divergent[i] as usize;
         }
-        let mean_accept = info.accept_prob.iter().sum::<f64>() / n as f64;
-        out.accept_sum += mean_accept;
-        if let Some(da) = out.adapt.as_mut() {
-            if t < warmup {
-                k.set_step_size(da.update(mean_accept));
-            }
-            if t + 1 == warmup {
-                k.set_step_size(da.final_step());
-            }
-        }
+        out.accept_sum += info.accept_prob.iter().sum::<f64>() / n as f64;
         let interrupted = stop.load(Ordering::SeqCst) && out.step < cfg.steps;
         if out.step % record_every.max(1) == 0 || out.step == cfg.steps || interrupted {
             if out.step % record_every.max(1) == 0 || out.step == cfg.steps {

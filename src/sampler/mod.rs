@@ -319,6 +319,32 @@ pub struct ProjectionSummary {
 /// Runs `warmup + draws` steps of `kernel` from `start`, keeping the states
 /// after warm-up. With `adapt`, the step size is tuned by dual averaging
 /// during warm-up and fixed to its averaged value afterwards.
+/// One step `t` of every chain, with the step size adapted by dual
+/// averaging toward a target acceptance during the first `warmup` steps
+/// and frozen at its final value from then on: the one step-and-adapt
+/// loop body of every driver ([`sample`] and the run driver).
+pub fn advance(
+    kernel: &mut dyn Kernel,
+    rngs: &mut ChainRngs,
+    state: &State,
+    target: &dyn Term,
+    t: usize,
+    warmup: usize,
+    adapt: Option<&mut adapt::DualAveraging>,
+) -> Result<(State, Info)> {
+    let (next, info) = kernel.step(rngs, state, target, t)?;
+    if let Some(da) = adapt {
+        if t < warmup {
+            let a = info.accept_prob.iter().sum::<f64>() / info.accept_prob.len() as f64;
+            kernel.set_step_size(da.update(a));
+        }
+        if t + 1 == warmup {
+            kernel.set_step_size(da.final_step());
+        }
+    }
+    Ok((next, info))
+}
+
 pub fn sample(
     kernel: &mut dyn Kernel,
     target: &dyn Term,
@@ -338,17 +364,10 @@ pub fn sample(
         last: state.clone(),
     };
     for t in 0..warmup + draws {
-        let (next, info) = kernel.step(rngs, &state, target, t)?;
+        let (next, info) = advance(kernel, rngs, &state, target, t, warmup, adapt.as_mut())?;
         state = next;
-        if let Some(da) = adapt.as_mut() {
-            if t < warmup {
-                let a = info.accept_prob.iter().sum::<f64>() / info.accept_prob.len() as f64;
-                kernel.set_step_size(da.update(a));
-            }
-            if t + 1 == warmup {
-                kernel.set_step_size(da.final_step());
-                run.adapted_step = Some(da.final_step());
-            }
+        if t + 1 == warmup {
+            run.adapted_step = adapt.as_ref().map(|da| da.final_step());
         }
         run.infos.push(info);
         if t >= warmup {
