@@ -53,6 +53,16 @@ impl Progress for Bar {
         self.bar
             .set_message(format!("mean {mean:.3}, accept {accept:.2}"));
     }
+    fn note(&mut self, line: &str) {
+        if self.quiet {
+            return;
+        }
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
     fn end(&mut self) {
         self.bar.finish_and_clear();
     }

@@ -134,7 +134,6 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         stop_at: a.stop_at,
         restart: a.restart,
         command: super::command_line(),
-        quiet: a.quiet,
     };
     if !(opts.lr > 0.0 && opts.lr.is_finite()) {
         anyhow::bail!("--lr must be a positive number, got {}", opts.lr);
@@ -159,7 +158,8 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         Network::XDae => Box::new(DaeTask::new_x(data, &opts, &device)?),
         Network::Realness => Box::new(RealnessTask::new(data, &opts, &device)?),
     };
-    let Some(card) = train::run(task.as_mut(), &opts, &device)
+    let mut bar = super::progress::Bar::new(a.quiet, None);
+    let Some(card) = train::run(task.as_mut(), &opts, &device, &mut bar)
         .with_context(|| format!("training {}", a.network.name()))?
     else {
         println!(

@@ -25,6 +25,55 @@ pub enum ClassGradient {
     LogSoftmax,
 }
 
+/// What a condition asks of a network's output, whichever backend (the
+/// engine or candle's autograd) computes it: the names, whether it is a
+/// log-density, and what to use instead when a sampler needs one.
+#[derive(Debug, Clone)]
+pub enum Objective {
+    /// One class per chain of the logits `(1, 1, classes)`.
+    Class {
+        classes: Vec<usize>,
+        gradient: ClassGradient,
+    },
+    /// One unit of the output layer `(h, w, c)`: channel `unit` at `at`
+    /// (the centre when `None`, [`Neuron::position`]); gradient only.
+    Unit(Neuron),
+}
+
+/// Why the joint prior cannot serve a Metropolis-Hastings test.
+pub const JOINT_HINT: &str =
+    "the joint prior E(G(h)) - h gives only a gradient; use the Gaussian prior for MH, MALA or HMC";
+
+impl Objective {
+    pub fn name(&self) -> String {
+        match self {
+            Objective::Class { gradient, .. } => format!("class-{gradient:?}").to_lowercase(),
+            Objective::Unit(n) => format!("neuron-{}", n.unit),
+        }
+    }
+    /// Only the log-softmax of a class is a log-density.
+    pub fn has_value(&self) -> bool {
+        matches!(
+            self,
+            Objective::Class {
+                gradient: ClassGradient::LogSoftmax,
+                ..
+            }
+        )
+    }
+    pub fn value_hint(&self) -> String {
+        match self {
+            Objective::Class { .. } => {
+                "use the log-softmax class gradient, the only one that is a log-density".into()
+            }
+            Objective::Unit(_) => {
+                "a neuron's activation is not a log-density; sample it with map or mala-approx"
+                    .into()
+            }
+        }
+    }
+}
+
 /// One class per chain.
 pub struct ClassCondition {
     pub decode: Func,
@@ -51,6 +100,14 @@ impl ClassCondition {
         Ok(Tensor::from_vec(v, (n, self.num_classes), dev)?.to_dtype(dtype)?)
     }
 
+    /// The objective this condition computes through candle.
+    pub fn objective(&self) -> Objective {
+        Objective::Class {
+            classes: self.classes.clone(),
+            gradient: self.gradient,
+        }
+    }
+
     /// `p(y | decode(position))` per chain, without gradients.
     pub fn probability(&self, position: &Tensor) -> Result<Vec<f64>> {
         let logits = (self.logits)(&(self.decode)(&position.detach())?)?;
@@ -62,13 +119,13 @@ impl ClassCondition {
 
 impl Term for ClassCondition {
     fn name(&self) -> String {
-        format!("class-{:?}", self.gradient).to_lowercase()
+        self.objective().name()
     }
     fn has_value(&self) -> bool {
-        self.gradient == ClassGradient::LogSoftmax
+        self.objective().has_value()
     }
     fn value_hint(&self) -> String {
-        "use the log-softmax class gradient, the only one that is a log-density".into()
+        self.objective().value_hint()
     }
     fn value_and_grad(&self, position: &Tensor) -> Result<Eval> {
         let n = position.dim(0)?;
@@ -101,6 +158,12 @@ pub struct Neuron {
 }
 
 impl Neuron {
+    /// The `(row, column)` the unit is read at in an `h x w` map: the
+    /// given position, or the centre of the map.
+    pub fn position(&self, h: usize, w: usize) -> (usize, usize) {
+        self.at.unwrap_or((h / 2, w / 2))
+    }
+
     /// `LAYER:UNIT` or `LAYER:UNIT@X,Y` (`X` the column, `Y` the row) as
     /// the layer's name and the unit; `layers` names the valid layers for
     /// the message.
@@ -141,17 +204,11 @@ impl NeuronCondition {
         let Neuron { unit, at } = self.neuron;
         match (act.rank(), at) {
             (2, None) => act.narrow(1, unit, 1)?.squeeze(1),
-            (4, Some((y, x))) => act
-                .narrow(1, y, 1)?
-                .narrow(2, x, 1)?
-                .narrow(3, unit, 1)?
-                .flatten_from(1)?
-                .squeeze(1),
-            (4, None) => {
-                // the centre of the map when no position is given
+            (4, _) => {
                 let (_, h, w, _) = act.dims4()?;
-                act.narrow(1, h / 2, 1)?
-                    .narrow(2, w / 2, 1)?
+                let (y, x) = self.neuron.position(h, w);
+                act.narrow(1, y, 1)?
+                    .narrow(2, x, 1)?
                     .narrow(3, unit, 1)?
                     .flatten_from(1)?
                     .squeeze(1)
@@ -187,13 +244,17 @@ impl NeuronCondition {
 
 impl Term for NeuronCondition {
     fn name(&self) -> String {
-        format!("neuron-{}:{}", self.layer_name, self.neuron.unit)
+        format!(
+            "{} of {}",
+            Objective::Unit(self.neuron).name(),
+            self.layer_name
+        )
     }
     fn has_value(&self) -> bool {
         false
     }
     fn value_hint(&self) -> String {
-        "a neuron's activation is not a log-density; sample it with map or mala-approx".into()
+        Objective::Unit(self.neuron).value_hint()
     }
     fn value_and_grad(&self, position: &Tensor) -> Result<Eval> {
         let mut e = autodiff(position, |h| {

@@ -17,24 +17,11 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{Tensor, Var};
 
-use super::condition::{ClassGradient, Neuron};
+use super::condition::{ClassGradient, Objective, JOINT_HINT};
 use super::{Eval, Term};
 use crate::error::{Error, Result};
 use crate::nn::fast::{Net, Workspace};
 use crate::nn::Func;
-
-/// What the network's output is asked for.
-#[derive(Debug, Clone)]
-pub enum Objective {
-    /// One class per chain of the logits `(1, 1, classes)`.
-    Class {
-        classes: Vec<usize>,
-        gradient: ClassGradient,
-    },
-    /// One unit of the output layer `(h, w, c)`: channel `unit` at `at`
-    /// (the centre when `None`); gradient only.
-    Unit(Neuron),
-}
 
 /// `weight * objective(net(decode(position)))`, plus `joint_weight *
 /// (E(G(h)) - h)` when `joint` names the tape activation holding `E(G(h))`.
@@ -76,7 +63,7 @@ impl EngineCondition {
                 }
             }
             Objective::Unit(n) => {
-                let (y, x) = n.at.unwrap_or((h / 2, w / 2));
+                let (y, x) = n.position(h, w);
                 if n.unit >= c || y >= h || x >= w {
                     return Err(Error::NoSuchUnit {
                         neuron: format!("{n:?}"),
@@ -134,13 +121,6 @@ impl EngineCondition {
         Ok(self)
     }
 
-    fn is_class(&self) -> Option<ClassGradient> {
-        match &self.objective {
-            Objective::Class { gradient, .. } => Some(*gradient),
-            Objective::Unit(_) => None,
-        }
-    }
-
     /// The objective per chain of outputs `out [n, ...]` and its gradient.
     fn objective(&self, out: &[f32], n: usize, d_out: &mut [f32]) -> Result<Vec<f64>> {
         let (h, w, c) = self.net.output();
@@ -162,7 +142,7 @@ impl EngineCondition {
                     .collect())
             }
             Objective::Unit(neuron) => {
-                let (y, x) = neuron.at.unwrap_or((h / 2, w / 2));
+                let (y, x) = neuron.position(h, w);
                 let at = (y * w + x) * c + neuron.unit;
                 d_out.fill(0.0);
                 Ok((0..n)
@@ -197,23 +177,18 @@ fn log_softmax(logits: &[f32], y: usize, g: ClassGradient, dlogits: &mut [f32]) 
 
 impl Term for EngineCondition {
     fn name(&self) -> String {
-        let c = match &self.objective {
-            Objective::Class { gradient, .. } => format!("class-{gradient:?}").to_lowercase(),
-            Objective::Unit(n) => format!("neuron-{}", n.unit),
-        };
         match self.joint {
-            Some(_) => format!("joint-prior + {c}"),
-            None => c,
+            Some(_) => format!("joint-prior + {}", self.objective.name()),
+            None => self.objective.name(),
         }
     }
     fn has_value(&self) -> bool {
-        self.joint.is_none() && self.is_class() == Some(ClassGradient::LogSoftmax)
+        self.joint.is_none() && self.objective.has_value()
     }
     fn value_hint(&self) -> String {
-        match (self.joint, self.is_class()) {
-            (Some(_), _) => "the joint prior E(G(h)) - h gives only a gradient; use the Gaussian prior for MH, MALA or HMC".into(),
-            (None, Some(_)) => "use the log-softmax class gradient, the only one that is a log-density".into(),
-            (None, None) => "a neuron's activation is not a log-density; sample it with map or mala-approx".into(),
+        match self.joint {
+            Some(_) => JOINT_HINT.into(),
+            None => self.objective.value_hint(),
         }
     }
     fn value_and_grad(&self, position: &Tensor) -> Result<Eval> {

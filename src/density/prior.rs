@@ -89,7 +89,7 @@ impl Term for JointPrior {
         false
     }
     fn value_hint(&self) -> String {
-        "the joint prior E(G(h)) - h gives only a gradient; use the Gaussian prior for MH, MALA or HMC".into()
+        super::condition::JOINT_HINT.into()
     }
     fn value_and_grad(&self, h: &candle_core::Tensor) -> Result<Eval> {
         let h = h.detach();

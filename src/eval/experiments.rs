@@ -18,7 +18,8 @@ use crate::eval::ms_ssim::ms_ssim;
 use crate::eval::report::{classes_more_diverse, features_and_probs, score, Scores};
 use crate::eval::scores::accuracy;
 use crate::models::fashion::{Discriminator, Stack};
-use crate::run::chains::{random_codes, run_chains, ChainsOutput, Condition, Outcome, Pipeline};
+use crate::run::chains::{random_codes, run_chains, ChainsOutput, Outcome, Pipeline};
+use crate::run::fashion::Condition;
 use crate::run::preset::SamplerConfig;
 use crate::train::realness::mean_log_real;
 

@@ -1,6 +1,7 @@
 //! Metrics: scores of generated images by the independent evaluator, and
 //! the report's experiments.
 
+pub mod claims;
 pub mod experiments;
 pub mod ms_ssim;
 pub mod protocol;
@@ -8,3 +9,4 @@ pub mod report;
 pub mod results;
 pub mod scores;
 pub mod stack_check;
+pub mod studies;

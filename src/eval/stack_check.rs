@@ -188,8 +188,15 @@ pub fn markdown_report(
             "Each row: eight test images of one class, then their reconstructions `G(E(x))`.\n\n![originals and reconstructions]({rel})\n"
         )?;
     }
+    cards_markdown(&mut md, &cards)?;
+    Ok(md)
+}
+
+/// The cards section: each network's command, metrics and config.
+fn cards_markdown(md: &mut String, cards: &[Card]) -> Result<()> {
+    use std::fmt::Write;
     writeln!(md, "## Cards\n")?;
-    for card in &cards {
+    for card in cards {
         writeln!(md, "### {}\n", card.network)?;
         writeln!(
             md,
@@ -205,7 +212,7 @@ pub fn markdown_report(
             serde_json::to_string_pretty(&card.config).unwrap_or_default()
         )?;
     }
-    Ok(md)
+    Ok(())
 }
 
 /// `target` relative to the folder of `from` when both are in the same folder tree.

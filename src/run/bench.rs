@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 
-use super::chains::{kernel, random_codes, Condition, Pipeline};
+use super::chains::{kernel, random_codes, Pipeline};
+use super::fashion::Condition;
 use super::preset::{preset, Engine, SamplerConfig};
 use super::pretrained::PlugPair;
 use crate::density::condition::ClassCondition;

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod chains;
+pub mod fashion;
 pub mod folder;
 pub mod preset;
 pub mod pretrained;

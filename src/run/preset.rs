@@ -165,14 +165,6 @@ pub fn preset(name: &str) -> Result<SamplerConfig> {
         adapt: None,
         engine: Engine::Fast,
     };
-    let gaussian = SamplerConfig {
-        prior: PriorKind::Gaussian,
-        eps1: 1.0,
-        eps3: 0.0,
-        normalise: false,
-        clip: None,
-        ..base.clone()
-    };
     Ok(match name {
         "ppgn" => base,
         "dgn-am-chain" => SamplerConfig {
@@ -209,6 +201,26 @@ pub fn preset(name: &str) -> Result<SamplerConfig> {
             normalise: false,
             ..base
         },
+        "xu-map" | "xu-mala" | "xu-mala-clip" | "xu-hmc" => xu_preset(name, base),
+        other => {
+            let names: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
+            return Err(Error::unknown("preset", other, &names));
+        }
+    })
+}
+
+/// Xu et al.'s settings: the Gaussian prior, no clipping, and their
+/// samplers' schedules.
+fn xu_preset(name: &str, base: SamplerConfig) -> SamplerConfig {
+    let gaussian = SamplerConfig {
+        prior: PriorKind::Gaussian,
+        eps1: 1.0,
+        eps3: 0.0,
+        normalise: false,
+        clip: None,
+        ..base.clone()
+    };
+    match name {
         "xu-map" => SamplerConfig {
             sampler: SamplerKind::Map,
             steps: 400,
@@ -247,11 +259,8 @@ pub fn preset(name: &str) -> Result<SamplerConfig> {
             leapfrog_steps: 10,
             ..gaussian
         },
-        other => {
-            let names: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
-            return Err(Error::unknown("preset", other, &names));
-        }
-    })
+        _ => gaussian,
+    }
 }
 
 impl SamplerConfig {

@@ -15,6 +15,8 @@ pub trait Progress {
     fn tick(&mut self, step: usize) {
         self.update(step, f64::NAN, f64::NAN);
     }
+    /// A line worth keeping (a training checkpoint's losses, a resume).
+    fn note(&mut self, _line: &str) {}
     /// The phase ended (finished or stopped).
     fn end(&mut self) {}
     /// Whether the job should stop at the next step it can stop at

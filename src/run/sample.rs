@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Module, Tensor};
 
-use super::chains::{random_codes, validate, ChainsOutput, Condition, Outcome, Pipeline};
+use super::chains::{random_codes, ChainsOutput, Outcome, Pipeline};
+use super::fashion::{validate, Condition};
 use super::folder::RunFolder;
 use super::progress::{drive, Progress};
 use super::spec::{Init, Networks, Request, RunOutput, SampleSpec};

@@ -56,49 +56,13 @@ pub fn sample(spec: &SampleSpec, progress: &mut dyn Progress) -> Result<RunOutpu
     let pipeline = pair.pipeline(&per_chain, cfg)?;
     let z0 = pair.initial_codes(n, spec.seed)?;
     let folder = RunFolder::open(&spec.out, spec.force, false)?;
-    let mut run = || -> Result<(String, f64)> {
-        let outcome = drive(
-            "sample",
-            &pipeline,
-            cfg,
-            &z0,
-            spec.seed,
-            spec.record_every,
-            None,
-            progress,
-            |_| Ok(()),
-        )?;
-        let o = match outcome {
-            Outcome::Finished(o) => o,
-            Outcome::Interrupted(o) => {
-                return Err(Error::Interrupted {
-                    step: o.step,
-                    steps: cfg.steps,
-                    then: "nothing written (this kind of run does not resume)".into(),
-                })
-            }
-        };
-        let labels: Vec<i64> = per_chain.iter().map(|&c| c as i64).collect();
-        let rgb = RgbRun {
-            decode: &pipeline.decode,
-            to_rgb: &pair.to_rgb,
-            side: pair.side,
-            cols: spec.chains,
-        };
-        rgb.write(&folder, &o, &z0, &labels)?;
-        let (mut manifest, top1) = manifest(spec, &pair, &o, &per_chain)?;
-        manifest["backend"] = serde_json::json!(pipeline.backend);
-        folder.json("manifest.json", &manifest)?;
-        let summary: Vec<String> = top1
-            .iter()
-            .map(|(c, f)| format!("{c} {:.0}%", 100.0 * f))
-            .collect();
-        let verdict = format!(
-            "the classifier's top-1 class is the requested one for {}",
-            summary.join(", ")
-        );
-        Ok((verdict, o.wall_s))
+    let job = Job {
+        spec,
+        pair: &pair,
+        pipeline: &pipeline,
+        per_chain: &per_chain,
     };
+    let mut run = || job.run(&z0, &folder, progress);
     let (verdict, wall_s) = match run() {
         Ok(v) => v,
         Err(e) => {
@@ -114,6 +78,67 @@ pub fn sample(spec: &SampleSpec, progress: &mut dyn Progress) -> Result<RunOutpu
         wall_s,
         verdict,
     })
+}
+
+/// One pretrained run's networks and chains.
+struct Job<'a> {
+    spec: &'a SampleSpec,
+    pair: &'a PlugPair,
+    pipeline: &'a super::chains::Pipeline,
+    per_chain: &'a [usize],
+}
+
+impl Job<'_> {
+    /// The chains from `z0` and the files; returns the verdict and the wall time.
+    fn run(
+        &self,
+        z0: &Tensor,
+        folder: &RunFolder,
+        progress: &mut dyn Progress,
+    ) -> Result<(String, f64)> {
+        let spec = self.spec;
+        let outcome = drive(
+            "sample",
+            self.pipeline,
+            &spec.settings,
+            z0,
+            spec.seed,
+            spec.record_every,
+            None,
+            progress,
+            |_| Ok(()),
+        )?;
+        let o = match outcome {
+            Outcome::Finished(o) => o,
+            Outcome::Interrupted(o) => {
+                return Err(Error::Interrupted {
+                    step: o.step,
+                    steps: spec.settings.steps,
+                    then: "nothing written (this kind of run does not resume)".into(),
+                })
+            }
+        };
+        let labels: Vec<i64> = self.per_chain.iter().map(|&c| c as i64).collect();
+        let rgb = RgbRun {
+            decode: &self.pipeline.decode,
+            to_rgb: &self.pair.to_rgb,
+            side: self.pair.side,
+            cols: spec.chains,
+        };
+        rgb.write(folder, &o, z0, &labels)?;
+        let (mut manifest, top1) = manifest(spec, self.pair, &o, self.per_chain)?;
+        manifest["backend"] = serde_json::json!(self.pipeline.backend);
+        folder.json("manifest.json", &manifest)?;
+        let summary: Vec<String> = top1
+            .iter()
+            .map(|(c, f)| format!("{c} {:.0}%", 100.0 * f))
+            .collect();
+        let verdict = format!(
+            "the classifier's top-1 class is the requested one for {}",
+            summary.join(", ")
+        );
+        Ok((verdict, o.wall_s))
+    }
 }
 
 /// The manifest and the fraction of chains, per class name, whose top-1

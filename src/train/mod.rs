@@ -20,7 +20,6 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -31,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::models::card::{sha256_file, Card};
 use crate::models::weights::{load_into_varmap, load_tensors, save_tensors, varmap_tensors};
 use crate::nn::adam::Adam;
+use crate::run::progress::Progress;
 
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
@@ -54,7 +54,6 @@ pub struct TrainOptions {
     pub restart: bool,
     /// The command line, recorded in the card.
     pub command: String,
-    pub quiet: bool,
 }
 
 /// One network's training, driven by [`run`].
@@ -185,8 +184,14 @@ fn load_checkpoint(
 
 /// Trains `task` to the end (resuming from its checkpoint if one matches),
 /// writes the weights and card, removes the checkpoint, and returns the card
-/// (`None` when stopped early by `stop_at`).
-pub fn run(task: &mut dyn Task, opts: &TrainOptions, device: &Device) -> Result<Option<Card>> {
+/// (`None` when stopped early by `stop_at`). Progress and the loss lines at
+/// each checkpoint go to `progress`.
+pub fn run(
+    task: &mut dyn Task,
+    opts: &TrainOptions,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<Option<Card>> {
     let n = task.train_len();
     let steps_per_epoch = (n / opts.batch_size) as u64;
     if steps_per_epoch == 0 {
@@ -199,20 +204,41 @@ pub fn run(task: &mut dyn Task, opts: &TrainOptions, device: &Device) -> Result<
     let planned = steps_per_epoch * opts.epochs as u64;
     let total = opts.max_steps.map_or(planned, |m| m.min(planned));
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
-
     let mut meta = match load_checkpoint(task, opts, device)? {
         Some(m) => {
-            if !opts.quiet {
-                eprintln!(
-                    "resuming {} from its checkpoint at step {} of {total}",
-                    task.name(),
-                    m.step
-                );
-            }
+            progress.note(&format!(
+                "resuming {} from its checkpoint at step {} of {total}",
+                task.name(),
+                m.step
+            ));
             m
         }
-        None => CheckpointMeta {
-            network: task.name().into(),
+        None => CheckpointMeta::fresh(task.name(), opts),
+    };
+    progress.begin(&format!("train {}", task.name()), total as usize);
+    progress.tick(meta.step as usize);
+    let mut epochs = Epochs {
+        opts,
+        steps_per_epoch,
+        total,
+        started: Instant::now(),
+        base_elapsed: meta.elapsed_s,
+        sums: BTreeMap::new(),
+    };
+    let finished = epochs.train(task, &mut meta, progress);
+    progress.end();
+    if !finished? {
+        return Ok(None);
+    }
+    let wall = epochs.base_elapsed + epochs.started.elapsed().as_secs_f64();
+    finish(task, opts, &meta, wall, steps_per_epoch).map(Some)
+}
+
+impl CheckpointMeta {
+    /// The state of a run that has not started.
+    fn fresh(network: &str, opts: &TrainOptions) -> Self {
+        CheckpointMeta {
+            network: network.into(),
             step: 0,
             elapsed_s: 0.0,
             seed: opts.seed,
@@ -221,96 +247,113 @@ pub fn run(task: &mut dyn Task, opts: &TrainOptions, device: &Device) -> Result<
             task_state: serde_json::Value::Null,
             optimizer_steps: Vec::new(),
             history: Vec::new(),
-        },
-    };
-
-    let bar = if opts.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(total)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} steps, {per_sec}, eta {eta} {msg}",
-        )
-        .unwrap(),
-    );
-    bar.set_prefix(format!("train {}", task.name()));
-    bar.set_position(meta.step);
-
-    let started = Instant::now();
-    let base_elapsed = meta.elapsed_s;
-    let mut epoch_sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
-    while meta.step < total {
-        let epoch = (meta.step / steps_per_epoch) as usize;
-        let order = epoch_order(n, opts.seed, epoch);
-        let first = (meta.step % steps_per_epoch) as usize;
-        for b in first..steps_per_epoch as usize {
-            if meta.step >= total {
-                break;
-            }
-            let idx = &order[b * opts.batch_size..(b + 1) * opts.batch_size];
-            let mut rng = step_rng(opts.seed, meta.step);
-            let losses = task.step(idx, &mut rng)?;
-            for (k, v) in &losses {
-                if !v.is_finite() {
-                    return Err(Error::Diverged(format!(
-                        "training {} diverged: loss {k} is {v} at step {}; the last checkpoint is kept. \
-                         Try a lower --lr",
-                        task.name(),
-                        meta.step
-                    )));
-                }
-                let e = epoch_sums.entry(k.to_string()).or_insert((0.0, 0));
-                e.0 += v;
-                e.1 += 1;
-            }
-            meta.step += 1;
-            bar.inc(1);
-            bar.set_message(
-                losses
-                    .iter()
-                    .map(|(k, v)| format!("{k} {v:.4}"))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            );
-            let epoch_end = meta.step % steps_per_epoch == 0;
-            if meta.step % opts.checkpoint_every == 0 || epoch_end || meta.step == total {
-                if epoch_end || meta.step == total {
-                    meta.history.push(
-                        epoch_sums
-                            .iter()
-                            .map(|(k, (s, c))| (k.clone(), s / *c as f64))
-                            .collect(),
-                    );
-                    epoch_sums.clear();
-                }
-                meta.elapsed_s = base_elapsed + started.elapsed().as_secs_f64();
-                meta.task_state = task.state_json();
-                save_checkpoint(task, opts, &mut meta)?;
-                if !opts.quiet && !bar.is_hidden() {
-                    bar.println(format!(
-                        "step {}/{total} (epoch {:.2}) {}",
-                        meta.step,
-                        meta.step as f64 / steps_per_epoch as f64,
-                        bar.message()
-                    ));
-                } else if !opts.quiet {
-                    eprintln!("step {}/{total} {}", meta.step, bar.message());
-                }
-            }
-            if opts.stop_at.is_some_and(|s| meta.step >= s) && meta.step < total {
-                meta.elapsed_s = base_elapsed + started.elapsed().as_secs_f64();
-                meta.task_state = task.state_json();
-                save_checkpoint(task, opts, &mut meta)?;
-                bar.abandon();
-                return Ok(None);
-            }
         }
     }
-    bar.finish();
-    let wall = base_elapsed + started.elapsed().as_secs_f64();
+}
 
+/// The step loop's bookkeeping.
+struct Epochs<'a> {
+    opts: &'a TrainOptions,
+    steps_per_epoch: u64,
+    total: u64,
+    started: Instant,
+    base_elapsed: f64,
+    /// Sums and counts of each loss over the current epoch.
+    sums: BTreeMap<String, (f64, usize)>,
+}
+
+impl Epochs<'_> {
+    /// Steps to the end (`true`) or to `stop_at` (`false`), checkpointing
+    /// every `checkpoint_every` steps and at every epoch's end.
+    fn train(
+        &mut self,
+        task: &mut dyn Task,
+        meta: &mut CheckpointMeta,
+        progress: &mut dyn Progress,
+    ) -> Result<bool> {
+        let (opts, spe, total) = (self.opts, self.steps_per_epoch, self.total);
+        let n = task.train_len();
+        while meta.step < total {
+            let order = epoch_order(n, opts.seed, (meta.step / spe) as usize);
+            for b in (meta.step % spe) as usize..spe as usize {
+                if meta.step >= total {
+                    break;
+                }
+                let idx = &order[b * opts.batch_size..(b + 1) * opts.batch_size];
+                let losses = task.step(idx, &mut step_rng(opts.seed, meta.step))?;
+                self.add(task.name(), meta.step, &losses)?;
+                meta.step += 1;
+                progress.tick(meta.step as usize);
+                let epoch_end = meta.step.is_multiple_of(spe);
+                if meta.step.is_multiple_of(opts.checkpoint_every) || epoch_end || meta.step == total {
+                    self.checkpoint(task, meta, epoch_end || meta.step == total)?;
+                    let shown: Vec<String> =
+                        losses.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+                    progress.note(&format!(
+                        "step {}/{total} (epoch {:.2}) {}",
+                        meta.step,
+                        meta.step as f64 / spe as f64,
+                        shown.join(" ")
+                    ));
+                }
+                if opts.stop_at.is_some_and(|s| meta.step >= s) && meta.step < total {
+                    self.checkpoint(task, meta, false)?;
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Adds one step's losses to the epoch's sums; a non-finite one stops
+    /// the run (its last checkpoint is kept).
+    fn add(&mut self, name: &str, step: u64, losses: &[(&'static str, f64)]) -> Result<()> {
+        for (k, v) in losses {
+            if !v.is_finite() {
+                return Err(Error::Diverged(format!(
+                    "training {name} diverged: loss {k} is {v} at step {step}; the last checkpoint is kept. \
+                     Try a lower --lr"
+                )));
+            }
+            let e = self.sums.entry(k.to_string()).or_insert((0.0, 0));
+            e.0 += v;
+            e.1 += 1;
+        }
+        Ok(())
+    }
+
+    /// Saves a checkpoint (closing the epoch's loss history first when
+    /// `epoch_done`).
+    fn checkpoint(
+        &mut self,
+        task: &mut dyn Task,
+        meta: &mut CheckpointMeta,
+        epoch_done: bool,
+    ) -> Result<()> {
+        if epoch_done {
+            meta.history.push(
+                self.sums
+                    .iter()
+                    .map(|(k, (s, c))| (k.clone(), s / *c as f64))
+                    .collect(),
+            );
+            self.sums.clear();
+        }
+        meta.elapsed_s = self.base_elapsed + self.started.elapsed().as_secs_f64();
+        meta.task_state = task.state_json();
+        save_checkpoint(task, self.opts, meta)
+    }
+}
+
+/// Evaluates the trained task, writes its weights and card (and its
+/// companions'), and removes the checkpoint.
+fn finish(
+    task: &mut dyn Task,
+    opts: &TrainOptions,
+    meta: &CheckpointMeta,
+    wall: f64,
+    steps_per_epoch: u64,
+) -> Result<Card> {
     let mut metrics = task.evaluate()?;
     if let Some(last) = meta.history.last() {
         for (k, v) in last {
@@ -333,7 +376,10 @@ pub fn run(task: &mut dyn Task, opts: &TrainOptions, device: &Device) -> Result<
             learning_rate: opts.lr,
             wall_time_s: (wall * 10.0).round() / 10.0,
             metrics: metrics.clone(),
-            weights: wfile.file_name().unwrap().to_string_lossy().into_owned(),
+            weights: wfile
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             weights_sha256: sha256_file(wfile)?,
             depends_on: depends_on.clone(),
         })
@@ -350,7 +396,7 @@ pub fn run(task: &mut dyn Task, opts: &TrainOptions, device: &Device) -> Result<
     let (ck_w, ck_j) = ckpt_paths(&opts.out_dir, task.name());
     let _ = std::fs::remove_file(ck_w);
     let _ = std::fs::remove_file(ck_j);
-    Ok(Some(card))
+    Ok(card)
 }
 
 /// Batch size for evaluation passes: small enough that the allocator

@@ -453,7 +453,8 @@ fn fast_engine_samples_do_not_depend_on_the_thread_count() {
 #[test]
 fn engine_targets_match_the_reference_targets() {
     use ppgn::density::Term;
-    use ppgn::run::chains::{random_codes, target, Condition};
+    use ppgn::run::chains::random_codes;
+    use ppgn::run::fashion::{target, Condition};
     use ppgn::run::preset::{preset, Engine, SamplerConfig};
     let s = Stack::load(&stack::resolve_dir(None), DType::F32, &Device::Cpu).unwrap();
     let n = 10;
@@ -673,8 +674,9 @@ fn engine_ops_match_candles_own_ops_on_random_shapes() {
 /// `ppgn visualize`) against the reference terms, in f32.
 #[test]
 fn engine_conditions_behind_a_candle_decode_match_the_reference() {
+    use ppgn::density::condition::Objective;
     use ppgn::density::condition::{ClassCondition, ClassGradient, Neuron, NeuronCondition};
-    use ppgn::density::engine::{EngineCondition, Objective};
+    use ppgn::density::engine::EngineCondition;
     use ppgn::density::image::{fourier_decoder, jittered};
     use ppgn::density::Term;
     use ppgn::models::efficientnet_lite::Layer;
@@ -757,7 +759,8 @@ fn engine_conditions_behind_a_candle_decode_match_the_reference() {
 /// reference path's own images further than the engine's rounding does.
 #[test]
 fn ppgn_chains_amplify_rounding_while_most_agree_between_engines() {
-    use ppgn::run::chains::{random_codes, run_chains, Condition, Outcome, Pipeline};
+    use ppgn::run::chains::{random_codes, run_chains, Outcome, Pipeline};
+    use ppgn::run::fashion::Condition;
     use ppgn::run::preset::{preset, Engine, SamplerConfig};
     let s = Stack::load(&stack::resolve_dir(None), DType::F32, &Device::Cpu).unwrap();
     let n = 10;

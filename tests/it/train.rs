@@ -53,7 +53,6 @@ fn opts(dir: &Path, seed: u64) -> TrainOptions {
         stop_at: None,
         restart: false,
         command: "test".into(),
-        quiet: true,
     }
 }
 
@@ -75,7 +74,7 @@ fn same_file_tensors(a: &Path, b: &Path) {
 
 fn train_classifier(dir: &Path, evaluator: bool, o: &TrainOptions) -> Option<Card> {
     let mut t = ClassifierTask::new(evaluator, data(), o, &Device::Cpu).unwrap();
-    let card = train::run(&mut t, o, &Device::Cpu).unwrap();
+    let card = train::run(&mut t, o, &Device::Cpu, &mut ppgn::run::Silent).unwrap();
     if let Some(c) = &card {
         assert_eq!(c.network, t.name());
         assert!(dir.join(format!("{}.json", c.network)).exists());
@@ -132,7 +131,7 @@ fn resume_refuses_other_settings() {
     o.stop_at = None;
     o.lr = 5e-4;
     let mut t = ClassifierTask::new(true, data(), &o, &Device::Cpu).unwrap();
-    let e = train::run(&mut t, &o, &Device::Cpu)
+    let e = train::run(&mut t, &o, &Device::Cpu, &mut ppgn::run::Silent)
         .err()
         .unwrap()
         .to_string();
@@ -153,7 +152,9 @@ fn generator_training_resumes_exactly() {
     }
     let o = opts(&a, 3);
     let mut t = GanTask::new(data(), &o, true, None, &Device::Cpu).unwrap();
-    let card = train::run(&mut t, &o, &Device::Cpu).unwrap().unwrap();
+    let card = train::run(&mut t, &o, &Device::Cpu, &mut ppgn::run::Silent)
+        .unwrap()
+        .unwrap();
     for k in [
         "evaluator_accuracy_reconstructions",
         "test_reconstruction_mse",
@@ -166,10 +167,16 @@ fn generator_training_resumes_exactly() {
     let mut ob = opts(&b, 3);
     ob.stop_at = Some(5);
     let mut t = GanTask::new(data(), &ob, true, None, &Device::Cpu).unwrap();
-    assert!(train::run(&mut t, &ob, &Device::Cpu).unwrap().is_none());
+    assert!(
+        train::run(&mut t, &ob, &Device::Cpu, &mut ppgn::run::Silent)
+            .unwrap()
+            .is_none()
+    );
     ob.stop_at = None;
     let mut t = GanTask::new(data(), &ob, true, None, &Device::Cpu).unwrap();
-    train::run(&mut t, &ob, &Device::Cpu).unwrap().unwrap();
+    train::run(&mut t, &ob, &Device::Cpu, &mut ppgn::run::Silent)
+        .unwrap()
+        .unwrap();
     same_file_tensors(
         &a.join("generator.safetensors"),
         &b.join("generator.safetensors"),
@@ -187,16 +194,24 @@ fn realness_training_resumes_exactly() {
     let b = tempdir("real-b");
     let o = opts(&a, 9);
     let mut t = RealnessTask::new(data(), &o, &Device::Cpu).unwrap();
-    let card = train::run(&mut t, &o, &Device::Cpu).unwrap().unwrap();
+    let card = train::run(&mut t, &o, &Device::Cpu, &mut ppgn::run::Silent)
+        .unwrap()
+        .unwrap();
     assert!(card.metrics.contains_key("test_mean_log_real"));
     assert!(a.join("realness-generator.json").exists());
     let mut ob = opts(&b, 9);
     ob.stop_at = Some(7);
     let mut t = RealnessTask::new(data(), &ob, &Device::Cpu).unwrap();
-    assert!(train::run(&mut t, &ob, &Device::Cpu).unwrap().is_none());
+    assert!(
+        train::run(&mut t, &ob, &Device::Cpu, &mut ppgn::run::Silent)
+            .unwrap()
+            .is_none()
+    );
     ob.stop_at = None;
     let mut t = RealnessTask::new(data(), &ob, &Device::Cpu).unwrap();
-    train::run(&mut t, &ob, &Device::Cpu).unwrap().unwrap();
+    train::run(&mut t, &ob, &Device::Cpu, &mut ppgn::run::Silent)
+        .unwrap()
+        .unwrap();
     same_file_tensors(
         &a.join("realness.safetensors"),
         &b.join("realness.safetensors"),
