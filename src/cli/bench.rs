@@ -85,26 +85,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         bail!("--seconds must be positive, got {}", a.seconds);
     }
     if let Some(one) = &a.one {
-        let (w, n) = one
-            .split_once(':')
-            .and_then(|(w, n)| Some((w.to_string(), n.parse::<usize>().ok()?)))
-            .context("--one WORKLOAD:CHAINS")?;
-        let (pipeline, cfg, start) = workload(&w, n, a.engine, a.models.as_deref())?;
-        let budget = Budget {
-            warmup: a.warmup,
-            seconds: a.seconds,
-        };
-        let row = time_steps(&w, &pipeline, &cfg, &start, budget)?;
-        eprintln!(
-            "ours  {:<3} {:>4} chains: {:>9.1} ms/step, {:>8.2} steps/s per chain, peak {:>6.0} MB",
-            row.workload,
-            n,
-            row.ms_per_step,
-            1000.0 / row.ms_per_step * n as f64,
-            row.peak_mb
-        );
-        println!("{}", serde_json::to_string(&row)?);
-        return Ok(());
+        return run_one(&a, one);
     }
     let threads = candle_core::utils::get_num_threads();
     if a.rounds == 0 {
@@ -151,6 +132,31 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if let Some(p) = &a.markdown {
         ppgn::fsutil::write_atomic(p, table.as_bytes())?;
     }
+    Ok(())
+}
+
+/// `--one WORKLOAD:CHAINS`: one workload timed in this process, printed
+/// as JSON for the parent.
+fn run_one(a: &BenchArgs, one: &str) -> anyhow::Result<()> {
+    let (w, n) = one
+        .split_once(':')
+        .and_then(|(w, n)| Some((w.to_string(), n.parse::<usize>().ok()?)))
+        .context("--one WORKLOAD:CHAINS")?;
+    let (pipeline, cfg, start) = workload(&w, n, a.engine, a.models.as_deref())?;
+    let budget = Budget {
+        warmup: a.warmup,
+        seconds: a.seconds,
+    };
+    let row = time_steps(&w, &pipeline, &cfg, &start, budget)?;
+    eprintln!(
+        "ours  {:<3} {:>4} chains: {:>9.1} ms/step, {:>8.2} steps/s per chain, peak {:>6.0} MB",
+        row.workload,
+        n,
+        row.ms_per_step,
+        1000.0 / row.ms_per_step * n as f64,
+        row.peak_mb
+    );
+    println!("{}", serde_json::to_string(&row)?);
     Ok(())
 }
 

@@ -10,3 +10,4 @@ pub mod results;
 pub mod scores;
 pub mod stack_check;
 pub mod studies;
+pub mod tsne_run;

@@ -149,6 +149,21 @@ pub fn markdown_report(
         )?;
         cards.push(card);
     }
+    measured_markdown(&mut md, r)?;
+    if let Some(png) = png {
+        let rel = pathdiff(png, out);
+        writeln!(
+            md,
+            "Each row: eight test images of one class, then their reconstructions `G(E(x))`.\n\n![originals and reconstructions]({rel})\n"
+        )?;
+    }
+    cards_markdown(&mut md, &cards)?;
+    Ok(md)
+}
+
+/// The measurements section.
+fn measured_markdown(md: &mut String, r: &ReconstructionReport) -> Result<()> {
+    use std::fmt::Write;
     writeln!(md, "\n## Measured on the 10,000 test images\n")?;
     writeln!(md, "| measurement | value |\n|---|---:|")?;
     for (k, v) in [
@@ -181,15 +196,7 @@ pub fn markdown_report(
             "better"
         }
     )?;
-    if let Some(png) = png {
-        let rel = pathdiff(png, out);
-        writeln!(
-            md,
-            "Each row: eight test images of one class, then their reconstructions `G(E(x))`.\n\n![originals and reconstructions]({rel})\n"
-        )?;
-    }
-    cards_markdown(&mut md, &cards)?;
-    Ok(md)
+    Ok(())
 }
 
 /// The cards section: each network's command, metrics and config.

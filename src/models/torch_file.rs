@@ -67,10 +67,10 @@ fn unpickle(path: &Path, r: &mut Cursor<&[u8]>, what: &str) -> Result<Object> {
         .map_err(|e| bad(path, format!("cannot read the {what} ({e}); the file is truncated or not a PyTorch checkpoint")))
 }
 
-fn read_legacy(path: &Path, bytes: &[u8], key: Option<&str>) -> Result<HashMap<String, Tensor>> {
-    let mut r = Cursor::new(bytes);
-    r.set_position(15);
-    match unpickle(path, &mut r, "protocol version")? {
+/// The legacy format's protocol version and system info: version 1001,
+/// written on a little-endian machine.
+fn legacy_header(path: &Path, r: &mut Cursor<&[u8]>) -> Result<()> {
+    match unpickle(path, r, "protocol version")? {
         Object::Int(1001) => {}
         other => {
             return Err(bad(
@@ -79,7 +79,7 @@ fn read_legacy(path: &Path, bytes: &[u8], key: Option<&str>) -> Result<HashMap<S
             ))
         }
     }
-    let sys_info = unpickle(path, &mut r, "system info")?;
+    let sys_info = unpickle(path, r, "system info")?;
     if let Object::Dict(items) = &sys_info {
         let little = items.iter().any(|(k, v)| {
             *k == Object::Unicode("little_endian".into()) && *v == Object::Bool(true)
@@ -91,6 +91,13 @@ fn read_legacy(path: &Path, bytes: &[u8], key: Option<&str>) -> Result<HashMap<S
             ));
         }
     }
+    Ok(())
+}
+
+fn read_legacy(path: &Path, bytes: &[u8], key: Option<&str>) -> Result<HashMap<String, Tensor>> {
+    let mut r = Cursor::new(bytes);
+    r.set_position(15);
+    legacy_header(path, &mut r)?;
     let object = unpickle(path, &mut r, "state dict")?;
     let keys = match unpickle(path, &mut r, "list of storages")? {
         Object::List(keys) => keys
@@ -297,23 +304,7 @@ fn tensor_info(path: &Path, name: &str, v: Object) -> Result<Option<TensorInfo>>
     if id.len() < 5 {
         return Err(wrong("storage"));
     }
-    let dtype = match &id[1] {
-        Object::Class { class_name, .. } => match class_name.as_str() {
-            "FloatStorage" => DType::F32,
-            "DoubleStorage" => DType::F64,
-            "HalfStorage" => DType::F16,
-            "BFloat16Storage" => DType::BF16,
-            "LongStorage" => DType::I64,
-            "ByteStorage" => DType::U8,
-            other => {
-                return Err(bad(
-                    path,
-                    format!("tensor {name}: unsupported storage type {other}"),
-                ))
-            }
-        },
-        _ => return Err(wrong("storage type")),
-    };
+    let dtype = storage_dtype(path, name, &id[1])?;
     let Object::Unicode(storage) = &id[2] else {
         return Err(wrong("storage key"));
     };
@@ -327,6 +318,27 @@ fn tensor_info(path: &Path, name: &str, v: Object) -> Result<Option<TensorInfo>>
         size,
         stride,
     }))
+}
+
+/// The element type of a storage class (`FloatStorage`, ...).
+fn storage_dtype(path: &Path, name: &str, class: &Object) -> Result<DType> {
+    let Object::Class { class_name, .. } = class else {
+        return Err(bad(path, format!("tensor {name}: malformed storage type")));
+    };
+    Ok(match class_name.as_str() {
+        "FloatStorage" => DType::F32,
+        "DoubleStorage" => DType::F64,
+        "HalfStorage" => DType::F16,
+        "BFloat16Storage" => DType::BF16,
+        "LongStorage" => DType::I64,
+        "ByteStorage" => DType::U8,
+        other => {
+            return Err(bad(
+                path,
+                format!("tensor {name}: unsupported storage type {other}"),
+            ))
+        }
+    })
 }
 
 fn as_usize(o: &Object) -> Option<usize> {

@@ -285,7 +285,10 @@ impl Epochs<'_> {
                 meta.step += 1;
                 progress.tick(meta.step as usize);
                 let epoch_end = meta.step.is_multiple_of(spe);
-                if meta.step.is_multiple_of(opts.checkpoint_every) || epoch_end || meta.step == total {
+                if meta.step.is_multiple_of(opts.checkpoint_every)
+                    || epoch_end
+                    || meta.step == total
+                {
                     self.checkpoint(task, meta, epoch_end || meta.step == total)?;
                     let shown: Vec<String> =
                         losses.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();

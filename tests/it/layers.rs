@@ -329,3 +329,83 @@ fn the_layer_check_reads_groups_inline_paths_and_super() {
         .iter()
         .any(|p| p.starts_with("eval") || p.starts_with("cli")));
 }
+
+/// `(name, first line, lines)` of every `fn` in `code` (brace matching on
+/// code without comments and strings).
+fn functions(code: &str) -> Vec<(String, usize, usize)> {
+    let lines: Vec<&str> = code.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim_start();
+        let t = t
+            .strip_prefix("pub(crate) ")
+            .or(t.strip_prefix("pub(super) "))
+            .unwrap_or(t);
+        let t = t.strip_prefix("pub ").unwrap_or(t);
+        let Some(rest) = t.strip_prefix("fn ") else {
+            continue;
+        };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let (mut depth, mut started) = (0i64, false);
+        for (j, l) in lines.iter().enumerate().skip(i) {
+            for ch in l.chars() {
+                match ch {
+                    '{' => {
+                        depth += 1;
+                        started = true;
+                    }
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+            }
+            if !started && l.trim_end().ends_with(';') {
+                break; // a declaration without a body
+            }
+            if started && depth == 0 {
+                out.push((name.clone(), i + 1, j - i + 1));
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// The size limits of docs/architecture.md: no function in `src/` longer
+/// than 80 lines, no file longer than 500, the CLI under 1,500 in all.
+#[test]
+fn functions_files_and_the_cli_stay_small() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let (mut long, mut cli) = (Vec::new(), 0);
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let rel = f.strip_prefix(&src).unwrap().display().to_string();
+        let n = text.lines().count();
+        if n > 500 {
+            long.push(format!("{rel}: {n} lines"));
+        }
+        if rel.starts_with("cli/") {
+            cli += n;
+        }
+        for (name, at, len) in functions(&code_only(&text)) {
+            if len > 80 {
+                long.push(format!("{rel}:{at} fn {name}: {len} lines"));
+            }
+        }
+    }
+    assert!(long.is_empty(), "too long:\n{}", long.join("\n"));
+    assert!(cli < 1500, "the CLI (src/cli/) is {cli} lines");
+}
+
+#[test]
+fn the_size_check_measures_functions() {
+    let code = "fn a() {\n    let x = 1;\n}\npub fn b(\n    y: u8,\n) -> u8 {\n    if y > 0 { y } else { 0 }\n}\n";
+    assert_eq!(
+        functions(code),
+        vec![("a".to_string(), 1, 3), ("b".to_string(), 4, 5)]
+    );
+}

@@ -77,99 +77,105 @@ impl<T: Real> Op<T> {
         if !self.reads_several() && ins.len() != 1 {
             return Err(format!("reads one input, given {}", ins.len()));
         }
-        let conv_in = |w: &Window| (w.h, w.w, w.c);
+        let check = |ok: bool, why: String, out: Shape| if ok { Ok(out) } else { Err(why) };
         match self {
             Op::Conv {
                 window: w,
                 weight,
                 bias,
                 ..
-            } => {
-                let cout = bias.len();
-                if conv_in(w) != s {
-                    return Err(format!("convolution expects {:?}, got {s:?}", conv_in(w)));
-                }
-                if weight.len() != w.taps() * w.c * cout {
-                    return Err(format!(
-                        "convolution weight has {} values, expected {}x{}x{cout}",
-                        weight.len(),
-                        w.taps(),
-                        w.c
-                    ));
-                }
-                Ok((w.ho, w.wo, cout))
-            }
+            } => conv_shape(w, weight.len(), bias.len(), s),
             Op::ConvTranspose {
                 window: w,
                 weight,
                 bias,
                 ..
-            } => {
-                let cin = weight.len() / (w.taps() * w.c).max(1);
-                if (w.ho, w.wo, cin) != s || weight.len() != cin * w.taps() * w.c {
-                    return Err(format!(
-                        "transposed convolution expects {:?}, got {s:?}",
-                        (w.ho, w.wo, cin)
-                    ));
-                }
-                if bias.len() != w.c {
-                    return Err("transposed convolution bias does not match its channels".into());
-                }
-                Ok(conv_in(w))
-            }
+            } => conv_transpose_shape(w, weight.len(), bias.len(), s),
             Op::Depthwise {
                 window: w,
                 taps,
                 bias,
                 ..
-            } => {
-                if conv_in(w) != s || taps.len() != w.taps() * w.c || bias.len() != w.c {
-                    return Err(format!(
-                        "depthwise convolution expects {:?}, got {s:?}",
-                        conv_in(w)
-                    ));
-                }
-                Ok((w.ho, w.wo, w.c))
-            }
-            Op::Affine { scale, shift } => {
-                if scale.len() != s.2 || shift.len() != s.2 {
-                    return Err(format!("affine has {} channels, input {s:?}", scale.len()));
-                }
-                Ok(s)
-            }
-            Op::PixelShuffle2 => {
-                if !s.2.is_multiple_of(4) {
-                    return Err(format!(
-                        "pixel shuffle needs channels divisible by 4, got {s:?}"
-                    ));
-                }
-                Ok((2 * s.0, 2 * s.1, s.2 / 4))
-            }
-            Op::Resample { rh, rw } => {
-                let fits =
-                    |rows: &SparseRows<T>, n: usize| rows.iter().flatten().all(|&(j, _)| j < n);
-                if !fits(rh, s.0) || !fits(rw, s.1) {
-                    return Err(format!("resample reads outside its input {s:?}"));
-                }
-                Ok((rh.len(), rw.len(), s.2))
-            }
-            Op::Add => {
-                if ins.len() < 2 || ins.iter().any(|&t| t != s) {
-                    return Err(format!(
-                        "adds inputs of shapes {ins:?}: needs 2 or more of one shape"
-                    ));
-                }
-                Ok(s)
-            }
+            } => check(
+                (w.h, w.w, w.c) == s && taps.len() == w.taps() * w.c && bias.len() == w.c,
+                format!(
+                    "depthwise convolution expects {:?}, got {s:?}",
+                    (w.h, w.w, w.c)
+                ),
+                (w.ho, w.wo, w.c),
+            ),
+            Op::Affine { scale, shift } => check(
+                scale.len() == s.2 && shift.len() == s.2,
+                format!("affine has {} channels, input {s:?}", scale.len()),
+                s,
+            ),
+            Op::PixelShuffle2 => check(
+                s.2.is_multiple_of(4),
+                format!("pixel shuffle needs channels divisible by 4, got {s:?}"),
+                (2 * s.0, 2 * s.1, s.2 / 4),
+            ),
+            Op::Resample { rh, rw } => check(
+                reads_within(rh, s.0) && reads_within(rw, s.1),
+                format!("resample reads outside its input {s:?}"),
+                (rh.len(), rw.len(), s.2),
+            ),
+            Op::Add => check(
+                ins.len() >= 2 && ins.iter().all(|&t| t == s),
+                format!("adds inputs of shapes {ins:?}: needs 2 or more of one shape"),
+                s,
+            ),
             Op::MeanPool => Ok((1, 1, s.2)),
-            Op::Reshape(t) => {
-                if len(*t) != len(s) {
-                    return Err(format!("reshape {s:?} to {t:?}"));
-                }
-                Ok(*t)
-            }
+            Op::Reshape(t) => check(len(*t) == len(s), format!("reshape {s:?} to {t:?}"), *t),
         }
     }
+}
+
+/// Whether every column a sparse `[to, from]` matrix reads is below `n`.
+fn reads_within<T>(rows: &SparseRows<T>, n: usize) -> bool {
+    rows.iter().flatten().all(|&(j, _)| j < n)
+}
+
+/// A convolution's output shape on input `s`, or why it does not fit.
+fn conv_shape(
+    w: &Window,
+    weights: usize,
+    cout: usize,
+    s: Shape,
+) -> std::result::Result<Shape, String> {
+    if (w.h, w.w, w.c) != s {
+        return Err(format!(
+            "convolution expects {:?}, got {s:?}",
+            (w.h, w.w, w.c)
+        ));
+    }
+    if weights != w.taps() * w.c * cout {
+        return Err(format!(
+            "convolution weight has {weights} values, expected {}x{}x{cout}",
+            w.taps(),
+            w.c
+        ));
+    }
+    Ok((w.ho, w.wo, cout))
+}
+
+/// A transposed convolution's output shape on input `s`, or why it does not fit.
+fn conv_transpose_shape(
+    w: &Window,
+    weights: usize,
+    bias: usize,
+    s: Shape,
+) -> std::result::Result<Shape, String> {
+    let cin = weights / (w.taps() * w.c).max(1);
+    if (w.ho, w.wo, cin) != s || weights != cin * w.taps() * w.c {
+        return Err(format!(
+            "transposed convolution expects {:?}, got {s:?}",
+            (w.ho, w.wo, cin)
+        ));
+    }
+    if bias != w.c {
+        return Err("transposed convolution bias does not match its channels".into());
+    }
+    Ok((w.h, w.w, w.c))
 }
 
 impl<T: Real> Op<T> {
@@ -303,19 +309,22 @@ impl<T: Real> Op<T> {
             }
             Op::PixelShuffle2 => shuffle(s, n, g, gx, true),
             Op::Resample { rh, rw } => kernels::resample(rh, rw, s, n, g, gx, true),
-            Op::MeanPool => {
-                let (h, w, c) = s;
-                let inv = T::one() / T::from(h * w).unwrap_or_else(T::one);
-                for (xi, gi) in gx.chunks_mut(h * w * c).zip(g.chunks(c)) {
-                    for p in xi.chunks_mut(c) {
-                        for (a, &b) in p.iter_mut().zip(gi) {
-                            *a = b * inv;
-                        }
-                    }
-                }
-            }
+            Op::MeanPool => mean_pool_adjoint(s, g, gx),
             Op::Reshape(_) => gx.copy_from_slice(g),
             Op::Add => unreachable!("Net::backward passes the gradient of Op::Add itself"),
+        }
+    }
+}
+
+/// The adjoint of [`mean_pool`]: each pixel gets its channel's gradient
+/// over the pixel count.
+fn mean_pool_adjoint<T: Real>((h, w, c): Shape, g: &[T], gx: &mut [T]) {
+    let inv = T::one() / T::from(h * w).unwrap_or_else(T::one);
+    for (xi, gi) in gx.chunks_mut(h * w * c).zip(g.chunks(c)) {
+        for p in xi.chunks_mut(c) {
+            for (a, &b) in p.iter_mut().zip(gi) {
+                *a = b * inv;
+            }
         }
     }
 }

@@ -129,19 +129,7 @@ fn apply<T: Real + WithDType>(
                 .permute((0, 1, 3, 2, 4, 5))?
                 .reshape((n, 2 * h, 2 * w, c))
         }
-        Op::Resample { rh, rw } => {
-            // rows: [n, H, W, C] -> [n, H', W, C]; then columns
-            let (mh, mw) = (dense(rh, s.0, dt)?, dense(rw, s.1, dt)?);
-            let xr = x.permute((0, 2, 3, 1))?.reshape((n * s.1 * s.2, s.0))?;
-            let y = frozen::matmul(&xr, &mh.t()?)?.reshape((n, s.1, s.2, rh.len()))?;
-            let yc = y
-                .permute((0, 3, 2, 1))?
-                .reshape((n * rh.len() * s.2, s.1))?;
-            frozen::matmul(&yc, &mw.t()?)?
-                .reshape((n, rh.len(), s.2, rw.len()))?
-                .permute((0, 1, 3, 2))?
-                .contiguous()
-        }
+        Op::Resample { rh, rw } => resample(x, rh, rw, s, dt),
         Op::Add => {
             let mut y = x.clone();
             for t in &ins[1..] {
@@ -152,6 +140,28 @@ fn apply<T: Real + WithDType>(
         Op::MeanPool => x.mean_keepdim(1)?.mean_keepdim(2),
         Op::Reshape(t) => x.reshape((n, t.0, t.1, t.2)),
     }
+}
+
+/// Separable resampling of `x [n, H, W, C]` by the rows `rh` and `rw`:
+/// rows first, then columns.
+fn resample<T: Real + WithDType>(
+    x: &Tensor,
+    rh: &SparseRows<T>,
+    rw: &SparseRows<T>,
+    s: Shape,
+    dt: DType,
+) -> Result<Tensor> {
+    let n = x.dim(0)?;
+    let (mh, mw) = (dense(rh, s.0, dt)?, dense(rw, s.1, dt)?);
+    let xr = x.permute((0, 2, 3, 1))?.reshape((n * s.1 * s.2, s.0))?;
+    let y = frozen::matmul(&xr, &mh.t()?)?.reshape((n, s.1, s.2, rh.len()))?;
+    let yc = y
+        .permute((0, 3, 2, 1))?
+        .reshape((n * rh.len() * s.2, s.1))?;
+    frozen::matmul(&yc, &mw.t()?)?
+        .reshape((n, rh.len(), s.2, rw.len()))?
+        .permute((0, 1, 3, 2))?
+        .contiguous()
 }
 
 fn batched(b: usize, window: &Window) -> Batched {
