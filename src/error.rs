@@ -93,9 +93,6 @@ pub enum Error {
     #[error("{tool}: {message}")]
     External { tool: String, message: String },
 
-    #[error("{0}")]
-    Invalid(String),
-
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 

@@ -128,7 +128,7 @@ impl<T: Real> Kernel for Rows<'_, T> {
 /// `y[o, c] = sum_taps x[src(o, tap), c] * taps[tap, c]` for `n` images
 /// (`y` overwritten, `ho*wo*c` per image; bias added by the caller), or
 /// with `adjoint` its transpose: `x`-shaped `dx` from `y`-shaped `dy`.
-pub fn depthwise<T: Real>(
+pub(crate) fn depthwise<T: Real>(
     g: &Window,
     n: usize,
     taps: &[T],

@@ -13,7 +13,7 @@ use super::real::Real;
 /// its row and column strides and `b` `[k, n]` likewise (so a transposed
 /// operand is a stride swap, not a copy); on every thread or on this one.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul<T: Real>(
+pub(crate) fn matmul<T: Real>(
     m: usize,
     n: usize,
     k: usize,
@@ -97,7 +97,7 @@ pub fn sparse_rows<T: Real>(m: &[T], to: usize, from: usize) -> SparseRows<T> {
 /// `tmp [h, tw, c]` so the second pass moves whole rows. With `adjoint`,
 /// the transpose: `x`-shaped output from a `y`-shaped input.
 #[allow(clippy::too_many_arguments)]
-pub fn resample<T: Real>(
+pub(crate) fn resample<T: Real>(
     rh: &SparseRows<T>,
     rw: &SparseRows<T>,
     (h, w, c): (usize, usize, usize),

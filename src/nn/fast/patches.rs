@@ -54,7 +54,7 @@ fn blocks<T: Real>(
 }
 
 /// `y += patches(x) w` for `n` images, `w [taps*c, cout]` (`y` holds the bias).
-pub fn conv<T: Real>(
+pub(crate) fn conv<T: Real>(
     g: &Window,
     n: usize,
     w: &[T],
@@ -72,7 +72,7 @@ pub fn conv<T: Real>(
 }
 
 /// The adjoint of [`conv`] in `x`: `dx = col2im(dy w^T)` (overwritten).
-pub fn conv_adjoint<T: Real>(
+pub(crate) fn conv_adjoint<T: Real>(
     g: &Window,
     n: usize,
     w: &[T],
@@ -103,7 +103,7 @@ pub fn conv_adjoint<T: Real>(
 /// Transposed convolution, the adjoint of the convolution `g` with
 /// weights `w [cin, taps*cout]` (`cout = g.c`): `y = col2im(x w)`
 /// (overwritten) from `x [n, g.ho, g.wo, cin]`.
-pub fn conv_transpose<T: Real>(
+pub(crate) fn conv_transpose<T: Real>(
     g: &Window,
     n: usize,
     w: &[T],
@@ -121,7 +121,7 @@ pub fn conv_transpose<T: Real>(
 }
 
 /// The adjoint of [`conv_transpose`]: `dx = patches(dy) w^T`.
-pub fn conv_transpose_adjoint<T: Real>(
+pub(crate) fn conv_transpose_adjoint<T: Real>(
     g: &Window,
     n: usize,
     w: &[T],

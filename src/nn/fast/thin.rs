@@ -18,7 +18,7 @@ use super::window::Window;
 /// Whether [`matmul`] takes `[m, k] x [k, n]` with these strides: the
 /// left-hand rows contiguous, one side thin, and either layout of the
 /// right-hand side contiguous along one axis.
-pub fn suits(m: usize, n: usize, a_cs: usize, (b_rs, b_cs): (usize, usize)) -> bool {
+pub(crate) fn suits(m: usize, n: usize, a_cs: usize, (b_rs, b_cs): (usize, usize)) -> bool {
     a_cs == 1 && (m <= 16 || n <= 4) && (b_rs == 1 || b_cs == 1)
 }
 
@@ -89,7 +89,7 @@ impl<T: Real> Product<'_, T> {
 /// contiguous rows (row stride `a_rs`) and `b` with strides `(b_rs, b_cs)`,
 /// one of them 1 (see [`suits`]).
 #[allow(clippy::too_many_arguments)]
-pub fn matmul<T: Real>(
+pub(crate) fn matmul<T: Real>(
     m: usize,
     n: usize,
     k: usize,
@@ -141,7 +141,7 @@ pub fn matmul<T: Real>(
 /// chains: 7.6 of 47 ms through im2col and `gemm`, 3.4 ms here). One
 /// input channel is left to im2col: its short dot products in the
 /// backward pass made the direct form slower (4.8 -> 5.9 ms).
-pub fn conv_suits(g: &Window, cout: usize) -> bool {
+pub(crate) fn conv_suits(g: &Window, cout: usize) -> bool {
     cout == 1 && !g.is_pointwise()
 }
 
@@ -181,7 +181,7 @@ impl<T: Real> ConvArgs<'_, T> {
 /// [`super::Op::Conv`]'s: `y += conv(x)` for `n` images (`y` holds the
 /// bias), or with `adjoint` `x`-shaped `dx = conv^T(dy)` from `y`-shaped
 /// `dy`. Work is split over images.
-pub fn conv<T: Real>(g: &Window, n: usize, w: &[T], src: &[T], dst: &mut [T], adjoint: bool) {
+pub(crate) fn conv<T: Real>(g: &Window, n: usize, w: &[T], src: &[T], dst: &mut [T], adjoint: bool) {
     let (img, out) = (g.h * g.w * g.c, g.ho * g.wo);
     let (src_len, dst_len) = if adjoint { (out, img) } else { (img, out) };
     struct Image<'a, T>(&'a ConvArgs<'a, T>, &'a [T], &'a mut [T], bool);

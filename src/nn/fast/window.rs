@@ -145,7 +145,7 @@ fn per_image<T: Real>(
 
 /// Patches of `n` images: `x [n, h, w, c]` -> `cols [n*ho*wo, kh*kw*c]`,
 /// column order `(dy, dx, c)`, zeros outside the image.
-pub fn im2col<T: Real>(g: &Window, n: usize, x: &[T], cols: &mut [T], threaded: bool) {
+pub(crate) fn im2col<T: Real>(g: &Window, n: usize, x: &[T], cols: &mut [T], threaded: bool) {
     let (img, per) = (g.h * g.w * g.c, g.ho * g.wo * g.taps() * g.c);
     per_image(n, cols, per, x, img, threaded, |col, xi| {
         col.fill(T::zero());
@@ -157,7 +157,7 @@ pub fn im2col<T: Real>(g: &Window, n: usize, x: &[T], cols: &mut [T], threaded: 
 }
 
 /// The adjoint of [`im2col`]: scatter-adds patches back to `x` (overwritten).
-pub fn col2im<T: Real>(g: &Window, n: usize, cols: &[T], x: &mut [T], threaded: bool) {
+pub(crate) fn col2im<T: Real>(g: &Window, n: usize, cols: &[T], x: &mut [T], threaded: bool) {
     let (img, per) = (g.h * g.w * g.c, g.ho * g.wo * g.taps() * g.c);
     per_image(n, x, img, cols, per, threaded, |xi, col| {
         xi.fill(T::zero());
