@@ -146,7 +146,7 @@ fn prior_term(stack: &Stack, cfg: &SamplerConfig) -> Result<Option<Box<dyn Term>
             decode: stack.generator_net()?,
         })),
         PriorKind::HDae => {
-            let (r, sigma) = stack.h_dae_net().ok_or_else(|| Error::NotInstalled {
+            let (r, sigma) = stack.h_dae_net()?.ok_or_else(|| Error::NotInstalled {
                 what: "the h-dae prior".into(),
                 missing: "models/fashion-mnist/h-dae.safetensors".into(),
                 hint: "train it with `ppgn train h-dae` or choose another --prior".into(),

@@ -271,6 +271,44 @@ fn engine_matches_candle_on_the_fashion_stack_in_f64() {
     assert!(rel(&g, &g_ref) < 1e-10, "gradient {:e}", rel(&g, &g_ref));
 }
 
+/// The h-DAE's compiled graph (a residual MLP: an `Op::Add` of the input
+/// and the MLP's output) equals its training module in f64, on the engine
+/// and through the reference interpreter, outputs and input gradients.
+#[test]
+fn h_dae_graph_matches_its_training_module_in_f64() {
+    use candle_core::Module;
+    let s = Stack::load(&stack::resolve_dir(None), DType::F64, &Device::Cpu).unwrap();
+    let dae = s.h_dae.as_ref().expect("the shipped stack has an h-DAE");
+    let net = dae.compile::<f64>().unwrap();
+    let n = 5;
+    let h = (uniform(&[n, 256], -1.0, 3.0, 15).relu()).unwrap();
+    let w = vec_f64(&uniform(&[n, 256], -1.0, 1.0, 16));
+    let (out, g) = engine(&net, &vec_f64(&h), n, &w);
+    let (out_ref, g_ref) = reference(&|h| dae.forward(h).unwrap(), &h, &w);
+    assert!(
+        rel(&out, &out_ref) < 1e-12,
+        "engine {:e}",
+        rel(&out, &out_ref)
+    );
+    assert!(
+        rel(&g, &g_ref) < 1e-10,
+        "engine gradient {:e}",
+        rel(&g, &g_ref)
+    );
+    let interp = |h: &Tensor| ppgn::nn::fast::reference::forward(&net, h).unwrap();
+    let (out_i, g_i) = reference(&interp, &h, &w);
+    assert!(
+        rel(&out_i, &out_ref) < 1e-12,
+        "interpreter {:e}",
+        rel(&out_i, &out_ref)
+    );
+    assert!(
+        rel(&g_i, &g_ref) < 1e-12,
+        "interpreter gradient {:e}",
+        rel(&g_i, &g_ref)
+    );
+}
+
 #[test]
 fn engine_matches_the_reference_path_on_the_pretrained_pair_in_f64() {
     let home = pretrained::home();

@@ -209,7 +209,7 @@ fn model_terms_have_exact_gradients_in_f64() {
 fn gradient_only_terms_and_neurons() {
     let s = stack();
     let (h0, x0) = tshirt_codes(&s);
-    let (r, sigma) = s.h_dae_net().unwrap();
+    let (r, sigma) = s.h_dae_net().unwrap().unwrap();
     let dae = DaePrior {
         reconstruct: r,
         sigma,

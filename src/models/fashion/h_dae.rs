@@ -6,12 +6,15 @@
 //! denoising step. (A plain bottleneck MLP, as in the paper, measured worse
 //! than returning the noisy input here: test MSE 0.154 against sigma^2 = 0.005.)
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor, WithDType};
 use candle_nn::VarBuilder;
 
 use crate::nn::frozen::Linear;
 use serde::{Deserialize, Serialize};
 
+use crate::nn::fast::kernels::Act;
+use crate::nn::fast::real::Real;
+use crate::nn::fast::{build, Net};
 use crate::nn::linear;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -53,6 +56,21 @@ impl HDae {
             layers,
             cfg: cfg.clone(),
         })
+    }
+
+    /// The reconstruction `R(h) = h + f(h)` as an engine graph (input and
+    /// output `(1, 1, h_dim)`): the sampling prior's one description, run
+    /// through candle's autograd by `crate::nn::fast::reference`.
+    pub fn compile<T: Real + WithDType>(&self) -> Result<Net<T>> {
+        let mut g = build::Builder::new((1, 1, self.cfg.h_dim));
+        let last = self.layers.len() - 1;
+        for (i, l) in self.layers.iter().enumerate() {
+            let act = if i < last { Act::Relu } else { Act::Identity };
+            g.push(build::linear(&l.weight, l.bias.as_ref(), act)?);
+        }
+        let f = g.last();
+        g.add(&[0, f]);
+        g.build()
     }
 
     /// `(R(h) - h) / sigma^2`, the prior's gradient estimate.

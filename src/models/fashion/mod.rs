@@ -164,13 +164,11 @@ impl Stack {
         Ok(reference(self.classifier.compile_to(name)?))
     }
     /// The h-DAE's reconstruction `R(h)` and its noise level.
-    pub fn h_dae_net(&self) -> Option<(crate::nn::Func, f64)> {
-        let d = std::sync::Arc::new(self.h_dae.clone()?);
-        let sigma = d.cfg.sigma;
-        Some((
-            std::sync::Arc::new(move |h| candle_core::Module::forward(d.as_ref(), h)),
-            sigma,
-        ))
+    pub fn h_dae_net(&self) -> Result<Option<(crate::nn::Func, f64)>> {
+        let Some(d) = &self.h_dae else {
+            return Ok(None);
+        };
+        Ok(Some((reference(d.compile()?), d.cfg.sigma)))
     }
     /// The pixel DAE's reconstruction `R(x)` and its noise level.
     pub fn x_dae_net(&self) -> Option<(crate::nn::Func, f64)> {

@@ -181,7 +181,14 @@ impl<T: Real> ConvArgs<'_, T> {
 /// [`super::Op::Conv`]'s: `y += conv(x)` for `n` images (`y` holds the
 /// bias), or with `adjoint` `x`-shaped `dx = conv^T(dy)` from `y`-shaped
 /// `dy`. Work is split over images.
-pub(crate) fn conv<T: Real>(g: &Window, n: usize, w: &[T], src: &[T], dst: &mut [T], adjoint: bool) {
+pub(crate) fn conv<T: Real>(
+    g: &Window,
+    n: usize,
+    w: &[T],
+    src: &[T],
+    dst: &mut [T],
+    adjoint: bool,
+) {
     let (img, out) = (g.h * g.w * g.c, g.ho * g.wo);
     let (src_len, dst_len) = if adjoint { (out, img) } else { (img, out) };
     struct Image<'a, T>(&'a ConvArgs<'a, T>, &'a [T], &'a mut [T], bool);
