@@ -212,15 +212,14 @@ fn engine_target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> R
             terms.push((cfg.eps1, p));
         }
     }
-    terms.push((
-        1.0,
-        Box::new(EngineCondition::new(
-            std::sync::Arc::new(net),
-            objective,
-            cfg.eps2,
-            joint,
-        )?),
-    ));
+    // eps2 weighs the condition in the sum, as on the reference path; a
+    // term that also carries the joint prior weighs its two parts itself
+    let (outer, inner) = match joint {
+        Some(_) => (1.0, cfg.eps2),
+        None => (cfg.eps2, 1.0),
+    };
+    let term = EngineCondition::new(std::sync::Arc::new(net), objective, inner, joint)?;
+    terms.push((outer, Box::new(term)));
     terms.extend(context);
     Ok(Some(Sum::new(terms)))
 }

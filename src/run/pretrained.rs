@@ -207,12 +207,12 @@ impl PlugPair {
         }
         match engine {
             Some(net) => terms.push((
-                1.0,
+                cfg.eps2,
                 Box::new(EngineCondition::class(
                     net,
                     classes.to_vec(),
                     cfg.gradient,
-                    cfg.eps2,
+                    1.0,
                     None,
                 )?),
             )),

@@ -498,6 +498,7 @@ fn engine_targets_match_the_reference_targets() {
     let n = 10;
     let h = random_codes(n, 256, 3).unwrap();
     let classes = Condition::Classes((0..n).collect());
+    let classes_again = || Condition::Classes((0..n).collect());
     // a 10x8 hole at (9, 6) in random "real" images, context weight 0.5
     let mut hole = vec![0f32; 28 * 28];
     for y in 6..14 {
@@ -528,6 +529,10 @@ fn engine_targets_match_the_reference_targets() {
         ("ppgn", inpaint.clone()),
         ("xu-mala", inpaint),
         ("h-dae", neuron("h1", 2, None)),
+        // eps2 != 1 weighs the condition alike on both paths, with the
+        // joint prior in the engine's term and without it
+        ("ppgn eps2", classes_again()),
+        ("xu-mala eps2", classes_again()),
     ] {
         let eval = |engine| {
             let cfg = match name {
@@ -536,6 +541,11 @@ fn engine_targets_match_the_reference_targets() {
                     engine,
                     prior: ppgn::run::preset::PriorKind::HDae,
                     ..preset("ppgn").unwrap()
+                },
+                "ppgn eps2" | "xu-mala eps2" => SamplerConfig {
+                    engine,
+                    eps2: 0.37,
+                    ..preset(name.trim_end_matches(" eps2")).unwrap()
                 },
                 _ => SamplerConfig {
                     engine,
