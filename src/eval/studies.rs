@@ -18,7 +18,7 @@ use crate::fsutil::write_atomic;
 use crate::models::fashion::Stack;
 use crate::run::chains::{random_codes, run_chains, Outcome, Pipeline};
 use crate::run::fashion::Condition;
-use crate::run::folder::FILMSTRIP_FRAMES;
+use crate::run::folder::filmstrip_picks;
 use crate::run::preset::{preset, PriorKind, SamplerConfig};
 use crate::run::Progress;
 use crate::viz::{tsne::Tsne, tsne_grid_png};
@@ -47,14 +47,7 @@ pub fn per_image(t: &Tensor) -> Result<Vec<Vec<f32>>> {
 
 /// One row per chain in `chains`, up to 12 evenly spaced snapshots across.
 fn filmstrip_rows(s: &ChainStudy, chains: &[usize]) -> Result<Vec<Vec<f32>>> {
-    let k = s.filmstrip.len();
-    let picks: Vec<usize> = if k <= FILMSTRIP_FRAMES {
-        (0..k).collect()
-    } else {
-        (0..FILMSTRIP_FRAMES)
-            .map(|j| j * (k - 1) / (FILMSTRIP_FRAMES - 1))
-            .collect()
-    };
+    let picks = filmstrip_picks(s.filmstrip.len());
     let snaps: Vec<Vec<Vec<f32>>> = picks
         .iter()
         .map(|&j| per_image(&s.filmstrip[j]))

@@ -16,6 +16,18 @@ use crate::fsutil::write_atomic;
 /// Snapshots across a filmstrip at most.
 pub const FILMSTRIP_FRAMES: usize = 12;
 
+/// Which of `k` snapshots a filmstrip shows: all of them, or
+/// [`FILMSTRIP_FRAMES`] evenly spaced from the first to the last.
+pub fn filmstrip_picks(k: usize) -> Vec<usize> {
+    if k <= FILMSTRIP_FRAMES {
+        (0..k).collect()
+    } else {
+        (0..FILMSTRIP_FRAMES)
+            .map(|j| j * (k - 1) / (FILMSTRIP_FRAMES - 1))
+            .collect()
+    }
+}
+
 /// A run folder being built.
 #[derive(Debug)]
 pub struct RunFolder {
@@ -145,14 +157,7 @@ impl RunFolder {
     /// [`FILMSTRIP_FRAMES`] of the `snapshots` (each `[n, h, w, c]`),
     /// evenly spaced from the first to the last.
     pub fn filmstrip(&self, name: &str, snapshots: &[Vec<f32>], n: usize, hwc: Hwc) -> Result<()> {
-        let k = snapshots.len();
-        let picks: Vec<usize> = if k <= FILMSTRIP_FRAMES {
-            (0..k).collect()
-        } else {
-            (0..FILMSTRIP_FRAMES)
-                .map(|j| j * (k - 1) / (FILMSTRIP_FRAMES - 1))
-                .collect()
-        };
+        let picks = filmstrip_picks(snapshots.len());
         let per = hwc.0 * hwc.1 * hwc.2;
         let strip: Vec<f32> = (0..n)
             .flat_map(|c| {
