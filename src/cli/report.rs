@@ -11,7 +11,8 @@ use ppgn::eval::protocol::{report, ReportSpec};
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Defaults take under 30 minutes on 2 cores. Smaller --per-class, \
+    after_help = "Defaults took 44 minutes on 2 cores of an AVX-512 machine under other load \
+(docs/results.md). Smaller --per-class, \
 --budgets and --study-steps give a quick look (the numbers then differ)."
 )]
 pub struct ReportArgs {
