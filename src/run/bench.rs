@@ -120,7 +120,7 @@ fn w3(n: usize, engine: Engine) -> Result<(Pipeline, SamplerConfig, Tensor)> {
         )?),
         Engine::Reference => Box::new(ClassCondition {
             decode: identity(),
-            logits: reference::func(compiled),
+            logits: reference::func(compiled)?,
             classes: vec![980; n],
             num_classes: efficientnet_lite::NUM_CLASSES,
             gradient: cfg.gradient,

@@ -77,9 +77,9 @@ impl PlugPair {
         .then(c.compile(to)?)?;
         let generator = g.compile::<f32>()?;
         // the reference path: the same networks through candle's autograd
-        let gen = reference::func(generator.clone());
+        let gen = reference::func(generator.clone())?;
         let decode: Func = Arc::new(move |z: &Tensor| (gen(z)? + 1.0)? * 0.5);
-        let logits = reference::func(classify.clone());
+        let logits = reference::func(classify.clone())?;
         let compiled = generator
             .then(build::net(
                 (side, side, 3),

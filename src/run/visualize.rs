@@ -162,7 +162,7 @@ impl Parts {
             Param::Pixel => identity(),
             Param::Fourier => fourier_decoder(spec.side, 1.0),
         };
-        let logits = reference::func(engine_net(&net, spec.side, None)?);
+        let logits = reference::func(engine_net(&net, spec.side, None)?)?;
         let (d, j) = (
             decode.clone(),
             jittered(identity(), spec.jitter, spec.seed ^ 0x7177),
@@ -226,7 +226,7 @@ impl Parts {
                 shape: format!("{} channels", layer.channels()),
             });
         }
-        let features = reference::func(self.engine_net(spec.side, Some(layer))?);
+        let features = reference::func(self.engine_net(spec.side, Some(layer))?)?;
         let make = |layer: Func, decode: Func| NeuronCondition {
             decode,
             layer,

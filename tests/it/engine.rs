@@ -755,7 +755,7 @@ fn engine_conditions_behind_a_candle_decode_match_the_reference() {
         vec_f64(&g.to_dtype(DType::F64).unwrap())
     };
     // the reference path: the same networks through candle's autograd
-    let logits: CandleNet = ppgn::nn::fast::reference::func(body(None).as_ref().clone());
+    let logits: CandleNet = ppgn::nn::fast::reference::func(body(None).as_ref().clone()).unwrap();
     let lsm = ClassGradient::LogSoftmax;
     let fast = EngineCondition::class(body(None), vec![1, 88], lsm, 1.0, None)
         .unwrap()
@@ -783,7 +783,8 @@ fn engine_conditions_behind_a_candle_decode_match_the_reference() {
 
     let layer = Layer::Block(10);
     let neuron = Neuron { unit: 5, at: None };
-    let features: CandleNet = ppgn::nn::fast::reference::func(body(Some(layer)).as_ref().clone());
+    let features: CandleNet =
+        ppgn::nn::fast::reference::func(body(Some(layer)).as_ref().clone()).unwrap();
     let fast = EngineCondition::new(body(Some(layer)), Objective::Unit(neuron), 1.0, None)
         .unwrap()
         .with_decode(seen_decode(6))

@@ -147,28 +147,28 @@ impl Stack {
 impl Stack {
     /// `G`: codes `[n, h_dim]` -> images `[n, 28, 28, 1]`.
     pub fn generator_net(&self) -> Result<crate::nn::Func> {
-        Ok(reference(self.generator.compile()?))
+        Ok(reference(self.generator.compile()?)?)
     }
     /// `C`: images -> class logits.
     pub fn classifier_net(&self) -> Result<crate::nn::Func> {
-        Ok(reference(self.classifier.compile()?))
+        Ok(reference(self.classifier.compile()?)?)
     }
     /// `E`: images -> codes `h` (post-ReLU).
     pub fn encoder_net(&self) -> Result<crate::nn::Func> {
-        Ok(reference(self.classifier.compile()?.upto("h", false)?))
+        Ok(reference(self.classifier.compile()?.upto("h", false)?)?)
     }
     /// A layer of the classifier by name: `h1` (`[n, 7, 7, c]`), `h` (or
     /// `fc6`), or `logits` (or `fc8`), each before its ReLU (what
     /// hidden-neuron conditions maximise).
     pub fn layer_net(&self, name: &str) -> Result<crate::nn::Func> {
-        Ok(reference(self.classifier.compile_to(name)?))
+        Ok(reference(self.classifier.compile_to(name)?)?)
     }
     /// The h-DAE's reconstruction `R(h)` and its noise level.
     pub fn h_dae_net(&self) -> Result<Option<(crate::nn::Func, f64)>> {
         let Some(d) = &self.h_dae else {
             return Ok(None);
         };
-        Ok(Some((reference(d.compile()?), d.cfg.sigma)))
+        Ok(Some((reference(d.compile()?)?, d.cfg.sigma)))
     }
     /// The pixel DAE's reconstruction `R(x)` and its noise level.
     pub fn x_dae_net(&self) -> Option<(crate::nn::Func, f64)> {

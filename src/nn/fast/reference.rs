@@ -14,10 +14,11 @@ use super::window::{Batched, Window};
 use super::{Net, Shape};
 use crate::nn::{depthwise, frozen, im2col};
 
-/// `net` as a differentiable candle function.
-pub fn func(net: Net<f32>) -> crate::nn::Func {
-    let net = std::sync::Arc::new(net);
-    std::sync::Arc::new(move |x| forward(net.as_ref(), x))
+/// `net` as a differentiable candle function; its parameters become candle
+/// tensors once, here, not at every call.
+pub fn func(net: Net<f32>) -> Result<crate::nn::Func> {
+    let p = std::sync::Arc::new(Prepared::new(net, DType::F32)?);
+    Ok(std::sync::Arc::new(move |x| p.forward_to(x, p.net.len())))
 }
 
 /// `net` applied to `x [n, h, w, c]` (candle, differentiable).
@@ -28,13 +29,105 @@ pub fn forward<T: Real + WithDType>(net: &Net<T>, x: &Tensor) -> Result<Tensor> 
 /// The value of slot `slot` of `net` on `x`: `[n, h, w, c]`, or `[n, c]`
 /// for a vector (`1 x 1 x c`), as candle networks take and give them.
 pub fn forward_to<T: Real + WithDType>(net: &Net<T>, x: &Tensor, slot: usize) -> Result<Tensor> {
+    let params = net
+        .ops()
+        .iter()
+        .enumerate()
+        .map(|(i, op)| Params::of(op, net.shape(net.inputs(i)[0]), x.dtype()))
+        .collect::<Result<Vec<_>>>()?;
+    run(net, &params, x, slot)
+}
+
+/// A network with its parameters as candle tensors of one dtype.
+struct Prepared<T> {
+    net: Net<T>,
+    params: Vec<Params>,
+}
+
+impl<T: Real + WithDType> Prepared<T> {
+    fn new(net: Net<T>, dtype: DType) -> Result<Self> {
+        let params = net
+            .ops()
+            .iter()
+            .enumerate()
+            .map(|(i, op)| Params::of(op, net.shape(net.inputs(i)[0]), dtype))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { net, params })
+    }
+
+    fn forward_to(&self, x: &Tensor, slot: usize) -> Result<Tensor> {
+        run(&self.net, &self.params, x, slot)
+    }
+}
+
+/// One op's parameters as candle tensors.
+enum Params {
+    None,
+    /// A weight matrix and a bias (convolutions).
+    Linear(Tensor, Tensor),
+    /// Per-channel scale and shift.
+    Affine(Tensor, Tensor),
+    /// The dense row and column resampling matrices.
+    Resample(Tensor, Tensor),
+}
+
+impl Params {
+    fn of<T: Real + WithDType>(op: &Op<T>, s: Shape, dt: DType) -> Result<Self> {
+        let vec = |b: &[T]| tensor(b, &[b.len()], dt);
+        Ok(match op {
+            Op::Conv {
+                window,
+                weight,
+                bias,
+                ..
+            } => {
+                let k = window.taps() * window.c;
+                Params::Linear(tensor(weight, &[k, bias.len()], dt)?, vec(bias)?)
+            }
+            Op::ConvTranspose {
+                window,
+                weight,
+                bias,
+                ..
+            } => {
+                let m = tensor(weight, &[s.2, window.taps() * window.c], dt)?;
+                Params::Linear(m, vec(bias)?)
+            }
+            Op::Depthwise {
+                window, taps, bias, ..
+            } => Params::Linear(tensor(taps, &[window.taps(), window.c], dt)?, vec(bias)?),
+            Op::Affine { scale, shift } => Params::Affine(vec(scale)?, vec(shift)?),
+            Op::Resample { rh, rw } => Params::Resample(dense(rh, s.0, dt)?, dense(rw, s.1, dt)?),
+            _ => Params::None,
+        })
+    }
+
+    /// The two tensors, in `dt` (converted only when a caller computes in
+    /// another float type than the one they were prepared in).
+    fn pair(&self, dt: DType) -> Result<(Tensor, Tensor)> {
+        match self {
+            Params::Linear(a, b) | Params::Affine(a, b) | Params::Resample(a, b) => {
+                Ok((a.to_dtype(dt)?, b.to_dtype(dt)?))
+            }
+            Params::None => candle_core::bail!("reference path: an op without its parameters"),
+        }
+    }
+}
+
+/// Runs `net` with its prepared `params` on `x` up to slot `slot`.
+fn run<T: Real + WithDType>(
+    net: &Net<T>,
+    params: &[Params],
+    x: &Tensor,
+    slot: usize,
+) -> Result<Tensor> {
     let n = x.dim(0)?;
     let (h, w, c) = net.input();
     let mut tape = vec![x.reshape((n, h, w, c))?];
     for (i, op) in net.ops().iter().enumerate().take(slot) {
         let ins: Vec<&Tensor> = net.inputs(i).iter().map(|&s| &tape[s]).collect();
         let s = net.shape(net.inputs(i)[0]);
-        let y = apply(op, &ins, s, net.shape(i + 1), x.dtype())?;
+        let y = apply(op, &params[i], &ins, s, net.shape(i + 1))?;
         tape.push(y);
     }
     let y = tape.swap_remove(slot);
@@ -74,62 +167,49 @@ fn act(a: Act, y: Tensor) -> Result<Tensor> {
 /// One op on its inputs of shape `s` (the first), giving shape `out`.
 fn apply<T: Real + WithDType>(
     op: &Op<T>,
+    p: &Params,
     ins: &[&Tensor],
     s: Shape,
     out: Shape,
-    dt: DType,
 ) -> Result<Tensor> {
     let x = ins[0];
     let n = x.dim(0)?;
     match op {
-        Op::Conv {
-            window,
-            weight,
-            bias,
-            act: a,
-        } => {
-            let k = window.taps() * window.c;
-            let wm = tensor(weight, &[k, bias.len()], dt)?;
+        Op::Conv { window, act: a, .. } => {
+            let (wm, bias) = p.pair(x.dtype())?;
             let cols = if window.is_pointwise() {
                 x.reshape((n * window.h * window.w, window.c))?
             } else {
                 im2col::im2col(x, batched(n, window))?
             };
-            let y = frozen::matmul(&cols, &wm)?.broadcast_add(&tensor(bias, &[bias.len()], dt)?)?;
+            let y = frozen::matmul(&cols, &wm)?.broadcast_add(&bias)?;
             act(*a, y.reshape((n, out.0, out.1, out.2))?)
         }
-        Op::ConvTranspose {
-            window,
-            weight,
-            bias,
-            act: a,
-        } => {
-            let cin = s.2;
-            let wm = tensor(weight, &[cin, window.taps() * window.c], dt)?;
-            let cols = frozen::matmul(&x.reshape((n * s.0 * s.1, cin))?, &wm)?;
+        Op::ConvTranspose { window, act: a, .. } => {
+            let (wm, bias) = p.pair(x.dtype())?;
+            let cols = frozen::matmul(&x.reshape((n * s.0 * s.1, s.2))?, &wm)?;
             let y = im2col::col2im(&cols, batched(n, window))?;
-            act(*a, y.broadcast_add(&tensor(bias, &[bias.len()], dt)?)?)
+            act(*a, y.broadcast_add(&bias)?)
         }
-        Op::Depthwise {
-            window,
-            taps,
-            bias,
-            act: a,
-        } => {
-            let t = tensor(taps, &[window.taps(), window.c], dt)?;
-            let y = depthwise::depthwise_conv2d(x, &t, batched(n, window))?;
-            act(*a, y.broadcast_add(&tensor(bias, &[bias.len()], dt)?)?)
+        Op::Depthwise { window, act: a, .. } => {
+            let (taps, bias) = p.pair(x.dtype())?;
+            let y = depthwise::depthwise_conv2d(x, &taps, batched(n, window))?;
+            act(*a, y.broadcast_add(&bias)?)
         }
-        Op::Affine { scale, shift } => x
-            .broadcast_mul(&tensor(scale, &[scale.len()], dt)?)?
-            .broadcast_add(&tensor(shift, &[shift.len()], dt)?),
+        Op::Affine { .. } => {
+            let (scale, shift) = p.pair(x.dtype())?;
+            x.broadcast_mul(&scale)?.broadcast_add(&shift)
+        }
         Op::PixelShuffle2 => {
             let (h, w, c) = (s.0, s.1, s.2 / 4);
             x.reshape((n, h, w, 2, 2, c))?
                 .permute((0, 1, 3, 2, 4, 5))?
                 .reshape((n, 2 * h, 2 * w, c))
         }
-        Op::Resample { rh, rw } => resample(x, rh, rw, s, dt),
+        Op::Resample { .. } => {
+            let (mh, mw) = p.pair(x.dtype())?;
+            resample(x, &mh, &mw, s)
+        }
         Op::Add => {
             let mut y = x.clone();
             for t in &ins[1..] {
@@ -142,24 +222,16 @@ fn apply<T: Real + WithDType>(
     }
 }
 
-/// Separable resampling of `x [n, H, W, C]` by the rows `rh` and `rw`:
-/// rows first, then columns.
-fn resample<T: Real + WithDType>(
-    x: &Tensor,
-    rh: &SparseRows<T>,
-    rw: &SparseRows<T>,
-    s: Shape,
-    dt: DType,
-) -> Result<Tensor> {
+/// Separable resampling of `x [n, H, W, C]` by the dense `[H', H]` and
+/// `[W', W]` matrices: rows first, then columns.
+fn resample(x: &Tensor, mh: &Tensor, mw: &Tensor, s: Shape) -> Result<Tensor> {
     let n = x.dim(0)?;
-    let (mh, mw) = (dense(rh, s.0, dt)?, dense(rw, s.1, dt)?);
+    let (ho, wo) = (mh.dim(0)?, mw.dim(0)?);
     let xr = x.permute((0, 2, 3, 1))?.reshape((n * s.1 * s.2, s.0))?;
-    let y = frozen::matmul(&xr, &mh.t()?)?.reshape((n, s.1, s.2, rh.len()))?;
-    let yc = y
-        .permute((0, 3, 2, 1))?
-        .reshape((n * rh.len() * s.2, s.1))?;
+    let y = frozen::matmul(&xr, &mh.t()?)?.reshape((n, s.1, s.2, ho))?;
+    let yc = y.permute((0, 3, 2, 1))?.reshape((n * ho * s.2, s.1))?;
     frozen::matmul(&yc, &mw.t()?)?
-        .reshape((n, rh.len(), s.2, rw.len()))?
+        .reshape((n, ho, s.2, wo))?
         .permute((0, 1, 3, 2))?
         .contiguous()
 }
