@@ -83,18 +83,13 @@ impl Classifier {
         self.h1_pre_relu(x)?.relu()
     }
 
-    /// `h1` before its ReLU (hidden-neuron conditions use it, so a silent
-    /// unit still has a gradient).
+    /// `h1` before its ReLU (sampling reads the same layer off the compiled
+    /// graph, `compile_to("h1")`).
     pub fn h1_pre_relu(&self, x: &Tensor) -> Result<Tensor> {
         let x = ((x * 2.0)? - 1.0)?;
         let x = self.conv1.forward(&x)?.relu()?;
         let x = self.conv2.forward(&x)?.relu()?;
         self.conv3.forward(&x)
-    }
-
-    /// `h` before its ReLU.
-    pub fn h_pre_relu(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc6.forward(&flatten(&self.encode_h1(x)?)?)
     }
 
     /// `E2`: `h1` -> `h` `[n, h_dim]`.

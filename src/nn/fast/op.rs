@@ -65,16 +65,11 @@ impl<T: Real> Op<T> {
         }
     }
 
-    /// How many inputs this op reads: 2 or more for [`Op::Add`], else 1.
-    pub fn reads_several(&self) -> bool {
-        matches!(self, Op::Add)
-    }
-
     /// This op's output shape for inputs of shapes `ins`, or why they do
     /// not fit.
     pub(crate) fn out_shape(&self, ins: &[Shape]) -> std::result::Result<Shape, String> {
         let s = ins[0];
-        if !self.reads_several() && ins.len() != 1 {
+        if !matches!(self, Op::Add) && ins.len() != 1 {
             return Err(format!("reads one input, given {}", ins.len()));
         }
         let check = |ok: bool, why: String, out: Shape| if ok { Ok(out) } else { Err(why) };
