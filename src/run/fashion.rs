@@ -92,7 +92,10 @@ impl Condition {
             Condition::Classes(c) | Condition::Inpaint { classes: c, .. } => {
                 let cc = ClassCondition {
                     decode: identity(),
-                    ..class_condition(stack, c, cfg.gradient)?
+                    logits: stack.classifier_net()?,
+                    classes: c.clone(),
+                    num_classes: stack.classifier.cfg.num_classes,
+                    gradient: cfg.gradient,
                 };
                 Box::new(move |x: &Tensor| cc.probability(x))
             }
