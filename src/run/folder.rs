@@ -208,6 +208,18 @@ impl RunFolder {
         Ok(self.out)
     }
 
+    /// Fills the folder with `fill` and renames it into place; if `fill`
+    /// fails, the staging folder is removed (a failed run leaves nothing).
+    pub fn fill<T>(self, fill: impl FnOnce(&RunFolder) -> Result<T>) -> Result<(T, PathBuf)> {
+        match fill(&self) {
+            Ok(v) => Ok((v, self.finish()?)),
+            Err(e) => {
+                self.discard();
+                Err(e)
+            }
+        }
+    }
+
     /// Removes the staging folder (a failed fresh run leaves nothing).
     pub fn discard(self) {
         let _ = std::fs::remove_dir_all(&self.tmp);

@@ -40,6 +40,39 @@ use super::chains::{run_chains, ChainsOutput, Outcome, Pipeline};
 use super::preset::SamplerConfig;
 use crate::error::Result;
 
+/// [`drive`] for a run that does not resume: from `start` to the end, or
+/// an [`crate::Error::Interrupted`] that says nothing was written.
+#[allow(clippy::too_many_arguments)]
+pub fn drive_to_end(
+    what: &str,
+    pipeline: &Pipeline,
+    cfg: &SamplerConfig,
+    start: &Tensor,
+    seed: u64,
+    record_every: usize,
+    progress: &mut dyn Progress,
+) -> Result<ChainsOutput> {
+    let outcome = drive(
+        what,
+        pipeline,
+        cfg,
+        start,
+        seed,
+        record_every,
+        None,
+        progress,
+        |_| Ok(()),
+    )?;
+    match outcome {
+        Outcome::Finished(o) => Ok(o),
+        Outcome::Interrupted(o) => Err(crate::Error::Interrupted {
+            step: o.step,
+            steps: cfg.steps,
+            then: "nothing written (this kind of run does not resume)".into(),
+        }),
+    }
+}
+
 /// Chains from `start` (or from `resume`) to `cfg.steps` on `pipeline`,
 /// reported to `progress` as phase `what` every `record_every` steps and
 /// stopped when it asks (then `checkpoint` has the state, as at every

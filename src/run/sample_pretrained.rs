@@ -12,10 +12,10 @@ use std::collections::BTreeMap;
 
 use candle_core::Tensor;
 
-use super::chains::{ChainsOutput, Outcome};
+use super::chains::ChainsOutput;
 use super::folder::RunFolder;
 use super::pretrained::PlugPair;
-use super::progress::{drive, Progress};
+use super::progress::{drive_to_end, Progress};
 use super::spec::{Networks, Request, RunOutput, SampleSpec};
 use crate::data::imagenet;
 use crate::error::{Error, Result};
@@ -62,16 +62,9 @@ pub fn sample(spec: &SampleSpec, progress: &mut dyn Progress) -> Result<RunOutpu
         pipeline: &pipeline,
         per_chain: &per_chain,
     };
-    let mut run = || job.run(&z0, &folder, progress);
-    let (verdict, wall_s) = match run() {
-        Ok(v) => v,
-        Err(e) => {
-            folder.discard();
-            return Err(e);
-        }
-    };
+    let ((verdict, wall_s), dir) = folder.fill(|f| job.run(&z0, f, progress))?;
     Ok(RunOutput {
-        dir: folder.finish()?,
+        dir,
         chains: n,
         steps: cfg.steps,
         preset: cfg.preset.clone(),
@@ -97,27 +90,15 @@ impl Job<'_> {
         progress: &mut dyn Progress,
     ) -> Result<(String, f64)> {
         let spec = self.spec;
-        let outcome = drive(
+        let o = drive_to_end(
             "sample",
             self.pipeline,
             &spec.settings,
             z0,
             spec.seed,
             spec.record_every,
-            None,
             progress,
-            |_| Ok(()),
         )?;
-        let o = match outcome {
-            Outcome::Finished(o) => o,
-            Outcome::Interrupted(o) => {
-                return Err(Error::Interrupted {
-                    step: o.step,
-                    steps: spec.settings.steps,
-                    then: "nothing written (this kind of run does not resume)".into(),
-                })
-            }
-        };
         let labels: Vec<i64> = self.per_chain.iter().map(|&c| c as i64).collect();
         let rgb = RgbRun {
             decode: &self.pipeline.decode,

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::chains::{Measure, Outcome, Pipeline};
+use super::chains::{Measure, Pipeline};
 use super::folder::RunFolder;
 use super::preset::{Choice, Engine, PriorKind, SamplerConfig, SamplerKind};
-use super::progress::{drive, Progress};
+use super::progress::{drive_to_end, Progress};
 use super::sample_pretrained::RgbRun;
 use super::spec::{Request, RunOutput};
 use crate::data::imagenet;
@@ -327,20 +327,15 @@ pub fn visualize(spec: &VisualizeSpec, progress: &mut dyn Progress) -> Result<Ru
         neuron: neuron.as_ref(),
         n,
     };
-    match job.run(&folder, progress) {
-        Ok((verdict, wall_s)) => Ok(RunOutput {
-            dir: folder.finish()?,
-            chains: n,
-            steps: spec.steps,
-            preset: "visualize".into(),
-            wall_s,
-            verdict,
-        }),
-        Err(e) => {
-            folder.discard();
-            Err(e)
-        }
-    }
+    let ((verdict, wall_s), dir) = folder.fill(|f| job.run(f, progress))?;
+    Ok(RunOutput {
+        dir,
+        chains: n,
+        steps: spec.steps,
+        preset: "visualize".into(),
+        wall_s,
+        verdict,
+    })
 }
 
 /// One visualisation run's conditions.
@@ -370,26 +365,15 @@ impl Job<'_> {
             backend: spec.engine.choose(true),
         };
         let start = start(spec, self.n)?;
-        let o = match drive(
+        let o = drive_to_end(
             "visualize",
             &pipeline,
             &cfg,
             &start,
             spec.seed,
             spec.record_every,
-            None,
             progress,
-            |_| Ok(()),
-        )? {
-            Outcome::Finished(o) => o,
-            Outcome::Interrupted(o) => {
-                return Err(Error::Interrupted {
-                    step: o.step,
-                    steps: cfg.steps,
-                    then: "nothing written (this kind of run does not resume)".into(),
-                })
-            }
-        };
+        )?;
         let labels: Vec<i64> = match self.neuron {
             Some(_) => vec![-1; self.n],
             None => self.per_chain.iter().map(|&c| c as i64).collect(),
