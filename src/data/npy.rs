@@ -1,136 +1,103 @@
-//! `.npy` output (NumPy format 1.0): little-endian float32 or int64 arrays.
+//! `.npy` files (NumPy's array format) through the `npyz` crate: float32
+//! and int64 arrays, written atomically, read with errors that say what is
+//! wrong with a file (not an `.npy`, another dtype, truncated).
 
-use crate::error::Result;
+use std::path::Path;
+
+use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 
-fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
-    let dims = match shape.len() {
-        1 => format!("({},)", shape[0]),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
-    // magic (6) + version (2) + length (2) + header, padded with spaces to a
-    // multiple of 64 and ended by a newline
-    let total = 10 + h.len() + 1;
-    h.push_str(&" ".repeat((64 - total % 64) % 64));
-    h.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
-    out.extend_from_slice(h.as_bytes());
-    out
+/// The bytes of a C-order `.npy` file of `data` shaped `shape`.
+fn to_bytes<T: npyz::Serialize + npyz::AutoSerialize + Copy>(
+    shape: &[usize],
+    data: &[T],
+) -> std::io::Result<Vec<u8>> {
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let mut out = Vec::new();
+    use npyz::WriterBuilder;
+    let mut w = npyz::WriteOptions::<T>::new()
+        .default_dtype()
+        .shape(&shape)
+        .writer(&mut out)
+        .begin_nd()?;
+    w.extend(data.iter().copied())?;
+    w.finish()?;
+    Ok(out)
 }
 
-pub fn f32_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
-    let mut out = header("<f4", shape);
-    for v in data {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out
-}
-
-pub fn i64_bytes(shape: &[usize], data: &[i64]) -> Vec<u8> {
-    let mut out = header("<i8", shape);
-    for v in data {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out
-}
-
-pub fn write_f32(path: &std::path::Path, shape: &[usize], data: &[f32]) -> Result<()> {
-    write_atomic(path, &f32_bytes(shape, data))
-}
-
-pub fn write_i64(path: &std::path::Path, shape: &[usize], data: &[i64]) -> Result<()> {
-    write_atomic(path, &i64_bytes(shape, data))
-}
-
-/// Parses a `.npy` header: the dtype descriptor, the shape, and where the data starts.
-fn parse_header(bytes: &[u8], path: &std::path::Path) -> Result<(String, Vec<usize>, usize)> {
-    let bad = |m: &str| crate::Error::data(path, format!("not a readable .npy file: {m}"));
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(bad("missing the \\x93NUMPY magic"));
-    }
-    let (len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-        v => return Err(bad(&format!("format version {v}"))),
-    };
-    let h = bytes
-        .get(start..start + len)
-        .and_then(|h| std::str::from_utf8(h).ok())
-        .ok_or_else(|| bad("truncated header"))?;
-    if h.contains("'fortran_order': True") {
-        return Err(bad("Fortran order is not supported"));
-    }
-    let field = |key: &str| -> Option<&str> {
-        let i = h.find(key)? + key.len();
-        Some(&h[i..])
-    };
-    let descr = field("'descr': '")
-        .and_then(|r| r.split('\'').next())
-        .ok_or_else(|| bad("no descr"))?
-        .to_string();
-    let shape_txt = field("'shape': (")
-        .and_then(|r| r.split(')').next())
-        .ok_or_else(|| bad("no shape"))?;
-    let shape = shape_txt
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse::<usize>().map_err(|_| bad("bad shape")))
-        .collect::<Result<Vec<_>>>()?;
-    Ok((descr, shape, start + len))
-}
-
-fn read_typed<const N: usize>(
-    path: &std::path::Path,
-    want: &str,
-) -> Result<(Vec<usize>, Vec<[u8; N]>)> {
-    let bytes = std::fs::read(path).map_err(|e| crate::Error::io(path, e))?;
-    let (descr, shape, off) = parse_header(&bytes, path)?;
-    if descr != want {
-        return Err(crate::Error::data(
-            path,
-            format!("holds dtype {descr}, expected {want}"),
-        ));
-    }
-    let n: usize = shape.iter().product();
-    let body = &bytes[off..];
-    if body.len() != n * N {
-        return Err(crate::Error::data(
-            path,
+fn write<T: npyz::Serialize + npyz::AutoSerialize + Copy>(
+    path: &Path,
+    shape: &[usize],
+    data: &[T],
+) -> Result<()> {
+    if shape.iter().product::<usize>() != data.len() {
+        return Err(Error::shape(
+            format!("array for {}", path.display()),
             format!(
-                "shape {shape:?} needs {} data bytes, file has {} (truncated?)",
-                n * N,
-                body.len()
+                "{} values (shape {shape:?})",
+                shape.iter().product::<usize>()
             ),
+            data.len(),
         ));
     }
-    Ok((
-        shape,
-        body.chunks_exact(N)
-            .map(|c| c.try_into().unwrap())
-            .collect(),
-    ))
+    let bytes = to_bytes(shape, data).map_err(|e| Error::io(path, e))?;
+    write_atomic(path, &bytes)
 }
 
-/// Reads a little-endian float32 array.
-pub fn read_f32(path: &std::path::Path) -> Result<(Vec<usize>, Vec<f32>)> {
-    let (s, v) = read_typed::<4>(path, "<f4")?;
-    Ok((s, v.into_iter().map(f32::from_le_bytes).collect()))
+pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
+    write(path, shape, data)
 }
 
-/// Reads a little-endian int64 array.
-pub fn read_i64(path: &std::path::Path) -> Result<(Vec<usize>, Vec<i64>)> {
-    let (s, v) = read_typed::<8>(path, "<i8")?;
-    Ok((s, v.into_iter().map(i64::from_le_bytes).collect()))
+pub fn write_i64(path: &Path, shape: &[usize], data: &[i64]) -> Result<()> {
+    write(path, shape, data)
+}
+
+/// Reads a C-order array of `T` (`want` names its dtype for the message).
+fn read<T: npyz::Deserialize>(path: &Path, want: &str) -> Result<(Vec<usize>, Vec<T>)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = |m: String| Error::data(path, format!("not a readable .npy file: {m}"));
+    let file = npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(e.to_string()))?;
+    if file.order() != npyz::Order::C {
+        return Err(bad("Fortran order is not supported".into()));
+    }
+    let dtype = file.dtype();
+    let shape: Vec<usize> = file.shape().iter().map(|&d| d as usize).collect();
+    let header = file.header().clone();
+    let body = file.into_inner().len();
+    // check the size before reading, so that a damaged header cannot ask
+    // for more memory than the file holds
+    let wrong_dtype = || {
+        Error::data(
+            path,
+            format!("holds dtype {}, expected {want}", dtype.descr()),
+        )
+    };
+    let item = match &dtype {
+        npyz::DType::Plain(t) => t.num_bytes().ok_or_else(wrong_dtype)?,
+        _ => return Err(wrong_dtype()),
+    };
+    let need = shape.iter().try_fold(item, |a, &d| a.checked_mul(d));
+    if need != Some(body) {
+        let need = need.map_or("more than any file can hold".into(), |b| format!("{b}"));
+        return Err(Error::data(
+            path,
+            format!("shape {shape:?} needs {need} data bytes, file has {body} (truncated?)"),
+        ));
+    }
+    let data = npyz::NpyFile::with_header(header, &bytes[bytes.len() - body..])
+        .data::<T>()
+        .map_err(|_| wrong_dtype())?
+        .collect::<std::io::Result<Vec<T>>>()
+        .map_err(|e| bad(e.to_string()))?;
+    Ok((shape, data))
+}
+
+/// Reads a float32 array.
+pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+    read(path, "<f4")
+}
+
+/// Reads an int64 array.
+pub fn read_i64(path: &Path) -> Result<(Vec<usize>, Vec<i64>)> {
+    read(path, "<i8")
 }

@@ -129,3 +129,110 @@ fn classes_by_name_or_index() {
         assert!(e.contains("unknown class") && e.contains("Sneaker"), "{e}");
     }
 }
+
+/// The `.npy` header NumPy writes (format 1.0) for `descr` and `shape`,
+/// padded to 64 bytes, so that the loader is checked against files it did
+/// not write itself.
+fn npy_header(descr: &str, fortran: bool, shape: &str) -> Vec<u8> {
+    let order = if fortran { "True" } else { "False" };
+    let mut h = format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}");
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    out.extend_from_slice(h.as_bytes());
+    out
+}
+
+#[test]
+fn npy_round_trip_and_numpy_layout() {
+    use ppgn::data::npy::{read_f32, read_i64, write_f32, write_i64};
+    let d = tempdir("npy-round-trip");
+    let v: Vec<f32> = (0..24).map(|i| i as f32 * 0.5 - 3.0).collect();
+    write_f32(&d.join("a.npy"), &[2, 3, 4], &v).unwrap();
+    assert_eq!(
+        read_f32(&d.join("a.npy")).unwrap(),
+        (vec![2, 3, 4], v.clone())
+    );
+    // the data follows a 64-byte-aligned header, little-endian, C order
+    let bytes = std::fs::read(d.join("a.npy")).unwrap();
+    let body = &bytes[bytes.len() - 96..];
+    assert_eq!((bytes.len() - 96) % 64, 0);
+    assert_eq!(&body[4..8], &(-2.5f32).to_le_bytes());
+    let l: Vec<i64> = vec![3, -1, 7];
+    write_i64(&d.join("l.npy"), &[3], &l).unwrap();
+    assert_eq!(read_i64(&d.join("l.npy")).unwrap(), (vec![3], l));
+    // a file laid out as NumPy writes it (a 1-d shape is "(n,)")
+    let mut f = npy_header("<f4", false, "(2,)");
+    f.extend_from_slice(&1.5f32.to_le_bytes());
+    f.extend_from_slice(&(-4f32).to_le_bytes());
+    std::fs::write(d.join("np.npy"), &f).unwrap();
+    assert_eq!(
+        read_f32(&d.join("np.npy")).unwrap(),
+        (vec![2], vec![1.5, -4.0])
+    );
+    // a shape that does not match the data is refused before writing
+    let e = write_f32(&d.join("b.npy"), &[5], &v)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("5 values"), "{e}");
+    assert!(!d.join("b.npy").exists());
+}
+
+#[test]
+fn npy_loader_names_what_is_wrong_with_a_file() {
+    use ppgn::data::npy::{read_f32, read_i64};
+    let d = tempdir("npy-broken");
+    let err = |name: &str, bytes: &[u8]| {
+        let p = d.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let e = read_f32(&p).unwrap_err().to_string();
+        assert!(e.contains(name), "{e} does not name the file");
+        e
+    };
+    let mut full = npy_header("<f4", false, "(2, 3)");
+    full.extend(std::iter::repeat_n(0u8, 24));
+    // truncated data: the shape's byte count and the file's
+    let e = err("short.npy", &full[..full.len() - 5]);
+    assert!(
+        e.contains("24") && e.contains("19") && e.contains("truncated"),
+        "{e}"
+    );
+    // truncated inside the header, and not an .npy at all
+    let e = err("cut.npy", &full[..30]);
+    assert!(e.contains("not a readable .npy"), "{e}");
+    let e = err("text.npy", b"samples, not numpy\n");
+    assert!(e.contains("not a readable .npy"), "{e}");
+    // another dtype, with the right number of bytes for it
+    let mut f8 = npy_header("<f8", false, "(3,)");
+    f8.extend(std::iter::repeat_n(0u8, 24));
+    let e = err("f8.npy", &f8);
+    assert!(e.contains("<f8") && e.contains("<f4"), "{e}");
+    // Fortran order is refused rather than read transposed
+    let mut fo = npy_header("<f4", true, "(2, 3)");
+    fo.extend(std::iter::repeat_n(0u8, 24));
+    let e = err("fortran.npy", &fo);
+    assert!(e.contains("Fortran"), "{e}");
+    // a header whose shape asks for far more than the file holds is refused
+    // by size, not by allocating it
+    let mut huge = npy_header("<f4", false, "(1000000000000, 1000000)");
+    huge.extend(std::iter::repeat_n(0u8, 8));
+    let e = err("huge.npy", &huge);
+    assert!(
+        e.contains("4000000000000000000") && e.contains("truncated"),
+        "{e}"
+    );
+    let mut over = npy_header("<f4", false, "(1000000000000, 1000000000000)");
+    over.extend(std::iter::repeat_n(0u8, 8));
+    let e = err("overflow.npy", &over);
+    assert!(e.contains("more than any file can hold"), "{e}");
+    // int64 labels read as float are refused by dtype
+    let mut i8 = npy_header("<i8", false, "(1,)");
+    i8.extend(7i64.to_le_bytes());
+    std::fs::write(d.join("labels.npy"), &i8).unwrap();
+    assert_eq!(read_i64(&d.join("labels.npy")).unwrap().1, vec![7]);
+    let e = read_f32(&d.join("labels.npy")).unwrap_err().to_string();
+    assert!(e.contains("<i8"), "{e}");
+}
