@@ -1,15 +1,28 @@
-//! Conditions `log p(y | x)` with `x = decode(position)`: a class of a
-//! classifier ("Plug & Play Generative Networks" (supplementary), Table S2: the gradient of the
+//! Conditions `log p(y | x)`: a class of a classifier ("Plug & Play
+//! Generative Networks" (supplementary), Table S2: the gradient of the
 //! logit, of the softmax probability, or of the log-softmax, the default
 //! and the only one that is a log-density) or a hidden neuron (a unit of a
 //! fully connected layer, or a channel of a convolutional one at a spatial
-//! position). With `decode = G` the position is the code `h` (PPGN-h); with
-//! the identity it is the image itself (PPGN-x).
+//! position). One type, [`NetCondition`], computes every condition: one
+//! compiled network from the position to the logits or the layer (`C . G`
+//! for PPGN-h, `C` for PPGN-x), run by a [`Backend`], forward once and
+//! backward once.
+//!
+//! With the joint prior the same pass also gives `E(G(h))`: in the
+//! Fashion-MNIST stack and the Caffe pair `E` is the classifier up to `h`,
+//! so `C = fc8 . E` and the prior's `E(G(h)) - h` is read off the
+//! condition's own forward pass at the tap `h` instead of running `G` and
+//! `E` again ("Plug & Play Generative Networks" (supplementary), S9.4).
+//!
+//! A position may also go through a candle `decode` first (a cosine-basis
+//! image parameterisation, a random jitter): the gradient at the decoded
+//! images is pulled back through it by candle's autograd.
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use super::{autodiff, Eval, Term};
+use super::backend::Backend;
+use super::{Eval, Term};
 use crate::error::{Error, Result};
 use crate::nn::Func;
 
@@ -74,81 +87,6 @@ impl Objective {
     }
 }
 
-/// One class per chain.
-pub struct ClassCondition {
-    pub decode: Func,
-    pub logits: Func,
-    pub classes: Vec<usize>,
-    pub num_classes: usize,
-    pub gradient: ClassGradient,
-}
-
-impl ClassCondition {
-    /// `[n, K]` one-hot rows of the chains' classes, in `dtype`.
-    fn one_hot(&self, n: usize, dtype: DType, dev: &candle_core::Device) -> Result<Tensor> {
-        if self.classes.len() != n {
-            return Err(Error::shape(
-                "class condition",
-                format!("one class per chain ({n})"),
-                format!("{} classes", self.classes.len()),
-            ));
-        }
-        let mut v = vec![0f32; n * self.num_classes];
-        for (i, &c) in self.classes.iter().enumerate() {
-            v[i * self.num_classes + c] = 1.0;
-        }
-        Ok(Tensor::from_vec(v, (n, self.num_classes), dev)?.to_dtype(dtype)?)
-    }
-
-    /// The objective this condition computes through candle.
-    pub fn objective(&self) -> Objective {
-        Objective::Class {
-            classes: self.classes.clone(),
-            gradient: self.gradient,
-        }
-    }
-
-    /// `p(y | decode(position))` per chain, without gradients.
-    pub fn probability(&self, position: &Tensor) -> Result<Vec<f64>> {
-        let logits = (self.logits)(&(self.decode)(&position.detach())?)?;
-        let oh = self.one_hot(position.dim(0)?, logits.dtype(), logits.device())?;
-        let lp = (candle_nn::ops::log_softmax(&logits, 1)? * oh)?.sum(1)?;
-        Ok(lp.exp()?.to_dtype(DType::F64)?.to_vec1()?)
-    }
-}
-
-impl Term for ClassCondition {
-    fn name(&self) -> String {
-        self.objective().name()
-    }
-    fn has_value(&self) -> bool {
-        self.objective().has_value()
-    }
-    fn value_hint(&self) -> String {
-        self.objective().value_hint()
-    }
-    fn value_and_grad(&self, position: &Tensor) -> Result<Eval> {
-        let n = position.dim(0)?;
-        let oh = self.one_hot(n, position.dtype(), position.device())?;
-        let (decode, logits, g) = (&self.decode, &self.logits, self.gradient);
-        let mut e = autodiff(position, |h| {
-            let a = logits(&decode(h)?)?;
-            let oh = oh.to_dtype(a.dtype())?;
-            let s = match g {
-                ClassGradient::Logit => a,
-                // log-softmax has an exact backward in candle; softmax_last_dim does not
-                ClassGradient::Softmax => candle_nn::ops::log_softmax(&a, 1)?.exp()?,
-                ClassGradient::LogSoftmax => candle_nn::ops::log_softmax(&a, 1)?,
-            };
-            (s * oh)?.sum(1)
-        })?;
-        if !self.has_value() {
-            e.log_density = None;
-        }
-        Ok(e)
-    }
-}
-
 /// Which hidden unit: `unit` of a `[n, units]` layer, or channel `unit` at
 /// `(y, x)` of an NHWC `[n, h, w, c]` layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,77 +128,267 @@ impl Neuron {
     }
 }
 
-/// Maximises one hidden unit's activation (not a log-density).
-pub struct NeuronCondition {
-    pub decode: Func,
-    pub layer: Func,
-    pub layer_name: String,
-    pub neuron: Neuron,
+/// `weight * objective(net(decode(position)))`, plus `eps1 * (E(G(h)) -
+/// h)` when `joint` is `(the tap holding E(G(h)), eps1)`.
+pub struct NetCondition {
+    backend: Backend,
+    decode: Option<Func>,
+    objective: Objective,
+    weight: f64,
+    joint: Option<(usize, f64)>,
 }
 
-impl NeuronCondition {
-    /// The chosen unit's activation per chain, `[n]`.
-    pub fn activation(&self, act: &Tensor) -> candle_core::Result<Tensor> {
-        let Neuron { unit, at } = self.neuron;
-        match (act.rank(), at) {
-            (2, None) => act.narrow(1, unit, 1)?.squeeze(1),
-            (4, _) => {
-                let (_, h, w, _) = act.dims4()?;
-                let (y, x) = self.neuron.position(h, w);
-                act.narrow(1, y, 1)?
-                    .narrow(2, x, 1)?
-                    .narrow(3, unit, 1)?
-                    .flatten_from(1)?
-                    .squeeze(1)
+impl NetCondition {
+    /// The backend's network maps (decoded) positions to its output (the
+    /// logits `1 x 1 x classes` for a class, the layer for a unit).
+    pub fn new(
+        backend: Backend,
+        objective: Objective,
+        weight: f64,
+        joint: Option<(usize, f64)>,
+    ) -> Result<Self> {
+        let net = backend.net();
+        let (h, w, c) = net.output();
+        match &objective {
+            Objective::Class { classes, .. } => {
+                if (h, w) != (1, 1) {
+                    return Err(Error::shape(
+                        "a class condition's network output",
+                        "logits (1x1xclasses)",
+                        format!("{h}x{w}x{c}"),
+                    ));
+                }
+                if let Some(&k) = classes.iter().find(|&&k| k >= c) {
+                    return Err(Error::UnknownClass {
+                        what: "class",
+                        given: format!("{k} (out of range)"),
+                        count: c,
+                        names: format!("the classifier's {c} classes"),
+                    });
+                }
             }
-            (r, _) => candle_core::bail!(
-                "layer {} has rank {r}: a neuron needs a [n, units] or [n, h, w, c] layer",
-                self.layer_name
-            ),
+            Objective::Unit(n) => {
+                let (y, x) = n.position(h, w);
+                if n.unit >= c || y >= h || x >= w {
+                    return Err(Error::NoSuchUnit {
+                        neuron: format!("{n:?}"),
+                        layer: "the network's output".into(),
+                        shape: format!("{h}x{w}x{c}"),
+                    });
+                }
+            }
         }
+        if let Some((tap, _)) = joint {
+            if tap > net.len() || net.shape(tap) != net.input() {
+                return Err(Error::shape(
+                    format!("joint prior: activation {tap}"),
+                    format!("the code's shape {:?}", net.input()),
+                    if tap > net.len() {
+                        "no such activation".to_string()
+                    } else {
+                        format!("{:?}", net.shape(tap))
+                    },
+                ));
+            }
+        }
+        Ok(Self {
+            backend,
+            decode: None,
+            objective,
+            weight,
+            joint,
+        })
     }
 
-    /// Checks the neuron exists in the layer's output for `position`.
-    pub fn validate(&self, position: &Tensor) -> Result<()> {
-        let act = (self.layer)(&(self.decode)(&position.narrow(0, 0, 1)?)?)?;
-        let dims = act.dims().to_vec();
-        let ok = match (dims.len(), self.neuron.at) {
-            (2, None) => self.neuron.unit < dims[1],
-            (4, Some((y, x))) => y < dims[1] && x < dims[2] && self.neuron.unit < dims[3],
-            (4, None) => self.neuron.unit < dims[3],
-            _ => false,
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::NoSuchUnit {
-                neuron: format!("{:?}", self.neuron),
-                layer: self.layer_name.clone(),
-                shape: format!("{:?} per image", &dims[1..]),
-            })
-        }
-    }
-}
-
-impl Term for NeuronCondition {
-    fn name(&self) -> String {
-        format!(
-            "{} of {}",
-            Objective::Unit(self.neuron).name(),
-            self.layer_name
+    /// A class condition: `weight * log p(y | net(position))` (or the
+    /// logit or probability, as `gradient` says).
+    pub fn class(
+        backend: Backend,
+        classes: Vec<usize>,
+        gradient: ClassGradient,
+        weight: f64,
+        joint: Option<(usize, f64)>,
+    ) -> Result<Self> {
+        Self::new(
+            backend,
+            Objective::Class { classes, gradient },
+            weight,
+            joint,
         )
     }
+
+    /// Positions go through `decode` (candle, differentiable) before the
+    /// network. Not with the joint prior, which compares the code itself.
+    pub fn with_decode(mut self, decode: Func) -> Result<Self> {
+        if self.joint.is_some() {
+            return Err(Error::unsupported(
+                "a decode before the network with the joint prior",
+                "the joint prior reads the code itself; decode without it",
+            ));
+        }
+        self.decode = Some(decode);
+        Ok(self)
+    }
+
+    /// The objective per chain of outputs `out [n, ...]` and its gradient.
+    fn objective(&self, out: &[f32], n: usize, d_out: &mut [f32]) -> Result<Vec<f64>> {
+        let (h, w, c) = self.backend.net().output();
+        let per = h * w * c;
+        match &self.objective {
+            Objective::Class { classes, gradient } => {
+                if classes.len() != n {
+                    return Err(Error::shape(
+                        "class condition",
+                        format!("one class per chain ({n})"),
+                        format!("{} classes", classes.len()),
+                    ));
+                }
+                Ok((0..n)
+                    .map(|i| {
+                        let r = i * per..(i + 1) * per;
+                        log_softmax(&out[r.clone()], classes[i], *gradient, &mut d_out[r])
+                    })
+                    .collect())
+            }
+            Objective::Unit(neuron) => {
+                let (y, x) = neuron.position(h, w);
+                let at = (y * w + x) * c + neuron.unit;
+                d_out.fill(0.0);
+                Ok((0..n)
+                    .map(|i| {
+                        d_out[i * per + at] = 1.0;
+                        out[i * per + at] as f64
+                    })
+                    .collect())
+            }
+        }
+    }
+}
+
+/// `(log p_y, d objective / d logits)` of one row of logits (in f64).
+fn log_softmax(logits: &[f32], y: usize, g: ClassGradient, dlogits: &mut [f32]) -> f64 {
+    let a: Vec<f64> = logits.iter().map(|&v| v as f64).collect();
+    let max = a.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = a.iter().map(|v| (v - max).exp()).sum();
+    let lse = max + sum.ln();
+    let log_p = a[y] - lse;
+    for (k, d) in dlogits.iter_mut().enumerate() {
+        let onehot = if k == y { 1.0 } else { 0.0 };
+        let p = (a[k] - lse).exp();
+        *d = match g {
+            ClassGradient::Logit => onehot,
+            ClassGradient::LogSoftmax => onehot - p,
+            ClassGradient::Softmax => log_p.exp() * (onehot - p),
+        } as f32;
+    }
+    log_p
+}
+
+impl Term for NetCondition {
+    fn name(&self) -> String {
+        match self.joint {
+            Some(_) => format!("joint-prior + {}", self.objective.name()),
+            None => self.objective.name(),
+        }
+    }
     fn has_value(&self) -> bool {
-        false
+        self.joint.is_none() && self.objective.has_value()
     }
     fn value_hint(&self) -> String {
-        Objective::Unit(self.neuron).value_hint()
+        match self.joint {
+            Some(_) => JOINT_HINT.into(),
+            None => self.objective.value_hint(),
+        }
     }
     fn value_and_grad(&self, position: &Tensor) -> Result<Eval> {
-        let mut e = autodiff(position, |h| {
-            self.activation(&(self.layer)(&(self.decode)(h)?)?)
+        let n = position.dim(0)?;
+        // the network's input: the position, or its decoding (kept on
+        // candle's tape to pull the gradient back)
+        let var = match &self.decode {
+            Some(_) => Some(Var::from_tensor(&position.detach())?),
+            None => None,
+        };
+        let x = match (&self.decode, &var) {
+            (Some(d), Some(v)) => d(v.as_tensor())?,
+            _ => position.clone(),
+        };
+        let taps: Vec<usize> = self.joint.iter().map(|&(tap, _)| tap).collect();
+        let w = self.weight as f32;
+        let pass = self.backend.vjp(&x, &taps, |out, d_out| {
+            let values = self.objective(out, n, d_out)?;
+            d_out.iter_mut().for_each(|d| *d *= w);
+            Ok(values)
         })?;
-        e.log_density = None;
-        Ok(e)
+        let mut grad = pass.grad;
+        if let (Some((_, eps1)), Some(r)) = (self.joint, pass.slots.first()) {
+            // eps1 * (E(G(h)) - h), no gradient through E(G(h)) (S9.4)
+            let e = eps1 as f32;
+            let h: Vec<f32> = x.detach().flatten_all()?.to_vec1()?;
+            for ((g, &r), &h) in grad.iter_mut().zip(r).zip(&h) {
+                *g += e * (r - h);
+            }
+        }
+        let grad = Tensor::from_vec(grad, x.shape(), x.device())?;
+        let grad = match var {
+            // d/dposition of sum(x * grad): the chain rule through decode
+            Some(v) => {
+                let grads = (x * grad)?.sum_all()?.backward()?;
+                match grads.get(v.as_tensor()) {
+                    Some(g) => g.clone(),
+                    None => v.as_tensor().zeros_like()?,
+                }
+            }
+            None => grad,
+        };
+        Ok(Eval {
+            log_density: self
+                .has_value()
+                .then(|| pass.seeded.iter().map(|v| v * self.weight).collect()),
+            grad,
+        })
     }
+}
+
+/// `p(y | x)` per chain of logits `[n, classes]`, one class per chain.
+pub fn class_probability(logits: &Tensor, classes: &[usize]) -> Result<Vec<f64>> {
+    let (n, k) = logits.dims2()?;
+    if classes.len() != n {
+        return Err(Error::shape(
+            "class probability",
+            format!("one class per chain ({n})"),
+            format!("{} classes", classes.len()),
+        ));
+    }
+    let lp: Vec<f64> = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F64)?, 1)?
+        .flatten_all()?
+        .to_vec1()?;
+    Ok(classes
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| lp[i * k + c].exp())
+        .collect())
+}
+
+/// The unit's activation per chain of a layer `[n, units]` or `[n, h, w, c]`.
+pub fn unit_activation(act: &Tensor, neuron: Neuron) -> Result<Vec<f64>> {
+    let act = act.to_dtype(DType::F64)?;
+    let v = match act.rank() {
+        2 => act.narrow(1, neuron.unit, 1)?.squeeze(1)?,
+        4 => {
+            let (_, h, w, _) = act.dims4()?;
+            let (y, x) = neuron.position(h, w);
+            act.narrow(1, y, 1)?
+                .narrow(2, x, 1)?
+                .narrow(3, neuron.unit, 1)?
+                .flatten_all()?
+        }
+        r => {
+            return Err(Error::shape(
+                "a neuron's layer",
+                "[n, units] or [n, h, w, c]",
+                format!("rank {r}"),
+            ))
+        }
+    };
+    Ok(v.to_vec1()?)
 }

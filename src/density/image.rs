@@ -1,8 +1,8 @@
 //! Hand-designed image priors for sampling pixels directly (PPGN-x,
 //! "Plug & Play Generative Networks" (supplementary), S7), applied to `decode(position)`:
 //! total variation, and the inpainting context of S10. (L2 on pixels is
-//! [`super::prior::GaussianPrior::l2_decay`]; the pixel DAE is
-//! [`super::prior::DaePrior`].)
+//! [`super::prior::GaussianPrior::l2_decay`]; a DAE on pixels would be
+//! [`super::prior::AutoencoderPrior`].)
 
 use candle_core::Tensor;
 

@@ -4,8 +4,8 @@
 //! a model (`docs/architecture.md`: data flows `models -> density -> sampler`).
 
 pub mod analytic;
+pub mod backend;
 pub mod condition;
-pub mod engine;
 pub mod image;
 pub mod prior;
 

@@ -1,8 +1,8 @@
 //! Priors on the position (the code `h`, or the image for PPGN-x).
 
+use super::backend::Backend;
 use super::{Eval, Term};
 use crate::error::Result;
-use crate::nn::Func;
 
 /// `N(0, sigma^2 I)`: `log p = -|h|^2 / (2 sigma^2)` (Xu et al. eq. 4). With
 /// `sigma^2 = 1 / lambda` it is DGN-AM's L2 decay on `h` (or on pixels).
@@ -44,16 +44,32 @@ impl Term for GaussianPrior {
     }
 }
 
-/// The learned DAE prior (S9.3; Alain & Bengio): `dlog p(v)/dv ~ (R(v) - v) / sigma^2`
-/// for a DAE `R` trained with noise `sigma` (the h-DAE, or the pixel DAE for PPGN-x).
-/// Gradient only: there is no log-density value.
-pub struct DaePrior {
-    pub reconstruct: Func,
+/// A prior whose gradient is an autoencoder's reconstruction error,
+/// `dlog p(v)/dv ~ (R(v) - v) / sigma^2` ("Plug & Play Generative Networks"
+/// (supplementary), S9.3, after Alain & Bengio): the learned DAE on `h`
+/// (trained with noise `sigma`), or the Noiseless Joint PPGN-h prior, `R =
+/// E . G` with `sigma = 1` (S9.4; eps1 scales it). Gradient only: there is
+/// no log-density value. `R` is a compiled network run by its [`Backend`].
+/// (Where the condition's own pass already computes `E(G(h))`, the joint
+/// prior is read off it instead: [`super::condition::NetCondition`].)
+pub struct AutoencoderPrior {
+    pub reconstruct: Backend,
     pub sigma: f64,
     pub label: &'static str,
 }
 
-impl Term for DaePrior {
+impl AutoencoderPrior {
+    /// The joint prior `E(G(h)) - h` of the network `E . G`.
+    pub fn joint(encode_decode: Backend) -> Self {
+        Self {
+            reconstruct: encode_decode,
+            sigma: 1.0,
+            label: "joint-prior",
+        }
+    }
+}
+
+impl Term for AutoencoderPrior {
     fn name(&self) -> String {
         self.label.into()
     }
@@ -61,42 +77,22 @@ impl Term for DaePrior {
         false
     }
     fn value_hint(&self) -> String {
-        "a DAE prior gives only a gradient; use the Gaussian prior for MH, MALA or HMC".into()
+        match self.label {
+            "joint-prior" => super::condition::JOINT_HINT.into(),
+            _ => format!(
+                "the {} prior gives only a gradient; use the Gaussian prior for MH, MALA or HMC",
+                self.label
+            ),
+        }
     }
     fn value_and_grad(&self, v: &candle_core::Tensor) -> Result<Eval> {
         let v = v.detach();
-        let r = (self.reconstruct)(&v)?;
+        let out = self.reconstruct.net().len();
+        let r = self.reconstruct.values(&v, &[out])?.remove(0);
+        let r = candle_core::Tensor::from_vec(r, v.shape(), v.device())?;
         Ok(Eval {
             log_density: None,
             grad: ((r - &v)? / (self.sigma * self.sigma))?,
-        })
-    }
-}
-
-/// The Noiseless Joint PPGN-h prior: `E(G(h)) - h`, the encoder and
-/// generator as an autoencoder of `h` ("Plug & Play Generative Networks" (supplementary), S9.4;
-/// eps1 scales it). Gradient only.
-pub struct JointPrior {
-    pub encode: Func,
-    pub decode: Func,
-}
-
-impl Term for JointPrior {
-    fn name(&self) -> String {
-        "joint-prior".into()
-    }
-    fn has_value(&self) -> bool {
-        false
-    }
-    fn value_hint(&self) -> String {
-        super::condition::JOINT_HINT.into()
-    }
-    fn value_and_grad(&self, h: &candle_core::Tensor) -> Result<Eval> {
-        let h = h.detach();
-        let r = (self.encode)(&(self.decode)(&h)?)?;
-        Ok(Eval {
-            log_density: None,
-            grad: (r - &h)?,
         })
     }
 }

@@ -14,9 +14,12 @@
 //! ImageNet mean pixel, 227x227 for CaffeNet; the generator outputs 256x256
 //! which is center-cropped to 227.
 //!
-//! Widths are a config (the paper's sizes are [`CaffeNetConfig::caffenet`]
-//! and [`DgnConfig::fc6`]) so that tests can check the exact gradient of
-//! small instances in f64.
+//! Both are described once, as graphs of the sampling engine
+//! ([`CaffeNet::compile`], [`DgnGenerator::compile`]); the reference path
+//! runs the same graphs through candle's autograd. Widths are a config (the
+//! paper's sizes are [`CaffeNetConfig::caffenet`] and [`DgnConfig::fc6`]) so
+//! that tests can check small instances against PyTorch in f64
+//! (scripts/caffe_fixtures.py).
 
 use std::collections::HashMap;
 
@@ -24,7 +27,11 @@ use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::weights::check_tensors;
-use crate::nn::{conv2d_nhwc, conv_transpose2d_nhwc, leaky_relu};
+use crate::nn::fast::build::{self, Builder};
+use crate::nn::fast::kernels::Act;
+use crate::nn::fast::real::Real;
+use crate::nn::fast::window::Window;
+use crate::nn::fast::{Net, Op, Shape};
 
 /// The ImageNet mean pixel in BGR, as the Caffe models subtract it.
 pub const MEAN_BGR: [f32; 3] = [104.0, 117.0, 123.0];
@@ -85,73 +92,66 @@ pub fn alexnet_tensors(cfg: &CaffeNetConfig) -> Vec<(String, Vec<usize>)> {
     t
 }
 
-/// Max pooling on NHWC as the maximum of `k*k` strided views (exact
-/// gradient from `maximum`; candle's `max_pool2d` backward is wrong).
-/// Caffe rounds the output side up; with AlexNet's sizes it is exact.
-pub fn max_pool_nhwc(x: &Tensor, k: usize, s: usize) -> Result<Tensor> {
-    let (b, h, w, c) = x.dims4()?;
-    let (ho, wo) = ((h - k) / s + 1, (w - k) / s + 1);
-    // pad so every strided view of length s*ho fits; the extra rows are
-    // never selected
-    let x = x.pad_with_zeros(1, 0, (k + s * ho).saturating_sub(h))?;
-    let x = x.pad_with_zeros(2, 0, (k + s * wo).saturating_sub(w))?;
-    let mut out: Option<Tensor> = None;
-    for dy in 0..k {
-        for dx in 0..k {
-            let v = x
-                .narrow(1, dy, s * ho)?
-                .narrow(2, dx, s * wo)?
-                .reshape((b, ho, s, wo, s, c))?
-                .narrow(2, 0, 1)?
-                .narrow(4, 0, 1)?
-                .reshape((b, ho, wo, c))?;
-            out = Some(match out {
-                None => v,
-                Some(o) => o.maximum(&v)?,
-            });
-        }
-    }
-    Ok(out.expect("k >= 1"))
-}
-
-/// Caffe's cross-channel local response normalisation:
-/// `x / (1 + alpha / n * sum_{window of n channels} x^2)^beta`.
-pub fn lrn_nhwc(x: &Tensor, n: usize, alpha: f64, beta: f64) -> Result<Tensor> {
-    let c = x.dim(3)?;
-    let sq = x.sqr()?.pad_with_zeros(3, n / 2, n / 2)?;
-    let mut sum = sq.narrow(3, 0, c)?;
-    for i in 1..n {
-        sum = (sum + sq.narrow(3, i, c)?)?;
-    }
-    let denom = ((sum * (alpha / n as f64))? + 1.0)?.powf(beta)?;
-    x / denom
-}
-
-/// A convolution with Caffe's channel groups.
-fn grouped_conv(
-    x: &Tensor,
+/// A convolution with Caffe's channel `groups` on the value in `from`
+/// (shape `s`), followed by a ReLU: for two groups, each half of the
+/// channels through its half of the filters, side by side again. Returns
+/// the slot and shape of the output.
+#[allow(clippy::too_many_arguments)]
+fn grouped_conv_op<T: Real + candle_core::WithDType>(
+    b: &mut Builder<T>,
+    (from, s): (usize, Shape),
     w: &Tensor,
-    b: &Tensor,
+    bias: &Tensor,
     groups: usize,
     stride: usize,
     pad: usize,
-) -> Result<Tensor> {
-    if groups == 1 {
-        return conv2d_nhwc(x, w, Some(b), stride, pad);
+) -> Result<(usize, Shape)> {
+    let (cout, _, k, _) = w.dims4()?;
+    let (gi, go) = (s.2 / groups, cout / groups);
+    let window = Window::symmetric(s.0, s.1, gi, k, stride, pad);
+    let mut outs = Vec::new();
+    for g in 0..groups {
+        let x = match groups {
+            1 => from,
+            _ => b.push_from(
+                from,
+                Op::Slice {
+                    at: (0, 0, g * gi),
+                    out: (s.0, s.1, gi),
+                },
+            ),
+        };
+        let op = build::conv(
+            window,
+            &w.narrow(0, g * go, go)?,
+            Some(&bias.narrow(0, g * go, go)?),
+            Act::Relu,
+        )?;
+        outs.push(b.push_from(x, op));
     }
-    let (cin, cout) = (x.dim(3)? / groups, w.dim(0)? / groups);
-    let parts = (0..groups)
-        .map(|g| {
-            conv2d_nhwc(
-                &x.narrow(3, g * cin, cin)?,
-                &w.narrow(0, g * cout, cout)?,
-                Some(&b.narrow(0, g * cout, cout)?),
-                stride,
-                pad,
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Tensor::cat(&parts, 3)
+    let slot = match groups {
+        1 => outs[0],
+        _ => b.concat(&outs),
+    };
+    Ok((slot, (window.ho, window.wo, cout)))
+}
+
+/// Caffe's 3x3 stride-2 max pooling (`pool1`, `pool2`, `pool5`) on a value
+/// of shape `s`.
+fn pool_op<T: Real>(b: &mut Builder<T>, s: Shape) -> Shape {
+    let window = Window::symmetric(s.0, s.1, s.2, 3, 2, 0);
+    b.push(Op::MaxPool { window });
+    (window.ho, window.wo, s.2)
+}
+
+/// CaffeNet's `norm1`, `norm2`.
+fn lrn_op<T>() -> Op<T> {
+    Op::Lrn {
+        size: 5,
+        alpha: 1e-4,
+        beta: 0.75,
+        k: 1.0,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -166,49 +166,62 @@ impl CaffeNet {
         Ok(Self { w, cfg })
     }
 
-    fn fc(&self, x: &Tensor, name: &str) -> Result<Tensor> {
-        let wt = &self.w[&format!("{name}.weight")];
-        crate::nn::frozen::matmul(x, &wt.t()?)?.broadcast_add(&self.w[&format!("{name}.bias")])
-    }
-
-    fn conv(
-        &self,
-        x: &Tensor,
-        name: &str,
-        groups: usize,
-        stride: usize,
-        pad: usize,
-    ) -> Result<Tensor> {
-        let w = &self.w[&format!("{name}.weight")];
-        let b = &self.w[&format!("{name}.bias")];
-        grouped_conv(x, w, b, groups, stride, pad)?.relu()
-    }
-
-    /// fc6 before its ReLU, `[n, fc]`, of Caffe-space images `[n, 227, 227, 3]`.
-    pub fn fc6_pre(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.conv(x, "conv1", 1, 4, 0)?;
-        let y = lrn_nhwc(&max_pool_nhwc(&y, 3, 2)?, 5, 1e-4, 0.75)?;
-        let y = self.conv(&y, "conv2", 2, 1, 2)?;
-        let y = lrn_nhwc(&max_pool_nhwc(&y, 3, 2)?, 5, 1e-4, 0.75)?;
-        let y = self.conv(&y, "conv3", 1, 1, 1)?;
-        let y = self.conv(&y, "conv4", 2, 1, 1)?;
-        let y = self.conv(&y, "conv5", 2, 1, 1)?;
-        let y = max_pool_nhwc(&y, 3, 2)?; // pool5 [n, 6, 6, 256]
-                                          // Caffe flattens channel-major
-        let y = y.permute((0, 3, 1, 2))?.flatten_from(1)?;
-        self.fc(&y, "fc6")
-    }
-
-    /// The code `h`: fc6 after its ReLU (the encoder `E` of PPGN-h).
-    pub fn encode(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc6_pre(x)?.relu()
-    }
-
-    /// Class logits `[n, classes]` (fc8).
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.encode(x)?;
-        let h7 = self.fc(&h, "fc7")?.relu()?;
-        self.fc(&h7, "fc8")
+    /// The network on the sampling engine, from Caffe-space images `(227,
+    /// 227, 3)` to the logits; taps `conv1`..`conv5` (after their ReLU),
+    /// `pool5`, `h` (fc6 after its ReLU, the code), `fc7` and `logits`.
+    pub fn compile<T: Real + candle_core::WithDType>(&self) -> Result<Net<T>> {
+        let w = |name: &str, part: &str| &self.w[&format!("{name}.{part}")];
+        let side = self.cfg.image;
+        let mut b = Builder::new((side, side, 3));
+        let mut at = (0, (side, side, 3));
+        for (i, (name, groups, stride, pad)) in [
+            ("conv1", 1, 4, 0),
+            ("conv2", 2, 1, 2),
+            ("conv3", 1, 1, 1),
+            ("conv4", 2, 1, 1),
+            ("conv5", 2, 1, 1),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (wt, bias) = (w(name, "weight"), w(name, "bias"));
+            let (slot, s) = grouped_conv_op(&mut b, at, wt, bias, groups, stride, pad)?;
+            b.tap(name);
+            at = (slot, s);
+            if i < 2 || i == 4 {
+                let s = pool_op(&mut b, s);
+                if i < 2 {
+                    b.push(lrn_op());
+                } else {
+                    b.tap("pool5");
+                }
+                at = (b.last(), s);
+            }
+        }
+        let s = at.1;
+        b.push(Op::Reshape((1, 1, s.0 * s.1 * s.2)));
+        // Caffe flattens pool5 channel-major (c, y, x); the engine's values
+        // are (y, x, c): fc6 reads its weight's columns in that order
+        let fc6 = w("fc6", "weight");
+        let fc6 = fc6
+            .reshape((fc6.dim(0)?, s.2, s.0, s.1))?
+            .permute((0, 2, 3, 1))?
+            .reshape((fc6.dim(0)?, s.0 * s.1 * s.2))?;
+        b.push(build::linear(&fc6, Some(w("fc6", "bias")), Act::Relu)?);
+        b.tap("h");
+        b.push(build::linear(
+            w("fc7", "weight"),
+            Some(w("fc7", "bias")),
+            Act::Relu,
+        )?);
+        b.tap("fc7");
+        b.push(build::linear(
+            w("fc8", "weight"),
+            Some(w("fc8", "bias")),
+            Act::Identity,
+        )?);
+        b.tap("logits");
+        b.build()
     }
 }
 
@@ -297,44 +310,55 @@ impl DgnGenerator {
         Ok(Self { w, cfg })
     }
 
-    /// Caffe-space images `[n, side, side, 3]` (BGR minus the mean) of codes `[n, code]`.
-    pub fn forward_full(&self, h: &Tensor) -> Result<Tensor> {
-        let fc = |x: &Tensor, name: &str| -> Result<Tensor> {
-            let y = crate::nn::frozen::matmul(x, &self.w[&format!("{name}.weight")].t()?)?
-                .broadcast_add(&self.w[&format!("{name}.bias")])?;
-            leaky_relu(&y, 0.3)
-        };
-        let y = fc(&fc(&fc(h, "defc7")?, "defc6")?, "defc5")?;
-        let n = y.dim(0)?;
-        // Caffe reshapes channel-major: [n, c, 4, 4] -> NHWC
-        let mut y = y
-            .reshape((n, self.cfg.channels[0], 4, 4))?
-            .permute((0, 2, 3, 1))?
-            .contiguous()?;
-        let layers = dgn_layers(&self.cfg);
-        for (i, (name, deconv, _, _)) in layers.iter().enumerate() {
-            let w = &self.w[&format!("{name}.weight")];
-            let b = &self.w[&format!("{name}.bias")];
-            y = if *deconv {
-                conv_transpose2d_nhwc(&y, w, Some(b), 2, 1)?
-            } else {
-                conv2d_nhwc(&y, w, Some(b), 1, 1)?
-            };
-            if i + 1 < layers.len() {
-                y = leaky_relu(&y, 0.3)?;
-            }
+    /// The generator on the sampling engine, from codes `(1, 1, code)` to
+    /// the centre `crop x crop` of its Caffe-space images (what CaffeNet
+    /// sees); taps `defc5` and `image`.
+    pub fn compile<T: Real + candle_core::WithDType>(&self) -> Result<Net<T>> {
+        let w = |name: &str, part: &str| &self.w[&format!("{name}.{part}")];
+        let leaky = Act::Leaky(0.3);
+        let mut b = Builder::new((1, 1, self.cfg.code));
+        for name in ["defc7", "defc6"] {
+            b.push(build::linear(
+                w(name, "weight"),
+                Some(w(name, "bias")),
+                leaky,
+            )?);
         }
-        Ok(y)
-    }
-
-    /// The center `crop x crop` of [`DgnGenerator::forward_full`], what
-    /// CaffeNet sees.
-    pub fn forward(&self, h: &Tensor) -> Result<Tensor> {
+        // Caffe reshapes defc5 channel-major to (c, 4, 4): its rows are put
+        // in the engine's (y, x, c) order
+        let c0 = self.cfg.channels[0];
+        let (d5, b5) = (w("defc5", "weight"), w("defc5", "bias"));
+        let d5 = d5
+            .reshape((c0, 4, 4, self.cfg.code))?
+            .permute((1, 2, 0, 3))?
+            .reshape((16 * c0, self.cfg.code))?;
+        let b5 = b5.reshape((c0, 4, 4))?.permute((1, 2, 0))?.flatten_all()?;
+        b.push(build::linear(&d5, Some(&b5), leaky)?);
+        b.tap("defc5");
+        b.push(Op::Reshape((4, 4, c0)));
+        let layers = dgn_layers(&self.cfg);
+        let mut side = 4;
+        for (i, (name, deconv, cin, _)) in layers.iter().enumerate() {
+            let act = if i + 1 < layers.len() {
+                leaky
+            } else {
+                Act::Identity
+            };
+            let (wt, bias) = (w(name, "weight"), Some(w(name, "bias")));
+            b.push(if *deconv {
+                side *= 2;
+                build::conv_transpose((side / 2, side / 2), wt, bias, 2, 1, act)?
+            } else {
+                build::conv(Window::symmetric(side, side, *cin, 3, 1, 1), wt, bias, act)?
+            });
+        }
         let off = (self.cfg.side - self.cfg.crop) / 2;
-        self.forward_full(h)?
-            .narrow(1, off, self.cfg.crop)?
-            .narrow(2, off, self.cfg.crop)?
-            .contiguous()
+        b.push(Op::Slice {
+            at: (off, off, 0),
+            out: (self.cfg.crop, self.cfg.crop, 3),
+        });
+        b.tap("image");
+        b.build()
     }
 
     /// Caffe-space images to RGB in [0, 1] for display.

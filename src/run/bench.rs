@@ -17,14 +17,14 @@ use super::chains::{kernel, random_codes, Pipeline};
 use super::fashion::Condition;
 use super::preset::{preset, Engine, SamplerConfig};
 use super::pretrained::PlugPair;
-use crate::density::condition::ClassCondition;
-use crate::density::engine::EngineCondition;
+use crate::density::backend::Backend;
+use crate::density::condition::NetCondition;
 use crate::density::{Sum, Term};
 use crate::error::{Error, Result};
 use crate::models::efficientnet_lite::{self, EfficientNetLite0};
 use crate::models::fashion::{self as stack, Stack};
 use crate::models::pretrained;
-use crate::nn::fast::{build, reference};
+use crate::nn::fast::build;
 use crate::nn::identity;
 use crate::sampler::{init, ChainRngs};
 
@@ -110,27 +110,19 @@ fn w3(n: usize, engine: Engine) -> Result<(Pipeline, SamplerConfig, Tensor)> {
     let side = efficientnet_lite::IMAGE_SIZE;
     let compiled = build::net((side, side, 3), vec![EfficientNetLite0::normalise_op()])?
         .then(net.compile(side)?)?;
-    let condition: Box<dyn Term> = match cfg.engine.choose(true) {
-        Engine::Fast => Box::new(EngineCondition::class(
-            Arc::new(compiled),
-            vec![980; n],
-            cfg.gradient,
-            1.0,
-            None,
-        )?),
-        Engine::Reference => Box::new(ClassCondition {
-            decode: identity(),
-            logits: reference::func(compiled)?,
-            classes: vec![980; n],
-            num_classes: efficientnet_lite::NUM_CLASSES,
-            gradient: cfg.gradient,
-        }),
-    };
+    let backend = Backend::new(Arc::new(compiled), cfg.engine)?;
+    let condition: Box<dyn Term> = Box::new(NetCondition::class(
+        backend,
+        vec![980; n],
+        cfg.gradient,
+        1.0,
+        None,
+    )?);
     let pipeline = Pipeline {
         target: Sum::new(vec![(1.0, condition)]),
         decode: identity(),
         measure: Box::new(|_| Ok(Vec::new())),
-        backend: cfg.engine.choose(true),
+        backend: cfg.engine,
     };
     let x0 = (Tensor::ones((n, side, side, 3), DType::F32, &Device::Cpu)? * 0.5)?;
     Ok((pipeline, cfg, x0))

@@ -76,7 +76,7 @@ pub struct Pipeline {
     /// Codes to images `[n, h, w, c]`.
     pub decode: Func,
     pub measure: Measure,
-    /// What computes the condition's gradients ([`Engine::choose`]).
+    /// What computes the terms' networks (`crate::density::backend`).
     pub backend: Engine,
 }
 

@@ -29,16 +29,7 @@ pub enum PriorKind {
     None,
 }
 
-/// What computes the gradients: our sampling engine (`crate::nn::fast`,
-/// the default) or candle's autograd (the reference it is tested against;
-/// also what runs the conditions the engine does not cover).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Engine {
-    #[default]
-    Fast,
-    Reference,
-}
+pub use crate::nn::fast::Engine;
 
 /// A setting with a few named values (spelled in kebab-case, as in the
 /// manifest), so a front end can list and parse them.
@@ -73,19 +64,6 @@ impl Choice for SamplerKind {
 impl Choice for PriorKind {
     const ALL: &'static [Self] = &[Self::Joint, Self::HDae, Self::Gaussian, Self::None];
     const WHAT: &'static str = "prior";
-}
-
-impl Engine {
-    /// The backend that runs a condition: the engine where it was asked for
-    /// and the network has an engine description (`compiled`), candle's
-    /// autograd otherwise. Every pipeline chooses here, and records the
-    /// result ([`super::chains::Pipeline::backend`]) for its manifest.
-    pub fn choose(self, compiled: bool) -> Engine {
-        match (self, compiled) {
-            (Engine::Fast, true) => Engine::Fast,
-            _ => Engine::Reference,
-        }
-    }
 }
 
 impl Choice for Engine {

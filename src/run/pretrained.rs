@@ -18,10 +18,10 @@ use std::sync::Arc;
 use candle_core::{DType, Tensor};
 
 use super::chains::Pipeline;
-use super::preset::{Engine, PriorKind, SamplerConfig};
-use crate::density::condition::ClassCondition;
-use crate::density::engine::EngineCondition;
-use crate::density::prior::{GaussianPrior, JointPrior};
+use super::preset::{PriorKind, SamplerConfig};
+use crate::density::backend::Backend;
+use crate::density::condition::{class_probability, NetCondition};
+use crate::density::prior::GaussianPrior;
 use crate::density::{Sum, Term};
 use crate::error::{Error, Result};
 use crate::models::caffe::{CaffeNet, CaffeNetConfig, DgnConfig, DgnGenerator};
@@ -42,17 +42,16 @@ pub struct PlugPair {
     pub to_rgb: Func,
     /// Classifier input to logits `[n, classes]`.
     pub logits: Func,
-    /// Images to codes, when the generator has an encoder (the joint prior).
-    pub encode: Option<Func>,
     pub code_dim: usize,
     /// Side of the RGB images.
     pub side: usize,
     pub num_classes: usize,
     /// Where the weights came from (file SHA-256s), for the manifest.
     pub provenance: serde_json::Value,
-    /// Codes to logits on the sampling engine (`decode` then `logits`
-    /// compiled), where the pair has been compiled.
-    pub compiled: Option<Arc<FastNet<f32>>>,
+    /// Codes to logits, compiled (`decode` then `logits`): what the
+    /// condition runs. A tap `h` of the code's shape is the encoder's
+    /// output `E(G(h))` (the joint prior).
+    pub compiled: Arc<FastNet<f32>>,
     /// How starting codes are drawn: `N(0, I)` for a GAN, `relu(N(0, 2^2))`
     /// for post-ReLU fc6 codes.
     pub nonnegative_codes: bool,
@@ -92,7 +91,6 @@ impl PlugPair {
             decode,
             to_rgb: identity(),
             logits,
-            encode: None,
             code_dim: dcgan::NZ,
             side: dcgan::IMAGE_SIZE,
             num_classes: efficientnet_lite::NUM_CLASSES,
@@ -101,7 +99,7 @@ impl PlugPair {
                 "classifier": p(&pretrained::EFFICIENTNET_LITE0),
             }),
             nonnegative_codes: false,
-            compiled: Some(Arc::new(compiled)),
+            compiled: Arc::new(compiled),
         })
     }
 
@@ -138,30 +136,31 @@ impl PlugPair {
                 message: format!("does not fit CaffeNet: {e}"),
             })?,
         );
-        let c2 = c.clone();
+        let (gnet, cnet) = (g.compile::<f32>()?, c.compile::<f32>()?);
+        // the reference path: the same networks through candle's autograd
+        let (decode, logits) = (
+            reference::func(gnet.clone())?,
+            reference::func(cnet.clone())?,
+        );
         Ok(Self {
             names: ("dgn-fc6", "alexnet"),
-            decode: Arc::new(move |h: &Tensor| g.forward(h)),
+            decode,
             to_rgb: Arc::new(|x: &Tensor| DgnGenerator::to_rgb(x)),
-            logits: Arc::new(move |x: &Tensor| c.forward(x)),
-            encode: Some(Arc::new(move |x: &Tensor| c2.encode(x))),
+            logits,
             code_dim,
             side,
             num_classes: classes,
             provenance,
             nonnegative_codes: true,
-            compiled: None,
+            compiled: Arc::new(gnet.then(cnet)?),
         })
     }
 
-    fn condition(&self, classes: &[usize], cfg: &SamplerConfig) -> ClassCondition {
-        ClassCondition {
-            decode: self.decode.clone(),
-            logits: self.logits.clone(),
-            classes: classes.to_vec(),
-            num_classes: self.num_classes,
-            gradient: cfg.gradient,
-        }
+    /// The tap of `E(G(h))` in [`PlugPair::compiled`], when the pair has
+    /// an encoder.
+    fn joint_tap(&self) -> Option<usize> {
+        let net = &self.compiled;
+        net.tap("h").ok().filter(|&s| net.shape(s) == net.input())
     }
 
     /// `eps1 * prior + eps2 * log p(y | C(G(h)))`, the prior Gaussian, the
@@ -176,57 +175,39 @@ impl PlugPair {
             });
         }
         let mut terms: Vec<(f64, Box<dyn Term>)> = Vec::new();
-        // the engine's class term does not carry the joint prior's encoder
-        let compiled = self
-            .compiled
-            .as_ref()
-            .filter(|_| cfg.prior != PriorKind::Joint);
-        let backend = cfg.engine.choose(compiled.is_some());
-        let engine = compiled.filter(|_| backend == Engine::Fast).cloned();
-        match (cfg.prior, &self.encode) {
+        let joint = match (cfg.prior, self.joint_tap()) {
             (PriorKind::Gaussian, _) => {
-                terms.push((cfg.eps1, Box::new(GaussianPrior::new(cfg.prior_sigma))))
+                terms.push((cfg.eps1, Box::new(GaussianPrior::new(cfg.prior_sigma))));
+                None
             }
-            (PriorKind::Joint, Some(e)) => terms.push((
-                cfg.eps1,
-                Box::new(JointPrior {
-                    encode: e.clone(),
-                    decode: self.decode.clone(),
-                }),
-            )),
-            (PriorKind::None, _) => {}
-            (other, _) => {
+            // read off the condition's own pass, which goes through E
+            (PriorKind::Joint, Some(tap)) => Some((tap, cfg.eps1)),
+            (PriorKind::None, _) => None,
+            (other, tap) => {
                 return Err(Error::unsupported(
                     format!("prior {other:?} is not available for {}", self.names.0),
                     format!(
                         "use the prior gaussian{} or none",
-                        if self.encode.is_some() { ", joint" } else { "" }
+                        if tap.is_some() { ", joint" } else { "" }
                     ),
                 ))
             }
-        }
-        match engine {
-            Some(net) => terms.push((
-                cfg.eps2,
-                Box::new(EngineCondition::class(
-                    net,
-                    classes.to_vec(),
-                    cfg.gradient,
-                    1.0,
-                    None,
-                )?),
-            )),
-            None => terms.push((cfg.eps2, Box::new(self.condition(classes, cfg)))),
-        }
-        let probe = ClassCondition {
-            decode: identity(),
-            ..self.condition(classes, cfg)
         };
+        // eps2 weighs the condition in the sum; a term that also carries
+        // the joint prior weighs its two parts itself
+        let (outer, inner) = match joint {
+            Some(_) => (1.0, cfg.eps2),
+            None => (cfg.eps2, 1.0),
+        };
+        let backend = Backend::new(self.compiled.clone(), cfg.engine)?;
+        let term = NetCondition::class(backend, classes.to_vec(), cfg.gradient, inner, joint)?;
+        terms.push((outer, Box::new(term)));
+        let (logits, classes) = (self.logits.clone(), classes.to_vec());
         Ok(Pipeline {
             target: Sum::new(terms),
             decode: self.decode.clone(),
-            measure: Box::new(move |x: &Tensor| probe.probability(x)),
-            backend,
+            measure: Box::new(move |x: &Tensor| class_probability(&logits(x)?, &classes)),
+            backend: cfg.engine,
         })
     }
 

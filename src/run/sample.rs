@@ -147,7 +147,7 @@ fn fashion(
         "init": spec.init.name(), "inpaint": hole.as_ref().map(|h| &h.describe),
         "record_every": spec.record_every,
     });
-    validate(&s, cfg, &condition, &h0)?;
+    validate(&s, cfg, &condition)?;
     let pipeline = Pipeline::fashion(&s, cfg, &condition)?;
     let folder = RunFolder::open(&spec.out, spec.force, spec.resume)?;
     let result = run_resumable(spec, &pipeline, &h0, &request, &folder, progress);

@@ -21,13 +21,14 @@ use super::progress::{drive_to_end, Progress};
 use super::sample_pretrained::RgbRun;
 use super::spec::{Request, RunOutput};
 use crate::data::imagenet;
-use crate::density::condition::Objective;
-use crate::density::condition::{ClassCondition, ClassGradient, Neuron, NeuronCondition};
-use crate::density::engine::EngineCondition;
+use crate::density::backend::Backend;
+use crate::density::condition::{
+    class_probability, unit_activation, ClassGradient, NetCondition, Neuron, Objective,
+};
 use crate::density::image::{fourier_decoder, jittered, BlurPrior, PixelL2, TotalVariation};
 use crate::density::{Sum, Term};
 use crate::error::{Error, Result};
-use crate::models::efficientnet_lite::{self, EfficientNetLite0, Layer};
+use crate::models::efficientnet_lite::{EfficientNetLite0, Layer};
 use crate::models::pretrained;
 use crate::nn::fast::{reference, Net};
 use crate::nn::{identity, Func};
@@ -182,31 +183,12 @@ impl Parts {
 
     /// The class condition on `per_chain` and its measure `p(y | x)`.
     fn class(&self, spec: &VisualizeSpec, per_chain: &[usize]) -> Result<(Box<dyn Term>, Measure)> {
-        let cc = |logits: Func, decode: Func| ClassCondition {
-            decode,
-            logits,
-            classes: per_chain.to_vec(),
-            num_classes: efficientnet_lite::NUM_CLASSES,
-            gradient: spec.gradient,
-        };
-        let probe = cc(self.logits.clone(), identity());
-        let term: Box<dyn Term> = match spec.engine.choose(true) {
-            Engine::Fast => Box::new(
-                EngineCondition::class(
-                    Arc::new(self.engine_net(spec.side, None)?),
-                    per_chain.to_vec(),
-                    spec.gradient,
-                    1.0,
-                    None,
-                )?
-                .with_decode(self.seen_decode.clone())?,
-            ),
-            Engine::Reference => Box::new(cc(
-                jittered(self.logits.clone(), spec.jitter, spec.seed ^ 0x7177),
-                self.decode.clone(),
-            )),
-        };
-        Ok((term, Box::new(move |x: &Tensor| probe.probability(x))))
+        let backend = Backend::new(Arc::new(self.engine_net(spec.side, None)?), spec.engine)?;
+        let term = NetCondition::class(backend, per_chain.to_vec(), spec.gradient, 1.0, None)?
+            .with_decode(self.seen_decode.clone())?;
+        let (logits, classes) = (self.logits.clone(), per_chain.to_vec());
+        let measure: Measure = Box::new(move |x: &Tensor| class_probability(&logits(x)?, &classes));
+        Ok((Box::new(term), measure))
     }
 
     /// The unit condition and its measure, the unit's activation.
@@ -226,36 +208,21 @@ impl Parts {
                 shape: format!("{} channels", layer.channels()),
             });
         }
-        let features = reference::func(self.engine_net(spec.side, Some(layer))?)?;
-        let make = |layer: Func, decode: Func| NeuronCondition {
-            decode,
-            layer,
-            layer_name: layer_name.to_string(),
-            neuron: unit,
-        };
-        let term: Box<dyn Term> = match spec.engine.choose(true) {
-            Engine::Fast => Box::new(
-                EngineCondition::new(
-                    Arc::new(self.engine_net(spec.side, Some(layer))?),
-                    Objective::Unit(unit),
-                    1.0,
-                    None,
-                )?
-                .with_decode(self.seen_decode.clone())?,
-            ),
-            Engine::Reference => Box::new(make(
-                jittered(features.clone(), spec.jitter, spec.seed ^ 0x7177),
-                self.decode.clone(),
-            )),
-        };
-        let zeros = Tensor::zeros((1, spec.side, spec.side, 3), DType::F32, &Device::Cpu)?;
-        make(features.clone(), identity()).validate(&zeros)?;
-        let probe = make(features, identity());
-        let measure: Measure = Box::new(move |x: &Tensor| {
-            let act = probe.activation(&(probe.layer)(x)?)?;
-            Ok(act.to_dtype(DType::F64)?.to_vec1()?)
-        });
-        Ok((term, measure))
+        let net = self.engine_net(spec.side, Some(layer))?;
+        let features = reference::func(net.clone())?;
+        let backend = Backend::new(Arc::new(net), spec.engine)?;
+        let term = NetCondition::new(backend, Objective::Unit(unit), 1.0, None)
+            .map_err(|e| match e {
+                Error::NoSuchUnit { neuron, shape, .. } => Error::NoSuchUnit {
+                    neuron,
+                    layer: layer_name.to_string(),
+                    shape,
+                },
+                e => e,
+            })?
+            .with_decode(self.seen_decode.clone())?;
+        let measure: Measure = Box::new(move |x: &Tensor| unit_activation(&features(x)?, unit));
+        Ok((Box::new(term), measure))
     }
 
     /// The hand-designed priors that are switched on, weighted by eps1.
@@ -362,7 +329,7 @@ impl Job<'_> {
             target: Sum::new(terms),
             decode: parts.decode.clone(),
             measure,
-            backend: spec.engine.choose(true),
+            backend: spec.engine,
         };
         let start = start(spec, self.n)?;
         let o = drive_to_end(

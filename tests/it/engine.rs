@@ -67,8 +67,9 @@ fn weights(seed: u64) -> impl FnMut(&[usize]) -> Tensor {
 
 /// A small network with every op and activation of the engine: an
 /// asymmetric-padding strided convolution, a depthwise one, a residual
-/// add, a pixel shuffle, a transposed convolution, a resample, a pooled
-/// head.
+/// add, a pixel shuffle, a transposed convolution, a resample, max
+/// pooling, a local response normalisation, slices and a concatenation, a
+/// pooled head.
 fn every_op() -> Net<f64> {
     let mut w = weights(10);
     let c = 4;
@@ -115,6 +116,17 @@ fn every_op() -> Net<f64> {
         )
         .unwrap(), // 10x10x3
         build::bilinear((10, 10), 7).unwrap(),
+        // padded max pooling (padding never wins), and a local response
+        // normalisation over an even window (one channel more after)
+        Op::MaxPool {
+            window: Window::symmetric(7, 7, 3, 3, 1, 1),
+        },
+        Op::Lrn {
+            size: 2,
+            alpha: 0.5,
+            beta: 0.75,
+            k: 2.0,
+        },
         // to one channel (the direct kernel), strided, padding after
         build::conv(
             Window::tf_same(7, 7, 3, 3, 2),
@@ -130,12 +142,28 @@ fn every_op() -> Net<f64> {
             Act::Relu,
         )
         .unwrap(),
+        // two slices of slot 13 (a crop with a group of channels), side by
+        // side again
+        Op::Slice {
+            at: (1, 0, 2),
+            out: (3, 3, 4),
+        },
+        Op::Slice {
+            at: (0, 1, 0),
+            out: (3, 3, 2),
+        },
+        Op::Concat,
         Op::MeanPool,
         build::linear(&w(&[5, 6]), Some(&w(&[5])), Act::Identity).unwrap(),
         Op::Reshape((1, 5, 1)),
     ];
     let inputs = (0..ops.len())
-        .map(|i| if i == 3 { vec![3, 2] } else { vec![i] })
+        .map(|i| match i {
+            3 => vec![3, 2],
+            14 => vec![13],
+            15 => vec![14, 15],
+            _ => vec![i],
+        })
         .collect();
     Net::graph((9, 9, 3), ops, inputs)
         .unwrap()
@@ -577,9 +605,11 @@ fn engine_targets_match_the_reference_targets() {
 
 #[test]
 fn engine_term_rejects_what_does_not_fit() {
+    use ppgn::density::backend::Backend;
     use ppgn::density::condition::ClassGradient;
-    use ppgn::density::engine::EngineCondition;
+    use ppgn::density::condition::NetCondition;
     use ppgn::density::Term;
+    use ppgn::nn::fast::Engine;
     use std::sync::Arc;
     let mut w = weights(30);
     let net = Arc::new(
@@ -595,20 +625,39 @@ fn engine_term_rejects_what_does_not_fit() {
         .unwrap(),
     );
     let lsm = ClassGradient::LogSoftmax;
-    let err = EngineCondition::class(net.clone(), vec![4], lsm, 1.0, None)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = NetCondition::class(
+        Backend::new(net.clone(), Engine::Fast).unwrap(),
+        vec![4],
+        lsm,
+        1.0,
+        None,
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(
         err.contains("unknown class \"4 (out of range)\"") && err.contains("4 classes"),
         "{err}"
     );
-    let err = EngineCondition::class(net.clone(), vec![0], lsm, 1.0, Some((1, 1e-5)))
-        .err()
-        .unwrap()
-        .to_string();
+    let err = NetCondition::class(
+        Backend::new(net.clone(), Engine::Fast).unwrap(),
+        vec![0],
+        lsm,
+        1.0,
+        Some((1, 1e-5)),
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(err.contains("joint prior"), "{err}");
-    let term = EngineCondition::class(net, vec![1, 2], lsm, 1.0, None).unwrap();
+    let term = NetCondition::class(
+        Backend::new(net, Engine::Reference).unwrap(),
+        vec![1, 2],
+        lsm,
+        1.0,
+        None,
+    )
+    .unwrap();
     let bad = Tensor::zeros((2, 5), DType::F32, &Device::Cpu).unwrap();
     let err = term.value_and_grad(&bad).unwrap_err().to_string();
     assert!(
@@ -623,6 +672,117 @@ fn engine_term_rejects_what_does_not_fit() {
         err.contains("one class per chain (3)") && err.contains("got 2 classes"),
         "{err}"
     );
+}
+
+/// The one condition type's objectives on both backends against their
+/// closed forms, on a linear network `logits = W x` (so `d/dx = W^T
+/// d/dlogits`): the log-softmax (value and gradient), the softmax
+/// probability, the logit, a unit, the weight, and the joint prior read at
+/// a tap of the code's shape.
+#[test]
+fn conditions_match_their_closed_forms_on_both_backends() {
+    use ppgn::density::backend::Backend;
+    use ppgn::density::condition::{ClassGradient, NetCondition, Neuron, Objective};
+    use ppgn::density::Term;
+    use ppgn::nn::fast::Engine;
+    use std::sync::Arc;
+    let w = uniform(&[4, 3], -1.0, 1.0, 40)
+        .to_dtype(DType::F32)
+        .unwrap();
+    let wv: Vec<f64> = vec_f64(&w.to_dtype(DType::F64).unwrap());
+    // slot 1: a copy of the code (the joint prior's "E(G(h))" is h + 0.5)
+    let net = Arc::new(
+        Net::<f32>::new(
+            (1, 1, 3),
+            vec![
+                build::affine(3, 1.0, 0.5),
+                build::affine(3, 1.0, -0.5),
+                build::linear(&w, None, Act::Identity).unwrap(),
+            ],
+        )
+        .unwrap(),
+    );
+    let x = uniform(&[2, 3], -1.0, 1.0, 41)
+        .to_dtype(DType::F32)
+        .unwrap();
+    let xv = vec_f64(&x.to_dtype(DType::F64).unwrap());
+    let classes = [2usize, 0];
+    for engine in [Engine::Fast, Engine::Reference] {
+        for gradient in [
+            ClassGradient::LogSoftmax,
+            ClassGradient::Softmax,
+            ClassGradient::Logit,
+        ] {
+            let term = NetCondition::class(
+                Backend::new(net.clone(), engine).unwrap(),
+                classes.to_vec(),
+                gradient,
+                0.7,
+                None,
+            )
+            .unwrap();
+            let e = term.value_and_grad(&x).unwrap();
+            let g = vec_f64(&e.grad.to_dtype(DType::F64).unwrap());
+            for (i, &y) in classes.iter().enumerate() {
+                let xi = &xv[i * 3..i * 3 + 3];
+                let a: Vec<f64> = (0..4)
+                    .map(|k| (0..3).map(|j| wv[k * 3 + j] * xi[j]).sum())
+                    .collect();
+                let z: f64 = a.iter().map(|v| v.exp()).sum();
+                let p: Vec<f64> = a.iter().map(|v| v.exp() / z).collect();
+                let d: Vec<f64> = (0..4)
+                    .map(|k| {
+                        let onehot = f64::from(k == y);
+                        match gradient {
+                            ClassGradient::LogSoftmax => onehot - p[k],
+                            ClassGradient::Softmax => p[y] * (onehot - p[k]),
+                            ClassGradient::Logit => onehot,
+                        }
+                    })
+                    .collect();
+                for j in 0..3 {
+                    let want = 0.7 * (0..4).map(|k| wv[k * 3 + j] * d[k]).sum::<f64>();
+                    assert!(
+                        (g[i * 3 + j] - want).abs() < 1e-5,
+                        "{engine:?} {gradient:?} chain {i}: {} vs {want}",
+                        g[i * 3 + j]
+                    );
+                }
+                match (&e.log_density, gradient) {
+                    (Some(v), ClassGradient::LogSoftmax) => {
+                        assert!((v[i] - 0.7 * p[y].ln()).abs() < 1e-5, "{engine:?} value")
+                    }
+                    (None, ClassGradient::Softmax | ClassGradient::Logit) => {}
+                    (v, _) => panic!("{engine:?} {gradient:?}: value {v:?}"),
+                }
+            }
+        }
+        // unit 1 of the output: d/dx = W[1, :]; the joint prior adds
+        // eps1 * (slot 1 - x) = eps1 * 0.5 per coordinate
+        let term = NetCondition::new(
+            Backend::new(net.clone(), engine).unwrap(),
+            Objective::Unit(Neuron { unit: 1, at: None }),
+            2.0,
+            Some((1, 0.1)),
+        )
+        .unwrap();
+        assert!(!term.has_value());
+        let g = vec_f64(
+            &term
+                .value_and_grad(&x)
+                .unwrap()
+                .grad
+                .to_dtype(DType::F64)
+                .unwrap(),
+        );
+        for (i, v) in g.iter().enumerate() {
+            let want = 2.0 * wv[3 + i % 3] + 0.1 * 0.5;
+            assert!(
+                (v - want).abs() < 1e-5,
+                "{engine:?} unit + joint: {v} vs {want}"
+            );
+        }
+    }
 }
 
 /// The engine's output and input gradient of `op` on `x [n, h, w, c]`
@@ -722,12 +882,12 @@ fn engine_ops_match_candles_own_ops_on_random_shapes() {
 /// `ppgn visualize`) against the reference terms, in f32.
 #[test]
 fn engine_conditions_behind_a_candle_decode_match_the_reference() {
-    use ppgn::density::condition::Objective;
-    use ppgn::density::condition::{ClassCondition, ClassGradient, Neuron, NeuronCondition};
-    use ppgn::density::engine::EngineCondition;
+    use ppgn::density::backend::Backend;
+    use ppgn::density::condition::{ClassGradient, NetCondition, Neuron, Objective};
     use ppgn::density::image::{fourier_decoder, jittered};
     use ppgn::density::Term;
     use ppgn::models::efficientnet_lite::Layer;
+    use ppgn::nn::fast::Engine;
     use ppgn::nn::{identity, Func as CandleNet};
     use std::sync::Arc;
     let c = Arc::new(pretrained::efficientnet_lite0(&pretrained::home(), DType::F32).unwrap());
@@ -744,8 +904,8 @@ fn engine_conditions_behind_a_candle_decode_match_the_reference() {
         let norm = build::net((side, side, 3), vec![EfficientNetLite0::normalise_op()]).unwrap();
         Arc::new(norm.then(b).unwrap())
     };
-    // the engine's input: decoded, then jittered by a stream seeded as
-    // the reference's jittered network is
+    // the networks' input: decoded, then jittered by a stream seeded
+    // alike for both backends
     let seen_decode = |seed| -> CandleNet {
         let (d, j) = (decode.clone(), jittered(identity(), 4, seed));
         Arc::new(move |p: &Tensor| j(&d(p)?))
@@ -754,21 +914,15 @@ fn engine_conditions_behind_a_candle_decode_match_the_reference() {
         let g = t.value_and_grad(&pos).unwrap().grad;
         vec_f64(&g.to_dtype(DType::F64).unwrap())
     };
-    // the reference path: the same networks through candle's autograd
-    let logits: CandleNet = ppgn::nn::fast::reference::func(body(None).as_ref().clone()).unwrap();
     let lsm = ClassGradient::LogSoftmax;
-    let fast = EngineCondition::class(body(None), vec![1, 88], lsm, 1.0, None)
-        .unwrap()
-        .with_decode(seen_decode(5))
-        .unwrap();
-    let reference = ClassCondition {
-        decode: decode.clone(),
-        logits: jittered(logits, 4, 5),
-        classes: vec![1, 88],
-        num_classes: 1000,
-        gradient: lsm,
+    let class = |engine| {
+        let backend = Backend::new(body(None), engine).unwrap();
+        NetCondition::class(backend, vec![1, 88], lsm, 1.0, None)
+            .unwrap()
+            .with_decode(seen_decode(5))
+            .unwrap()
     };
-    let (g, g_ref) = (grad(&fast), grad(&reference));
+    let (g, g_ref) = (grad(&class(Engine::Fast)), grad(&class(Engine::Reference)));
     // A loose bound: in f32, a ReLU6 unit a rounding away from its kink
     // switches in one implementation and not the other. Measured at 12
     // points 1e-6 apart: both f32 paths are within 6e-6 (L2) of the f64
@@ -783,19 +937,14 @@ fn engine_conditions_behind_a_candle_decode_match_the_reference() {
 
     let layer = Layer::Block(10);
     let neuron = Neuron { unit: 5, at: None };
-    let features: CandleNet =
-        ppgn::nn::fast::reference::func(body(Some(layer)).as_ref().clone()).unwrap();
-    let fast = EngineCondition::new(body(Some(layer)), Objective::Unit(neuron), 1.0, None)
-        .unwrap()
-        .with_decode(seen_decode(6))
-        .unwrap();
-    let reference = NeuronCondition {
-        decode,
-        layer: jittered(features, 4, 6),
-        layer_name: "block10".into(),
-        neuron,
+    let unit = |engine| {
+        let backend = Backend::new(body(Some(layer)), engine).unwrap();
+        NetCondition::new(backend, Objective::Unit(neuron), 1.0, None)
+            .unwrap()
+            .with_decode(seen_decode(6))
+            .unwrap()
     };
-    let (g, g_ref) = (grad(&fast), grad(&reference));
+    let (g, g_ref) = (grad(&unit(Engine::Fast)), grad(&unit(Engine::Reference)));
     assert!(
         rel(&g, &g_ref) < 1e-3,
         "unit gradient {:e}",

@@ -515,12 +515,13 @@ fn random_weights(
         .collect()
 }
 
+/// The tiny configs of scripts/caffe_fixtures.py.
 fn tiny_caffenet() -> CaffeNetConfig {
     CaffeNetConfig {
         conv: [4, 6, 6, 6, 4],
         fc: 8,
         classes: 5,
-        image: 227,
+        image: 67,
     }
 }
 fn tiny_dgn() -> DgnConfig {
@@ -528,33 +529,148 @@ fn tiny_dgn() -> DgnConfig {
         code: 8,
         channels: [4, 4, 6, 4, 4, 4, 4, 4, 4],
         side: 256,
-        crop: 227,
+        crop: 67,
     }
 }
 
+/// A file of tests/fixtures/caffe, as f64 values.
+fn caffe_fixture(name: &str) -> (Vec<usize>, Vec<f64>) {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/caffe")
+        .join(name);
+    let (shape, v) = read_f32(&p).unwrap();
+    (shape, v.into_iter().map(f64::from).collect())
+}
+
+/// The fixture's flat weights cut into the named tensors of `shapes`.
+fn fixture_weights(file: &str, shapes: Vec<(String, Vec<usize>)>) -> HashMap<String, Tensor> {
+    let (_, flat) = caffe_fixture(file);
+    let mut at = 0;
+    let w = shapes
+        .into_iter()
+        .map(|(name, shape)| {
+            let n: usize = shape.iter().product();
+            let t = Tensor::from_slice(&flat[at..at + n], shape, &Device::Cpu).unwrap();
+            at += n;
+            (name, t)
+        })
+        .collect();
+    assert_eq!(at, flat.len(), "{file}: weights left over");
+    w
+}
+
+/// `max |a - b| / max |b|`.
+fn rel64(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let m = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    assert!(m > 0.0);
+    a.iter()
+        .zip(b)
+        .fold(0.0f64, |e, (a, b)| e.max((a - b).abs()))
+        / m
+}
+
+/// The papers' networks compiled to the engine's graph (grouped
+/// convolutions, max pooling, LRN, Caffe's channel-major flatten and
+/// reshape, the centre crop) compute what PyTorch computes from their
+/// Caffe definitions, forward and input gradient, in f64 on the engine and
+/// through the reference interpreter; the joint prior's `E(G(h))` has the
+/// gradient of finite differences.
 #[test]
-fn papers_networks_have_exact_input_gradients_in_f64() {
+fn papers_networks_match_pytorch_and_finite_differences_in_f64() {
+    use ppgn::nn::fast::{reference, Workspace};
     let c = CaffeNet::from_tensors(
-        random_weights(caffe::alexnet_tensors(&tiny_caffenet()), 5, DType::F64),
+        fixture_weights(
+            "caffenet_weights.npy",
+            caffe::alexnet_tensors(&tiny_caffenet()),
+        ),
         tiny_caffenet(),
     )
     .unwrap();
-    let x = uniform(&[1, 227, 227, 3], -1.0, 1.0, 6);
-    let f = |x: &Tensor| Tensor::cat(&[c.encode(x)?, c.forward(x)?], 1);
-    let err = max_gradient_error(&f, &x, 8);
-    assert!(err < 1e-4, "CaffeNet: relative gradient error {err:e}");
+    let net = c.compile::<f64>().unwrap();
+    let (xs, x) = caffe_fixture("caffenet_input.npy");
+    let n = xs[0];
+    let mut ws = Workspace::default();
+    let logits = net.forward(&x, n, &mut ws).unwrap().to_vec();
+    let (_, want) = caffe_fixture("caffenet_logits.npy");
+    assert!(
+        rel64(&logits, &want) < 1e-6,
+        "logits {:e}",
+        rel64(&logits, &want)
+    );
+    let (_, want_h) = caffe_fixture("caffenet_h.npy");
+    let h = ws.activation(net.tap("h").unwrap()).to_vec();
+    assert!(rel64(&h, &want_h) < 1e-6, "h {:e}", rel64(&h, &want_h));
+    // d sum(log softmax[:, 1]) / d logits = onehot - softmax
+    let k = logits.len() / n;
+    let mut d = vec![0.0; logits.len()];
+    for (row, dr) in logits.chunks(k).zip(d.chunks_mut(k)) {
+        let z: f64 = row.iter().map(|v| v.exp()).sum();
+        for j in 0..k {
+            dr[j] = f64::from(j == 1) - row[j].exp() / z;
+        }
+    }
+    let mut grad = Vec::new();
+    net.backward(&d, &mut ws, &mut grad).unwrap();
+    let (_, want) = caffe_fixture("caffenet_grad.npy");
+    assert!(
+        rel64(&grad, &want) < 1e-6,
+        "CaffeNet gradient {:e}",
+        rel64(&grad, &want)
+    );
+    let interp = reference::forward(&net, &Tensor::from_slice(&x, xs, &Device::Cpu).unwrap());
+    let interp: Vec<f64> = interp.unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    assert!(rel64(&interp, &logits) < 1e-12);
+
     let g = DgnGenerator::from_tensors(
-        random_weights(caffe::generator_tensors(&tiny_dgn()), 7, DType::F64),
+        fixture_weights("dgn_weights.npy", caffe::generator_tensors(&tiny_dgn())),
         tiny_dgn(),
     )
     .unwrap();
-    let h = uniform(&[2, 8], 0.0, 3.0, 8);
-    let err = max_gradient_error(&|h| g.forward(h), &h, 8);
-    assert!(err < 1e-4, "DGN generator: relative gradient error {err:e}");
-    assert_eq!(g.forward(&h).unwrap().dims(), &[2, 227, 227, 3]);
-    // the joint prior's autoencoder of h, E(G(h))
-    let err = max_gradient_error(&|h| c.encode(&g.forward(h)?), &h, 8);
-    assert!(err < 1e-4, "E(G(h)): relative gradient error {err:e}");
+    let gen = g.compile::<f64>().unwrap();
+    let (cs, code) = caffe_fixture("dgn_code.npy");
+    let images = gen.forward(&code, cs[0], &mut ws).unwrap().to_vec();
+    let (_, want) = caffe_fixture("dgn_images.npy");
+    assert!(
+        rel64(&images, &want) < 1e-6,
+        "DGN images {:e}",
+        rel64(&images, &want)
+    );
+    let (_, r) = caffe_fixture("dgn_weights_r.npy");
+    gen.backward(&r, &mut ws, &mut grad).unwrap();
+    let (_, want) = caffe_fixture("dgn_grad.npy");
+    assert!(
+        rel64(&grad, &want) < 1e-6,
+        "DGN gradient {:e}",
+        rel64(&grad, &want)
+    );
+
+    // E(G(h)) on the engine against finite differences
+    let joint = gen.then(net.upto("h", false).unwrap()).unwrap();
+    let w = vec_of(&uniform(&[2, 8], -1.0, 1.0, 4));
+    let scalar = |h: &[f64]| -> f64 {
+        let mut ws = Workspace::default();
+        let y = joint.forward(h, 2, &mut ws).unwrap();
+        y.iter().zip(&w).map(|(a, b)| a * b).sum()
+    };
+    joint.forward(&code, 2, &mut ws).unwrap();
+    joint.backward(&w, &mut ws, &mut grad).unwrap();
+    let gmax = grad.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for i in 0..code.len() {
+        let (mut a, mut b) = (code.clone(), code.clone());
+        a[i] += 1e-6;
+        b[i] -= 1e-6;
+        let fd = (scalar(&a) - scalar(&b)) / 2e-6;
+        assert!(
+            (fd - grad[i]).abs() < 1e-6 * gmax,
+            "E(G(h)) coordinate {i}: {fd} vs {}",
+            grad[i]
+        );
+    }
+}
+
+fn vec_of(t: &Tensor) -> Vec<f64> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
 }
 
 #[test]
@@ -600,10 +716,8 @@ fn papers_networks_load_full_size_weights_and_sample_with_the_ppgn_preset() {
     let m = manifest(&run("run", &[]), &d.join("run"));
     assert_eq!(m["sampler"]["preset"], "ppgn");
     assert_eq!(m["sampler"]["prior"], "joint");
-    // asked for the engine, the Caffe pair (which has no engine
-    // description) runs on candle's autograd, and the manifest says so
     assert_eq!(m["sampler"]["engine"], "fast");
-    assert_eq!(m["backend"], "reference");
+    assert_eq!(m["backend"], "fast");
     assert_eq!(m["chains"][0]["class_name"], "volcano");
     let (shape, v) = read_f32(&d.join("run/samples.npy")).unwrap();
     assert_eq!(shape, vec![2, 3, 227, 227]);

@@ -6,11 +6,15 @@
 use candle_core::{DType, Device, Tensor};
 
 use ppgn::data::fashion_mnist::{self, Split};
-use ppgn::density::condition::{ClassCondition, ClassGradient, Neuron, NeuronCondition};
+use std::sync::Arc;
+
+use ppgn::density::backend::Backend;
+use ppgn::density::condition::{class_probability, ClassGradient, NetCondition, Neuron};
 use ppgn::density::image::{clamp_known, InpaintContext, TotalVariation};
-use ppgn::density::prior::{DaePrior, GaussianPrior, JointPrior};
+use ppgn::density::prior::{AutoencoderPrior, GaussianPrior};
 use ppgn::density::{Sum, Term};
 use ppgn::models::fashion::Stack;
+use ppgn::nn::fast::Engine;
 use ppgn::sampler::clip::Clip;
 use ppgn::sampler::hmc::Hmc;
 use ppgn::sampler::mala::Mala;
@@ -38,14 +42,28 @@ fn tshirt_codes(s: &Stack) -> (Tensor, Tensor) {
     (s.classifier.encode(&x).unwrap(), x)
 }
 
-fn condition(s: &Stack, gradient: ClassGradient) -> ClassCondition {
-    ClassCondition {
-        decode: s.generator_net().unwrap(),
-        logits: s.classifier_net().unwrap(),
-        classes: vec![SNEAKER; 8],
-        num_classes: 10,
-        gradient,
-    }
+fn condition(s: &Stack, gradient: ClassGradient) -> NetCondition {
+    let net = s
+        .generator
+        .compile::<f32>()
+        .unwrap()
+        .then(s.classifier.compile().unwrap())
+        .unwrap();
+    let backend = Backend::new(Arc::new(net), Engine::Fast).unwrap();
+    NetCondition::class(backend, vec![SNEAKER; 8], gradient, 1.0, None).unwrap()
+}
+
+/// `p(sneaker | G(h))` per chain.
+fn probability(s: &Stack, h: &Tensor) -> Vec<f64> {
+    let x = (s.generator_net().unwrap())(h).unwrap();
+    let logits = (s.classifier_net().unwrap())(&x).unwrap();
+    class_probability(&logits, &[SNEAKER; 8]).unwrap()
+}
+
+/// `E . G`: the generator, then the classifier up to `h`.
+fn encode_decode(s: &Stack) -> ppgn::nn::fast::Net<f32> {
+    let e = s.classifier.compile().unwrap().upto("h", false).unwrap();
+    s.generator.compile::<f32>().unwrap().then(e).unwrap()
 }
 
 /// Mean log-probability over chains (probabilities start near 1e-8, so
@@ -58,11 +76,7 @@ fn mean(v: &[f64]) -> f64 {
 fn every_kernel_raises_the_class_probability_on_the_real_stack() {
     let s = stack();
     let (h0, _) = tshirt_codes(&s);
-    let p0 = mean(
-        &condition(&s, ClassGradient::LogSoftmax)
-            .probability(&h0)
-            .unwrap(),
-    );
+    let p0 = mean(&probability(&s, &h0));
     let exact = || {
         Sum::new(vec![
             (1.0, Box::new(GaussianPrior::new(5.0)) as Box<dyn Term>),
@@ -73,10 +87,9 @@ fn every_kernel_raises_the_class_probability_on_the_real_stack() {
         Sum::new(vec![
             (
                 1e-5,
-                Box::new(JointPrior {
-                    encode: s.encoder_net().unwrap(),
-                    decode: s.generator_net().unwrap(),
-                }) as Box<dyn Term>,
+                Box::new(AutoencoderPrior::joint(
+                    Backend::new(Arc::new(encode_decode(&s)), Engine::Fast).unwrap(),
+                )) as Box<dyn Term>,
             ),
             (1.0, Box::new(condition(&s, ClassGradient::LogSoftmax))),
         ])
@@ -127,11 +140,7 @@ fn every_kernel_raises_the_class_probability_on_the_real_stack() {
     for (mut k, target) in cases {
         let mut rngs = ChainRngs::new(11, 8);
         let r = sample(k.as_mut(), &target, &h0, 0, 20, &mut rngs, None).unwrap();
-        let p = mean(
-            &condition(&s, ClassGradient::LogSoftmax)
-                .probability(&r.last.position)
-                .unwrap(),
-        );
+        let p = mean(&probability(&s, &r.last.position));
         eprintln!(
             "{}: mean log p(sneaker) {p0:.3} -> {p:.3}, accept {:.2}",
             k.name(),
@@ -174,11 +183,6 @@ fn model_terms_have_exact_gradients_in_f64() {
     let s = Stack::load(&dir, DType::F64, &Device::Cpu).unwrap();
     let s32 = stack();
     let (h0, x0) = tshirt_codes(&s32);
-    let c = ClassCondition {
-        classes: vec![SNEAKER; 8],
-        ..condition(&s, ClassGradient::LogSoftmax)
-    };
-    assert!(directional_error(&c, &h0) < 1e-5);
     let tv = TotalVariation {
         decode: s.generator_net().unwrap(),
     };
@@ -208,10 +212,11 @@ fn model_terms_have_exact_gradients_in_f64() {
 #[test]
 fn gradient_only_terms_and_neurons() {
     let s = stack();
-    let (h0, x0) = tshirt_codes(&s);
-    let (r, sigma) = s.h_dae_net().unwrap().unwrap();
-    let dae = DaePrior {
-        reconstruct: r,
+    let (h0, _) = tshirt_codes(&s);
+    let d = s.h_dae.as_ref().unwrap();
+    let sigma = d.cfg.sigma;
+    let dae = AutoencoderPrior {
+        reconstruct: Backend::new(Arc::new(d.compile().unwrap()), Engine::Fast).unwrap(),
         sigma,
         label: "h-dae",
     };
@@ -234,24 +239,18 @@ fn gradient_only_terms_and_neurons() {
         .unwrap() as f64;
     assert!(back > 0.0, "score . (clean - noisy) = {back}");
 
-    let neuron = NeuronCondition {
-        decode: ppgn::nn::identity(),
-        layer: s.layer_net("h1").unwrap(),
-        layer_name: "h1".into(),
+    // a neuron is checked against its layer before any step
+    use ppgn::run::fashion::{validate, Condition};
+    let cfg = ppgn::run::preset::preset("ppgn").unwrap();
+    let neuron = |unit| Condition::Neuron {
+        layer: "h1".into(),
         neuron: Neuron {
-            unit: 3,
+            unit,
             at: Some((3, 3)),
         },
     };
-    neuron.validate(&x0).unwrap();
-    let bad = NeuronCondition {
-        neuron: Neuron {
-            unit: 999,
-            at: Some((3, 3)),
-        },
-        ..neuron
-    };
-    let msg = bad.validate(&x0).unwrap_err().to_string();
+    validate(&s, &cfg, &neuron(3)).unwrap();
+    let msg = validate(&s, &cfg, &neuron(999)).unwrap_err().to_string();
     assert!(
         msg.contains("does not exist") && msg.contains("h1"),
         "{msg}"

@@ -172,6 +172,21 @@ impl<T: Real> Builder<T> {
         self.last()
     }
 
+    /// Appends `op` reading the value in `slot`; returns its output's slot.
+    pub fn push_from(&mut self, slot: usize, op: Op<T>) -> usize {
+        self.ops.push(op);
+        self.inputs.push(vec![slot]);
+        self.last()
+    }
+
+    /// Appends the values in `slots` side by side along channels; returns
+    /// its slot.
+    pub fn concat(&mut self, slots: &[usize]) -> usize {
+        self.ops.push(Op::Concat);
+        self.inputs.push(slots.to_vec());
+        self.last()
+    }
+
     /// Appends the sum of the values in `slots`; returns its slot.
     pub fn add(&mut self, slots: &[usize]) -> usize {
         self.ops.push(Op::Add);

@@ -22,6 +22,7 @@ pub mod depthwise;
 pub mod kernels;
 pub mod op;
 pub mod patches;
+pub mod pool;
 pub mod real;
 pub mod reference;
 pub mod simd;
@@ -33,6 +34,18 @@ use std::collections::BTreeMap;
 use crate::error::{Error, Result};
 pub use op::Op;
 use real::Real;
+
+/// What computes a network's gradients: this engine (the default) or
+/// candle's autograd on the same graph ([`reference`], what the engine is
+/// tested against). `crate::density::backend` is the one place that turns
+/// the choice into computation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    #[default]
+    Fast,
+    Reference,
+}
 
 /// Per-image shape `(h, w, c)`; a vector is `(1, 1, len)`.
 pub type Shape = (usize, usize, usize);
@@ -249,11 +262,10 @@ impl<T: Real> Net<T> {
             let (before, after) = ws.acts.split_at_mut(i + 1);
             let y = sized(&mut after[0], n * len(self.shapes[i + 1]));
             let ins = &self.inputs[i];
-            if let Op::Add = op {
-                y.copy_from_slice(&before[ins[0]]);
-                for &s in &ins[1..] {
-                    y.iter_mut().zip(&before[s]).for_each(|(v, &b)| *v += b);
-                }
+            if op.reads_several() {
+                let xs: Vec<&[T]> = ins.iter().map(|&s| before[s].as_slice()).collect();
+                let ss: Vec<Shape> = ins.iter().map(|&s| self.shapes[s]).collect();
+                op.forward_several(&ss, &xs, y);
             } else {
                 op.forward(self.shapes[ins[0]], n, &before[ins[0]], y, &mut ws.cols);
             }
@@ -292,15 +304,18 @@ impl<T: Real> Net<T> {
             }
             let mut g = std::mem::take(&mut ws.grads[i + 1]);
             let ins = &self.inputs[i];
-            if let Op::Add = op {
-                for &s in ins {
-                    sized(&mut spare, g.len()).copy_from_slice(&g);
+            if op.reads_several() {
+                let ss: Vec<Shape> = ins.iter().map(|&s| self.shapes[s]).collect();
+                for (k, &s) in ins.iter().enumerate() {
+                    let gx = sized(&mut spare, n * len(ss[k]));
+                    op.backward_part(&ss, k, &g, gx);
                     owe(ws, s, &mut spare);
                 }
             } else {
                 let gx = sized(&mut spare, n * len(self.shapes[ins[0]]));
                 let s = self.shapes[ins[0]];
-                op.backward(s, n, &ws.acts[i + 1], &mut g, gx, &mut ws.cols);
+                let (x, y) = (&ws.acts[ins[0]], &ws.acts[i + 1]);
+                op.backward(s, n, x, y, &mut g, gx, &mut ws.cols);
                 owe(ws, ins[0], &mut spare);
             }
             ws.pool.push(g);

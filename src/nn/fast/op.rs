@@ -47,6 +47,24 @@ pub enum Op<T> {
     },
     /// The sum of its inputs (all of one shape): a residual connection.
     Add,
+    /// Its inputs (of one height and width) side by side along channels.
+    Concat,
+    /// Max over each window of each channel (padding never wins); the
+    /// gradient goes to the first arg-max of the window, as the exact
+    /// gradient of a max does.
+    MaxPool { window: Window },
+    /// Cross-channel local response normalisation (CaffeNet's `norm1`,
+    /// `norm2`; ONNX `LRN`): `x / (k + alpha / size * sum x^2)^beta`, the
+    /// sum over `size` neighbouring channels (`(size - 1) / 2` before).
+    Lrn {
+        size: usize,
+        alpha: f64,
+        beta: f64,
+        k: f64,
+    },
+    /// The block of shape `out` starting at row, column, channel `at`: a
+    /// crop, or a group of channels.
+    Slice { at: Shape, out: Shape },
     /// Global average over pixels -> `(1, 1, c)`.
     MeanPool,
     /// The same values read as another shape (a flatten or its inverse).
@@ -69,7 +87,7 @@ impl<T: Real> Op<T> {
     /// not fit.
     pub(crate) fn out_shape(&self, ins: &[Shape]) -> std::result::Result<Shape, String> {
         let s = ins[0];
-        if !matches!(self, Op::Add) && ins.len() != 1 {
+        if !self.reads_several() && ins.len() != 1 {
             return Err(format!("reads one input, given {}", ins.len()));
         }
         let check = |ok: bool, why: String, out: Shape| if ok { Ok(out) } else { Err(why) };
@@ -119,8 +137,71 @@ impl<T: Real> Op<T> {
                 format!("adds inputs of shapes {ins:?}: needs 2 or more of one shape"),
                 s,
             ),
+            Op::Concat => check(
+                ins.len() >= 2 && ins.iter().all(|t| (t.0, t.1) == (s.0, s.1)),
+                format!("concatenates inputs of shapes {ins:?}: needs 2 or more of one height and width"),
+                (s.0, s.1, ins.iter().map(|t| t.2).sum()),
+            ),
+            Op::MaxPool { window: w } => check(
+                (w.h, w.w, w.c) == s && w.pad_top < w.kh && w.pad_left < w.kw,
+                format!("max pooling expects {:?}, got {s:?}", (w.h, w.w, w.c)),
+                (w.ho, w.wo, w.c),
+            ),
+            Op::Lrn { size, .. } => check(*size >= 1, "LRN of size 0".into(), s),
+            Op::Slice { at, out } => check(
+                at.0 + out.0 <= s.0 && at.1 + out.1 <= s.1 && at.2 + out.2 <= s.2,
+                format!("slice {out:?} at {at:?} reaches outside its input {s:?}"),
+                *out,
+            ),
             Op::MeanPool => Ok((1, 1, s.2)),
             Op::Reshape(t) => check(len(*t) == len(s), format!("reshape {s:?} to {t:?}"), *t),
+        }
+    }
+
+    /// Whether this op reads two or more values ([`Op::Add`],
+    /// [`Op::Concat`]); [`super::Net`] runs those through
+    /// [`Op::forward_several`] and [`Op::backward_part`].
+    pub(crate) fn reads_several(&self) -> bool {
+        matches!(self, Op::Add | Op::Concat)
+    }
+
+    /// `y = op(xs)` for an op that reads several values of shapes `ss`.
+    pub(crate) fn forward_several(&self, ss: &[Shape], xs: &[&[T]], y: &mut [T]) {
+        match self {
+            Op::Add => {
+                y.copy_from_slice(xs[0]);
+                for x in &xs[1..] {
+                    y.iter_mut().zip(x.iter()).for_each(|(v, &b)| *v += b);
+                }
+            }
+            Op::Concat => {
+                let c: usize = ss.iter().map(|s| s.2).sum();
+                let mut off = 0;
+                for (x, s) in xs.iter().zip(ss) {
+                    for (yp, xp) in y.chunks_mut(c).zip(x.chunks(s.2)) {
+                        yp[off..off + s.2].copy_from_slice(xp);
+                    }
+                    off += s.2;
+                }
+            }
+            _ => unreachable!("forward_several of an op that reads one value"),
+        }
+    }
+
+    /// The gradient owed to input `k` (of shapes `ss`) of an op that reads
+    /// several values, from its output gradient `g`.
+    pub(crate) fn backward_part(&self, ss: &[Shape], k: usize, g: &[T], gx: &mut [T]) {
+        match self {
+            Op::Add => gx.copy_from_slice(g),
+            Op::Concat => {
+                let c: usize = ss.iter().map(|s| s.2).sum();
+                let off: usize = ss[..k].iter().map(|s| s.2).sum();
+                let ck = ss[k].2;
+                for (xp, gp) in gx.chunks_mut(ck).zip(g.chunks(c)) {
+                    xp.copy_from_slice(&gp[off..off + ck]);
+                }
+            }
+            _ => unreachable!("backward_part of an op that reads one value"),
         }
     }
 }
@@ -228,19 +309,29 @@ impl<T: Real> Op<T> {
             }
             Op::PixelShuffle2 => shuffle(s, n, x, y, false),
             Op::Resample { rh, rw } => kernels::resample(rh, rw, s, n, x, y, false),
-            Op::MeanPool => mean_pool(s, x, y),
+            Op::MeanPool => super::pool::mean_pool(s, x, y),
             Op::Reshape(_) => y.copy_from_slice(x),
-            Op::Add => unreachable!("Net::forward adds the inputs of Op::Add itself"),
+            Op::MaxPool { window } => super::pool::max_pool(window, x, y),
+            Op::Lrn {
+                size,
+                alpha,
+                beta,
+                k,
+            } => super::pool::lrn(s.2, (*size, *alpha, *beta, *k), x, y, None),
+            Op::Slice { at, out } => slice(s, *at, *out, x, y, false),
+            Op::Add | Op::Concat => unreachable!("Net::forward runs forward_several"),
         }
     }
 
-    /// The input gradient `gx` of `sum(g * op(x))` for inputs of shape `s`,
-    /// `y` this op's output (activations read their derivative from it);
-    /// `g` is overwritten (not [`Op::Add`]).
+    /// The input gradient `gx` of `sum(g * op(x))` for inputs `x` of
+    /// shape `s`, `y` this op's output (activations read their derivative
+    /// from it); `g` is overwritten (not [`Op::Add`] or [`Op::Concat`]).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn backward(
         &self,
         s: Shape,
         n: usize,
+        x: &[T],
         y: &[T],
         g: &mut [T],
         gx: &mut [T],
@@ -254,26 +345,7 @@ impl<T: Real> Op<T> {
                 act,
             } => {
                 act.backward(y, g);
-                let cout = bias.len();
-                let (rows, k) = (n * w.ho * w.wo, w.taps() * w.c);
-                if thin::conv_suits(w, cout) {
-                    thin::conv(w, n, weight, g, gx, true);
-                } else if w.is_pointwise() {
-                    kernels::matmul(
-                        rows,
-                        k,
-                        cout,
-                        gx,
-                        false,
-                        g,
-                        (cout, 1),
-                        weight,
-                        (1, cout),
-                        true,
-                    );
-                } else {
-                    patches::conv_adjoint(w, n, weight, cout, g, gx, cols);
-                }
+                conv_adjoint(w, n, weight, bias.len(), g, gx, cols);
             }
             Op::ConvTranspose {
                 window: w,
@@ -304,37 +376,77 @@ impl<T: Real> Op<T> {
             }
             Op::PixelShuffle2 => shuffle(s, n, g, gx, true),
             Op::Resample { rh, rw } => kernels::resample(rh, rw, s, n, g, gx, true),
-            Op::MeanPool => mean_pool_adjoint(s, g, gx),
+            Op::MeanPool => super::pool::mean_pool_adjoint(s, g, gx),
             Op::Reshape(_) => gx.copy_from_slice(g),
-            Op::Add => unreachable!("Net::backward passes the gradient of Op::Add itself"),
+            Op::MaxPool { window } => super::pool::max_pool_adjoint(window, x, g, gx),
+            Op::Lrn {
+                size,
+                alpha,
+                beta,
+                k,
+            } => super::pool::lrn(s.2, (*size, *alpha, *beta, *k), x, gx, Some(g)),
+            Op::Slice { at, out } => {
+                gx.fill(T::zero());
+                slice(s, *at, *out, g, gx, true)
+            }
+            Op::Add | Op::Concat => unreachable!("Net::backward runs backward_part"),
         }
     }
 }
 
-/// The adjoint of [`mean_pool`]: each pixel gets its channel's gradient
-/// over the pixel count.
-fn mean_pool_adjoint<T: Real>((h, w, c): Shape, g: &[T], gx: &mut [T]) {
-    let inv = T::one() / T::from(h * w).unwrap_or_else(T::one);
-    for (xi, gi) in gx.chunks_mut(h * w * c).zip(g.chunks(c)) {
-        for p in xi.chunks_mut(c) {
-            for (a, &b) in p.iter_mut().zip(gi) {
-                *a = b * inv;
-            }
-        }
+/// The input gradient of a convolution (`window` `w`, `cout` filters) of
+/// `n` inputs, from the output gradient `g`, by the kernel its forward pass
+/// used.
+fn conv_adjoint<T: Real>(
+    w: &Window,
+    n: usize,
+    weight: &[T],
+    cout: usize,
+    g: &[T],
+    gx: &mut [T],
+    cols: &mut Vec<T>,
+) {
+    let (rows, k) = (n * w.ho * w.wo, w.taps() * w.c);
+    if thin::conv_suits(w, cout) {
+        thin::conv(w, n, weight, g, gx, true);
+    } else if w.is_pointwise() {
+        kernels::matmul(
+            rows,
+            k,
+            cout,
+            gx,
+            false,
+            g,
+            (cout, 1),
+            weight,
+            (1, cout),
+            true,
+        );
+    } else {
+        patches::conv_adjoint(w, n, weight, cout, g, gx, cols);
     }
 }
 
-/// Global average over pixels of inputs of shape `s`.
-fn mean_pool<T: Real>((h, w, c): Shape, x: &[T], y: &mut [T]) {
-    let inv = T::one() / T::from(h * w).unwrap_or_else(T::one);
-    for (yi, xi) in y.chunks_mut(c).zip(x.chunks(h * w * c)) {
-        yi.fill(T::zero());
-        for p in xi.chunks(c) {
-            for (a, &b) in yi.iter_mut().zip(p) {
-                *a += b;
+/// [`Op::Slice`] of `n` inputs of shape `s` (`adjoint`: from the
+/// slice-shaped `x` into its place in the input-shaped `y`).
+fn slice<T: Real>(s: Shape, at: Shape, out: Shape, x: &[T], y: &mut [T], adjoint: bool) {
+    let n = if adjoint {
+        x.len() / len(out)
+    } else {
+        y.len() / len(out)
+    };
+    for b in 0..n {
+        for i in 0..out.0 {
+            for j in 0..out.1 {
+                let small = ((b * out.0 + i) * out.1 + j) * out.2;
+                let big = ((b * s.0 + at.0 + i) * s.1 + at.1 + j) * s.2 + at.2;
+                if adjoint {
+                    y[big..big + out.2].copy_from_slice(&x[small..small + out.2]);
+                } else {
+                    y[small..small + out.2].copy_from_slice(&x[big..big + out.2]);
+                }
             }
         }
-        yi.iter_mut().for_each(|v| *v = *v * inv);
     }
 }
 

@@ -17,7 +17,7 @@ use crate::nn::{depthwise, frozen, im2col};
 /// `net` as a differentiable candle function; its parameters become candle
 /// tensors once, here, not at every call.
 pub fn func(net: Net<f32>) -> Result<crate::nn::Func> {
-    let p = std::sync::Arc::new(Prepared::new(net, DType::F32)?);
+    let p = std::sync::Arc::new(Interpreter::new(std::sync::Arc::new(net))?);
     Ok(std::sync::Arc::new(move |x| p.forward_to(x, p.net.len())))
 }
 
@@ -29,34 +29,39 @@ pub fn forward<T: Real + WithDType>(net: &Net<T>, x: &Tensor) -> Result<Tensor> 
 /// The value of slot `slot` of `net` on `x`: `[n, h, w, c]`, or `[n, c]`
 /// for a vector (`1 x 1 x c`), as candle networks take and give them.
 pub fn forward_to<T: Real + WithDType>(net: &Net<T>, x: &Tensor, slot: usize) -> Result<Tensor> {
-    let params = net
-        .ops()
-        .iter()
-        .enumerate()
-        .map(|(i, op)| Params::of(op, net.shape(net.inputs(i)[0]), x.dtype()))
-        .collect::<Result<Vec<_>>>()?;
-    run(net, &params, x, slot)
+    let params = prepare(net, x.dtype())?;
+    Ok(run(net, &params, x, &[slot])?.remove(0))
 }
 
-/// A network with its parameters as candle tensors of one dtype.
-struct Prepared<T> {
-    net: Net<T>,
+fn prepare<T: Real + WithDType>(net: &Net<T>, dtype: DType) -> Result<Vec<Params>> {
+    net.ops()
+        .iter()
+        .enumerate()
+        .map(|(i, op)| Params::of(op, net.shape(net.inputs(i)[0]), dtype))
+        .collect()
+}
+
+/// A network with its parameters prepared once as candle tensors: what
+/// `--engine reference` runs.
+pub struct Interpreter {
+    net: std::sync::Arc<Net<f32>>,
     params: Vec<Params>,
 }
 
-impl<T: Real + WithDType> Prepared<T> {
-    fn new(net: Net<T>, dtype: DType) -> Result<Self> {
-        let params = net
-            .ops()
-            .iter()
-            .enumerate()
-            .map(|(i, op)| Params::of(op, net.shape(net.inputs(i)[0]), dtype))
-            .collect::<Result<Vec<_>>>()?;
+impl Interpreter {
+    pub fn new(net: std::sync::Arc<Net<f32>>) -> Result<Self> {
+        let params = prepare(net.as_ref(), DType::F32)?;
         Ok(Self { net, params })
     }
 
-    fn forward_to(&self, x: &Tensor, slot: usize) -> Result<Tensor> {
-        run(&self.net, &self.params, x, slot)
+    /// The value of slot `slot` on `x` (differentiable).
+    pub fn forward_to(&self, x: &Tensor, slot: usize) -> Result<Tensor> {
+        Ok(run(&self.net, &self.params, x, &[slot])?.remove(0))
+    }
+
+    /// The values of `slots` on `x` from one pass (differentiable).
+    pub fn forward_slots(&self, x: &Tensor, slots: &[usize]) -> Result<Vec<Tensor>> {
+        run(&self.net, &self.params, x, slots)
     }
 }
 
@@ -114,27 +119,37 @@ impl Params {
     }
 }
 
-/// Runs `net` with its prepared `params` on `x` up to slot `slot`.
+/// Runs `net` with its prepared `params` on `x` as far as the last of
+/// `slots`, and gives their values.
 fn run<T: Real + WithDType>(
     net: &Net<T>,
     params: &[Params],
     x: &Tensor,
-    slot: usize,
-) -> Result<Tensor> {
+    slots: &[usize],
+) -> Result<Vec<Tensor>> {
     let n = x.dim(0)?;
     let (h, w, c) = net.input();
+    let last = slots.iter().copied().max().unwrap_or(0);
+    if last > net.len() {
+        candle_core::bail!(
+            "reference path: slot {last} past the output slot {}",
+            net.len()
+        );
+    }
     let mut tape = vec![x.reshape((n, h, w, c))?];
-    for (i, op) in net.ops().iter().enumerate().take(slot) {
+    for (i, op) in net.ops().iter().enumerate().take(last) {
         let ins: Vec<&Tensor> = net.inputs(i).iter().map(|&s| &tape[s]).collect();
         let s = net.shape(net.inputs(i)[0]);
         let y = apply(op, &params[i], &ins, s, net.shape(i + 1))?;
         tape.push(y);
     }
-    let y = tape.swap_remove(slot);
-    match net.shape(slot) {
-        (1, 1, c) => y.reshape((n, c)),
-        _ => Ok(y),
-    }
+    slots
+        .iter()
+        .map(|&slot| match net.shape(slot) {
+            (1, 1, c) => tape[slot].reshape((n, c)),
+            _ => Ok(tape[slot].clone()),
+        })
+        .collect()
 }
 
 /// A tensor of `values` shaped `shape`, in `dtype`.
@@ -219,7 +234,84 @@ fn apply<T: Real + WithDType>(
         }
         Op::MeanPool => x.mean_keepdim(1)?.mean_keepdim(2),
         Op::Reshape(t) => x.reshape((n, t.0, t.1, t.2)),
+        Op::Concat => Tensor::cat(ins, 3),
+        Op::Slice { at, out } => x
+            .narrow(1, at.0, out.0)?
+            .narrow(2, at.1, out.1)?
+            .narrow(3, at.2, out.2)?
+            .contiguous(),
+        Op::MaxPool { window } => max_pool(x, window),
+        Op::Lrn {
+            size,
+            alpha,
+            beta,
+            k,
+        } => lrn(x, *size, *alpha, *beta, *k),
     }
+}
+
+/// `x [n, h, w, c]` padded along `dim` with `before` and `after` rows of
+/// `value`.
+fn pad_with(x: &Tensor, dim: usize, before: usize, after: usize, value: f64) -> Result<Tensor> {
+    let side = |k: usize| -> Result<Tensor> {
+        let mut dims = x.dims().to_vec();
+        dims[dim] = k;
+        Tensor::ones(dims, x.dtype(), x.device())? * value
+    };
+    let mut all = Vec::new();
+    if before > 0 {
+        all.push(side(before)?);
+    }
+    all.push(x.clone());
+    if after > 0 {
+        all.push(side(after)?);
+    }
+    Tensor::cat(&all, dim)
+}
+
+/// Max pooling as the maximum of the window's strided views (candle's
+/// `max_pool2d` has no NHWC form and its backward was measured wrong);
+/// padding is a value no input reaches, so it never wins.
+fn max_pool(x: &Tensor, w: &Window) -> Result<Tensor> {
+    let (b, c) = (x.dim(0)?, w.c);
+    // rows (columns) every strided view of length stride * ho reaches
+    let rows = w.kh - 1 + w.stride * w.ho;
+    let cols = w.kw - 1 + w.stride * w.wo;
+    let fit = |x: Tensor, dim: usize, pad: usize, n: usize, need: usize| -> Result<Tensor> {
+        let x = pad_with(&x, dim, pad, need.saturating_sub(pad + n), -1e30)?;
+        x.narrow(dim, 0, need)
+    };
+    let x = fit(x.clone(), 1, w.pad_top, w.h, rows)?;
+    let x = fit(x, 2, w.pad_left, w.w, cols)?;
+    let mut out: Option<Tensor> = None;
+    for dy in 0..w.kh {
+        for dx in 0..w.kw {
+            let v = x
+                .narrow(1, dy, w.stride * w.ho)?
+                .narrow(2, dx, w.stride * w.wo)?
+                .reshape((b, w.ho, w.stride, w.wo, w.stride, c))?
+                .narrow(2, 0, 1)?
+                .narrow(4, 0, 1)?
+                .reshape((b, w.ho, w.wo, c))?;
+            out = Some(match out {
+                None => v,
+                Some(o) => o.maximum(&v)?,
+            });
+        }
+    }
+    out.ok_or_else(|| candle_core::Error::Msg("max pooling over an empty window".into()))
+}
+
+/// [`Op::Lrn`]: `x / (k + alpha / size * sum_{window} x^2)^beta`.
+fn lrn(x: &Tensor, size: usize, alpha: f64, beta: f64, k: f64) -> Result<Tensor> {
+    let c = x.dim(3)?;
+    let sq = pad_with(&x.sqr()?, 3, (size - 1) / 2, size / 2, 0.0)?;
+    let mut sum = sq.narrow(3, 0, c)?;
+    for i in 1..size {
+        sum = (sum + sq.narrow(3, i, c)?)?;
+    }
+    let denom = ((sum * (alpha / size as f64))? + k)?.powf(beta)?;
+    x / denom
 }
 
 /// Separable resampling of `x [n, H, W, C]` by the dense `[H', H]` and
