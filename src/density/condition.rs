@@ -200,6 +200,24 @@ impl NetCondition {
         })
     }
 
+    /// The condition as a term of `eps1 * prior + eps2 * condition`
+    /// ([`super::Sum`]), with the joint prior read off its pass when
+    /// `joint` is `(its tap, eps1)`: the term and its weight in the sum.
+    /// eps2 weighs the condition in the sum, except when the term also
+    /// carries the joint prior, which weighs its two parts itself.
+    pub fn weighed(
+        backend: Backend,
+        objective: Objective,
+        eps2: f64,
+        joint: Option<(usize, f64)>,
+    ) -> Result<(f64, Self)> {
+        let (outer, inner) = match joint {
+            Some(_) => (1.0, eps2),
+            None => (eps2, 1.0),
+        };
+        Ok((outer, Self::new(backend, objective, inner, joint)?))
+    }
+
     /// A class condition: `weight * log p(y | net(position))` (or the
     /// logit or probability, as `gradient` says).
     pub fn class(

@@ -112,25 +112,20 @@ pub fn target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Resu
             terms.push((cfg.eps1, p));
         }
     }
-    // eps2 weighs the condition in the sum; a term that also carries the
-    // joint prior weighs its two parts itself
-    let (outer, inner) = match joint {
-        Some(_) => (1.0, cfg.eps2),
-        None => (cfg.eps2, 1.0),
-    };
     let backend = Backend::new(Arc::new(net), cfg.engine)?;
-    let term =
-        NetCondition::new(backend, objective, inner, joint).map_err(|e| match (e, condition) {
-            (Error::NoSuchUnit { neuron, shape, .. }, Condition::Neuron { layer, .. }) => {
-                Error::NoSuchUnit {
-                    neuron,
-                    layer: layer.clone(),
-                    shape,
-                }
+    let weighed = NetCondition::weighed(backend, objective, cfg.eps2, joint);
+    let (w, term) = weighed.map_err(|e| match (e, condition) {
+        // name the layer the unit was asked of
+        (Error::NoSuchUnit { neuron, shape, .. }, Condition::Neuron { layer, .. }) => {
+            Error::NoSuchUnit {
+                neuron,
+                layer: layer.clone(),
+                shape,
             }
-            (e, _) => e,
-        })?;
-    terms.push((outer, Box::new(term)));
+        }
+        (e, _) => e,
+    })?;
+    terms.push((w, Box::new(term)));
     terms.extend(context);
     Ok(Sum::new(terms))
 }

@@ -20,7 +20,7 @@ use candle_core::{DType, Tensor};
 use super::chains::Pipeline;
 use super::preset::{PriorKind, SamplerConfig};
 use crate::density::backend::Backend;
-use crate::density::condition::{class_probability, NetCondition};
+use crate::density::condition::{class_probability, NetCondition, Objective};
 use crate::density::prior::GaussianPrior;
 use crate::density::{Sum, Term};
 use crate::error::{Error, Result};
@@ -193,15 +193,13 @@ impl PlugPair {
                 ))
             }
         };
-        // eps2 weighs the condition in the sum; a term that also carries
-        // the joint prior weighs its two parts itself
-        let (outer, inner) = match joint {
-            Some(_) => (1.0, cfg.eps2),
-            None => (cfg.eps2, 1.0),
-        };
         let backend = Backend::new(self.compiled.clone(), cfg.engine)?;
-        let term = NetCondition::class(backend, classes.to_vec(), cfg.gradient, inner, joint)?;
-        terms.push((outer, Box::new(term)));
+        let objective = Objective::Class {
+            classes: classes.to_vec(),
+            gradient: cfg.gradient,
+        };
+        let (w, term) = NetCondition::weighed(backend, objective, cfg.eps2, joint)?;
+        terms.push((w, Box::new(term)));
         let (logits, classes) = (self.logits.clone(), classes.to_vec());
         Ok(Pipeline {
             target: Sum::new(terms),
