@@ -4,8 +4,9 @@
 //! [`super::prior::GaussianPrior::l2_decay`]; a DAE on pixels would be
 //! [`super::prior::AutoencoderPrior`].)
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
+use super::backend::Backend;
 use super::{autodiff, Eval, Term};
 use crate::error::{Error, Result};
 use crate::nn::Func;
@@ -36,26 +37,46 @@ impl Term for TotalVariation {
 }
 
 /// The inpainting context (S10): `-|(1 - M) * (x_real - x)|^2` with `M = 1`
-/// on the pixels to fill, so the known pixels of `x = decode(position)` are
-/// pulled toward the real image.
+/// on the pixels to fill, so the known pixels of `x = G(position)` are
+/// pulled toward the real image; `G` runs on its [`Backend`].
 pub struct InpaintContext {
-    pub decode: Func,
-    /// `[n, h, w, c]`
-    pub real: Tensor,
-    /// `[n, h, w, c]` (or broadcastable), 1 where pixels are unknown.
-    pub mask: Tensor,
+    decode: Backend,
+    /// `x_real`, `[n, h, w, c]` flat.
+    real: Vec<f32>,
+    /// `1 - M` broadcast to the real images' shape, flat.
+    known: Vec<f32>,
 }
 
 impl InpaintContext {
-    pub fn new(decode: Func, real: Tensor, mask: Tensor) -> Result<Self> {
-        if mask.broadcast_as(real.shape()).is_err() {
+    /// `real [n, h, w, c]`, `mask` broadcastable to it (1 where pixels
+    /// are unknown), `decode` from positions to images of that shape.
+    pub fn new(decode: Backend, real: Tensor, mask: Tensor) -> Result<Self> {
+        let known = match mask.broadcast_as(real.shape()) {
+            Ok(m) => m.affine(-1.0, 1.0)?,
+            Err(_) => {
+                return Err(Error::shape(
+                    "inpainting mask",
+                    format!("the image's shape {:?}", real.dims()),
+                    format!("{:?}", mask.dims()),
+                ))
+            }
+        };
+        let (h, w, c) = decode.net().output();
+        if real.elem_count() != real.dim(0)? * h * w * c {
             return Err(Error::shape(
-                "inpainting mask",
-                format!("the image's shape {:?}", real.dims()),
-                format!("{:?}", mask.dims()),
+                "inpainting image",
+                format!("{h}x{w}x{c}, what the generator makes"),
+                format!("{:?}", real.dims()),
             ));
         }
-        Ok(Self { decode, real, mask })
+        let flat = |t: &Tensor| -> Result<Vec<f32>> {
+            Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)
+        };
+        Ok(Self {
+            real: flat(&real)?,
+            known: flat(&known)?,
+            decode,
+        })
     }
 }
 
@@ -67,12 +88,28 @@ impl Term for InpaintContext {
         true
     }
     fn value_and_grad(&self, p: &Tensor) -> Result<Eval> {
-        let known = self.mask.affine(-1.0, 1.0)?;
-        autodiff(p, |p| {
-            let x = (self.decode)(p)?;
-            let d = (self.real.to_dtype(x.dtype())? - &x)?
-                .broadcast_mul(&known.to_dtype(x.dtype())?)?;
-            d.sqr()?.flatten_from(1)?.sum(1)?.neg()
+        let n = p.dim(0)?;
+        let pass = self.decode.vjp(p, &[], |x, d| {
+            if x.len() != self.real.len() {
+                return Err(Error::shape(
+                    "inpainting context",
+                    format!("one real image per chain ({n})"),
+                    format!("{} values of real images", self.real.len()),
+                ));
+            }
+            let per = x.len() / n.max(1);
+            let mut values = vec![0f64; n];
+            for (i, (di, &xi)) in d.iter_mut().zip(x).enumerate() {
+                // -(k (r - x))^2 and its derivative 2 k^2 (r - x), k in {0, 1}
+                let r = self.known[i] * (self.real[i] - xi);
+                values[i / per] -= (r * r) as f64;
+                *di = 2.0 * self.known[i] * r;
+            }
+            Ok(values)
+        })?;
+        Ok(Eval {
+            log_density: Some(pass.seeded),
+            grad: Tensor::from_vec(pass.grad, p.shape(), p.device())?,
         })
     }
 }

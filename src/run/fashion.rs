@@ -72,8 +72,8 @@ impl Pipeline {
 /// condition is one compiled network from the code to the logits or the
 /// neuron's layer (`C . G`). The joint prior reads `E(G(h))` off that pass
 /// when it goes through `h`'s ReLU (classes, the logits); otherwise it, like
-/// the other priors, is its own term. The inpainting context stays a candle
-/// term beside the condition.
+/// the other priors, is its own term; so is the inpainting context (on `G`
+/// alone).
 pub fn target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Result<Sum> {
     let g = stack.generator.compile::<f32>()?;
     let clf = &stack.classifier;
@@ -90,7 +90,8 @@ pub fn target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Resu
             mask,
             weight,
         } => {
-            let ctx = InpaintContext::new(stack.generator_net()?, real.clone(), mask.clone())?;
+            let g = Backend::new(Arc::new(g.clone()), cfg.engine)?;
+            let ctx = InpaintContext::new(g, real.clone(), mask.clone())?;
             context = Some((cfg.eps2 * weight, Box::new(ctx)));
             (clf.compile()?, class(classes), true)
         }

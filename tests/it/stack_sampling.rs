@@ -194,17 +194,51 @@ fn model_terms_have_exact_gradients_in_f64() {
         }
     }
     let mask = Tensor::from_vec(mask, (1, 28, 28, 1), &Device::Cpu).unwrap();
-    let ctx = InpaintContext::new(
-        s.generator_net().unwrap(),
-        x0.to_dtype(DType::F64).unwrap(),
-        mask.clone(),
-    )
+    // the inpainting context on either backend: its value and gradient
+    // against candle's autograd of the formula through G
+    let mask = mask.to_dtype(DType::F32).unwrap();
+    let real = x0.to_dtype(DType::F32).unwrap();
+    let g = s32.generator_net().unwrap();
+    let known = mask.affine(-1.0, 1.0).unwrap();
+    let want = ppgn::density::autodiff(&h0, |h| {
+        let d = (&real - g(h)?)?.broadcast_mul(&known)?;
+        d.sqr()?.flatten_from(1)?.sum(1)?.neg()
+    })
     .unwrap();
-    assert!(directional_error(&ctx, &h0) < 1e-5);
+    let want_g: Vec<f32> = want.grad.flatten_all().unwrap().to_vec1().unwrap();
+    let gmax = want_g.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for engine in [Engine::Fast, Engine::Reference] {
+        let net = Arc::new(s32.generator.compile::<f32>().unwrap());
+        let backend = Backend::new(net, engine).unwrap();
+        let ctx = InpaintContext::new(backend, real.clone(), mask.clone()).unwrap();
+        let e = ctx.value_and_grad(&h0).unwrap();
+        let got: Vec<f32> = e.grad.flatten_all().unwrap().to_vec1().unwrap();
+        let err = got
+            .iter()
+            .zip(&want_g)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            err < 1e-4 * gmax,
+            "{engine:?}: context gradient {err} of {gmax}"
+        );
+        for (a, b) in e
+            .log_density
+            .unwrap()
+            .iter()
+            .zip(want.log_density.as_ref().unwrap())
+        {
+            assert!(
+                (a - b).abs() < 1e-4 * b.abs().max(1.0),
+                "{engine:?}: {a} vs {b}"
+            );
+        }
+    }
+    let mask = mask.to_dtype(DType::F64).unwrap();
     // clamping keeps the known pixels exactly and the unknown ones from x
+    let x0 = x0.to_dtype(DType::F64).unwrap();
     let filled = clamp_known(&Tensor::ones_like(&x0).unwrap(), &x0, &mask).unwrap();
-    let f: Vec<f32> = filled.flatten_all().unwrap().to_vec1().unwrap();
-    let o: Vec<f32> = x0.flatten_all().unwrap().to_vec1().unwrap();
+    let f: Vec<f64> = filled.flatten_all().unwrap().to_vec1().unwrap();
+    let o: Vec<f64> = x0.flatten_all().unwrap().to_vec1().unwrap();
     assert_eq!(f[0], o[0]);
     assert_eq!(f[10 * 28 + 10], 1.0);
 }
