@@ -22,6 +22,7 @@ pub mod depthwise;
 pub mod kernels;
 pub mod op;
 pub mod patches;
+pub mod pointwise;
 pub mod pool;
 pub mod real;
 pub mod reference;

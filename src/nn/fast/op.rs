@@ -2,6 +2,7 @@
 //! input gradient is computed backward, on flat NHWC buffers of `n` images.
 
 use super::kernels::{self, Act, SparseRows};
+use super::pointwise::Pointwise;
 use super::real::Real;
 use super::window::Window;
 use super::{depthwise, len, patches, thin, Shape};
@@ -65,6 +66,8 @@ pub enum Op<T> {
     /// The block of shape `out` starting at row, column, channel `at`: a
     /// crop, or a group of channels.
     Slice { at: Shape, out: Shape },
+    /// A pointwise function whose gradient needs its input.
+    Pointwise(Pointwise),
     /// Global average over pixels -> `(1, 1, c)`.
     MeanPool,
     /// The same values read as another shape (a flatten or its inverse).
@@ -154,6 +157,7 @@ impl<T: Real> Op<T> {
                 *out,
             ),
             Op::MeanPool => Ok((1, 1, s.2)),
+            Op::Pointwise(_) => Ok(s),
             Op::Reshape(t) => check(len(*t) == len(s), format!("reshape {s:?} to {t:?}"), *t),
         }
     }
@@ -319,6 +323,7 @@ impl<T: Real> Op<T> {
                 k,
             } => super::pool::lrn(s.2, (*size, *alpha, *beta, *k), x, y, None),
             Op::Slice { at, out } => slice(s, *at, *out, x, y, false),
+            Op::Pointwise(f) => f.forward(x, y),
             Op::Add | Op::Concat => unreachable!("Net::forward runs forward_several"),
         }
     }
@@ -389,6 +394,7 @@ impl<T: Real> Op<T> {
                 gx.fill(T::zero());
                 slice(s, *at, *out, g, gx, true)
             }
+            Op::Pointwise(f) => f.backward(x, g, gx),
             Op::Add | Op::Concat => unreachable!("Net::backward runs backward_part"),
         }
     }
