@@ -70,7 +70,8 @@ fn weights(seed: u64) -> impl FnMut(&[usize]) -> Tensor {
 /// asymmetric-padding strided convolution, a depthwise one, a residual
 /// add, a pixel shuffle, a transposed convolution, a resample, max
 /// pooling, a local response normalisation, slices and a concatenation,
-/// every pointwise function, a pooled head.
+/// every pointwise function, padding, average pooling, nearest resizing,
+/// softmax and log-softmax.
 fn every_op() -> Net<f64> {
     let mut w = weights(10);
     let c = 4;
@@ -169,8 +170,15 @@ fn every_op() -> Net<f64> {
         Op::Pointwise(Pointwise::Pow(3.0)),
         build::affine(6, 1.0, 1.5),
         Op::Pointwise(Pointwise::Sqrt),
+        // zero padding, average pooling counting it, nearest resizing up,
+        // a softmax over each pixel's channels, and a log-softmax head
+        build::pad((3, 3), (1, 0, 2, 1)),
+        build::average_pool(Window::symmetric(4, 6, 6, 3, 1, 1)),
+        build::nearest((4, 6), (5, 9)),
+        Op::Softmax { log: false },
         Op::MeanPool,
         build::linear(&w(&[5, 6]), Some(&w(&[5])), Act::Identity).unwrap(),
+        Op::Softmax { log: true },
         Op::Reshape((1, 5, 1)),
     ];
     let inputs = (0..ops.len())
@@ -207,15 +215,15 @@ fn engine_gradients_match_finite_differences_in_f64() {
     assert!(gmax > 0.0);
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let mut worst = 0.0f64;
-    // a step of 1e-5: the output is O(1) and the gradient O(1e-4) after
-    // the saturating pointwise functions, so a smaller step's rounding
-    // (1e-16 / step) would be what the test measures
+    // a step of 1e-4: the output is O(10) and the gradient O(1e-5) after
+    // the saturating functions and the pooling, so a smaller step's
+    // rounding (1e-16 * 10 / step) would be what the test measures
     for _ in 0..60 {
         let i = rng.random_range(0..x.len());
         let (mut a, mut b) = (x.clone(), x.clone());
-        a[i] += 1e-5;
-        b[i] -= 1e-5;
-        let fd = (scalar(&a) - scalar(&b)) / 2e-5;
+        a[i] += 1e-4;
+        b[i] -= 1e-4;
+        let fd = (scalar(&a) - scalar(&b)) / 2e-4;
         worst = worst.max((fd - g[i]).abs() / gmax);
     }
     assert!(

@@ -127,6 +127,53 @@ pub fn bilinear<T: Real + WithDType>(from: (usize, usize), to: usize) -> Result<
     })
 }
 
+/// Nearest-neighbour resizing of `from` images to `to` (what PyTorch's
+/// `interpolate(mode="nearest")` does and exports as ONNX `Resize` with
+/// `asymmetric` coordinates and `floor`: output pixel `i` reads input
+/// `floor(i * from / to)`).
+pub fn nearest<T: Real>(from: (usize, usize), to: (usize, usize)) -> Op<T> {
+    let rows = |n: usize, m: usize| -> super::kernels::SparseRows<T> {
+        (0..m)
+            .map(|i| vec![((i * n / m).min(n - 1), T::one())])
+            .collect()
+    };
+    Op::Resample {
+        rh: rows(from.0, to.0),
+        rw: rows(from.1, to.1),
+    }
+}
+
+/// Zero padding of `from` images by `(top, bottom, left, right)` pixels.
+pub fn pad<T: Real>(
+    from: (usize, usize),
+    (top, bottom, left, right): (usize, usize, usize, usize),
+) -> Op<T> {
+    let rows = |n: usize, before: usize, after: usize| -> super::kernels::SparseRows<T> {
+        (0..before + n + after)
+            .map(|i| match i.checked_sub(before) {
+                Some(j) if j < n => vec![(j, T::one())],
+                _ => Vec::new(),
+            })
+            .collect()
+    };
+    Op::Resample {
+        rh: rows(from.0, top, bottom),
+        rw: rows(from.1, left, right),
+    }
+}
+
+/// Average pooling over `window`, padding counted as zeros (PyTorch's
+/// default `count_include_pad`): a depthwise convolution with equal taps.
+pub fn average_pool<T: Real>(window: Window) -> Op<T> {
+    let tap = T::one() / T::from(window.taps()).unwrap_or_else(T::one);
+    Op::Depthwise {
+        window,
+        taps: vec![tap; window.taps() * window.c],
+        bias: vec![T::zero(); window.c],
+        act: Act::Identity,
+    }
+}
+
 /// `x * scale + shift` with the same numbers on every channel.
 pub fn affine<T: Real>(c: usize, scale: f64, shift: f64) -> Op<T> {
     Op::Affine {

@@ -68,6 +68,8 @@ pub enum Op<T> {
     Slice { at: Shape, out: Shape },
     /// A pointwise function whose gradient needs its input.
     Pointwise(Pointwise),
+    /// Softmax over the channels of each pixel, or its logarithm.
+    Softmax { log: bool },
     /// Global average over pixels -> `(1, 1, c)`.
     MeanPool,
     /// The same values read as another shape (a flatten or its inverse).
@@ -157,7 +159,7 @@ impl<T: Real> Op<T> {
                 *out,
             ),
             Op::MeanPool => Ok((1, 1, s.2)),
-            Op::Pointwise(_) => Ok(s),
+            Op::Pointwise(_) | Op::Softmax { .. } => Ok(s),
             Op::Reshape(t) => check(len(*t) == len(s), format!("reshape {s:?} to {t:?}"), *t),
         }
     }
@@ -324,6 +326,7 @@ impl<T: Real> Op<T> {
             } => super::pool::lrn(s.2, (*size, *alpha, *beta, *k), x, y, None),
             Op::Slice { at, out } => slice(s, *at, *out, x, y, false),
             Op::Pointwise(f) => f.forward(x, y),
+            Op::Softmax { log } => super::pointwise::softmax(s.2, *log, x, y, None),
             Op::Add | Op::Concat => unreachable!("Net::forward runs forward_several"),
         }
     }
@@ -395,6 +398,7 @@ impl<T: Real> Op<T> {
                 slice(s, *at, *out, g, gx, true)
             }
             Op::Pointwise(f) => f.backward(x, g, gx),
+            Op::Softmax { log } => super::pointwise::softmax(s.2, *log, y, gx, Some(g)),
             Op::Add | Op::Concat => unreachable!("Net::backward runs backward_part"),
         }
     }

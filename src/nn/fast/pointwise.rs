@@ -4,6 +4,7 @@
 //! the input. They are the activations and elementwise functions of
 //! ONNX-exported networks (`HardSigmoid`, `HardSwish`, `Elu`, `Gelu`,
 //! `Clip`, `Erf`, `Sqrt`, `Pow` by a constant). Computed in f64 per value.
+//! Also the softmax over channels (`Softmax`, `LogSoftmax`).
 
 use rayon::prelude::*;
 
@@ -110,4 +111,44 @@ impl Pointwise {
                 }
             });
     }
+}
+
+/// Softmax (or its logarithm, `log`) over the `c` channels of each pixel:
+/// with `g` absent, `out = softmax(v)` of the input `v`; with `g`, `v` is
+/// the op's output and `out` the input gradient of `sum(g * output)`:
+/// `y (g - sum(g y))` for the softmax, `g - softmax sum(g)` for its log.
+pub fn softmax<T: Real>(c: usize, log: bool, v: &[T], out: &mut [T], g: Option<&[T]>) {
+    let f = |t: T| t.to_f64().unwrap_or(f64::NAN);
+    let back = |t: f64| T::from(t).unwrap_or_else(T::nan);
+    out.par_chunks_mut(c * 64)
+        .zip(v.par_chunks(c * 64))
+        .enumerate()
+        .for_each(|(blk, (ob, vb))| {
+            for (p, (o, v)) in ob.chunks_mut(c).zip(vb.chunks(c)).enumerate() {
+                match g {
+                    None => {
+                        let max = v.iter().map(|&t| f(t)).fold(f64::NEG_INFINITY, f64::max);
+                        let lse = max + v.iter().map(|&t| (f(t) - max).exp()).sum::<f64>().ln();
+                        for (o, &t) in o.iter_mut().zip(v) {
+                            let l = f(t) - lse;
+                            *o = back(if log { l } else { l.exp() });
+                        }
+                    }
+                    Some(g) => {
+                        let g = &g[(blk * 64 + p) * c..(blk * 64 + p + 1) * c];
+                        if log {
+                            let s: f64 = g.iter().map(|&t| f(t)).sum();
+                            for ((o, &y), &gi) in o.iter_mut().zip(v).zip(g) {
+                                *o = back(f(gi) - f(y).exp() * s);
+                            }
+                        } else {
+                            let s: f64 = g.iter().zip(v).map(|(&a, &b)| f(a) * f(b)).sum();
+                            for ((o, &y), &gi) in o.iter_mut().zip(v).zip(g) {
+                                *o = back(f(y) * (f(gi) - s));
+                            }
+                        }
+                    }
+                }
+            }
+        });
 }

@@ -243,6 +243,15 @@ fn apply<T: Real + WithDType>(
             .contiguous(),
         Op::MaxPool { window } => max_pool(x, window),
         Op::Pointwise(f) => pointwise(*f, x),
+        // log-softmax has an exact backward in candle; softmax_last_dim does not
+        Op::Softmax { log } => {
+            let l = candle_nn::ops::log_softmax(x, 3)?;
+            if *log {
+                Ok(l)
+            } else {
+                l.exp()
+            }
+        }
         Op::Lrn {
             size,
             alpha,
