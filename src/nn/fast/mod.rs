@@ -26,6 +26,7 @@ pub mod pointwise;
 pub mod pool;
 pub mod real;
 pub mod reference;
+pub mod several;
 pub mod simd;
 pub mod thin;
 pub mod window;
@@ -308,8 +309,10 @@ impl<T: Real> Net<T> {
             if op.reads_several() {
                 let ss: Vec<Shape> = ins.iter().map(|&s| self.shapes[s]).collect();
                 for (k, &s) in ins.iter().enumerate() {
+                    let xs: Vec<&[T]> = ins.iter().map(|&s| ws.acts[s].as_slice()).collect();
                     let gx = sized(&mut spare, n * len(ss[k]));
-                    op.backward_part(&ss, k, &g, gx);
+                    op.backward_part(&ss, &xs, k, &g, gx);
+                    drop(xs);
                     owe(ws, s, &mut spare);
                 }
             } else {

@@ -4,6 +4,7 @@
 use super::kernels::{self, Act, SparseRows};
 use super::pointwise::Pointwise;
 use super::real::Real;
+use super::several::Binary;
 use super::window::Window;
 use super::{depthwise, len, patches, thin, Shape};
 
@@ -50,6 +51,9 @@ pub enum Op<T> {
     Add,
     /// Its inputs (of one height and width) side by side along channels.
     Concat,
+    /// An elementwise function of two values, the second of the first's
+    /// shape, one per channel `(1, 1, c)` or one per image `(1, 1, 1)`.
+    Binary(Binary),
     /// Max over each window of each channel (padding never wins); the
     /// gradient goes to the first arg-max of the window, as the exact
     /// gradient of a max does.
@@ -142,6 +146,7 @@ impl<T: Real> Op<T> {
                 format!("adds inputs of shapes {ins:?}: needs 2 or more of one shape"),
                 s,
             ),
+            Op::Binary(_) => super::several::binary_shape(ins),
             Op::Concat => check(
                 ins.len() >= 2 && ins.iter().all(|t| (t.0, t.1) == (s.0, s.1)),
                 format!("concatenates inputs of shapes {ins:?}: needs 2 or more of one height and width"),
@@ -165,50 +170,21 @@ impl<T: Real> Op<T> {
     }
 
     /// Whether this op reads two or more values ([`Op::Add`],
-    /// [`Op::Concat`]); [`super::Net`] runs those through
+    /// [`Op::Concat`], [`Op::Binary`]); [`super::Net`] runs those through
     /// [`Op::forward_several`] and [`Op::backward_part`].
     pub(crate) fn reads_several(&self) -> bool {
-        matches!(self, Op::Add | Op::Concat)
+        matches!(self, Op::Add | Op::Concat | Op::Binary(_))
     }
 
     /// `y = op(xs)` for an op that reads several values of shapes `ss`.
     pub(crate) fn forward_several(&self, ss: &[Shape], xs: &[&[T]], y: &mut [T]) {
-        match self {
-            Op::Add => {
-                y.copy_from_slice(xs[0]);
-                for x in &xs[1..] {
-                    y.iter_mut().zip(x.iter()).for_each(|(v, &b)| *v += b);
-                }
-            }
-            Op::Concat => {
-                let c: usize = ss.iter().map(|s| s.2).sum();
-                let mut off = 0;
-                for (x, s) in xs.iter().zip(ss) {
-                    for (yp, xp) in y.chunks_mut(c).zip(x.chunks(s.2)) {
-                        yp[off..off + s.2].copy_from_slice(xp);
-                    }
-                    off += s.2;
-                }
-            }
-            _ => unreachable!("forward_several of an op that reads one value"),
-        }
+        super::several::forward(self, ss, xs, y)
     }
 
-    /// The gradient owed to input `k` (of shapes `ss`) of an op that reads
-    /// several values, from its output gradient `g`.
-    pub(crate) fn backward_part(&self, ss: &[Shape], k: usize, g: &[T], gx: &mut [T]) {
-        match self {
-            Op::Add => gx.copy_from_slice(g),
-            Op::Concat => {
-                let c: usize = ss.iter().map(|s| s.2).sum();
-                let off: usize = ss[..k].iter().map(|s| s.2).sum();
-                let ck = ss[k].2;
-                for (xp, gp) in gx.chunks_mut(ck).zip(g.chunks(c)) {
-                    xp.copy_from_slice(&gp[off..off + ck]);
-                }
-            }
-            _ => unreachable!("backward_part of an op that reads one value"),
-        }
+    /// The gradient owed to input `k` (of shapes `ss`, values `xs`) of an
+    /// op that reads several values, from its output gradient `g`.
+    pub(crate) fn backward_part(&self, ss: &[Shape], xs: &[&[T]], k: usize, g: &[T], gx: &mut [T]) {
+        super::several::backward_part(self, ss, xs, k, g, gx)
     }
 }
 
@@ -327,7 +303,9 @@ impl<T: Real> Op<T> {
             Op::Slice { at, out } => slice(s, *at, *out, x, y, false),
             Op::Pointwise(f) => f.forward(x, y),
             Op::Softmax { log } => super::pointwise::softmax(s.2, *log, x, y, None),
-            Op::Add | Op::Concat => unreachable!("Net::forward runs forward_several"),
+            Op::Add | Op::Concat | Op::Binary(_) => {
+                unreachable!("Net::forward runs forward_several")
+            }
         }
     }
 
@@ -399,7 +377,9 @@ impl<T: Real> Op<T> {
             }
             Op::Pointwise(f) => f.backward(x, g, gx),
             Op::Softmax { log } => super::pointwise::softmax(s.2, *log, y, gx, Some(g)),
-            Op::Add | Op::Concat => unreachable!("Net::backward runs backward_part"),
+            Op::Add | Op::Concat | Op::Binary(_) => {
+                unreachable!("Net::backward runs backward_part")
+            }
         }
     }
 }

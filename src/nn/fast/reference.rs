@@ -11,6 +11,7 @@ use super::kernels::{Act, SparseRows};
 use super::op::Op;
 use super::pointwise::Pointwise;
 use super::real::Real;
+use super::several::Binary;
 use super::window::{Batched, Window};
 use super::{Net, Shape};
 use crate::nn::{depthwise, frozen, im2col};
@@ -236,6 +237,7 @@ fn apply<T: Real + WithDType>(
         Op::MeanPool => x.mean_keepdim(1)?.mean_keepdim(2),
         Op::Reshape(t) => x.reshape((n, t.0, t.1, t.2)),
         Op::Concat => Tensor::cat(ins, 3),
+        Op::Binary(f) => binary(*f, ins[0], ins[1]),
         Op::Slice { at, out } => x
             .narrow(1, at.0, out.0)?
             .narrow(2, at.1, out.1)?
@@ -243,15 +245,7 @@ fn apply<T: Real + WithDType>(
             .contiguous(),
         Op::MaxPool { window } => max_pool(x, window),
         Op::Pointwise(f) => pointwise(*f, x),
-        // log-softmax has an exact backward in candle; softmax_last_dim does not
-        Op::Softmax { log } => {
-            let l = candle_nn::ops::log_softmax(x, 3)?;
-            if *log {
-                Ok(l)
-            } else {
-                l.exp()
-            }
-        }
+        Op::Softmax { log } => softmax(x, *log),
         Op::Lrn {
             size,
             alpha,
@@ -311,6 +305,26 @@ fn max_pool(x: &Tensor, w: &Window) -> Result<Tensor> {
         }
     }
     out.ok_or_else(|| candle_core::Error::Msg("max pooling over an empty window".into()))
+}
+
+/// [`Op::Binary`]: candle's broadcasting elementwise ops.
+fn binary(f: Binary, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    match f {
+        Binary::Mul => a.broadcast_mul(b),
+        Binary::Sub => a.broadcast_sub(b),
+        Binary::Div => a.broadcast_div(b),
+    }
+}
+
+/// [`Op::Softmax`] over channels: log-softmax has an exact backward in
+/// candle (`softmax_last_dim` does not), the softmax is its exponential.
+fn softmax(x: &Tensor, log: bool) -> Result<Tensor> {
+    let l = candle_nn::ops::log_softmax(x, 3)?;
+    if log {
+        Ok(l)
+    } else {
+        l.exp()
+    }
 }
 
 /// [`Op::Pointwise`] with candle's ops (and their autograd).
