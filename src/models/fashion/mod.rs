@@ -143,7 +143,8 @@ impl Stack {
     }
 }
 
-/// The stack's networks as differentiable functions for density terms.
+/// The stack's networks as candle functions (the reference path), for
+/// decoding snapshots and measuring chains.
 impl Stack {
     /// `G`: codes `[n, h_dim]` -> images `[n, 28, 28, 1]`.
     pub fn generator_net(&self) -> Result<crate::nn::Func> {
@@ -153,30 +154,10 @@ impl Stack {
     pub fn classifier_net(&self) -> Result<crate::nn::Func> {
         Ok(reference(self.classifier.compile()?)?)
     }
-    /// `E`: images -> codes `h` (post-ReLU).
-    pub fn encoder_net(&self) -> Result<crate::nn::Func> {
-        Ok(reference(self.classifier.compile()?.upto("h", false)?)?)
-    }
     /// A layer of the classifier by name: `h1` (`[n, 7, 7, c]`), `h` (or
     /// `fc6`), or `logits` (or `fc8`), each before its ReLU (what
     /// hidden-neuron conditions maximise).
     pub fn layer_net(&self, name: &str) -> Result<crate::nn::Func> {
         Ok(reference(self.classifier.compile_to(name)?)?)
-    }
-    /// The h-DAE's reconstruction `R(h)` and its noise level.
-    pub fn h_dae_net(&self) -> Result<Option<(crate::nn::Func, f64)>> {
-        let Some(d) = &self.h_dae else {
-            return Ok(None);
-        };
-        Ok(Some((reference(d.compile()?)?, d.cfg.sigma)))
-    }
-    /// The pixel DAE's reconstruction `R(x)` and its noise level.
-    pub fn x_dae_net(&self) -> Option<(crate::nn::Func, f64)> {
-        let d = std::sync::Arc::new(self.x_dae.clone()?);
-        let sigma = d.cfg.sigma;
-        Some((
-            std::sync::Arc::new(move |x| candle_core::Module::forward(d.as_ref(), x)),
-            sigma,
-        ))
     }
 }
