@@ -25,9 +25,11 @@ enum How {
 }
 
 /// One pass of [`Backend::vjp`]: what the seed function returned, the
-/// values of the asked-for slots, and the gradient at the input.
+/// input as the network read it (flat), the values of the asked-for
+/// slots, and the gradient at the input.
 pub struct Pass<R> {
     pub seeded: R,
+    pub input: Vec<f32>,
     pub slots: Vec<Vec<f32>>,
     pub grad: Vec<f32>,
 }
@@ -106,12 +108,13 @@ impl Backend {
                 let slots = slots.iter().map(|&s| ws.activation(s).to_vec()).collect();
                 Ok(Pass {
                     seeded,
+                    input: xv,
                     slots,
                     grad,
                 })
             }
             How::Reference(interp) => {
-                let var = Var::from_tensor(&Tensor::from_vec(xv, x.shape(), x.device())?)?;
+                let var = Var::from_tensor(&Tensor::from_slice(&xv, x.shape(), x.device())?)?;
                 let mut want = vec![self.net.len()];
                 want.extend_from_slice(slots);
                 let ts = interp.forward_slots(var.as_tensor(), &want)?;
@@ -130,6 +133,7 @@ impl Backend {
                     .collect::<Result<_>>()?;
                 Ok(Pass {
                     seeded,
+                    input: xv,
                     slots,
                     grad,
                 })

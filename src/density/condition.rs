@@ -341,8 +341,7 @@ impl Term for NetCondition {
         if let (Some((_, eps1)), Some(r)) = (self.joint, pass.slots.first()) {
             // eps1 * (E(G(h)) - h), no gradient through E(G(h)) (S9.4)
             let e = eps1 as f32;
-            let h: Vec<f32> = x.detach().flatten_all()?.to_vec1()?;
-            for ((g, &r), &h) in grad.iter_mut().zip(r).zip(&h) {
+            for ((g, &r), &h) in grad.iter_mut().zip(r).zip(&pass.input) {
                 *g += e * (r - h);
             }
         }
