@@ -209,18 +209,14 @@ impl CaffeNet {
             .reshape((fc6.dim(0)?, s.0 * s.1 * s.2))?;
         b.push(build::linear(&fc6, Some(w("fc6", "bias")), Act::Relu)?);
         b.tap("h");
-        b.push(build::linear(
-            w("fc7", "weight"),
-            Some(w("fc7", "bias")),
-            Act::Relu,
-        )?);
-        b.tap("fc7");
-        b.push(build::linear(
-            w("fc8", "weight"),
-            Some(w("fc8", "bias")),
-            Act::Identity,
-        )?);
-        b.tap("logits");
+        for (name, act, tap) in [("fc7", Act::Relu, "fc7"), ("fc8", Act::Identity, "logits")] {
+            b.push(build::linear(
+                w(name, "weight"),
+                Some(w(name, "bias")),
+                act,
+            )?);
+            b.tap(tap);
+        }
         b.build()
     }
 }
