@@ -189,6 +189,28 @@ fn every_op() -> Net<f64> {
             out: (1, 1, 1),
         }, // 35: one value of 31
         Op::Binary(Binary::Mul), // 36 = 34 * 35
+        // the activations where no op takes them, an affine map with a
+        // number per value, a transpose of rows and columns, and a sum
+        // with a per-channel value
+        Op::Pointwise(Pointwise::Sigmoid),
+        Op::Pointwise(Pointwise::Tanh),
+        Op::Pointwise(Pointwise::Leaky(0.3)),
+        Op::Pointwise(Pointwise::Exp),
+        Op::Affine {
+            scale: (0..270).map(|i| 0.5 + (i % 7) as f64 * 0.2).collect(),
+            shift: (0..270).map(|i| (i % 5) as f64 * 0.1 - 0.2).collect(),
+        },
+        Op::Gather {
+            index: (0..270)
+                .map(|i| {
+                    let (x, y, c) = (i / 30, i / 6 % 5, i % 6);
+                    (y * 9 + x) * 6 + c
+                })
+                .collect(),
+            out: (9, 5, 6),
+        },
+        Op::MeanPool,            // 43
+        Op::Binary(Binary::Add), // 44 = 42 + 43
         Op::MeanPool,
         build::linear(&w(&[5, 6]), Some(&w(&[5])), Act::Identity).unwrap(),
         Op::Softmax { log: true },
@@ -204,6 +226,7 @@ fn every_op() -> Net<f64> {
             33 => vec![33, 31],
             34 => vec![31],
             35 => vec![34, 35],
+            43 => vec![42, 43],
             _ => vec![i],
         })
         .collect();
@@ -256,15 +279,16 @@ fn fd_worst(net: &Net<f64>, seed: u64) -> f64 {
     worst
 }
 
-/// [`every_op`] in three parts (the convolutions, pooling and LRN; the
+/// [`every_op`] in four parts (the convolutions, pooling and LRN; the
 /// slices, pointwise functions, padding, resizing and softmax; the
-/// elementwise ops of two values and the head), each against central
+/// elementwise ops of two values; the activations, the per-value affine
+/// map, the gather and the head), each against central
 /// differences in f64: over the whole chain the input gradient is too
 /// small next to the output for differences to measure it.
 #[test]
 fn engine_gradients_match_finite_differences_in_f64() {
     let net = every_op();
-    for (k, (from, to)) in [(0, 13), (13, 30), (30, net.len())].into_iter().enumerate() {
+    for (k, (from, to)) in [(0, 13), (13, 30), (30, 36), (36, net.len())].into_iter().enumerate() {
         let worst = fd_worst(&segment(&net, from, to), 1 + 10 * k as u64);
         assert!(
             worst < 1e-6,

@@ -37,7 +37,8 @@ pub enum Op<T> {
         bias: Vec<T>,
         act: Act,
     },
-    /// `x * scale[c] + shift[c]` per channel.
+    /// `x * scale + shift`, one number per channel (`len == c`) or one per
+    /// value of an image (`len == h * w * c`).
     Affine { scale: Vec<T>, shift: Vec<T> },
     /// Sub-pixel up-sampling by 2: channel `(r, s, c)` at `(y, x)` goes to
     /// pixel `(2y + r, 2x + s)`, channel `c` (`crate::nn::UpConv2x`).
@@ -78,6 +79,10 @@ pub enum Op<T> {
     MeanPool,
     /// The same values read as another shape (a flatten or its inverse).
     Reshape(Shape),
+    /// Output value `i` of an image is input value `index[i]` of that
+    /// image (a transpose, a channel-major flatten, a strided slice, a
+    /// broadcast); the gradient sums back into the values read.
+    Gather { index: Vec<usize>, out: Shape },
 }
 
 impl<T: Real> Op<T> {
@@ -127,8 +132,8 @@ impl<T: Real> Op<T> {
                 (w.ho, w.wo, w.c),
             ),
             Op::Affine { scale, shift } => check(
-                scale.len() == s.2 && shift.len() == s.2,
-                format!("affine has {} channels, input {s:?}", scale.len()),
+                (scale.len() == s.2 || scale.len() == len(s)) && shift.len() == scale.len(),
+                format!("affine has {} values, input {s:?}", scale.len()),
                 s,
             ),
             Op::PixelShuffle2 => check(
@@ -166,6 +171,11 @@ impl<T: Real> Op<T> {
             Op::MeanPool => Ok((1, 1, s.2)),
             Op::Pointwise(_) | Op::Softmax { .. } => Ok(s),
             Op::Reshape(t) => check(len(*t) == len(s), format!("reshape {s:?} to {t:?}"), *t),
+            Op::Gather { index, out } => check(
+                index.len() == len(*out) && index.iter().all(|&i| i < len(s)),
+                format!("gather of {out:?} reads outside its input {s:?}"),
+                *out,
+            ),
         }
     }
 
@@ -293,6 +303,7 @@ impl<T: Real> Op<T> {
             Op::Resample { rh, rw } => kernels::resample(rh, rw, s, n, x, y, false),
             Op::MeanPool => super::pool::mean_pool(s, x, y),
             Op::Reshape(_) => y.copy_from_slice(x),
+            Op::Gather { index, .. } => super::pool::gather(index, x, y, false),
             Op::MaxPool { window } => super::pool::max_pool(window, x, y),
             Op::Lrn {
                 size,
@@ -364,6 +375,7 @@ impl<T: Real> Op<T> {
             Op::Resample { rh, rw } => kernels::resample(rh, rw, s, n, g, gx, true),
             Op::MeanPool => super::pool::mean_pool_adjoint(s, g, gx),
             Op::Reshape(_) => gx.copy_from_slice(g),
+            Op::Gather { index, .. } => super::pool::gather(index, g, gx, true),
             Op::MaxPool { window } => super::pool::max_pool_adjoint(window, x, g, gx),
             Op::Lrn {
                 size,

@@ -33,6 +33,14 @@ pub enum Pointwise {
     Sqrt,
     /// `x^p` for a constant `p`.
     Pow(f64),
+    /// The activations [`super::kernels::Act`] fuses, for where there is
+    /// no op to fuse them into.
+    Relu,
+    /// `x` above 0, `a x` below.
+    Leaky(f64),
+    Sigmoid,
+    Tanh,
+    Exp,
 }
 
 impl Pointwise {
@@ -53,6 +61,17 @@ impl Pointwise {
             Pointwise::Erf => libm::erf(x),
             Pointwise::Sqrt => x.sqrt(),
             Pointwise::Pow(p) => x.powf(p),
+            Pointwise::Relu => x.max(0.0),
+            Pointwise::Leaky(a) => {
+                if x > 0.0 {
+                    x
+                } else {
+                    a * x
+                }
+            }
+            Pointwise::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Pointwise::Tanh => x.tanh(),
+            Pointwise::Exp => x.exp(),
         }
     }
 
@@ -86,6 +105,20 @@ impl Pointwise {
             Pointwise::Erf => 2.0 / std::f64::consts::PI.sqrt() * (-x * x).exp(),
             Pointwise::Sqrt => 0.5 / x.sqrt(),
             Pointwise::Pow(p) => p * x.powf(p - 1.0),
+            Pointwise::Relu => inside(x, 0.0, f64::INFINITY),
+            Pointwise::Leaky(a) => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    a
+                }
+            }
+            Pointwise::Sigmoid => {
+                let s = 1.0 / (1.0 + (-x).exp());
+                s * (1.0 - s)
+            }
+            Pointwise::Tanh => 1.0 - x.tanh().powi(2),
+            Pointwise::Exp => x.exp(),
         }
     }
 

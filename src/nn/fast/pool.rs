@@ -1,6 +1,6 @@
-//! Mean and max pooling and cross-channel local response normalisation on flat
-//! NHWC buffers, forward and input gradient (CaffeNet's `pool1..5` and
-//! `norm1`, `norm2`; ONNX `MaxPool` and `LRN`). Work is split over images
+//! Mean and max pooling, cross-channel local response normalisation and
+//! gathers on flat NHWC buffers, forward and input gradient (CaffeNet's
+//! `pool1..5` and `norm1`, `norm2`; ONNX `MaxPool`, `LRN`, `Transpose`). Work is split over images
 //! only, so results do not depend on the thread count.
 
 use rayon::prelude::*;
@@ -160,5 +160,31 @@ pub fn mean_pool<T: Real>((h, w, c): Shape, x: &[T], y: &mut [T]) {
             }
         }
         yi.iter_mut().for_each(|v| *v = *v * inv);
+    }
+}
+
+/// [`super::Op::Gather`]: `y[i] = x[index[i]]` within each image; with
+/// `adjoint`, `x` is the output gradient and `y` the input gradient (the
+/// values gathered more than once get the sum, in index order).
+pub fn gather<T: Real>(index: &[usize], x: &[T], y: &mut [T], adjoint: bool) {
+    use rayon::prelude::*;
+    let (lo, li) = if adjoint {
+        (y.len() / (x.len() / index.len()).max(1), index.len())
+    } else {
+        (index.len(), x.len() / (y.len() / index.len()).max(1))
+    };
+    if adjoint {
+        y.par_chunks_mut(lo)
+            .zip(x.par_chunks(li))
+            .for_each(|(gx, g)| {
+                gx.fill(T::zero());
+                for (&i, &v) in index.iter().zip(g) {
+                    gx[i] += v;
+                }
+            });
+    } else {
+        y.par_chunks_mut(lo)
+            .zip(x.par_chunks(li))
+            .for_each(|(y, x)| y.iter_mut().zip(index).for_each(|(v, &i)| *v = x[i]));
     }
 }

@@ -76,6 +76,8 @@ enum Params {
     Affine(Tensor, Tensor),
     /// The dense row and column resampling matrices.
     Resample(Tensor, Tensor),
+    /// The indices a gather reads.
+    Index(Tensor),
 }
 
 impl Params {
@@ -103,7 +105,16 @@ impl Params {
             Op::Depthwise {
                 window, taps, bias, ..
             } => Params::Linear(tensor(taps, &[window.taps(), window.c], dt)?, vec(bias)?),
-            Op::Affine { scale, shift } => Params::Affine(vec(scale)?, vec(shift)?),
+            Op::Affine { scale, shift } => {
+                // one number per channel, or one per value of an image
+                let dims: &[usize] = if scale.len() == s.2 { &[s.2] } else { &[s.0, s.1, s.2] };
+                Params::Affine(tensor(scale, dims, dt)?, tensor(shift, dims, dt)?)
+            }
+            Op::Gather { index, .. } => {
+                let index: Vec<u32> = index.iter().map(|&i| i as u32).collect();
+                let len = index.len();
+                Params::Index(Tensor::from_vec(index, len, &candle_core::Device::Cpu)?)
+            }
             Op::Resample { rh, rw } => Params::Resample(dense(rh, s.0, dt)?, dense(rw, s.1, dt)?),
             _ => Params::None,
         })
@@ -116,7 +127,9 @@ impl Params {
             Params::Linear(a, b) | Params::Affine(a, b) | Params::Resample(a, b) => {
                 Ok((a.to_dtype(dt)?, b.to_dtype(dt)?))
             }
-            Params::None => candle_core::bail!("reference path: an op without its parameters"),
+            Params::None | Params::Index(_) => {
+                candle_core::bail!("reference path: an op without its parameters")
+            }
         }
     }
 }
@@ -236,6 +249,13 @@ fn apply<T: Real + WithDType>(
         }
         Op::MeanPool => x.mean_keepdim(1)?.mean_keepdim(2),
         Op::Reshape(t) => x.reshape((n, t.0, t.1, t.2)),
+        Op::Gather { out: t, .. } => match p {
+            Params::Index(index) => x
+                .reshape((n, s.0 * s.1 * s.2))?
+                .index_select(index, 1)?
+                .reshape((n, t.0, t.1, t.2)),
+            _ => candle_core::bail!("reference path: a gather without its indices"),
+        },
         Op::Concat => Tensor::cat(ins, 3),
         Op::Binary(f) => binary(*f, ins[0], ins[1]),
         Op::Slice { at, out } => x
@@ -310,6 +330,7 @@ fn max_pool(x: &Tensor, w: &Window) -> Result<Tensor> {
 /// [`Op::Binary`]: candle's broadcasting elementwise ops.
 fn binary(f: Binary, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     match f {
+        Binary::Add => a.broadcast_add(b),
         Binary::Mul => a.broadcast_mul(b),
         Binary::Sub => a.broadcast_sub(b),
         Binary::Div => a.broadcast_div(b),
@@ -340,6 +361,11 @@ fn pointwise(f: Pointwise, x: &Tensor) -> Result<Tensor> {
         Pointwise::Erf => x.erf(),
         Pointwise::Sqrt => x.sqrt(),
         Pointwise::Pow(p) => x.powf(p),
+        Pointwise::Relu => x.relu(),
+        Pointwise::Leaky(a) => crate::nn::leaky_relu(x, a),
+        Pointwise::Sigmoid => crate::nn::sigmoid(x),
+        Pointwise::Tanh => x.tanh(),
+        Pointwise::Exp => x.exp(),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The ops that read two or more values: [`Op::Add`] (residual
 //! connections), [`Op::Concat`] (along channels) and [`Op::Binary`]
-//! (elementwise products, differences and quotients, the second value the
+//! (elementwise sums, products, differences and quotients, the second value the
 //! first's shape, one value per channel, or one value per image).
 
 use rayon::prelude::*;
@@ -11,6 +11,7 @@ use super::{len, Op, Shape};
 /// An elementwise function of two values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Binary {
+    Add,
     Mul,
     Sub,
     Div,
@@ -65,6 +66,7 @@ pub(crate) fn forward<T: Real>(op: &Op<T>, ss: &[Shape], xs: &[&[T]], y: &mut [T
             for (i, (y, &a)) in y.iter_mut().zip(a).enumerate() {
                 let b = b[b_index(i, la, lb, c)];
                 *y = match f {
+                    Binary::Add => a + b,
                     Binary::Mul => a * b,
                     Binary::Sub => a - b,
                     Binary::Div => a / b,
@@ -109,6 +111,7 @@ fn binary_backward<T: Real>(f: Binary, ss: &[Shape], xs: &[&[T]], k: usize, g: &
     let partial = |i: usize| -> T {
         let (av, bv) = (a[i], b[b_index(i, la, lb, c)]);
         match (f, k) {
+            (Binary::Add, _) => T::one(),
             (Binary::Mul, 0) => bv,
             (Binary::Mul, _) => av,
             (Binary::Sub, 0) => T::one(),
