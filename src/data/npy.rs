@@ -1,5 +1,5 @@
-//! `.npy` files (NumPy's array format) through the `npyz` crate: float32
-//! and int64 arrays, written atomically, read with errors that say what is
+//! `.npy` files (NumPy's array format) through the `npyz` crate: float32,
+//! float64 and int64 arrays, written atomically, read with errors that say what is
 //! wrong with a file (not an `.npy`, another dtype, truncated).
 
 use std::path::Path;
@@ -45,6 +45,10 @@ fn write<T: npyz::Serialize + npyz::AutoSerialize + Copy>(
 }
 
 pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
+    write(path, shape, data)
+}
+
+pub fn write_f64(path: &Path, shape: &[usize], data: &[f64]) -> Result<()> {
     write(path, shape, data)
 }
 
@@ -95,6 +99,24 @@ fn read<T: npyz::Deserialize>(path: &Path, want: &str) -> Result<(Vec<usize>, Ve
 /// Reads a float32 array.
 pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     read(path, "<f4")
+}
+
+/// Reads a float64 array.
+pub fn read_f64(path: &Path) -> Result<(Vec<usize>, Vec<f64>)> {
+    read(path, "<f8")
+}
+
+/// Reads a float32 or float64 array as float64, and whether it was
+/// float64.
+pub fn read_float(path: &Path) -> Result<(Vec<usize>, Vec<f64>, bool)> {
+    match read_f64(path) {
+        Ok((s, v)) => Ok((s, v, true)),
+        Err(Error::Data { message, .. }) if message.contains("holds dtype") => {
+            let (s, v) = read_f32(path)?;
+            Ok((s, v.into_iter().map(f64::from).collect(), false))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Reads an int64 array.

@@ -5,6 +5,7 @@ pub mod card;
 pub mod dcgan;
 pub mod efficientnet_lite;
 pub mod fashion;
+pub mod onnx;
 pub mod pretrained;
 pub mod torch_file;
 pub mod weights;

@@ -288,7 +288,10 @@ fn fd_worst(net: &Net<f64>, seed: u64) -> f64 {
 #[test]
 fn engine_gradients_match_finite_differences_in_f64() {
     let net = every_op();
-    for (k, (from, to)) in [(0, 13), (13, 30), (30, 36), (36, net.len())].into_iter().enumerate() {
+    for (k, (from, to)) in [(0, 13), (13, 30), (30, 36), (36, net.len())]
+        .into_iter()
+        .enumerate()
+    {
         let worst = fd_worst(&segment(&net, from, to), 1 + 10 * k as u64);
         assert!(
             worst < 1e-6,

@@ -6,6 +6,7 @@ mod engine;
 mod gradients;
 mod kernels;
 mod layers;
+mod onnx;
 mod pretrained;
 mod report;
 mod samplers;

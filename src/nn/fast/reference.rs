@@ -107,7 +107,11 @@ impl Params {
             } => Params::Linear(tensor(taps, &[window.taps(), window.c], dt)?, vec(bias)?),
             Op::Affine { scale, shift } => {
                 // one number per channel, or one per value of an image
-                let dims: &[usize] = if scale.len() == s.2 { &[s.2] } else { &[s.0, s.1, s.2] };
+                let dims: &[usize] = if scale.len() == s.2 {
+                    &[s.2]
+                } else {
+                    &[s.0, s.1, s.2]
+                };
                 Params::Affine(tensor(scale, dims, dt)?, tensor(shift, dims, dt)?)
             }
             Op::Gather { index, .. } => {
@@ -177,7 +181,7 @@ fn dense<T: Real + WithDType>(rows: &SparseRows<T>, from: usize, dtype: DType) -
     let mut m = vec![T::zero(); rows.len() * from];
     for (i, r) in rows.iter().enumerate() {
         for &(j, v) in r {
-            m[i * from + j] = v;
+            m[i * from + j] += v; // an index twice means the sum
         }
     }
     tensor(&m, &[rows.len(), from], dtype)
