@@ -171,3 +171,89 @@ fn imported_ops_cover_torchvision_classifiers_and_the_fixtures() {
     let untested: Vec<&&str> = supported.iter().filter(|op| !used.contains(**op)).collect();
     println!("imported ops no fixture network uses: {untested:?}");
 }
+
+/// A fixture model decoded, changed by `edit` and encoded again.
+fn edited(edit: impl FnOnce(&mut onnx::proto::ModelProto)) -> Vec<u8> {
+    use prost::Message;
+    let bytes = std::fs::read(dir().join("classifier.onnx")).unwrap();
+    let mut m = onnx::proto::ModelProto::decode(&bytes[..]).unwrap();
+    edit(&mut m);
+    m.encode_to_vec()
+}
+
+fn import_error(bytes: &[u8]) -> String {
+    onnx::from_bytes::<f32>(bytes, None, None).unwrap_err()
+}
+
+/// Broken files give one line naming what is wrong (and, for a node,
+/// which node), not a panic.
+#[test]
+fn broken_onnx_files_are_refused_with_one_clear_line() {
+    let good = std::fs::read(dir().join("classifier.onnx")).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated", good[..good.len() / 2].to_vec(), "not an ONNX model"),
+        ("not protobuf", b"hello, this is not a model".to_vec(), "not an ONNX model"),
+        ("empty", Vec::new(), "without a graph"),
+        (
+            "out of order (a cycle)",
+            edited(|m| m.graph.as_mut().unwrap().node.reverse()),
+            "which no earlier node",
+        ),
+        (
+            "missing initializer",
+            edited(|m| {
+                m.graph.as_mut().unwrap().initializer.remove(0);
+            }),
+            "missing initializer",
+        ),
+        (
+            "unsupported op",
+            edited(|m| m.graph.as_mut().unwrap().node[1].op_type = "Celu".into()),
+            "does not import Celu",
+        ),
+        (
+            "custom domain",
+            edited(|m| m.graph.as_mut().unwrap().node[1].domain = "com.example".into()),
+            "domain \"com.example\"",
+        ),
+        (
+            "weights that do not fit",
+            edited(|m| {
+                let t = &mut m.graph.as_mut().unwrap().initializer[0];
+                t.dims[0] += 1;
+            }),
+            "need",
+        ),
+        (
+            "float16 weights",
+            edited(|m| m.graph.as_mut().unwrap().initializer[0].data_type = 10),
+            "float16",
+        ),
+        (
+            "no opset",
+            edited(|m| m.opset_import.clear()),
+            "opset",
+        ),
+        (
+            "an open image size",
+            edited(|m| {
+                let i = &mut m.graph.as_mut().unwrap().input[0];
+                let t = i.r#type.as_mut().unwrap().tensor_type.as_mut().unwrap();
+                t.shape.as_mut().unwrap().dim[2].dim_value = None;
+            }),
+            "dimension 2 is not fixed",
+        ),
+    ];
+    for (what, bytes, want) in cases {
+        let e = import_error(&bytes);
+        assert!(e.contains(want) && !e.contains('\n'), "{what}: {e}");
+    }
+    // the node is named
+    let e = import_error(&edited(|m| m.graph.as_mut().unwrap().node[1].op_type = "Celu".into()));
+    assert!(e.starts_with("node "), "{e}");
+    // asking for an input or output the model does not have
+    let e = onnx::from_bytes::<f32>(&good, Some("image"), None).unwrap_err();
+    assert!(e.contains("no input named \"image\"") && e.contains("\"x\""), "{e}");
+    let e = onnx::from_bytes::<f32>(&good, None, Some("logits")).unwrap_err();
+    assert!(e.contains("no value named \"logits\""), "{e}");
+}
