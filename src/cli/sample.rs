@@ -36,17 +36,18 @@ pub struct SampleArgs {
     #[arg(long, default_value_t = 8)]
     pub chains: usize,
     /// Named setting from the papers (see `ppgn presets`) [default: ppgn;
-    /// faces with --generator dcgan-faces].
+    /// faces for a plug-and-play pair (dcgan-faces or a sidecar)].
     #[arg(long)]
     pub preset: Option<String>,
     /// The generator: `fashion` (the shipped stack's G), `dcgan-faces`
-    /// (pretrained, `ppgn models fetch`) or `dgn-fc6` (the papers' G, with
-    /// --weights).
+    /// (pretrained, `ppgn models fetch`), `dgn-fc6` (the papers' G, with
+    /// --weights), or FILE.toml: an ONNX generator's sidecar (docs/onnx.md).
     #[arg(long, default_value = "fashion")]
     pub generator: String,
     /// The condition network: `fashion` (the shipped stack's classifier),
-    /// `efficientnet-lite0` (ImageNet, pretrained; classes by name or index)
-    /// or `alexnet` (CaffeNet, with --generator dgn-fc6 and --weights).
+    /// `efficientnet-lite0` (ImageNet, pretrained; classes by name or index),
+    /// `alexnet` (CaffeNet, with --generator dgn-fc6 and --weights), or
+    /// FILE.toml: an ONNX classifier's sidecar (docs/onnx.md).
     #[arg(long, default_value = "fashion")]
     pub classifier: String,
     /// Folder of the papers' converted Caffe weights (dgn-fc6.safetensors,
@@ -143,11 +144,13 @@ impl SampleArgs {
     /// The sampler settings of a run: the preset, then the --config file,
     /// then the flags, each value checked (by the library).
     pub fn settings(&self) -> anyhow::Result<SamplerConfig> {
-        let default = if self.generator == "dcgan-faces" {
-            "faces"
-        } else {
-            "ppgn"
-        };
+        let default = Networks::named(
+            &self.generator,
+            &self.classifier,
+            None,
+            self.weights.clone(),
+        )
+        .map_or("ppgn", |n| n.default_preset());
         let gradient = self.gradient.as_deref().map(|g| match g {
             "logit" => ClassGradient::Logit,
             "softmax" => ClassGradient::Softmax,

@@ -15,44 +15,54 @@ pub fn class_names() -> Vec<&'static str> {
 /// case-insensitive; `-` and `_` stand for spaces). An unknown name lists
 /// the classes that contain it.
 pub fn parse_class(s: &str) -> Result<usize> {
-    let names = class_names();
+    parse_class_in(s, &class_names(), "ImageNet class")
+}
+
+/// A class of `names` (`what` says whose, for the message) by index or
+/// name, as [`parse_class`].
+pub fn parse_class_in<S: AsRef<str>>(s: &str, names: &[S], what: &'static str) -> Result<usize> {
     let t = s.trim();
+    let list = if what == "ImageNet class" {
+        "the ImageNet names `ppgn classes --imagenet` lists, such as \"sunglasses\""
+    } else {
+        "the names of the classifier's classes file, or indices"
+    };
     if let Ok(i) = t.parse::<usize>() {
         return if i < names.len() {
             Ok(i)
         } else {
             Err(Error::UnknownClass {
-                what: "ImageNet class",
+                what,
                 given: format!("{i} (out of range)"),
                 count: names.len(),
-                names: "the ImageNet names `ppgn classes --imagenet` lists".into(),
+                names: list.into(),
             })
         };
     }
     let norm = |x: &str| x.to_lowercase().replace(['-', '_'], " ");
     let want = norm(t);
-    if let Some(i) = names.iter().position(|n| norm(n) == want) {
+    if let Some(i) = names.iter().position(|n| norm(n.as_ref()) == want) {
         return Ok(i);
     }
     let near: Vec<String> = names
         .iter()
         .enumerate()
         .filter(|(_, n)| {
-            let n = norm(n);
+            let n = norm(n.as_ref());
             n.contains(&want) || edit_distance(&n, &want) <= 2
         })
         .take(8)
-        .map(|(i, n)| format!("{i} {n}"))
+        .map(|(i, n)| format!("{i} {}", norm(n.as_ref())))
         .collect();
     Err(Error::UnknownClass {
-        what: "ImageNet class",
+        what,
         given: t.to_string(),
         count: names.len(),
         names: if near.is_empty() {
-            "the ImageNet names `ppgn classes --imagenet` lists, such as \"sunglasses\"".into()
+            list.into()
         } else {
             format!(
-                "the ImageNet names; did you mean one of: {}?",
+                "one of the names; did you mean one of: {}?",
                 near.join(", ")
             )
         },

@@ -25,17 +25,20 @@ use crate::density::prior::GaussianPrior;
 use crate::density::{Sum, Term};
 use crate::error::{Error, Result};
 use crate::models::caffe::{CaffeNet, CaffeNetConfig, DgnConfig, DgnGenerator};
-use crate::models::efficientnet_lite::{self, EfficientNetLite0};
+use crate::models::plug::{ClassifierSide, GeneratorSide};
 use crate::models::weights::load_tensors;
-use crate::models::{dcgan, pretrained};
-use crate::nn::fast::{build, reference, Net as FastNet};
+use crate::nn::fast::kernels::Act;
+use crate::nn::fast::window::Window;
+use crate::nn::fast::{build, reference, Net as FastNet, Op};
 use crate::nn::{identity, Func};
 use crate::sampler::ChainRngs;
 
 /// A generator and a classifier that fit together.
 pub struct PlugPair {
     /// `--generator` / `--classifier` names.
-    pub names: (&'static str, &'static str),
+    pub names: (String, String),
+    /// The classifier's class names, index order.
+    pub class_names: Vec<String>,
     /// Codes `[n, code_dim]` to what the classifier reads.
     pub decode: Func,
     /// What the classifier reads to RGB images in [0, 1], for the outputs.
@@ -55,52 +58,99 @@ pub struct PlugPair {
     /// How starting codes are drawn: `N(0, I)` for a GAN, `relu(N(0, 2^2))`
     /// for post-ReLU fc6 codes.
     pub nonnegative_codes: bool,
+    /// Whether the code has a Gaussian prior (a sidecar may say it has
+    /// none: then the Gaussian term is left out).
+    pub code_prior: bool,
 }
 
 impl PlugPair {
+    /// Any generator with any classifier (built in or brought as ONNX files
+    /// with sidecars): the chain moves the generator's code under its
+    /// prior `N(0, I)` (a sidecar's `sigma` scales the code the generator
+    /// reads) plus `log p(y | C(x))`, with `x` the generator's image mapped
+    /// to [0, 1], resized (bilinear) to what the classifier reads,
+    /// converted between grey and RGB, and mapped to the classifier's range.
+    pub fn compose(g: GeneratorSide, c: ClassifierSide) -> Result<Self> {
+        let (_, side, gc) = g.net.output();
+        let (cc, ch, cw) = c.image;
+        let (lo, hi) = g.range;
+        // the generator's image in [0, 1]
+        let mut decode_net = g.net.clone();
+        if let Some(s) = g.sigma.filter(|&s| s != 1.0) {
+            decode_net = build::net((1, 1, g.code), vec![build::affine(g.code, s, 0.0)])?
+                .then(decode_net)?;
+        }
+        let unit = build::net(
+            g.net.output(),
+            vec![build::affine(gc, 1.0 / (hi - lo), -lo / (hi - lo))],
+        )?;
+        let decode_net = decode_net.then(unit)?;
+        // ... to what the classifier reads
+        let mut adapt: Vec<Op<f32>> = Vec::new();
+        if (side, side) != (ch, cw) {
+            adapt.push(build::bilinear_to((side, side), (ch, cw))?);
+        }
+        match (gc, cc) {
+            (a, b) if a == b => {}
+            (1, 3) => adapt.push(build::conv(
+                Window::symmetric(ch, cw, 1, 1, 1, 0),
+                &Tensor::ones((3, 1, 1, 1), DType::F32, &candle_core::Device::Cpu)?,
+                None,
+                Act::Identity,
+            )?),
+            (3, 1) => adapt.push(build::conv(
+                Window::symmetric(ch, cw, 3, 1, 1, 0),
+                &Tensor::new(
+                    &[[[[0.299f32]], [[0.587]], [[0.114]]]],
+                    &candle_core::Device::Cpu,
+                )?,
+                None,
+                Act::Identity,
+            )?),
+            (a, b) => {
+                return Err(Error::unsupported(
+                    format!("a generator of {a} channels with a classifier of {b}"),
+                    "use grey (1) or RGB (3) images",
+                ))
+            }
+        }
+        if c.range != (0.0, 1.0) {
+            adapt.push(build::affine(cc, c.range.1 - c.range.0, c.range.0));
+        }
+        let classify = if adapt.is_empty() {
+            c.net.clone()
+        } else {
+            build::net((side, side, gc), adapt)?.then(c.net.clone())?
+        };
+        let decode = reference::func(decode_net.clone())?;
+        let logits = reference::func(classify.clone())?;
+        let to_rgb: Func = if gc == 1 {
+            Arc::new(|x: &Tensor| x.repeat((1, 1, 1, 3)))
+        } else {
+            identity()
+        };
+        Ok(Self {
+            names: (g.name, c.name),
+            decode,
+            to_rgb,
+            logits,
+            code_dim: g.code,
+            side,
+            num_classes: c.class_names.len(),
+            class_names: c.class_names,
+            provenance: serde_json::json!({"generator": g.provenance, "classifier": c.provenance}),
+            compiled: Arc::new(decode_net.then(classify)?),
+            nonnegative_codes: false,
+            code_prior: g.sigma.is_some(),
+        })
+    }
+
     /// DCGAN faces + EfficientNet-Lite0 from the cache of `ppgn models fetch`.
     pub fn faces_imagenet(home: &Path) -> Result<Self> {
-        let g = Arc::new(pretrained::dcgan_faces(home, DType::F32)?);
-        let c: Arc<EfficientNetLite0> = Arc::new(pretrained::efficientnet_lite0(home, DType::F32)?);
-        let side = dcgan::IMAGE_SIZE;
-        let to = efficientnet_lite::IMAGE_SIZE;
-        // (G(z) + 1) / 2, resized, normalised, classified: the closures below
-        // images in [0, 1], resized, normalised, classified
-        let classify = build::net(
-            (side, side, 3),
-            vec![
-                build::bilinear((side, side), to)?,
-                EfficientNetLite0::normalise_op(),
-            ],
-        )?
-        .then(c.compile(to)?)?;
-        let generator = g.compile::<f32>()?;
-        // the reference path: the same networks through candle's autograd
-        let gen = reference::func(generator.clone())?;
-        let decode: Func = Arc::new(move |z: &Tensor| (gen(z)? + 1.0)? * 0.5);
-        let logits = reference::func(classify.clone())?;
-        let compiled = generator
-            .then(build::net(
-                (side, side, 3),
-                vec![build::affine(3, 0.5, 0.5)],
-            )?)?
-            .then(classify)?;
-        let p = |pkg: &pretrained::Package| serde_json::json!({"name": pkg.name, "package": pkg.requirement, "sha256": pkg.file_sha256});
-        Ok(Self {
-            names: ("dcgan-faces", "efficientnet-lite0"),
-            decode,
-            to_rgb: identity(),
-            logits,
-            code_dim: dcgan::NZ,
-            side: dcgan::IMAGE_SIZE,
-            num_classes: efficientnet_lite::NUM_CLASSES,
-            provenance: serde_json::json!({
-                "generator": p(&pretrained::DCGAN_FACES),
-                "classifier": p(&pretrained::EFFICIENTNET_LITE0),
-            }),
-            nonnegative_codes: false,
-            compiled: Arc::new(compiled),
-        })
+        Self::compose(
+            GeneratorSide::named("dcgan-faces", home)?,
+            ClassifierSide::named("efficientnet-lite0", home, Path::new(""))?,
+        )
     }
 
     /// The papers' DGN fc6 generator and CaffeNet from `dir/dgn-fc6.safetensors`
@@ -143,7 +193,11 @@ impl PlugPair {
             reference::func(cnet.clone())?,
         );
         Ok(Self {
-            names: ("dgn-fc6", "alexnet"),
+            names: ("dgn-fc6".into(), "alexnet".into()),
+            class_names: crate::data::imagenet::class_names()
+                .into_iter()
+                .map(String::from)
+                .collect(),
             decode,
             to_rgb: Arc::new(|x: &Tensor| DgnGenerator::to_rgb(x)),
             logits,
@@ -152,6 +206,7 @@ impl PlugPair {
             num_classes: classes,
             provenance,
             nonnegative_codes: true,
+            code_prior: true,
             compiled: Arc::new(gnet.then(cnet)?),
         })
     }
@@ -176,6 +231,7 @@ impl PlugPair {
         }
         let mut terms: Vec<(f64, Box<dyn Term>)> = Vec::new();
         let joint = match (cfg.prior, self.joint_tap()) {
+            (PriorKind::Gaussian, _) if !self.code_prior => None,
             (PriorKind::Gaussian, _) => {
                 terms.push((cfg.eps1, Box::new(GaussianPrior::new(cfg.prior_sigma))));
                 None
@@ -207,6 +263,14 @@ impl PlugPair {
             measure: Box::new(move |x: &Tensor| class_probability(&logits(x)?, &classes)),
             backend: cfg.engine,
         })
+    }
+
+    /// A class of the classifier by index or name (`all` is expanded by
+    /// the caller).
+    pub fn parse_class(&self, s: &str) -> Result<usize> {
+        let imagenet = self.class_names.len() == 1000 && self.class_names[0] == "tench";
+        let what = if imagenet { "ImageNet class" } else { "class" };
+        crate::data::imagenet::parse_class_in(s, &self.class_names, what)
     }
 
     /// Starting codes `[n, code_dim]`, seeded apart from the chains' streams.

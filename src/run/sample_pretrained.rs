@@ -17,9 +17,9 @@ use super::folder::RunFolder;
 use super::pretrained::PlugPair;
 use super::progress::{drive_to_end, Progress};
 use super::spec::{Networks, Request, RunOutput, SampleSpec};
-use crate::data::imagenet;
 use crate::error::{Error, Result};
 use crate::models::caffe::{CaffeNetConfig, DgnConfig};
+use crate::models::plug::{ClassifierSide, GeneratorSide};
 use crate::models::pretrained;
 use crate::nn::Func;
 
@@ -32,12 +32,19 @@ pub fn sample(spec: &SampleSpec, progress: &mut dyn Progress) -> Result<RunOutpu
             "condition on classes",
         ));
     };
-    let classes: Vec<usize> = names
-        .iter()
-        .map(|s| imagenet::parse_class(s))
-        .collect::<Result<_>>()?;
     let pair = match &spec.networks {
-        Networks::Faces => PlugPair::faces_imagenet(&pretrained::home())?,
+        Networks::Plug {
+            generator,
+            classifier,
+            models,
+        } => {
+            let home = pretrained::home();
+            let models = crate::models::fashion::resolve_dir(models.as_deref());
+            PlugPair::compose(
+                GeneratorSide::named(generator, &home)?,
+                ClassifierSide::named(classifier, &home, &models)?,
+            )?
+        }
         Networks::Caffe { weights } => {
             PlugPair::caffe(weights, DgnConfig::fc6(), CaffeNetConfig::caffenet())?
         }
@@ -47,6 +54,13 @@ pub fn sample(spec: &SampleSpec, progress: &mut dyn Progress) -> Result<RunOutpu
                 "run it through run::sample",
             ))
         }
+    };
+    let classes: Vec<usize> = match names.as_slice() {
+        [all] if all == "all" && pair.num_classes <= 100 => (0..pair.num_classes).collect(),
+        _ => names
+            .iter()
+            .map(|s| pair.parse_class(s))
+            .collect::<Result<_>>()?,
     };
     let per_chain: Vec<usize> = classes
         .iter()
@@ -130,7 +144,7 @@ fn manifest(
     o: &ChainsOutput,
     per_chain: &[usize],
 ) -> Result<(serde_json::Value, BTreeMap<String, f64>)> {
-    let names = imagenet::class_names();
+    let names = &pair.class_names;
     let top1 = pair.top1(&o.images)?;
     let last_p = o.probability.last().cloned().unwrap_or_default();
     let mut hits: BTreeMap<usize, (usize, usize)> = BTreeMap::new();

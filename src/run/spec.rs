@@ -12,6 +12,7 @@ use super::preset::SamplerConfig;
 use crate::data::fashion_mnist::SIDE;
 use crate::density::condition::Neuron;
 use crate::error::{Error, Result};
+use crate::models::plug::{is_sidecar, CLASSIFIERS, GENERATORS};
 
 /// The generator and condition network of a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,15 +20,24 @@ pub enum Networks {
     /// The shipped Fashion-MNIST stack, from `models` (default: `$PPGN_MODELS`
     /// or `models/fashion-mnist`).
     Fashion { models: Option<PathBuf> },
-    /// DCGAN faces + EfficientNet-Lite0, from `ppgn models fetch`'s cache.
-    Faces,
+    /// A generator and a classifier combined without retraining, each
+    /// built in (`crate::models::plug::GENERATORS`, `CLASSIFIERS`; weights
+    /// from `ppgn models fetch`'s cache) or brought as an ONNX file with a
+    /// sidecar (a value ending in `.toml`, `docs/onnx.md`); `models` is the
+    /// shipped stack's folder for the `fashion` classifier.
+    Plug {
+        generator: String,
+        classifier: String,
+        models: Option<PathBuf>,
+    },
     /// The papers' DGN fc6 generator + CaffeNet, from converted weights.
     Caffe { weights: PathBuf },
 }
 
 impl Networks {
     /// The pair named by `generator` and `classifier` (`fashion`,
-    /// `dcgan-faces` + `efficientnet-lite0`, `dgn-fc6` + `alexnet`).
+    /// `dgn-fc6` + `alexnet`, or a plug-and-play pair such as `dcgan-faces`
+    /// + `efficientnet-lite0` or sidecar files).
     pub fn named(
         generator: &str,
         classifier: &str,
@@ -36,7 +46,11 @@ impl Networks {
     ) -> Result<Self> {
         match (generator, classifier) {
             ("fashion", "fashion") => Ok(Networks::Fashion { models }),
-            ("dcgan-faces", "efficientnet-lite0") => Ok(Networks::Faces),
+            (g, c) if plug_side(g, GENERATORS) && plug_side(c, CLASSIFIERS) => Ok(Networks::Plug {
+                generator: g.to_string(),
+                classifier: c.to_string(),
+                models,
+            }),
             ("dgn-fc6", "alexnet") => match weights {
                 Some(weights) => Ok(Networks::Caffe { weights }),
                 None => Err(Error::unsupported(
@@ -46,7 +60,12 @@ impl Networks {
             },
             (g, c) => Err(Error::unsupported(
                 format!("--generator {g} with --classifier {c}"),
-                "the supported pairs are fashion with fashion (the shipped stack), dcgan-faces with efficientnet-lite0, and dgn-fc6 with alexnet",
+                format!(
+                    "fashion with fashion (the shipped stack, whose priors need its encoder), dgn-fc6 with alexnet, \
+                     or a generator of {} with a classifier of {} (FILE.toml: a sidecar, docs/onnx.md)",
+                    GENERATORS.join(", ") + ", FILE.toml",
+                    CLASSIFIERS.join(", ") + ", FILE.toml"
+                ),
             )),
         }
     }
@@ -54,10 +73,15 @@ impl Networks {
     /// The preset a run of these networks uses unless told otherwise.
     pub fn default_preset(&self) -> &'static str {
         match self {
-            Networks::Faces => "faces",
+            Networks::Plug { .. } => "faces",
             _ => "ppgn",
         }
     }
+}
+
+/// Whether `name` is one of `builtin` or a sidecar file.
+fn plug_side(name: &str, builtin: &[&str]) -> bool {
+    builtin.contains(&name) || is_sidecar(name)
 }
 
 /// What the chains are conditioned on.

@@ -117,13 +117,18 @@ pub fn depthwise<T: Real + WithDType>(
 /// Bilinear resizing of `from` images to `to x to`, as PyTorch's
 /// `F.interpolate(mode="bilinear", align_corners=False)` (`crate::nn::resize`).
 pub fn bilinear<T: Real + WithDType>(from: (usize, usize), to: usize) -> Result<Op<T>> {
-    let rows = |n: usize| -> Result<_> {
-        let m = crate::nn::resize::bilinear_matrix(n, to, T::DTYPE, &candle_core::Device::Cpu)?;
-        Ok(super::kernels::sparse_rows(&values::<T>(&m)?, to, n))
+    bilinear_to(from, (to, to))
+}
+
+/// Bilinear resizing of `from` images to `to` (height, width).
+pub fn bilinear_to<T: Real + WithDType>(from: (usize, usize), to: (usize, usize)) -> Result<Op<T>> {
+    let rows = |n: usize, m: usize| -> Result<_> {
+        let mat = crate::nn::resize::bilinear_matrix(n, m, T::DTYPE, &candle_core::Device::Cpu)?;
+        Ok(super::kernels::sparse_rows(&values::<T>(&mat)?, m, n))
     };
     Ok(Op::Resample {
-        rh: rows(from.0)?,
-        rw: rows(from.1)?,
+        rh: rows(from.0, to.0)?,
+        rw: rows(from.1, to.1)?,
     })
 }
 

@@ -41,6 +41,9 @@ pub enum Pointwise {
     Sigmoid,
     Tanh,
     Exp,
+    /// The natural logarithm (a classifier that gives probabilities read
+    /// as logits).
+    Log,
 }
 
 impl Pointwise {
@@ -72,6 +75,7 @@ impl Pointwise {
             Pointwise::Sigmoid => 1.0 / (1.0 + (-x).exp()),
             Pointwise::Tanh => x.tanh(),
             Pointwise::Exp => x.exp(),
+            Pointwise::Log => x.ln(),
         }
     }
 
@@ -119,6 +123,7 @@ impl Pointwise {
             }
             Pointwise::Tanh => 1.0 - x.tanh().powi(2),
             Pointwise::Exp => x.exp(),
+            Pointwise::Log => 1.0 / x,
         }
     }
 

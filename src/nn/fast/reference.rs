@@ -370,6 +370,7 @@ fn pointwise(f: Pointwise, x: &Tensor) -> Result<Tensor> {
         Pointwise::Sigmoid => crate::nn::sigmoid(x),
         Pointwise::Tanh => x.tanh(),
         Pointwise::Exp => x.exp(),
+        Pointwise::Log => x.log(),
     }
 }
 
