@@ -14,9 +14,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use ppgn::models::fashion as stack;
-use ppgn::models::pretrained;
-use ppgn::run::bench::{markdown, median, time_steps, workload, Budget, Timing, WORKLOADS};
+use ppgn::run::bench::{
+    markdown, median, peer_timing, time_steps, workload, Budget, Timing, WORKLOADS,
+};
 use ppgn::run::preset::Engine;
 
 #[derive(Args, Debug)]
@@ -111,7 +111,13 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             for _ in 0..a.rounds {
                 mine.push(child_ours(&a, &exe, w, n)?);
                 if a.compare {
-                    theirs.push(child_peer(&a, &python, threads, w, n)?);
+                    theirs.push(peer_timing(
+                        &python,
+                        threads,
+                        (w, n),
+                        (a.seconds, a.warmup),
+                        a.models.as_deref(),
+                    )?);
                 }
             }
             ours.push(median(mine));
@@ -186,38 +192,4 @@ fn child_ours(a: &BenchArgs, exe: &std::path::Path, w: &str, n: usize) -> anyhow
     }
     serde_json::from_slice(&out.stdout)
         .with_context(|| format!("benchmark {w} at {n} chains printed no timing"))
-}
-
-/// One measurement of the PyTorch peer (bench/peer.py `--one`).
-fn child_peer(
-    a: &BenchArgs,
-    py: &str,
-    threads: usize,
-    w: &str,
-    n: usize,
-) -> anyhow::Result<Timing> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/peer.py");
-    let out = std::process::Command::new(py)
-        .arg(&script)
-        .args(["--one", &format!("{w}:{n}")])
-        .args(["--threads", &threads.to_string()])
-        .args(["--seconds", &a.seconds.to_string()])
-        .args(["--warmup", &a.warmup.to_string()])
-        .arg("--models")
-        .arg(stack::resolve_dir(a.models.as_deref()))
-        .arg("--home")
-        .arg(pretrained::home())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .with_context(|| format!("running the PyTorch peer with {py}"))?;
-    if !out.status.success() {
-        bail!(
-            "the PyTorch peer failed (see above); it needs torch and numpy for {py} (bench/README.md)"
-        );
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with('{'))
-        .context("the PyTorch peer printed no timing")
-        .and_then(|l| serde_json::from_str(l).with_context(|| format!("peer output {l:?}")))
 }

@@ -5,6 +5,7 @@ pub mod classes;
 pub mod eval;
 pub mod inpaint;
 pub mod models;
+pub mod onnx;
 pub mod progress;
 pub mod report;
 pub mod sample;
@@ -52,6 +53,9 @@ pub enum Command {
     Viz(viz::VizCommand),
     /// Time one sampler step on fixed workloads (with --compare, beside the PyTorch peer).
     Bench(bench::BenchArgs),
+    /// Check or run a network brought as an ONNX file (docs/onnx.md).
+    #[command(subcommand)]
+    Onnx(onnx::OnnxCommand),
     /// List the sampler presets and their values.
     Presets,
     /// List the Fashion-MNIST classes, or with --imagenet the ImageNet ones (accepted by index or name wherever a class is asked for).
@@ -63,6 +67,7 @@ pub fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Train(a) => train::run(a),
         Command::Models(c) => models::run(c),
+        Command::Onnx(c) => onnx::run(c),
         Command::Classes(a) => classes::run(a),
         Command::Sample(a) => sample::run(a),
         Command::Presets => sample::presets(),

@@ -256,7 +256,7 @@ impl Loaded {
             norm(&self.spec.mean, "mean", 0.0)?,
             norm(&self.spec.std, "std", 1.0)?,
         );
-        if std.iter().any(|&s| s == 0.0) || lo >= hi {
+        if std.contains(&0.0) || lo >= hi {
             return Err(self.bad("std must not be 0 and range must be [low, high]".into()));
         }
         let class_names = self.class_names(classes)?;

@@ -229,3 +229,43 @@ pub fn markdown(
     }
     t
 }
+
+/// One measurement of the PyTorch peer (`bench/peer.py --one`) with the
+/// Python `py`: workload `w` at `n` chains, `(seconds, warmup)`.
+pub fn peer_timing(
+    py: &str,
+    threads: usize,
+    (w, n): (&str, usize),
+    (seconds, warmup): (f64, usize),
+    models: Option<&Path>,
+) -> Result<Timing> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/peer.py");
+    let failed = |message: String| Error::External {
+        tool: format!("the PyTorch peer ({py})"),
+        message,
+    };
+    let out = std::process::Command::new(py)
+        .arg(&script)
+        .args(["--one", &format!("{w}:{n}")])
+        .args(["--threads", &threads.to_string()])
+        .args(["--seconds", &seconds.to_string()])
+        .args(["--warmup", &warmup.to_string()])
+        .arg("--models")
+        .arg(stack::resolve_dir(models))
+        .arg("--home")
+        .arg(pretrained::home())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| failed(format!("cannot run: {e}")))?;
+    if !out.status.success() {
+        return Err(failed(
+            "failed (see above); it needs torch and numpy (bench/README.md)".into(),
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .ok_or_else(|| failed("printed no timing".into()))?;
+    serde_json::from_str(line).map_err(|e| failed(format!("output {line:?}: {e}")))
+}

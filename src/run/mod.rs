@@ -6,6 +6,7 @@ pub mod bench;
 pub mod chains;
 pub mod fashion;
 pub mod folder;
+pub mod onnx;
 pub mod preset;
 pub mod pretrained;
 pub mod progress;

@@ -196,6 +196,7 @@ fn every_op() -> Net<f64> {
         Op::Pointwise(Pointwise::Tanh),
         Op::Pointwise(Pointwise::Leaky(0.3)),
         Op::Pointwise(Pointwise::Exp),
+        Op::Pointwise(Pointwise::Log),
         Op::Affine {
             scale: (0..270).map(|i| 0.5 + (i % 7) as f64 * 0.2).collect(),
             shift: (0..270).map(|i| (i % 5) as f64 * 0.1 - 0.2).collect(),
@@ -209,8 +210,8 @@ fn every_op() -> Net<f64> {
                 .collect(),
             out: (9, 5, 6),
         },
-        Op::MeanPool,            // 43
-        Op::Binary(Binary::Add), // 44 = 42 + 43
+        Op::MeanPool,            // 44
+        Op::Binary(Binary::Add), // 45 = 43 + 44
         Op::MeanPool,
         build::linear(&w(&[5, 6]), Some(&w(&[5])), Act::Identity).unwrap(),
         Op::Softmax { log: true },
@@ -226,7 +227,7 @@ fn every_op() -> Net<f64> {
             33 => vec![33, 31],
             34 => vec![31],
             35 => vec![34, 35],
-            43 => vec![42, 43],
+            44 => vec![43, 44],
             _ => vec![i],
         })
         .collect();

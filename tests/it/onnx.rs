@@ -191,8 +191,16 @@ fn import_error(bytes: &[u8]) -> String {
 fn broken_onnx_files_are_refused_with_one_clear_line() {
     let good = std::fs::read(dir().join("classifier.onnx")).unwrap();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("truncated", good[..good.len() / 2].to_vec(), "not an ONNX model"),
-        ("not protobuf", b"hello, this is not a model".to_vec(), "not an ONNX model"),
+        (
+            "truncated",
+            good[..good.len() / 2].to_vec(),
+            "not an ONNX model",
+        ),
+        (
+            "not protobuf",
+            b"hello, this is not a model".to_vec(),
+            "not an ONNX model",
+        ),
         ("empty", Vec::new(), "without a graph"),
         (
             "out of order (a cycle)",
@@ -229,11 +237,7 @@ fn broken_onnx_files_are_refused_with_one_clear_line() {
             edited(|m| m.graph.as_mut().unwrap().initializer[0].data_type = 10),
             "float16",
         ),
-        (
-            "no opset",
-            edited(|m| m.opset_import.clear()),
-            "opset",
-        ),
+        ("no opset", edited(|m| m.opset_import.clear()), "opset"),
         (
             "an open image size",
             edited(|m| {
@@ -249,11 +253,212 @@ fn broken_onnx_files_are_refused_with_one_clear_line() {
         assert!(e.contains(want) && !e.contains('\n'), "{what}: {e}");
     }
     // the node is named
-    let e = import_error(&edited(|m| m.graph.as_mut().unwrap().node[1].op_type = "Celu".into()));
+    let e = import_error(&edited(|m| {
+        m.graph.as_mut().unwrap().node[1].op_type = "Celu".into()
+    }));
     assert!(e.starts_with("node "), "{e}");
     // asking for an input or output the model does not have
     let e = onnx::from_bytes::<f32>(&good, Some("image"), None).unwrap_err();
-    assert!(e.contains("no input named \"image\"") && e.contains("\"x\""), "{e}");
+    assert!(
+        e.contains("no input named \"image\"") && e.contains("\"x\""),
+        "{e}"
+    );
     let e = onnx::from_bytes::<f32>(&good, None, Some("logits")).unwrap_err();
     assert!(e.contains("no value named \"logits\""), "{e}");
+}
+
+/// A sidecar beside copies of the fixture networks in a fresh folder.
+fn sidecar(d: &Path, file: &str, body: &str) -> PathBuf {
+    for f in ["classifier.onnx", "dcgan.onnx"] {
+        std::fs::copy(dir().join(f), d.join(f)).unwrap();
+    }
+    let p = d.join(file);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+/// `ppgn onnx eval` writes PyTorch's output for the fixture's input, and
+/// its `--grad-of` gradient equals central differences of two more evals;
+/// `ppgn onnx check` reports every node imported and a small error.
+#[test]
+fn onnx_eval_and_check_commands() {
+    use ppgn::data::npy::write_f64;
+    let d = crate::tempdir("onnx-eval");
+    let f = fixture("classifier");
+    let x = d.join("x.npy");
+    write_f64(&x, &[2, 3, 16, 16], &f.x).unwrap();
+    let net = dir().join("classifier.onnx");
+    let eval = |input: &Path, out: &Path, grad: bool| {
+        let mut args = vec![
+            "onnx",
+            "eval",
+            net.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        let g = d.join("g.npy");
+        if grad {
+            args.extend(["--grad-of", "3", "--grad-out", g.to_str().unwrap()]);
+        }
+        let o = crate::ppgn(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        read_f64(out).unwrap().1
+    };
+    let y = eval(&x, &d.join("y.npy"), true);
+    assert!(rel(&y, &f.y) < f64_bound("classifier"), "{}", rel(&y, &f.y));
+    let g = read_f64(&d.join("g.npy")).unwrap().1;
+    for i in [5usize, 300, 1000] {
+        let h = 1e-6;
+        let mut xs = f.x.clone();
+        xs[i] += h;
+        write_f64(&d.join("xp.npy"), &[2, 3, 16, 16], &xs).unwrap();
+        let yp = eval(&d.join("xp.npy"), &d.join("yp.npy"), false);
+        xs[i] -= 2.0 * h;
+        write_f64(&d.join("xm.npy"), &[2, 3, 16, 16], &xs).unwrap();
+        let ym = eval(&d.join("xm.npy"), &d.join("ym.npy"), false);
+        let s = i / (3 * 16 * 16); // the sample coordinate i belongs to
+        let fd = (yp[s * 10 + 3] - ym[s * 10 + 3]) / (2.0 * h);
+        assert!(
+            (fd - g[i]).abs() < 1e-6 * g.iter().fold(1.0f64, |a, v| a.max(v.abs())),
+            "coordinate {i}: {fd} vs {}",
+            g[i]
+        );
+    }
+    // a batch of the wrong shape is refused, naming the expected one
+    write_f64(&d.join("bad.npy"), &[2, 3, 8, 8], &vec![0.0; 384]).unwrap();
+    let o = crate::ppgn(&[
+        "onnx",
+        "eval",
+        net.to_str().unwrap(),
+        "--input",
+        d.join("bad.npy").to_str().unwrap(),
+        "--out",
+        d.join("o.npy").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("[n, 3, 16, 16]"),
+        "{err}"
+    );
+    // check, through a sidecar
+    let side = sidecar(
+        &d,
+        "c.toml",
+        "[network]\nonnx = \"classifier.onnx\"\nkind = \"classifier\"\n",
+    );
+    let o = crate::ppgn(&["onnx", "check", side.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["ops"]["Conv"], 6);
+    assert!(r["fd_worst"].as_f64().unwrap() < 1e-6, "{r}");
+    assert!(r["sidecar"].as_str().unwrap().contains("10 classes"), "{r}");
+}
+
+/// Wrong sidecar fields give one clear error each.
+#[test]
+fn broken_sidecars_are_refused_with_a_clear_error() {
+    let d = crate::tempdir("onnx-sidecar");
+    let cases = [
+        ("[network]\nonnx = \"classifier.onnx\"\nkind = \"classifier\"\nimage = [1, 28, 28]\n", "image = Some([1, 28, 28]), the network's input is [3, 16, 16]"),
+        ("[network]\nonnx = \"classifier.onnx\"\nkind = \"classifier\"\nmean = [0.5]\n", "mean has 1 values; the network reads 3 channels"),
+        ("[network]\nonnx = \"classifier.onnx\"\nkind = \"classifer\"\n", "not a ppgn sidecar"),
+        ("[network]\nonnx = \"classifier.onnx\"\nkind = \"classifier\"\ncolour = true\n", "unknown field `colour`"),
+        ("[network]\nonnx = \"missing.onnx\"\nkind = \"classifier\"\n", "missing.onnx"),
+        ("[network]\nonnx = \"classifier.onnx\"\nkind = \"classifier\"\ncode = 100\n", "`code` does not belong to a network of kind Classifier"),
+        ("[network]\nonnx = \"dcgan.onnx\"\nkind = \"generator\"\n", "needs output_range"),
+        ("[network]\nonnx = \"dcgan.onnx\"\nkind = \"generator\"\noutput_range = [-1.0, 1.0]\ncode = 100\n", "code = Some(100), the network's input is [16]"),
+        ("[network]\nonnx = \"classifier.onnx\"\nkind = \"classifier\"\nclasses = \"names.txt\"\n", "names.txt"),
+    ];
+    for (i, (body, want)) in cases.into_iter().enumerate() {
+        let p = sidecar(&d, &format!("s{i}.toml"), body);
+        let o = crate::ppgn(&["onnx", "check", p.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(want) && err.trim().lines().count() == 1,
+            "case {i}: {err}"
+        );
+    }
+}
+
+/// Sampling with a generator and a classifier both brought as ONNX files:
+/// an ordinary run folder whose manifest names the files and their hashes,
+/// and chains that raise the requested class's probability.
+#[test]
+fn sampling_with_imported_networks() {
+    let d = crate::tempdir("onnx-sample");
+    let g = sidecar(
+        &d,
+        "g.toml",
+        "[network]\nonnx = \"dcgan.onnx\"\nkind = \"generator\"\noutput_range = [-1.0, 1.0]\n",
+    );
+    std::fs::write(
+        d.join("names.txt"),
+        (0..10).map(|i| format!("thing {i}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let c = sidecar(
+        &d,
+        "c.toml",
+        "[network]\nonnx = \"classifier.onnx\"\nkind = \"classifier\"\nclasses = \"names.txt\"\n",
+    );
+    let out = d.join("run");
+    let o = crate::ppgn_into(
+        &[
+            "sample",
+            "--generator",
+            g.to_str().unwrap(),
+            "--classifier",
+            c.to_str().unwrap(),
+            "--class",
+            "thing 7,2",
+            "--chains",
+            "4",
+            "--steps",
+            "40",
+            "--seed",
+            "3",
+        ],
+        &out,
+        &["--quiet"],
+    );
+    let m = crate::manifest(&o, &out);
+    assert_eq!(m["sampler"]["preset"], "faces");
+    assert_eq!(
+        m["networks"]["classifier"]["sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    assert!(m["networks"]["generator"]["onnx"]
+        .as_str()
+        .unwrap()
+        .ends_with("dcgan.onnx"));
+    let chains = m["chains"].as_array().unwrap();
+    assert_eq!(chains.len(), 8);
+    assert_eq!(chains[0]["class_name"], "thing 7");
+    // the requested class's probability rose, on average over each
+    // class's chains (the random-weight classifier is nearly flat: small
+    // rises, but a gradient of the wrong sign would lower them)
+    let last = chains[0]["probability"].as_array().unwrap().len() - 1;
+    for group in chains.chunks(4) {
+        let mean = |k: usize| -> f64 {
+            group
+                .iter()
+                .map(|c| c["probability"][k].as_f64().unwrap())
+                .sum::<f64>()
+                / 4.0
+        };
+        assert!(
+            mean(last) > mean(0),
+            "{}: p(class) {} -> {}",
+            group[0]["class_name"],
+            mean(0),
+            mean(last)
+        );
+    }
+    let (shape, _) = read_f32(&out.join("samples.npy")).unwrap();
+    assert_eq!(shape, [8, 3, 16, 16]);
 }
