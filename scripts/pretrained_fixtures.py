@@ -13,7 +13,11 @@ padding, batch-norm eps 1e-3; DCGAN: the PyTorch tutorial's generator), so
 that the fixture checks our Rust code against an independent framework.
 With --photo IMAGE it also prints EfficientNet's top-5 ImageNet classes of
 a photo (center crop, 224x224), the check that the architecture and the
-input normalisation are the ones the weights were trained with.
+input normalisation are the ones the weights were trained with. With
+--onnx it also exports both networks with their weights to ONNX, with
+sidecars, into $PPGN_HOME/onnx (networks ppgn did not train, brought the
+way a user brings theirs: docs/onnx.md, the README's example, `ppgn bench`'s
+workload w2-onnx). Nothing of these is committed.
 
 Usage (a development tool; PyTorch is never a dependency of ppgn):
     apt-get install python3-torch python3-numpy python3-pil   # or pip install torch numpy pillow
@@ -141,6 +145,7 @@ def save(name, a):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--photo", help="print EfficientNet's top-5 classes of this image")
+    ap.add_argument("--onnx", action="store_true", help="export both networks to $PPGN_HOME/onnx")
     args = ap.parse_args()
     torch.set_grad_enabled(True)
 
@@ -188,6 +193,29 @@ def main():
     save("dcgan_weights_r.npy", r.permute(0, 2, 3, 1).numpy())
     save("dcgan_grad.npy", z.grad.numpy())
     print("wrote", os.path.normpath(OUT), "with torch", torch.__version__, file=sys.stderr)
+    if args.onnx:
+        export_onnx(net, gen)
+
+
+def export_onnx(eff, gen):
+    """Both networks as ONNX files (opset 17) with sidecars, in $PPGN_HOME/onnx."""
+    out = os.path.join(HOME, "onnx")
+    os.makedirs(out, exist_ok=True)
+    torch.onnx.export(eff, torch.zeros(1, 3, 224, 224), os.path.join(out, "efficientnet-lite0.onnx"),
+                      opset_version=17, input_names=["image"], output_names=["logits"])
+    torch.onnx.export(gen, torch.zeros(1, 100), os.path.join(out, "dcgan-faces.onnx"),
+                      opset_version=17, input_names=["z"], output_names=["image"])
+    names = open(os.path.join(HERE, "..", "src", "data", "imagenet_classes.txt")).read()
+    with open(os.path.join(out, "imagenet_classes.txt"), "w") as f:
+        f.write(names)
+    with open(os.path.join(out, "efficientnet-lite0.toml"), "w") as f:
+        f.write('[network]\nonnx = "efficientnet-lite0.onnx"\nkind = "classifier"\n'
+                'image = [3, 224, 224]\nrange = [0.0, 1.0]\n'
+                'mean = %s\nstd = %s\nclasses = "imagenet_classes.txt"\n' % (MEAN, STD))
+    with open(os.path.join(out, "dcgan-faces.toml"), "w") as f:
+        f.write('[network]\nonnx = "dcgan-faces.onnx"\nkind = "generator"\n'
+                'code = 100\nprior = "gaussian"\nsigma = 1.0\noutput_range = [-1.0, 1.0]\n')
+    print("wrote", out, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -23,13 +23,14 @@ use crate::density::{Sum, Term};
 use crate::error::{Error, Result};
 use crate::models::efficientnet_lite::{self, EfficientNetLite0};
 use crate::models::fashion::{self as stack, Stack};
+use crate::models::plug::{ClassifierSide, GeneratorSide};
 use crate::models::pretrained;
 use crate::nn::fast::build;
 use crate::nn::identity;
 use crate::sampler::{init, ChainRngs};
 
 /// The workloads' names.
-pub const WORKLOADS: [&str; 3] = ["w1", "w2", "w3"];
+pub const WORKLOADS: [&str; 4] = ["w1", "w2", "w3", "w2-onnx"];
 
 /// How long to time.
 #[derive(Debug, Clone, Copy)]
@@ -84,8 +85,23 @@ pub fn workload(
             let pipeline = Pipeline::fashion(&s, &cfg, &condition)?;
             Ok((pipeline, cfg, random_codes(n, s.classifier.cfg.h_dim, 1)?))
         }
-        "w2" => {
-            let pair = PlugPair::faces_imagenet(&pretrained::home())?;
+        "w2" | "w2-onnx" => {
+            let home = pretrained::home();
+            let pair = if w == "w2" {
+                PlugPair::faces_imagenet(&home)?
+            } else {
+                // the same networks exported to ONNX by
+                // scripts/pretrained_fixtures.py --onnx
+                let side = |name: &str| home.join("onnx").join(name);
+                PlugPair::compose(
+                    GeneratorSide::named(&side("dcgan-faces.toml").to_string_lossy(), &home)?,
+                    ClassifierSide::named(
+                        &side("efficientnet-lite0.toml").to_string_lossy(),
+                        &home,
+                        Path::new(""),
+                    )?,
+                )?
+            };
             let cfg = SamplerConfig {
                 engine,
                 ..preset("faces")?

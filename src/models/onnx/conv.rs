@@ -125,7 +125,17 @@ fn conv_weights<T: Real>(
 }
 
 pub fn conv<T: Real>(g: &mut Graph<T>, ins: &Inputs, at: &Attrs) -> Result<Dyn, Fail> {
-    let x = ins.dynamic(0)?;
+    // a zero padding before (PyTorch's F.pad for TensorFlow's "same")
+    // becomes the window's own
+    let explicit = matches!(
+        at.string("auto_pad", "NOTSET").as_str(),
+        "NOTSET" | "" | "VALID"
+    );
+    let (x, extra) = match explicit {
+        true => g.unpad(ins.dynamic(0)?),
+        false => (ins.dynamic(0)?.clone(), [0; 4]),
+    };
+    let x = &x;
     let wt = ins.constant(1)?;
     let (c, h, w) = x.image()?;
     let [m, cg, kh, kw] = *wt.dims else {
@@ -145,7 +155,8 @@ pub fn conv<T: Real>(g: &mut Graph<T>, ins: &Inputs, at: &Attrs) -> Result<Dyn, 
         Some(b) => b.data.clone(),
         None => vec![0.0; m],
     };
-    let geo = geometry(at, (h, w), (kh, kw))?;
+    let mut geo = geometry(at, (h, w), (kh, kw))?;
+    geo.pads.iter_mut().zip(extra).for_each(|(p, e)| *p += e);
     let window = geo.window((h, w, cg), false)?;
     let dims = vec![m, window.ho, window.wo];
     if groups == c && m == c && cg == 1 {

@@ -50,7 +50,8 @@ pub struct Graph<T> {
     pub batch: usize,
     /// The model's opset (defaults changed between opsets).
     pub opset: i64,
-    /// How many nodes read each value, by name, and the model's outputs.
+    /// How many nodes not yet lowered read each value, by name, and the
+    /// model's outputs.
     readers: HashMap<String, usize>,
     outputs: HashSet<String>,
     /// The value names held by each slot (aliases share a slot).
@@ -59,6 +60,10 @@ pub struct Graph<T> {
     pub taps: Vec<(String, usize)>,
     /// The slot whose op the last node changed in place (a fusion).
     pub fused: Option<usize>,
+    /// Zero padding ops by the slot they write: the value padded and the
+    /// pixels added (top, left, bottom, right), for a convolution after
+    /// them to take into its window instead.
+    pads: HashMap<usize, (Dyn, [usize; 4])>,
 }
 
 /// A number as `T`.
@@ -84,7 +89,19 @@ impl<T: Real> Graph<T> {
             names: HashMap::new(),
             taps: Vec::new(),
             fused: None,
+            pads: HashMap::new(),
         })
+    }
+
+    /// Records that a node has read the values `names` (once each time
+    /// named): what is left to read them decides whether an op may still
+    /// be changed in place.
+    pub fn consumed(&mut self, names: &[String]) {
+        for n in names {
+            if let Some(r) = self.readers.get_mut(n) {
+                *r = r.saturating_sub(1);
+            }
+        }
     }
 
     /// Records that the value `name` is held in `slot`.
@@ -133,6 +150,27 @@ impl<T: Real> Graph<T> {
         self.ops.get_mut(x.slot - 1)
     }
 
+    /// Zero-pads image `x` by `[top, left, bottom, right]` pixels.
+    pub fn pad(&mut self, x: &Dyn, [t, l, b, r]: [usize; 4]) -> Result<Dyn, Fail> {
+        let (c, h, w) = x.image()?;
+        let op = crate::nn::fast::build::pad((h, w), (t, b, l, r));
+        let y = self.push(op, vec![x.slot], vec![c, h + t + b, w + l + r])?;
+        self.pads.insert(y.slot, (x.clone(), [t, l, b, r]));
+        Ok(y)
+    }
+
+    /// The value a convolution should read for `x`, and the zero padding
+    /// to add to its window: the unpadded value when `x` is a zero padding
+    /// nothing else reads (the padding op is then left unread and pruned).
+    pub fn unpad(&mut self, x: &Dyn) -> (Dyn, [usize; 4]) {
+        if self.sole_producer(x).is_some() {
+            if let Some((src, p)) = self.pads.get(&x.slot) {
+                return (src.clone(), *p);
+            }
+        }
+        (x.clone(), [0; 4])
+    }
+
     /// `act` on `x`: fused into the convolution before when it can be,
     /// else the pointwise function `alone`.
     pub fn act(&mut self, x: &Dyn, act: Act, alone: Pointwise) -> Result<Dyn, Fail> {
@@ -142,8 +180,15 @@ impl<T: Real> Graph<T> {
             | Op::Depthwise { act: a, .. },
         ) = self.sole_producer(x)
         {
-            if *a == Act::Identity {
-                *a = act;
+            // an activation after another: Clip(0, 6) after a ReLU is ReLU6
+            let composed = match (*a, act) {
+                (Act::Identity, new) => Some(new),
+                (Act::Relu, Act::Relu6) | (Act::Relu6, Act::Relu) => Some(Act::Relu6),
+                (Act::Relu, Act::Relu) => Some(Act::Relu),
+                _ => None,
+            };
+            if let Some(c) = composed {
+                *a = c;
                 self.fused = Some(x.slot);
                 return Ok(x.clone());
             }

@@ -2,7 +2,6 @@
 //! convolutions, fully connected layers and pooling of [`super::conv`],
 //! means, normalisations, PReLU, padding and resizing.
 
-use crate::nn::fast::build;
 use crate::nn::fast::kernels::{Act, SparseRows};
 use crate::nn::fast::pointwise::Pointwise;
 use crate::nn::fast::real::Real;
@@ -242,14 +241,8 @@ fn pad<T: Real>(g: &mut Graph<T>, ins: &Inputs, at: &Attrs, opset: i64) -> Resul
             "pads {full:?} with value {value}: ppgn pads rows and columns with zeros"
         ));
     }
-    let (c, h, w) = x.image()?;
     let u = |i: usize| full[i] as usize;
-    let (t, l, b, rr) = (u(2), u(3), u(2 + r), u(3 + r));
-    g.push(
-        build::pad((h, w), (t, b, l, rr)),
-        vec![x.slot],
-        vec![c, h + t + b, w + l + rr],
-    )
+    g.pad(x, [u(2), u(3), u(2 + r), u(3 + r)])
 }
 
 fn resize<T: Real>(

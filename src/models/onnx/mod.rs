@@ -278,18 +278,36 @@ fn run_node<T: Real>(
         }
         values.insert(name.clone(), v);
     }
+    g.consumed(&node.input);
     Ok(())
 }
 
-/// The engine network ending at slot `out`, with the node names as taps.
+/// The engine network ending at slot `out`, with the node names as taps:
+/// only the ops the output depends on (a fusion can leave an op unread).
 fn finish<T: Real>(g: Graph<T>, out: usize) -> std::result::Result<Net<T>, String> {
-    let input = g.shapes[0];
-    let mut net = Net::graph(input, g.ops[..out].to_vec(), g.inputs[..out].to_vec())
-        .map_err(|e| e.to_string())?;
+    let mut needed = vec![false; out + 1];
+    needed[out] = true;
+    for i in (0..out).rev() {
+        if needed[i + 1] {
+            g.inputs[i].iter().for_each(|&s| needed[s] = true);
+        }
+    }
+    // new slot of each kept slot
+    let mut slot = vec![usize::MAX; out + 1];
+    slot[0] = 0;
+    let (mut ops, mut inputs) = (Vec::new(), Vec::new());
+    for i in (0..out).filter(|&i| needed[i + 1]) {
+        ops.push(g.ops[i].clone());
+        inputs.push(g.inputs[i].iter().map(|&s| slot[s]).collect());
+        slot[i + 1] = ops.len();
+    }
+    let mut net = Net::graph(g.shapes[0], ops, inputs).map_err(|e| e.to_string())?;
     let mut seen = HashSet::new();
-    for (name, slot) in g.taps.into_iter().rev() {
-        if slot <= out && seen.insert(name.clone()) {
-            net = net.with_tap(&name, Some(slot)).map_err(|e| e.to_string())?;
+    for (name, s) in g.taps.into_iter().rev() {
+        if s <= out && needed[s] && seen.insert(name.clone()) {
+            net = net
+                .with_tap(&name, Some(slot[s]))
+                .map_err(|e| e.to_string())?;
         }
     }
     Ok(net)
