@@ -124,7 +124,7 @@ def workload(name, n, args):
         for p in eff.parameters():
             p.requires_grad_(False)
         mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
-        if name == "w2":
+        if name in ("w2", "w2-onnx"):  # w2-onnx: the networks its ONNX files came from
             g = DcganG().eval()
             g.load_state_dict(torch.load(os.path.join(args.home, "dcgan-faces", "weights.tar"), map_location="cpu")["netG_state_dict"])
             for p in g.parameters():

@@ -25,9 +25,14 @@ Writes tests/fixtures/onnx/:
   imports. (This PyTorch has one exporter, the TorchScript one; the dynamo
   exporter came with PyTorch 2.)
 
+With --torchvision DIR it also writes the four torchvision classifiers
+there (random weights, 224 x 224, not committed: 5 to 500 MB each) with an
+input, PyTorch's logits and the input gradient of logit 0, for a one-off
+check with `ppgn onnx eval` (the loop is in docs/onnx.md).
+
 Usage (a development tool; PyTorch is never a dependency of ppgn):
-    apt-get install python3-torch python3-torchvision python3-numpy
-    /usr/bin/python3 scripts/onnx_fixtures.py
+    apt-get install python3-torch python3-torchvision python3-onnx python3-numpy
+    /usr/bin/python3 scripts/onnx_fixtures.py [--torchvision DIR]
 Made with Debian 12's torch 1.13.0a0 and torchvision 0.14.1 (checked below).
 """
 
@@ -223,7 +228,30 @@ def torchvision_ops():
         f.write("\n")
 
 
+def torchvision_full(out):
+    """The four classifiers at full size, with PyTorch's reference values."""
+    import torchvision.models as tv
+
+    os.makedirs(out, exist_ok=True)
+    for name in ["vgg11", "resnet18", "mobilenet_v3_small", "efficientnet_b0"]:
+        torch.manual_seed(0)
+        model = getattr(tv, name)(weights=None).eval()
+        x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+        torch.onnx.export(model, x, os.path.join(out, name + ".onnx"), opset_version=17,
+                          input_names=["x"], output_names=["y"], do_constant_folding=True)
+        x.requires_grad_(True)
+        y = model(x)
+        (g,) = torch.autograd.grad(y[:, 0].sum(), x)
+        np.save(os.path.join(out, name + "_x.npy"), x.detach().numpy())
+        np.save(os.path.join(out, name + "_y.npy"), y.detach().numpy())
+        np.save(os.path.join(out, name + "_g.npy"), g.numpy())
+        print(f"{name}: wrote {out}")
+
+
 def main():
+    if "--torchvision" in sys.argv:
+        torchvision_full(sys.argv[sys.argv.index("--torchvision") + 1])
+        return
     if not torch.__version__.startswith(TORCH):
         sys.exit(f"made with torch {TORCH}; this is {torch.__version__} (other versions export other ops)")
     os.makedirs(OUT, exist_ok=True)
