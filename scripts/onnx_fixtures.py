@@ -14,7 +14,11 @@ Writes tests/fixtures/onnx/:
   and 17 (attributes that became inputs), a DCGAN generator (transposed
   convolutions, one with output_padding, batch norm left as
   BatchNormalization) and an up-sample + convolution generator (Gemm, a
-  channel-major Reshape, nearest and bilinear up-sampling);
+  channel-major Reshape, nearest and bilinear up-sampling), a network of
+  Softmax, Gather, Unsqueeze, Neg and Exp, nearest up-sampling at opset 9
+  (Upsample), and a graph written with onnx.helper for the ops PyTorch
+  does not emit (LRN, Identity, Dropout, Sum, Squeeze, Range, and Gelu at
+  opset 20);
 - `<name>_x.npy` (float32, the input), `<name>_y.npy` (float64, the output
   computed in float64 from the same float32 weights), `<name>_w.npy`
   (float64, fixed random output weights) and `<name>_g.npy` (float64,
@@ -139,12 +143,93 @@ class Upsampler(nn.Module):
         return torch.sigmoid(self.conv2(x))
 
 
+class Shapes(nn.Module):
+    """Softmax over channels, a mean over channels, a gather of one channel,
+    unsqueezes, Neg and Exp on 3 x 6 x 6 inputs, 4 outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(5 * 6 * 6, 4)
+
+    def forward(self, x):
+        s = F.softmax(torch.exp(-x * 0.5), dim=1)
+        c = torch.cat([s, s.mean(dim=1).unsqueeze(1), s[:, 0].unsqueeze(1)], 1)
+        return self.fc(c.reshape(c.shape[0], -1))
+
+
+class Upsample9(nn.Module):
+    """Nearest up-sampling as opset 9 exports it (Upsample), then a convolution."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+
+    def forward(self, x):
+        return torch.tanh(self.conv(F.interpolate(x, scale_factor=2, mode="nearest")))
+
+
+def handmade():
+    """A graph PyTorch does not export these ops in (its LRN becomes 3-D
+    pooling; it drops Identity and Dropout): LRN, Identity, Dropout, Sum,
+    Squeeze and Unsqueeze with axes as inputs (opset 13), written with
+    onnx.helper; the reference is the same formula in PyTorch."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    h = helper
+    nodes = [
+        h.make_node("LRN", ["x"], ["a"], size=3, alpha=0.25, beta=0.75, bias=2.0),
+        h.make_node("Identity", ["a"], ["b"]),
+        h.make_node("Dropout", ["b"], ["c"]),
+        h.make_node("Sum", ["a", "c", "x"], ["s"]),
+        h.make_node("Range", ["zero", "five", "two"], ["r"]),
+        h.make_node("Gather", ["s", "r"], ["d"], axis=1),
+        h.make_node("GlobalAveragePool", ["d"], ["m"]),
+        h.make_node("Squeeze", ["m", "axes23"], ["q"]),
+        h.make_node("Unsqueeze", ["q", "axes2"], ["u"]),
+        h.make_node("Flatten", ["u"], ["y"], axis=1),
+    ]
+    inits = [h.make_tensor("axes23", TensorProto.INT64, [2], [2, 3]),
+             h.make_tensor("axes2", TensorProto.INT64, [1], [2])]
+    inits += [h.make_tensor(n, TensorProto.INT64, [], [v]) for n, v in [("zero", 0), ("five", 5), ("two", 2)]]
+    graph = h.make_graph(nodes, "handmade", [h.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 4, 4])],
+                         [h.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], inits)
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    onnx.save(model, os.path.join(OUT, "handmade.onnx"))
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 5, 4, 4, generator=gen).float()
+    xd = x.double().requires_grad_(True)
+    a = F.local_response_norm(xd, 3, alpha=0.25, beta=0.75, k=2.0)
+    y = (2 * a + xd)[:, 0:5:2].mean((2, 3))
+    w = torch.randn(y.shape, generator=gen, dtype=torch.float64)
+    (g,) = torch.autograd.grad((w * y).sum(), xd)
+    for k, v in [("x", x), ("y", y.detach()), ("w", w), ("g", g)]:
+        save("handmade_" + k, v.numpy())
+    print("handmade: opset 13, output", tuple(y.shape))
+    # Gelu is an op from opset 20, later than this PyTorch and onnx know
+    graph = h.make_graph([h.make_node("Gelu", ["x"], ["y"])], "gelu",
+                         [h.make_tensor_value_info("x", TensorProto.FLOAT, [2, 7])],
+                         [h.make_tensor_value_info("y", TensorProto.FLOAT, [2, 7])])
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 20)]), os.path.join(OUT, "gelu20.onnx"))
+    x = (torch.randn(2, 7, generator=gen) * 2).float()
+    xd = x.double().requires_grad_(True)
+    y = F.gelu(xd)
+    w = torch.randn(y.shape, generator=gen, dtype=torch.float64)
+    (g,) = torch.autograd.grad((w * y).sum(), xd)
+    for k, v in [("x", x), ("y", y.detach()), ("w", w), ("g", g)]:
+        save("gelu20_" + k, v.numpy())
+    print("gelu20: opset 20, output", tuple(y.shape))
+
+
 NETWORKS = [
     ("classifier", Classifier, (2, 3, 16, 16), 17),
     ("elementwise", Elementwise, (2, 4, 6, 6), 17),
     ("elementwise13", Elementwise, (2, 4, 6, 6), 13),
     ("dcgan", Dcgan, (2, 16), 17),
     ("upsampler", Upsampler, (2, 10), 17),
+    ("shapes", Shapes, (2, 3, 6, 6), 17),
+    ("upsample9", Upsample9, (2, 2, 4, 4), 9),
 ]
 
 
@@ -257,6 +342,7 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     for name, cls, shape, opset in NETWORKS:
         make(name, cls, shape, opset)
+    handmade()
     torchvision_ops()
 
 

@@ -64,12 +64,16 @@ fn engine<T: ppgn::nn::fast::real::Real + Default>(
     (to_onnx(&m.output.1, &y), to_onnx(&m.input.1, &back(&gx)))
 }
 
-const NETWORKS: [&str; 5] = [
+const NETWORKS: [&str; 9] = [
     "classifier",
     "elementwise",
     "elementwise13",
     "dcgan",
     "upsampler",
+    "shapes",
+    "upsample9",
+    "handmade",
+    "gelu20",
 ];
 
 /// The f64 bound on the relative error of the outputs: rounding, except
@@ -147,8 +151,9 @@ fn reference_interpreter_runs_imported_networks() {
 }
 
 /// Every op the fixture script's PyTorch emits for torchvision's vgg11,
-/// resnet18, mobilenet_v3_small and efficientnet_b0 is imported, and every
-/// imported op is in some fixture network.
+/// resnet18, mobilenet_v3_small and efficientnet_b0 is imported, docs/onnx.md
+/// lists every imported op, and every imported op is in some fixture
+/// network (so held to PyTorch).
 #[test]
 fn imported_ops_cover_torchvision_classifiers_and_the_fixtures() {
     let text = std::fs::read_to_string(dir().join("torchvision_ops.json")).unwrap();
@@ -164,7 +169,8 @@ fn imported_ops_cover_torchvision_classifiers_and_the_fixtures() {
         }
     }
     // docs/onnx.md lists every op imported
-    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/onnx.md")).unwrap();
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/onnx.md"))
+        .unwrap();
     let words: BTreeSet<&str> = doc.split(|c: char| !c.is_ascii_alphanumeric()).collect();
     for op in &supported {
         assert!(words.contains(op), "docs/onnx.md does not list {op}");
@@ -175,7 +181,10 @@ fn imported_ops_cover_torchvision_classifiers_and_the_fixtures() {
         used.extend(m.op_counts.keys().cloned());
     }
     let untested: Vec<&&str> = supported.iter().filter(|op| !used.contains(**op)).collect();
-    println!("imported ops no fixture network uses: {untested:?}");
+    assert!(
+        untested.is_empty(),
+        "imported ops no fixture network uses: {untested:?}"
+    );
 }
 
 /// A fixture model decoded, changed by `edit` and encoded again.

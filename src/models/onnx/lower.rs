@@ -34,6 +34,7 @@ pub const LOWERED: &[&str] = &[
     "Exp",
     "Expand",
     "Flatten",
+    "Gather",
     "Gelu",
     "Gemm",
     "GlobalAveragePool",

@@ -77,6 +77,12 @@ pub fn lower<T: Real>(
             }
             one(slice(g, x, &ranges[1..])?)
         }
+        "Gather" => one(gather(
+            g,
+            ins.dynamic(0)?,
+            ins.constant(1)?,
+            at.int("axis", 0),
+        )?),
         "Split" => split(g, ins, &at, opset, node.output.len()).map(Some),
         "Concat" => {
             let x = ins.dynamic(0)?;
@@ -166,6 +172,29 @@ fn transpose<T: Real>(g: &mut Graph<T>, x: &Dyn, perm: Option<Vec<i64>>) -> Resu
     }
     let inner: Vec<usize> = perm[1..].iter().map(|&p| p.saturating_sub(1)).collect();
     let (dims, map) = shape::transpose(&x.dims, &inner)?;
+    g.gather(x, dims, &map)
+}
+
+/// `Gather` of the network's data at constant `indices` along `axis`
+/// (`x[:, 0]` in PyTorch).
+fn gather<T: Real>(g: &mut Graph<T>, x: &Dyn, indices: &Tensor, a: i64) -> Result<Dyn, Fail> {
+    let ax = sample_axis(a, x)?;
+    let d = x.dims[ax];
+    let outer: usize = x.dims[..ax].iter().product();
+    let inner: usize = x.dims[ax + 1..].iter().product();
+    let mut dims = x.dims[..ax].to_vec();
+    dims.extend(&indices.dims);
+    dims.extend(&x.dims[ax + 1..]);
+    let mut map = Vec::with_capacity(outer * indices.len() * inner);
+    for o in 0..outer {
+        for &i in &indices.ints() {
+            let i = if i < 0 { i + d as i64 } else { i };
+            if !(0..d as i64).contains(&i) {
+                return Err(format!("Gather index {i} outside an axis of {d}"));
+            }
+            map.extend((0..inner).map(|k| (o * d + i as usize) * inner + k));
+        }
+    }
     g.gather(x, dims, &map)
 }
 
