@@ -25,8 +25,8 @@ pub struct SampleArgs {
     #[arg(long, default_value = "sneaker")]
     pub class: String,
     /// Condition on a hidden neuron instead of a class: LAYER:UNIT[@X,Y] (X the
-    /// column, Y the row; the layer's centre without @), layers
-    /// h1 ([7, 7, 64], a channel at a position), h (fc6, 256 units), logits.
+    /// column, Y the row; the layer's centre without @), layers h1 ([7, 7, 64]),
+    /// h (fc6), logits; on a plug-and-play pair the classifier's (ONNX node names).
     #[arg(long)]
     pub neuron: Option<String>,
     /// Also save every final sample whose condition value is at least this (S11 keeps p >= 0.97).

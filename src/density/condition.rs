@@ -113,7 +113,7 @@ impl Neuron {
                 format!("LAYER:UNIT or LAYER:UNIT@X,Y (X the column, Y the row; layers {layers}), e.g. h1:5@3,1"),
             )
         };
-        let (layer, rest) = spec.split_once(':').ok_or_else(bad)?;
+        let (layer, rest) = spec.rsplit_once(':').ok_or_else(bad)?;
         let (unit, at) = match rest.split_once('@') {
             Some((u, xy)) => {
                 let (x, y) = xy.split_once(',').ok_or_else(bad)?;

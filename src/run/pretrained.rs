@@ -20,7 +20,9 @@ use candle_core::{DType, Tensor};
 use super::chains::Pipeline;
 use super::preset::{PriorKind, SamplerConfig};
 use crate::density::backend::Backend;
-use crate::density::condition::{class_probability, NetCondition, Objective};
+use crate::density::condition::{
+    class_probability, unit_activation, NetCondition, Neuron, Objective,
+};
 use crate::density::prior::GaussianPrior;
 use crate::density::{Sum, Term};
 use crate::error::{Error, Result};
@@ -32,6 +34,9 @@ use crate::nn::fast::window::Window;
 use crate::nn::fast::{build, reference, Net as FastNet, Op};
 use crate::nn::{identity, Func};
 use crate::sampler::ChainRngs;
+
+/// Weighted density terms.
+type Terms = Vec<(f64, Box<dyn Term>)>;
 
 /// A generator and a classifier that fit together.
 pub struct PlugPair {
@@ -51,6 +56,10 @@ pub struct PlugPair {
     pub num_classes: usize,
     /// Where the weights came from (file SHA-256s), for the manifest.
     pub provenance: serde_json::Value,
+    /// What the classifier reads to logits, compiled, with the
+    /// classifier's layers as taps (for `--neuron`); `None` for the Caffe
+    /// pair.
+    pub classify: Option<Arc<FastNet<f32>>>,
     /// Codes to logits, compiled (`decode` then `logits`): what the
     /// condition runs. A tap `h` of the code's shape is the encoder's
     /// output `E(G(h))` (the joint prior).
@@ -139,7 +148,8 @@ impl PlugPair {
             num_classes: c.class_names.len(),
             class_names: c.class_names,
             provenance: serde_json::json!({"generator": g.provenance, "classifier": c.provenance}),
-            compiled: Arc::new(decode_net.then(classify)?),
+            compiled: Arc::new(decode_net.without_taps().then(classify.clone())?),
+            classify: Some(Arc::new(classify)),
             nonnegative_codes: false,
             code_prior: g.sigma.is_some(),
         })
@@ -207,6 +217,7 @@ impl PlugPair {
             provenance,
             nonnegative_codes: true,
             code_prior: true,
+            classify: None,
             compiled: Arc::new(gnet.then(cnet)?),
         })
     }
@@ -216,6 +227,36 @@ impl PlugPair {
     fn joint_tap(&self) -> Option<usize> {
         let net = &self.compiled;
         net.tap("h").ok().filter(|&s| net.shape(s) == net.input())
+    }
+
+    /// The prior's terms for `cfg` (Gaussian, none, or the joint
+    /// `E(G(h)) - h` read off the condition's pass when there is an
+    /// encoder: then its tap and weight).
+    fn prior(&self, cfg: &SamplerConfig) -> Result<(Terms, Option<(usize, f64)>)> {
+        let mut terms: Terms = Vec::new();
+        let joint = match (cfg.prior, self.joint_tap()) {
+            (PriorKind::Gaussian, _) if !self.code_prior => None,
+            (PriorKind::Gaussian, _) => {
+                terms.push((cfg.eps1, Box::new(GaussianPrior::new(cfg.prior_sigma))));
+                None
+            }
+            // read off the condition's own pass, which goes through E
+            (PriorKind::Joint, Some(tap)) => Some((tap, cfg.eps1)),
+            (PriorKind::None, _) => None,
+            (other, tap) => {
+                return Err(Error::unsupported(
+                    format!(
+                        "prior {other:?} (of the preset or --prior) needs the shipped stack's encoder or DAEs, which {} does not have",
+                        self.names.0
+                    ),
+                    format!(
+                        "use --preset faces, or --prior gaussian{} or none",
+                        if tap.is_some() { ", joint" } else { "" }
+                    ),
+                ))
+            }
+        };
+        Ok((terms, joint))
     }
 
     /// `eps1 * prior + eps2 * log p(y | C(G(h)))`, the prior Gaussian, the
@@ -229,26 +270,7 @@ impl PlugPair {
                 names: format!("the classes of {}", self.names.1),
             });
         }
-        let mut terms: Vec<(f64, Box<dyn Term>)> = Vec::new();
-        let joint = match (cfg.prior, self.joint_tap()) {
-            (PriorKind::Gaussian, _) if !self.code_prior => None,
-            (PriorKind::Gaussian, _) => {
-                terms.push((cfg.eps1, Box::new(GaussianPrior::new(cfg.prior_sigma))));
-                None
-            }
-            // read off the condition's own pass, which goes through E
-            (PriorKind::Joint, Some(tap)) => Some((tap, cfg.eps1)),
-            (PriorKind::None, _) => None,
-            (other, tap) => {
-                return Err(Error::unsupported(
-                    format!("prior {other:?} is not available for {}", self.names.0),
-                    format!(
-                        "use the prior gaussian{} or none",
-                        if tap.is_some() { ", joint" } else { "" }
-                    ),
-                ))
-            }
-        };
+        let (mut terms, joint) = self.prior(cfg)?;
         let backend = Backend::new(self.compiled.clone(), cfg.engine)?;
         let objective = Objective::Class {
             classes: classes.to_vec(),
@@ -261,6 +283,50 @@ impl PlugPair {
             target: Sum::new(terms),
             decode: self.decode.clone(),
             measure: Box::new(move |x: &Tensor| class_probability(&logits(x)?, &classes)),
+            backend: cfg.engine,
+        })
+    }
+
+    /// `eps1 * prior + eps2 * unit(C(G(h)))`: one unit of the classifier's
+    /// layer `layer` (any node's output of an imported classifier; the
+    /// layers `ppgn visualize` names on EfficientNet-Lite0).
+    pub fn unit_pipeline(
+        &self,
+        layer: &str,
+        neuron: Neuron,
+        cfg: &SamplerConfig,
+    ) -> Result<Pipeline> {
+        let Some(classify) = &self.classify else {
+            return Err(Error::unsupported(
+                format!("a neuron condition on {}", self.names.1),
+                "condition on classes",
+            ));
+        };
+        let head = classify.upto(layer, false)?;
+        let (mut terms, _) = self.prior(&SamplerConfig {
+            prior: match cfg.prior {
+                PriorKind::Joint => PriorKind::None,
+                p => p,
+            },
+            ..cfg.clone()
+        })?;
+        let net = self.compiled.upto(layer, false)?;
+        let backend = Backend::new(Arc::new(net), cfg.engine)?;
+        let (w, term) = NetCondition::weighed(backend, Objective::Unit(neuron), cfg.eps2, None)
+            .map_err(|e| match e {
+                Error::NoSuchUnit { neuron, shape, .. } => Error::NoSuchUnit {
+                    neuron,
+                    layer: layer.into(),
+                    shape,
+                },
+                e => e,
+            })?;
+        terms.push((w, Box::new(term)));
+        let f = reference::func(head)?;
+        Ok(Pipeline {
+            target: Sum::new(terms),
+            decode: self.decode.clone(),
+            measure: Box::new(move |x: &Tensor| unit_activation(&f(x)?, neuron)),
             backend: cfg.engine,
         })
     }

@@ -26,12 +26,6 @@ use crate::nn::Func;
 /// Runs `spec` on its pretrained pair.
 pub fn sample(spec: &SampleSpec, progress: &mut dyn Progress) -> Result<RunOutput> {
     let cfg = &spec.settings;
-    let Request::Classes(names) = &spec.request else {
-        return Err(Error::unsupported(
-            "a neuron condition on a pretrained pair",
-            "condition on classes",
-        ));
-    };
     let pair = match &spec.networks {
         Networks::Plug {
             generator,
@@ -55,19 +49,29 @@ pub fn sample(spec: &SampleSpec, progress: &mut dyn Progress) -> Result<RunOutpu
             ))
         }
     };
-    let classes: Vec<usize> = match names.as_slice() {
-        [all] if all == "all" && pair.num_classes <= 100 => (0..pair.num_classes).collect(),
-        _ => names
-            .iter()
-            .map(|s| pair.parse_class(s))
-            .collect::<Result<_>>()?,
+    let (per_chain, pipeline) = match &spec.request {
+        Request::Classes(names) => {
+            let classes: Vec<usize> = match names.as_slice() {
+                [all] if all == "all" && pair.num_classes <= 100 => (0..pair.num_classes).collect(),
+                _ => names
+                    .iter()
+                    .map(|s| pair.parse_class(s))
+                    .collect::<Result<_>>()?,
+            };
+            let per_chain: Vec<usize> = classes
+                .iter()
+                .flat_map(|&c| std::iter::repeat_n(c, spec.chains))
+                .collect();
+            let pipeline = pair.pipeline(&per_chain, cfg)?;
+            (per_chain, pipeline)
+        }
+        // one unit of a classifier's layer; the chains' labels are 0
+        Request::Neuron { layer, neuron } => (
+            vec![0; spec.chains],
+            pair.unit_pipeline(layer, *neuron, cfg)?,
+        ),
     };
-    let per_chain: Vec<usize> = classes
-        .iter()
-        .flat_map(|&c| std::iter::repeat_n(c, spec.chains))
-        .collect();
     let n = per_chain.len();
-    let pipeline = pair.pipeline(&per_chain, cfg)?;
     let z0 = pair.initial_codes(n, spec.seed)?;
     let folder = RunFolder::open(&spec.out, spec.force, false)?;
     let job = Job {
@@ -123,15 +127,30 @@ impl Job<'_> {
         rgb.write(folder, &o, z0, &labels)?;
         let (mut manifest, top1) = manifest(spec, self.pair, &o, self.per_chain)?;
         manifest["backend"] = serde_json::json!(self.pipeline.backend);
+        let verdict = if let Request::Neuron { layer, neuron } = &spec.request {
+            // the chains' "probability" is the unit's activation
+            let mean = |p: Option<&Vec<f64>>| {
+                p.map_or(0.0, |p| p.iter().sum::<f64>() / p.len().max(1) as f64)
+            };
+            manifest["neuron"] =
+                serde_json::json!({"layer": layer, "unit": neuron.unit, "at": neuron.at});
+            format!(
+                "unit {} of layer {layer}: mean activation {:.3} -> {:.3}",
+                neuron.unit,
+                mean(o.probability.first()),
+                mean(o.probability.last())
+            )
+        } else {
+            let summary: Vec<String> = top1
+                .iter()
+                .map(|(c, f)| format!("{c} {:.0}%", 100.0 * f))
+                .collect();
+            format!(
+                "the classifier's top-1 class is the requested one for {}",
+                summary.join(", ")
+            )
+        };
         folder.json("manifest.json", &manifest)?;
-        let summary: Vec<String> = top1
-            .iter()
-            .map(|(c, f)| format!("{c} {:.0}%", 100.0 * f))
-            .collect();
-        let verdict = format!(
-            "the classifier's top-1 class is the requested one for {}",
-            summary.join(", ")
-        );
         Ok((verdict, o.wall_s))
     }
 }

@@ -277,16 +277,17 @@ impl SampleSpec {
             }
         }
         let fashion = matches!(self.networks, Networks::Fashion { .. });
+        let plug = matches!(self.networks, Networks::Plug { .. });
         if !fashion
             && (self.inpaint.is_some()
-                || matches!(self.request, Request::Neuron { .. })
+                || (matches!(self.request, Request::Neuron { .. }) && !plug)
                 || self.keep_above.is_some()
                 || self.resume
                 || self.init != Init::Random)
         {
             return Err(Error::unsupported(
-                "inpainting, --neuron, --keep-above, --resume and --init work on the Fashion-MNIST stack only",
-                "pretrained pairs start from random codes and condition on classes",
+                "inpainting, --keep-above, --resume and --init work on the Fashion-MNIST stack only, --neuron on it and on plug-and-play pairs",
+                "pretrained pairs start from random codes",
             ));
         }
         if self.inpaint.is_some() && matches!(self.request, Request::Neuron { .. }) {

@@ -477,3 +477,71 @@ fn sampling_with_imported_networks() {
     let (shape, _) = read_f32(&out.join("samples.npy")).unwrap();
     assert_eq!(shape, [8, 3, 16, 16]);
 }
+
+/// `--neuron NODE:UNIT` on an imported classifier: any node's output, by
+/// its ONNX name; an unknown node lists the known ones.
+#[test]
+fn neuron_of_an_imported_classifier() {
+    let d = crate::tempdir("onnx-neuron");
+    let g = sidecar(
+        &d,
+        "g.toml",
+        "[network]\nonnx = \"dcgan.onnx\"\nkind = \"generator\"\noutput_range = [-1.0, 1.0]\n",
+    );
+    let c = sidecar(
+        &d,
+        "c.toml",
+        "[network]\nonnx = \"classifier.onnx\"\nkind = \"classifier\"\n",
+    );
+    let out = d.join("run");
+    let args = |neuron: &'static str| -> Vec<String> {
+        [
+            "sample",
+            "--generator",
+            g.to_str().unwrap(),
+            "--classifier",
+            c.to_str().unwrap(),
+            "--neuron",
+            neuron,
+            "--chains",
+            "3",
+            "--steps",
+            "30",
+            "--seed",
+            "2",
+            "--quiet",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |neuron: &'static str| {
+        let a = args(neuron);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        crate::ppgn_into(&a, &out, &["--force"])
+    };
+    let o = run("/depthwise/depthwise.1/HardSwish:3");
+    let m = crate::manifest(&o, &out);
+    assert_eq!(m["neuron"]["layer"], "/depthwise/depthwise.1/HardSwish");
+    let chains = m["chains"].as_array().unwrap();
+    let mean = |k: usize| {
+        chains
+            .iter()
+            .map(|c| c["probability"][k].as_f64().unwrap())
+            .sum::<f64>()
+            / 3.0
+    };
+    let last = chains[0]["probability"].as_array().unwrap().len() - 1;
+    assert!(
+        mean(last) > mean(0),
+        "activation {} -> {}",
+        mean(0),
+        mean(last)
+    );
+    let o = run("/nope:3");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("unknown layer") && err.contains("/stem/stem.2/Relu"),
+        "{err}"
+    );
+}

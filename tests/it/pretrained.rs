@@ -855,7 +855,7 @@ fn faces_conditioned_on_an_imagenet_class_with_every_sampler() {
     for (extra, needle) in [
         (
             &["--class", "wig", "--prior", "joint"][..],
-            "not available for dcgan-faces",
+            "which dcgan-faces does not have",
         ),
         (
             &["--class", "sunglases"][..],

@@ -151,6 +151,13 @@ impl<T: Real> Net<T> {
         Ok(self)
     }
 
+    /// This network without its named slots (a network chained before
+    /// another whose tap names might collide).
+    pub fn without_taps(mut self) -> Self {
+        self.taps.clear();
+        self
+    }
+
     /// The slot named `name`.
     pub fn tap(&self, name: &str) -> Result<usize> {
         self.taps.get(name).copied().ok_or_else(|| {
