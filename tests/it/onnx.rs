@@ -248,6 +248,11 @@ fn broken_onnx_files_are_refused_with_one_clear_line() {
             "need",
         ),
         (
+            "weights too large for any machine",
+            edited(|m| m.graph.as_mut().unwrap().initializer[0].dims = vec![1 << 20, 1 << 20]),
+            "more than 268435456 values",
+        ),
+        (
             "float16 weights",
             edited(|m| m.graph.as_mut().unwrap().initializer[0].data_type = 10),
             "float16",

@@ -152,7 +152,8 @@ pub fn conv<T: Real>(g: &mut Graph<T>, ins: &Inputs, at: &Attrs) -> Result<Dyn, 
         ));
     }
     let bias: Vec<f64> = match ins.optional(2)? {
-        Some(b) => b.data.clone(),
+        Some(b) if b.len() == m => b.data.clone(),
+        Some(b) => return Err(format!("a bias of {} values for {m} filters", b.len())),
         None => vec![0.0; m],
     };
     let mut geo = geometry(at, (h, w), (kh, kw))?;

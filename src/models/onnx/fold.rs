@@ -70,6 +70,7 @@ pub fn eval(node: &NodeProto, inputs: &[Option<&Tensor>]) -> Result<Tensor, Fail
         }
         "ConstantOfShape" => {
             let dims: Vec<usize> = ints(0)?.iter().map(|&d| d.max(0) as usize).collect();
+            super::tensor::count(&dims)?;
             let value = match at.tensor("value") {
                 Some(t) => t?,
                 None => Tensor::scalar(0.0, false),
@@ -84,7 +85,11 @@ pub fn eval(node: &NodeProto, inputs: &[Option<&Tensor>]) -> Result<Tensor, Fail
         "Gather" => gather(arg(0)?, arg(1)?, at.int("axis", 0)),
         "Range" => {
             let (s, l, d) = (arg(0)?.single()?, arg(1)?.single()?, arg(2)?.single()?);
-            let n = ((l - s) / d).ceil().max(0.0) as usize;
+            let n = ((l - s) / d).ceil().max(0.0);
+            if !n.is_finite() || n > super::tensor::MAX_VALUES as f64 {
+                return Err(format!("Range({s}, {l}, {d}) has no end within reach"));
+            }
+            let n = n as usize;
             let v: Vec<f64> = (0..n).map(|i| s + i as f64 * d).collect();
             Ok(Tensor::new(vec![n], v, arg(0)?.int))
         }

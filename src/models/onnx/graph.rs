@@ -111,6 +111,7 @@ impl<T: Real> Graph<T> {
 
     /// Appends `op` reading `ins`; its output has ONNX dimensions `dims`.
     pub fn push(&mut self, op: Op<T>, ins: Vec<usize>, dims: Vec<usize>) -> Result<Dyn, Fail> {
+        super::tensor::count(&dims)?;
         let in_shapes: Vec<Shape> = ins.iter().map(|&s| self.shapes[s]).collect();
         let s = op.out_shape(&in_shapes)?;
         let want = engine_shape(&dims)?;

@@ -42,6 +42,9 @@ pub fn lower<T: Real>(
             let c = |i| -> Result<&Tensor, Fail> { ins.constant(i) };
             let eps = at.float("epsilon", 1e-5);
             let (s, b, m, v) = (c(1)?, c(2)?, c(3)?, c(4)?);
+            if [b.len(), m.len(), v.len()] != [s.len(); 3] {
+                return Err("scale, bias, mean and variance of different lengths".into());
+            }
             let scale: Vec<f64> = (0..s.len())
                 .map(|i| s.data[i] / (v.data[i] + eps).sqrt())
                 .collect();
@@ -283,6 +286,7 @@ fn resize<T: Real>(
         ),
         _ => return Err("Resize without four scales or sizes".into()),
     };
+    super::tensor::count(&[c, ho, wo])?;
     if scales
         .as_ref()
         .is_some_and(|s| s.len() == 4 && (s[0] != 1.0 || s[1] != 1.0))

@@ -49,7 +49,7 @@ pub fn reshape(dims: &[usize], target: &[i64], allowzero: bool) -> Result<Vec<us
             _ => return Err(format!("reshape target {target:?} is not a shape")),
         });
     }
-    let known: usize = out.iter().product();
+    let known = super::tensor::count(&out)?;
     if let Some(i) = infer {
         if known == 0 || !total.is_multiple_of(known) {
             return Err(format!("cannot reshape {dims:?} to {target:?}"));
@@ -155,15 +155,18 @@ pub fn slice_ranges(
         if step == 0 {
             return Err("slice: a step of 0".into());
         }
-        let norm = |v: i64| if v < 0 { v + d } else { v };
+        // in i128: starts, ends and steps may be near the ends of i64
+        let (d, step) = (d as i128, step as i128);
+        let norm = |v: i64| if v < 0 { v as i128 + d } else { v as i128 };
         let (lo, hi) = if step > 0 { (0, d) } else { (-1, d - 1) };
         let start = norm(starts[k]).clamp(lo, hi);
-        let end = norm(ends[k].clamp(-i64::MAX, i64::MAX)).clamp(lo, hi);
+        let end = norm(ends[k]).clamp(lo, hi);
         let count = if step > 0 {
             (end - start + step - 1).max(0) / step
         } else {
             (start - end - step - 1).max(0) / -step
         };
+        let step = step as i64;
         out[ax] = Range {
             start: start.max(0) as usize,
             step,

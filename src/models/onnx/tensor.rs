@@ -17,6 +17,19 @@ pub struct Tensor {
 /// Why a node cannot be imported (the caller adds where).
 pub type Fail = String;
 
+/// The most values a constant, or one sample of a value, may hold (2^28:
+/// 1 GiB of float32), so that a damaged or hostile file cannot ask for
+/// more memory than a machine has.
+pub const MAX_VALUES: usize = 1 << 28;
+
+/// The number of values of `dims`, or why it is too many.
+pub fn count(dims: &[usize]) -> Result<usize, Fail> {
+    dims.iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n <= MAX_VALUES)
+        .ok_or_else(|| format!("dimensions {dims:?} hold more than {MAX_VALUES} values"))
+}
+
 impl Tensor {
     pub fn new(dims: Vec<usize>, data: Vec<f64>, int: bool) -> Self {
         Self { dims, data, int }
@@ -40,10 +53,7 @@ impl Tensor {
             .iter()
             .map(|&d| usize::try_from(d).map_err(|_| format!("tensor {:?}: dimension {d}", t.name)))
             .collect::<Result<Vec<_>, _>>()?;
-        let count = dims
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .ok_or_else(|| format!("tensor {:?}: dimensions {dims:?} overflow", t.name))?;
+        let count = count(&dims).map_err(|e| format!("tensor {:?}: {e}", t.name))?;
         let raw = &t.raw_data;
         let (data, int): (Vec<f64>, bool) = match t.data_type {
             1 if raw.is_empty() => (t.float_data.iter().map(|&v| v as f64).collect(), false),
