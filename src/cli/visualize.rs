@@ -20,17 +20,19 @@ use ppgn::run::visualize::{visualize, Param, VisualizeSpec};
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Writes grid.png (one row per condition, --chains per row), start.png, \
-chains.png, samples.npy (float32 N x 3 x side x side in [0, 1]), labels.npy (class, or -1 for \
-a neuron) and manifest.json (settings, weights' SHA-256, per-chain condition values, \
-EfficientNet's top-1 class). EfficientNet-Lite0 must be installed: `ppgn models fetch`."
+    after_help = "Writes grid.png (one row per condition), start.png, chains.png, samples.npy \
+(float32 N x 3 x side x side in [0, 1]), labels.npy (class, or -1 for a neuron), manifest.json. \
+EfficientNet-Lite0 must be installed: `ppgn models fetch`."
 )]
 pub struct VisualizeArgs {
     /// ImageNet class(es) by name or index, comma-separated.
     #[arg(long, default_value = "goldfish")]
     pub class: String,
+    /// efficientnet-lite0, or FILE.toml: an ONNX classifier's sidecar (its image size).
+    #[arg(long, default_value = "efficientnet-lite0")]
+    pub classifier: String,
     /// A hidden unit instead: LAYER:CHANNEL[@X,Y], layers stem, block0..block15,
-    /// head (post-activation; the centre when no position is given).
+    /// head, or an imported classifier's ONNX node names (the centre without @).
     #[arg(long)]
     pub neuron: Option<String>,
     /// Chains per condition (different random starts: different facets).
@@ -98,6 +100,7 @@ pub fn run(a: VisualizeArgs) -> anyhow::Result<()> {
     let spec = VisualizeSpec {
         request,
         chains: a.chains,
+        classifier: a.classifier.clone(),
         param: a.param,
         side: a.side,
         steps: a.steps,
@@ -109,11 +112,8 @@ pub fn run(a: VisualizeArgs) -> anyhow::Result<()> {
         blur: a.blur,
         blur_sigma: a.blur_sigma,
         jitter: a.jitter,
-        gradient: if a.gradient == "logit" {
-            ClassGradient::Logit
-        } else {
-            ClassGradient::LogSoftmax
-        },
+        gradient: [ClassGradient::LogSoftmax, ClassGradient::Logit]
+            [usize::from(a.gradient == "logit")],
         engine: a.engine,
         seed: a.seed,
         record_every: a.record_every,

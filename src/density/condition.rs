@@ -171,9 +171,12 @@ impl NetCondition {
                 let (y, x) = n.position(h, w);
                 if n.unit >= c || y >= h || x >= w {
                     return Err(Error::NoSuchUnit {
-                        neuron: format!("{n:?}"),
+                        neuron: match n.at {
+                            Some((y, x)) => format!("channel {} at column {x}, row {y}", n.unit),
+                            None => format!("channel {}", n.unit),
+                        },
                         layer: "the network's output".into(),
-                        shape: format!("{h}x{w}x{c}"),
+                        shape: format!("{h}x{w}x{c} (rows x columns x channels)"),
                     });
                 }
             }

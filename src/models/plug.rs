@@ -41,6 +41,55 @@ pub struct ClassifierSide {
     pub provenance: serde_json::Value,
 }
 
+impl ClassifierSide {
+    /// This classifier on images `(h, w, channels)` in [0, 1]: resized
+    /// (bilinear) to what it reads, converted between grey and RGB (RGB to
+    /// grey by the luma weights), mapped to its range.
+    pub fn reading(&self, (h, w, gc): (usize, usize, usize)) -> Result<Net<f32>> {
+        use crate::nn::fast::kernels::Act;
+        use crate::nn::fast::window::Window;
+        let (cc, ch, cw) = self.image;
+        let dev = candle_core::Device::Cpu;
+        let mut adapt: Vec<Op<f32>> = Vec::new();
+        if (h, w) != (ch, cw) {
+            adapt.push(build::bilinear_to((h, w), (ch, cw))?);
+        }
+        let weights = match (gc, cc) {
+            (a, b) if a == b => None,
+            (1, 3) => Some(candle_core::Tensor::ones(
+                (3, 1, 1, 1),
+                candle_core::DType::F32,
+                &dev,
+            )?),
+            (3, 1) => Some(candle_core::Tensor::new(
+                &[[[[0.299f32]], [[0.587]], [[0.114]]]],
+                &dev,
+            )?),
+            (a, b) => {
+                return Err(Error::unsupported(
+                    format!("images of {a} channels for a classifier of {b}"),
+                    "use grey (1) or RGB (3) images",
+                ))
+            }
+        };
+        if let Some(wt) = weights {
+            adapt.push(build::conv(
+                Window::symmetric(ch, cw, gc, 1, 1, 0),
+                &wt,
+                None,
+                Act::Identity,
+            )?);
+        }
+        if self.range != (0.0, 1.0) {
+            adapt.push(build::affine(cc, self.range.1 - self.range.0, self.range.0));
+        }
+        if adapt.is_empty() {
+            return Ok(self.net.clone());
+        }
+        build::net((h, w, gc), adapt)?.then(self.net.clone())
+    }
+}
+
 /// A sidecar file: `[network]` and its fields (`docs/onnx.md`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -29,9 +29,7 @@ use crate::error::{Error, Result};
 use crate::models::caffe::{CaffeNet, CaffeNetConfig, DgnConfig, DgnGenerator};
 use crate::models::plug::{ClassifierSide, GeneratorSide};
 use crate::models::weights::load_tensors;
-use crate::nn::fast::kernels::Act;
-use crate::nn::fast::window::Window;
-use crate::nn::fast::{build, reference, Net as FastNet, Op};
+use crate::nn::fast::{build, reference, Net as FastNet};
 use crate::nn::{identity, Func};
 use crate::sampler::ChainRngs;
 
@@ -81,7 +79,6 @@ impl PlugPair {
     /// converted between grey and RGB, and mapped to the classifier's range.
     pub fn compose(g: GeneratorSide, c: ClassifierSide) -> Result<Self> {
         let (_, side, gc) = g.net.output();
-        let (cc, ch, cw) = c.image;
         let (lo, hi) = g.range;
         // the generator's image in [0, 1]
         let mut decode_net = g.net.clone();
@@ -95,42 +92,7 @@ impl PlugPair {
         )?;
         let decode_net = decode_net.then(unit)?;
         // ... to what the classifier reads
-        let mut adapt: Vec<Op<f32>> = Vec::new();
-        if (side, side) != (ch, cw) {
-            adapt.push(build::bilinear_to((side, side), (ch, cw))?);
-        }
-        match (gc, cc) {
-            (a, b) if a == b => {}
-            (1, 3) => adapt.push(build::conv(
-                Window::symmetric(ch, cw, 1, 1, 1, 0),
-                &Tensor::ones((3, 1, 1, 1), DType::F32, &candle_core::Device::Cpu)?,
-                None,
-                Act::Identity,
-            )?),
-            (3, 1) => adapt.push(build::conv(
-                Window::symmetric(ch, cw, 3, 1, 1, 0),
-                &Tensor::new(
-                    &[[[[0.299f32]], [[0.587]], [[0.114]]]],
-                    &candle_core::Device::Cpu,
-                )?,
-                None,
-                Act::Identity,
-            )?),
-            (a, b) => {
-                return Err(Error::unsupported(
-                    format!("a generator of {a} channels with a classifier of {b}"),
-                    "use grey (1) or RGB (3) images",
-                ))
-            }
-        }
-        if c.range != (0.0, 1.0) {
-            adapt.push(build::affine(cc, c.range.1 - c.range.0, c.range.0));
-        }
-        let classify = if adapt.is_empty() {
-            c.net.clone()
-        } else {
-            build::net((side, side, gc), adapt)?.then(c.net.clone())?
-        };
+        let classify = c.reading((side, side, gc))?;
         let decode = reference::func(decode_net.clone())?;
         let logits = reference::func(classify.clone())?;
         let to_rgb: Func = if gc == 1 {

@@ -28,7 +28,8 @@ use crate::density::condition::{
 use crate::density::image::{fourier_decoder, jittered, BlurPrior, PixelL2, TotalVariation};
 use crate::density::{Sum, Term};
 use crate::error::{Error, Result};
-use crate::models::efficientnet_lite::{EfficientNetLite0, Layer};
+use crate::models::efficientnet_lite::EfficientNetLite0;
+use crate::models::plug::{is_sidecar, ClassifierSide};
 use crate::models::pretrained;
 use crate::nn::fast::{reference, Net};
 use crate::nn::{identity, Func};
@@ -58,6 +59,9 @@ pub struct VisualizeSpec {
     pub request: Request,
     /// Chains per condition.
     pub chains: usize,
+    /// `efficientnet-lite0` (built in, any `side`), or FILE.toml: an ONNX
+    /// classifier's sidecar (docs/onnx.md; its own image size).
+    pub classifier: String,
     pub param: Param,
     /// Image side (224 is EfficientNet's).
     pub side: usize,
@@ -143,9 +147,14 @@ impl VisualizeSpec {
     }
 }
 
-/// EfficientNet and the functions every condition is built from.
+/// The classifier and the functions every condition is built from.
 struct Parts {
-    net: Arc<EfficientNetLite0>,
+    /// The classifier on `side x side` RGB images in [0, 1], with its
+    /// layers as taps.
+    net: Net<f32>,
+    side: usize,
+    class_names: Vec<String>,
+    provenance: serde_json::Value,
     decode: Func,
     logits: Func,
     /// What the engine's network reads: the decoded image, jittered (the
@@ -155,15 +164,47 @@ struct Parts {
 
 impl Parts {
     fn load(spec: &VisualizeSpec) -> Result<Self> {
-        let net = Arc::new(pretrained::efficientnet_lite0(
-            &pretrained::home(),
-            DType::F32,
-        )?);
+        let home = pretrained::home();
+        let (net, side, class_names, provenance) = if is_sidecar(&spec.classifier) {
+            let c = ClassifierSide::named(&spec.classifier, &home, std::path::Path::new(""))?;
+            let (_, h, w) = c.image;
+            if h != w {
+                return Err(Error::unsupported(
+                    format!("a classifier that reads {h} x {w} images"),
+                    "visualize makes square images; use a classifier with a square input",
+                ));
+            }
+            (c.reading((h, w, 3))?, h, c.class_names, c.provenance)
+        } else if spec.classifier == "efficientnet-lite0" {
+            let eff = pretrained::efficientnet_lite0(&home, DType::F32)?;
+            let norm = crate::nn::fast::build::net(
+                (spec.side, spec.side, 3),
+                vec![EfficientNetLite0::normalise_op()],
+            )?;
+            let names = imagenet::class_names()
+                .into_iter()
+                .map(String::from)
+                .collect();
+            let p = &pretrained::EFFICIENTNET_LITE0;
+            let provenance = serde_json::json!({"name": p.name, "sha256": p.file_sha256});
+            (
+                norm.then(eff.compile(spec.side)?)?,
+                spec.side,
+                names,
+                provenance,
+            )
+        } else {
+            return Err(Error::unknown(
+                "classifier for visualize",
+                &spec.classifier,
+                &["efficientnet-lite0", "FILE.toml (a sidecar, docs/onnx.md)"],
+            ));
+        };
         let decode: Func = match spec.param {
             Param::Pixel => identity(),
-            Param::Fourier => fourier_decoder(spec.side, 1.0),
+            Param::Fourier => fourier_decoder(side, 1.0),
         };
-        let logits = reference::func(engine_net(&net, spec.side, None)?)?;
+        let logits = reference::func(net.clone())?;
         let (d, j) = (
             decode.clone(),
             jittered(identity(), spec.jitter, spec.seed ^ 0x7177),
@@ -171,19 +212,18 @@ impl Parts {
         let seen_decode: Func = Arc::new(move |p: &Tensor| j(&d(p)?));
         Ok(Self {
             net,
+            side,
+            class_names,
+            provenance,
             decode,
             logits,
             seen_decode,
         })
     }
 
-    fn engine_net(&self, side: usize, layer: Option<Layer>) -> Result<Net<f32>> {
-        engine_net(&self.net, side, layer)
-    }
-
     /// The class condition on `per_chain` and its measure `p(y | x)`.
     fn class(&self, spec: &VisualizeSpec, per_chain: &[usize]) -> Result<(Box<dyn Term>, Measure)> {
-        let backend = Backend::new(Arc::new(self.engine_net(spec.side, None)?), spec.engine)?;
+        let backend = Backend::new(Arc::new(self.net.clone()), spec.engine)?;
         let term = NetCondition::class(backend, per_chain.to_vec(), spec.gradient, 1.0, None)?
             .with_decode(self.seen_decode.clone())?;
         let (logits, classes) = (self.logits.clone(), per_chain.to_vec());
@@ -198,17 +238,7 @@ impl Parts {
         layer_name: &str,
         unit: Neuron,
     ) -> Result<(Box<dyn Term>, Measure)> {
-        let layers = ["stem", "block0..block15", "head"];
-        let layer =
-            Layer::parse(layer_name).ok_or_else(|| Error::unknown("layer", layer_name, &layers))?;
-        if unit.unit >= layer.channels() {
-            return Err(Error::NoSuchUnit {
-                neuron: format!("channel {}", unit.unit),
-                layer: layer_name.to_string(),
-                shape: format!("{} channels", layer.channels()),
-            });
-        }
-        let net = self.engine_net(spec.side, Some(layer))?;
+        let net = self.net.upto(layer_name, false)?;
         let features = reference::func(net.clone())?;
         let backend = Backend::new(Arc::new(net), spec.engine)?;
         let term = NetCondition::new(backend, Objective::Unit(unit), 1.0, None)
@@ -247,21 +277,9 @@ impl Parts {
     }
 }
 
-/// EfficientNet-Lite0 on `side x side` images in [0, 1] for the sampling
-/// engine (and, through [`reference::func`], the reference path):
-/// normalisation, then the logits or the features at `layer`.
-fn engine_net(net: &EfficientNetLite0, side: usize, layer: Option<Layer>) -> Result<Net<f32>> {
-    let body = match layer {
-        None => net.compile(side)?,
-        Some(l) => net.compile_features(side, l)?,
-    };
-    crate::nn::fast::build::net((side, side, 3), vec![EfficientNetLite0::normalise_op()])?
-        .then(body)
-}
-
 /// Starts: mid-grey plus a little noise in pixels, or small coefficients.
-fn start(spec: &VisualizeSpec, n: usize) -> Result<Tensor> {
-    let zeros = Tensor::zeros((n, spec.side, spec.side, 3), DType::F32, &Device::Cpu)?;
+fn start(spec: &VisualizeSpec, side: usize, n: usize) -> Result<Tensor> {
+    let zeros = Tensor::zeros((n, side, side, 3), DType::F32, &Device::Cpu)?;
     let noise = ChainRngs::new(spec.seed ^ 0x5eed, n).normal_like(&zeros)?;
     Ok(match spec.param {
         Param::Pixel => ((noise * 0.05)? + 0.5)?.clamp(0.0, 1.0)?,
@@ -272,11 +290,14 @@ fn start(spec: &VisualizeSpec, n: usize) -> Result<Tensor> {
 /// Runs the job `spec` describes; a failed or interrupted run leaves nothing.
 pub fn visualize(spec: &VisualizeSpec, progress: &mut dyn Progress) -> Result<RunOutput> {
     spec.validate()?;
+    let parts = Parts::load(spec)?;
+    let imagenet = parts.class_names.len() == 1000 && parts.class_names[0] == "tench";
+    let what = if imagenet { "ImageNet class" } else { "class" };
     let (classes, neuron) = match &spec.request {
         Request::Classes(names) => (
             names
                 .iter()
-                .map(|s| imagenet::parse_class(s))
+                .map(|s| imagenet::parse_class_in(s, &parts.class_names, what))
                 .collect::<Result<Vec<_>>>()?,
             None,
         ),
@@ -290,6 +311,7 @@ pub fn visualize(spec: &VisualizeSpec, progress: &mut dyn Progress) -> Result<Ru
     let folder = RunFolder::open(&spec.out, spec.force, false)?;
     let job = Job {
         spec,
+        parts: &parts,
         per_chain: &per_chain,
         neuron: neuron.as_ref(),
         n,
@@ -308,6 +330,7 @@ pub fn visualize(spec: &VisualizeSpec, progress: &mut dyn Progress) -> Result<Ru
 /// One visualisation run's conditions.
 struct Job<'a> {
     spec: &'a VisualizeSpec,
+    parts: &'a Parts,
     per_chain: &'a [usize],
     neuron: Option<&'a (String, Neuron)>,
     n: usize,
@@ -316,8 +339,7 @@ struct Job<'a> {
 impl Job<'_> {
     /// The chains and the files; returns the verdict and the wall time.
     fn run(&self, folder: &RunFolder, progress: &mut dyn Progress) -> Result<(String, f64)> {
-        let spec = self.spec;
-        let parts = Parts::load(spec)?;
+        let (spec, parts) = (self.spec, self.parts);
         let (condition, measure) = match self.neuron {
             None => parts.class(spec, self.per_chain)?,
             Some((layer, unit)) => parts.unit(spec, layer, *unit)?,
@@ -331,7 +353,7 @@ impl Job<'_> {
             measure,
             backend: spec.engine,
         };
-        let start = start(spec, self.n)?;
+        let start = start(spec, parts.side, self.n)?;
         let o = drive_to_end(
             "visualize",
             &pipeline,
@@ -348,7 +370,7 @@ impl Job<'_> {
         let rgb = RgbRun {
             decode: &parts.decode,
             to_rgb: &identity(),
-            side: spec.side,
+            side: parts.side,
             cols: spec.chains,
         };
         rgb.write(folder, &o, &start, &labels)?;
@@ -370,12 +392,12 @@ impl Job<'_> {
         top1: &[usize],
     ) -> (serde_json::Value, String) {
         let (spec, n, per_chain) = (self.spec, self.n, self.per_chain);
-        let names = imagenet::class_names();
+        let names = &self.parts.class_names;
         let last = o.probability.last().cloned().unwrap_or_default();
         let chains: Vec<serde_json::Value> = (0..n)
             .map(|i| {
                 serde_json::json!({
-                    "class": per_chain.get(i), "class_name": per_chain.get(i).map(|&c| names[c]),
+                    "class": per_chain.get(i), "class_name": per_chain.get(i).map(|&c| &names[c]),
                     "final_value": last.get(i), "top1": top1[i], "top1_name": names[top1[i]],
                     "value": o.probability.iter().map(|p| p[i]).collect::<Vec<_>>(),
                 })
@@ -389,12 +411,12 @@ impl Job<'_> {
         let manifest = serde_json::json!({
             "command": spec.command,
             "seed": spec.seed,
-            "classifier": {"name": pretrained::EFFICIENTNET_LITE0.name, "sha256": pretrained::EFFICIENTNET_LITE0.file_sha256},
+            "classifier": &self.parts.provenance,
             "condition": match self.neuron {
                 None => serde_json::json!({"classes": classes}),
                 Some((l, u)) => serde_json::json!({"layer": l, "channel": u.unit, "at": u.at}),
             },
-            "param": spec.param, "side": spec.side, "steps": spec.steps, "step": spec.step_size(),
+            "param": spec.param, "side": self.parts.side, "steps": spec.steps, "step": spec.step_size(),
             "eps1": spec.eps1, "eps3": spec.eps3, "l2": spec.l2, "tv": spec.tv, "blur": spec.blur,
             "blur_sigma": spec.blur_sigma, "jitter": spec.jitter, "gradient": spec.gradient,
             "engine": spec.engine,
@@ -404,7 +426,7 @@ impl Job<'_> {
             "chains": chains,
         });
         let verdict = match self.neuron {
-            None => format!("EfficientNet's top-1 class is the requested one for {hits} of {n}"),
+            None => format!("the classifier's top-1 class is the requested one for {hits} of {n}"),
             Some(_) => format!(
                 "mean final activation {:.3}",
                 last.iter().sum::<f64>() / n.max(1) as f64

@@ -550,3 +550,64 @@ fn neuron_of_an_imported_classifier() {
         "{err}"
     );
 }
+
+/// `ppgn visualize --classifier FILE.toml`: pixel-space images for an
+/// imported classifier, at its own image size, by class and by unit.
+#[test]
+fn visualize_with_an_imported_classifier() {
+    let d = crate::tempdir("onnx-visualize");
+    let c = sidecar(
+        &d,
+        "c.toml",
+        "[network]\nonnx = \"classifier.onnx\"\nkind = \"classifier\"\n",
+    );
+    let out = d.join("run");
+    let o = crate::ppgn_into(
+        &[
+            "visualize",
+            "--classifier",
+            c.to_str().unwrap(),
+            "--class",
+            "3",
+            "--chains",
+            "2",
+            "--steps",
+            "30",
+            "--quiet",
+        ],
+        &out,
+        &[],
+    );
+    let m = crate::manifest(&o, &out);
+    assert_eq!(m["side"], 16);
+    assert!(m["classifier"]["sha256"].is_string());
+    let chains = m["chains"].as_array().unwrap();
+    for ch in chains {
+        let v = ch["value"].as_array().unwrap();
+        assert!(
+            v.last().unwrap().as_f64() > v[0].as_f64(),
+            "p(class) did not rise: {v:?}"
+        );
+    }
+    let (shape, _) = read_f32(&out.join("samples.npy")).unwrap();
+    assert_eq!(shape, [2, 3, 16, 16]);
+    let out2 = d.join("unit");
+    let o = crate::ppgn_into(
+        &[
+            "visualize",
+            "--classifier",
+            c.to_str().unwrap(),
+            "--neuron",
+            "/dilated/Conv:4",
+            "--chains",
+            "1",
+            "--steps",
+            "5",
+            "--quiet",
+        ],
+        &out2,
+        &[],
+    );
+    let m = crate::manifest(&o, &out2);
+    assert_eq!(m["condition"]["layer"], "/dilated/Conv");
+}

@@ -791,7 +791,7 @@ fn visualize_reaches_a_class_and_a_unit_and_refuses_bad_input() {
         (&["--neuron", "block99:1"][..], "unknown layer"),
         (
             &["--neuron", "block0:999"][..],
-            "does not exist in layer block0 of shape 16 channels",
+            "channel 999 does not exist in layer block0 of shape 32x32x16",
         ),
         (
             &["--step=-1"][..],
