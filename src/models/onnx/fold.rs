@@ -116,7 +116,13 @@ fn movement(node: &NodeProto, at: &Attrs, inputs: &[Option<&Tensor>]) -> Result<
         }
         "Flatten" => {
             let x = arg(0)?;
-            let a = axis(at.int("axis", 1), x.dims.len() + 1)?;
+            // axis in [-r, r]; negative counts from r
+            let (r, a) = (x.dims.len() as i64, at.int("axis", 1));
+            let a = if a < 0 { a + r } else { a };
+            if !(0..=r).contains(&a) {
+                return Err(format!("Flatten at axis {a} of a tensor of rank {r}"));
+            }
+            let a = a as usize;
             let dims = vec![x.dims[..a].iter().product(), x.dims[a..].iter().product()];
             Ok(Tensor::new(dims, x.data.clone(), x.int))
         }

@@ -182,6 +182,7 @@ fn activation<T: Real>(
         "HardSwish" => alone(g, Pointwise::HardSwish),
         "Elu" => alone(g, Pointwise::Elu(at.float("alpha", 1.0))),
         "Gelu" if at.string("approximate", "none") == "none" => alone(g, Pointwise::Gelu),
+        "Gelu" => Err("Gelu with approximate = \"tanh\": ppgn computes the exact form only".into()),
         "Erf" => alone(g, Pointwise::Erf),
         "Sqrt" => alone(g, Pointwise::Sqrt),
         "Exp" => alone(g, Pointwise::Exp),

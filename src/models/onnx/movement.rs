@@ -45,7 +45,7 @@ pub fn lower<T: Real>(
             let mut full = vec![1];
             full.extend(&x.dims);
             let dims = broadcast_dims(&full, &want)?;
-            if dims[0] != 1 && dims[0] != g.batch {
+            if dims.len() != full.len() || (dims[0] != 1 && dims[0] != g.batch) {
                 return Err("an Expand along the batch axis".into());
             }
             one(expand(g, x, dims[1..].to_vec())?)
@@ -108,7 +108,9 @@ fn reshaped<T: Real>(
     match op {
         "Flatten" => {
             let x = ins.dynamic(0)?;
-            if axis(at.int("axis", 1), x.dims.len() + 2)? != 1 {
+            // axis in [-r, r] of the rank-r tensor; negative counts from r
+            let (r, a) = ((x.dims.len() + 1) as i64, at.int("axis", 1));
+            if (if a < 0 { a + r } else { a }) != 1 {
                 return Err("Flatten at an axis other than 1 mixes samples".into());
             }
             one(g.relayout(x, vec![x.dims.iter().product()])?)
