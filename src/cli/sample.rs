@@ -97,8 +97,8 @@ pub struct SampleArgs {
     #[arg(long)]
     pub decay: Option<f64>,
     /// Which class gradient: logit, softmax or log-softmax (Table S2).
-    #[arg(long, value_parser = ["logit", "softmax", "log-softmax"])]
-    pub gradient: Option<String>,
+    #[arg(long, value_parser = super::choice::<ClassGradient>())]
+    pub gradient: Option<ClassGradient>,
     /// Clip h to LO,HI after each step, or `none`.
     #[arg(long)]
     pub clip: Option<String>,
@@ -151,11 +151,6 @@ impl SampleArgs {
             self.weights.clone(),
         )
         .map_or("ppgn", |n| n.default_preset());
-        let gradient = self.gradient.as_deref().map(|g| match g {
-            "logit" => ClassGradient::Logit,
-            "softmax" => ClassGradient::Softmax,
-            _ => ClassGradient::LogSoftmax,
-        });
         let o = Overrides {
             sampler: self.sampler,
             prior: self.prior,
@@ -169,7 +164,7 @@ impl SampleArgs {
             leapfrog_steps: self.leapfrog_steps,
             prior_sigma: self.prior_sigma,
             decay: self.decay,
-            gradient,
+            gradient: self.gradient,
             clip: self.clip.as_deref().map(settings::parse_clip).transpose()?,
         };
         let preset = self.preset.as_deref().unwrap_or(default);

@@ -70,9 +70,9 @@ pub struct VisualizeArgs {
     /// Random shift (pixels) of the image the condition sees, every step.
     #[arg(long, default_value_t = 8)]
     pub jitter: usize,
-    /// Which class gradient: logit (DGN-AM) or log-softmax.
-    #[arg(long, value_parser = ["logit", "log-softmax"], default_value = "logit")]
-    pub gradient: String,
+    /// Which class gradient: logit (DGN-AM), softmax or log-softmax.
+    #[arg(long, value_parser = super::choice::<ClassGradient>(), default_value = "logit")]
+    pub gradient: ClassGradient,
     /// What computes EfficientNet's gradients: `fast` (the sampling
     /// engine) or `reference` (candle's autograd).
     #[arg(long, value_parser = super::choice::<Engine>(), default_value = "fast")]
@@ -112,8 +112,7 @@ pub fn run(a: VisualizeArgs) -> anyhow::Result<()> {
         blur: a.blur,
         blur_sigma: a.blur_sigma,
         jitter: a.jitter,
-        gradient: [ClassGradient::LogSoftmax, ClassGradient::Logit]
-            [usize::from(a.gradient == "logit")],
+        gradient: a.gradient,
         engine: a.engine,
         seed: a.seed,
         record_every: a.record_every,

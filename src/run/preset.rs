@@ -66,6 +66,11 @@ impl Choice for PriorKind {
     const WHAT: &'static str = "prior";
 }
 
+impl Choice for crate::density::condition::ClassGradient {
+    const ALL: &'static [Self] = &[Self::Logit, Self::Softmax, Self::LogSoftmax];
+    const WHAT: &'static str = "class gradient";
+}
+
 impl Choice for Engine {
     const ALL: &'static [Self] = &[Self::Fast, Self::Reference];
     const WHAT: &'static str = "engine";
