@@ -229,15 +229,19 @@ impl Loaded {
                 self.spec.code, m.input.1
             )));
         }
-        let (h, w, c) = match m.output.1.as_slice() {
-            &[c, h, w] if h == w && (c == 1 || c == 3) => (h, w, c),
+        match m.output.1.as_slice() {
+            &[c, h, w] if h == w && (c == 1 || c == 3) => {}
             other => {
                 return Err(self.bad(format!(
                     "the generator's output is [batch, {other:?}]; ppgn takes square grey or RGB images [batch, 1 or 3, side, side]"
                 )))
             }
         };
-        let Some([lo, hi]) = self.spec.output_range.filter(|[a, b]| a < b) else {
+        let Some([lo, hi]) = self
+            .spec
+            .output_range
+            .filter(|[a, b]| a < b && a.is_finite() && b.is_finite())
+        else {
             return Err(self.bad("a generator needs output_range = [low, high], the pixel range of its output (e.g. [-1.0, 1.0] after a tanh)".into()));
         };
         let sigma = match self.spec.prior.unwrap_or(CodePrior::Gaussian) {
@@ -252,7 +256,6 @@ impl Loaded {
             (1, 1, n) if n == code => net,
             _ => build::net((1, 1, code), vec![Op::Reshape(net.input())])?.then(net)?,
         };
-        let _ = (h, w, c);
         Ok(GeneratorSide {
             name: self.path.display().to_string(),
             code,
@@ -305,7 +308,7 @@ impl Loaded {
             norm(&self.spec.mean, "mean", 0.0)?,
             norm(&self.spec.std, "std", 1.0)?,
         );
-        if std.contains(&0.0) || lo >= hi {
+        if std.contains(&0.0) || !(lo < hi && lo.is_finite() && hi.is_finite()) {
             return Err(self.bad("std must not be 0 and range must be [low, high]".into()));
         }
         let class_names = self.class_names(classes)?;

@@ -37,6 +37,14 @@ fn geometry(at: &Attrs, (h, w): (usize, usize), k: (usize, usize)) -> Result<Geo
             "strides {sh}x{sw} and dilations {dh}x{dw}: ppgn's windows take one stride and one dilation for both directions"
         ));
     }
+    // bounds that keep the arithmetic below far from overflowing
+    let big = |v: usize| v > 1 << 20;
+    if k.0 == 0 || k.1 == 0 || big(k.0) || big(k.1) || big(dh) || big(sh) {
+        return Err(format!(
+            "a {}x{} window with stride {sh} and dilation {dh}",
+            k.0, k.1
+        ));
+    }
     let ke = |k: usize| dh * (k - 1) + 1;
     let same = |n: usize, k: usize| {
         let out = n.div_ceil(sh);
@@ -45,7 +53,7 @@ fn geometry(at: &Attrs, (h, w): (usize, usize), k: (usize, usize)) -> Result<Geo
     let pads = match at.string("auto_pad", "NOTSET").as_str() {
         "NOTSET" | "" => match at.ints("pads").as_deref() {
             None => [0; 4],
-            Some(&[t, l, b, r]) if [t, l, b, r].iter().all(|&v| v >= 0) => {
+            Some(&[t, l, b, r]) if [t, l, b, r].iter().all(|&v| (0..1 << 20).contains(&v)) => {
                 [t as usize, l as usize, b as usize, r as usize]
             }
             Some(v) => return Err(format!("pads {v:?}: ppgn takes four non-negative numbers")),
