@@ -54,6 +54,9 @@ pub struct SampleArgs {
     /// alexnet.safetensors) for --generator dgn-fc6 --classifier alexnet.
     #[arg(long)]
     pub weights: Option<PathBuf>,
+    /// Choose the step (and eps1) by a short pilot, or --adapt for MH samplers.
+    #[arg(long)]
+    pub autotune: bool,
     /// A TOML file of sampler settings (any fields of `ppgn presets`' output,
     /// e.g. `eps1 = 1e-4` or `[step] kind = "constant"` `value = 0.2`):
     /// the preset's values, then the file's, then the flags'.
@@ -194,6 +197,7 @@ impl SampleArgs {
             (None, true) => bail!("--resume needs the --out folder of the interrupted run"),
         };
         Ok(SampleSpec {
+            autotune: self.autotune,
             networks,
             request,
             inpaint,

@@ -2,6 +2,7 @@
 //! ([`sample`]: a [`SampleSpec`] in, a run folder out) with their run
 //! folders and progress.
 
+pub mod autotune;
 pub mod bench;
 pub mod chains;
 pub mod fashion;

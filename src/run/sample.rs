@@ -142,13 +142,12 @@ fn fashion(
         Request::Neuron { layer, neuron } => Some(neuron_name(layer, neuron)),
         Request::Classes(_) => None,
     };
-    let request = serde_json::json!({
-        "sampler": cfg, "classes": &per_chain, "neuron": neuron_spec, "seed": spec.seed,
-        "init": spec.init.name(), "inpaint": hole.as_ref().map(|h| &h.describe),
-        "record_every": spec.record_every,
-    });
     validate(&s, cfg, &condition)?;
-    let pipeline = Pipeline::fashion(&s, cfg, &condition)?;
+    let build = |c: &super::preset::SamplerConfig| Pipeline::fashion(&s, c, &condition);
+    let (spec, tuned) = super::autotune::apply(spec, &build, &h0)?;
+    let (spec, cfg) = (spec.as_ref(), &spec.settings);
+    let pipeline = build(cfg)?;
+    let request = request(spec, &per_chain, neuron_spec.as_deref(), hole.as_ref());
     let folder = RunFolder::open(&spec.out, spec.force, spec.resume)?;
     let result = run_resumable(spec, &pipeline, &h0, &request, &folder, progress);
     let mut result = match result {
@@ -173,6 +172,7 @@ fn fashion(
         per_chain: &per_chain,
         neuron: neuron_spec,
         backend: pipeline.backend,
+        tuned: tuned.as_ref(),
     };
     let verdict = outputs.write(&folder, &result)?;
     if let Some(h) = &hole {
@@ -187,6 +187,21 @@ fn fashion(
         preset: cfg.preset.clone(),
         wall_s: result.wall_s,
         verdict,
+    })
+}
+
+/// What a checkpoint must match to be resumed: the settings and the
+/// condition.
+fn request(
+    spec: &SampleSpec,
+    per_chain: &[usize],
+    neuron: Option<&str>,
+    hole: Option<&Hole>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "sampler": &spec.settings, "classes": per_chain, "neuron": neuron, "seed": spec.seed,
+        "init": spec.init.name(), "inpaint": hole.map(|h| &h.describe),
+        "record_every": spec.record_every,
     })
 }
 
@@ -266,6 +281,8 @@ struct FashionOutputs<'a> {
     per_chain: &'a [usize],
     neuron: Option<String>,
     backend: super::preset::Engine,
+    /// What `--autotune` tried and chose.
+    tuned: Option<&'a serde_json::Value>,
 }
 
 impl FashionOutputs<'_> {
@@ -371,6 +388,7 @@ impl FashionOutputs<'_> {
             "record_every": spec.record_every,
             "sampler": spec.settings,
             "backend": self.backend,
+            "autotune": self.tuned,
             "models": {"folder": self.models.display().to_string(), "sha256": hashes},
             "grad_evals_per_chain": r.grad_evals,
             "steps": r.step,

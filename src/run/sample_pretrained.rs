@@ -14,6 +14,7 @@ use candle_core::Tensor;
 
 use super::chains::ChainsOutput;
 use super::folder::RunFolder;
+use super::preset::SamplerConfig;
 use super::pretrained::PlugPair;
 use super::progress::{drive_to_end, Progress};
 use super::spec::{Networks, Request, RunOutput, SampleSpec};
@@ -73,12 +74,24 @@ pub fn sample(spec: &SampleSpec, progress: &mut dyn Progress) -> Result<RunOutpu
     };
     let n = per_chain.len();
     let z0 = pair.initial_codes(n, spec.seed)?;
+    // --autotune: a pilot from the same starts chooses the settings
+    let build = |c: &SamplerConfig| match &spec.request {
+        Request::Classes(_) => pair.pipeline(&per_chain, c),
+        Request::Neuron { layer, neuron } => pair.unit_pipeline(layer, *neuron, c),
+    };
+    let (spec, tuned) = super::autotune::apply(spec, &build, &z0)?;
+    let pipeline = match &tuned {
+        Some(_) => build(&spec.settings)?,
+        None => pipeline,
+    };
+    let (spec, cfg) = (spec.as_ref(), &spec.settings);
     let folder = RunFolder::open(&spec.out, spec.force, false)?;
     let job = Job {
         spec,
         pair: &pair,
         pipeline: &pipeline,
         per_chain: &per_chain,
+        tuned: tuned.as_ref(),
     };
     let ((verdict, wall_s), dir) = folder.fill(|f| job.run(&z0, f, progress))?;
     Ok(RunOutput {
@@ -97,6 +110,8 @@ struct Job<'a> {
     pair: &'a PlugPair,
     pipeline: &'a super::chains::Pipeline,
     per_chain: &'a [usize],
+    /// What `--autotune` tried and chose.
+    tuned: Option<&'a serde_json::Value>,
 }
 
 impl Job<'_> {
@@ -127,6 +142,7 @@ impl Job<'_> {
         rgb.write(folder, &o, z0, &labels)?;
         let (mut manifest, top1) = manifest(spec, self.pair, &o, self.per_chain)?;
         manifest["backend"] = serde_json::json!(self.pipeline.backend);
+        manifest["autotune"] = serde_json::json!(self.tuned);
         let verdict = if let Request::Neuron { layer, neuron } = &spec.request {
             // the chains' "probability" is the unit's activation
             let mean = |p: Option<&Vec<f64>>| {

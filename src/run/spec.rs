@@ -233,6 +233,10 @@ fn png_mask(path: &std::path::Path) -> Result<Vec<f32>> {
 /// A sampling job: everything that decides what it computes and writes.
 #[derive(Debug, Clone)]
 pub struct SampleSpec {
+    /// Choose the step (and the prior's weight) by a short pilot, or the
+    /// step adaptation where the sampler has an acceptance test
+    /// (`super::autotune`).
+    pub autotune: bool,
     pub networks: Networks,
     pub request: Request,
     /// Fill a hole in a test image (Fashion stack, classes only).

@@ -462,3 +462,51 @@ fn bench_times_a_workload_and_refuses_unknown_ones() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("w9"), "{err}");
 }
+
+/// `--autotune`: for MALA-approx a pilot tries five steps and two more
+/// prior weights and keeps the best-scoring (recorded in the manifest and
+/// used by the run); for a sampler with an acceptance test it switches on
+/// the step adaptation toward that sampler's usual acceptance; with
+/// `--adapt` it is refused.
+#[test]
+fn autotune_chooses_by_a_pilot_or_adapts() {
+    let d = tempdir("autotune");
+    let base = [
+        "sample",
+        "--class",
+        "1",
+        "--chains",
+        "2",
+        "--steps",
+        "5",
+        "--autotune",
+        "--quiet",
+    ];
+    let out = d.join("approx");
+    let m = manifest(&ppgn_into(&base, &out, &[]), &out);
+    let tried = m["autotune"]["tried"].as_array().unwrap();
+    assert_eq!(tried.len(), 7, "{}", m["autotune"]);
+    let best = tried
+        .iter()
+        .max_by(|a, b| {
+            a["score"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["score"].as_f64().unwrap())
+        })
+        .unwrap();
+    assert_eq!(m["sampler"]["step"], best["step"]);
+    assert_eq!(m["sampler"]["eps1"], best["eps1"]);
+    let out = d.join("mala");
+    let m = manifest(&ppgn_into(&base, &out, &["--preset", "xu-mala"]), &out);
+    assert_eq!(m["sampler"]["adapt"], 0.574);
+    assert_eq!(m["autotune"]["adapt"], 0.574);
+    let out = d.join("both");
+    let o = ppgn_into(&base, &out, &["--preset", "xu-mala", "--adapt", "0.6"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--autotune with --adapt"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}

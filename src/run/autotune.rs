@@ -1,0 +1,161 @@
+//! `--autotune`: settings chosen from the pair's own behaviour rather than
+//! swept by hand. For a sampler with a Metropolis-Hastings test (MH, MALA,
+//! HMC) it switches on the step adaptation (`--adapt`) toward that
+//! sampler's usual acceptance. For MALA-approx and MAP a short pilot from
+//! the run's own starting codes tries step sizes around the preset's
+//! (the step is normalised by the mean |gradient|, so these are scales of
+//! the pair's own gradients), then weights of the prior relative to the
+//! condition, and keeps the settings whose chains end with the highest mean
+//! log p(y | x) (or unit activation). The pilot is deterministic (the run's
+//! seed), so a rerun chooses the same.
+
+use candle_core::Tensor;
+
+use super::chains::Pipeline;
+use super::preset::{SamplerConfig, SamplerKind};
+use super::progress::{drive_to_end, Silent};
+use super::spec::{Request, SampleSpec};
+use crate::error::{Error, Result};
+use crate::sampler::schedule::Schedule;
+
+/// Steps of each pilot run.
+pub const PILOT_STEPS: usize = 10;
+/// Multiples of the preset's step the pilot tries.
+const STEP_FACTORS: [f64; 5] = [0.25, 0.5, 1.0, 2.0, 4.0];
+/// Multiples of the preset's eps1 (the prior's weight) the pilot tries.
+const EPS1_FACTORS: [f64; 3] = [0.1, 1.0, 10.0];
+
+/// The acceptance a sampler's step adaptation aims at: the optimal
+/// scalings of random-walk MH (0.234) and MALA (0.574), HMC's usual 0.65.
+fn target_acceptance(s: SamplerKind) -> Option<f64> {
+    match s {
+        SamplerKind::Mh => Some(0.234),
+        SamplerKind::Mala => Some(0.574),
+        SamplerKind::Hmc => Some(0.65),
+        SamplerKind::MalaApprox | SamplerKind::Map => None,
+    }
+}
+
+/// The settings `--autotune` chooses starting from `cfg`, with what it
+/// tried (for the manifest). `build` makes the pipeline of a setting;
+/// `log_score`: score by the mean log of the measure (class
+/// probabilities), else by its mean (a unit's activation).
+pub fn tune(
+    cfg: &SamplerConfig,
+    build: &dyn Fn(&SamplerConfig) -> Result<Pipeline>,
+    start: &Tensor,
+    seed: u64,
+    log_score: bool,
+) -> Result<(SamplerConfig, serde_json::Value)> {
+    if cfg.adapt.is_some() {
+        return Err(Error::unsupported(
+            "--autotune with --adapt",
+            "give one of them: --autotune switches the adaptation on itself where the sampler has an acceptance test",
+        ));
+    }
+    if let Some(target) = target_acceptance(cfg.sampler) {
+        let tuned = SamplerConfig {
+            adapt: Some(target),
+            ..cfg.clone()
+        };
+        return Ok((tuned, serde_json::json!({"adapt": target})));
+    }
+    let Schedule::Constant { value: step } = cfg.step else {
+        return Err(Error::unsupported(
+            "--autotune with a step schedule",
+            "use a constant step (--step) or leave the preset's",
+        ));
+    };
+    let score = |c: &SamplerConfig| pilot_score(c, build, start, seed, log_score);
+    let mut tried = Vec::new();
+    let mut best = (f64::NEG_INFINITY, cfg.clone());
+    let mut consider = |c: SamplerConfig, best: &mut (f64, SamplerConfig)| -> Result<()> {
+        let s = score(&c)?;
+        tried.push(serde_json::json!({"step": c.step, "eps1": c.eps1, "score": s}));
+        if s > best.0 {
+            *best = (s, c);
+        }
+        Ok(())
+    };
+    for f in STEP_FACTORS {
+        let step = Schedule::Constant { value: step * f };
+        consider(
+            SamplerConfig {
+                step,
+                ..cfg.clone()
+            },
+            &mut best,
+        )?;
+    }
+    let at_best_step = best.1.clone();
+    if cfg.eps1 > 0.0 {
+        for f in EPS1_FACTORS.into_iter().filter(|&f| f != 1.0) {
+            let eps1 = at_best_step.eps1 * f;
+            consider(
+                SamplerConfig {
+                    eps1,
+                    ..at_best_step.clone()
+                },
+                &mut best,
+            )?;
+        }
+    }
+    let report = serde_json::json!({
+        "pilot_steps": PILOT_STEPS,
+        "score": if log_score { "mean log p(y | x) after the pilot" } else { "mean activation after the pilot" },
+        "tried": tried,
+        "chose": {"step": best.1.step, "eps1": best.1.eps1},
+    });
+    Ok((best.1, report))
+}
+
+/// The mean log measure (or mean measure) of the chains after a pilot of
+/// [`PILOT_STEPS`] with settings `c`; minus infinity when they diverge.
+fn pilot_score(
+    c: &SamplerConfig,
+    build: &dyn Fn(&SamplerConfig) -> Result<Pipeline>,
+    start: &Tensor,
+    seed: u64,
+    log_score: bool,
+) -> Result<f64> {
+    let pilot = SamplerConfig {
+        steps: PILOT_STEPS,
+        ..c.clone()
+    };
+    let o = drive_to_end(
+        "autotune",
+        &build(c)?,
+        &pilot,
+        start,
+        seed,
+        PILOT_STEPS,
+        &mut Silent,
+    );
+    let last = match o {
+        Ok(o) => o.probability.last().cloned().unwrap_or_default(),
+        Err(Error::Diverged(_)) => return Ok(f64::NEG_INFINITY),
+        Err(e) => return Err(e),
+    };
+    let f = |p: f64| if log_score { p.max(1e-30).ln() } else { p };
+    let s = last.iter().map(|&p| f(p)).sum::<f64>() / last.len().max(1) as f64;
+    Ok(if s.is_finite() { s } else { f64::NEG_INFINITY })
+}
+
+/// `spec` with the settings `--autotune` chooses when it asks for it
+/// (pilot from `start`), and the report for the manifest.
+pub fn apply<'a>(
+    spec: &'a SampleSpec,
+    build: &dyn Fn(&SamplerConfig) -> Result<Pipeline>,
+    start: &Tensor,
+) -> Result<(std::borrow::Cow<'a, SampleSpec>, Option<serde_json::Value>)> {
+    if !spec.autotune {
+        return Ok((std::borrow::Cow::Borrowed(spec), None));
+    }
+    let classes = matches!(spec.request, Request::Classes(_));
+    let (settings, report) = tune(&spec.settings, build, start, spec.seed, classes)?;
+    let tuned = SampleSpec {
+        settings,
+        ..spec.clone()
+    };
+    Ok((std::borrow::Cow::Owned(tuned), Some(report)))
+}
