@@ -159,3 +159,19 @@ pub fn apply<'a>(
     };
     Ok((std::borrow::Cow::Owned(tuned), Some(report)))
 }
+
+/// A run's summary line with what `--autotune` chose, if it ran.
+pub fn annotate(verdict: String, report: Option<&serde_json::Value>) -> String {
+    let Some(report) = report else {
+        return verdict;
+    };
+    match (report.get("adapt"), report.get("chose")) {
+        (Some(a), _) => format!("{verdict}; --autotune: --adapt {a}"),
+        (_, Some(c)) => format!(
+            "{verdict}; --autotune chose step {} and eps1 {:.3e}",
+            c["step"]["value"],
+            c["eps1"].as_f64().unwrap_or(f64::NAN)
+        ),
+        _ => verdict,
+    }
+}

@@ -174,7 +174,7 @@ fn fashion(
         backend: pipeline.backend,
         tuned: tuned.as_ref(),
     };
-    let verdict = outputs.write(&folder, &result)?;
+    let verdict = super::autotune::annotate(outputs.write(&folder, &result)?, tuned.as_ref());
     if let Some(h) = &hole {
         write_inpaint(&folder, h, &result.images)?;
     }

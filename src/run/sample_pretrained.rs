@@ -94,6 +94,7 @@ pub fn sample(spec: &SampleSpec, progress: &mut dyn Progress) -> Result<RunOutpu
         tuned: tuned.as_ref(),
     };
     let ((verdict, wall_s), dir) = folder.fill(|f| job.run(&z0, f, progress))?;
+    let verdict = super::autotune::annotate(verdict, tuned.as_ref());
     Ok(RunOutput {
         dir,
         chains: n,
