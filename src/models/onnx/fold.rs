@@ -38,13 +38,7 @@ pub const FOLDED: &[&str] = &[
 /// optional input), or why it cannot be evaluated.
 pub fn eval(node: &NodeProto, inputs: &[Option<&Tensor>]) -> Result<Tensor, Fail> {
     let at = Attrs(node);
-    let arg = |i: usize| -> Result<&Tensor, Fail> {
-        inputs
-            .get(i)
-            .copied()
-            .flatten()
-            .ok_or_else(|| format!("input {i} is missing"))
-    };
+    let arg = |i: usize| input(inputs, i);
     let ints = |i: usize| -> Result<Vec<i64>, Fail> { Ok(arg(i)?.ints()) };
     match node.op_type.as_str() {
         "Constant" => constant(&at),
@@ -97,16 +91,19 @@ pub fn eval(node: &NodeProto, inputs: &[Option<&Tensor>]) -> Result<Tensor, Fail
     }
 }
 
+/// Constant input `i`, or why it is missing.
+fn input<'a>(inputs: &[Option<&'a Tensor>], i: usize) -> Result<&'a Tensor, Fail> {
+    inputs
+        .get(i)
+        .copied()
+        .flatten()
+        .ok_or_else(|| format!("input {i} is missing"))
+}
+
 /// The ops that move values: Reshape, Flatten, Squeeze, Unsqueeze,
 /// Transpose, Slice, Expand.
 fn movement(node: &NodeProto, at: &Attrs, inputs: &[Option<&Tensor>]) -> Result<Tensor, Fail> {
-    let arg = |i: usize| -> Result<&Tensor, Fail> {
-        inputs
-            .get(i)
-            .copied()
-            .flatten()
-            .ok_or_else(|| format!("input {i} is missing"))
-    };
+    let arg = |i: usize| input(inputs, i);
     let ints = |i: usize| -> Result<Vec<i64>, Fail> { Ok(arg(i)?.ints()) };
     match node.op_type.as_str() {
         "Reshape" => {
