@@ -232,12 +232,12 @@ fn broken_onnx_files_are_refused_with_one_clear_line() {
         (
             "unsupported op",
             edited(|m| m.graph.as_mut().unwrap().node[1].op_type = "Celu".into()),
-            "does not import Celu",
+            "1 op type(s) ppgn does not import: Celu (1 node, first ",
         ),
         (
             "custom domain",
             edited(|m| m.graph.as_mut().unwrap().node[1].domain = "com.example".into()),
-            "domain \"com.example\"",
+            "of domain \"com.example\" (1 node",
         ),
         (
             "weights that do not fit",
@@ -272,11 +272,28 @@ fn broken_onnx_files_are_refused_with_one_clear_line() {
         let e = import_error(&bytes);
         assert!(e.contains(want) && !e.contains('\n'), "{what}: {e}");
     }
-    // the node is named
+    // every unknown op type is listed at once, with its count and first node
     let e = import_error(&edited(|m| {
-        m.graph.as_mut().unwrap().node[1].op_type = "Celu".into()
+        let nodes = &mut m.graph.as_mut().unwrap().node;
+        nodes[1].op_type = "Celu".into();
+        nodes[1].name = "first_celu".into();
+        nodes[2].op_type = "Celu".into();
+        nodes[3].op_type = "Mish".into();
     }));
-    assert!(e.starts_with("node "), "{e}");
+    assert!(
+        e.starts_with("2 op type(s)")
+            && e.contains("Celu (2 nodes, first first_celu)")
+            && e.contains("Mish (1 node, first ")
+            && e.contains("it imports the standard ONNX ops Add, "),
+        "{e}"
+    );
+    // an op imported in general but not in this form still names its node
+    let e = import_error(&edited(|m| {
+        let n = &mut m.graph.as_mut().unwrap().node[1];
+        n.op_type = "Range".into();
+        n.name = "range_on_data".into();
+    }));
+    assert!(e.starts_with("node range_on_data (Range)"), "{e}");
     // asking for an input or output the model does not have
     let e = onnx::from_bytes::<f32>(&good, Some("image"), None).unwrap_err();
     assert!(

@@ -110,6 +110,7 @@ pub fn from_bytes<T: Real>(
         .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
         .map(|o| o.version)
         .ok_or("the model names no ONNX opset")?;
+    unknown_ops(graph)?;
     let mut values: HashMap<String, Value> = HashMap::new();
     for t in &graph.initializer {
         values.insert(t.name.clone(), Value::Const(Tensor::from_proto(t)?));
@@ -168,6 +169,48 @@ pub fn from_bytes<T: Real>(
         opset,
         op_counts,
     })
+}
+
+/// Every op type of the graph that ppgn does not import, with how many
+/// nodes use it and the first of them, in one line before any work (a file
+/// that needs several ops is refused once, not once per op).
+fn unknown_ops(graph: &proto::GraphProto) -> std::result::Result<(), String> {
+    let known: HashSet<&str> = supported().into_iter().collect();
+    // (domain-qualified type) -> (count, first node)
+    let mut unknown: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        let standard = node.domain.is_empty() || node.domain == "ai.onnx";
+        if standard && known.contains(node.op_type.as_str()) {
+            continue;
+        }
+        let op = if standard {
+            node.op_type.clone()
+        } else {
+            format!("{} of domain {:?}", node.op_type, node.domain)
+        };
+        let label = if node.name.is_empty() {
+            format!("#{i}")
+        } else {
+            node.name.clone()
+        };
+        unknown.entry(op).or_insert((0, label)).0 += 1;
+    }
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = unknown
+        .iter()
+        .map(|(op, (n, first))| {
+            let nodes = if *n == 1 { "node" } else { "nodes" };
+            format!("{op} ({n} {nodes}, first {first})")
+        })
+        .collect();
+    Err(format!(
+        "{} op type(s) ppgn does not import: {}; it imports the standard ONNX ops {}",
+        list.len(),
+        list.join(", "),
+        supported().join(", ")
+    ))
 }
 
 /// The input to use: its name, the batch size the export fixed, and its
@@ -232,12 +275,6 @@ fn run_node<T: Real>(
     values: &mut HashMap<String, Value>,
     opset: i64,
 ) -> std::result::Result<(), String> {
-    if !(node.domain.is_empty() || node.domain == "ai.onnx") {
-        return Err(format!(
-            "an op of domain {:?}: ppgn imports standard ONNX ops",
-            node.domain
-        ));
-    }
     let mut ins = Vec::with_capacity(node.input.len());
     for name in &node.input {
         if name.is_empty() {
