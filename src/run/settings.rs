@@ -72,6 +72,13 @@ pub fn resolve(preset_name: &str, config: Option<&Path>, o: &Overrides) -> Resul
 
 /// Checks every value of `cfg` that a user can set.
 pub fn validate(cfg: &SamplerConfig) -> Result<()> {
+    if cfg.steps == 0 {
+        return Err(Error::setting(
+            "steps",
+            0,
+            "at least 1 (a run of no steps would write its random starts as samples)",
+        ));
+    }
     for (name, v) in [
         ("eps1", cfg.eps1),
         ("eps2", cfg.eps2),

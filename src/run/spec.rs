@@ -271,6 +271,23 @@ impl SampleSpec {
             return Err(Error::setting("record_every", 0, "at least 1"));
         }
         super::settings::validate(&self.settings)?;
+        match (self.keep_above, &self.request) {
+            (Some(k), Request::Classes(_)) if !(0.0..=1.0).contains(&k) => {
+                return Err(Error::setting(
+                    "keep_above",
+                    k,
+                    "a probability in [0, 1] (the class's p(y | x))",
+                ))
+            }
+            (Some(k), _) if !k.is_finite() => {
+                return Err(Error::setting(
+                    "keep_above",
+                    k,
+                    "a finite activation of the unit",
+                ))
+            }
+            _ => {}
+        }
         if let Some(p) = &self.inpaint {
             if !(p.context_weight.is_finite() && p.context_weight >= 0.0) {
                 return Err(Error::setting(

@@ -7,8 +7,8 @@
 use super::clip::Clip;
 use super::schedule::Schedule;
 use super::{
-    finite_rows, init, merge, mh_accept, no_values, per_chain_tensor, ChainRngs, Info, Kernel,
-    State,
+    finite_rows, guarded_ratio, init, merge, mh_accept, no_values, per_chain_tensor, ChainRngs,
+    Info, Kernel, State,
 };
 use crate::density::per_chain_sum;
 use crate::density::{require_value, Term};
@@ -95,13 +95,11 @@ impl Kernel for Hmc {
         let log_ratio: Vec<f64> = (0..lp.len())
             .map(|i| {
                 // H(x, p) - H(x', p')
-                let d = (lq[i] - 0.5 * k1[i]) - (lp[i] - 0.5 * k0[i]);
-                if !finite[i] || !d.is_finite() {
-                    f64::NAN
-                } else {
-                    energy_blowup[i] = -d > DIVERGENCE_ENERGY;
-                    d
-                }
+                let d = guarded_ratio(finite[i], lq[i], || {
+                    (lq[i] - 0.5 * k1[i]) - (lp[i] - 0.5 * k0[i])
+                });
+                energy_blowup[i] = -d > DIVERGENCE_ENERGY && lp[i].is_finite() && lq[i].is_finite();
+                d
             })
             .collect();
         let (accept_prob, accepted, mut divergent) = mh_accept(&log_ratio, rngs);

@@ -6,7 +6,12 @@
 //! proposal density below uses whatever `sigma` was drawn, so the
 //! correction stays right:
 //! `log q(x' | x) = -|x' - x - tau g(x)|^2 / (2 sigma^2)`.
-//! With `clip`, proposals are clipped after drawing; that breaks exactness.
+//! With `clip` (Xu et al.'s "MALA with clipping", S3: "clipping is added
+//! after the Metropolis-Hastings acceptance criterion"), the decision is
+//! made on the proposal actually drawn, with its own density, and the
+//! chain's new state is clipped afterwards (re-evaluated there when the
+//! clip moved it). The clip breaks exactness; the decision does not lie
+//! about the proposal it judged.
 
 use candle_core::Tensor;
 
@@ -66,10 +71,7 @@ impl Kernel for Mala {
         let tau = self.step.at(t);
         let var = self.noise.map_or(2.0 * tau, |n| n.at(t));
         let xi = rngs.normal_like(&s.position)?;
-        let mut x = ((&s.position + (&s.grad * tau)?)? + (xi * var.sqrt())?)?;
-        if let Some(c) = &self.clip {
-            x = c.apply(&x)?;
-        }
+        let x = ((&s.position + (&s.grad * tau)?)? + (xi * var.sqrt())?)?;
         let prop = init(&x, target)?;
         let fwd = log_q(&prop.position, s, tau, var)?;
         let bwd = log_q(&s.position, &prop, tau, var)?;
@@ -77,14 +79,37 @@ impl Kernel for Mala {
         let lq = prop.log_density.as_ref().ok_or_else(no_values)?;
         let log_ratio = log_ratios(&prop, |i| lq[i] - lp[i] + bwd[i] - fwd[i])?;
         let (accept_prob, accepted, divergent) = mh_accept(&log_ratio, rngs);
+        let (next, clip_evals) =
+            clip_after(self.clip.as_ref(), merge(&accepted, &prop, s)?, target)?;
         Ok((
-            merge(&accepted, &prop, s)?,
+            next,
             Info {
                 accept_prob,
                 accepted,
                 divergent,
-                grad_evals: 1,
+                grad_evals: 1 + clip_evals,
             },
         ))
+    }
+}
+
+/// `state` clipped by `clip`, and the gradient evaluations that took: the
+/// target is evaluated again at the clipped position only when the clip
+/// moved some chain.
+fn clip_after(clip: Option<&Clip>, state: State, target: &dyn Term) -> Result<(State, usize)> {
+    let Some(c) = clip else {
+        return Ok((state, 0));
+    };
+    let clipped = c.apply(&state.position)?;
+    let moved = (&clipped - &state.position)?
+        .abs()?
+        .flatten_all()?
+        .max(0)?
+        .to_dtype(candle_core::DType::F64)?
+        .to_scalar::<f64>()?;
+    if moved > 0.0 {
+        Ok((init(&clipped, target)?, 1))
+    } else {
+        Ok((state, 0))
     }
 }

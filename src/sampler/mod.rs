@@ -154,26 +154,44 @@ pub fn move_unless_divergent(proposal: &State, current: &State) -> Result<(State
     ))
 }
 
-/// Log acceptance ratios per chain from `f(i)`, NaN (a rejection and a
-/// divergence in [`mh_accept`]) where the proposal's gradient is not finite.
+/// Log acceptance ratios per chain from `f(i)`, guarded by
+/// [`guarded_ratio`] with the proposal's gradient and log-density.
 pub fn log_ratios(proposal: &State, f: impl Fn(usize) -> f64) -> Result<Vec<f64>> {
+    let lq = proposal.log_density.as_ref().ok_or_else(no_values)?;
     Ok(finite_rows(&proposal.grad)?
         .into_iter()
         .enumerate()
-        .map(|(i, ok)| if ok { f(i) } else { f64::NAN })
+        .map(|(i, ok)| guarded_ratio(ok, lq[i], || f(i)))
         .collect())
 }
 
+/// The log acceptance ratio of a proposal whose log-density is `lq`:
+/// NaN (a rejection counted as a divergence in [`mh_accept`]) when its
+/// gradient is not finite (`grad_ok` false) or its log-density is NaN or
+/// +infinity; minus infinity (a plain rejection) when it has zero density;
+/// otherwise `ratio()`, which is +infinity (an acceptance) when the current
+/// state has zero density and the proposal does not.
+pub fn guarded_ratio(grad_ok: bool, lq: f64, ratio: impl FnOnce() -> f64) -> f64 {
+    if !grad_ok || lq.is_nan() || lq == f64::INFINITY {
+        f64::NAN
+    } else if lq == f64::NEG_INFINITY {
+        f64::NEG_INFINITY
+    } else {
+        ratio()
+    }
+}
+
 /// The Metropolis-Hastings decision per chain from `log_ratio` (log of the
-/// acceptance ratio, possibly NaN): a non-finite ratio is a rejection and a
-/// divergence.
+/// acceptance ratio, possibly NaN or infinite): NaN is a rejection and a
+/// divergence, +infinity an acceptance (from a state of zero density to
+/// one of positive density).
 pub fn mh_accept(log_ratio: &[f64], rngs: &mut ChainRngs) -> (Vec<f64>, Vec<bool>, Vec<bool>) {
     let u = rngs.uniform();
     let mut prob = Vec::with_capacity(log_ratio.len());
     let mut acc = Vec::with_capacity(log_ratio.len());
     let mut div = Vec::with_capacity(log_ratio.len());
     for (lr, u) in log_ratio.iter().zip(u) {
-        if lr.is_nan() || *lr == f64::INFINITY {
+        if lr.is_nan() {
             prob.push(0.0);
             acc.push(false);
             div.push(true);

@@ -111,8 +111,20 @@ fn bad_sample_input_gives_one_error_line_and_writes_nothing() {
         ),
         (vec!["--models", "/nonexistent"], "classifier.safetensors"),
         (vec!["--init", "test:99999"], "test set"),
+        (vec!["--steps", "0"], "steps = 0: expected at least 1"),
+        (
+            vec!["--keep-above", "1.5"],
+            "keep_above = 1.5: expected a probability in [0, 1]",
+        ),
+        (
+            vec!["--neuron", "h:3", "--keep-above", "inf"],
+            "expected a finite activation",
+        ),
     ] {
-        let mut all = vec!["sample", "--steps", "2", "--out", o_, "-q"];
+        let mut all = vec!["sample", "--out", o_, "-q"];
+        if !args.contains(&"--steps") {
+            all.extend(["--steps", "2"]);
+        }
         all.extend(args.iter());
         let o = ppgn(&all);
         let err = String::from_utf8_lossy(&o.stderr);

@@ -563,3 +563,129 @@ fn summary_tells_converged_from_stuck_chains() {
     let s = r.summary(2).unwrap();
     assert!(s.projections.iter().all(|p| p.split_rhat > 1.5), "{s:?}");
 }
+
+/// log p = -x^2 / 2 for x < 2 and zero density (minus infinity, with a
+/// zero gradient) beyond: a chain started in the zero-density region must
+/// leave it at the first proposal of positive density (an infinite log
+/// ratio is an acceptance), and moving between zero-density points is a
+/// plain rejection, not a divergence.
+#[test]
+fn a_chain_at_zero_density_leaves_it() {
+    struct Moat;
+    impl Term for Moat {
+        fn name(&self) -> String {
+            "moat".into()
+        }
+        fn has_value(&self) -> bool {
+            true
+        }
+        fn value_and_grad(&self, x: &Tensor) -> ppgn::Result<Eval> {
+            let x: Vec<f64> = x.flatten_all()?.to_vec1::<f64>()?;
+            let inside = |v: f64| v < 2.0;
+            let lp = x
+                .iter()
+                .map(|&v| {
+                    if inside(v) {
+                        -v * v / 2.0
+                    } else {
+                        f64::NEG_INFINITY
+                    }
+                })
+                .collect();
+            let g: Vec<f64> = x
+                .iter()
+                .map(|&v| if inside(v) { -v } else { 0.0 })
+                .collect();
+            let n = g.len();
+            Ok(Eval {
+                log_density: Some(lp),
+                grad: Tensor::from_vec(g, (n, 1), &Device::Cpu)?,
+            })
+        }
+    }
+    let x = (Tensor::ones((4, 1), candle_core::DType::F64, &Device::Cpu).unwrap() * 3.0).unwrap();
+    for mut k in [
+        Box::new(Mala::new(Schedule::Constant { value: 0.5 })) as Box<dyn Kernel>,
+        Box::new(Hmc {
+            step: Schedule::Constant { value: 0.5 },
+            leapfrog_steps: 4,
+            jitter: 0.0,
+            clip: None,
+        }),
+        Box::new(RandomWalk {
+            scale: Schedule::Constant { value: 1.0 },
+        }),
+    ] {
+        let r = sample(
+            k.as_mut(),
+            &Moat,
+            &x,
+            0,
+            100,
+            &mut ChainRngs::new(3, 4),
+            None,
+        )
+        .unwrap();
+        let lp = r.last.log_density.clone().unwrap();
+        assert!(lp.iter().all(|v| v.is_finite()), "{}: {lp:?}", k.name());
+        assert_eq!(r.divergences(), 0, "{}", k.name());
+    }
+}
+
+/// Xu et al.'s MALA with clipping (S3): the Metropolis-Hastings decision
+/// judges the proposal actually drawn, with its own density, and the clip
+/// comes after it. Replays each step's random numbers by hand.
+#[test]
+fn mala_with_clipping_decides_on_the_unclipped_proposal() {
+    let target = Gaussian::new(vec![0.0], vec![vec![1.0]]).unwrap();
+    let (tau, lo, hi) = (0.8, -0.5, 0.5);
+    let mut clipped_moves = 0;
+    for seed in 0..40u64 {
+        let x0 = Tensor::new(&[[0.4f64]], &Device::Cpu).unwrap();
+        let s = init(&x0, &target).unwrap();
+        let k = Mala {
+            step: Schedule::Constant { value: tau },
+            noise: None,
+            clip: Some(Clip::new_box(lo, hi).unwrap()),
+        };
+        let (next, info) = k
+            .step(&mut ChainRngs::new(seed, 1), &s, &target, 0)
+            .unwrap();
+        // the same draws: the proposal's noise, then the uniform
+        let mut rngs = ChainRngs::new(seed, 1);
+        let xi: f64 = rngs
+            .normal_like(&x0)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap()[0];
+        let u = rngs.uniform()[0];
+        let (x, var) = (0.4f64, 2.0 * tau);
+        let y = x - tau * x + var.sqrt() * xi; // grad log N(0, 1) = -x
+        let log_q = |to: f64, from: f64| -(to - from + tau * from).powi(2) / (2.0 * var);
+        let ratio = (-y * y / 2.0 + x * x / 2.0) + log_q(x, y) - log_q(y, x);
+        let p = ratio.min(0.0).exp();
+        assert!(
+            (info.accept_prob[0] - p).abs() < 1e-12,
+            "seed {seed}: {} vs {p}",
+            info.accept_prob[0]
+        );
+        let got: f64 = next
+            .position
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap()[0];
+        let want = if u < p { y.clamp(lo, hi) } else { x };
+        assert!((got - want).abs() < 1e-12, "seed {seed}: {got} vs {want}");
+        // the state's density and gradient are those of where it is
+        let again = init(&next.position, &target).unwrap();
+        assert_eq!(again.log_density, next.log_density);
+        clipped_moves += (u < p && y.clamp(lo, hi) != y) as usize;
+    }
+    assert!(
+        clipped_moves > 3,
+        "only {clipped_moves} accepted moves were clipped"
+    );
+}
