@@ -50,7 +50,7 @@ pub fn kernel(cfg: &SamplerConfig) -> Result<Box<dyn Kernel>> {
         SamplerKind::Hmc => Box::new(Hmc {
             step: cfg.step,
             leapfrog_steps: cfg.leapfrog_steps,
-            jitter: 0.1,
+            jitter: cfg.jitter,
             clip,
         }),
     })

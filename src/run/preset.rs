@@ -99,6 +99,10 @@ pub struct SamplerConfig {
     /// MAP's L2 decay.
     pub decay: f64,
     pub leapfrog_steps: usize,
+    /// HMC: each chain's leapfrog step is drawn from `step * [1 - j, 1 + j]`
+    /// at every iteration (avoids periodic trajectories).
+    #[serde(default = "default_jitter")]
+    pub jitter: f64,
     /// MALA-approx: divide the update by the mean absolute gradient.
     pub normalise: bool,
     /// Clip `h` to `[lo, hi]` after each step.
@@ -112,6 +116,11 @@ pub struct SamplerConfig {
     /// seed gives the same samples to float rounding.
     #[serde(default)]
     pub engine: Engine,
+}
+
+/// HMC's step jitter unless a setting says otherwise.
+pub fn default_jitter() -> f64 {
+    0.1
 }
 
 /// `(name, description)` of every preset.
@@ -142,6 +151,7 @@ pub fn preset(name: &str) -> Result<SamplerConfig> {
         prior_sigma: 3.0,
         decay: 0.0,
         leapfrog_steps: 10,
+        jitter: default_jitter(),
         normalise: true,
         clip: Some((0.0, 30.0)),
         gradient: ClassGradient::LogSoftmax,

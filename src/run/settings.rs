@@ -89,6 +89,13 @@ pub fn validate(cfg: &SamplerConfig) -> Result<()> {
             return Err(Error::setting(name, v, "a finite non-negative number"));
         }
     }
+    if !(0.0..1.0).contains(&cfg.jitter) {
+        return Err(Error::setting(
+            "jitter",
+            cfg.jitter,
+            "a fraction in [0, 1) (HMC's step is drawn from step * [1 - jitter, 1 + jitter])",
+        ));
+    }
     if !(cfg.prior_sigma > 0.0 && cfg.prior_sigma.is_finite()) {
         return Err(Error::setting(
             "prior_sigma",

@@ -394,6 +394,26 @@ fn a_config_file_sits_between_preset_and_flags() {
     assert_eq!(m["sampler"]["steps"], 4, "the flag wins over the file");
     assert_eq!(m["sampler"]["step"]["value"], 0.2);
     assert_eq!(m["sampler"]["eps3"], 1e-17, "the preset fills the rest");
+    assert_eq!(m["sampler"]["jitter"], 0.1, "HMC's step jitter is recorded");
+    // HMC's jitter is a setting, checked before any network is loaded
+    std::fs::write(&cfg, "jitter = 1.5\n").unwrap();
+    let o = ppgn(&[
+        "sample",
+        "--preset",
+        "xu-hmc",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--models",
+        "/nonexistent",
+        "--out",
+        d.join("x").to_str().unwrap(),
+        "-q",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("jitter = 1.5: expected a fraction in [0, 1)"),
+        "{err}"
+    );
     std::fs::write(&cfg, "epsilon = 3\n").unwrap();
     let o = ppgn(&[
         "sample",
