@@ -41,15 +41,16 @@ impl Term for TotalVariation {
 /// pulled toward the real image; `G` runs on its [`Backend`].
 pub struct InpaintContext {
     decode: Backend,
-    /// `x_real`, `[n, h, w, c]` flat.
+    /// `x_real`, `[1, h, w, c]` (every chain's) or `[n, h, w, c]` flat.
     real: Vec<f32>,
     /// `1 - M` broadcast to the real images' shape, flat.
     known: Vec<f32>,
 }
 
 impl InpaintContext {
-    /// `real [n, h, w, c]`, `mask` broadcastable to it (1 where pixels
-    /// are unknown), `decode` from positions to images of that shape.
+    /// `real [1, h, w, c]` (one image for every chain) or `[n, h, w, c]`,
+    /// `mask` broadcastable to it (1 where pixels are unknown), `decode`
+    /// from positions to images of that shape.
     pub fn new(decode: Backend, real: Tensor, mask: Tensor) -> Result<Self> {
         let known = match mask.broadcast_as(real.shape()) {
             Ok(m) => m.affine(-1.0, 1.0)?,
@@ -90,20 +91,23 @@ impl Term for InpaintContext {
     fn value_and_grad(&self, p: &Tensor) -> Result<Eval> {
         let n = p.dim(0)?;
         let pass = self.decode.vjp(p, &[], |x, d| {
-            if x.len() != self.real.len() {
+            let images = self.real.len();
+            if images == 0 || x.len() % images != 0 || (images != x.len() && images * n != x.len())
+            {
                 return Err(Error::shape(
                     "inpainting context",
-                    format!("one real image per chain ({n})"),
-                    format!("{} values of real images", self.real.len()),
+                    format!("one real image, or one per chain ({n})"),
+                    format!("{images} values of real images"),
                 ));
             }
             let per = x.len() / n.max(1);
             let mut values = vec![0f64; n];
             for (i, (di, &xi)) in d.iter_mut().zip(x).enumerate() {
                 // -(k (r - x))^2 and its derivative 2 k^2 (r - x), k in {0, 1}
-                let r = self.known[i] * (self.real[i] - xi);
+                let j = i % images;
+                let r = self.known[j] * (self.real[j] - xi);
                 values[i / per] -= (r * r) as f64;
-                *di = 2.0 * self.known[i] * r;
+                *di = 2.0 * self.known[j] * r;
             }
             Ok(values)
         })?;
@@ -115,9 +119,11 @@ impl Term for InpaintContext {
 }
 
 /// Clamps the known pixels: `M * x + (1 - M) * x_real` (S10, every step).
+/// `real` is one image or one per chain.
 pub fn clamp_known(x: &Tensor, real: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let m = mask.to_dtype(x.dtype())?.broadcast_as(x.shape())?;
-    Ok(((x * &m)? + (real.to_dtype(x.dtype())? * m.affine(-1.0, 1.0)?)?)?)
+    let real = real.to_dtype(x.dtype())?.broadcast_as(x.shape())?;
+    Ok(((x * &m)? + (real * m.affine(-1.0, 1.0)?)?)?)
 }
 
 /// L2 decay of the decoded image around mid-grey, `-lambda / 2 |x - 0.5|^2`

@@ -19,6 +19,7 @@ use crate::density::prior::{AutoencoderPrior, GaussianPrior};
 use crate::density::{Sum, Term};
 use crate::error::{Error, Result};
 use crate::models::fashion::Stack;
+use crate::nn::fast::{Net, Op};
 
 /// What the chains are conditioned on.
 #[derive(Debug, Clone)]
@@ -27,11 +28,14 @@ pub enum Condition {
     Classes(Vec<usize>),
     /// A hidden unit of a classifier layer (`h1`, `h`, `logits`).
     Neuron { layer: String, neuron: Neuron },
-    /// Inpainting (S10): a class per chain plus `weight` times the context
-    /// term pulling the known pixels (`mask = 0`) of `G(h)` toward `real`.
+    /// Inpainting (S10): a class per chain on the clamped image
+    /// `M * G(h) + (1 - M) * real` (eq. 25, in every pass, so the class
+    /// term and the joint prior's encoder see it), plus `weight` times the
+    /// context term pulling the known pixels (`mask = 0`) of `G(h)` toward
+    /// `real`.
     Inpaint {
         classes: Vec<usize>,
-        /// `[n, 28, 28, 1]`
+        /// `[1, 28, 28, 1]`: the one real image every chain fills
         real: Tensor,
         /// `[1, 28, 28, 1]`, 1 on the pixels to fill
         mask: Tensor,
@@ -59,10 +63,21 @@ impl Condition {
 impl Pipeline {
     /// The Fashion-MNIST stack's pipeline.
     pub fn fashion(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Result<Self> {
+        let g = stack.generator_net()?;
+        // inpainting's snapshots, measurements and samples are clamped too
+        let decode: crate::nn::Func = match condition {
+            Condition::Inpaint { real, mask, .. } => {
+                // x * M + (1 - M) * real
+                let fill = (real * mask.affine(-1.0, 1.0)?)?;
+                let mask = mask.clone();
+                Arc::new(move |h: &Tensor| g(h)?.broadcast_mul(&mask)?.broadcast_add(&fill))
+            }
+            _ => g,
+        };
         Ok(Self {
             target: target(stack, cfg, condition)?,
             backend: cfg.engine,
-            decode: stack.generator_net()?,
+            decode,
             measure: condition.measure(stack)?,
         })
     }
@@ -90,10 +105,11 @@ pub fn target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Resu
             mask,
             weight,
         } => {
+            let clamp = clamp_net(real, mask, g.output())?;
             let g = Backend::new(Arc::new(g.clone()), cfg.engine)?;
             let ctx = InpaintContext::new(g, real.clone(), mask.clone())?;
             context = Some((cfg.eps2 * weight, Box::new(ctx)));
-            (clf.compile()?, class(classes), true)
+            (clamp.then(clf.compile()?)?, class(classes), true)
         }
         // `h` keeps its ReLU (is E(G(h))) unless the unit is read at `h`
         Condition::Neuron { layer, neuron } => (
@@ -129,6 +145,32 @@ pub fn target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Resu
     terms.push((w, Box::new(term)));
     terms.extend(context);
     Ok(Sum::new(terms))
+}
+
+/// S10's eq. 25 as one engine op on `G`'s output of shape `shape`:
+/// `x * M + (1 - M) * real`, a per-value affine map.
+fn clamp_net(real: &Tensor, mask: &Tensor, shape: (usize, usize, usize)) -> Result<Net<f32>> {
+    let (h, w, c) = shape;
+    let one_image = |t: &Tensor, what: &str| -> Result<Vec<f32>> {
+        let v: Vec<f32> = t
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
+        match v.len() == h * w * c {
+            true => Ok(v),
+            false => Err(Error::shape(
+                what,
+                format!("one {h}x{w}x{c} image, the same for every chain"),
+                format!("{:?}", t.dims()),
+            )),
+        }
+    };
+    let (real, mask) = (
+        one_image(real, "inpainting image")?,
+        one_image(mask, "inpainting mask")?,
+    );
+    let shift = real.iter().zip(&mask).map(|(r, m)| (1.0 - m) * r).collect();
+    Ok(Net::new(shape, vec![Op::Affine { scale: mask, shift }])?)
 }
 
 /// The prior on codes as its own term (`None` for no prior), on the

@@ -15,7 +15,6 @@ use super::folder::RunFolder;
 use super::progress::{drive, Progress};
 use super::spec::{Init, Networks, Request, RunOutput, SampleSpec};
 use crate::data::fashion_mnist::{self, parse_class, Split, CLASS_NAMES};
-use crate::density::image::clamp_known;
 use crate::error::{Error, Result};
 use crate::models::fashion::{self as stack, Stack};
 
@@ -131,7 +130,7 @@ fn fashion(
         },
         (_, Some(h)) => Condition::Inpaint {
             classes: per_chain.clone(),
-            real: h.real.repeat((n, 1, 1, 1))?,
+            real: h.real.clone(),
             mask: h.mask.clone(),
             weight: spec.inpaint.as_ref().map_or(1.0, |p| p.context_weight),
         },
@@ -150,7 +149,7 @@ fn fashion(
     let request = request(spec, &per_chain, neuron_spec.as_deref(), hole.as_ref());
     let folder = RunFolder::open(&spec.out, spec.force, spec.resume)?;
     let result = run_resumable(spec, &pipeline, &h0, &request, &folder, progress);
-    let mut result = match result {
+    let result = match result {
         Ok(r) => r,
         Err(e) => {
             // a fresh run that failed leaves nothing behind; an interrupted
@@ -161,10 +160,6 @@ fn fashion(
             return Err(e);
         }
     };
-    if let Some(h) = &hole {
-        // S10: the known pixels are the real ones
-        result.images = clamp_known(&result.images, &h.real.repeat((n, 1, 1, 1))?, &h.mask)?;
-    }
     let outputs = FashionOutputs {
         spec,
         stack: &s,
