@@ -170,7 +170,7 @@ fn clamp_net(real: &Tensor, mask: &Tensor, shape: (usize, usize, usize)) -> Resu
         one_image(mask, "inpainting mask")?,
     );
     let shift = real.iter().zip(&mask).map(|(r, m)| (1.0 - m) * r).collect();
-    Ok(Net::new(shape, vec![Op::Affine { scale: mask, shift }])?)
+    Net::new(shape, vec![Op::Affine { scale: mask, shift }])
 }
 
 /// The prior on codes as its own term (`None` for no prior), on the
