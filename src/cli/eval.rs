@@ -1,5 +1,5 @@
 //! `ppgn eval RUN_DIR`: score a run's samples with the evaluator, beside the
-//! same scores of the real test images (the baseline row).
+//! same scores of as many real test images per class (the baseline row).
 
 use std::path::PathBuf;
 

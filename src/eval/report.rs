@@ -146,6 +146,25 @@ pub fn reference(
     })
 }
 
+/// Indices of test images with labels `test`: for each class of `labels`,
+/// the first as many of that class as `labels` has (all of them when
+/// there are fewer), in test-set order.
+pub fn same_counts(labels: &[usize], test: &[u8]) -> Vec<usize> {
+    let mut want: BTreeMap<usize, usize> = BTreeMap::new();
+    for &l in labels {
+        *want.entry(l).or_default() += 1;
+    }
+    (0..test.len())
+        .filter(|&i| match want.get_mut(&(test[i] as usize)) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        })
+        .collect()
+}
+
 /// A run's samples scored beside the real test images of the same classes
 /// (`ppgn eval`).
 pub struct RunScores {
@@ -204,10 +223,9 @@ pub fn evaluate_run(
     };
     let refs = reference(&e, &train, &device)?;
     let samples = score(&e, judge.as_ref(), &images, &labels, &refs)?;
-    // baseline: the real test images of the same classes
-    let idx: Vec<usize> = (0..test.len())
-        .filter(|&i| labels.contains(&(test.labels[i] as usize)))
-        .collect();
+    // baseline: as many real test images of each class as there are
+    // samples of it (Frechet distances and scores depend on the number)
+    let idx = same_counts(&labels, &test.labels);
     let real_labels: Vec<usize> = idx.iter().map(|&i| test.labels[i] as usize).collect();
     let real_x = test.images_tensor(&idx, &device)?;
     let real = score(&e, judge.as_ref(), &real_x, &real_labels, &refs)?;
@@ -215,6 +233,7 @@ pub fn evaluate_run(
     let json = serde_json::json!({
         "command": command,
         "reference": "evaluator features of the 60k training images",
+        "real_test_images_chosen": "the first test images of each class, as many as the samples of that class (all of the class's when there are more samples)",
         "ms_ssim": "3 scales (28, 14, 7), Gaussian window sigma 0.8 (7x7), see src/eval/ms_ssim.rs",
         "classes_more_diverse_than_least_diverse_real_class": more_diverse,
         "samples": samples,

@@ -542,3 +542,40 @@ fn autotune_chooses_by_a_pilot_or_adapts() {
     );
     assert!(!out.exists());
 }
+
+/// `ppgn eval` scores the samples beside as many real test images of each
+/// class as there are samples of it (Frechet distances depend on the count).
+#[test]
+fn eval_compares_with_as_many_real_images_per_class() {
+    use ppgn::eval::report::same_counts;
+    // labels 1 x3, 4 x1; the test labels in order
+    let test = [4u8, 1, 1, 0, 4, 1, 1, 1];
+    assert_eq!(same_counts(&[1, 4, 1, 1], &test), vec![0, 1, 2, 5]);
+    // more samples of a class than real images: all of the class's
+    assert_eq!(same_counts(&[0, 0, 0], &test), vec![3]);
+    let d = tempdir("cli-eval");
+    let out = d.join("r");
+    let o = ppgn(&[
+        "sample",
+        "--class",
+        "coat,coat,sandal",
+        "--chains",
+        "2",
+        "--steps",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = ppgn(&["eval", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(e["samples"]["images"], 6);
+    assert_eq!(e["real_test_images"]["images"], 6);
+    let per_class = e["real_test_images"]["frechet_distance_per_class"]
+        .as_object()
+        .unwrap();
+    assert_eq!(per_class.keys().collect::<Vec<_>>(), ["4", "5"]);
+}
