@@ -156,49 +156,9 @@ fn check(
         };
         println!("loaded {network:<12} {} ({status})", w.display());
     }
-    let r = &c.measured;
-    println!("on the {} test images:", c.test.len());
-    let rows = [
-        (
-            "classifier accuracy         ",
-            "classifier",
-            "test_accuracy",
-            r.classifier_accuracy_originals,
-        ),
-        (
-            "evaluator accuracy          ",
-            "evaluator",
-            "test_accuracy",
-            r.evaluator_accuracy_originals,
-        ),
-        (
-            "evaluator on G(E(x))        ",
-            "generator",
-            "evaluator_accuracy_reconstructions",
-            r.evaluator_accuracy_reconstructions,
-        ),
-        (
-            "classifier on G(E(x))       ",
-            "generator",
-            "classifier_accuracy_reconstructions",
-            r.classifier_accuracy_reconstructions,
-        ),
-        (
-            "pixel MSE of G(E(x))        ",
-            "generator",
-            "test_reconstruction_mse",
-            r.reconstruction_mse,
-        ),
-    ];
-    for (what, network, key, v) in rows {
-        println!("  {what} {v:.4} {}", c.versus(network, key, v));
-    }
-    println!(
-        "  gap of the evaluator on G(E(x)): {:+.2} points",
-        100.0 * (r.evaluator_accuracy_reconstructions - r.evaluator_accuracy_originals)
-    );
+    print!("{}", c.summary());
     if let Some(path) = &report {
-        let text = stack_check::markdown_report(&c.dir, r, png.as_deref(), path)?;
+        let text = stack_check::markdown_report(&c, png.as_deref(), path)?;
         ppgn::fsutil::write_atomic(path, text.as_bytes())?;
         println!("wrote {}", path.display());
     }

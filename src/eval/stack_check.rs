@@ -22,6 +22,11 @@ pub struct StackCheck {
     pub files: Vec<(String, PathBuf, bool)>,
     pub test: Dataset,
     pub measured: ReconstructionReport,
+    /// Frechet distances in the evaluator's features to the training
+    /// images: of the reconstructions `G(E(x))` of the test images, and of
+    /// the test images themselves (the floor at the same number).
+    pub frechet_reconstructions: f64,
+    pub frechet_test: f64,
 }
 
 /// Loads the stack in `models`, checks its files and measures it on the
@@ -39,16 +44,89 @@ pub fn check(models: Option<&Path>, data_dir: Option<&Path>) -> Result<StackChec
     let test = fashion_mnist::load(&fashion_mnist::resolve_dir(data_dir), Split::Test)?;
     let measured =
         reconstruction::evaluate(&s.classifier, &s.generator, &s.evaluator, &test, &device)?;
+    let train = fashion_mnist::load(&fashion_mnist::resolve_dir(data_dir), Split::Train)?;
+    let refs = super::report::reference(&s.evaluator, &train, &device)?;
+    let (frechet_test, frechet_reconstructions) = frechet(&s, &test, &refs)?;
     Ok(StackCheck {
         dir,
         stack: s,
         files,
         test,
         measured,
+        frechet_reconstructions,
+        frechet_test,
     })
 }
 
+/// Frechet distances to `refs` of the test images and of their
+/// reconstructions `G(E(x))`, in the evaluator's features.
+fn frechet(s: &Stack, test: &Dataset, refs: &super::report::Reference) -> Result<(f64, f64)> {
+    use super::scores::FeatureGaussian;
+    let device = Device::Cpu;
+    let (mut real, mut rec) = (Vec::new(), Vec::new());
+    let idx: Vec<usize> = (0..test.len()).collect();
+    for chunk in idx.chunks(crate::train::EVAL_BATCH) {
+        let x = test.images_tensor(chunk, &device)?;
+        let r = s.generator.forward(&s.classifier.forward_all(&x)?.h)?;
+        real.extend(super::report::features_and_probs(&s.evaluator, &x)?.0);
+        rec.extend(super::report::features_and_probs(&s.evaluator, &r)?.0);
+    }
+    let fd = |f: &[Vec<f64>]| refs.overall.frechet_distance(&FeatureGaussian::fit(f)?);
+    Ok((fd(&real)?, fd(&rec)?))
+}
+
 impl StackCheck {
+    /// What `ppgn models check` prints of the measurements, each beside
+    /// the card's value.
+    pub fn summary(&self) -> String {
+        let r = &self.measured;
+        let rows = [
+            (
+                "classifier accuracy",
+                "classifier",
+                "test_accuracy",
+                r.classifier_accuracy_originals,
+            ),
+            (
+                "evaluator accuracy",
+                "evaluator",
+                "test_accuracy",
+                r.evaluator_accuracy_originals,
+            ),
+            (
+                "evaluator on G(E(x))",
+                "generator",
+                "evaluator_accuracy_reconstructions",
+                r.evaluator_accuracy_reconstructions,
+            ),
+            (
+                "classifier on G(E(x))",
+                "generator",
+                "classifier_accuracy_reconstructions",
+                r.classifier_accuracy_reconstructions,
+            ),
+            (
+                "pixel MSE of G(E(x))",
+                "generator",
+                "test_reconstruction_mse",
+                r.reconstruction_mse,
+            ),
+        ];
+        let mut out = format!("on the {} test images:\n", self.test.len());
+        for (what, network, key, v) in rows {
+            out += &format!("  {what:<28} {v:.4} {}\n", self.versus(network, key, v));
+        }
+        out += &format!(
+            "  gap of the evaluator on G(E(x)): {:+.2} points\n",
+            100.0 * (r.evaluator_accuracy_reconstructions - r.evaluator_accuracy_originals)
+        );
+        out += &format!(
+            "  Frechet distance to the training images (evaluator features): G(E(x)) {:.2}, the test images themselves {:.2}\n",
+            self.frechet_reconstructions, self.frechet_test
+        );
+        out
+    }
+
     /// The card of `network`.
     pub fn card(&self, network: &str) -> Result<&Card> {
         self.stack
@@ -111,8 +189,7 @@ fn role(name: &str) -> &'static str {
 /// The stack's Markdown report: every number comes from the cards or from
 /// the measurement just made; nothing time-dependent, so a rerun is identical.
 pub fn markdown_report(
-    dir: &std::path::Path,
-    r: &ReconstructionReport,
+    c: &StackCheck,
     png: Option<&std::path::Path>,
     out: &std::path::Path,
 ) -> Result<String> {
@@ -132,11 +209,11 @@ pub fn markdown_report(
     writeln!(md, "|---|---|---:|---|---:|---:|")?;
     let mut cards = Vec::new();
     for name in stack::NETWORKS {
-        let (w, c) = stack::paths(dir, name);
+        let (w, card_file) = stack::paths(&c.dir, name);
         if !w.exists() {
             continue;
         }
-        let card = Card::load(&c)?;
+        let card = Card::load(&card_file)?;
         let tensors = crate::models::weights::load_tensors(&w, &Device::Cpu)?;
         let params: usize = tensors.values().map(|t| t.elem_count()).sum();
         writeln!(
@@ -149,7 +226,7 @@ pub fn markdown_report(
         )?;
         cards.push(card);
     }
-    measured_markdown(&mut md, r)?;
+    measured_markdown(&mut md, c)?;
     if let Some(png) = png {
         let rel = pathdiff(png, out);
         writeln!(
@@ -162,8 +239,9 @@ pub fn markdown_report(
 }
 
 /// The measurements section.
-fn measured_markdown(md: &mut String, r: &ReconstructionReport) -> Result<()> {
+fn measured_markdown(md: &mut String, c: &StackCheck) -> Result<()> {
     use std::fmt::Write;
+    let r = &c.measured;
     writeln!(md, "\n## Measured on the 10,000 test images\n")?;
     writeln!(md, "| measurement | value |\n|---|---:|")?;
     for (k, v) in [
@@ -182,6 +260,14 @@ fn measured_markdown(md: &mut String, r: &ReconstructionReport) -> Result<()> {
             r.reconstruction_mse,
         ),
         ("h1 MSE of E1(G(E(x))) against E1(x)", r.h1_mse),
+        (
+            "Frechet distance of G(E(x)) to the training images (evaluator features)",
+            c.frechet_reconstructions,
+        ),
+        (
+            "Frechet distance of the test images themselves (the floor)",
+            c.frechet_test,
+        ),
     ] {
         writeln!(md, "| {k} | {v:.4} |")?;
     }
