@@ -66,6 +66,8 @@ impl Pipeline {
         let g = stack.generator_net()?;
         // inpainting's snapshots, measurements and samples are clamped too
         let decode: crate::nn::Func = match condition {
+            // PPGN-x's chains are images
+            _ if cfg.prior == PriorKind::XDae => crate::nn::identity(),
             Condition::Inpaint { real, mask, .. } => {
                 // x * M + (1 - M) * real
                 let fill = (real * mask.affine(-1.0, 1.0)?)?;
@@ -118,7 +120,17 @@ pub fn target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Resu
             matches!(layer.as_str(), "logits" | "fc8"),
         ),
     };
-    let net = g.then(head)?;
+    // PPGN-x moves the image: the condition reads it directly
+    let net = match cfg.prior {
+        PriorKind::XDae if context.is_some() => {
+            return Err(Error::unsupported(
+                "inpainting with the x-dae prior (PPGN-x samples images, not codes)",
+                "inpaint with --prior joint, h-dae, gaussian or none",
+            ))
+        }
+        PriorKind::XDae => head,
+        _ => g.then(head)?,
+    };
     let joint = match cfg.prior == PriorKind::Joint && through_h {
         true => Some((net.tap("h")?, cfg.eps1)),
         false => None,
@@ -193,6 +205,18 @@ fn prior_term(stack: &Stack, cfg: &SamplerConfig) -> Result<Option<Box<dyn Term>
                 reconstruct: backend(d.compile()?)?,
                 sigma: d.cfg.sigma,
                 label: "h-dae",
+            }))
+        }
+        PriorKind::XDae => {
+            let d = stack.x_dae.as_ref().ok_or_else(|| Error::NotInstalled {
+                what: "the x-dae prior".into(),
+                missing: "models/fashion-mnist/x-dae.safetensors".into(),
+                hint: "train it with `ppgn train x-dae` or choose another --prior".into(),
+            })?;
+            Some(Box::new(AutoencoderPrior {
+                reconstruct: backend(d.compile()?)?,
+                sigma: d.cfg.sigma,
+                label: "x-dae",
             }))
         }
         PriorKind::Gaussian => Some(Box::new(GaussianPrior::new(cfg.prior_sigma))),

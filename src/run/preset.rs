@@ -24,6 +24,9 @@ pub enum PriorKind {
     Joint,
     /// The learned DAE on h (gradient only).
     HDae,
+    /// PPGN-x (S9.2, S11): the learned DAE on images; the chains move the
+    /// image itself, not a code (gradient only).
+    XDae,
     /// `N(0, sigma^2)` (has a value: works with MH, MALA, HMC).
     Gaussian,
     None,
@@ -62,7 +65,13 @@ impl Choice for SamplerKind {
 }
 
 impl Choice for PriorKind {
-    const ALL: &'static [Self] = &[Self::Joint, Self::HDae, Self::Gaussian, Self::None];
+    const ALL: &'static [Self] = &[
+        Self::Joint,
+        Self::HDae,
+        Self::XDae,
+        Self::Gaussian,
+        Self::None,
+    ];
     const WHAT: &'static str = "prior";
 }
 
@@ -124,7 +133,7 @@ pub fn default_jitter() -> f64 {
 }
 
 /// `(name, description)` of every preset.
-pub const PRESETS: [(&str, &str); 8] = [
+pub const PRESETS: [(&str, &str); 9] = [
     ("ppgn", "Noiseless Joint PPGN-h: MALA-approx, prior E(G(h)) - h, eps1=1e-5, eps2=1, eps3=1e-17, step 0.2 normalised by mean |grad| (tuned on Fashion-MNIST, see docs/results.md), h clipped to [0, 30] (S9.4, eq. 13)"),
     ("dgn-am-chain", "DGN-AM as a PPGN chain (Fig. S13b): MALA-approx as ppgn, with the Gaussian prior of an L2 decay of 0.01 (eq. 10) in place of the joint prior"),
     ("dgn-am", "DGN-AM: MAP on h with L2 decay, a decaying learning rate and clipping (Nguyen et al. 2016; Xu et al. Alg. 1)"),
@@ -133,6 +142,7 @@ pub const PRESETS: [(&str, &str); 8] = [
     ("xu-mala-clip", "Xu et al.: MALA as xu-mala, with h clipped to [0, 30] (not exact)"),
     ("faces", "Plug and play with pretrained networks (--generator dcgan-faces --classifier efficientnet-lite0): MALA-approx on the GAN's code z with its N(0, I) prior, eps1=0.01, eps2=1, eps3=0.01, step 0.05 normalised by mean |grad|"),
     ("xu-hmc", "Xu et al.: HMC with the Gaussian prior, 10 leapfrog steps, decaying step"),
+    ("ppgn-x", "PPGN-x (S11): MALA-approx on the image itself with the pixel DAE's prior, x' = R(x) + eps2 * dlog p(y|x)/dx + N(0, sigma^2): eps1 = sigma^2 = 0.01 (one whole denoising step, the paper's eps1 = 1 on R(x) - x), eps3 = sigma = 0.1, eps2 = 0.3, step 1 unnormalised, pixels clipped to [0, 1]"),
 ];
 
 pub fn preset(name: &str) -> Result<SamplerConfig> {
@@ -192,6 +202,19 @@ pub fn preset(name: &str) -> Result<SamplerConfig> {
             },
             decay: 0.01,
             normalise: false,
+            ..base
+        },
+        // eps2: the smallest of 0.003, 0.03 and 0.3 whose chains' mean
+        // p(class) under the guiding classifier passes 0.9 (`ppgn sample
+        // --preset ppgn-x --eps2 E --class all --chains 2`: 0.11, 0.60, 0.99)
+        "ppgn-x" => SamplerConfig {
+            prior: PriorKind::XDae,
+            eps1: 0.01,
+            eps2: 0.3,
+            eps3: 0.1,
+            step: Schedule::Constant { value: 1.0 },
+            normalise: false,
+            clip: Some((0.0, 1.0)),
             ..base
         },
         "xu-map" | "xu-mala" | "xu-mala-clip" | "xu-hmc" => xu_preset(name, base),

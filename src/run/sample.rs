@@ -12,6 +12,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use super::chains::{random_codes, ChainsOutput, Outcome, Pipeline};
 use super::fashion::{validate, Condition};
 use super::folder::RunFolder;
+use super::preset::PriorKind;
 use super::progress::{drive, Progress};
 use super::spec::{Init, Networks, Request, RunOutput, SampleSpec};
 use crate::data::fashion_mnist::{self, parse_class, Split, CLASS_NAMES};
@@ -82,8 +83,18 @@ fn hole(spec: &SampleSpec) -> Result<Option<Hole>> {
 }
 
 /// Where the chains start: random codes, a test image's code, or (for
-/// inpainting from random) the code of the image with its hole blacked out.
+/// inpainting from random) the code of the image with its hole blacked out;
+/// for PPGN-x (`--prior x-dae`, whose chains are images) random images or
+/// the test image itself.
 fn start_codes(spec: &SampleSpec, s: &Stack, n: usize, hole: Option<&Hole>) -> Result<Tensor> {
+    if spec.settings.prior == PriorKind::XDae {
+        return match spec.init {
+            Init::Random => random_images(n, spec.seed),
+            Init::Test(i) => test_image(spec, i)?
+                .repeat((n, 1, 1, 1))
+                .map_err(Into::into),
+        };
+    }
     match (spec.init, hole) {
         (Init::Random, Some(h)) => {
             let known = h.mask.affine(-1.0, 1.0)?;
@@ -91,22 +102,34 @@ fn start_codes(spec: &SampleSpec, s: &Stack, n: usize, hole: Option<&Hole>) -> R
                 .encode(&(&h.real * known)?.repeat((n, 1, 1, 1))?)?)
         }
         (Init::Random, None) => random_codes(n, s.classifier.cfg.h_dim, spec.seed),
-        (Init::Test(i), _) => {
-            let test = fashion_mnist::load(
-                &fashion_mnist::resolve_dir(spec.data_dir.as_deref()),
-                Split::Test,
-            )?;
-            if i >= test.len() {
-                return Err(Error::setting(
-                    "init",
-                    format!("test:{i}"),
-                    format!("an image of the test set, 0..{}", test.len()),
-                ));
-            }
-            Ok(s.classifier
-                .encode(&test.images_tensor(&vec![i; n], &Device::Cpu)?)?)
-        }
+        (Init::Test(i), _) => Ok(s
+            .classifier
+            .encode(&test_image(spec, i)?.repeat((n, 1, 1, 1))?)?),
     }
+}
+
+/// Test image `i`, `[1, 28, 28, 1]`.
+fn test_image(spec: &SampleSpec, i: usize) -> Result<Tensor> {
+    let test = fashion_mnist::load(
+        &fashion_mnist::resolve_dir(spec.data_dir.as_deref()),
+        Split::Test,
+    )?;
+    if i >= test.len() {
+        return Err(Error::setting(
+            "init",
+            format!("test:{i}"),
+            format!("an image of the test set, 0..{}", test.len()),
+        ));
+    }
+    test.images_tensor(&[i], &Device::Cpu)
+}
+
+/// PPGN-x's random starts: mid-grey with `N(0, 0.2^2)` noise per pixel,
+/// clipped to [0, 1] (seeded apart from the chains' own streams).
+fn random_images(n: usize, seed: u64) -> Result<Tensor> {
+    let z = Tensor::zeros((n, 28, 28, 1), candle_core::DType::F32, &Device::Cpu)?;
+    let noise = crate::sampler::ChainRngs::new(seed ^ 0x5eed, n).normal_like(&z)?;
+    Ok((noise * 0.2)?.affine(1.0, 0.5)?.clamp(0.0, 1.0)?)
 }
 
 fn fashion(

@@ -433,6 +433,44 @@ fn h_dae_graph_matches_its_training_module_in_f64() {
     );
 }
 
+/// The x-DAE's compiled graph (PPGN-x's prior: convolutions, a strided
+/// one, a pixel shuffle) equals its training module in f64, on the engine
+/// and through the reference interpreter.
+#[test]
+fn x_dae_graph_matches_its_training_module_in_f64() {
+    use candle_core::Module;
+    let s = Stack::load(&stack::resolve_dir(None), DType::F64, &Device::Cpu).unwrap();
+    let dae = s.x_dae.as_ref().expect("the shipped stack has an x-DAE");
+    let net = dae.compile::<f64>().unwrap();
+    let n = 3;
+    let x = uniform(&[n, 28, 28, 1], 0.0, 1.0, 17);
+    let w = vec_f64(&uniform(&[n, 28, 28, 1], -1.0, 1.0, 18));
+    let (out, g) = engine(&net, &vec_f64(&x), n, &w);
+    let (out_ref, g_ref) = reference(&|x| dae.forward(x).unwrap(), &x, &w);
+    assert!(
+        rel(&out, &out_ref) < 1e-12,
+        "engine {:e}",
+        rel(&out, &out_ref)
+    );
+    assert!(
+        rel(&g, &g_ref) < 1e-10,
+        "engine gradient {:e}",
+        rel(&g, &g_ref)
+    );
+    let interp = |x: &Tensor| ppgn::nn::fast::reference::forward(&net, x).unwrap();
+    let (out_i, g_i) = reference(&interp, &x, &w);
+    assert!(
+        rel(&out_i, &out_ref) < 1e-12,
+        "interpreter {:e}",
+        rel(&out_i, &out_ref)
+    );
+    assert!(
+        rel(&g_i, &g_ref) < 1e-12,
+        "interpreter gradient {:e}",
+        rel(&g_i, &g_ref)
+    );
+}
+
 #[test]
 fn engine_matches_the_reference_path_on_the_pretrained_pair_in_f64() {
     let home = pretrained::home();

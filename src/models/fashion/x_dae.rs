@@ -2,10 +2,14 @@
 //! small convolutional autoencoder trained to remove Gaussian noise from
 //! images, giving `d log p(x) / dx ~ (R(x) - x) / sigma^2`.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor, WithDType};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
+use crate::nn::fast::kernels::Act;
+use crate::nn::fast::real::Real;
+use crate::nn::fast::window::Window;
+use crate::nn::fast::{build, Net, Op};
 use crate::nn::{leaky_relu, sigmoid, Conv2d, UpConv2x};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -46,6 +50,37 @@ impl XDae {
             dec2: Conv2d::new(vb.pp("dec2"), c1 / 2, 1, 3, 1, 1)?,
             cfg: cfg.clone(),
         })
+    }
+
+    /// The reconstruction `R(x)` as an engine graph (input and output
+    /// `(28, 28, 1)`): PPGN-x's prior's one description, run through
+    /// candle's autograd by `crate::nn::fast::reference`.
+    pub fn compile<T: Real + WithDType>(&self) -> Result<Net<T>> {
+        let a = Act::Leaky(self.cfg.leak);
+        let [c1, c2] = self.cfg.channels;
+        let conv = |c: &Conv2d, side: usize, cin: usize, stride: usize, act: Act| {
+            build::conv(
+                Window::symmetric(side, side, cin, 3, stride, 1),
+                &c.weight,
+                c.bias.as_ref(),
+                act,
+            )
+        };
+        build::net(
+            (28, 28, 1),
+            vec![
+                Op::Affine {
+                    scale: vec![T::from_f64(2.0)],
+                    shift: vec![T::from_f64(-1.0)],
+                },
+                conv(&self.enc1, 28, 1, 1, a)?,
+                conv(&self.enc2, 28, c1, 2, a)?,
+                // leaky ReLU commutes with the pixel shuffle
+                conv(&self.dec1.conv, 14, c2, 1, a)?,
+                Op::PixelShuffle2,
+                conv(&self.dec2, 28, c1 / 2, 1, Act::Sigmoid)?,
+            ],
+        )
     }
 
     /// `(R(x) - x) / sigma^2`, the prior's gradient estimate.
