@@ -628,3 +628,114 @@ fn visualize_with_an_imported_classifier() {
     let m = crate::manifest(&o, &out2);
     assert_eq!(m["condition"]["layer"], "/dilated/Conv");
 }
+
+/// A value a fuzzer likes: small, zero, negative, huge.
+fn nasty(r: &mut rand_chacha::ChaCha8Rng) -> i64 {
+    use rand::Rng;
+    match r.random_range(0..6) {
+        0 => 0,
+        1 => -r.random_range(1..5),
+        2 => r.random_range(1..8),
+        3 => i64::MAX - r.random_range(0..3),
+        4 => i64::MIN + r.random_range(0..3),
+        _ => 1 << r.random_range(20..40),
+    }
+}
+
+/// Seeded structural fuzzing of the importer: every fixture network with
+/// random edits (an initializer's dimensions, attribute integers, an
+/// input's shape, a node's inputs, truncated or flipped bytes) either
+/// imports or gives an error; it never panics, and what imports runs a
+/// forward and backward pass without panicking.
+#[test]
+fn fuzzed_onnx_files_never_panic() {
+    use prost::Message;
+    use rand::{Rng, SeedableRng};
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(16);
+    let files: Vec<PathBuf> = std::fs::read_dir(dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .collect();
+    let (mut imported, mut refused) = (0, 0);
+    for k in 0..1000 {
+        let bytes = std::fs::read(&files[k % files.len()]).unwrap();
+        let mut m = onnx::proto::ModelProto::decode(&bytes[..]).unwrap();
+        let g = m.graph.as_mut().unwrap();
+        for _ in 0..r.random_range(1..4) {
+            match r.random_range(0..5) {
+                0 if !g.initializer.is_empty() => {
+                    let i = r.random_range(0..g.initializer.len());
+                    let t = &mut g.initializer[i];
+                    if !t.dims.is_empty() {
+                        let d = r.random_range(0..t.dims.len());
+                        t.dims[d] = nasty(&mut r);
+                    }
+                }
+                1 => {
+                    let n = r.random_range(0..g.node.len());
+                    for a in &mut g.node[n].attribute {
+                        a.i = nasty(&mut r);
+                        for v in &mut a.ints {
+                            *v = nasty(&mut r);
+                        }
+                    }
+                }
+                2 => {
+                    let dims = &mut g.input[0].r#type.as_mut().unwrap();
+                    let shape = dims.tensor_type.as_mut().unwrap().shape.as_mut().unwrap();
+                    let d = r.random_range(0..shape.dim.len());
+                    shape.dim[d].dim_value = Some(nasty(&mut r));
+                }
+                3 => {
+                    let (a, b) = (
+                        r.random_range(0..g.node.len()),
+                        r.random_range(0..g.node.len()),
+                    );
+                    if let (Some(x), false) = (
+                        g.node[b].output.first().cloned(),
+                        g.node[a].input.is_empty(),
+                    ) {
+                        g.node[a].input[0] = x;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut bytes = m.encode_to_vec();
+        if k % 5 == 4 {
+            let at = r.random_range(0..bytes.len());
+            bytes[at] ^= 1 << r.random_range(0..8);
+            bytes.truncate(r.random_range(at..=bytes.len()));
+        }
+        let run = std::panic::catch_unwind(|| {
+            let Ok(m) = onnx::from_bytes::<f32>(&bytes, None, None) else {
+                return false;
+            };
+            let (h, w, c) = m.net.input();
+            // a valid but large image would only take time
+            if h * w * c > 1 << 16 {
+                return true;
+            }
+            let x = vec![0.5f32; h * w * c];
+            let mut ws = Workspace::default();
+            if let Ok(y) = m.net.forward(&x, 1, &mut ws) {
+                let dy = vec![1.0f32; y.len()];
+                let mut dx = Vec::new();
+                let _ = m.net.backward(&dy, &mut ws, &mut dx);
+            }
+            true
+        });
+        match run {
+            Ok(true) => imported += 1,
+            Ok(false) => refused += 1,
+            Err(_) => panic!("case {k} ({}) panicked", files[k % files.len()].display()),
+        }
+    }
+    // the edits are neither all harmless nor all fatal
+    assert!(
+        imported > 10 && refused > 10,
+        "{imported} imported, {refused} refused"
+    );
+    eprintln!("{imported} imported, {refused} refused");
+}

@@ -263,6 +263,9 @@ fn choose_input(
             chosen.name
         ));
     }
+    // refused before anything is allocated for them (Shape folds a
+    // probe of the whole batch)
+    tensor::count(&out).map_err(|e| format!("input {:?}: {e}", chosen.name))?;
     let batch = out.remove(0);
     Ok((chosen.name.clone(), batch, out))
 }
