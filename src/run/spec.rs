@@ -187,7 +187,8 @@ impl Inpaint {
 }
 
 fn patch(w: usize, h: usize, x: usize, y: usize) -> Result<Vec<f32>> {
-    if w == 0 || h == 0 || x + w > SIDE || y + h > SIDE {
+    let inside = |at: usize, len: usize| at.checked_add(len).is_some_and(|end| end <= SIDE);
+    if w == 0 || h == 0 || !inside(x, w) || !inside(y, h) {
         return Err(Error::setting(
             "mask",
             format!("{w}x{h}@{x},{y}"),
@@ -213,17 +214,19 @@ fn png_mask(path: &std::path::Path) -> Result<Vec<f32>> {
     let mut reader = dec
         .read_info()
         .map_err(|e| Error::data(path, format!("not a PNG: {e}")))?;
+    // the size is checked before the pixels are allocated
+    let (w, h) = (reader.info().width, reader.info().height);
+    if (w as usize, h as usize) != (SIDE, SIDE) {
+        return Err(Error::shape(
+            format!("mask {}", path.display()),
+            format!("{SIDE}x{SIDE}"),
+            format!("{w}x{h}"),
+        ));
+    }
     let mut buf = vec![0; reader.output_buffer_size()];
     let info = reader
         .next_frame(&mut buf)
         .map_err(|e| Error::data(path, format!("unreadable PNG: {e}")))?;
-    if (info.width as usize, info.height as usize) != (SIDE, SIDE) {
-        return Err(Error::shape(
-            format!("mask {}", path.display()),
-            format!("{SIDE}x{SIDE}"),
-            format!("{}x{}", info.width, info.height),
-        ));
-    }
     let ch = info.color_type.samples();
     Ok((0..SIDE * SIDE)
         .map(|i| if buf[i * ch] >= 128 { 1.0 } else { 0.0 })

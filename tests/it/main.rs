@@ -3,6 +3,7 @@
 mod cli_sample;
 mod data;
 mod engine;
+mod fuzz;
 mod gradients;
 mod kernels;
 mod layers;
