@@ -145,7 +145,7 @@ impl Job<'_> {
         manifest["backend"] = serde_json::json!(self.pipeline.backend);
         manifest["autotune"] = serde_json::json!(self.tuned);
         let verdict = if let Request::Neuron { layer, neuron } = &spec.request {
-            // the chains' "probability" is the unit's activation
+            // the chains' condition value is the unit's activation
             let mean = |p: Option<&Vec<f64>>| {
                 p.map_or(0.0, |p| p.iter().sum::<f64>() / p.len().max(1) as f64)
             };
@@ -191,10 +191,10 @@ fn manifest(
             e.1 += 1;
             serde_json::json!({
                 "class": per_chain[i], "class_name": names[per_chain[i]],
-                "final_probability": last_p.get(i), "top1": top1[i], "top1_name": names[top1[i]],
+                "final_condition_value": last_p.get(i), "top1": top1[i], "top1_name": names[top1[i]],
                 "accept_rate": o.accepted[i] as f64 / o.step.max(1) as f64,
                 "divergences": o.divergences[i],
-                "probability": o.probability.iter().map(|p| p[i]).collect::<Vec<_>>(),
+                "condition_value": o.probability.iter().map(|p| p[i]).collect::<Vec<_>>(),
             })
         })
         .collect();

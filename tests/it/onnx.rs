@@ -479,12 +479,12 @@ fn sampling_with_imported_networks() {
     // the requested class's probability rose, on average over each
     // class's chains (the random-weight classifier is nearly flat: small
     // rises, but a gradient of the wrong sign would lower them)
-    let last = chains[0]["probability"].as_array().unwrap().len() - 1;
+    let last = chains[0]["condition_value"].as_array().unwrap().len() - 1;
     for group in chains.chunks(4) {
         let mean = |k: usize| -> f64 {
             group
                 .iter()
-                .map(|c| c["probability"][k].as_f64().unwrap())
+                .map(|c| c["condition_value"][k].as_f64().unwrap())
                 .sum::<f64>()
                 / 4.0
         };
@@ -549,11 +549,11 @@ fn neuron_of_an_imported_classifier() {
     let mean = |k: usize| {
         chains
             .iter()
-            .map(|c| c["probability"][k].as_f64().unwrap())
+            .map(|c| c["condition_value"][k].as_f64().unwrap())
             .sum::<f64>()
             / 3.0
     };
-    let last = chains[0]["probability"].as_array().unwrap().len() - 1;
+    let last = chains[0]["condition_value"].as_array().unwrap().len() - 1;
     assert!(
         mean(last) > mean(0),
         "activation {} -> {}",
