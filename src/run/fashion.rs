@@ -195,28 +195,32 @@ fn prior_term(stack: &Stack, cfg: &SamplerConfig) -> Result<Option<Box<dyn Term>
             let eg = stack.generator.compile::<f32>()?.then(e)?;
             Some(Box::new(AutoencoderPrior::joint(backend(eg)?)))
         }
-        PriorKind::HDae => {
-            let d = stack.h_dae.as_ref().ok_or_else(|| Error::NotInstalled {
-                what: "the h-dae prior".into(),
-                missing: "models/fashion-mnist/h-dae.safetensors".into(),
-                hint: "train it with `ppgn train h-dae` or choose another --prior".into(),
-            })?;
+        // a learned DAE: (R(v) - v) / sigma^2, on codes or on images
+        PriorKind::HDae | PriorKind::XDae => {
+            let label = if cfg.prior == PriorKind::HDae {
+                "h-dae"
+            } else {
+                "x-dae"
+            };
+            let missing = || Error::NotInstalled {
+                what: format!("the {label} prior"),
+                missing: format!("models/fashion-mnist/{label}.safetensors").into(),
+                hint: format!("train it with `ppgn train {label}` or choose another --prior"),
+            };
+            let (net, sigma) = match cfg.prior {
+                PriorKind::HDae => {
+                    let d = stack.h_dae.as_ref().ok_or_else(missing)?;
+                    (d.compile()?, d.cfg.sigma)
+                }
+                _ => {
+                    let d = stack.x_dae.as_ref().ok_or_else(missing)?;
+                    (d.compile()?, d.cfg.sigma)
+                }
+            };
             Some(Box::new(AutoencoderPrior {
-                reconstruct: backend(d.compile()?)?,
-                sigma: d.cfg.sigma,
-                label: "h-dae",
-            }))
-        }
-        PriorKind::XDae => {
-            let d = stack.x_dae.as_ref().ok_or_else(|| Error::NotInstalled {
-                what: "the x-dae prior".into(),
-                missing: "models/fashion-mnist/x-dae.safetensors".into(),
-                hint: "train it with `ppgn train x-dae` or choose another --prior".into(),
-            })?;
-            Some(Box::new(AutoencoderPrior {
-                reconstruct: backend(d.compile()?)?,
-                sigma: d.cfg.sigma,
-                label: "x-dae",
+                reconstruct: backend(net)?,
+                sigma,
+                label,
             }))
         }
         PriorKind::Gaussian => Some(Box::new(GaussianPrior::new(cfg.prior_sigma))),

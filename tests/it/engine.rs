@@ -407,8 +407,16 @@ fn h_dae_graph_matches_its_training_module_in_f64() {
     let n = 5;
     let h = (uniform(&[n, 256], -1.0, 3.0, 15).relu()).unwrap();
     let w = vec_f64(&uniform(&[n, 256], -1.0, 1.0, 16));
-    let (out, g) = engine(&net, &vec_f64(&h), n, &w);
-    let (out_ref, g_ref) = reference(&|h| dae.forward(h).unwrap(), &h, &w);
+    graph_matches_module(&net, &|h| dae.forward(h).unwrap(), &h, &w);
+}
+
+/// `net` equals `module` in f64 at `x` (outputs to 1e-12, the input
+/// gradient of `w . output` to 1e-10), on the engine and through the
+/// reference interpreter.
+fn graph_matches_module(net: &Net<f64>, module: &dyn Fn(&Tensor) -> Tensor, x: &Tensor, w: &[f64]) {
+    let n = x.dim(0).unwrap();
+    let (out, g) = engine(net, &vec_f64(x), n, w);
+    let (out_ref, g_ref) = reference(module, x, w);
     assert!(
         rel(&out, &out_ref) < 1e-12,
         "engine {:e}",
@@ -419,8 +427,8 @@ fn h_dae_graph_matches_its_training_module_in_f64() {
         "engine gradient {:e}",
         rel(&g, &g_ref)
     );
-    let interp = |h: &Tensor| ppgn::nn::fast::reference::forward(&net, h).unwrap();
-    let (out_i, g_i) = reference(&interp, &h, &w);
+    let interp = |x: &Tensor| ppgn::nn::fast::reference::forward(net, x).unwrap();
+    let (out_i, g_i) = reference(&interp, x, w);
     assert!(
         rel(&out_i, &out_ref) < 1e-12,
         "interpreter {:e}",
@@ -442,33 +450,9 @@ fn x_dae_graph_matches_its_training_module_in_f64() {
     let s = Stack::load(&stack::resolve_dir(None), DType::F64, &Device::Cpu).unwrap();
     let dae = s.x_dae.as_ref().expect("the shipped stack has an x-DAE");
     let net = dae.compile::<f64>().unwrap();
-    let n = 3;
-    let x = uniform(&[n, 28, 28, 1], 0.0, 1.0, 17);
-    let w = vec_f64(&uniform(&[n, 28, 28, 1], -1.0, 1.0, 18));
-    let (out, g) = engine(&net, &vec_f64(&x), n, &w);
-    let (out_ref, g_ref) = reference(&|x| dae.forward(x).unwrap(), &x, &w);
-    assert!(
-        rel(&out, &out_ref) < 1e-12,
-        "engine {:e}",
-        rel(&out, &out_ref)
-    );
-    assert!(
-        rel(&g, &g_ref) < 1e-10,
-        "engine gradient {:e}",
-        rel(&g, &g_ref)
-    );
-    let interp = |x: &Tensor| ppgn::nn::fast::reference::forward(&net, x).unwrap();
-    let (out_i, g_i) = reference(&interp, &x, &w);
-    assert!(
-        rel(&out_i, &out_ref) < 1e-12,
-        "interpreter {:e}",
-        rel(&out_i, &out_ref)
-    );
-    assert!(
-        rel(&g_i, &g_ref) < 1e-12,
-        "interpreter gradient {:e}",
-        rel(&g_i, &g_ref)
-    );
+    let x = uniform(&[3, 28, 28, 1], 0.0, 1.0, 17);
+    let w = vec_f64(&uniform(&[3, 28, 28, 1], -1.0, 1.0, 18));
+    graph_matches_module(&net, &|x| dae.forward(x).unwrap(), &x, &w);
 }
 
 #[test]
