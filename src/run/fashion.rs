@@ -14,7 +14,7 @@ use crate::density::backend::Backend;
 use crate::density::condition::{
     class_probability, unit_activation, NetCondition, Neuron, Objective,
 };
-use crate::density::image::InpaintContext;
+use crate::density::image::{clamp_known, InpaintContext};
 use crate::density::prior::{AutoencoderPrior, GaussianPrior};
 use crate::density::{Sum, Term};
 use crate::error::{Error, Result};
@@ -69,10 +69,10 @@ impl Pipeline {
             // PPGN-x's chains are images
             _ if cfg.prior == PriorKind::XDae => crate::nn::identity(),
             Condition::Inpaint { real, mask, .. } => {
-                // x * M + (1 - M) * real
-                let fill = (real * mask.affine(-1.0, 1.0)?)?;
-                let mask = mask.clone();
-                Arc::new(move |h: &Tensor| g(h)?.broadcast_mul(&mask)?.broadcast_add(&fill))
+                let (real, mask) = (real.clone(), mask.clone());
+                Arc::new(move |h: &Tensor| {
+                    clamp_known(&g(h)?, &real, &mask).map_err(candle_core::Error::wrap)
+                })
             }
             _ => g,
         };
