@@ -10,7 +10,8 @@ use ppgn::data::fashion_mnist::{self, Split};
 use ppgn::models::fashion as stack;
 use ppgn::train::realness::RealnessTask;
 use ppgn::train::{
-    self, classifier::ClassifierTask, dae::DaeTask, gan::GanTask, Data, TrainOptions,
+    self, classifier::ClassifierTask, code_prior::CodePriorTask, dae::DaeTask, gan::GanTask, Data,
+    TrainOptions,
 };
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +24,8 @@ pub enum Network {
     Generator,
     /// The MLP DAE prior on h (needs classifier).
     HDae,
+    /// The flow prior on the pre-ReLU code u, a density with a value for MH, MALA and HMC (needs classifier).
+    CodePrior,
     /// The convolutional DAE prior on images.
     XDae,
     /// The realness judge (Xu et al. Table 2): a DCGAN-style D trained with its own generator.
@@ -36,6 +39,7 @@ impl Network {
             Network::Evaluator => "evaluator",
             Network::Generator => "generator",
             Network::HDae => "h-dae",
+            Network::CodePrior => "code-prior",
             Network::XDae => "x-dae",
             Network::Realness => "realness",
         }
@@ -47,6 +51,7 @@ impl Network {
             Network::Evaluator => (6, 1e-3, 2),
             Network::Generator => (4, 2e-4, 3),
             Network::HDae => (20, 3e-4, 4),
+            Network::CodePrior => (30, 1e-3, 7),
             Network::XDae => (5, 1e-3, 5),
             Network::Realness => (3, 2e-4, 6),
         }
@@ -155,6 +160,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             Box::new(GanTask::new(data, &opts, a.joint, w, &device)?)
         }
         Network::HDae => Box::new(DaeTask::new_h(data, &opts, &device)?),
+        Network::CodePrior => Box::new(CodePriorTask::new(data, &opts, &device)?),
         Network::XDae => Box::new(DaeTask::new_x(data, &opts, &device)?),
         Network::Realness => Box::new(RealnessTask::new(data, &opts, &device)?),
     };

@@ -96,3 +96,65 @@ impl Term for AutoencoderPrior {
         })
     }
 }
+
+/// The flow prior's density in code coordinates, `log p(u) = log N(z; 0,
+/// I) + log |det dz/du|` with `z = T^-1(u)`
+/// (`crate::models::fashion::CodePrior`): a value and an exact gradient,
+/// so MH, MALA and HMC can run on it. Its network is the flow's inverse,
+/// whose output is `z` and then each coupling's `-s`; the value is
+/// `-|z|^2 / 2 + sum(-s) + constant`, and the gradient seeds `-z` and 1.
+pub struct FlowDensity {
+    pub inverse: Backend,
+    /// `-sum log_std - dim ln(2 pi) / 2`
+    pub constant: f64,
+}
+
+impl FlowDensity {
+    pub fn new(
+        flow: &crate::models::fashion::CodePrior,
+        engine: crate::nn::fast::Engine,
+    ) -> Result<Self> {
+        use crate::models::fashion::code_prior::HALF_LN_2PI;
+        let net = std::sync::Arc::new(flow.compile_inverse::<f32>()?);
+        Ok(Self {
+            inverse: Backend::new(net, engine)?,
+            constant: -flow.log_std_sum()? - flow.cfg.dim as f64 * HALF_LN_2PI,
+        })
+    }
+}
+
+impl Term for FlowDensity {
+    fn name(&self) -> String {
+        "code-prior".into()
+    }
+    fn has_value(&self) -> bool {
+        true
+    }
+    fn value_and_grad(&self, u: &candle_core::Tensor) -> Result<Eval> {
+        let n = u.dim(0)?;
+        let dim = self.inverse.net().input().2;
+        let constant = self.constant;
+        let pass = self.inverse.vjp(u, &[], |out, d_out| {
+            let per = out.len() / n.max(1);
+            let mut values = vec![constant; n];
+            for (i, v) in values.iter_mut().enumerate() {
+                let (row, d_row) = (
+                    &out[i * per..(i + 1) * per],
+                    &mut d_out[i * per..(i + 1) * per],
+                );
+                for (j, (&o, d)) in row.iter().zip(d_row.iter_mut()).enumerate() {
+                    let o = o as f64;
+                    (*v, *d) = match j < dim {
+                        true => (*v - 0.5 * o * o, -o as f32),
+                        false => (*v + o, 1.0),
+                    };
+                }
+            }
+            Ok(values)
+        })?;
+        Ok(Eval {
+            log_density: Some(pass.seeded),
+            grad: candle_core::Tensor::from_vec(pass.grad, u.shape(), u.device())?,
+        })
+    }
+}

@@ -63,7 +63,7 @@ impl Condition {
 impl Pipeline {
     /// The Fashion-MNIST stack's pipeline.
     pub fn fashion(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Result<Self> {
-        let g = stack.generator_net()?;
+        let g = crate::nn::fast::reference::func(code_to_image(stack, cfg)?)?;
         // inpainting's snapshots, measurements and samples are clamped too
         let decode: crate::nn::Func = match condition {
             // PPGN-x's chains are images
@@ -92,7 +92,7 @@ impl Pipeline {
 /// the other priors, is its own term; so is the inpainting context (on `G`
 /// alone).
 pub fn target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Result<Sum> {
-    let g = stack.generator.compile::<f32>()?;
+    let g = code_to_image(stack, cfg)?;
     let clf = &stack.classifier;
     let class = |classes: &[usize]| Objective::Class {
         classes: classes.to_vec(),
@@ -157,6 +157,16 @@ pub fn target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Resu
     terms.push((w, Box::new(term)));
     terms.extend(context);
     Ok(Sum::new(terms))
+}
+
+/// What the chains' positions decode through: `G`, or `G . relu . T`
+/// when they are the flow prior's base points.
+fn code_to_image(stack: &Stack, cfg: &SamplerConfig) -> Result<Net<f32>> {
+    let g = stack.generator.compile::<f32>()?;
+    match cfg.prior {
+        PriorKind::Flow => stack.transport()?.then(g),
+        _ => Ok(g),
+    }
 }
 
 /// S10's eq. 25 as one engine op on `G`'s output of shape `shape`:
@@ -224,6 +234,11 @@ fn prior_term(stack: &Stack, cfg: &SamplerConfig) -> Result<Option<Box<dyn Term>
             }))
         }
         PriorKind::Gaussian => Some(Box::new(GaussianPrior::new(cfg.prior_sigma))),
+        // the base space's own N(0, I): the flow's density is in `T`
+        PriorKind::Flow => Some(Box::new(GaussianPrior {
+            sigma: 1.0,
+            label: "flow-base",
+        })),
         PriorKind::None => None,
     })
 }

@@ -29,7 +29,23 @@ pub enum PriorKind {
     XDae,
     /// `N(0, sigma^2)` (has a value: works with MH, MALA, HMC).
     Gaussian,
+    /// The flow density on the pre-ReLU code (`ppgn train code-prior`),
+    /// sampled in its base space (neural transport): the chains move `z`
+    /// with prior `N(0, I)` and the code is `u = T(z)`, so the target is
+    /// the exact posterior over `u` (has a value).
+    Flow,
     None,
+}
+
+impl PriorKind {
+    /// What the chains move, for the manifest.
+    pub fn space(self) -> &'static str {
+        match self {
+            PriorKind::XDae => "image x",
+            PriorKind::Flow => "flow base z (code u = T(z), h = relu(u))",
+            _ => "code h",
+        }
+    }
 }
 
 pub use crate::nn::fast::Engine;
@@ -70,6 +86,7 @@ impl Choice for PriorKind {
         Self::HDae,
         Self::XDae,
         Self::Gaussian,
+        Self::Flow,
         Self::None,
     ];
     const WHAT: &'static str = "prior";
@@ -133,7 +150,7 @@ pub fn default_jitter() -> f64 {
 }
 
 /// `(name, description)` of every preset.
-pub const PRESETS: [(&str, &str); 9] = [
+pub const PRESETS: [(&str, &str); 12] = [
     ("ppgn", "Noiseless Joint PPGN-h: MALA-approx, prior E(G(h)) - h, eps1=1e-5, eps2=1, eps3=1e-17, step 0.2 normalised by mean |grad| (tuned on Fashion-MNIST, see docs/results.md), h clipped to [0, 30] (S9.4, eq. 13)"),
     ("dgn-am-chain", "DGN-AM as a PPGN chain (Fig. S13b): MALA-approx as ppgn, with the Gaussian prior of an L2 decay of 0.01 (eq. 10) in place of the joint prior"),
     ("dgn-am", "DGN-AM: MAP on h with L2 decay, a decaying learning rate and clipping (Nguyen et al. 2016; Xu et al. Alg. 1)"),
@@ -142,6 +159,9 @@ pub const PRESETS: [(&str, &str); 9] = [
     ("xu-mala-clip", "Xu et al.: MALA as xu-mala, with h clipped to [0, 30] (not exact)"),
     ("faces", "Plug and play with pretrained networks (--generator dcgan-faces --classifier efficientnet-lite0): MALA-approx on the GAN's code z with its N(0, I) prior, eps1=0.01, eps2=1, eps3=0.01, step 0.05 normalised by mean |grad|"),
     ("xu-hmc", "Xu et al.: HMC with the Gaussian prior, 10 leapfrog steps, decaying step"),
+    ("exact-mala", "MALA with Metropolis-Hastings on the exact posterior p(u) p(y|G(relu(u)))^eps2 over the code u, the flow prior (ppgn train code-prior), moving the flow's base point z (u = T(z), neural transport); step tuned by dual averaging to acceptance 0.574 over the first half of the steps"),
+    ("exact-hmc", "HMC on the same target as exact-mala, 10 leapfrog steps, step tuned by dual averaging to acceptance 0.65 over the first half of the steps"),
+    ("ppgn-flow", "MALA-approx (no accept/reject) in the flow's base space: the flow prior in place of the joint prior, eps1=1, eps2=1, step 0.01 unnormalised, eps3=sqrt(2 * 0.01) (unadjusted Langevin)"),
     ("ppgn-x", "PPGN-x (S11): MALA-approx on the image itself with the pixel DAE's prior, x' = R(x) + eps2 * dlog p(y|x)/dx + N(0, sigma^2): eps1 = sigma^2 = 0.01 (one whole denoising step, the paper's eps1 = 1 on R(x) - x), eps3 = sigma = 0.1, eps2 = 0.3, step 1 unnormalised, pixels clipped to [0, 1]"),
 ];
 
@@ -218,6 +238,7 @@ pub fn preset(name: &str) -> Result<SamplerConfig> {
             ..base
         },
         "xu-map" | "xu-mala" | "xu-mala-clip" | "xu-hmc" => xu_preset(name, base),
+        "exact-mala" | "exact-hmc" | "ppgn-flow" => flow_preset(name, base),
         other => {
             let names: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
             return Err(Error::unknown("preset", other, &names));
@@ -276,6 +297,42 @@ fn xu_preset(name: &str, base: SamplerConfig) -> SamplerConfig {
             ..gaussian
         },
         _ => gaussian,
+    }
+}
+
+/// The presets on the flow prior's base space: the target is `log N(z; 0,
+/// I) + eps2 log p(y | G(relu(T(z))))`, exact for the posterior over the
+/// code `u = T(z)` (with `eps2` a guidance scale: the posterior of the
+/// sharpened likelihood `p(y|x)^eps2`).
+fn flow_preset(name: &str, base: SamplerConfig) -> SamplerConfig {
+    let flow = SamplerConfig {
+        prior: PriorKind::Flow,
+        eps1: 1.0,
+        eps3: 0.0,
+        normalise: false,
+        clip: None,
+        ..base
+    };
+    match name {
+        "exact-mala" => SamplerConfig {
+            sampler: SamplerKind::Mala,
+            step: Schedule::Constant { value: 0.05 },
+            adapt: Some(0.574),
+            ..flow
+        },
+        "exact-hmc" => SamplerConfig {
+            sampler: SamplerKind::Hmc,
+            steps: 20,
+            step: Schedule::Constant { value: 0.1 },
+            leapfrog_steps: 10,
+            adapt: Some(0.65),
+            ..flow
+        },
+        _ => SamplerConfig {
+            step: Schedule::Constant { value: 0.01 },
+            eps3: (2.0f64 * 0.01).sqrt(),
+            ..flow
+        },
     }
 }
 

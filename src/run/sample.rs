@@ -84,10 +84,12 @@ fn hole(spec: &SampleSpec) -> Result<Option<Hole>> {
 
 /// Where the chains start: random codes, a test image's code, or (for
 /// inpainting from random) the code of the image with its hole blacked out;
-/// for PPGN-x (`--prior x-dae`, whose chains are images) random images or
+/// with the flow prior, base points (`N(0, I)` draws, or `T^-1` of those
+/// codes before their ReLU); for PPGN-x (`--prior x-dae`, whose chains are images) random images or
 /// the test image itself.
 fn start_codes(spec: &SampleSpec, s: &Stack, n: usize, hole: Option<&Hole>) -> Result<Tensor> {
-    if spec.settings.prior == PriorKind::XDae {
+    let prior = spec.settings.prior;
+    if prior == PriorKind::XDae {
         return match spec.init {
             Init::Random => random_images(n, spec.seed),
             Init::Test(i) => test_image(spec, i)?
@@ -95,16 +97,26 @@ fn start_codes(spec: &SampleSpec, s: &Stack, n: usize, hole: Option<&Hole>) -> R
                 .map_err(Into::into),
         };
     }
-    match (spec.init, hole) {
+    let image = match (spec.init, hole) {
         (Init::Random, Some(h)) => {
             let known = h.mask.affine(-1.0, 1.0)?;
-            Ok(s.classifier
-                .encode(&(&h.real * known)?.repeat((n, 1, 1, 1))?)?)
+            (&h.real * known)?
         }
-        (Init::Random, None) => random_codes(n, s.classifier.cfg.h_dim, spec.seed),
-        (Init::Test(i), _) => Ok(s
-            .classifier
-            .encode(&test_image(spec, i)?.repeat((n, 1, 1, 1))?)?),
+        (Init::Random, None) if prior == PriorKind::Flow => {
+            // the base distribution's own draws: T(z) is the prior's sample
+            let z = Tensor::zeros((n, s.classifier.cfg.h_dim), DType::F32, &Device::Cpu)?;
+            return Ok(crate::sampler::ChainRngs::new(spec.seed ^ 0x5eed, n).normal_like(&z)?);
+        }
+        (Init::Random, None) => return random_codes(n, s.classifier.cfg.h_dim, spec.seed),
+        (Init::Test(i), _) => test_image(spec, i)?,
+    };
+    let image = image.repeat((n, 1, 1, 1))?;
+    match (prior, &s.code_prior) {
+        // the base point of the image's code: z = T^-1(u)
+        (PriorKind::Flow, Some(flow)) => {
+            Ok(flow.inverse(&s.classifier.encode_pre_relu(&image)?)?.0)
+        }
+        _ => Ok(s.classifier.encode(&image)?),
     }
 }
 
@@ -405,10 +417,12 @@ impl FashionOutputs<'_> {
             "chains_per_class": spec.chains,
             "record_every": spec.record_every,
             "sampler": spec.settings,
+            "space": spec.settings.prior.space(),
             "backend": self.backend,
             "autotune": self.tuned,
             "models": {"folder": self.models.display().to_string(), "sha256": hashes},
             "grad_evals_per_chain": r.grad_evals,
+            "adapted_step": r.adapt.as_ref().map(|da| da.final_step()),
             "steps": r.step,
             "wall_time_s": r.wall_s,
             "evaluator_accuracy_per_class": per_class,

@@ -210,6 +210,7 @@ fn manifest(
         "chains_per_class": spec.chains,
         "steps": o.step,
         "grad_evals_per_chain": o.grad_evals,
+            "adapted_step": o.adapt.as_ref().map(|da| da.final_step()),
         "record_every": spec.record_every,
         "wall_time_s": o.wall_s,
         "top1_is_requested_class": &top1_fraction,

@@ -9,6 +9,7 @@
 //! exactly the steps an uninterrupted run would have taken.
 
 pub mod classifier;
+pub mod code_prior;
 pub mod dae;
 pub mod gan;
 pub mod realness;

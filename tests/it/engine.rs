@@ -413,7 +413,12 @@ fn h_dae_graph_matches_its_training_module_in_f64() {
 /// `net` equals `module` in f64 at `x` (outputs to 1e-12, the input
 /// gradient of `w . output` to 1e-10), on the engine and through the
 /// reference interpreter.
-fn graph_matches_module(net: &Net<f64>, module: &dyn Fn(&Tensor) -> Tensor, x: &Tensor, w: &[f64]) {
+pub fn graph_matches_module(
+    net: &Net<f64>,
+    module: &dyn Fn(&Tensor) -> Tensor,
+    x: &Tensor,
+    w: &[f64],
+) {
     let n = x.dim(0).unwrap();
     let (out, g) = engine(net, &vec_f64(x), n, w);
     let (out_ref, g_ref) = reference(module, x, w);

@@ -3,6 +3,7 @@
 mod cli_sample;
 mod data;
 mod engine;
+mod flow;
 mod fuzz;
 mod gradients;
 mod kernels;

@@ -29,7 +29,7 @@ fn start(chains: usize, d: usize, seed: u64) -> Tensor {
 
 /// Checks `E[f] = expected` for a scalar projection `f` of the draws, with
 /// tolerance `K * sd(f) / sqrt(ESS(f))`.
-fn check_expectation(name: &str, draws: &[Vec<f64>], expected: f64) -> Result<(), String> {
+pub fn check_expectation(name: &str, draws: &[Vec<f64>], expected: f64) -> Result<(), String> {
     let all: Vec<f64> = draws.iter().flatten().copied().collect();
     let n = all.len() as f64;
     let mean = all.iter().sum::<f64>() / n;
@@ -259,7 +259,7 @@ fn hmc_on_a_banana_and_a_mixture() {
 }
 
 /// MH with a deliberately wrong ratio: `2 (log p' - log p)` targets p^2.
-struct BrokenMh;
+pub struct BrokenMh;
 
 impl Kernel for BrokenMh {
     fn name(&self) -> &'static str {

@@ -97,6 +97,12 @@ impl Classifier {
         self.fc6.forward(&flatten(h1)?)?.relu()
     }
 
+    /// The code before its ReLU, `u` with `h = relu(u)` (what the flow
+    /// prior models).
+    pub fn encode_pre_relu(&self, x: &Tensor) -> Result<Tensor> {
+        self.fc6.forward(&flatten(&self.encode_h1(x)?)?)
+    }
+
     /// `E = E2 . E1`: images -> `h`.
     pub fn encode(&self, x: &Tensor) -> Result<Tensor> {
         self.h1_to_h(&self.encode_h1(x)?)

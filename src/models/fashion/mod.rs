@@ -4,6 +4,7 @@
 //! card per network.
 
 pub mod classifier;
+pub mod code_prior;
 pub mod discriminator;
 pub mod evaluator;
 pub mod generator;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device};
 
 pub use classifier::{Classifier, ClassifierConfig};
+pub use code_prior::{CodePrior, CodePriorConfig};
 pub use discriminator::{Discriminator, DiscriminatorConfig};
 pub use evaluator::{Evaluator, EvaluatorConfig};
 pub use generator::{Generator, GeneratorConfig};
@@ -32,12 +34,13 @@ pub const ENV_MODELS: &str = "PPGN_MODELS";
 /// The names of the shipped networks, in training order.
 /// (`ppgn train realness` also writes `realness-generator`, its judge's own
 /// generator, which is not shipped: only the judge scores.)
-pub const NETWORKS: [&str; 7] = [
+pub const NETWORKS: [&str; 8] = [
     "classifier",
     "evaluator",
     "generator",
     "discriminator",
     "h-dae",
+    "code-prior",
     "x-dae",
     "realness",
 ];
@@ -100,6 +103,27 @@ where
     Ok((net, card))
 }
 
+/// Network `name` from `dir` if its weights are there (its card joins
+/// `cards`), else `None`.
+fn optional<C, T>(
+    dir: &Path,
+    name: &str,
+    dtype: DType,
+    device: &Device,
+    make: impl FnOnce(&C, candle_nn::VarBuilder<'static>) -> candle_core::Result<T>,
+    cards: &mut Vec<Card>,
+) -> Result<Option<T>>
+where
+    C: serde::de::DeserializeOwned,
+{
+    if !paths(dir, name).0.exists() {
+        return Ok(None);
+    }
+    let (net, card) = load(dir, name, dtype, device, make)?;
+    cards.push(card);
+    Ok(Some(net))
+}
+
 /// The networks used for sampling and scoring.
 pub struct Stack {
     pub classifier: Classifier,
@@ -107,37 +131,28 @@ pub struct Stack {
     pub evaluator: Evaluator,
     pub h_dae: Option<HDae>,
     pub x_dae: Option<XDae>,
+    pub code_prior: Option<CodePrior>,
     pub cards: Vec<Card>,
 }
 
 impl Stack {
     /// Loads the classifier, generator and evaluator (required) and the two
-    /// DAEs (optional: absent files give `None`).
+    /// DAEs and the code prior (optional: absent files give `None`).
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Stack> {
         let (classifier, c1) = load(dir, "classifier", dtype, device, Classifier::new)?;
         let (generator, c2) = load(dir, "generator", dtype, device, Generator::new)?;
         let (evaluator, c3) = load(dir, "evaluator", dtype, device, Evaluator::new)?;
         let mut cards = vec![c1, c2, c3];
-        let h_dae = if paths(dir, "h-dae").0.exists() {
-            let (n, c) = load(dir, "h-dae", dtype, device, HDae::new)?;
-            cards.push(c);
-            Some(n)
-        } else {
-            None
-        };
-        let x_dae = if paths(dir, "x-dae").0.exists() {
-            let (n, c) = load(dir, "x-dae", dtype, device, XDae::new)?;
-            cards.push(c);
-            Some(n)
-        } else {
-            None
-        };
+        let h_dae = optional(dir, "h-dae", dtype, device, HDae::new, &mut cards)?;
+        let x_dae = optional(dir, "x-dae", dtype, device, XDae::new, &mut cards)?;
+        let code_prior = optional(dir, "code-prior", dtype, device, CodePrior::new, &mut cards)?;
         Ok(Stack {
             classifier,
             generator,
             evaluator,
             h_dae,
             x_dae,
+            code_prior,
             cards,
         })
     }
@@ -149,6 +164,22 @@ impl Stack {
     /// `G`: codes `[n, h_dim]` -> images `[n, 28, 28, 1]`.
     pub fn generator_net(&self) -> Result<crate::nn::Func> {
         Ok(reference(self.generator.compile()?)?)
+    }
+    /// `relu(T(z))`: the flow prior's base points to codes `h`, as an
+    /// engine graph (what `--prior flow` puts before `G`).
+    pub fn transport(&self) -> Result<crate::nn::fast::Net<f32>> {
+        use crate::nn::fast::{pointwise::Pointwise, Net, Op};
+        let flow = self
+            .code_prior
+            .as_ref()
+            .ok_or_else(|| Error::NotInstalled {
+                what: "the flow prior on codes".into(),
+                missing: "models/fashion-mnist/code-prior.safetensors".into(),
+                hint: "train it with `ppgn train code-prior` or choose another --prior".into(),
+            })?;
+        let t = flow.compile::<f32>()?;
+        let relu = Net::new(t.output(), vec![Op::Pointwise(Pointwise::Relu)])?;
+        t.then(relu)
     }
     /// `C`: images -> class logits.
     pub fn classifier_net(&self) -> Result<crate::nn::Func> {

@@ -239,6 +239,14 @@ impl<T: Real> Builder<T> {
         self.last()
     }
 
+    /// Appends `op` reading the values in `slots` (e.g. an [`Op::Binary`]
+    /// of two); returns its output's slot.
+    pub fn push_several(&mut self, slots: &[usize], op: Op<T>) -> usize {
+        self.ops.push(op);
+        self.inputs.push(slots.to_vec());
+        self.last()
+    }
+
     /// Appends the sum of the values in `slots`; returns its slot.
     pub fn add(&mut self, slots: &[usize]) -> usize {
         self.ops.push(Op::Add);
