@@ -18,7 +18,7 @@ use crate::eval::ms_ssim::ms_ssim;
 use crate::eval::report::{classes_more_diverse, features_and_probs, score, Scores};
 use crate::eval::scores::accuracy;
 use crate::models::fashion::{Discriminator, Stack};
-use crate::run::chains::{random_codes, run_chains, ChainsOutput, Outcome, Pipeline};
+use crate::run::chains::{random_starts, run_chains, ChainsOutput, Outcome, Pipeline};
 use crate::run::fashion::Condition;
 use crate::run::preset::SamplerConfig;
 use crate::train::realness::mean_log_real;
@@ -163,7 +163,7 @@ pub fn compare_one(
         .collect();
     let n = labels.len();
     // every sampler starts from the same codes
-    let h0 = random_codes(n, stack.classifier.cfg.h_dim, seed)?;
+    let h0 = random_starts(cfg.prior, n, stack.classifier.cfg.h_dim, seed)?;
     let condition = Condition::Classes(labels.clone());
     // score at every quarter of the budget, whatever a step costs
     let record_every = (budget / 4 / cfg.grads_per_step()).max(1);

@@ -15,7 +15,7 @@ use crate::data::fashion_mnist::{self, parse_class, Dataset, Split};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::models::fashion::{self as stack, Discriminator, Stack};
-use crate::run::preset::{preset, SamplerConfig};
+use crate::run::preset::{preset, PriorKind, SamplerConfig};
 use crate::run::Progress;
 use crate::sampler::schedule::Schedule;
 
@@ -82,7 +82,7 @@ impl ReportSpec {
 }
 
 /// The compared samplers: (label, preset).
-const SAMPLERS: [(&str, &str); 7] = [
+const SAMPLERS: [(&str, &str); 10] = [
     (results::MAP_CLIP, "dgn-am"),
     (results::MAP, "xu-map"),
     (results::MALA, "xu-mala"),
@@ -90,6 +90,9 @@ const SAMPLERS: [(&str, &str); 7] = [
     (results::HMC, "xu-hmc"),
     (results::PPGN, "ppgn"),
     (results::DGN_CHAIN, "dgn-am-chain"),
+    (results::EXACT_MALA, "exact-mala"),
+    (results::EXACT_HMC, "exact-hmc"),
+    (results::PPGN_FLOW, "ppgn-flow"),
 ];
 
 /// Runs the report `spec` describes, reporting each phase to `progress`;
@@ -109,7 +112,8 @@ pub fn report(spec: &ReportSpec, progress: &mut dyn Progress) -> Result<ReportOu
     }
     let (judge, _) = stack::load(&dir, "realness", DType::F32, &device, Discriminator::new)?;
     let data_dir = fashion_mnist::resolve_dir(spec.data_dir.as_deref());
-    let mut train = fashion_mnist::load(&data_dir, Split::Train)?;
+    let all_train = fashion_mnist::load(&data_dir, Split::Train)?;
+    let mut train = all_train.clone();
     if let Some(n) = spec.reference_images {
         if !(100..=train.len()).contains(&n) {
             return Err(Error::setting(
@@ -136,6 +140,7 @@ pub fn report(spec: &ReportSpec, progress: &mut dyn Progress) -> Result<ReportOu
         s: &s,
         y: &y,
         test: &test,
+        train: &all_train,
         img_dir: &img_dir,
     };
     let (report, timing) = match run.build(tsne_class, progress) {
@@ -174,6 +179,8 @@ struct Run<'a> {
     s: &'a Stack,
     y: &'a Yardsticks<'a>,
     test: &'a Dataset,
+    /// All training images (the Frechet reference may be fewer).
+    train: &'a Dataset,
     img_dir: &'a Path,
 }
 
@@ -206,7 +213,9 @@ impl Run<'_> {
                 )
             })?;
         let mut timing = Vec::new();
-        let budgets = self.budget_tables(&real, &mut timing, progress)?;
+        let guidance = self.guidance(&real, progress)?;
+        let chosen = guidance.as_ref().map(|g| g.chosen);
+        let budgets = self.budget_tables(&real, chosen, &mut timing, progress)?;
         let step_study = self.step_study(&budgets[0], &real, &mut timing, progress)?;
         let studies = Studies {
             stack: self.s,
@@ -232,6 +241,7 @@ impl Run<'_> {
             real,
             real_full_accuracy,
             budgets,
+            guidance,
             step_study,
             eps1_sweep,
             eps3_sweep,
@@ -276,10 +286,36 @@ impl Run<'_> {
         )
     }
 
+    /// The flow presets' guidance-scale study at the first budget (none
+    /// without the flow prior).
+    fn guidance(
+        &self,
+        real: &Scores,
+        progress: &mut dyn Progress,
+    ) -> Result<Option<super::guidance::GuidanceStudy>> {
+        if self.s.code_prior.is_none() {
+            return Ok(None);
+        }
+        let validation = super::guidance::validation_split(self.train)?;
+        let spec = self.spec;
+        super::guidance::study(
+            self.s,
+            self.y,
+            &validation,
+            real,
+            spec.per_class,
+            spec.budgets[0],
+            spec.seed,
+            progress,
+        )
+        .map(Some)
+    }
+
     /// One table per budget: every sampler, with its grid of 10 per class.
     fn budget_tables(
         &self,
         real: &Scores,
+        guidance: Option<f64>,
         timing: &mut Timing,
         progress: &mut dyn Progress,
     ) -> Result<Vec<BudgetTable>> {
@@ -289,7 +325,12 @@ impl Run<'_> {
         for &b in &self.spec.budgets {
             let mut rows = Vec::new();
             for (label, name) in SAMPLERS {
-                let mut r = self.compare(label, &preset(name)?, b, real, progress)?;
+                let mut cfg = preset(name)?;
+                if cfg.prior == PriorKind::Flow {
+                    // the flow presets take the scale the validation split chose
+                    cfg.eps2 = guidance.unwrap_or(cfg.eps2);
+                }
+                let mut r = self.compare(label, &cfg, b, real, progress)?;
                 let imgs =
                     per_image(r.images.as_ref().ok_or_else(|| {
                         Error::data(self.img_dir, "a compared run kept no images")

@@ -63,6 +63,25 @@ pub fn random_codes(n: usize, h_dim: usize, seed: u64) -> Result<Tensor> {
     Ok((ChainRngs::new(seed ^ 0x5eed, n).normal_like(&z)? * 2.0)?.relu()?)
 }
 
+/// Random starting positions for a prior's chains: `random_codes`, or
+/// for the flow prior (whose chains move its base point) draws of its
+/// base distribution `N(0, I)`, whose images `T(z)` are the prior's own
+/// samples.
+pub fn random_starts(
+    prior: super::preset::PriorKind,
+    n: usize,
+    h_dim: usize,
+    seed: u64,
+) -> Result<Tensor> {
+    match prior {
+        super::preset::PriorKind::Flow => {
+            let z = Tensor::zeros((n, h_dim), candle_core::DType::F32, &Device::Cpu)?;
+            Ok(ChainRngs::new(seed ^ 0x5eed, n).normal_like(&z)?)
+        }
+        _ => random_codes(n, h_dim, seed),
+    }
+}
+
 /// A per-chain measurement of decoded images (the progress bar's number).
 pub type Measure = Box<dyn Fn(&Tensor) -> Result<Vec<f64>> + Send + Sync>;
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Module, Tensor};
 
-use super::chains::{random_codes, ChainsOutput, Outcome, Pipeline};
+use super::chains::{random_starts, ChainsOutput, Outcome, Pipeline};
 use super::fashion::{validate, Condition};
 use super::folder::RunFolder;
 use super::preset::PriorKind;
@@ -102,12 +102,7 @@ fn start_codes(spec: &SampleSpec, s: &Stack, n: usize, hole: Option<&Hole>) -> R
             let known = h.mask.affine(-1.0, 1.0)?;
             (&h.real * known)?
         }
-        (Init::Random, None) if prior == PriorKind::Flow => {
-            // the base distribution's own draws: T(z) is the prior's sample
-            let z = Tensor::zeros((n, s.classifier.cfg.h_dim), DType::F32, &Device::Cpu)?;
-            return Ok(crate::sampler::ChainRngs::new(spec.seed ^ 0x5eed, n).normal_like(&z)?);
-        }
-        (Init::Random, None) => return random_codes(n, s.classifier.cfg.h_dim, spec.seed),
+        (Init::Random, None) => return random_starts(prior, n, s.classifier.cfg.h_dim, spec.seed),
         (Init::Test(i), _) => test_image(spec, i)?,
     };
     let image = image.repeat((n, 1, 1, 1))?;

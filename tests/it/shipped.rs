@@ -80,3 +80,59 @@ fn shipped_stack_reproduces_its_card_numbers() {
         );
     }
 }
+
+/// The shipped flow prior: its card's held-out numbers are what it
+/// measures on the test codes (the Gaussian fit and `N(0, 3^2)` too), the
+/// flow beats both, and `T` inverts `T^-1` on real codes.
+#[test]
+fn shipped_code_prior_reproduces_its_card() {
+    use ppgn::train::code_prior::{gaussian_fit_nll, isotropic_nll, pre_relu_codes, VALIDATION};
+    let data_dir = fashion_mnist::resolve_dir(None);
+    let test = fashion_mnist::load(&data_dir, Split::Test).unwrap();
+    let train = fashion_mnist::load(&data_dir, Split::Train).unwrap();
+    let device = Device::Cpu;
+    let s = Stack::load(&models_dir(), DType::F32, &device).unwrap();
+    let flow = s
+        .code_prior
+        .as_ref()
+        .expect("the shipped stack has a code prior");
+    let card = s.cards.iter().find(|c| c.network == "code-prior").unwrap();
+    let m = &card.metrics;
+    let all: Vec<usize> = (0..test.len()).collect();
+    let u = pre_relu_codes(&s.classifier, &test, &all, &device).unwrap();
+    let nll: f64 = (0..10)
+        .map(|k| {
+            let rows = u.narrow(0, k * 1000, 1000).unwrap();
+            flow.nll_per_dim(&rows).unwrap().to_scalar::<f32>().unwrap() as f64 / 10.0
+        })
+        .sum();
+    let (flow_nll, fit, iso) = (
+        m["test_nll_per_dim"],
+        m["test_nll_per_dim_gaussian_fit"],
+        m["test_nll_per_dim_isotropic_sigma3"],
+    );
+    assert!(
+        (nll - flow_nll).abs() < 1e-3,
+        "flow: {nll} vs card {flow_nll}"
+    );
+    assert!(
+        flow_nll < fit - 0.1 && fit < iso,
+        "flow {flow_nll}, Gaussian fit {fit}, N(0, 9) {iso}"
+    );
+    assert!((isotropic_nll(&u, 3.0).unwrap() - iso).abs() < 1e-9);
+    let idx: Vec<usize> = (0..train.len() - VALIDATION).collect();
+    let train_u = pre_relu_codes(&s.classifier, &train, &idx, &device).unwrap();
+    let g = gaussian_fit_nll(&train_u, &u).unwrap();
+    assert!((g - fit).abs() < 1e-4, "Gaussian fit: {g} vs card {fit}");
+    let rows = u.narrow(0, 0, 200).unwrap();
+    let back = flow.transport(&flow.inverse(&rows).unwrap().0).unwrap();
+    let err = (back - &rows)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(err < 1e-3, "T(T^-1(u)) differs from u by {err}");
+}

@@ -1,0 +1,169 @@
+//! The guidance-scale study of the exact samplers on the flow prior. Their
+//! target is `log N(z; 0, I) + eps2 log p(y | G(relu(T(z))))`: eps2 = 1 is
+//! the exact posterior, a larger eps2 the exact posterior of the sharpened
+//! likelihood `p(y|x)^eps2` (a guidance scale), which trades diversity for
+//! recognisability. The scale is chosen with the guiding classifier on the
+//! validation split (the last `crate::train::code_prior::VALIDATION`
+//! training images, which no network was trained on for this purpose) and
+//! never with the evaluator: among the scales whose samples the guiding
+//! classifier recognises at least as often as it recognises real
+//! validation images, the one whose samples are closest to the validation
+//! images in the guiding classifier's code `h` (Frechet distance); if none
+//! is, the most recognised. The evaluator's numbers are reported beside
+//! them, after the choice.
+
+use candle_core::Tensor;
+use serde::Serialize;
+
+use super::experiments::{compare_one, real_per_class, Yardsticks};
+use super::report::Scores;
+use super::scores::{accuracy, FeatureGaussian, Rows};
+use super::studies::phase;
+use crate::data::fashion_mnist::Dataset;
+use crate::error::Result;
+use crate::models::fashion::Stack;
+use crate::run::preset::{preset, SamplerConfig};
+use crate::run::Progress;
+use crate::train::EVAL_BATCH;
+
+/// The guidance scales tried.
+pub const SCALES: [f64; 5] = [1.0, 2.0, 3.0, 5.0, 10.0];
+
+/// The preset the study tunes (the other flow presets take its choice).
+pub const TUNED: &str = "exact-mala";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GuidancePoint {
+    pub eps2: f64,
+    /// Fraction of samples the guiding classifier puts in their class.
+    pub guide_accuracy: f64,
+    /// Frechet distance to the validation images in the guiding
+    /// classifier's code `h`.
+    pub guide_frechet: f64,
+    pub mean_accept: f64,
+    /// The evaluator's scores, reported only (not used to choose).
+    pub evaluator_accuracy: f64,
+    pub evaluator_frechet: f64,
+    pub mean_ms_ssim: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GuidanceStudy {
+    pub preset: String,
+    pub chains_per_class: usize,
+    pub grad_evals: usize,
+    /// The same numbers for as many real validation images per class.
+    pub validation_guide_accuracy: f64,
+    pub validation_guide_frechet: f64,
+    pub points: Vec<GuidancePoint>,
+    pub chosen: f64,
+}
+
+/// The guiding classifier's codes `h` and class probabilities of `images`.
+fn guide(stack: &Stack, images: &Tensor) -> Result<(Rows, Rows)> {
+    let n = images.dim(0)?;
+    let (mut h, mut p) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in (0..n).step_by(EVAL_BATCH) {
+        let x = images.narrow(0, i, EVAL_BATCH.min(n - i))?;
+        let code = stack.classifier.encode(&x)?;
+        let probs = candle_nn::ops::softmax_last_dim(&stack.classifier.classify_h(&code)?)?;
+        h.extend(code.to_dtype(candle_core::DType::F64)?.to_vec2::<f64>()?);
+        p.extend(probs.to_dtype(candle_core::DType::F64)?.to_vec2::<f64>()?);
+    }
+    Ok((h, p))
+}
+
+/// The validation split: the training images `crate::train::code_prior`
+/// held out.
+pub fn validation_split(train: &Dataset) -> Result<Dataset> {
+    let n = train.len();
+    let from = n.saturating_sub(crate::train::code_prior::VALIDATION);
+    let idx: Vec<usize> = (from..n).collect();
+    Ok(Dataset {
+        images: train.images[from * 784..].to_vec(),
+        labels: idx.iter().map(|&i| train.labels[i]).collect(),
+    })
+}
+
+/// Which scale the rule picks (see the module's description).
+pub fn choose(points: &[GuidancePoint], real_accuracy: f64) -> f64 {
+    let recognised = points.iter().filter(|p| p.guide_accuracy >= real_accuracy);
+    recognised
+        .min_by(|a, b| a.guide_frechet.total_cmp(&b.guide_frechet))
+        // else the most recognised, the smallest scale on ties
+        .or_else(|| {
+            points
+                .iter()
+                .fold(None, |b: Option<&GuidancePoint>, p| match b {
+                    Some(b) if p.guide_accuracy <= b.guide_accuracy => Some(b),
+                    _ => Some(p),
+                })
+        })
+        .map_or(1.0, |p| p.eps2)
+}
+
+/// Runs the study at `budget` gradient evaluations per chain with
+/// `per_class` chains of every class.
+#[allow(clippy::too_many_arguments)]
+pub fn study(
+    stack: &Stack,
+    y: &Yardsticks,
+    validation: &Dataset,
+    real: &Scores,
+    per_class: usize,
+    budget: usize,
+    seed: u64,
+    progress: &mut dyn Progress,
+) -> Result<GuidanceStudy> {
+    let classes: Vec<usize> = (0..10).collect();
+    let all: Vec<usize> = (0..validation.len()).collect();
+    let (val_h, _) = guide(
+        stack,
+        &validation.images_tensor(&all, &candle_core::Device::Cpu)?,
+    )?;
+    let reference = FeatureGaussian::fit(&val_h)?;
+    let (vx, vl, _) = real_per_class(validation, &classes, per_class, seed)?;
+    let (vh, vp) = guide(stack, &vx)?;
+    let validation_guide_accuracy = accuracy(&vp, &vl);
+    let validation_guide_frechet = reference.frechet_distance(&FeatureGaussian::fit(&vh)?)?;
+    let base = preset(TUNED)?;
+    let mut points = Vec::new();
+    for eps2 in SCALES {
+        let cfg = SamplerConfig {
+            eps2,
+            ..base.clone()
+        };
+        let label = format!("{TUNED}, eps2 = {eps2}");
+        let steps = budget / cfg.grads_per_step();
+        let row = phase(progress, &label, steps, |p| {
+            compare_one(stack, y, &label, &cfg, per_class, budget, seed, real, p)
+        })?;
+        let images = row
+            .images
+            .as_ref()
+            .ok_or_else(|| crate::error::Error::data("guidance study", "a run kept no images"))?;
+        let labels: Vec<usize> = classes
+            .iter()
+            .flat_map(|&c| std::iter::repeat_n(c, per_class))
+            .collect();
+        let (h, p) = guide(stack, images)?;
+        points.push(GuidancePoint {
+            eps2,
+            guide_accuracy: accuracy(&p, &labels),
+            guide_frechet: reference.frechet_distance(&FeatureGaussian::fit(&h)?)?,
+            mean_accept: row.mean_accept,
+            evaluator_accuracy: row.scores.evaluator_accuracy,
+            evaluator_frechet: row.scores.frechet_distance,
+            mean_ms_ssim: row.mean_ms_ssim,
+        });
+    }
+    Ok(GuidanceStudy {
+        preset: TUNED.into(),
+        chains_per_class: per_class,
+        grad_evals: budget,
+        chosen: choose(&points, validation_guide_accuracy),
+        validation_guide_accuracy,
+        validation_guide_frechet,
+        points,
+    })
+}
