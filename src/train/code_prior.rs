@@ -42,22 +42,24 @@ pub struct CodePriorTask {
 }
 
 /// The pre-ReLU codes `u` (the generator reads `relu(u)`) of the images
-/// `idx` of a split, `[n, h_dim]`.
+/// `idx` of a split, `[n, h_dim]`, on the sampling engine.
 pub fn pre_relu_codes(
     clf: &Classifier,
     data: &crate::data::fashion_mnist::Dataset,
     idx: &[usize],
     device: &Device,
 ) -> Result<Tensor> {
-    let net = crate::nn::fast::reference::func(clf.compile::<f32>()?.upto("h", true)?)?;
-    let parts = idx
-        .chunks(super::EVAL_BATCH)
-        .map(|c| {
-            let u = net(&data.images_tensor(c, device)?)?;
-            Ok(u.flatten_from(1)?)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Tensor::cat(&parts, 0)?)
+    let net = clf.compile::<f32>()?.upto("h", true)?;
+    let mut ws = crate::nn::fast::Workspace::default();
+    let mut codes = Vec::with_capacity(idx.len() * clf.cfg.h_dim);
+    for chunk in idx.chunks(1000) {
+        let x: Vec<f32> = data
+            .images_tensor(chunk, device)?
+            .flatten_all()?
+            .to_vec1()?;
+        codes.extend_from_slice(net.forward(&x, chunk.len(), &mut ws)?);
+    }
+    Ok(Tensor::from_vec(codes, (idx.len(), clf.cfg.h_dim), device)?)
 }
 
 impl CodePriorTask {

@@ -617,3 +617,62 @@ fn ppgn_x_moves_images_and_resumes() {
         .collect();
     assert!(px.iter().all(|v| (0.0..=1.0).contains(v)));
 }
+
+/// The exact samplers on the flow prior: the chains move the flow's base
+/// point (the manifest says so), the step adapts toward MALA's acceptance,
+/// the class probability rises, a stopped run resumes to the same bits,
+/// and a model folder without the flow gives one clear line.
+#[test]
+fn exact_mala_moves_the_flow_base_and_resumes() {
+    let d = tempdir("cli-exact-mala");
+    let common = [
+        "sample",
+        "--preset",
+        "exact-mala",
+        "--class",
+        "trouser",
+        "--chains",
+        "4",
+        "--steps",
+        "40",
+        "--record-every",
+        "5",
+        "-q",
+    ];
+    assert_resumes_identically(&common, &d.join("a"), &d.join("b"), "12");
+    let o = ppgn_into(&common, &d.join("c"), &[]);
+    let m = manifest(&o, &d.join("c"));
+    assert_eq!(m["sampler"]["prior"], "flow");
+    assert!(m["space"].as_str().unwrap().starts_with("flow base z"));
+    let step = m["adapted_step"].as_f64().unwrap();
+    assert!(step > 0.0 && step < 0.05, "adapted step {step}");
+    let chains = m["chains"].as_array().unwrap();
+    let mean = |f: &dyn Fn(&serde_json::Value) -> f64| {
+        chains.iter().map(f).sum::<f64>() / chains.len() as f64
+    };
+    let accept = mean(&|c| c["accept_rate"].as_f64().unwrap());
+    assert!((0.3..0.9).contains(&accept), "acceptance {accept}");
+    let first = mean(&|c| c["condition_value"][0].as_f64().unwrap());
+    let last = mean(&|c| c["final_condition_value"].as_f64().unwrap());
+    assert!(last > first + 0.1, "p(trouser) {first} -> {last}");
+    // without the flow's weights: one line naming what to train
+    let models = d.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fashion-mnist");
+    for n in ["classifier", "generator", "evaluator"] {
+        for ext in ["json", "safetensors"] {
+            let f = format!("{n}.{ext}");
+            std::fs::copy(shipped.join(&f), models.join(&f)).unwrap();
+        }
+    }
+    let o = ppgn_into(
+        &common,
+        &d.join("e"),
+        &["--models", models.to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("ppgn train code-prior"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!d.join("e").exists());
+}

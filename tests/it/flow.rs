@@ -37,8 +37,8 @@ pub fn random_flow(cfg: &CodePriorConfig, dtype: DType, seed: u64) -> CodePrior 
             "norm.mean" => uniform(&[d], -1.0, 1.0, seed + 1),
             "norm.log_std" => uniform(&[d], -0.5, 0.5, seed + 2),
             n if n.ends_with(".scale") => uniform(&[d], 0.5, 1.0, seed + 3),
-            n if n.ends_with("fc2.weight") => uniform(&v.dims().to_vec(), -0.3, 0.3, seed + 5),
-            n if n.ends_with("bias") => uniform(&v.dims().to_vec(), -0.3, 0.3, seed + 4),
+            n if n.ends_with("fc2.weight") => uniform(v.dims(), -0.3, 0.3, seed + 5),
+            n if n.ends_with("bias") => uniform(v.dims(), -0.3, 0.3, seed + 4),
             _ => continue,
         };
         v.set(&t.to_dtype(dtype).unwrap()).unwrap();

@@ -230,3 +230,31 @@ fn viz_tsne_lays_out_a_run() {
     assert_eq!(w, 2 * 28 + 3);
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// The guidance study's rule: among the scales the guiding classifier
+/// recognises at least as often as real validation images, the closest in
+/// its code; if none, the most recognised (the smaller scale on ties).
+#[test]
+fn the_guidance_rule_picks_by_the_guiding_classifier() {
+    use ppgn::eval::guidance::{choose, GuidancePoint};
+    let p = |eps2: f64, acc: f64, fd: f64| GuidancePoint {
+        eps2,
+        guide_accuracy: acc,
+        guide_frechet: fd,
+        mean_accept: 0.5,
+        // the evaluator's numbers never decide
+        evaluator_accuracy: 1.0 - acc,
+        evaluator_frechet: -fd,
+        mean_ms_ssim: 0.2,
+    };
+    let pts = [
+        p(1.0, 0.70, 50.0),
+        p(3.0, 0.96, 40.0),
+        p(5.0, 0.99, 30.0),
+        p(10.0, 1.0, 45.0),
+    ];
+    assert_eq!(choose(&pts, 0.95), 5.0);
+    assert_eq!(choose(&pts, 0.995), 10.0);
+    let low = [p(1.0, 0.5, 1.0), p(2.0, 0.8, 2.0), p(3.0, 0.8, 0.5)];
+    assert_eq!(choose(&low, 0.9), 2.0);
+}
