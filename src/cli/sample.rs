@@ -133,6 +133,9 @@ pub struct SampleArgs {
     pub data_dir: Option<PathBuf>,
     #[arg(long, short)]
     pub quiet: bool,
+    /// Print the estimated memory, disk and time of the request and exit.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 pub fn presets() -> anyhow::Result<()> {
@@ -224,5 +227,14 @@ pub fn run_spec(spec: &SampleSpec, quiet: bool, stop_after: Option<usize>) -> an
 }
 
 pub fn run(a: SampleArgs) -> anyhow::Result<()> {
+    if a.dry_run {
+        let e = ppgn::run::estimate::sample_cost(&a.spec(None)?)?;
+        println!(
+            "{}",
+            e.map_or("no estimate for these networks yet".into(), |e| e
+                .to_string())
+        );
+        return Ok(());
+    }
     run_spec(&a.spec(None)?, a.quiet, a.stop_after)
 }

@@ -5,6 +5,7 @@
 pub mod autotune;
 pub mod bench;
 pub mod chains;
+pub mod estimate;
 pub mod fashion;
 pub mod folder;
 pub mod onnx;

@@ -145,9 +145,11 @@ fn fashion(
     progress: &mut dyn Progress,
 ) -> Result<RunOutput> {
     let cfg = &spec.settings;
-    let per_chain = fashion_classes(spec)?;
     let dir = stack::resolve_dir(models);
     let s = Stack::load(&dir, DType::F32, &Device::Cpu)?;
+    // refuse what the machine cannot hold before building any chain
+    super::estimate::fashion(spec, &s)?.check()?;
+    let per_chain = fashion_classes(spec)?;
     let hole = hole(spec)?;
     let n = match spec.request {
         Request::Neuron { .. } => spec.chains,

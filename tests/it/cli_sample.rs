@@ -676,3 +676,36 @@ fn exact_mala_moves_the_flow_base_and_resumes() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(!d.join("e").exists());
 }
+
+/// A request the machine cannot hold is refused at once with the
+/// estimate (not killed by the kernel part-way), and `--dry-run` prints
+/// the estimate and writes nothing.
+#[test]
+fn oversized_requests_are_refused_with_an_estimate() {
+    let d = tempdir("cli-estimate");
+    let out = d.join("big");
+    let t0 = std::time::Instant::now();
+    let o = ppgn_into(
+        &["sample", "--class", "1", "--chains", "100000000", "-q"],
+        &out,
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("at most about") && err.contains("GB of memory"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(t0.elapsed().as_secs() < 60, "took {:?}", t0.elapsed());
+    assert!(!out.exists());
+    let o = ppgn_into(
+        &["sample", "--class", "all", "--chains", "3", "--dry-run"],
+        &d.join("dry"),
+        &[],
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.starts_with("30 chains x 200 steps: about "), "{text}");
+    assert!(!d.join("dry").exists());
+}
