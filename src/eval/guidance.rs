@@ -18,7 +18,6 @@ use serde::Serialize;
 use super::experiments::{compare_one, real_per_class, Yardsticks};
 use super::report::Scores;
 use super::scores::{accuracy, FeatureGaussian, Rows};
-use super::studies::phase;
 use crate::data::fashion_mnist::Dataset;
 use crate::error::Result;
 use crate::models::fashion::Stack;
@@ -135,9 +134,20 @@ pub fn study(
         };
         let label = format!("{TUNED}, eps2 = {eps2}");
         let steps = budget / cfg.grads_per_step();
-        let row = phase(progress, &label, steps, |p| {
-            compare_one(stack, y, &label, &cfg, per_class, budget, seed, real, p)
-        })?;
+        progress.begin(&label, steps);
+        let row = compare_one(
+            stack,
+            y,
+            &label,
+            &cfg,
+            per_class,
+            budget,
+            seed,
+            real,
+            &mut |t| progress.tick(t),
+        );
+        progress.end();
+        let row = row?;
         let images = row
             .images
             .as_ref()
