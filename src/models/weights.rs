@@ -68,6 +68,36 @@ pub fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()
     write_atomic(path, &bytes)
 }
 
+/// Writes `tensors` and a text `note` (in the header's metadata, under
+/// `ppgn`) as one safetensors file, atomically: a state whose parts must
+/// never disagree (a run's checkpoint) is one rename.
+pub fn save_tensors_with_note(
+    path: &Path,
+    tensors: &HashMap<String, Tensor>,
+    note: &str,
+) -> Result<()> {
+    let meta = HashMap::from([("ppgn".to_string(), note.to_string())]);
+    let bytes = safetensors::serialize(tensors.iter(), Some(meta)).map_err(|e| Error::Weights {
+        path: path.to_path_buf(),
+        message: format!("cannot serialise: {e}"),
+    })?;
+    write_atomic(path, &bytes)
+}
+
+/// The note [`save_tensors_with_note`] wrote, and the tensors.
+pub fn load_tensors_with_note(
+    path: &Path,
+    device: &Device,
+) -> Result<(String, HashMap<String, Tensor>)> {
+    let tensors = load_tensors(path, device)?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let note = safetensors::SafeTensors::read_metadata(&bytes)
+        .ok()
+        .and_then(|(_, m)| m.metadata().as_ref().and_then(|m| m.get("ppgn").cloned()))
+        .ok_or_else(|| Error::data(path, "lacks its ppgn note (not written by ppgn?)"))?;
+    Ok((note, tensors))
+}
+
 /// Copies tensors named `"{prefix}{var}"` into the variables of `varmap`.
 pub fn load_into_varmap(
     varmap: &VarMap,

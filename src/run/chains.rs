@@ -15,8 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::preset::{Engine, SamplerConfig, SamplerKind};
 use crate::density::Sum;
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomic;
-use crate::models::weights::{load_tensors, save_tensors};
+use crate::models::weights::{load_tensors_with_note, save_tensors_with_note};
 use crate::nn::Func;
 use crate::sampler::adapt::DualAveraging;
 use crate::sampler::clip::Clip;
@@ -99,6 +98,9 @@ pub struct Pipeline {
     pub backend: Engine,
 }
 
+/// The checkpoint file in a run's staging folder.
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+
 /// What a run of chains produced (also what a checkpoint holds).
 pub struct ChainsOutput {
     /// Steps done.
@@ -137,14 +139,16 @@ struct CheckpointMeta {
 }
 
 impl ChainsOutput {
-    /// Saves the run so far to `dir/checkpoint.{safetensors,json}`.
+    /// Saves the run so far to `dir/checkpoint.safetensors`: the tensors
+    /// and the rest (as JSON in its header) in one file written
+    /// atomically, so a kill at any moment leaves the last checkpoint or
+    /// the new one, never a mix.
     pub fn save_checkpoint(&self, dir: &Path, request: &serde_json::Value) -> Result<()> {
         let mut t = HashMap::new();
         t.insert("codes".to_string(), self.codes.clone());
         if !self.snapshots.is_empty() {
             t.insert("snapshots".to_string(), Tensor::stack(&self.snapshots, 0)?);
         }
-        save_tensors(&dir.join("checkpoint.safetensors"), &t)?;
         let meta = CheckpointMeta {
             step: self.step,
             probability: self.probability.clone(),
@@ -157,27 +161,26 @@ impl ChainsOutput {
             adapt: self.adapt.clone(),
             request: request.clone(),
         };
-        write_atomic(
-            &dir.join("checkpoint.json"),
-            serde_json::to_string(&meta).expect("serialises").as_bytes(),
-        )
+        let note = serde_json::to_string(&meta).expect("serialises");
+        save_tensors_with_note(&dir.join(CHECKPOINT), &t, &note)
     }
 
     /// Loads a checkpoint written by [`ChainsOutput::save_checkpoint`] for the same request.
     pub fn load_checkpoint(dir: &Path, request: &serde_json::Value, decode: &Func) -> Result<Self> {
-        let jp = dir.join("checkpoint.json");
-        let text = std::fs::read_to_string(&jp)
-            .map_err(|e| Error::data(&jp, format!("no interrupted run to resume here ({e})")))?;
+        let path = dir.join(CHECKPOINT);
+        if !path.exists() {
+            return Err(Error::data(&path, "no interrupted run to resume here"));
+        }
+        let (text, t) = load_tensors_with_note(&path, &Device::Cpu)?;
         let meta: CheckpointMeta = serde_json::from_str(&text)
-            .map_err(|e| Error::data(&jp, format!("unreadable checkpoint: {e}")))?;
+            .map_err(|e| Error::data(&path, format!("unreadable checkpoint: {e}")))?;
         if &meta.request != request {
             return Err(Error::data(
-                &jp,
+                &path,
                 "the interrupted run was started with other settings; resume it with the same \
                  command plus --resume, or pass --force to start over",
             ));
         }
-        let t = load_tensors(&dir.join("checkpoint.safetensors"), &Device::Cpu)?;
         let codes = t
             .get("codes")
             .ok_or_else(|| Error::data(dir, "checkpoint lacks its codes"))?

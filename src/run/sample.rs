@@ -205,8 +205,7 @@ fn fashion(
     if let Some(h) = &hole {
         write_inpaint(&folder, h, &result.images)?;
     }
-    folder.remove("checkpoint.json");
-    folder.remove("checkpoint.safetensors");
+    folder.remove(super::chains::CHECKPOINT);
     Ok(RunOutput {
         dir: folder.finish()?,
         chains: n,
