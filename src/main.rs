@@ -22,13 +22,29 @@ fn main() {
         libmimalloc_sys::mi_option_set(4, 1);
     }
     if let Err(e) = cli::main() {
-        // One line: the error and its causes, outermost first.
-        let msg = e
-            .chain()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(": ");
+        // One line: the error and its causes, outermost first (a cause
+        // the message already quotes is not repeated), each on one line.
+        let mut msg = String::new();
+        for c in e.chain() {
+            let c = one_line(&c.to_string());
+            if !msg.contains(&c) {
+                msg = if msg.is_empty() {
+                    c
+                } else {
+                    format!("{msg}: {c}")
+                };
+            }
+        }
         eprintln!("error: {msg}");
         std::process::exit(1);
     }
+}
+
+/// `text` on one line: its non-empty lines trimmed and joined by "; ".
+pub fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -62,8 +62,32 @@ pub enum Command {
     Classes(classes::ClassesArgs),
 }
 
+/// Help and version as clap prints them; a command-line mistake as one
+/// line (clap's message without its usage hint), exit code 2.
+fn parse_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit()
+    }
+    let text = e.to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:")
+        })
+        .collect();
+    eprintln!("{}", lines.join(" "));
+    std::process::exit(2)
+}
+
 pub fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| parse_error(e));
     match cli.command {
         Command::Train(a) => train::run(a),
         Command::Models(c) => models::run(c),

@@ -62,7 +62,7 @@ pub fn parse_class_in<S: AsRef<str>>(s: &str, names: &[S], what: &'static str) -
             list.into()
         } else {
             format!(
-                "one of the names; did you mean one of: {}?",
+                "the names (`ppgn classes --imagenet`); did you mean one of: {}?",
                 near.join(", ")
             )
         },

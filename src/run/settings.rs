@@ -139,12 +139,30 @@ pub fn parse_clip(s: &str) -> Result<Option<(f64, f64)>> {
     }
 }
 
+/// The first NaN or infinity anywhere in `v`.
+fn non_finite(v: &toml::Value) -> Option<f64> {
+    match v {
+        toml::Value::Float(x) if !x.is_finite() => Some(*x),
+        toml::Value::Array(a) => a.iter().find_map(non_finite),
+        toml::Value::Table(t) => t.values().find_map(non_finite),
+        _ => None,
+    }
+}
+
 /// `cfg` with the fields a TOML file sets replaced; an unknown field is an
 /// error that lists the known ones.
 pub fn overlay_file(cfg: SamplerConfig, path: &Path) -> Result<SamplerConfig> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let file: toml::Value =
         toml::from_str(&text).map_err(|e| Error::data(path, format!("not valid TOML: {e}")))?;
+    // JSON has no NaN or infinity: name them before the conversion hides them
+    if let Some(t) = file.as_table() {
+        for (k, v) in t {
+            if let Some(x) = non_finite(v) {
+                return Err(Error::setting(k.clone(), x, "a finite number"));
+            }
+        }
+    }
     let mut merged = serde_json::to_value(&cfg).map_err(|e| Error::data(path, e.to_string()))?;
     let overlay = serde_json::to_value(file).map_err(|e| Error::data(path, e.to_string()))?;
     let (Some(m), Some(o)) = (merged.as_object_mut(), overlay.as_object()) else {

@@ -763,7 +763,10 @@ fn runs_killed_at_random_moments_resume_to_the_same_bits() {
         }
         child.wait().unwrap();
     }
-    assert!(kills >= 3 && resumed >= 2, "{kills} runs killed, {resumed} resumed");
+    assert!(
+        kills >= 3 && resumed >= 2,
+        "{kills} runs killed, {resumed} resumed"
+    );
     if !b.exists() {
         let v = args(has_checkpoint());
         let v: Vec<&str> = v.iter().map(|s| s.as_str()).collect();

@@ -1,5 +1,6 @@
 //! The one integration-test binary (each test binary links all of candle).
 
+mod bad_input;
 mod cli_sample;
 mod data;
 mod engine;

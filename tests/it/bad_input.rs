@@ -1,0 +1,236 @@
+//! Bad input through the command line, as a user would give it: every
+//! case exits non-zero with one clear line on stderr naming what is wrong,
+//! and leaves nothing behind (no output folder, no hidden partial folder).
+//! The files the cases read are written here, broken on purpose.
+
+use std::path::Path;
+
+use super::{ppgn, tempdir};
+
+/// Broken and odd files for the cases, in `d`.
+fn write_inputs(d: &Path) {
+    let w = |name: &str, bytes: &[u8]| std::fs::write(d.join(name), bytes).unwrap();
+    w("bad.toml", b"not a toml [");
+    w("badtype.toml", b"eps2 = \"x\"\n");
+    w("unknown.toml", b"bogus = 1\n");
+    w("nan.toml", b"eps1 = nan\n");
+    w("notpng.png", b"hello");
+    w("not.onnx", b"hello");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fashion-mnist");
+    let weights = std::fs::read(shipped.join("classifier.safetensors")).unwrap();
+    // a model folder whose classifier was cut short
+    let tm = d.join("truncated-models");
+    std::fs::create_dir_all(&tm).unwrap();
+    for f in std::fs::read_dir(&shipped).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, tm.join(f.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(tm.join("classifier.safetensors"), &weights[..100]).unwrap();
+    // a run folder with a truncated samples.npy, and an empty one
+    let run = d.join("broken-run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("samples.npy"), b"\x93NUMPY\x01\x00").unwrap();
+    std::fs::write(run.join("labels.npy"), b"\x93NUMPY\x01\x00").unwrap();
+    std::fs::create_dir_all(d.join("empty-run")).unwrap();
+    std::fs::create_dir_all(d.join("existing")).unwrap();
+}
+
+#[test]
+fn forty_kinds_of_bad_input_each_give_one_clear_line_and_leave_nothing() {
+    let d = tempdir("bad-input");
+    write_inputs(&d);
+    let p = |name: &str| d.join(name).to_str().unwrap().to_string();
+    let out = p("out");
+    let o = out.as_str();
+    // `ppgn sample` with `v`, two steps unless `v` says
+    let s = |v: &[&str]| -> Vec<String> {
+        let mut a = vec!["sample".to_string()];
+        a.extend(v.iter().map(|x| x.to_string()));
+        if !v.contains(&"--steps") {
+            a.extend(["--steps".into(), "2".into()]);
+        }
+        a
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        // unknown names
+        (s(&["--class", "sock"]), "unknown class \"sock\""),
+        (s(&["--class", "10"]), "expected an index 0..10"),
+        (s(&["--preset", "nope"]), "unknown preset \"nope\""),
+        (
+            s(&["--sampler", "nope"]),
+            "possible values: map, mala-approx",
+        ),
+        (s(&["--prior", "nope"]), "possible values: joint"),
+        (s(&["--engine", "gpu"]), "possible values: fast, reference"),
+        (s(&["--gradient", "nope"]), "possible values: logit"),
+        (s(&["--neuron", "nope:1"]), "unknown layer \"nope\""),
+        (s(&["--init", "nope"]), "expected random or test:INDEX"),
+        (
+            s(&["--generator", "nope", "--classifier", "efficientnet-lite0"]),
+            "--generator nope with --classifier efficientnet-lite0",
+        ),
+        (
+            vec!["visualize".into(), "--class".into(), "nope".into()],
+            "did you mean one of",
+        ),
+        (
+            vec!["train".into(), "nope".into()],
+            "possible values: classifier",
+        ),
+        (
+            vec!["models".into(), "tensors".into(), "nope".into()],
+            "unknown network \"nope\"",
+        ),
+        // out-of-range and non-finite numbers
+        (s(&["--chains", "0"]), "chains = 0: expected at least 1"),
+        (s(&["--chains", "abc"]), "invalid value 'abc' for '--chains"),
+        (s(&["--steps", "0"]), "steps = 0: expected at least 1"),
+        (
+            s(&["--step", "-0.5"]),
+            "step = -0.5: expected a positive number",
+        ),
+        (s(&["--step", "nan"]), "step = NaN"),
+        (s(&["--eps1", "inf"]), "eps1 = inf: expected a finite"),
+        (s(&["--eps2", "nan"]), "eps2 = NaN"),
+        (s(&["--eps3", "-1"]), "eps3 = -1"),
+        (
+            s(&["--adapt", "1.5"]),
+            "adapt = 1.5: expected a target acceptance",
+        ),
+        (s(&["--record-every", "0"]), "record_every = 0"),
+        (
+            s(&["--keep-above", "1.5"]),
+            "expected a probability in [0, 1]",
+        ),
+        (s(&["--clip", "5,1"]), "LO <= HI"),
+        (
+            s(&["--sampler", "hmc", "--leapfrog-steps", "0"]),
+            "leapfrog step",
+        ),
+        (
+            s(&["--neuron", "h:9999"]),
+            "neuron channel 9999 does not exist",
+        ),
+        (
+            s(&["--neuron", "h1:3@99,99"]),
+            "at column 99, row 99 does not exist",
+        ),
+        (
+            s(&["--init", "test:99999"]),
+            "an image of the test set, 0..10000",
+        ),
+        (
+            s(&["--class", "1", "--chains", "100000000"]),
+            "expected at most about",
+        ),
+        (
+            vec!["report".into(), "--budgets".into(), "0".into()],
+            "positive gradient-evaluation counts",
+        ),
+        (
+            vec![
+                "train".into(),
+                "classifier".into(),
+                "--lr".into(),
+                "-1".into(),
+            ],
+            "--lr must be a positive number",
+        ),
+        // combinations the samplers cannot run
+        (
+            s(&["--sampler", "mala", "--prior", "joint"]),
+            "needs log-density values",
+        ),
+        (
+            s(&["--prior", "x-dae", "--sampler", "mh"]),
+            "needs log-density values",
+        ),
+        // malformed and truncated files
+        (s(&["--config", &p("bad.toml")]), "not valid TOML"),
+        (
+            s(&["--config", &p("badtype.toml")]),
+            "invalid type: string \"x\"",
+        ),
+        (
+            s(&["--config", &p("unknown.toml")]),
+            "unknown setting \"bogus\"",
+        ),
+        (s(&["--config", &p("nan.toml")]), "eps1 = NaN"),
+        (s(&["--config", &p("missing.toml")]), "missing.toml"),
+        (s(&["--models", &p("truncated-models")]), "may be truncated"),
+        (
+            vec!["eval".into(), p("broken-run")],
+            "not a readable .npy file",
+        ),
+        (vec!["eval".into(), p("empty-run")], "samples.npy"),
+        (
+            vec!["onnx".into(), "check".into(), p("not.onnx")],
+            "not an ONNX model",
+        ),
+        (
+            vec![
+                "inpaint".into(),
+                "--image".into(),
+                "test:0".into(),
+                "--mask".into(),
+                p("notpng.png"),
+                "--class".into(),
+                "1".into(),
+            ],
+            "not a PNG",
+        ),
+        // wrong shapes
+        (
+            vec![
+                "inpaint".into(),
+                "--image".into(),
+                "test:0".into(),
+                "--mask".into(),
+                "99x99@0,0".into(),
+                "--class".into(),
+                "1".into(),
+            ],
+            "a patch inside the 28x28 image",
+        ),
+        // missing models
+        (
+            s(&["--models", &p("no-such-folder")]),
+            "classifier.safetensors: missing",
+        ),
+        // existing output folders and runs to resume that do not exist
+        (
+            vec![
+                "sample".into(),
+                "--steps".into(),
+                "2".into(),
+                "--out".into(),
+                p("existing"),
+            ],
+            "exists: choose another --out or pass --force",
+        ),
+        (s(&["--resume"]), "no interrupted run"),
+    ];
+    assert!(cases.len() >= 40, "{} cases", cases.len());
+    for (args, needle) in &cases {
+        let mut all: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
+        let writes = !matches!(all[0], "eval" | "onnx" | "models" | "train" | "report");
+        if writes && !all.contains(&"--out") {
+            all.extend(["--out", o]);
+        }
+        if all[0] == "sample" || all[0] == "inpaint" {
+            all.push("-q");
+        }
+        let r = ppgn(&all);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "{all:?} succeeded");
+        assert!(err.contains(needle), "{all:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{all:?}: {err}");
+        assert!(!Path::new(o).exists(), "{all:?} wrote {o}");
+        assert!(
+            !d.join(".out.partial").exists(),
+            "{all:?} left a partial run"
+        );
+    }
+    // the existing folder is untouched
+    assert_eq!(std::fs::read_dir(d.join("existing")).unwrap().count(), 0);
+}
