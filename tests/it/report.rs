@@ -143,6 +143,7 @@ fn report_writes_results_and_reproduces_them() {
         "The papers' claims, checked",
         "| real test images |",
         "Best sampler",
+        "Guidance scale of the exact samplers",
     ] {
         assert!(md.contains(section), "results.md lacks {section:?}");
     }
@@ -166,7 +167,16 @@ fn report_writes_results_and_reproduces_them() {
     for c in claims {
         assert!(c["supported"].is_boolean() && !c["measured"].as_str().unwrap().is_empty());
     }
-    assert_eq!(a["budgets"][1]["rows"].as_array().unwrap().len(), 7);
+    assert_eq!(a["budgets"][1]["rows"].as_array().unwrap().len(), 10);
+    // the flow presets' guidance scale, chosen on the validation split,
+    // is the one their rows ran with
+    let chosen = a["guidance"]["chosen"].as_f64().unwrap();
+    assert_eq!(a["guidance"]["points"].as_array().unwrap().len(), 5);
+    for row in a["budgets"][0]["rows"].as_array().unwrap() {
+        if row["config"]["prior"] == "flow" {
+            assert_eq!(row["config"]["eps2"].as_f64().unwrap(), chosen);
+        }
+    }
     assert!(!d.join("a/.results.partial").exists());
     std::fs::remove_dir_all(&d).unwrap();
 }
