@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use super::{batched, Data, Task, TrainOptions};
 use crate::error::Result;
 use crate::models::fashion::{Classifier, ClassifierConfig, Evaluator, EvaluatorConfig};
-use crate::nn::adam::{Adam, AdamParams};
+use crate::nn::adam::Adam;
 use crate::nn::{accuracy, dropout, init::init_seeded};
 
 /// Either of the two image classifiers.
@@ -66,15 +66,7 @@ impl ClassifierTask {
             )
         };
         init_seeded(&varmap, opts.seed)?;
-        let vars = named_vars(&varmap);
-        let adam = Adam::new(
-            vars,
-            AdamParams {
-                lr: opts.lr,
-                weight_decay: opts.weight_decay,
-                ..Default::default()
-            },
-        )?;
+        let adam = super::adam_for(&varmap, opts)?;
         Ok(Self {
             name,
             net,
@@ -85,17 +77,6 @@ impl ClassifierTask {
             device: device.clone(),
         })
     }
-}
-
-/// The variables of a `VarMap` with their names.
-pub fn named_vars(varmap: &VarMap) -> Vec<(String, candle_core::Var)> {
-    varmap
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
 }
 
 /// Test accuracy of a classifier given as a logits function, in batches of `EVAL_BATCH`.

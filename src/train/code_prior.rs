@@ -14,12 +14,11 @@ use candle_nn::{VarBuilder, VarMap};
 use nalgebra::{DMatrix, DVector};
 use rand_chacha::ChaCha8Rng;
 
-use super::classifier::named_vars;
 use super::{batched, Data, Task, TrainOptions};
 use crate::error::{Error, Result};
 use crate::models::fashion::code_prior::HALF_LN_2PI;
 use crate::models::fashion::{self as stack, Classifier, CodePrior, CodePriorConfig};
-use crate::nn::adam::{Adam, AdamParams};
+use crate::nn::adam::Adam;
 use crate::nn::init::init_seeded;
 
 /// Training images held out as the validation split (the last ones).
@@ -93,14 +92,7 @@ impl CodePriorTask {
         let flow = CodePrior::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
         init_seeded(&varmap, opts.seed)?;
         start(&varmap, &cfg, &train)?;
-        let adam = Adam::new(
-            named_vars(&varmap),
-            AdamParams {
-                lr: opts.lr,
-                weight_decay: opts.weight_decay,
-                ..Default::default()
-            },
-        )?;
+        let adam = super::adam_for(&varmap, opts)?;
         Ok(Self {
             flow,
             varmap,

@@ -10,11 +10,10 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand_chacha::ChaCha8Rng;
 
-use super::classifier::named_vars;
 use super::{batched, Data, Task, TrainOptions};
 use crate::error::Result;
 use crate::models::fashion::{self as stack, Classifier, HDae, HDaeConfig, XDae, XDaeConfig};
-use crate::nn::adam::{Adam, AdamParams};
+use crate::nn::adam::Adam;
 use crate::nn::{gaussian_like, init::init_seeded, mse};
 
 enum Net {
@@ -49,17 +48,6 @@ pub fn encode_split(
         Ok(clf.encode(&data.images_tensor(idx, device)?)?)
     })?;
     Ok(Tensor::cat(&parts, 0)?)
-}
-
-fn adam_for(varmap: &VarMap, opts: &TrainOptions) -> Result<Adam> {
-    Ok(Adam::new(
-        named_vars(varmap),
-        AdamParams {
-            lr: opts.lr,
-            weight_decay: opts.weight_decay,
-            ..Default::default()
-        },
-    )?)
 }
 
 impl DaeTask {
@@ -97,7 +85,7 @@ impl DaeTask {
         if let Some(w) = varmap.data().lock().unwrap().get(&last) {
             w.set(&w.zeros_like()?)?;
         }
-        let adam = adam_for(&varmap, opts)?;
+        let adam = super::adam_for(&varmap, opts)?;
         Ok(Self {
             name: "h-dae",
             sigma: cfg.sigma,
@@ -124,7 +112,7 @@ impl DaeTask {
         let varmap = VarMap::new();
         let dae = XDae::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
         init_seeded(&varmap, opts.seed)?;
-        let adam = adam_for(&varmap, opts)?;
+        let adam = super::adam_for(&varmap, opts)?;
         Ok(Self {
             name: "x-dae",
             sigma: cfg.sigma,

@@ -18,7 +18,7 @@ use candle_nn::{VarBuilder, VarMap};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::classifier::named_vars;
+use super::named_vars;
 use super::{Data, Task, TrainOptions};
 use crate::error::Result;
 use crate::models::fashion::{

@@ -417,6 +417,30 @@ pub fn batched<T>(
     idx.chunks(batch).map(&mut f).collect()
 }
 
+/// The variables of a `VarMap` with their names.
+pub fn named_vars(varmap: &VarMap) -> Vec<(String, candle_core::Var)> {
+    varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Adam over every variable of `varmap` with the options' learning rate
+/// and weight decay (the one optimiser of a single-network task).
+pub fn adam_for(varmap: &VarMap, opts: &TrainOptions) -> Result<Adam> {
+    Ok(Adam::new(
+        named_vars(varmap),
+        crate::nn::adam::AdamParams {
+            lr: opts.lr,
+            weight_decay: opts.weight_decay,
+            ..Default::default()
+        },
+    )?)
+}
+
 /// Keeps the datasets a task needs.
 pub struct Data {
     pub train: Dataset,

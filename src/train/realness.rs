@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand_chacha::ChaCha8Rng;
 
-use super::classifier::named_vars;
+use super::named_vars;
 use super::{Data, Task, TrainOptions, EVAL_BATCH};
 use crate::error::Result;
 use crate::models::fashion::{Discriminator, DiscriminatorConfig, Generator, GeneratorConfig};
