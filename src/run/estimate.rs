@@ -18,6 +18,7 @@ use candle_core::{DType, Device};
 
 use super::chains::{random_starts, Pipeline};
 use super::fashion::Condition;
+use super::preset::PriorKind;
 use super::spec::{Networks, Request, SampleSpec};
 use crate::density::Term;
 use crate::error::{Error, Result};
@@ -31,7 +32,8 @@ pub struct Estimate {
     pub steps: usize,
     pub memory_bytes: f64,
     pub disk_bytes: f64,
-    pub seconds: f64,
+    /// When asked for (a timed probe): seconds on this machine.
+    pub seconds: Option<f64>,
     /// What `/proc/meminfo` says is available, when it can be read.
     pub available_bytes: Option<f64>,
 }
@@ -53,13 +55,16 @@ impl std::fmt::Display for Estimate {
             .map_or("unknown".into(), |a| format!("{} available", gb(a)));
         write!(
             f,
-            "{} chains x {} steps: about {} of memory ({avail}), {} of disk, {:.0} s on this machine (an upper bound)",
+            "{} chains x {} steps: about {} of memory ({avail}), {} of disk",
             self.chains,
             self.steps,
             gb(self.memory_bytes),
             gb(self.disk_bytes),
-            self.seconds
-        )
+        )?;
+        match self.seconds {
+            Some(t) => write!(f, ", {t:.0} s on this machine (an upper bound)"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -109,15 +114,22 @@ pub fn chain_count(spec: &SampleSpec) -> Result<usize> {
     })
 }
 
-/// The estimate for a request on the Fashion-MNIST stack `s`.
-pub fn fashion(spec: &SampleSpec, s: &Stack) -> Result<Estimate> {
+/// The estimate for a request on the Fashion-MNIST stack `s`; with
+/// `timed`, a probe measures the time too (what `--dry-run` prints; a run
+/// only needs the memory).
+pub fn fashion(spec: &SampleSpec, s: &Stack, timed: bool) -> Result<Estimate> {
     let n = chain_count(spec)?;
     let cfg = &spec.settings;
+    let clf = s.classifier.compile::<f32>()?;
+    // what one gradient evaluation runs: from the chain's position to the logits
     let net = match cfg.prior {
-        super::preset::PriorKind::Flow => s.transport()?.then(s.generator.compile::<f32>()?)?,
-        _ => s.generator.compile::<f32>()?,
-    }
-    .then(s.classifier.compile::<f32>()?)?;
+        PriorKind::XDae => clf,
+        PriorKind::Flow => s
+            .transport()?
+            .then(s.generator.compile::<f32>()?)?
+            .then(clf)?,
+        _ => s.generator.compile::<f32>()?.then(clf)?,
+    };
     let size = |(h, w, c): (usize, usize, usize)| (h * w * c) as f64;
     let activations: f64 = (0..=net.len()).map(|i| size(net.shape(i))).sum();
     // the convolutions' patch matrices (im2col; one per convolution: with
@@ -138,27 +150,32 @@ pub fn fashion(spec: &SampleSpec, s: &Stack) -> Result<Estimate> {
     let records = (cfg.steps / spec.record_every + 1) as f64;
     let per_chain = 4.0 * (2.0 * activations + patches + 8.0 * code + (records + 3.0) * image);
     let nf = n as f64;
-    // one timed gradient evaluation of a few chains
-    let k = n.clamp(1, 4);
-    let probe = Pipeline::fashion(s, cfg, &probe_condition(spec, k))?;
-    let h0 = match cfg.prior {
-        super::preset::PriorKind::XDae => {
-            candle_core::Tensor::full(0.5f32, (k, 28, 28, 1), &Device::Cpu)?
-        }
-        prior => random_starts(prior, k, s.classifier.cfg.h_dim, spec.seed)?,
-    };
-    probe.target.value_and_grad(&h0)?;
-    let t0 = Instant::now();
-    probe.target.value_and_grad(&h0)?;
-    let per_eval = t0.elapsed().as_secs_f64() / k as f64;
     Ok(Estimate {
         chains: n,
         steps: cfg.steps,
         memory_bytes: BASE_BYTES + nf * per_chain,
         disk_bytes: nf * (4.0 * image + 8.0) + nf * image * (2.0 + 2.0 * records),
-        seconds: per_eval * nf * (cfg.steps * cfg.grads_per_step()) as f64,
+        seconds: match timed {
+            true => Some(probe(spec, s)? * nf * (cfg.steps * cfg.grads_per_step()) as f64),
+            false => None,
+        },
         available_bytes: available_memory(),
     })
+}
+
+/// Seconds of one gradient evaluation per chain, timed on a few chains.
+fn probe(spec: &SampleSpec, s: &Stack) -> Result<f64> {
+    let cfg = &spec.settings;
+    let k = chain_count(spec)?.clamp(1, 4);
+    let probe = Pipeline::fashion(s, cfg, &probe_condition(spec, k))?;
+    let h0 = match cfg.prior {
+        PriorKind::XDae => candle_core::Tensor::full(0.5f32, (k, 28, 28, 1), &Device::Cpu)?,
+        prior => random_starts(prior, k, s.classifier.cfg.h_dim, spec.seed)?,
+    };
+    probe.target.value_and_grad(&h0)?;
+    let t0 = Instant::now();
+    probe.target.value_and_grad(&h0)?;
+    Ok(t0.elapsed().as_secs_f64() / k as f64)
 }
 
 /// The condition of `k` chains like the request's (for the timing probe).
@@ -180,7 +197,7 @@ pub fn sample_cost(spec: &SampleSpec) -> Result<Option<Estimate>> {
         Networks::Fashion { models } => {
             let dir = stack::resolve_dir(models.as_deref());
             let s = Stack::load(&dir, DType::F32, &Device::Cpu)?;
-            fashion(spec, &s).map(Some)
+            fashion(spec, &s, true).map(Some)
         }
         _ => Ok(None),
     }

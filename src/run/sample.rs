@@ -148,7 +148,7 @@ fn fashion(
     let dir = stack::resolve_dir(models);
     let s = Stack::load(&dir, DType::F32, &Device::Cpu)?;
     // refuse what the machine cannot hold before building any chain
-    super::estimate::fashion(spec, &s)?.check()?;
+    super::estimate::fashion(spec, &s, false)?.check()?;
     let per_chain = fashion_classes(spec)?;
     let hole = hole(spec)?;
     let n = match spec.request {

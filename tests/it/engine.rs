@@ -43,7 +43,7 @@ fn reference(f: &dyn Fn(&Tensor) -> Tensor, x: &Tensor, w: &[f64]) -> (Vec<f64>,
 }
 
 /// `max |a - b| / max |b|`.
-fn rel(a: &[f64], b: &[f64]) -> f64 {
+pub fn rel(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
     let m = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     assert!(m > 0.0, "reference is identically zero");
