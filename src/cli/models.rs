@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use ppgn::data::fashion_mnist::CLASS_NAMES;
-use ppgn::eval::stack_check;
+use ppgn::eval::{generators, stack_check};
 use ppgn::models::card::Card;
 use ppgn::models::fashion as stack;
 use ppgn::models::pretrained::{self, Status};
@@ -48,6 +48,29 @@ pub enum ModelsCommand {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+    /// Compare trained generators (folders of `ppgn train generator --out`)
+    /// and choose one: by the Frechet distance of G(E(x)) to x in the
+    /// guiding classifier's code h on the validation split (the last 5,000
+    /// training images); the evaluator's numbers are printed after the
+    /// choice, never used for it. `scripts/generator-study.sh` runs the study.
+    Generators {
+        /// Folders holding generator.safetensors and generator.json.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// The classifier and evaluator they were trained against
+        /// [default: $PPGN_MODELS or models/fashion-mnist].
+        #[arg(long)]
+        models: Option<PathBuf>,
+        /// Fashion-MNIST folder [default: $PPGN_FASHION_MNIST or /usr/share/datasets/fashion-mnist].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Print only the chosen folder (for scripts) and skip the evaluator.
+        #[arg(long)]
+        best: bool,
+        /// Also write the table as Markdown.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+    },
 }
 
 pub fn run(c: ModelsCommand) -> anyhow::Result<()> {
@@ -61,6 +84,13 @@ pub fn run(c: ModelsCommand) -> anyhow::Result<()> {
             png,
             report,
         } => check(models, data_dir, png, report),
+        ModelsCommand::Generators {
+            dirs,
+            models,
+            data_dir,
+            best,
+            markdown,
+        } => generators(&dirs, models, data_dir, best, markdown),
     }
 }
 
@@ -168,6 +198,31 @@ fn check(
             "wrote {} (each row: 8 test images of one class, then their reconstructions)",
             path.display()
         );
+    }
+    Ok(())
+}
+
+fn generators(
+    dirs: &[PathBuf],
+    models: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    best: bool,
+    markdown: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let mut c = generators::measure(dirs, models.as_deref(), data_dir.as_deref())?;
+    let chosen = generators::choose(&c);
+    if best {
+        if let Some(i) = chosen {
+            println!("{}", c[i].dir.display());
+        }
+        return Ok(());
+    }
+    generators::score_with_evaluator(&mut c, models.as_deref(), data_dir.as_deref())?;
+    let table = generators::markdown(&c, chosen);
+    print!("{table}");
+    if let Some(path) = markdown {
+        ppgn::fsutil::write_atomic(&path, table.as_bytes())?;
+        println!("wrote {}", path.display());
     }
     Ok(())
 }

@@ -10,8 +10,12 @@ use ppgn::data::fashion_mnist::{self, Split};
 use ppgn::models::fashion as stack;
 use ppgn::train::realness::RealnessTask;
 use ppgn::train::{
-    self, classifier::ClassifierTask, code_prior::CodePriorTask, dae::DaeTask, gan::GanTask, Data,
-    TrainOptions,
+    self,
+    classifier::ClassifierTask,
+    code_prior::CodePriorTask,
+    dae::DaeTask,
+    gan::{GanSettings, GanTask},
+    Data, TrainOptions,
 };
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +117,14 @@ pub struct TrainArgs {
     /// Generator only: weights of L_img, L_h1 and L_GAN (eq. 18), each a mean over elements.
     #[arg(long, num_args = 3, value_names = ["IMG", "H1", "GAN"])]
     pub loss_weights: Option<Vec<f64>>,
+    /// Generator only: weight of the code loss L_h = ||E(G(h)) - h||^2 (eq. 24, Fig. S8's
+    /// feature loss in the code layer), without the joint variant's noise [default: 0, or 1
+    /// with --joint].
+    #[arg(long, value_name = "W")]
+    pub code_loss: Option<f64>,
+    /// Generator only: channels at 7x7, 14x14 and 28x28 [default: 64 32 16].
+    #[arg(long, num_args = 3, value_names = ["C7", "C14", "C28"])]
+    pub channels: Option<Vec<usize>>,
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -143,6 +155,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     if !(opts.lr > 0.0 && opts.lr.is_finite()) {
         anyhow::bail!("--lr must be a positive number, got {}", opts.lr);
     }
+    let gan = gan_settings(&a)?;
     let dir = fashion_mnist::resolve_dir(a.data_dir.as_deref());
     let data = Data {
         train: fashion_mnist::load(&dir, Split::Train)?,
@@ -155,10 +168,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             &opts,
             &device,
         )?),
-        Network::Generator => {
-            let w = a.loss_weights.as_ref().map(|w| (w[0], w[1], w[2]));
-            Box::new(GanTask::new(data, &opts, a.joint, w, &device)?)
-        }
+        Network::Generator => Box::new(GanTask::new(data, &opts, &gan, &device)?),
         Network::HDae => Box::new(DaeTask::new_h(data, &opts, &device)?),
         Network::CodePrior => Box::new(CodePriorTask::new(data, &opts, &device)?),
         Network::XDae => Box::new(DaeTask::new_x(data, &opts, &device)?),
@@ -189,4 +199,30 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     );
     println!("wrote {} and {}", w.display(), c.display());
     Ok(())
+}
+
+/// The generator's flags, checked before any data or network loads.
+fn gan_settings(a: &TrainArgs) -> anyhow::Result<GanSettings> {
+    let weights = a.loss_weights.as_ref().map(|w| (w[0], w[1], w[2]));
+    let all = weights
+        .map(|(i, h1, g)| vec![i, h1, g])
+        .unwrap_or_default()
+        .into_iter()
+        .chain(a.code_loss);
+    for w in all {
+        if !(w >= 0.0 && w.is_finite()) {
+            anyhow::bail!("loss weights must be finite and non-negative, got {w}");
+        }
+    }
+    let channels = match a.channels.as_deref() {
+        Some(&[c7, c14, c28]) if c7 > 0 && c14 > 0 && c28 > 0 => Some([c7, c14, c28]),
+        Some(c) => anyhow::bail!("--channels takes three positive widths, got {c:?}"),
+        None => None,
+    };
+    Ok(GanSettings {
+        joint: a.joint,
+        weights,
+        code_loss: a.code_loss,
+        channels,
+    })
 }

@@ -3,7 +3,7 @@
 //! the exact posterior, a larger eps2 the exact posterior of the sharpened
 //! likelihood `p(y|x)^eps2` (a guidance scale), which trades diversity for
 //! recognisability. The scale is chosen with the guiding classifier on the
-//! validation split (the last `crate::train::code_prior::VALIDATION`
+//! validation split (the last `crate::train::VALIDATION`
 //! training images, which no network was trained on for this purpose) and
 //! never with the evaluator: among the scales whose samples the guiding
 //! classifier recognises at least as often as it recognises real
@@ -76,7 +76,7 @@ fn guide(stack: &Stack, images: &Tensor) -> Result<(Rows, Rows)> {
 /// held out.
 pub fn validation_split(train: &Dataset) -> Result<Dataset> {
     let n = train.len();
-    let from = n.saturating_sub(crate::train::code_prior::VALIDATION);
+    let from = crate::train::validation_start(n);
     let idx: Vec<usize> = (from..n).collect();
     Ok(Dataset {
         images: train.images[from * 784..].to_vec(),

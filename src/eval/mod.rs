@@ -3,6 +3,7 @@
 
 pub mod claims;
 pub mod experiments;
+pub mod generators;
 pub mod guidance;
 pub mod ms_ssim;
 pub mod protocol;

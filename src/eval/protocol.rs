@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Module};
 
 use super::experiments::{compare_one, mean_over_classes, real_per_class, SamplerRow, Yardsticks};
 use super::report::{reference, score, Scores};
@@ -198,6 +198,18 @@ impl Run<'_> {
             &real_labels,
             self.y.reference,
         )?;
+        // the generator's floor: the same test images through G(E(x))
+        let recon_x = self
+            .s
+            .generator
+            .forward(&self.s.classifier.forward_all(&real_x)?.h)?;
+        let reconstructed = score(
+            &self.s.evaluator,
+            self.y.judge,
+            &recon_x,
+            &real_labels,
+            self.y.reference,
+        )?;
         // the evaluator's card holds its accuracy on the whole test set (the
         // shipped-card test checks it is reproduced)
         let real_full_accuracy = self
@@ -240,6 +252,7 @@ impl Run<'_> {
             real_mean_ms_ssim: mean_over_classes(&real.ms_ssim_per_class),
             real,
             real_full_accuracy,
+            reconstructed,
             budgets,
             guidance,
             step_study,

@@ -5,7 +5,8 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use super::report::Scores;
+use super::experiments::mean_over_classes;
+use super::report::{classes_more_diverse, Scores};
 use crate::data::fashion_mnist::CLASS_NAMES;
 use crate::eval::experiments::{ChainStudy, NoisePoint, SamplerRow};
 
@@ -21,6 +22,9 @@ pub struct Report {
     pub real_mean_ms_ssim: f64,
     /// Evaluator accuracy on the whole test set (the evaluator's card).
     pub real_full_accuracy: f64,
+    /// The same real test images reconstructed, `G(E(x))`: what the
+    /// generator draws from real codes, the floor of every sampler on it.
+    pub reconstructed: Scores,
     /// One table per gradient budget.
     pub budgets: Vec<BudgetTable>,
     /// How the flow presets' guidance scale eps2 was chosen (with the
@@ -183,6 +187,17 @@ fn render_budget(w: &mut String, r: &Report, t: &BudgetTable) {
         r.real_mean_ms_ssim,
         r.real.ms_ssim_per_class.len(),
         opt(r.real.mean_log_real)
+    );
+    let g = &r.reconstructed;
+    let _ = writeln!(
+        w,
+        "| G(E(x)) of the same test images (no sampling) | - | - | {:.3} | {:.2} | {:.2} | {:.3} | {} | {} |",
+        g.evaluator_accuracy,
+        g.evaluator_score,
+        g.frechet_distance,
+        mean_over_classes(&g.ms_ssim_per_class),
+        classes_more_diverse(g, &r.real),
+        opt(g.mean_log_real)
     );
     for s in &t.rows {
         let _ = writeln!(

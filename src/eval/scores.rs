@@ -3,9 +3,9 @@
 //! `exp(E_x KL(p(y|x) || p(y)))`, and the Frechet distance between two sets
 //! of features `|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2)`.
 
-use nalgebra::{DMatrix, SymmetricEigen};
-
-use crate::error::{Error, Result};
+pub use crate::nn::frechet::{
+    frechet_distance, mean_cov, sqrtm_psd, symmetric_eigen, FeatureGaussian,
+};
 
 /// Rows of a matrix, `[n][d]`.
 pub type Rows = Vec<Vec<f64>>;
@@ -45,109 +45,4 @@ pub fn inception_score(probs: &[Vec<f64>]) -> f64 {
         .sum::<f64>()
         / n;
     kl.exp()
-}
-
-/// Mean and covariance (divided by n - 1) of rows `[n][d]`.
-pub fn mean_cov(x: &[Vec<f64>]) -> (Vec<f64>, DMatrix<f64>) {
-    let n = x.len();
-    let d = x.first().map_or(0, |r| r.len());
-    let m = DMatrix::from_fn(n, d, |i, j| x[i][j]);
-    let mu: Vec<f64> = m.row_mean().iter().copied().collect();
-    let centred = DMatrix::from_fn(n, d, |i, j| m[(i, j)] - mu[j]);
-    let cov = centred.tr_mul(&centred) / (n as f64 - 1.0).max(1.0);
-    (mu, cov)
-}
-
-/// Eigenvalues and eigenvectors (columns) of a symmetric matrix.
-pub fn symmetric_eigen(a: &[Vec<f64>]) -> (Vec<f64>, Vec<Vec<f64>>) {
-    let n = a.len();
-    let e = SymmetricEigen::new(DMatrix::from_fn(n, n, |i, j| a[i][j]));
-    let v = (0..n)
-        .map(|i| (0..n).map(|j| e.eigenvectors[(i, j)]).collect())
-        .collect();
-    (e.eigenvalues.iter().copied().collect(), v)
-}
-
-/// The symmetric square root `V diag(sqrt(w)) V^T` of a positive
-/// semi-definite matrix (negative eigenvalues from rounding taken as zero).
-fn sqrtm(a: &DMatrix<f64>) -> DMatrix<f64> {
-    let e = SymmetricEigen::new(a.clone());
-    let s = e.eigenvalues.map(|w| w.max(0.0).sqrt());
-    &e.eigenvectors * DMatrix::from_diagonal(&s) * e.eigenvectors.transpose()
-}
-
-/// [`sqrtm`] on rows.
-pub fn sqrtm_psd(a: &[Vec<f64>]) -> Vec<Vec<f64>> {
-    let n = a.len();
-    let r = sqrtm(&DMatrix::from_fn(n, n, |i, j| a[i][j]));
-    (0..n)
-        .map(|i| (0..n).map(|j| r[(i, j)]).collect())
-        .collect()
-}
-
-/// A Gaussian fitted to feature rows, with the square root of its
-/// covariance kept so that distances to it cost one eigen-decomposition
-/// each.
-#[derive(Debug, Clone)]
-pub struct FeatureGaussian {
-    pub mean: Vec<f64>,
-    pub cov: DMatrix<f64>,
-    /// Computed on first use: only the reference side of a distance needs it.
-    sqrt_cov: std::sync::OnceLock<DMatrix<f64>>,
-    pub rows: usize,
-}
-
-impl FeatureGaussian {
-    pub fn fit(x: &[Vec<f64>]) -> Result<Self> {
-        if x.len() < 2 {
-            return Err(Error::shape(
-                "Frechet distance",
-                "at least 2 feature rows",
-                x.len(),
-            ));
-        }
-        let (mean, cov) = mean_cov(x);
-        Ok(Self {
-            sqrt_cov: std::sync::OnceLock::new(),
-            mean,
-            cov,
-            rows: x.len(),
-        })
-    }
-
-    /// `|m1 - m2|^2 + tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2)` (Heusel et
-    /// al.); the trace of the square root is the sum of the square roots of
-    /// the eigenvalues.
-    pub fn frechet_distance(&self, other: &FeatureGaussian) -> Result<f64> {
-        let d = self.mean.len();
-        if other.mean.len() != d {
-            return Err(Error::shape(
-                "Frechet distance",
-                format!("{d}-dimensional features on both sides"),
-                other.mean.len(),
-            ));
-        }
-        let r1 = self.sqrt_cov.get_or_init(|| sqrtm(&self.cov));
-        let inner = r1 * &other.cov * r1;
-        // symmetrise against rounding before the eigen-decomposition
-        let inner = (&inner + inner.transpose()) * 0.5;
-        let cross: f64 = SymmetricEigen::new(inner)
-            .eigenvalues
-            .iter()
-            .map(|w| w.max(0.0).sqrt())
-            .sum();
-        let mean_term: f64 = self
-            .mean
-            .iter()
-            .zip(&other.mean)
-            .map(|(x, y)| (x - y) * (x - y))
-            .sum();
-        let trace = self.cov.trace() + other.cov.trace() - 2.0 * cross;
-        Ok((mean_term + trace).max(0.0))
-    }
-}
-
-/// Frechet distance between Gaussians fitted to two feature sets `[n][d]`.
-pub fn frechet_distance(a: &[Vec<f64>], b: &[Vec<f64>]) -> Result<f64> {
-    FeatureGaussian::fit(a)?.frechet_distance(&FeatureGaussian::fit(b)?)
 }

@@ -11,7 +11,7 @@ use crate::data::fashion_mnist::{self, Dataset, Split, CLASS_NAMES};
 use crate::data::image::save_grid;
 use crate::error::{Error, Result};
 use crate::models::card::{sha256_file, Card};
-use crate::models::fashion::{self as stack, Stack};
+use crate::models::fashion::{self as stack, Classifier, Evaluator, Generator, Stack};
 use crate::train::reconstruction::{self, ReconstructionReport};
 
 /// The stack and what it measured.
@@ -46,7 +46,8 @@ pub fn check(models: Option<&Path>, data_dir: Option<&Path>) -> Result<StackChec
         reconstruction::evaluate(&s.classifier, &s.generator, &s.evaluator, &test, &device)?;
     let train = fashion_mnist::load(&fashion_mnist::resolve_dir(data_dir), Split::Train)?;
     let refs = super::report::reference(&s.evaluator, &train, &device)?;
-    let (frechet_test, frechet_reconstructions) = frechet(&s, &test, &refs)?;
+    let (frechet_test, frechet_reconstructions) =
+        reconstruction_frechet(&s.classifier, &s.generator, &s.evaluator, &test, &refs)?;
     Ok(StackCheck {
         dir,
         stack: s,
@@ -60,16 +61,22 @@ pub fn check(models: Option<&Path>, data_dir: Option<&Path>) -> Result<StackChec
 
 /// Frechet distances to `refs` of the test images and of their
 /// reconstructions `G(E(x))`, in the evaluator's features.
-fn frechet(s: &Stack, test: &Dataset, refs: &super::report::Reference) -> Result<(f64, f64)> {
+pub fn reconstruction_frechet(
+    e: &Classifier,
+    g: &Generator,
+    evaluator: &Evaluator,
+    test: &Dataset,
+    refs: &super::report::Reference,
+) -> Result<(f64, f64)> {
     use super::scores::FeatureGaussian;
     let device = Device::Cpu;
     let (mut real, mut rec) = (Vec::new(), Vec::new());
     let idx: Vec<usize> = (0..test.len()).collect();
     for chunk in idx.chunks(crate::train::EVAL_BATCH) {
         let x = test.images_tensor(chunk, &device)?;
-        let r = s.generator.forward(&s.classifier.forward_all(&x)?.h)?;
-        real.extend(super::report::features_and_probs(&s.evaluator, &x)?.0);
-        rec.extend(super::report::features_and_probs(&s.evaluator, &r)?.0);
+        let r = g.forward(&e.forward_all(&x)?.h)?;
+        real.extend(super::report::features_and_probs(evaluator, &x)?.0);
+        rec.extend(super::report::features_and_probs(evaluator, &r)?.0);
     }
     let fd = |f: &[Vec<f64>]| refs.overall.frechet_distance(&FeatureGaussian::fit(f)?);
     Ok((fd(&real)?, fd(&rec)?))

@@ -11,6 +11,7 @@
 pub mod adam;
 pub mod depthwise;
 pub mod fast;
+pub mod frechet;
 pub mod frozen;
 pub mod im2col;
 pub mod init;

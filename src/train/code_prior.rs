@@ -1,6 +1,6 @@
 //! Training the flow prior on codes (`crate::models::fashion::code_prior`)
 //! by maximum likelihood on the pre-ReLU codes `u` of the training images.
-//! The last [`VALIDATION`] training images are held out (the validation
+//! The last [`super::VALIDATION`] training images are held out (the validation
 //! split settings are tuned on); the card reports the held-out negative
 //! log-likelihood in nats per dimension on the validation and test codes,
 //! beside a full-covariance Gaussian fitted to the same training codes and
@@ -14,15 +14,12 @@ use candle_nn::{VarBuilder, VarMap};
 use nalgebra::{DMatrix, DVector};
 use rand_chacha::ChaCha8Rng;
 
-use super::{batched, Data, Task, TrainOptions};
+use super::{batched, validation_start, Data, Task, TrainOptions};
 use crate::error::{Error, Result};
 use crate::models::fashion::code_prior::HALF_LN_2PI;
 use crate::models::fashion::{self as stack, Classifier, CodePrior, CodePriorConfig};
 use crate::nn::adam::Adam;
 use crate::nn::init::init_seeded;
-
-/// Training images held out as the validation split (the last ones).
-pub const VALIDATION: usize = 5000;
 
 /// The standard deviation of the isotropic Gaussian prior the card
 /// compares with (the `xu-*` presets' `prior_sigma`).
@@ -73,15 +70,16 @@ impl CodePriorTask {
             Classifier::new,
         )?;
         let n = data.train.len();
-        if n <= VALIDATION {
+        let v = validation_start(n);
+        if v == 0 {
             return Err(Error::data(
                 &opts.models_dir,
-                format!("{n} training images; the code prior needs more than {VALIDATION}"),
+                "no training images to fit the code prior to",
             ));
         }
         let all: Vec<usize> = (0..n).collect();
-        let train = pre_relu_codes(&clf, &data.train, &all[..n - VALIDATION], device)?;
-        let validation = pre_relu_codes(&clf, &data.train, &all[n - VALIDATION..], device)?;
+        let train = pre_relu_codes(&clf, &data.train, &all[..v], device)?;
+        let validation = pre_relu_codes(&clf, &data.train, &all[v..], device)?;
         let test_idx: Vec<usize> = (0..data.test.len()).collect();
         let test = pre_relu_codes(&clf, &data.test, &test_idx, device)?;
         let cfg = CodePriorConfig {

@@ -18,9 +18,9 @@ use candle_nn::{VarBuilder, VarMap};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::named_vars;
+use super::{named_vars, validation_start};
 use super::{Data, Task, TrainOptions};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::models::fashion::{
     self as stack, Classifier, Discriminator, DiscriminatorConfig, Evaluator, Generator,
     GeneratorConfig,
@@ -28,6 +28,20 @@ use crate::models::fashion::{
 use crate::models::weights::varmap_tensors;
 use crate::nn::adam::{Adam, AdamParams};
 use crate::nn::{gaussian_like, init::init_seeded, log_sigmoid, mse};
+
+/// How a generator is trained: the variant, loss weights and width.
+#[derive(Debug, Clone, Default)]
+pub struct GanSettings {
+    /// The Joint PPGN-h variant (S9.5): noise on x, h1, h and `L_h`.
+    pub joint: bool,
+    /// Weights of `(L_img, L_h1, L_GAN)` in place of the defaults.
+    pub weights: Option<(f64, f64, f64)>,
+    /// Weight of the code loss `L_h = ||E(G(h)) - h||^2` (eq. 24) without
+    /// the joint variant's noise (Fig. S8's code-layer feature loss).
+    pub code_loss: Option<f64>,
+    /// Channels at 7x7, 14x14 and 28x28 in place of the default width.
+    pub channels: Option<[usize; 3]>,
+}
 
 /// Loss weights and noise levels; written into the generator's card.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,14 +98,20 @@ pub struct GanTask {
 }
 
 impl GanTask {
-    /// `weights` overrides the loss weights `(img, h1, gan)`; `joint` selects S9.5.
+    /// G is trained on the training images before the validation split
+    /// ([`super::VALIDATION`]), which its card measures reconstructions on.
     pub fn new(
         data: Data,
         opts: &TrainOptions,
-        joint: bool,
-        weights: Option<(f64, f64, f64)>,
+        settings: &GanSettings,
         device: &Device,
     ) -> Result<Self> {
+        if validation_start(data.train.len()) == 0 {
+            return Err(Error::data(
+                "training images",
+                "none left for the generator beside the validation split",
+            ));
+        }
         let (e, _) = stack::load(
             &opts.models_dir,
             "classifier",
@@ -106,10 +126,13 @@ impl GanTask {
             device,
             Evaluator::new,
         )?;
-        let g_cfg = GeneratorConfig {
+        let mut g_cfg = GeneratorConfig {
             h_dim: e.cfg.h_dim,
             ..Default::default()
         };
+        if let Some(c) = settings.channels {
+            g_cfg.channels = c;
+        }
         let g_vars = VarMap::new();
         let g = Generator::new(&g_cfg, VarBuilder::from_varmap(&g_vars, DType::F32, device))?;
         init_seeded(&g_vars, opts.seed)?;
@@ -127,15 +150,18 @@ impl GanTask {
         let g_adam = Adam::new(named_vars(&g_vars), params)?;
         let d_adam = Adam::new(named_vars(&d_vars), params)?;
         let mut losses = GanLosses::noiseless();
-        if let Some((img, h1, gan)) = weights {
+        if let Some((img, h1, gan)) = settings.weights {
             (losses.img, losses.h1, losses.gan) = (img, h1, gan);
         }
-        if joint {
+        if let Some(w) = settings.code_loss {
+            losses.h = w;
+        }
+        if settings.joint {
             // S9.5: sigma = {1, 4, 1} for x, h1, h: ~1% of pixel values and
             // ~10% of the mean pool5 / fc6 activations.
             let idx: Vec<usize> = (0..data.train.len().min(2000)).collect();
             let out = e.forward_all(&data.train.images_tensor(&idx, device)?)?;
-            losses.h = 1.0;
+            losses.h = settings.code_loss.unwrap_or(1.0);
             losses.noise_x = 0.01;
             losses.noise_h1 = 0.1 * out.h1.mean_all()?.to_scalar::<f32>()? as f64;
             losses.noise_h = 0.1 * out.h.mean_all()?.to_scalar::<f32>()? as f64;
@@ -177,7 +203,7 @@ impl Task for GanTask {
         vec![&self.g_adam, &self.d_adam]
     }
     fn train_len(&self) -> usize {
-        self.data.train.len()
+        validation_start(self.data.train.len())
     }
     fn step(&mut self, idx: &[usize], rng: &mut ChaCha8Rng) -> Result<Vec<(&'static str, f64)>> {
         let l = &self.losses;
@@ -250,6 +276,18 @@ impl Task for GanTask {
             &self.device,
         )?;
         let mut m = report.metrics();
+        let n = self.data.train.len();
+        let validation: Vec<usize> = (validation_start(n)..n).collect();
+        m.insert(
+            "validation_reconstruction_frechet_h".into(),
+            super::reconstruction::frechet_in_code(
+                &self.e,
+                &self.g,
+                &self.data.train,
+                &validation,
+                &self.device,
+            )?,
+        );
         m.insert("steps_g_paused".into(), self.paused.0 as f64);
         m.insert("steps_d_paused".into(), self.paused.1 as f64);
         Ok(m)

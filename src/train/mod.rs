@@ -407,6 +407,17 @@ fn finish(
 /// reuses buffers instead of mapping fresh pages for every op.
 pub const EVAL_BATCH: usize = 100;
 
+/// Training images held out as the validation split (the last ones): the
+/// code prior and the generator train on the others and measure on these,
+/// and settings are chosen on them with the guiding classifier.
+pub const VALIDATION: usize = 5000;
+
+/// Where the validation split starts among `n` training images: the last
+/// [`VALIDATION`] of them, or the last fifth of a smaller set (test data).
+pub fn validation_start(n: usize) -> usize {
+    n - VALIDATION.min(n / 5)
+}
+
 /// Runs `f` over `data` in batches of `batch` indices and concatenates the results.
 pub fn batched<T>(
     n: usize,

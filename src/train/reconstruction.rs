@@ -5,12 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::{Device, Module};
+use candle_core::{DType, Device, Module};
 
 use super::EVAL_BATCH;
 use crate::data::fashion_mnist::Dataset;
 use crate::error::Result;
 use crate::models::fashion::{Classifier, Evaluator, Generator};
+use crate::nn::frechet::frechet_distance;
 use crate::nn::{accuracy, mse};
 
 /// Measurements over a whole split; every value is a mean over images.
@@ -89,4 +90,26 @@ pub fn evaluate(
         reconstruction_mse: m[4],
         h1_mse: m[5],
     })
+}
+
+/// Frechet distance in the guiding classifier's code `h` between the
+/// images `idx` of `data` and their reconstructions `G(E(x))`: how far the
+/// generator's drawings of real codes are from the real images, in the
+/// features the sampler is guided by (the generator's selection metric;
+/// the evaluator never chooses).
+pub fn frechet_in_code(
+    e: &Classifier,
+    g: &Generator,
+    data: &Dataset,
+    idx: &[usize],
+    device: &Device,
+) -> Result<f64> {
+    let (mut real, mut rec) = (Vec::new(), Vec::new());
+    for chunk in idx.chunks(EVAL_BATCH) {
+        let h = e.forward_all(&data.images_tensor(chunk, device)?)?.h;
+        let h_rec = e.forward_all(&g.forward(&h)?)?.h;
+        real.extend(h.to_dtype(DType::F64)?.to_vec2::<f64>()?);
+        rec.extend(h_rec.to_dtype(DType::F64)?.to_vec2::<f64>()?);
+    }
+    frechet_distance(&rec, &real)
 }

@@ -142,6 +142,7 @@ fn report_writes_results_and_reproduces_them() {
         "t-SNE grid of one class (Fig. S11)",
         "The papers' claims, checked",
         "| real test images |",
+        "| G(E(x)) of the same test images (no sampling) |",
         "Best sampler",
         "Guidance scale of the exact samplers",
     ] {

@@ -86,7 +86,8 @@ fn shipped_stack_reproduces_its_card_numbers() {
 /// flow beats both, and `T` inverts `T^-1` on real codes.
 #[test]
 fn shipped_code_prior_reproduces_its_card() {
-    use ppgn::train::code_prior::{gaussian_fit_nll, isotropic_nll, pre_relu_codes, VALIDATION};
+    use ppgn::train::code_prior::{gaussian_fit_nll, isotropic_nll, pre_relu_codes};
+    use ppgn::train::VALIDATION;
     let data_dir = fashion_mnist::resolve_dir(None);
     let test = fashion_mnist::load(&data_dir, Split::Test).unwrap();
     let train = fashion_mnist::load(&data_dir, Split::Train).unwrap();

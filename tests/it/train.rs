@@ -10,7 +10,12 @@ use rand_chacha::ChaCha8Rng;
 use ppgn::data::fashion_mnist::Dataset;
 use ppgn::models::card::Card;
 use ppgn::models::weights::load_tensors;
-use ppgn::train::{self, classifier::ClassifierTask, gan::GanTask, Data, Task, TrainOptions};
+use ppgn::train::{
+    self,
+    classifier::ClassifierTask,
+    gan::{GanSettings, GanTask},
+    Data, Task, TrainOptions,
+};
 
 use super::tempdir;
 
@@ -141,6 +146,13 @@ fn resume_refuses_other_settings() {
     );
 }
 
+fn joint() -> GanSettings {
+    GanSettings {
+        joint: true,
+        ..Default::default()
+    }
+}
+
 #[test]
 fn generator_training_resumes_exactly() {
     // G needs a trained classifier and evaluator in the same folder.
@@ -151,13 +163,14 @@ fn generator_training_resumes_exactly() {
         train_classifier(d, true, &opts(d, 2)).unwrap();
     }
     let o = opts(&a, 3);
-    let mut t = GanTask::new(data(), &o, true, None, &Device::Cpu).unwrap();
+    let mut t = GanTask::new(data(), &o, &joint(), &Device::Cpu).unwrap();
     let card = train::run(&mut t, &o, &Device::Cpu, &mut ppgn::run::Silent)
         .unwrap()
         .unwrap();
     for k in [
         "evaluator_accuracy_reconstructions",
         "test_reconstruction_mse",
+        "validation_reconstruction_frechet_h",
     ] {
         assert!(card.metrics.contains_key(k), "card lacks {k}");
     }
@@ -166,14 +179,14 @@ fn generator_training_resumes_exactly() {
 
     let mut ob = opts(&b, 3);
     ob.stop_at = Some(5);
-    let mut t = GanTask::new(data(), &ob, true, None, &Device::Cpu).unwrap();
+    let mut t = GanTask::new(data(), &ob, &joint(), &Device::Cpu).unwrap();
     assert!(
         train::run(&mut t, &ob, &Device::Cpu, &mut ppgn::run::Silent)
             .unwrap()
             .is_none()
     );
     ob.stop_at = None;
-    let mut t = GanTask::new(data(), &ob, true, None, &Device::Cpu).unwrap();
+    let mut t = GanTask::new(data(), &ob, &joint(), &Device::Cpu).unwrap();
     train::run(&mut t, &ob, &Device::Cpu, &mut ppgn::run::Silent)
         .unwrap()
         .unwrap();
@@ -185,6 +198,54 @@ fn generator_training_resumes_exactly() {
         &a.join("discriminator.safetensors"),
         &b.join("discriminator.safetensors"),
     );
+    choosing_generators(&a, &b);
+}
+
+/// `ppgn models generators`: the same generator in two folders measures
+/// the same; the choice is marked once; a folder without a generator and a
+/// generator trained against another classifier are refused by name.
+fn choosing_generators(a: &Path, b: &Path) {
+    use ppgn::data::idx::to_idx_bytes;
+    use ppgn::eval::generators;
+    let data_dir = tempdir("gen-data");
+    let d = data();
+    for (prefix, set) in [("train", &d.train), ("t10k", &d.test)] {
+        let n = set.len();
+        std::fs::write(
+            data_dir.join(format!("{prefix}-images-idx3-ubyte")),
+            to_idx_bytes(&[n, 28, 28], &set.images),
+        )
+        .unwrap();
+        std::fs::write(
+            data_dir.join(format!("{prefix}-labels-idx1-ubyte")),
+            to_idx_bytes(&[n], &set.labels),
+        )
+        .unwrap();
+    }
+    let dirs = [a.to_path_buf(), b.to_path_buf()];
+    let mut c = generators::measure(&dirs, Some(a), Some(&data_dir)).unwrap();
+    let v = c[0].validation_frechet_h;
+    assert!(v.is_finite() && v > 0.0, "{v}");
+    assert_eq!(v, c[1].validation_frechet_h);
+    let chosen = generators::choose(&c);
+    assert_eq!(chosen, Some(0));
+    generators::score_with_evaluator(&mut c, Some(a), Some(&data_dir)).unwrap();
+    assert!(c.iter().all(|c| c.evaluator_frechet.is_some()));
+    let table = generators::markdown(&c, chosen);
+    assert_eq!(table.matches("(chosen)").count(), 1, "{table}");
+    assert!(
+        table.contains("1 L_img + 1 L_h1 + 1 L_h + 0.01 L_GAN"),
+        "{table}"
+    );
+
+    let empty = tempdir("gen-empty");
+    let e =
+        generators::measure(std::slice::from_ref(&empty), Some(a), Some(&data_dir)).unwrap_err();
+    assert!(e.to_string().contains("no generator.safetensors"), "{e}");
+    let other = tempdir("gen-other");
+    train_classifier(&other, false, &opts(&other, 7)).unwrap();
+    let e = generators::measure(&dirs[..1], Some(&other), Some(&data_dir)).unwrap_err();
+    assert!(e.to_string().contains("another classifier"), "{e}");
 }
 
 #[test]
