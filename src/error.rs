@@ -110,6 +110,14 @@ impl Error {
             source,
         }
     }
+
+    /// Whether this is a write that found no room: a full filesystem, a
+    /// quota, or the file-size limit (`ulimit -f`, with SIGXFSZ ignored).
+    pub fn is_disk_full(&self) -> bool {
+        use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+        matches!(self, Error::Io { source, .. }
+            if matches!(source.kind(), StorageFull | QuotaExceeded | FileTooLarge))
+    }
     /// [`Error::Setting`]: `name = value` is wrong, `expected` says what is right.
     pub fn setting(
         name: impl Into<String>,

@@ -41,3 +41,25 @@ pub fn write_atomic_with(
     }
     Ok(())
 }
+
+/// Bytes free for an unprivileged user on the filesystem that holds
+/// `path` (or its nearest existing ancestor), when it can be asked.
+pub fn available_space(path: &Path) -> Option<f64> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut p = if path.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        path
+    };
+    while !p.exists() {
+        p = p
+            .parent()
+            .filter(|q| !q.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+    }
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statvfs.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then_some(st.f_bavail as f64 * st.f_frsize as f64)
+}

@@ -21,6 +21,12 @@ fn main() {
         libmimalloc_sys::mi_option_set(15, -1);
         libmimalloc_sys::mi_option_set(4, 1);
     }
+    // A write beyond the file-size limit (`ulimit -f`) then fails with
+    // EFBIG, reported like a full disk, instead of killing the process.
+    // SAFETY: setting a signal's disposition to SIG_IGN before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     if let Err(e) = cli::main() {
         // One line: the error and its causes, outermost first (a cause
         // the message already quotes is not repeated), each on one line.

@@ -14,9 +14,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use ppgn::run::bench::{
-    markdown, median, peer_timing, time_steps, workload, Budget, Timing, WORKLOADS,
-};
+use ppgn::run::bench::{markdown, time_steps, workload, Budget, Sitting, WORKLOADS};
 use ppgn::run::preset::Engine;
 
 #[derive(Args, Debug)]
@@ -87,7 +85,6 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if let Some(one) = &a.one {
         return run_one(&a, one);
     }
-    let threads = candle_core::utils::get_num_threads();
     if a.rounds == 0 {
         bail!("--rounds must be at least 1");
     }
@@ -97,36 +94,24 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| std::env::var("PPGN_PYTHON").ok())
         .unwrap_or_else(|| "python3".into());
-    // Each (workload, chains) runs `rounds` times, ours then the peer's,
-    // so both see the same state of the machine; the medians are reported.
-    let (mut ours, mut peer) = (Vec::new(), Vec::new());
-    for w in &a.workloads {
-        let chains = if w == "w1" {
-            a.w1_chains.clone()
-        } else {
-            a.w2_chains.clone()
-        };
-        for n in chains {
-            let (mut mine, mut theirs) = (Vec::new(), Vec::new());
-            for _ in 0..a.rounds {
-                mine.push(child_ours(&a, &exe, w, n)?);
-                if a.compare {
-                    theirs.push(peer_timing(
-                        &python,
-                        threads,
-                        (w, n),
-                        (a.seconds, a.warmup),
-                        a.models.as_deref(),
-                    )?);
-                }
-            }
-            ours.push(median(mine));
-            if a.compare {
-                peer.push(median(theirs));
-            }
-        }
-    }
-    let peer = a.compare.then_some(peer);
+    let chains = |w: &str| match w {
+        "w1" => a.w1_chains.clone(),
+        _ => a.w2_chains.clone(),
+    };
+    let sitting = Sitting {
+        exe: &exe,
+        workloads: a.workloads.iter().map(|w| (w.clone(), chains(w))).collect(),
+        rounds: a.rounds,
+        budget: Budget {
+            warmup: a.warmup,
+            seconds: a.seconds,
+        },
+        engine: a.engine,
+        models: a.models.as_deref(),
+        peer_python: a.compare.then_some(python),
+    };
+    let (ours, peer) = sitting.run()?;
+    let threads = candle_core::utils::get_num_threads();
     let table = markdown(
         &ours,
         peer.as_deref(),
@@ -164,32 +149,4 @@ fn run_one(a: &BenchArgs, one: &str) -> anyhow::Result<()> {
     );
     println!("{}", serde_json::to_string(&row)?);
     Ok(())
-}
-
-/// One measurement of ours in a child process.
-fn child_ours(a: &BenchArgs, exe: &std::path::Path, w: &str, n: usize) -> anyhow::Result<Timing> {
-    let mut cmd = std::process::Command::new(exe);
-    cmd.args(["bench", "--one", &format!("{w}:{n}")])
-        .args(["--seconds", &a.seconds.to_string()])
-        .args(["--warmup", &a.warmup.to_string()])
-        .args([
-            "--engine",
-            if a.engine == Engine::Fast {
-                "fast"
-            } else {
-                "reference"
-            },
-        ]);
-    if let Some(m) = &a.models {
-        cmd.arg("--models").arg(m);
-    }
-    let out = cmd
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("running a benchmark child")?;
-    if !out.status.success() {
-        bail!("benchmark {w} at {n} chains failed (see above)");
-    }
-    serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("benchmark {w} at {n} chains printed no timing"))
 }

@@ -42,6 +42,8 @@ pub enum Command {
     Sample(sample::SampleArgs),
     /// Fill the masked region of a real image, conditioned on a class (S10).
     Inpaint(inpaint::InpaintArgs),
+    /// Join the shard folders of one run (`ppgn sample --shard K/N`) into its run folder.
+    Merge(sample::MergeArgs),
     /// Score a run's samples with the independent evaluator (accuracy, score, Frechet distance).
     Eval(eval::EvalArgs),
     /// Run the samplers at equal gradient budgets and the papers' studies; write docs/results.md.
@@ -97,6 +99,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Presets => sample::presets(),
         Command::Inpaint(a) => inpaint::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Merge(a) => sample::merge(a),
         Command::Report(a) => report::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Viz(c) => viz::run(c),

@@ -6,9 +6,8 @@ use clap::Subcommand;
 
 use ppgn::data::fashion_mnist::CLASS_NAMES;
 use ppgn::eval::{generators, stack_check};
-use ppgn::models::card::Card;
 use ppgn::models::fashion as stack;
-use ppgn::models::pretrained::{self, Status};
+use ppgn::models::pretrained;
 
 #[derive(Subcommand, Debug)]
 pub enum ModelsCommand {
@@ -95,17 +94,7 @@ pub fn run(c: ModelsCommand) -> anyhow::Result<()> {
 }
 
 fn tensors(network: &str) -> anyhow::Result<()> {
-    use ppgn::models::{caffe, dcgan, efficientnet_lite};
-    let list = match network {
-        "alexnet" => caffe::alexnet_tensors(&caffe::CaffeNetConfig::caffenet()),
-        "dgn-fc6" => caffe::generator_tensors(&caffe::DgnConfig::fc6()),
-        "efficientnet-lite0" => efficientnet_lite::expected_tensors(),
-        "dcgan-faces" => dcgan::expected_tensors(),
-        other => anyhow::bail!(
-            "unknown network {other:?}: expected alexnet, dgn-fc6, efficientnet-lite0 or dcgan-faces"
-        ),
-    };
-    for (name, shape) in list {
+    for (name, shape) in ppgn::models::expected_tensors(network)? {
         println!("{name} {shape:?}");
     }
     Ok(())
@@ -129,39 +118,10 @@ fn fetch() -> anyhow::Result<()> {
 }
 
 fn list(models: Option<PathBuf>) -> anyhow::Result<()> {
-    let dir = stack::resolve_dir(models.as_deref());
-    println!("Fashion-MNIST stack in {}", dir.display());
-    for name in stack::NETWORKS {
-        let (w, c) = stack::paths(&dir, name);
-        if !w.exists() {
-            println!("  {name:<14} missing ({})", w.display());
-            continue;
-        }
-        let card = Card::load(&c)?;
-        let metrics: Vec<String> = card
-            .metrics
-            .iter()
-            .filter(|(k, _)| !k.starts_with("final_epoch"))
-            .map(|(k, v)| format!("{k} {v:.4}"))
-            .collect();
-        println!("  {name:<14} {} steps, {}", card.steps, metrics.join(", "));
-    }
-    let home = pretrained::home();
-    println!(
-        "Pretrained networks in {} (`ppgn models fetch` installs them)",
-        home.display()
+    print!(
+        "{}",
+        ppgn::models::inventory(&stack::resolve_dir(models.as_deref()))?
     );
-    for pkg in &pretrained::PACKAGES {
-        let status = match pkg.status(&home) {
-            Status::Installed => "installed",
-            Status::Missing => "missing",
-            Status::Corrupt => "CORRUPT (checksum mismatch; run `ppgn models fetch`)",
-        };
-        println!(
-            "  {:<20} {status:<9} {} [{}]",
-            pkg.name, pkg.description, pkg.license
-        );
-    }
     Ok(())
 }
 
@@ -178,14 +138,6 @@ fn check(
         .collect();
     println!("classes: {}", names.join(", "));
     let c = stack_check::check(models.as_deref(), data_dir.as_deref())?;
-    for (network, w, same) in &c.files {
-        let status = if *same {
-            "sha256 ok"
-        } else {
-            "SHA-256 DIFFERS FROM CARD"
-        };
-        println!("loaded {network:<12} {} ({status})", w.display());
-    }
     print!("{}", c.summary());
     if let Some(path) = &report {
         let text = stack_check::markdown_report(&c, png.as_deref(), path)?;
@@ -209,19 +161,10 @@ fn generators(
     best: bool,
     markdown: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let mut c = generators::measure(dirs, models.as_deref(), data_dir.as_deref())?;
-    let chosen = generators::choose(&c);
-    if best {
-        if let Some(i) = chosen {
-            println!("{}", c[i].dir.display());
-        }
-        return Ok(());
-    }
-    generators::score_with_evaluator(&mut c, models.as_deref(), data_dir.as_deref())?;
-    let table = generators::markdown(&c, chosen);
-    print!("{table}");
-    if let Some(path) = markdown {
-        ppgn::fsutil::write_atomic(&path, table.as_bytes())?;
+    let text = generators::study(dirs, models.as_deref(), data_dir.as_deref(), best)?;
+    print!("{text}");
+    if let Some(path) = markdown.filter(|_| !best) {
+        ppgn::fsutil::write_atomic(&path, text.as_bytes())?;
         println!("wrote {}", path.display());
     }
     Ok(())

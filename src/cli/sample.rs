@@ -1,4 +1,4 @@
-//! `ppgn sample` and `ppgn presets`.
+//! `ppgn sample`, `ppgn merge` and `ppgn presets`.
 
 use std::path::PathBuf;
 
@@ -10,6 +10,7 @@ use ppgn::density::condition::{ClassGradient, Neuron};
 use ppgn::run::folder::RunFolder;
 use ppgn::run::preset::{preset, Engine, PriorKind, SamplerConfig, SamplerKind, PRESETS};
 use ppgn::run::settings::{self, Overrides};
+use ppgn::run::shard::Shard;
 use ppgn::run::spec::{Init, Inpaint, Networks, Request, SampleSpec};
 
 #[derive(Args, Debug)]
@@ -136,6 +137,14 @@ pub struct SampleArgs {
     /// Print the estimated memory, disk and time of the request and exit.
     #[arg(long)]
     pub dry_run: bool,
+    /// Chains per batch: batches run one after another and stream their samples to disk
+    /// [default: as many as fit in 200 MB for this network].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Run the K-th of N contiguous blocks of batches (K from 1); the same --batch in every
+    /// shard gives the unsharded run's bits; `ppgn merge` joins the folders.
+    #[arg(long, value_name = "K/N", default_value = "1/1")]
+    pub shard: Shard,
 }
 
 pub fn presets() -> anyhow::Result<()> {
@@ -176,9 +185,7 @@ impl SampleArgs {
         let preset = self.preset.as_deref().unwrap_or(default);
         Ok(settings::resolve(preset, self.config.as_deref(), &o)?)
     }
-}
 
-impl SampleArgs {
     /// The job these flags ask for (`inpaint`: what `ppgn inpaint` adds).
     pub fn spec(&self, inpaint: Option<Inpaint>) -> anyhow::Result<SampleSpec> {
         let networks = Networks::named(
@@ -214,6 +221,8 @@ impl SampleArgs {
             out,
             force: self.force,
             resume: self.resume,
+            batch: self.batch,
+            shard: self.shard,
             command: super::command_line(),
         })
     }
@@ -237,4 +246,22 @@ pub fn run(a: SampleArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     run_spec(&a.spec(None)?, a.quiet, a.stop_after)
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// The shard folders, in any order.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// The merged run folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace an existing folder at --out.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn merge(a: MergeArgs) -> anyhow::Result<()> {
+    println!("{}", ppgn::run::merge::merge(&a.runs, &a.out, a.force)?);
+    Ok(())
 }

@@ -37,16 +37,10 @@ pub enum Network {
 }
 
 impl Network {
-    fn name(self) -> &'static str {
-        match self {
-            Network::Classifier => "classifier",
-            Network::Evaluator => "evaluator",
-            Network::Generator => "generator",
-            Network::HDae => "h-dae",
-            Network::CodePrior => "code-prior",
-            Network::XDae => "x-dae",
-            Network::Realness => "realness",
-        }
+    /// The network's name (its flag value, as the stack's files are named).
+    fn name(self) -> String {
+        self.to_possible_value()
+            .map_or_else(String::new, |v| v.get_name().into())
     }
     /// Default (epochs, learning rate, seed).
     fn defaults(self) -> (usize, f64, u64) {
@@ -155,7 +149,13 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     if !(opts.lr > 0.0 && opts.lr.is_finite()) {
         anyhow::bail!("--lr must be a positive number, got {}", opts.lr);
     }
-    let gan = gan_settings(&a)?;
+    // the generator's flags, checked before any data or network loads
+    let gan = GanSettings::from_flags(
+        a.joint,
+        a.loss_weights.as_deref(),
+        a.code_loss,
+        a.channels.as_deref(),
+    )?;
     let dir = fashion_mnist::resolve_dir(a.data_dir.as_deref());
     let data = Data {
         train: fashion_mnist::load(&dir, Split::Train)?,
@@ -199,30 +199,4 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     );
     println!("wrote {} and {}", w.display(), c.display());
     Ok(())
-}
-
-/// The generator's flags, checked before any data or network loads.
-fn gan_settings(a: &TrainArgs) -> anyhow::Result<GanSettings> {
-    let weights = a.loss_weights.as_ref().map(|w| (w[0], w[1], w[2]));
-    let all = weights
-        .map(|(i, h1, g)| vec![i, h1, g])
-        .unwrap_or_default()
-        .into_iter()
-        .chain(a.code_loss);
-    for w in all {
-        if !(w >= 0.0 && w.is_finite()) {
-            anyhow::bail!("loss weights must be finite and non-negative, got {w}");
-        }
-    }
-    let channels = match a.channels.as_deref() {
-        Some(&[c7, c14, c28]) if c7 > 0 && c14 > 0 && c28 > 0 => Some([c7, c14, c28]),
-        Some(c) => anyhow::bail!("--channels takes three positive widths, got {c:?}"),
-        None => None,
-    };
-    Ok(GanSettings {
-        joint: a.joint,
-        weights,
-        code_loss: a.code_loss,
-        channels,
-    })
 }

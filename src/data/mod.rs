@@ -5,3 +5,4 @@ pub mod idx;
 pub mod image;
 pub mod imagenet;
 pub mod npy;
+pub mod npy_stream;

@@ -191,3 +191,21 @@ pub fn markdown(candidates: &[Candidate], chosen: Option<usize>) -> String {
     }
     w
 }
+
+/// `ppgn models generators`: the folder of the chosen generator alone
+/// (`best`, for scripts; the evaluator is not run), or the table with the
+/// evaluator's numbers measured after the choice.
+pub fn study(
+    dirs: &[PathBuf],
+    models: Option<&Path>,
+    data_dir: Option<&Path>,
+    best: bool,
+) -> Result<String> {
+    let mut c = measure(dirs, models, data_dir)?;
+    let chosen = choose(&c);
+    if best {
+        return Ok(chosen.map_or(String::new(), |i| format!("{}\n", c[i].dir.display())));
+    }
+    score_with_evaluator(&mut c, models, data_dir)?;
+    Ok(markdown(&c, chosen))
+}

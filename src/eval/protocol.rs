@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Module};
+use candle_core::{DType, Device, Module, Tensor};
 
 use super::experiments::{compare_one, mean_over_classes, real_per_class, SamplerRow, Yardsticks};
 use super::report::{reference, score, Scores};
@@ -185,6 +185,21 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// The generator's floor: the same test images through `G(E(x))`, scored.
+    fn reconstructed(&self, real_x: &Tensor, labels: &[usize]) -> Result<Scores> {
+        let recon_x = self
+            .s
+            .generator
+            .forward(&self.s.classifier.forward_all(real_x)?.h)?;
+        score(
+            &self.s.evaluator,
+            self.y.judge,
+            &recon_x,
+            labels,
+            self.y.reference,
+        )
+    }
+
     fn build(&self, tsne_class: usize, progress: &mut dyn Progress) -> Result<(Report, Timing)> {
         let spec = self.spec;
         let classes: Vec<usize> = (0..10).collect();
@@ -198,18 +213,7 @@ impl Run<'_> {
             &real_labels,
             self.y.reference,
         )?;
-        // the generator's floor: the same test images through G(E(x))
-        let recon_x = self
-            .s
-            .generator
-            .forward(&self.s.classifier.forward_all(&real_x)?.h)?;
-        let reconstructed = score(
-            &self.s.evaluator,
-            self.y.judge,
-            &recon_x,
-            &real_labels,
-            self.y.reference,
-        )?;
+        let reconstructed = self.reconstructed(&real_x, &real_labels)?;
         // the evaluator's card holds its accuracy on the whole test set (the
         // shipped-card test checks it is reproduced)
         let real_full_accuracy = self

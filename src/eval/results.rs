@@ -169,6 +169,21 @@ from the same random codes; the real row is {} random test images per class.\n",
     );
 }
 
+/// The row of the test images' reconstructions `G(E(x))`.
+fn render_reconstructed(w: &mut String, r: &Report) {
+    let g = &r.reconstructed;
+    let _ = writeln!(
+        w,
+        "| G(E(x)) of the same test images (no sampling) | - | - | {:.3} | {:.2} | {:.2} | {:.3} | {} | {} |",
+        g.evaluator_accuracy,
+        g.evaluator_score,
+        g.frechet_distance,
+        mean_over_classes(&g.ms_ssim_per_class),
+        classes_more_diverse(g, &r.real),
+        opt(g.mean_log_real)
+    );
+}
+
 /// One budget's table, accuracy along the run, and sample grids.
 fn render_budget(w: &mut String, r: &Report, t: &BudgetTable) {
     let _ = writeln!(
@@ -188,17 +203,7 @@ fn render_budget(w: &mut String, r: &Report, t: &BudgetTable) {
         r.real.ms_ssim_per_class.len(),
         opt(r.real.mean_log_real)
     );
-    let g = &r.reconstructed;
-    let _ = writeln!(
-        w,
-        "| G(E(x)) of the same test images (no sampling) | - | - | {:.3} | {:.2} | {:.2} | {:.3} | {} | {} |",
-        g.evaluator_accuracy,
-        g.evaluator_score,
-        g.frechet_distance,
-        mean_over_classes(&g.ms_ssim_per_class),
-        classes_more_diverse(g, &r.real),
-        opt(g.mean_log_real)
-    );
+    render_reconstructed(w, r);
     for s in &t.rows {
         let _ = writeln!(
             w,

@@ -119,7 +119,16 @@ impl StackCheck {
                 r.reconstruction_mse,
             ),
         ];
-        let mut out = format!("on the {} test images:\n", self.test.len());
+        let mut out = String::new();
+        for (network, w, same) in &self.files {
+            let status = if *same {
+                "sha256 ok"
+            } else {
+                "SHA-256 DIFFERS FROM CARD"
+            };
+            out += &format!("loaded {network:<12} {} ({status})\n", w.display());
+        }
+        out += &format!("on the {} test images:\n", self.test.len());
         for (what, network, key, v) in rows {
             out += &format!("  {what:<28} {v:.4} {}\n", self.versus(network, key, v));
         }

@@ -285,3 +285,68 @@ pub fn peer_timing(
         .ok_or_else(|| failed("printed no timing".into()))?;
     serde_json::from_str(line).map_err(|e| failed(format!("output {line:?}: {e}")))
 }
+
+/// One sitting of `ppgn bench`: every workload at its chain counts,
+/// `rounds` times, each measurement of ours in a child process of `exe`
+/// (`ppgn bench --one`, so its peak memory is its own) and, with
+/// `peer_python`, the PyTorch peer's right after it, so both see the same
+/// state of the machine.
+pub struct Sitting<'a> {
+    pub exe: &'a Path,
+    /// Workloads with their chain counts.
+    pub workloads: Vec<(String, Vec<usize>)>,
+    pub rounds: usize,
+    pub budget: Budget,
+    pub engine: crate::run::preset::Engine,
+    pub models: Option<&'a Path>,
+    pub peer_python: Option<String>,
+}
+
+impl Sitting<'_> {
+    /// The medians of ours and, with a peer, of the peer's.
+    pub fn run(&self) -> Result<(Vec<Timing>, Option<Vec<Timing>>)> {
+        let threads = candle_core::utils::get_num_threads();
+        let (mut ours, mut peer) = (Vec::new(), Vec::new());
+        for (w, chains) in &self.workloads {
+            for &n in chains {
+                let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+                for _ in 0..self.rounds {
+                    mine.push(self.child(w, n)?);
+                    if let Some(py) = &self.peer_python {
+                        let b = (self.budget.seconds, self.budget.warmup);
+                        theirs.push(peer_timing(py, threads, (w, n), b, self.models)?);
+                    }
+                }
+                ours.push(median(mine));
+                if self.peer_python.is_some() {
+                    peer.push(median(theirs));
+                }
+            }
+        }
+        Ok((ours, self.peer_python.is_some().then_some(peer)))
+    }
+
+    /// One measurement of ours in a child process.
+    fn child(&self, w: &str, n: usize) -> Result<Timing> {
+        let mut cmd = std::process::Command::new(self.exe);
+        cmd.args(["bench", "--one", &format!("{w}:{n}")])
+            .args(["--seconds", &self.budget.seconds.to_string()])
+            .args(["--warmup", &self.budget.warmup.to_string()])
+            .args(["--engine", &crate::run::preset::Choice::name(self.engine)]);
+        if let Some(m) = self.models {
+            cmd.arg("--models").arg(m);
+        }
+        let failed = |message: String| Error::External {
+            tool: format!("the benchmark of {w} at {n} chains"),
+            message,
+        };
+        let out = cmd
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|e| failed(format!("cannot run: {e}")))?;
+        if !out.status.success() {
+            return Err(failed("failed (see above)".into()));
+        }
+        serde_json::from_slice(&out.stdout).map_err(|_| failed("printed no timing".into()))
+    }
+}

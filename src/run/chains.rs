@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use super::preset::{Engine, SamplerConfig, SamplerKind};
 use crate::density::Sum;
 use crate::error::{Error, Result};
-use crate::models::weights::{load_tensors_with_note, save_tensors_with_note};
 use crate::nn::Func;
 use crate::sampler::adapt::DualAveraging;
 use crate::sampler::clip::Clip;
@@ -58,8 +57,13 @@ pub fn kernel(cfg: &SamplerConfig) -> Result<Box<dyn Kernel>> {
 /// `relu(N(0, 2^2))` codes, non-negative like post-ReLU `h`: the random
 /// start of every chain (seeded apart from the chains' own streams).
 pub fn random_codes(n: usize, h_dim: usize, seed: u64) -> Result<Tensor> {
+    random_codes_from(0, n, h_dim, seed)
+}
+
+/// [`random_codes`] of chains `first..first + n` of a larger run.
+fn random_codes_from(first: usize, n: usize, h_dim: usize, seed: u64) -> Result<Tensor> {
     let z = Tensor::zeros((n, h_dim), candle_core::DType::F32, &Device::Cpu)?;
-    Ok((ChainRngs::new(seed ^ 0x5eed, n).normal_like(&z)? * 2.0)?.relu()?)
+    Ok((ChainRngs::from_chain(seed ^ 0x5eed, first, n).normal_like(&z)? * 2.0)?.relu()?)
 }
 
 /// Random starting positions for a prior's chains: `random_codes`, or
@@ -72,12 +76,39 @@ pub fn random_starts(
     h_dim: usize,
     seed: u64,
 ) -> Result<Tensor> {
+    random_starts_of(prior, Streams { seed, first: 0 }, n, h_dim)
+}
+
+/// [`random_starts`] of chains `first..first + n` of a larger run.
+pub fn random_starts_of(
+    prior: super::preset::PriorKind,
+    streams: Streams,
+    n: usize,
+    h_dim: usize,
+) -> Result<Tensor> {
+    let Streams { seed, first } = streams;
     match prior {
         super::preset::PriorKind::Flow => {
             let z = Tensor::zeros((n, h_dim), candle_core::DType::F32, &Device::Cpu)?;
-            Ok(ChainRngs::new(seed ^ 0x5eed, n).normal_like(&z)?)
+            Ok(ChainRngs::from_chain(seed ^ 0x5eed, first, n).normal_like(&z)?)
         }
-        _ => random_codes(n, h_dim, seed),
+        _ => random_codes_from(first, n, h_dim, seed),
+    }
+}
+
+/// Which random streams a group of chains draws from: chain `first + i`'s
+/// stream of `seed` for its row `i`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Streams {
+    pub seed: u64,
+    /// The global id of the group's first chain.
+    pub first: usize,
+}
+
+impl From<u64> for Streams {
+    /// All the chains of a run, from chain 0.
+    fn from(seed: u64) -> Self {
+        Self { seed, first: 0 }
     }
 }
 
@@ -124,7 +155,7 @@ pub struct ChainsOutput {
 }
 
 #[derive(Serialize, Deserialize)]
-struct CheckpointMeta {
+struct StateMeta {
     step: usize,
     probability: Vec<Vec<f64>>,
     accepted: Vec<usize>,
@@ -134,22 +165,22 @@ struct CheckpointMeta {
     wall_s: f64,
     rngs: Vec<rand_chacha::ChaCha8Rng>,
     adapt: Option<DualAveraging>,
-    /// What the run was asked, so a resume with other settings is refused.
-    request: serde_json::Value,
 }
 
 impl ChainsOutput {
-    /// Saves the run so far to `dir/checkpoint.safetensors`: the tensors
-    /// and the rest (as JSON in its header) in one file written
-    /// atomically, so a kill at any moment leaves the last checkpoint or
-    /// the new one, never a mix.
-    pub fn save_checkpoint(&self, dir: &Path, request: &serde_json::Value) -> Result<()> {
+    /// The state of the chains as a checkpoint holds it: JSON for the
+    /// numbers and random streams, tensors `{prefix}codes` and
+    /// `{prefix}snapshots` (images are decoded again on loading).
+    pub fn to_parts(&self, prefix: &str) -> Result<(serde_json::Value, HashMap<String, Tensor>)> {
         let mut t = HashMap::new();
-        t.insert("codes".to_string(), self.codes.clone());
+        t.insert(format!("{prefix}codes"), self.codes.clone());
         if !self.snapshots.is_empty() {
-            t.insert("snapshots".to_string(), Tensor::stack(&self.snapshots, 0)?);
+            t.insert(
+                format!("{prefix}snapshots"),
+                Tensor::stack(&self.snapshots, 0)?,
+            );
         }
-        let meta = CheckpointMeta {
+        let meta = StateMeta {
             step: self.step,
             probability: self.probability.clone(),
             accepted: self.accepted.clone(),
@@ -159,33 +190,26 @@ impl ChainsOutput {
             wall_s: self.wall_s,
             rngs: self.rngs.0.clone(),
             adapt: self.adapt.clone(),
-            request: request.clone(),
         };
-        let note = serde_json::to_string(&meta).expect("serialises");
-        save_tensors_with_note(&dir.join(CHECKPOINT), &t, &note)
+        Ok((serde_json::to_value(&meta).expect("serialises"), t))
     }
 
-    /// Loads a checkpoint written by [`ChainsOutput::save_checkpoint`] for the same request.
-    pub fn load_checkpoint(dir: &Path, request: &serde_json::Value, decode: &Func) -> Result<Self> {
-        let path = dir.join(CHECKPOINT);
-        if !path.exists() {
-            return Err(Error::data(&path, "no interrupted run to resume here"));
-        }
-        let (text, t) = load_tensors_with_note(&path, &Device::Cpu)?;
-        let meta: CheckpointMeta = serde_json::from_str(&text)
-            .map_err(|e| Error::data(&path, format!("unreadable checkpoint: {e}")))?;
-        if &meta.request != request {
-            return Err(Error::data(
-                &path,
-                "the interrupted run was started with other settings; resume it with the same \
-                 command plus --resume, or pass --force to start over",
-            ));
-        }
+    /// The state [`ChainsOutput::to_parts`] wrote (`path` names the file
+    /// in errors).
+    pub fn from_parts(
+        path: &Path,
+        meta: serde_json::Value,
+        t: &HashMap<String, Tensor>,
+        prefix: &str,
+        decode: &Func,
+    ) -> Result<Self> {
+        let meta: StateMeta = serde_json::from_value(meta)
+            .map_err(|e| Error::data(path, format!("unreadable checkpoint: {e}")))?;
         let codes = t
-            .get("codes")
-            .ok_or_else(|| Error::data(dir, "checkpoint lacks its codes"))?
+            .get(&format!("{prefix}codes"))
+            .ok_or_else(|| Error::data(path, "checkpoint lacks its codes"))?
             .clone();
-        let snapshots = match t.get("snapshots") {
+        let snapshots = match t.get(&format!("{prefix}snapshots")) {
             Some(s) => (0..s.dim(0)?)
                 .map(|i| s.get(i))
                 .collect::<candle_core::Result<_>>()?,
@@ -210,7 +234,7 @@ impl ChainsOutput {
 
 impl ChainsOutput {
     /// A fresh run of the chains from `h0`.
-    fn start(cfg: &SamplerConfig, h0: &Tensor, seed: u64) -> Result<Self> {
+    fn start(cfg: &SamplerConfig, h0: &Tensor, streams: Streams) -> Result<Self> {
         let n = h0.dim(0)?;
         Ok(ChainsOutput {
             step: 0,
@@ -223,7 +247,7 @@ impl ChainsOutput {
             grad_evals: 1,
             accept_sum: 0.0,
             wall_s: 0.0,
-            rngs: ChainRngs::new(seed, n),
+            rngs: ChainRngs::from_chain(streams.seed, streams.first, n),
             adapt: cfg
                 .adapt
                 .map(|delta| DualAveraging::new(cfg.step.at(0), delta)),
@@ -272,7 +296,7 @@ pub fn run_chains(
     pipeline: &Pipeline,
     cfg: &SamplerConfig,
     h0: &Tensor,
-    seed: u64,
+    streams: impl Into<Streams>,
     record_every: usize,
     resume: Option<ChainsOutput>,
     stop: &AtomicBool,
@@ -288,7 +312,7 @@ pub fn run_chains(
     let mut out = match resume {
         Some(r) => r,
         None => {
-            let mut out = ChainsOutput::start(cfg, h0, seed)?;
+            let mut out = ChainsOutput::start(cfg, h0, streams.into())?;
             record(&mut out, h0)?;
             out
         }

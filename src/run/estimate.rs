@@ -3,10 +3,13 @@
 //! request whose memory the machine does not have, with the estimate,
 //! instead of being killed by the kernel part-way.
 //!
-//! Memory: per chain, the engine's values and gradients of every slot of
-//! the target's network, the chain's state (position, gradient, proposal
-//! and their copies), every recorded snapshot (`steps / record_every + 1`
-//! images) and the final images; plus the loaded networks. Disk:
+//! Memory: per chain of a batch (`--batch`; chains run batch after batch),
+//! the engine's values and gradients of every slot of the target's
+//! network, the chain's state (position, gradient, proposal and their
+//! copies), every recorded snapshot (`steps / record_every + 1` images) and
+//! the final images; per chain of the run, its recorded condition values
+//! and manifest entry; plus the loaded networks. The default batch is the
+//! most chains whose share fits in [`BATCH_BYTES`]. Disk:
 //! `samples.npy` and `labels.npy`, and at most one byte per pixel for each
 //! image drawn into the grids and the GIF. Time: one timed gradient
 //! evaluation of a few chains, scaled to all chains and steps (an upper
@@ -28,7 +31,10 @@ use crate::nn::fast::Op;
 /// The estimated cost of a request.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Estimate {
+    /// Chains of this run (of its shard, with `--shard`).
     pub chains: usize,
+    /// Chains per batch (`--batch`, or the default for this network).
+    pub batch: usize,
     pub steps: usize,
     pub memory_bytes: f64,
     pub disk_bytes: f64,
@@ -36,10 +42,15 @@ pub struct Estimate {
     pub seconds: Option<f64>,
     /// What `/proc/meminfo` says is available, when it can be read.
     pub available_bytes: Option<f64>,
+    /// Free space where the run folder goes, when it can be asked.
+    pub available_disk_bytes: Option<f64>,
 }
 
 /// Bytes the process holds besides the chains (networks, buffers).
 const BASE_BYTES: f64 = 150e6;
+
+/// What the default batch's chains may take.
+pub const BATCH_BYTES: f64 = 200e6;
 
 /// The share of the available memory a run may plan to use.
 const HEADROOM: f64 = 0.8;
@@ -55,9 +66,10 @@ impl std::fmt::Display for Estimate {
             .map_or("unknown".into(), |a| format!("{} available", gb(a)));
         write!(
             f,
-            "{} chains x {} steps: about {} of memory ({avail}), {} of disk",
+            "{} chains x {} steps in batches of {}: about {} of memory ({avail}), {} of disk",
             self.chains,
             self.steps,
+            self.batch,
             gb(self.memory_bytes),
             gb(self.disk_bytes),
         )?;
@@ -69,22 +81,33 @@ impl std::fmt::Display for Estimate {
 }
 
 impl Estimate {
-    /// An error naming the estimate when the request does not fit in memory.
+    /// An error naming the estimate when the request does not fit in
+    /// memory or on the disk it goes to.
     pub fn check(&self) -> Result<()> {
         match self.available_bytes {
-            Some(a) if self.memory_bytes > HEADROOM * a => {
-                let per = (self.memory_bytes - BASE_BYTES).max(1.0) / self.chains as f64;
-                let fit = ((HEADROOM * a - BASE_BYTES) / per).max(0.0) as usize;
-                Err(Error::setting(
-                    "the number of chains",
-                    self.chains,
-                    format!(
-                        "at most about {fit} chains at these settings ({self}); use fewer chains or a larger --record-every"
-                    ),
-                ))
-            }
+            Some(a) if self.memory_bytes > HEADROOM * a => Err(Error::setting(
+                "the memory of the run",
+                gb(self.memory_bytes),
+                format!(
+                    "at most {} ({self}); use a smaller --batch, fewer chains or a larger --record-every",
+                    gb(HEADROOM * a)
+                ),
+            )),
             _ => Ok(()),
+        }?;
+        if let Some(free) = self.available_disk_bytes {
+            if self.disk_bytes > free {
+                return Err(Error::setting(
+                    "the disk space of the run",
+                    gb(self.disk_bytes),
+                    format!(
+                        "at most the {} free where it goes ({self}); free space, choose another --out or ask fewer chains",
+                        gb(free)
+                    ),
+                ));
+            }
         }
+        Ok(())
     }
 }
 
@@ -149,17 +172,29 @@ pub fn fashion(spec: &SampleSpec, s: &Stack, timed: bool) -> Result<Estimate> {
     let image = 28.0 * 28.0;
     let records = (cfg.steps / spec.record_every + 1) as f64;
     let per_chain = 4.0 * (2.0 * activations + patches + 8.0 * code + (records + 3.0) * image);
+    let batch = spec
+        .batch
+        .unwrap_or(((BATCH_BYTES / per_chain) as usize).max(1))
+        .clamp(1, n.max(1));
+    let plan = super::shard::Plan::new(n, batch, spec.shard)?;
+    let n = plan.shard_chains().len();
     let nf = n as f64;
+    // per chain of the run: its recorded values and its manifest entry
+    // (JSON values of ~64 bytes each); the shown chains' snapshots
+    let bookkeeping = nf * 64.0 * (records + 10.0);
+    let shown = (16 * 10).min(n) as f64 * 4.0 * image * (records + 1.0);
     Ok(Estimate {
         chains: n,
+        batch: plan.batch,
         steps: cfg.steps,
-        memory_bytes: BASE_BYTES + nf * per_chain,
+        memory_bytes: BASE_BYTES + batch as f64 * per_chain + bookkeeping + shown,
         disk_bytes: nf * (4.0 * image + 8.0) + nf * image * (2.0 + 2.0 * records),
         seconds: match timed {
             true => Some(probe(spec, s)? * nf * (cfg.steps * cfg.grads_per_step()) as f64),
             false => None,
         },
         available_bytes: available_memory(),
+        available_disk_bytes: crate::fsutil::available_space(&spec.out),
     })
 }
 

@@ -3,11 +3,13 @@
 //! folders and progress.
 
 pub mod autotune;
+pub mod batched;
 pub mod bench;
 pub mod chains;
 pub mod estimate;
 pub mod fashion;
 pub mod folder;
+pub mod merge;
 pub mod onnx;
 pub mod preset;
 pub mod pretrained;
@@ -15,6 +17,7 @@ pub mod progress;
 pub mod sample;
 pub mod sample_pretrained;
 pub mod settings;
+pub mod shard;
 pub mod spec;
 pub mod visualize;
 

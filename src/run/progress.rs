@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::Tensor;
 
-use super::chains::{run_chains, ChainsOutput, Outcome, Pipeline};
+use super::chains::{run_chains, ChainsOutput, Outcome, Pipeline, Streams};
 use super::preset::SamplerConfig;
 use crate::error::Result;
 
@@ -83,7 +83,7 @@ pub fn drive(
     pipeline: &Pipeline,
     cfg: &SamplerConfig,
     start: &Tensor,
-    seed: u64,
+    streams: impl Into<Streams>,
     record_every: usize,
     resume: Option<ChainsOutput>,
     progress: &mut dyn Progress,
@@ -95,7 +95,7 @@ pub fn drive(
         pipeline,
         cfg,
         start,
-        seed,
+        streams,
         record_every,
         resume,
         &stop,

@@ -6,14 +6,17 @@
 //! function behind flags.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use candle_core::{DType, Device, Module, Tensor};
 
-use super::chains::{random_starts, ChainsOutput, Outcome, Pipeline};
+use super::batched::{shown_chains, Batches, Done, Shown, SHOWN_PER_ROW};
+use super::chains::{random_starts_of, Pipeline, Streams};
 use super::fashion::{validate, Condition};
 use super::folder::RunFolder;
 use super::preset::PriorKind;
-use super::progress::{drive, Progress};
+use super::progress::Progress;
+use super::shard::Plan;
 use super::spec::{Init, Networks, Request, RunOutput, SampleSpec};
 use crate::data::fashion_mnist::{self, parse_class, Split, CLASS_NAMES};
 use crate::error::{Error, Result};
@@ -87,11 +90,21 @@ fn hole(spec: &SampleSpec) -> Result<Option<Hole>> {
 /// with the flow prior, base points (`N(0, I)` draws, or `T^-1` of those
 /// codes before their ReLU); for PPGN-x (`--prior x-dae`, whose chains are images) random images or
 /// the test image itself.
-fn start_codes(spec: &SampleSpec, s: &Stack, n: usize, hole: Option<&Hole>) -> Result<Tensor> {
+fn start_codes(
+    spec: &SampleSpec,
+    s: &Stack,
+    chains: Range<usize>,
+    hole: Option<&Hole>,
+) -> Result<Tensor> {
     let prior = spec.settings.prior;
+    let n = chains.len();
+    let streams = Streams {
+        seed: spec.seed,
+        first: chains.start,
+    };
     if prior == PriorKind::XDae {
         return match spec.init {
-            Init::Random => random_images(n, spec.seed),
+            Init::Random => random_images(streams, n),
             Init::Test(i) => test_image(spec, i)?
                 .repeat((n, 1, 1, 1))
                 .map_err(Into::into),
@@ -102,7 +115,7 @@ fn start_codes(spec: &SampleSpec, s: &Stack, n: usize, hole: Option<&Hole>) -> R
             let known = h.mask.affine(-1.0, 1.0)?;
             (&h.real * known)?
         }
-        (Init::Random, None) => return random_starts(prior, n, s.classifier.cfg.h_dim, spec.seed),
+        (Init::Random, None) => return random_starts_of(prior, streams, n, s.classifier.cfg.h_dim),
         (Init::Test(i), _) => test_image(spec, i)?,
     };
     let image = image.repeat((n, 1, 1, 1))?;
@@ -133,9 +146,10 @@ fn test_image(spec: &SampleSpec, i: usize) -> Result<Tensor> {
 
 /// PPGN-x's random starts: mid-grey with `N(0, 0.2^2)` noise per pixel,
 /// clipped to [0, 1] (seeded apart from the chains' own streams).
-fn random_images(n: usize, seed: u64) -> Result<Tensor> {
+fn random_images(streams: Streams, n: usize) -> Result<Tensor> {
     let z = Tensor::zeros((n, 28, 28, 1), candle_core::DType::F32, &Device::Cpu)?;
-    let noise = crate::sampler::ChainRngs::new(seed ^ 0x5eed, n).normal_like(&z)?;
+    let noise = crate::sampler::ChainRngs::from_chain(streams.seed ^ 0x5eed, streams.first, n)
+        .normal_like(&z)?;
     Ok((noise * 0.2)?.affine(1.0, 0.5)?.clamp(0.0, 1.0)?)
 }
 
@@ -144,82 +158,143 @@ fn fashion(
     models: Option<&std::path::Path>,
     progress: &mut dyn Progress,
 ) -> Result<RunOutput> {
-    let cfg = &spec.settings;
     let dir = stack::resolve_dir(models);
     let s = Stack::load(&dir, DType::F32, &Device::Cpu)?;
-    // refuse what the machine cannot hold before building any chain
-    super::estimate::fashion(spec, &s, false)?.check()?;
     let per_chain = fashion_classes(spec)?;
     let hole = hole(spec)?;
-    let n = match spec.request {
-        Request::Neuron { .. } => spec.chains,
-        Request::Classes(_) => per_chain.len(),
-    };
-    let condition = match (&spec.request, &hole) {
-        (Request::Neuron { layer, neuron }, _) => Condition::Neuron {
-            layer: layer.clone(),
-            neuron: *neuron,
-        },
-        (_, Some(h)) => Condition::Inpaint {
-            classes: per_chain.clone(),
-            real: h.real.clone(),
-            mask: h.mask.clone(),
-            weight: spec.inpaint.as_ref().map_or(1.0, |p| p.context_weight),
-        },
-        (_, None) => Condition::Classes(per_chain.clone()),
-    };
-    let h0 = start_codes(spec, &s, n, hole.as_ref())?;
+    let plan = plan(spec, &s, &per_chain)?;
+    let condition = |chains: Range<usize>| condition(spec, &per_chain, hole.as_ref(), chains);
+    validate(&s, &spec.settings, &condition(0..1))?;
+    // --autotune's pilot runs on the run's first batch, whichever the shard
+    let first = plan.batch_chains(0);
+    let build =
+        |c: &super::preset::SamplerConfig| Pipeline::fashion(&s, c, &condition(first.clone()));
+    let h0 = start_codes(spec, &s, first.clone(), hole.as_ref())?;
+    let (spec, tuned) = super::autotune::apply(spec, &build, &h0)?;
+    let (spec, cfg) = (spec.as_ref(), &spec.settings);
+    let backend = build(cfg)?.backend;
     let neuron_spec = match &spec.request {
         Request::Neuron { layer, neuron } => Some(neuron_name(layer, neuron)),
         Request::Classes(_) => None,
     };
-    validate(&s, cfg, &condition)?;
-    let build = |c: &super::preset::SamplerConfig| Pipeline::fashion(&s, c, &condition);
-    let (spec, tuned) = super::autotune::apply(spec, &build, &h0)?;
-    let (spec, cfg) = (spec.as_ref(), &spec.settings);
-    let pipeline = build(cfg)?;
-    let request = request(spec, &per_chain, neuron_spec.as_deref(), hole.as_ref());
+    let request = request(
+        spec,
+        &plan,
+        &per_chain,
+        neuron_spec.as_deref(),
+        hole.as_ref(),
+    );
     let folder = RunFolder::open(&spec.out, spec.force, spec.resume)?;
-    let result = run_resumable(spec, &pipeline, &h0, &request, &folder, progress);
-    let result = match result {
+    let batches = Batches {
+        plan,
+        cfg,
+        seed: spec.seed,
+        record_every: spec.record_every,
+        request: &request,
+        folder: &folder,
+    };
+    let shown = shown_chains(plan.shard_chains(), spec.chains, SHOWN_PER_ROW);
+    let mut make = |chains: Range<usize>| -> Result<(Pipeline, Tensor)> {
+        let pipeline = Pipeline::fashion(&s, cfg, &condition(chains.clone()))?;
+        Ok((pipeline, start_codes(spec, &s, chains, hole.as_ref())?))
+    };
+    let evaluate =
+        |x: &Tensor| -> Result<Vec<u32>> { Ok(s.evaluator.forward(x)?.argmax(1)?.to_vec1()?) };
+    let (done, seen) = match batches.run(spec.resume, &shown, &mut make, &evaluate, progress) {
         Ok(r) => r,
-        Err(e) => {
-            // a fresh run that failed leaves nothing behind; an interrupted
-            // one (or one being resumed) keeps its checkpoint
-            if !spec.resume && !matches!(e, Error::Interrupted { .. }) {
-                folder.discard();
-            }
-            return Err(e);
-        }
+        Err(e) => return Err(failed(spec, folder, e)),
     };
     let outputs = FashionOutputs {
         spec,
         stack: &s,
         models: &dir,
         per_chain: &per_chain,
+        plan,
         neuron: neuron_spec,
-        backend: pipeline.backend,
+        backend,
         tuned: tuned.as_ref(),
     };
-    let verdict = super::autotune::annotate(outputs.write(&folder, &result)?, tuned.as_ref());
+    let verdict = super::autotune::annotate(outputs.write(&folder, &done, &seen)?, tuned.as_ref());
     if let Some(h) = &hole {
-        write_inpaint(&folder, h, &result.images)?;
+        write_inpaint(&folder, h, &seen)?;
     }
     folder.remove(super::chains::CHECKPOINT);
     Ok(RunOutput {
         dir: folder.finish()?,
-        chains: n,
+        chains: plan.shard_chains().len(),
         steps: cfg.steps,
         preset: cfg.preset.clone(),
-        wall_s: result.wall_s,
+        wall_s: done.wall_s,
         verdict,
     })
+}
+
+/// The run's batches and this shard's share, after refusing what the
+/// machine cannot hold (before building any chain).
+fn plan(spec: &SampleSpec, s: &Stack, per_chain: &[usize]) -> Result<Plan> {
+    let n = match spec.request {
+        Request::Neuron { .. } => spec.chains,
+        Request::Classes(_) => per_chain.len(),
+    };
+    let estimate = super::estimate::fashion(spec, s, false)?;
+    estimate.check()?;
+    Plan::new(n, spec.batch.unwrap_or(estimate.batch), spec.shard)
+}
+
+/// What a failed run leaves and says: a fresh run that failed leaves
+/// nothing behind; an interrupted one (or one being resumed) keeps its
+/// checkpoint; on a full disk the last checkpoint is kept and the message
+/// says to free space and resume.
+fn failed(spec: &SampleSpec, folder: RunFolder, e: Error) -> Error {
+    let checkpoint = folder.staging().join(super::chains::CHECKPOINT);
+    if e.is_disk_full() && checkpoint.exists() {
+        return Error::unsupported(
+            format!("the disk is full ({e})"),
+            format!(
+                "the last checkpoint is kept in {}; free space and rerun the same command with --resume",
+                folder.staging().display()
+            ),
+        );
+    }
+    if !spec.resume && !matches!(e, Error::Interrupted { .. }) {
+        folder.discard();
+    }
+    if e.is_disk_full() {
+        return Error::unsupported(
+            format!("the disk is full ({e})"),
+            "nothing was kept; free space and run the command again",
+        );
+    }
+    e
+}
+
+/// The condition of chains `chains` (global ids) of the request.
+fn condition(
+    spec: &SampleSpec,
+    per_chain: &[usize],
+    hole: Option<&Hole>,
+    chains: Range<usize>,
+) -> Condition {
+    match (&spec.request, hole) {
+        (Request::Neuron { layer, neuron }, _) => Condition::Neuron {
+            layer: layer.clone(),
+            neuron: *neuron,
+        },
+        (_, Some(h)) => Condition::Inpaint {
+            classes: per_chain[chains].to_vec(),
+            real: h.real.clone(),
+            mask: h.mask.clone(),
+            weight: spec.inpaint.as_ref().map_or(1.0, |p| p.context_weight),
+        },
+        (_, None) => Condition::Classes(per_chain[chains].to_vec()),
+    }
 }
 
 /// What a checkpoint must match to be resumed: the settings and the
 /// condition.
 fn request(
     spec: &SampleSpec,
+    plan: &Plan,
     per_chain: &[usize],
     neuron: Option<&str>,
     hole: Option<&Hole>,
@@ -227,7 +302,7 @@ fn request(
     serde_json::json!({
         "sampler": &spec.settings, "classes": per_chain, "neuron": neuron, "seed": spec.seed,
         "init": spec.init.name(), "inpaint": hole.map(|h| &h.describe),
-        "record_every": spec.record_every,
+        "record_every": spec.record_every, "batch": plan.batch, "shard": plan.shard,
     })
 }
 
@@ -239,62 +314,15 @@ fn neuron_name(layer: &str, n: &crate::density::condition::Neuron) -> String {
     }
 }
 
-/// The chains to the end, from the checkpoint in `folder` when resuming;
-/// an interrupt saves the grid so far and returns [`Error::Interrupted`].
-fn run_resumable(
-    spec: &SampleSpec,
-    pipeline: &Pipeline,
-    h0: &Tensor,
-    request: &serde_json::Value,
-    folder: &RunFolder,
-    progress: &mut dyn Progress,
-) -> Result<ChainsOutput> {
-    let cfg = &spec.settings;
-    let resume = if spec.resume {
-        Some(ChainsOutput::load_checkpoint(
-            folder.staging(),
-            request,
-            &pipeline.decode,
-        )?)
-    } else {
-        None
-    };
-    let outcome = drive(
-        "sample",
-        pipeline,
-        cfg,
-        h0,
-        spec.seed,
-        spec.record_every,
-        resume,
-        progress,
-        |o| o.save_checkpoint(folder.staging(), request),
-    )?;
-    match outcome {
-        Outcome::Finished(r) => Ok(r),
-        Outcome::Interrupted(r) => {
-            let n = r.images.dim(0)?;
-            let images: Vec<f32> = r.images.flatten_all()?.to_vec1()?;
-            folder.grid("grid.png", &images, n, (28, 28, 1), spec.chains)?;
-            Err(Error::Interrupted {
-                step: r.step,
-                steps: cfg.steps,
-                then: format!(
-                    "the run so far is in {}; rerun the same command with --resume to finish it",
-                    folder.staging().display()
-                ),
-            })
-        }
-    }
-}
-
 /// `inpaint.png` (one row: the original, the masked input, then every
-/// fill) and `inpaint.json`.
-fn write_inpaint(folder: &RunFolder, h: &Hole, fills: &Tensor) -> Result<()> {
-    let n = fills.dim(0)?;
+/// fill shown) and `inpaint.json`.
+fn write_inpaint(folder: &RunFolder, h: &Hole, seen: &Shown) -> Result<()> {
+    let n = seen.ids.len();
     let known = h.mask.affine(-1.0, 1.0)?;
-    let row = Tensor::cat(&[h.real.clone(), (&h.real * known)?, fills.clone()], 0)?;
-    let v: Vec<f32> = row.flatten_all()?.to_vec1()?;
+    let mut v: Vec<f32> = Tensor::cat(&[h.real.clone(), (&h.real * known)?], 0)?
+        .flatten_all()?
+        .to_vec1()?;
+    v.extend_from_slice(&seen.finals);
     folder.grid("inpaint.png", &v, n + 2, (28, 28, 1), n + 2)?;
     folder.json("inpaint.json", &h.describe)
 }
@@ -305,6 +333,7 @@ struct FashionOutputs<'a> {
     stack: &'a Stack,
     models: &'a std::path::Path,
     per_chain: &'a [usize],
+    plan: Plan,
     neuron: Option<String>,
     backend: super::preset::Engine,
     /// What `--autotune` tried and chose.
@@ -312,90 +341,79 @@ struct FashionOutputs<'a> {
 }
 
 impl FashionOutputs<'_> {
-    /// Writes the images, arrays and manifest; returns the verdict line.
-    fn write(&self, folder: &RunFolder, r: &ChainsOutput) -> Result<String> {
-        let n = r.images.dim(0)?;
-        let cols = self.spec.chains;
-        let images: Vec<f32> = r.images.flatten_all()?.to_vec1()?;
-        let last = r.probability.last().cloned().unwrap_or_default();
-        let labels: Vec<String> = last.iter().map(|v| format!("{v:.2}")).collect();
-        folder.labelled_grid("grid.png", &images, n, (28, 28), cols, &labels)?;
-        let snapshots: Vec<Vec<f32>> = r
-            .snapshots
+    /// Writes the images, arrays and manifest (`samples.npy` is already
+    /// on disk); returns the verdict line.
+    fn write(&self, folder: &RunFolder, done: &Done, seen: &Shown) -> Result<String> {
+        let chains = self.plan.shard_chains();
+        let n = chains.len();
+        let cols = self.spec.chains.min(SHOWN_PER_ROW);
+        let last = done.probability.last().cloned().unwrap_or_default();
+        let labels: Vec<String> = seen
+            .ids
             .iter()
-            .map(|t| t.flatten_all().and_then(|t| t.to_vec1()))
-            .collect::<candle_core::Result<_>>()?;
-        folder.gif("chains.gif", &snapshots, n, (28, 28, 1), cols)?;
-        folder.filmstrip("chains.png", &snapshots, n, (28, 28, 1))?;
-        folder.npy_f32("samples.npy", &[n, 1, 28, 28], &images)?;
+            .map(|&i| format!("{:.2}", last[i - chains.start]))
+            .collect();
+        seen.write(folder, &labels, cols)?;
         if let Some(th) = self.spec.keep_above {
-            // S11: keep only the samples the condition network is sure of
-            let keep: Vec<usize> = (0..n).filter(|&i| last[i] >= th).collect();
-            let kept: Vec<f32> = keep
-                .iter()
-                .flat_map(|&i| images[i * 784..(i + 1) * 784].iter().copied())
-                .collect();
-            folder.npy_f32("kept.npy", &[keep.len(), 1, 28, 28], &kept)?;
-            if !keep.is_empty() {
-                folder.grid("kept.png", &kept, keep.len(), (28, 28, 1), cols)?;
-            }
+            self.keep(folder, &last, th, cols)?;
         }
         // -1: conditioned on a neuron, not a class
-        let labels: Vec<i64> = (0..n)
+        let labels: Vec<i64> = chains
+            .clone()
             .map(|i| self.per_chain.get(i).map_or(-1, |&c| c as i64))
             .collect();
         folder.npy_i64("labels.npy", &[n], &labels)?;
-        let eval_pred: Vec<u32> = self
-            .stack
-            .evaluator
-            .forward(&r.images)?
-            .argmax(1)?
-            .to_vec1()?;
-        let per_class = self.evaluator_accuracy(&eval_pred);
-        folder.json("manifest.json", &self.manifest(r, &eval_pred, &per_class))?;
+        let manifest = self.manifest(done);
+        let per_class = &manifest["evaluator_accuracy_per_class"];
+        folder.json("manifest.json", &manifest)?;
         let mean = last.iter().sum::<f64>() / n as f64;
-        Ok(if per_class.is_empty() {
+        let agree: Vec<f64> = per_class
+            .as_object()
+            .map(|m| m.values().filter_map(|v| v.as_f64()).collect())
+            .unwrap_or_default();
+        Ok(if agree.is_empty() {
             format!("mean activation {mean:.3}")
         } else {
             format!(
                 "mean p(class) {mean:.3}, evaluator agrees on {:.0}%",
-                100.0 * per_class.values().sum::<f64>() / per_class.len() as f64
+                100.0 * agree.iter().sum::<f64>() / agree.len() as f64
             )
         })
     }
 
-    /// The evaluator's accuracy per requested class.
-    fn evaluator_accuracy(&self, eval_pred: &[u32]) -> BTreeMap<String, f64> {
-        let mut per_class = BTreeMap::new();
-        let mut seen: Vec<usize> = self.per_chain.to_vec();
-        seen.dedup();
-        for c in seen {
-            let idx: Vec<usize> = (0..self.per_chain.len())
-                .filter(|&i| self.per_chain[i] == c)
-                .collect();
-            let ok = idx.iter().filter(|&&i| eval_pred[i] as usize == c).count();
-            per_class.insert(CLASS_NAMES[c].to_string(), ok as f64 / idx.len() as f64);
+    /// S11: `kept.npy`, every final sample the condition network is sure
+    /// of (read back from `samples.npy`), and `kept.png`, the first rows of them.
+    fn keep(&self, folder: &RunFolder, last: &[f64], th: f64, cols: usize) -> Result<()> {
+        let (_, images) = crate::data::npy::read_f32(&folder.path("samples.npy"))?;
+        let keep: Vec<usize> = (0..last.len()).filter(|&i| last[i] >= th).collect();
+        let kept: Vec<f32> = keep
+            .iter()
+            .flat_map(|&i| images[i * 784..(i + 1) * 784].iter().copied())
+            .collect();
+        folder.npy_f32("kept.npy", &[keep.len(), 1, 28, 28], &kept)?;
+        let shown = keep.len().min(cols * 10);
+        if shown > 0 {
+            folder.grid("kept.png", &kept[..shown * 784], shown, (28, 28, 1), cols)?;
         }
-        per_class
+        Ok(())
     }
 
-    fn manifest(
-        &self,
-        r: &ChainsOutput,
-        eval_pred: &[u32],
-        per_class: &BTreeMap<String, f64>,
-    ) -> serde_json::Value {
+    fn manifest(&self, done: &Done) -> serde_json::Value {
         let spec = self.spec;
-        let chains: Vec<serde_json::Value> = (0..eval_pred.len())
+        let first = self.plan.shard_chains().start;
+        let steps = spec.settings.steps.max(1) as f64;
+        let chains: Vec<serde_json::Value> = (0..done.chains)
             .map(|i| {
+                let class = self.per_chain.get(first + i);
                 serde_json::json!({
-                    "class": self.per_chain.get(i),
-                    "class_name": self.per_chain.get(i).map(|&c| CLASS_NAMES[c]),
-                    "condition_value": r.probability.iter().map(|p| p[i]).collect::<Vec<_>>(),
-                    "final_condition_value": r.probability.last().map(|p| p[i]),
-                    "evaluator_class": eval_pred[i],
-                    "accept_rate": r.accepted[i] as f64 / spec.settings.steps.max(1) as f64,
-                    "divergences": r.divergences[i],
+                    "chain": first + i,
+                    "class": class,
+                    "class_name": class.map(|&c| CLASS_NAMES[c]),
+                    "condition_value": done.probability.iter().map(|p| p[i]).collect::<Vec<_>>(),
+                    "final_condition_value": done.probability.last().map(|p| p[i]),
+                    "evaluator_class": done.evaluator_class[i],
+                    "accept_rate": done.accepted[i] as f64 / steps,
+                    "divergences": done.divergences[i],
                 })
             })
             .collect();
@@ -417,11 +435,17 @@ impl FashionOutputs<'_> {
             "backend": self.backend,
             "autotune": self.tuned,
             "models": {"folder": self.models.display().to_string(), "sha256": hashes},
-            "grad_evals_per_chain": r.grad_evals,
-            "adapted_step": r.adapt.as_ref().map(|da| da.final_step()),
-            "steps": r.step,
-            "wall_time_s": r.wall_s,
-            "evaluator_accuracy_per_class": per_class,
+            "batch": self.plan.batch,
+            "shard": self.plan.shard,
+            "chains_total": self.plan.chains,
+            "shown_chains": shown_chains(self.plan.shard_chains(), spec.chains, SHOWN_PER_ROW),
+            "grad_evals_per_chain": done.grad_evals,
+            "adapted_step": done.adapted_steps.first(),
+            "adapted_steps": done.adapted_steps,
+            "steps": spec.settings.steps,
+            "wall_time_s": done.wall_s,
+            "diagnostics": super::merge::diagnostics(&chains),
+            "evaluator_accuracy_per_class": super::merge::evaluator_accuracy(&chains),
             "chains": chains,
         })
     }

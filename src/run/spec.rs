@@ -260,6 +260,11 @@ pub struct SampleSpec {
     pub force: bool,
     /// Finish an interrupted run in `out`'s hidden folder.
     pub resume: bool,
+    /// Chains per batch (Fashion-MNIST stack) [default: from the
+    /// network's memory per chain, `super::estimate`].
+    pub batch: Option<usize>,
+    /// Which share of the batches this process runs (`ppgn merge` joins them).
+    pub shard: super::shard::Shard,
     /// The command line, for the manifest.
     pub command: String,
 }
@@ -272,6 +277,16 @@ impl SampleSpec {
         }
         if self.record_every == 0 {
             return Err(Error::setting("record_every", 0, "at least 1"));
+        }
+        if self.batch == Some(0) {
+            return Err(Error::setting("batch", 0, "at least 1 chain"));
+        }
+        let batched = self.batch.is_some() || self.shard != super::shard::Shard::WHOLE;
+        if batched && !matches!(self.networks, Networks::Fashion { .. }) {
+            return Err(Error::unsupported(
+                "--batch and --shard with networks other than the Fashion-MNIST stack",
+                "run the pair's chains in one process (drop --batch and --shard)",
+            ));
         }
         super::settings::validate(&self.settings)?;
         match (self.keep_above, &self.request) {

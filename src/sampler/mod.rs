@@ -79,8 +79,15 @@ pub struct ChainRngs(pub Vec<ChaCha8Rng>);
 impl ChainRngs {
     /// Stream `i` of `seed` for chain `i`.
     pub fn new(seed: u64, chains: usize) -> Self {
+        Self::from_chain(seed, 0, chains)
+    }
+
+    /// The streams of chains `first..first + chains` of a larger run
+    /// (chain ids are global, so a batch or a shard draws what the whole
+    /// run would for its chains).
+    pub fn from_chain(seed: u64, first: usize, chains: usize) -> Self {
         Self(
-            (0..chains)
+            (first..first + chains)
                 .map(|i| {
                     let mut r = ChaCha8Rng::seed_from_u64(seed);
                     r.set_stream(i as u64);

@@ -43,6 +43,51 @@ pub struct GanSettings {
     pub channels: Option<[usize; 3]>,
 }
 
+impl GanSettings {
+    /// The settings of `ppgn train generator`'s flags, checked: loss
+    /// weights finite and non-negative, three positive widths.
+    pub fn from_flags(
+        joint: bool,
+        loss_weights: Option<&[f64]>,
+        code_loss: Option<f64>,
+        channels: Option<&[usize]>,
+    ) -> Result<Self> {
+        let weights = match loss_weights {
+            Some(&[img, h1, gan]) => Some((img, h1, gan)),
+            Some(w) => {
+                return Err(Error::setting(
+                    "loss-weights",
+                    format!("{w:?}"),
+                    "IMG H1 GAN",
+                ))
+            }
+            None => None,
+        };
+        for w in loss_weights.unwrap_or_default().iter().chain(&code_loss) {
+            if !(*w >= 0.0 && w.is_finite()) {
+                return Err(Error::setting("loss weight", w, "finite and non-negative"));
+            }
+        }
+        let channels = match channels {
+            Some(&[c7, c14, c28]) if c7 > 0 && c14 > 0 && c28 > 0 => Some([c7, c14, c28]),
+            Some(c) => {
+                return Err(Error::setting(
+                    "channels",
+                    format!("{c:?}"),
+                    "three positive widths",
+                ))
+            }
+            None => None,
+        };
+        Ok(GanSettings {
+            joint,
+            weights,
+            code_loss,
+            channels,
+        })
+    }
+}
+
 /// Loss weights and noise levels; written into the generator's card.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GanLosses {
@@ -68,6 +113,31 @@ impl GanLosses {
             noise_h1: 0.0,
             noise_h: 0.0,
         }
+    }
+}
+
+impl GanLosses {
+    /// The weights and noise `settings` ask for; the joint variant's noise
+    /// levels are fractions of the mean activations on training images.
+    fn of(settings: &GanSettings, e: &Classifier, data: &Data, device: &Device) -> Result<Self> {
+        let mut losses = GanLosses::noiseless();
+        if let Some((img, h1, gan)) = settings.weights {
+            (losses.img, losses.h1, losses.gan) = (img, h1, gan);
+        }
+        if let Some(w) = settings.code_loss {
+            losses.h = w;
+        }
+        if settings.joint {
+            // S9.5: sigma = {1, 4, 1} for x, h1, h: ~1% of pixel values and
+            // ~10% of the mean pool5 / fc6 activations.
+            let idx: Vec<usize> = (0..data.train.len().min(2000)).collect();
+            let out = e.forward_all(&data.train.images_tensor(&idx, device)?)?;
+            losses.h = settings.code_loss.unwrap_or(1.0);
+            losses.noise_x = 0.01;
+            losses.noise_h1 = 0.1 * out.h1.mean_all()?.to_scalar::<f32>()? as f64;
+            losses.noise_h = 0.1 * out.h.mean_all()?.to_scalar::<f32>()? as f64;
+        }
+        Ok(losses)
     }
 }
 
@@ -149,23 +219,7 @@ impl GanTask {
         };
         let g_adam = Adam::new(named_vars(&g_vars), params)?;
         let d_adam = Adam::new(named_vars(&d_vars), params)?;
-        let mut losses = GanLosses::noiseless();
-        if let Some((img, h1, gan)) = settings.weights {
-            (losses.img, losses.h1, losses.gan) = (img, h1, gan);
-        }
-        if let Some(w) = settings.code_loss {
-            losses.h = w;
-        }
-        if settings.joint {
-            // S9.5: sigma = {1, 4, 1} for x, h1, h: ~1% of pixel values and
-            // ~10% of the mean pool5 / fc6 activations.
-            let idx: Vec<usize> = (0..data.train.len().min(2000)).collect();
-            let out = e.forward_all(&data.train.images_tensor(&idx, device)?)?;
-            losses.h = settings.code_loss.unwrap_or(1.0);
-            losses.noise_x = 0.01;
-            losses.noise_h1 = 0.1 * out.h1.mean_all()?.to_scalar::<f32>()? as f64;
-            losses.noise_h = 0.1 * out.h.mean_all()?.to_scalar::<f32>()? as f64;
-        }
+        let losses = GanLosses::of(settings, &e, &data, device)?;
         let depends = ["classifier", "evaluator"]
             .iter()
             .map(|n| (n.to_string(), stack::paths(&opts.models_dir, n).0))

@@ -121,7 +121,7 @@ fn forty_kinds_of_bad_input_each_give_one_clear_line_and_leave_nothing() {
         ),
         (
             s(&["--class", "1", "--chains", "100000000"]),
-            "expected at most about",
+            "the memory of the run",
         ),
         (
             vec!["report".into(), "--budgets".into(), "0".into()],

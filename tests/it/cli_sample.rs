@@ -693,7 +693,7 @@ fn oversized_requests_are_refused_with_an_estimate() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(
-        err.contains("at most about") && err.contains("GB of memory"),
+        err.contains("the memory of the run") && err.contains("GB of memory"),
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -706,7 +706,10 @@ fn oversized_requests_are_refused_with_an_estimate() {
     );
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(text.starts_with("30 chains x 200 steps: about "), "{text}");
+    assert!(
+        text.starts_with("30 chains x 200 steps in batches of 30: about "),
+        "{text}"
+    );
     assert!(!d.join("dry").exists());
 }
 
@@ -727,6 +730,8 @@ fn runs_killed_at_random_moments_resume_to_the_same_bits() {
         "--steps",
         "80",
         "--record-every",
+        "2",
+        "--batch",
         "2",
         "-q",
     ];
@@ -773,11 +778,68 @@ fn runs_killed_at_random_moments_resume_to_the_same_bits() {
         let o = ppgn(&v);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    for f in ["samples.npy", "labels.npy"] {
+    for f in ["samples.npy", "labels.npy", "shown.npy"] {
         assert_eq!(
             std::fs::read(a.join(f)).unwrap(),
             std::fs::read(b.join(f)).unwrap(),
             "{f}"
+        );
+    }
+}
+
+/// A full disk (here the file-size limit, `ulimit -f`): a clear error
+/// saying to free space and resume, nothing under the final name, the last
+/// checkpoint kept; `--resume` with room finishes to the bits of a run
+/// that never ran out.
+#[test]
+fn a_full_disk_keeps_the_checkpoint_and_says_to_resume() {
+    let d = tempdir("cli-full-disk");
+    let common = [
+        "sample",
+        "--class",
+        "1",
+        "--chains",
+        "200",
+        "--steps",
+        "10",
+        "--record-every",
+        "10",
+        "--batch",
+        "8",
+        "-q",
+    ];
+    let a = d.join("a");
+    let o = ppgn_into(&common, &a, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let b = d.join("b");
+    // 800 blocks of 512 bytes: the checkpoint (at most ~210 KB) fits,
+    // samples.npy (627 KB) does not
+    let mut args: Vec<String> = common.iter().map(|s| s.to_string()).collect();
+    args.extend(["--out".into(), b.display().to_string()]);
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -f 800 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_ppgn"))
+        .args(&args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("the disk is full") && err.contains("free space") && err.contains("--resume"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!b.exists());
+    let partial = ppgn::run::folder::RunFolder::partial_path(&b);
+    assert!(partial.join(ppgn::run::chains::CHECKPOINT).exists());
+    let o = ppgn_into(&common, &b, &["--resume"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in ["samples.npy", "labels.npy", "shown.npy"] {
+        assert!(
+            std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap(),
+            "{f} differs"
         );
     }
 }

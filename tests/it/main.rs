@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod cli_sample;
+mod cluster;
 mod data;
 mod engine;
 mod flow;
