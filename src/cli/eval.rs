@@ -88,6 +88,10 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             println!("{name:<28} {v:>10.4} {t:>10.4}");
         }
     }
-    println!("wrote {}", a.run_dir.join("eval.json").display());
+    println!(
+        "wrote {} (the samples scored in {:.1} s)",
+        a.run_dir.join("eval.json").display(),
+        r.seconds
+    );
     Ok(())
 }

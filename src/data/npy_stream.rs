@@ -174,3 +174,84 @@ impl F32Rows {
         Ok(())
     }
 }
+
+/// A C-order float32 `.npy` file read a block of rows at a time.
+#[derive(Debug)]
+pub struct F32RowsReader {
+    path: PathBuf,
+    file: File,
+    data_start: u64,
+    /// The array's shape, rows first.
+    pub shape: Vec<usize>,
+    row_len: usize,
+}
+
+impl F32RowsReader {
+    /// Opens `path`, checking its header and that it holds all its rows.
+    pub fn open(path: &Path) -> Result<Self> {
+        let bad = |m: String| Error::data(path, format!("not a readable .npy file: {m}"));
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut pre = [0u8; 12];
+        file.read_exact(&mut pre)
+            .map_err(|_| bad("shorter than a header".into()))?;
+        if &pre[..6] != b"\x93NUMPY" {
+            return Err(bad("no .npy magic".into()));
+        }
+        let data_start = match pre[6] {
+            1 => 10 + u16::from_le_bytes([pre[8], pre[9]]) as u64,
+            2 | 3 => 12 + u32::from_le_bytes([pre[8], pre[9], pre[10], pre[11]]) as u64,
+            v => return Err(bad(format!("format version {v}"))),
+        };
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if data_start > len.min(1 << 20) {
+            return Err(bad("truncated header".into()));
+        }
+        let mut head = vec![0u8; data_start as usize];
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| file.read_exact(&mut head))
+            .map_err(|e| Error::io(path, e))?;
+        let npy = npyz::NpyFile::new(&head[..]).map_err(|e| bad(e.to_string()))?;
+        if npy.dtype().descr() != "'<f4'" || npy.order() != npyz::Order::C {
+            return Err(Error::data(
+                path,
+                format!(
+                    "holds dtype {}, expected a C-order <f4 array",
+                    npy.dtype().descr()
+                ),
+            ));
+        }
+        let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+        let row_len: usize = shape.iter().skip(1).product();
+        let need = shape
+            .iter()
+            .try_fold(4u64, |a, &d| a.checked_mul(d as u64))
+            .and_then(|b| b.checked_add(data_start));
+        if shape.is_empty() || need != Some(len) {
+            return Err(Error::data(
+                path,
+                format!("shape {shape:?} does not match the file's {len} bytes (truncated?)"),
+            ));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            data_start,
+            shape,
+            row_len,
+        })
+    }
+
+    /// Rows `range`, `row_len` values each.
+    pub fn read(&mut self, range: std::ops::Range<usize>) -> Result<Vec<f32>> {
+        let at = self.data_start + (range.start * self.row_len * 4) as u64;
+        let mut bytes = vec![0u8; range.len() * self.row_len * 4];
+        self.file
+            .seek(SeekFrom::Start(at))
+            .and_then(|_| self.file.read_exact(&mut bytes))
+            .map_err(|e| Error::io(&self.path, e))?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    }
+}

@@ -129,19 +129,34 @@ pub fn ms_ssim(a: &[f64], b: &[f64]) -> f64 {
 /// values), drawn from `seed`: the within-class diversity measure (lower is
 /// more diverse).
 pub fn mean_pairwise(images: &[Vec<f64>], pairs: usize, seed: u64) -> Option<f64> {
+    let p = pair_indices(images.len(), pairs, seed)?;
+    Some(
+        p.iter()
+            .map(|&(i, j)| ms_ssim(&images[i], &images[j]))
+            .sum::<f64>()
+            / pairs as f64,
+    )
+}
+
+/// The pairs [`mean_pairwise`] compares among `n` images: distinct
+/// indices drawn from `seed` (none with fewer than 2 images), so a caller
+/// streaming the images can keep only these.
+pub fn pair_indices(n: usize, pairs: usize, seed: u64) -> Option<Vec<(usize, usize)>> {
     use rand::{Rng, SeedableRng};
-    if images.len() < 2 {
+    if n < 2 {
         return None;
     }
     let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut sum = 0.0;
-    for _ in 0..pairs {
-        let i = r.random_range(0..images.len());
-        let mut j = r.random_range(0..images.len() - 1);
-        if j >= i {
-            j += 1;
-        }
-        sum += ms_ssim(&images[i], &images[j]);
-    }
-    Some(sum / pairs as f64)
+    Some(
+        (0..pairs)
+            .map(|_| {
+                let i = r.random_range(0..n);
+                let mut j = r.random_range(0..n - 1);
+                if j >= i {
+                    j += 1;
+                }
+                (i, j)
+            })
+            .collect(),
+    )
 }

@@ -3,14 +3,17 @@
 //! and Frechet distances in the evaluator's feature space to a reference
 //! set of real images, overall and per class.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
+use super::ms_ssim::ms_ssim;
 use super::scores::{accuracy, inception_score, FeatureGaussian, Rows};
 use crate::error::{Error, Result};
 use crate::models::fashion::{Discriminator, Evaluator};
+use crate::nn::frechet::Moments;
 use crate::train::EVAL_BATCH;
 
 /// Evaluator features `[n][d]` and class probabilities `[n][k]` of images `[n, 28, 28, 1]`.
@@ -55,44 +58,90 @@ pub fn score(
     labels: &[usize],
     reference: &Reference,
 ) -> Result<Scores> {
-    let (f, p) = features_and_probs(e, images)?;
-    let mut per_class = BTreeMap::new();
-    let mut classes: Vec<usize> = labels.to_vec();
-    classes.sort();
-    classes.dedup();
-    let pixels: Vec<Vec<f64>> = images
-        .flatten_from(1)?
-        .to_dtype(DType::F64)?
-        .to_vec2::<f64>()?;
-    let mut ms = BTreeMap::new();
-    for c in classes {
-        let own: Vec<Vec<f64>> = (0..pixels.len())
-            .filter(|&i| labels[i] == c)
-            .map(|i| pixels[i].clone())
-            .collect();
-        if let Some(v) = super::ms_ssim::mean_pairwise(&own, MS_SSIM_PAIRS, c as u64) {
-            ms.insert(c, v);
+    let mut read = |r: Range<usize>| -> Result<Tensor> { Ok(images.narrow(0, r.start, r.len())?) };
+    score_blocks(e, judge, labels, reference, &mut read)
+}
+
+/// Images scored a block at a time.
+const BLOCK: usize = 1000;
+
+/// [`score`] of images read a block at a time (`read(range)` gives images
+/// `range`, `[k, 28, 28, 1]`): features enter running moments, and of the
+/// pixels only the images the MS-SSIM pairs compare are kept, so any
+/// number of images is scored in bounded memory. With at most [`BLOCK`]
+/// images the numbers are those of one pass over all of them.
+pub fn score_blocks(
+    e: &Evaluator,
+    judge: Option<&Discriminator>,
+    labels: &[usize],
+    reference: &Reference,
+    read: &mut dyn FnMut(Range<usize>) -> Result<Tensor>,
+) -> Result<Scores> {
+    let n = labels.len();
+    let mut members: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, &c) in labels.iter().enumerate() {
+        members.entry(c).or_default().push(i);
+    }
+    // the MS-SSIM pairs of each class, as image indices
+    let pairs: BTreeMap<usize, Vec<(usize, usize)>> = members
+        .iter()
+        .filter_map(|(&c, m)| {
+            let p = super::ms_ssim::pair_indices(m.len(), MS_SSIM_PAIRS, c as u64)?;
+            Some((c, p.into_iter().map(|(i, j)| (m[i], m[j])).collect()))
+        })
+        .collect();
+    let needed: BTreeSet<usize> = pairs
+        .values()
+        .flatten()
+        .flat_map(|&(i, j)| [i, j])
+        .collect();
+    let mut kept: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let (mut overall, mut per) = (Moments::default(), BTreeMap::<usize, Moments>::new());
+    let (mut probs, mut log_real) = (Vec::with_capacity(n), 0.0);
+    for start in (0..n).step_by(BLOCK) {
+        let r = start..(start + BLOCK).min(n);
+        let x = read(r.clone())?;
+        let (f, p) = features_and_probs(e, &x)?;
+        overall.add(&f);
+        for (&c, m) in &members {
+            let rows: Vec<Vec<f64>> = m
+                .iter()
+                .filter(|i| r.contains(i))
+                .map(|&i| f[i - start].clone())
+                .collect();
+            per.entry(c).or_default().add(&rows);
         }
-        let a: Vec<Vec<f64>> = (0..f.len())
-            .filter(|&i| labels[i] == c)
-            .map(|i| f[i].clone())
-            .collect();
-        if let (true, Some(r)) = (a.len() >= 2, reference.per_class.get(&c)) {
-            per_class.insert(c, r.frechet_distance(&FeatureGaussian::fit(&a)?)?);
+        probs.extend(p);
+        if let Some(d) = judge {
+            log_real += crate::train::realness::mean_log_real(d, &x)? * r.len() as f64;
+        }
+        let want: Vec<usize> = needed.range(r.clone()).copied().collect();
+        if !want.is_empty() {
+            let px = x.flatten_from(1)?.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+            kept.extend(want.into_iter().map(|i| (i, px[i - start].clone())));
+        }
+    }
+    let ms = pairs
+        .iter()
+        .map(|(&c, p)| {
+            let sum: f64 = p.iter().map(|(i, j)| ms_ssim(&kept[i], &kept[j])).sum();
+            (c, sum / p.len() as f64)
+        })
+        .collect();
+    let mut frechet_per_class = BTreeMap::new();
+    for (c, m) in &per {
+        if let (true, Some(r)) = (m.rows >= 2, reference.per_class.get(c)) {
+            frechet_per_class.insert(*c, r.frechet_distance(&m.gaussian()?)?);
         }
     }
     Ok(Scores {
-        images: f.len(),
-        evaluator_accuracy: accuracy(&p, labels),
-        evaluator_score: inception_score(&p),
-        frechet_distance: reference
-            .overall
-            .frechet_distance(&FeatureGaussian::fit(&f)?)?,
-        frechet_distance_per_class: per_class,
+        images: n,
+        evaluator_accuracy: accuracy(&probs, labels),
+        evaluator_score: inception_score(&probs),
+        frechet_distance: reference.overall.frechet_distance(&overall.gaussian()?)?,
+        frechet_distance_per_class: frechet_per_class,
         ms_ssim_per_class: ms,
-        mean_log_real: judge
-            .map(|d| crate::train::realness::mean_log_real(d, images))
-            .transpose()?,
+        mean_log_real: judge.map(|_| log_real / n.max(1) as f64),
     })
 }
 
@@ -174,6 +223,8 @@ pub struct RunScores {
     pub more_diverse: usize,
     /// Set when the model folder has no realness judge (no log p(real)).
     pub no_judge: Option<std::path::PathBuf>,
+    /// Seconds scoring the samples took (read block by block).
+    pub seconds: f64,
 }
 
 /// Scores the `samples.npy` and `labels.npy` of `run_dir` and writes
@@ -186,16 +237,11 @@ pub fn evaluate_run(
 ) -> Result<RunScores> {
     use crate::data::fashion_mnist::{self, Split};
     use crate::data::npy;
+    use crate::data::npy_stream::F32RowsReader;
     use crate::models::fashion as stack;
     let device = Device::Cpu;
-    let (shape, px) = npy::read_f32(&run_dir.join("samples.npy"))?;
-    if shape.len() != 4 || shape[1..] != [1, 28, 28] {
-        return Err(Error::shape(
-            format!("samples in {}", run_dir.join("samples.npy").display()),
-            "N x 1 x 28 x 28",
-            format!("{shape:?}"),
-        ));
-    }
+    let mut samples_file = F32RowsReader::open(&run_dir.join("samples.npy"))?;
+    let shape = samples_file.shape.clone();
     let (lshape, labels) = npy::read_i64(&run_dir.join("labels.npy"))?;
     if lshape != [shape[0]] || labels.iter().any(|&l| !(0..10).contains(&l)) {
         return Err(Error::shape(
@@ -208,7 +254,6 @@ pub fn evaluate_run(
         ));
     }
     let labels: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
-    let images = Tensor::from_vec(px, (shape[0], 28, 28, 1), &device)?;
     let dir = stack::resolve_dir(models);
     let (e, _) = stack::load(&dir, "evaluator", DType::F32, &device, Evaluator::new)?;
     let data_dir = fashion_mnist::resolve_dir(data_dir);
@@ -222,7 +267,17 @@ pub fn evaluate_run(
         (None, Some(judge_file))
     };
     let refs = reference(&e, &train, &device)?;
-    let samples = score(&e, judge.as_ref(), &images, &labels, &refs)?;
+    let mut read = |r: Range<usize>| -> Result<Tensor> {
+        let k = r.len();
+        Ok(Tensor::from_vec(
+            samples_file.read(r)?,
+            (k, 28, 28, 1),
+            &device,
+        )?)
+    };
+    let t0 = std::time::Instant::now();
+    let samples = score_blocks(&e, judge.as_ref(), &labels, &refs, &mut read)?;
+    let seconds = t0.elapsed().as_secs_f64();
     // baseline: as many real test images of each class as there are
     // samples of it (Frechet distances and scores depend on the number)
     let idx = same_counts(&labels, &test.labels);
@@ -237,6 +292,7 @@ pub fn evaluate_run(
         "ms_ssim": "3 scales (28, 14, 7), Gaussian window sigma 0.8 (7x7), see src/eval/ms_ssim.rs",
         "classes_more_diverse_than_least_diverse_real_class": more_diverse,
         "samples": samples,
+        "samples_seconds": seconds,
         "real_test_images": real,
     });
     let out = run_dir.join("eval.json");
@@ -247,5 +303,6 @@ pub fn evaluate_run(
         real,
         more_diverse,
         no_judge,
+        seconds,
     })
 }

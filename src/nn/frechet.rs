@@ -19,6 +19,58 @@ pub fn mean_cov(x: &[Vec<f64>]) -> (Vec<f64>, DMatrix<f64>) {
     (mu, cov)
 }
 
+/// Mean and scatter of feature rows added block by block (Chan et al.'s
+/// pairwise update), so a Gaussian is fitted to any number of rows in
+/// bounded memory.
+#[derive(Debug, Clone, Default)]
+pub struct Moments {
+    pub rows: usize,
+    mean: Vec<f64>,
+    /// Sum over rows of `(x - mean)(x - mean)^T`.
+    scatter: Option<DMatrix<f64>>,
+}
+
+impl Moments {
+    /// Adds rows `[n][d]`.
+    pub fn add(&mut self, x: &[Vec<f64>]) {
+        if x.is_empty() {
+            return;
+        }
+        let (nb, (mb, cb)) = (x.len(), mean_cov(x));
+        let sb = cb * (nb as f64 - 1.0).max(0.0);
+        let Some(sa) = self.scatter.take() else {
+            (self.rows, self.mean, self.scatter) = (nb, mb, Some(sb));
+            return;
+        };
+        let (na, n) = (self.rows as f64, (self.rows + nb) as f64);
+        let delta: Vec<f64> = mb.iter().zip(&self.mean).map(|(b, a)| b - a).collect();
+        let d = nalgebra::DVector::from_vec(delta.clone());
+        let cross = &d * d.transpose() * (na * nb as f64 / n);
+        self.scatter = Some(sa + sb + cross);
+        for (m, dl) in self.mean.iter_mut().zip(&delta) {
+            *m += dl * nb as f64 / n;
+        }
+        self.rows += nb;
+    }
+
+    /// The Gaussian of the rows added (at least 2).
+    pub fn gaussian(&self) -> Result<FeatureGaussian> {
+        match &self.scatter {
+            Some(s) if self.rows >= 2 => Ok(FeatureGaussian {
+                sqrt_cov: std::sync::OnceLock::new(),
+                mean: self.mean.clone(),
+                cov: s / (self.rows as f64 - 1.0),
+                rows: self.rows,
+            }),
+            _ => Err(Error::shape(
+                "Frechet distance",
+                "at least 2 feature rows",
+                self.rows,
+            )),
+        }
+    }
+}
+
 /// Eigenvalues and eigenvectors (columns) of a symmetric matrix.
 pub fn symmetric_eigen(a: &[Vec<f64>]) -> (Vec<f64>, Vec<Vec<f64>>) {
     let n = a.len();

@@ -172,3 +172,37 @@ fn ms_ssim_matches_the_reference_fixture() {
     // identical images are the least diverse set possible
     assert!((mean_pairwise(&[a.clone(), a.clone(), a], 20, 1).unwrap() - 1.0).abs() < 1e-12);
 }
+
+/// Moments added block by block give the Gaussian of all rows at once
+/// (what lets `ppgn eval` stream any number of samples).
+#[test]
+fn moments_added_in_blocks_equal_one_fit() {
+    use ppgn::nn::frechet::{FeatureGaussian, Moments};
+    use rand::{Rng, SeedableRng};
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let rows: Vec<Vec<f64>> = (0..2500)
+        .map(|i| {
+            (0..6)
+                .map(|j| r.random::<f64>() * (j + 1) as f64 + (i % 7) as f64 * 0.1 + 5.0)
+                .collect()
+        })
+        .collect();
+    let whole = FeatureGaussian::fit(&rows).unwrap();
+    let mut m = Moments::default();
+    for block in [&rows[..1], &rows[1..999], &rows[999..2000], &rows[2000..]] {
+        m.add(block);
+    }
+    m.add(&[]);
+    let g = m.gaussian().unwrap();
+    assert_eq!(g.rows, 2500);
+    for j in 0..6 {
+        assert!((g.mean[j] - whole.mean[j]).abs() < 1e-12);
+        for k in 0..6 {
+            assert!(
+                (g.cov[(j, k)] - whole.cov[(j, k)]).abs() < 1e-10 * (1.0 + whole.cov[(j, k)].abs())
+            );
+        }
+    }
+    assert!(whole.frechet_distance(&g).unwrap() < 1e-9);
+    assert!(Moments::default().gaussian().is_err());
+}
