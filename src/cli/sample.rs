@@ -8,7 +8,7 @@ use clap::Args;
 use super::progress::Bar;
 use ppgn::density::condition::{ClassGradient, Neuron};
 use ppgn::run::folder::RunFolder;
-use ppgn::run::preset::{preset, Engine, PriorKind, SamplerConfig, SamplerKind, PRESETS};
+use ppgn::run::preset::{Engine, PriorKind, SamplerConfig, SamplerKind};
 use ppgn::run::settings::{self, Overrides};
 use ppgn::run::shard::Shard;
 use ppgn::run::spec::{Init, Inpaint, Networks, Request, SampleSpec};
@@ -145,14 +145,13 @@ pub struct SampleArgs {
     /// shard gives the unsharded run's bits; `ppgn merge` joins the folders.
     #[arg(long, value_name = "K/N", default_value = "1/1")]
     pub shard: Shard,
+    /// Enlarge each image of the PNG grids N times [default: the smallest N making a cell 96 px].
+    #[arg(long)]
+    pub scale: Option<usize>,
 }
 
 pub fn presets() -> anyhow::Result<()> {
-    for (name, what) in PRESETS {
-        let cfg = preset(name)?;
-        println!("{name}\n  {what}\n  {}", serde_json::to_string(&cfg)?);
-    }
-    Ok(())
+    Ok(print!("{}", ppgn::run::preset::listing()?))
 }
 
 impl SampleArgs {
@@ -223,6 +222,7 @@ impl SampleArgs {
             resume: self.resume,
             batch: self.batch,
             shard: self.shard,
+            scale: self.scale,
             command: super::command_line(),
         })
     }

@@ -50,6 +50,34 @@ pub fn grid(
     Ok((out, gw, gh))
 }
 
+/// Cells this many pixels tall at least, by default (`--scale`).
+pub const MIN_CELL: usize = 96;
+
+/// The smallest integer factor that makes an image `h` pixels tall at
+/// least [`MIN_CELL`] pixels tall (1 for images that already are).
+pub fn default_scale(h: usize) -> usize {
+    MIN_CELL.div_ceil(h.max(1)).max(1)
+}
+
+/// Images `[n, h, w, c]` enlarged `s` times by repeating each pixel
+/// (nearest neighbour: the pixels stay as they are, only bigger).
+pub fn upscale(images: &[f32], n: usize, (h, w, c): (usize, usize, usize), s: usize) -> Vec<f32> {
+    if s <= 1 {
+        return images.to_vec();
+    }
+    let (hs, ws) = (h * s, w * s);
+    let mut out = Vec::with_capacity(images.len() * s * s);
+    for i in 0..n {
+        for y in 0..hs {
+            let row = &images[((i * h + y / s) * w) * c..((i * h + y / s) * w + w) * c];
+            for x in 0..ws {
+                out.extend_from_slice(&row[(x / s) * c..(x / s + 1) * c]);
+            }
+        }
+    }
+    out
+}
+
 /// Encodes 8-bit grey (`c = 1`) or RGB (`c = 3`) pixels as PNG bytes.
 pub fn encode_png(pixels: &[u8], w: usize, h: usize, c: usize) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
@@ -105,13 +133,15 @@ fn glyph(c: char) -> Option<[u8; 5]> {
 pub const LABEL_HEIGHT: usize = 7;
 
 /// Like [`grid`] for grey images, with a text label under each image
-/// (digits, '.', '-'; other characters are left blank).
+/// (digits, '.', '-'; other characters are left blank), every tile and
+/// its label enlarged `scale` times.
 pub fn labelled_grid(
     images: &[f32],
     n: usize,
     (h, w): (usize, usize),
     cols: usize,
     labels: &[String],
+    scale: usize,
 ) -> Result<(Vec<u8>, usize, usize)> {
     if labels.len() != n {
         return Err(Error::shape(
@@ -143,7 +173,14 @@ pub fn labelled_grid(
             x0 += 4;
         }
     }
-    grid(&tiles, n, (th, w, 1), cols, 2)
+    let s = scale.max(1);
+    grid(
+        &upscale(&tiles, n, (th, w, 1), s),
+        n,
+        (th * s, w * s, 1),
+        cols,
+        2,
+    )
 }
 
 /// Writes an animated grey GIF of `frames` (each already a grid of `w x h`

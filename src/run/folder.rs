@@ -33,6 +33,9 @@ pub fn filmstrip_picks(k: usize) -> Vec<usize> {
 pub struct RunFolder {
     out: PathBuf,
     tmp: PathBuf,
+    /// The factor every image of the PNG grids is enlarged by (`--scale`);
+    /// `None`: the smallest that makes a cell 96 pixels tall.
+    scale: Option<usize>,
 }
 
 /// Per-image shape `(height, width, channels)`.
@@ -94,7 +97,20 @@ impl RunFolder {
         Ok(Self {
             out: out.to_path_buf(),
             tmp,
+            scale: None,
         })
+    }
+
+    /// Draws the PNG grids with each image enlarged `scale` times (`None`:
+    /// the default, [`crate::data::image::default_scale`]).
+    pub fn with_scale(mut self, scale: Option<usize>) -> Self {
+        self.scale = scale;
+        self
+    }
+
+    fn scale_for(&self, h: usize) -> usize {
+        self.scale
+            .unwrap_or_else(|| crate::data::image::default_scale(h))
     }
 
     /// Where the files go until [`RunFolder::finish`].
@@ -135,8 +151,17 @@ impl RunFolder {
     }
 
     /// `name` as a PNG grid of `n` images `[n, h, w, c]`, `cols` per row.
+    /// Each image is enlarged by the folder's scale.
     pub fn grid(&self, name: &str, images: &[f32], n: usize, hwc: Hwc, cols: usize) -> Result<()> {
-        save_grid(&self.path(name), images, n, hwc, cols)
+        let s = self.scale_for(hwc.0);
+        let big = crate::data::image::upscale(images, n, hwc, s);
+        save_grid(
+            &self.path(name),
+            &big,
+            n,
+            (hwc.0 * s, hwc.1 * s, hwc.2),
+            cols,
+        )
     }
 
     /// `name` as a PNG grid of one-channel images, each with a label.
@@ -149,7 +174,8 @@ impl RunFolder {
         cols: usize,
         labels: &[String],
     ) -> Result<()> {
-        let (px, gw, gh) = crate::data::image::labelled_grid(images, n, (h, w), cols, labels)?;
+        let s = self.scale_for(h);
+        let (px, gw, gh) = crate::data::image::labelled_grid(images, n, (h, w), cols, labels, s)?;
         self.write(name, &encode_png(&px, gw, gh, 1)?)
     }
 

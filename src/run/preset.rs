@@ -375,3 +375,13 @@ impl SamplerConfig {
         })
     }
 }
+
+/// Every preset: its name, what it is, and its values as JSON (`ppgn presets`).
+pub fn listing() -> Result<String> {
+    let mut out = String::new();
+    for (name, what) in PRESETS {
+        let cfg = serde_json::to_string(&preset(name)?).expect("serialises");
+        out += &format!("{name}\n  {what}\n  {cfg}\n");
+    }
+    Ok(out)
+}

@@ -184,7 +184,7 @@ fn fashion(
         neuron_spec.as_deref(),
         hole.as_ref(),
     );
-    let folder = RunFolder::open(&spec.out, spec.force, spec.resume)?;
+    let folder = RunFolder::open(&spec.out, spec.force, spec.resume)?.with_scale(spec.scale);
     let batches = Batches {
         plan,
         cfg,

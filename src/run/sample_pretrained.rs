@@ -85,7 +85,7 @@ pub fn sample(spec: &SampleSpec, progress: &mut dyn Progress) -> Result<RunOutpu
         None => pipeline,
     };
     let (spec, cfg) = (spec.as_ref(), &spec.settings);
-    let folder = RunFolder::open(&spec.out, spec.force, false)?;
+    let folder = RunFolder::open(&spec.out, spec.force, false)?.with_scale(spec.scale);
     let job = Job {
         spec,
         pair: &pair,

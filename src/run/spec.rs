@@ -265,6 +265,9 @@ pub struct SampleSpec {
     pub batch: Option<usize>,
     /// Which share of the batches this process runs (`ppgn merge` joins them).
     pub shard: super::shard::Shard,
+    /// Enlarge every image of the PNG grids this many times [default: the
+    /// smallest factor that makes a cell 96 pixels tall].
+    pub scale: Option<usize>,
     /// The command line, for the manifest.
     pub command: String,
 }
@@ -277,6 +280,9 @@ impl SampleSpec {
         }
         if self.record_every == 0 {
             return Err(Error::setting("record_every", 0, "at least 1"));
+        }
+        if let Some(s) = self.scale.filter(|s| !(1..=32).contains(s)) {
+            return Err(Error::setting("scale", s, "a factor from 1 to 32"));
         }
         if self.batch == Some(0) {
             return Err(Error::setting("batch", 0, "at least 1 chain"));

@@ -19,6 +19,14 @@ fn npy_shape(bytes: &[u8], descr: &str) -> (Vec<usize>, usize) {
     (shape, 10 + len)
 }
 
+/// Width and height of a PNG file (its IHDR chunk).
+fn png_size(p: &std::path::Path) -> (usize, usize) {
+    let b = std::fs::read(p).unwrap();
+    assert_eq!(&b[1..4], b"PNG");
+    let be = |i: usize| u32::from_be_bytes(b[i..i + 4].try_into().unwrap()) as usize;
+    (be(16), be(20))
+}
+
 #[test]
 fn sample_writes_its_run_folder() {
     let d = tempdir("cli-sample");
@@ -75,6 +83,10 @@ fn sample_writes_its_run_folder() {
     assert!(m["models"]["sha256"]["generator"].is_string());
     assert_eq!(m["sampler"]["preset"], "ppgn");
     assert_eq!(m["backend"], "fast");
+    // cells of 28 px enlarged 4 times by default (at least 96 px), the
+    // label strip (7 px) with them; 2 px between cells
+    assert_eq!(png_size(&out.join("grid.png")), (2 * 112 + 6, 2 * (112 + 28) + 6));
+    assert_eq!(png_size(&out.join("chains.png")).1, 4 * 112 + 10);
 
     // the folder exists now: refused, and left as it was
     let before = std::fs::read(out.join("manifest.json")).unwrap();
