@@ -151,7 +151,8 @@ pub struct SampleArgs {
 }
 
 pub fn presets() -> anyhow::Result<()> {
-    Ok(print!("{}", ppgn::run::preset::listing()?))
+    print!("{}", ppgn::run::preset::listing()?);
+    Ok(())
 }
 
 impl SampleArgs {
