@@ -19,6 +19,7 @@ use super::progress::Progress;
 use super::shard::Plan;
 use super::spec::{Init, Networks, Request, RunOutput, SampleSpec};
 use crate::data::fashion_mnist::{self, parse_class, Split, CLASS_NAMES};
+use crate::data::npy_stream::F32RowsReader;
 use crate::error::{Error, Result};
 use crate::models::fashion::{self as stack, Stack};
 
@@ -382,14 +383,23 @@ impl FashionOutputs<'_> {
     }
 
     /// S11: `kept.npy`, every final sample the condition network is sure
-    /// of (read back from `samples.npy`), and `kept.png`, the first rows of them.
+    /// of (read back from `samples.npy` a block at a time), and `kept.png`,
+    /// the first rows of them.
     fn keep(&self, folder: &RunFolder, last: &[f64], th: f64, cols: usize) -> Result<()> {
-        let (_, images) = crate::data::npy::read_f32(&folder.path("samples.npy"))?;
+        let mut samples = F32RowsReader::open(&folder.path("samples.npy"))?;
         let keep: Vec<usize> = (0..last.len()).filter(|&i| last[i] >= th).collect();
-        let kept: Vec<f32> = keep
-            .iter()
-            .flat_map(|&i| images[i * 784..(i + 1) * 784].iter().copied())
-            .collect();
+        let mut kept = Vec::with_capacity(keep.len() * 784);
+        for first in (0..last.len()).step_by(1000) {
+            let rows = first..(first + 1000).min(last.len());
+            let mine: Vec<usize> = keep.iter().copied().filter(|i| rows.contains(i)).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let images = samples.read(rows)?;
+            for i in mine {
+                kept.extend_from_slice(&images[(i - first) * 784..(i - first + 1) * 784]);
+            }
+        }
         folder.npy_f32("kept.npy", &[keep.len(), 1, 28, 28], &kept)?;
         let shown = keep.len().min(cols * 10);
         if shown > 0 {

@@ -123,9 +123,15 @@ fn forty_kinds_of_bad_input_each_give_one_clear_line_and_leave_nothing() {
             s(&["--class", "1", "--chains", "100000000"]),
             "the memory of the run",
         ),
-        (s(&["--scale", "0"]), "scale = 0: expected a factor from 1 to 32"),
+        (
+            s(&["--scale", "0"]),
+            "scale = 0: expected a factor from 1 to 32",
+        ),
         (s(&["--batch", "0"]), "batch = 0: expected at least 1 chain"),
-        (s(&["--shard", "3/2"]), "shard = 3/2: expected K/N with 1 <= K <= N"),
+        (
+            s(&["--shard", "3/2"]),
+            "shard = 3/2: expected K/N with 1 <= K <= N",
+        ),
         (
             s(&["--chains", "2", "--batch", "1", "--shard", "3/4"]),
             "at most 2 shards",

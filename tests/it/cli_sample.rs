@@ -85,7 +85,10 @@ fn sample_writes_its_run_folder() {
     assert_eq!(m["backend"], "fast");
     // cells of 28 px enlarged 4 times by default (at least 96 px), the
     // label strip (7 px) with them; 2 px between cells
-    assert_eq!(png_size(&out.join("grid.png")), (2 * 112 + 6, 2 * (112 + 28) + 6));
+    assert_eq!(
+        png_size(&out.join("grid.png")),
+        (2 * 112 + 6, 2 * (112 + 28) + 6)
+    );
     assert_eq!(png_size(&out.join("chains.png")).1, 4 * 112 + 10);
 
     // the folder exists now: refused, and left as it was

@@ -153,3 +153,89 @@ fn mask_specs_with_extreme_numbers_are_refused() {
         assert_eq!(got.is_ok(), want, "{spec}: {got:?}");
     }
 }
+
+#[test]
+fn torch_checkpoint_and_onnx_loaders_never_panic() {
+    let d = tempdir("fuzz-torch-onnx");
+    let good = super::pretrained::legacy_file();
+    never_panics("torch legacy", &good, &d.join("a.pt"), 500, 6, |p| {
+        ppgn::models::torch_file::read(p, None).is_ok()
+    });
+    let zipped = std::fs::read(super::pretrained::zip_file(&d)).unwrap();
+    never_panics("torch zip", &zipped, &d.join("b.pt"), 300, 7, |p| {
+        ppgn::models::torch_file::read(p, Some("netG_state_dict")).is_ok()
+    });
+    let onnx = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx/handmade.onnx"),
+    )
+    .unwrap();
+    never_panics("onnx", &onnx, &d.join("m.onnx"), 500, 8, |p| {
+        ppgn::models::onnx::from_bytes::<f32>(&std::fs::read(p).unwrap(), None, None).is_ok()
+    });
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// The good inputs every fuzz target starts from (`fuzz/corpus/TARGET/seed-0`).
+fn fuzz_seeds(d: &Path) -> Vec<(&'static str, Vec<u8>)> {
+    let p = d.join("a.npy");
+    npy::write_f32(&p, &[2, 3], &[0.5; 6]).unwrap();
+    let npy_bytes = std::fs::read(&p).unwrap();
+    let p = d.join("w.safetensors");
+    let t = std::collections::HashMap::from([(
+        "w".to_string(),
+        Tensor::ones((3, 2), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    )]);
+    ppgn::models::weights::save_tensors(&p, &t).unwrap();
+    let mut png_bytes = Vec::new();
+    {
+        let mut e = png::Encoder::new(&mut png_bytes, 28, 28);
+        e.set_color(png::ColorType::Grayscale);
+        let mut px = vec![0u8; 28 * 28];
+        px[200..220].fill(255);
+        e.write_header().unwrap().write_image_data(&px).unwrap();
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    vec![
+        ("idx", idx::to_idx_bytes(&[2, 4, 4], &[7; 32])),
+        ("npy", npy_bytes),
+        ("safetensors", std::fs::read(&p).unwrap()),
+        ("torch", super::pretrained::legacy_file()),
+        (
+            "config",
+            b"eps1 = 0.001\nsteps = 3\n[step]\nkind = \"constant\"\nvalue = 0.2\n".to_vec(),
+        ),
+        ("mask_png", png_bytes),
+        (
+            "onnx",
+            std::fs::read(root.join("tests/fixtures/onnx/handmade.onnx")).unwrap(),
+        ),
+    ]
+}
+
+/// The committed seed corpora are these good inputs; with
+/// `PPGN_WRITE_FUZZ_SEEDS=1` the test writes them.
+#[test]
+fn fuzz_seed_corpora_are_the_good_inputs() {
+    let d = tempdir("fuzz-seeds");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let write = std::env::var_os("PPGN_WRITE_FUZZ_SEEDS").is_some();
+    for (target, bytes) in fuzz_seeds(&d) {
+        let p = root.join(target).join("seed-0");
+        if write {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, &bytes).unwrap();
+        }
+        let src = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fuzz/fuzz_targets/{target}.rs")),
+        )
+        .unwrap_or_else(|_| panic!("no fuzz target {target}"));
+        assert!(src.contains("fuzz_target!"), "{target}");
+        assert_eq!(
+            std::fs::read(&p).ok().as_deref(),
+            Some(&bytes[..]),
+            "{} is not the seed; rerun with PPGN_WRITE_FUZZ_SEEDS=1",
+            p.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -344,7 +344,7 @@ const STORAGE: [f32; 6] = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0];
 /// The view's values in row-major order: `[i][j] = storage[i + 2 j]`.
 const VIEW: [f32; 6] = [0.0, 2.0, 4.0, 1.0, 3.0, 5.0];
 
-fn legacy_file() -> Vec<u8> {
+pub fn legacy_file() -> Vec<u8> {
     let mut f = vec![0x80, 0x02, 0x8a, 0x0a];
     f.extend(0x1950a86a20f9469cfc6cu128.to_le_bytes()[..10].iter());
     f.push(b'.');
@@ -363,7 +363,7 @@ fn legacy_file() -> Vec<u8> {
     f
 }
 
-fn zip_file(dir: &Path) -> PathBuf {
+pub fn zip_file(dir: &Path) -> PathBuf {
     let p = dir.join("ck.tar");
     let mut z = zip::ZipWriter::new(std::fs::File::create(&p).unwrap());
     let o =
