@@ -271,10 +271,16 @@ fn write(f: &RunFolder, parts: &[Part]) -> Result<usize> {
         ));
     }
     f.npy_i64("labels.npy", &[total], &labels)?;
-    if !kept.is_empty() || parts[0].dir.join("kept.npy").exists() {
-        f.npy_f32("kept.npy", &[kept.len() / 784, 1, 28, 28], &kept)?;
-    }
     let per_row = parts[0].manifest["chains_per_class"].as_u64().unwrap_or(1) as usize;
+    let cols = per_row.min(super::batched::SHOWN_PER_ROW);
+    if !kept.is_empty() || parts[0].dir.join("kept.npy").exists() {
+        let n = kept.len() / 784;
+        f.npy_f32("kept.npy", &[n, 1, 28, 28], &kept)?;
+        let shown = n.min(cols * 10);
+        if shown > 0 {
+            f.grid("kept.png", &kept[..shown * 784], shown, (28, 28, 1), cols)?;
+        }
+    }
     let finals: BTreeMap<u64, f64> = chains
         .iter()
         .filter_map(|c| Some((c["chain"].as_u64()?, c["final_condition_value"].as_f64()?)))
@@ -289,7 +295,7 @@ fn write(f: &RunFolder, parts: &[Part]) -> Result<usize> {
             )
         })
         .collect();
-    shown.write(f, &labels, per_row.min(super::batched::SHOWN_PER_ROW))?;
+    shown.write(f, &labels, cols)?;
     let mut m = parts[0].manifest.clone();
     let runs: Vec<String> = parts.iter().map(|p| p.dir.display().to_string()).collect();
     m["merged_from"] = json!(runs);

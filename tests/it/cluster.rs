@@ -8,7 +8,8 @@ use std::process::{Command, Output};
 
 use super::{ppgn, tempdir};
 
-const FLAGS: &str = "--class all --chains 3 --steps 6 --record-every 2 --batch 4 --seed 5";
+const FLAGS: &str =
+    "--class all --chains 3 --steps 6 --record-every 2 --batch 4 --seed 5 --keep-above 0.5";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -79,7 +80,7 @@ fn shards_run_as_the_schedulers_run_them_merge_to_the_unsharded_run() {
     for runs in [&slurm, &k8s] {
         ok(&script("merge.sh", runs, 3, None));
         let merged = runs.join("merged");
-        for f in ["samples.npy", "labels.npy", "shown.npy"] {
+        for f in ["samples.npy", "labels.npy", "shown.npy", "kept.npy"] {
             assert!(read(whole.join(f)) == read(merged.join(f)), "{f} differs");
         }
         assert_eq!(chains(&whole), chains(&merged));
