@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use ppgn::data::fashion_mnist::CLASS_NAMES;
 use ppgn::eval::report::evaluate_run;
 
 #[derive(Args, Debug)]
@@ -35,59 +34,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             missing.display()
         );
     }
-    let (samples, real) = (&r.samples, &r.real);
-    println!("{:<28} {:>10} {:>10}", "", "samples", "real test");
-    println!(
-        "{:<28} {:>10} {:>10}",
-        "images", samples.images, real.images
-    );
-    for (name, s, r) in [
-        (
-            "evaluator accuracy",
-            samples.evaluator_accuracy,
-            real.evaluator_accuracy,
-        ),
-        (
-            "evaluator score",
-            samples.evaluator_score,
-            real.evaluator_score,
-        ),
-        (
-            "Frechet distance",
-            samples.frechet_distance,
-            real.frechet_distance,
-        ),
-    ] {
-        println!("{name:<28} {s:>10.4} {r:>10.4}");
-    }
-    if let (Some(s), Some(r)) = (samples.mean_log_real, real.mean_log_real) {
-        println!("{:<28} {s:>10.4} {r:>10.4}", "mean log p(real) (Table 2)");
-    }
-    println!(
-        "{:<28} {:>10} {:>10}",
-        "classes more diverse (S3)",
-        r.more_diverse,
-        real.ms_ssim_per_class.len()
-    );
-    let rows = [
-        (
-            "MS-SSIM",
-            &samples.ms_ssim_per_class,
-            &real.ms_ssim_per_class,
-        ),
-        (
-            "FD",
-            &samples.frechet_distance_per_class,
-            &real.frechet_distance_per_class,
-        ),
-    ];
-    for (what, ours, theirs) in rows {
-        for (c, v) in ours {
-            let t = theirs.get(c).copied().unwrap_or(f64::NAN);
-            let name = format!("  {what} {}", CLASS_NAMES[*c]);
-            println!("{name:<28} {v:>10.4} {t:>10.4}");
-        }
-    }
+    print!("{r}");
     println!(
         "wrote {} (the samples scored in {:.1} s)",
         a.run_dir.join("eval.json").display(),

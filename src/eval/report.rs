@@ -227,6 +227,73 @@ pub struct RunScores {
     pub seconds: f64,
 }
 
+/// The table `ppgn eval` prints: the samples beside the real test images.
+impl std::fmt::Display for RunScores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::data::fashion_mnist::CLASS_NAMES;
+        let (samples, real) = (&self.samples, &self.real);
+        writeln!(f, "{:<28} {:>10} {:>10}", "", "samples", "real test")?;
+        writeln!(
+            f,
+            "{:<28} {:>10} {:>10}",
+            "images", samples.images, real.images
+        )?;
+        for (name, s, r) in [
+            (
+                "evaluator accuracy",
+                samples.evaluator_accuracy,
+                real.evaluator_accuracy,
+            ),
+            (
+                "evaluator score",
+                samples.evaluator_score,
+                real.evaluator_score,
+            ),
+            (
+                "Frechet distance",
+                samples.frechet_distance,
+                real.frechet_distance,
+            ),
+        ] {
+            writeln!(f, "{name:<28} {s:>10.4} {r:>10.4}")?;
+        }
+        if let (Some(s), Some(r)) = (samples.mean_log_real, real.mean_log_real) {
+            writeln!(
+                f,
+                "{:<28} {s:>10.4} {r:>10.4}",
+                "mean log p(real) (Table 2)"
+            )?;
+        }
+        writeln!(
+            f,
+            "{:<28} {:>10} {:>10}",
+            "classes more diverse (S3)",
+            self.more_diverse,
+            real.ms_ssim_per_class.len()
+        )?;
+        let rows = [
+            (
+                "MS-SSIM",
+                &samples.ms_ssim_per_class,
+                &real.ms_ssim_per_class,
+            ),
+            (
+                "FD",
+                &samples.frechet_distance_per_class,
+                &real.frechet_distance_per_class,
+            ),
+        ];
+        for (what, ours, theirs) in rows {
+            for (c, v) in ours {
+                let t = theirs.get(c).copied().unwrap_or(f64::NAN);
+                let name = format!("  {what} {}", CLASS_NAMES[*c]);
+                writeln!(f, "{name:<28} {v:>10.4} {t:>10.4}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Scores the `samples.npy` and `labels.npy` of `run_dir` and writes
 /// `run_dir/eval.json` (`command` recorded in it).
 pub fn evaluate_run(
