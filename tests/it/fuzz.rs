@@ -172,6 +172,13 @@ fn torch_checkpoint_and_onnx_loaders_never_panic() {
     never_panics("onnx", &onnx, &d.join("m.onnx"), 500, 8, |p| {
         ppgn::models::onnx::from_bytes::<f32>(&std::fs::read(p).unwrap(), None, None).is_ok()
     });
+    // what `cargo fuzz run onnx` found: an arithmetic node with no inputs,
+    // folded on constants, indexed an empty list
+    let crash = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz/onnx-arith-no-inputs.onnx"),
+    )
+    .unwrap();
+    assert!(ppgn::models::onnx::from_bytes::<f32>(&crash, None, None).is_err());
     let _ = std::fs::remove_dir_all(&d);
 }
 

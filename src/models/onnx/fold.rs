@@ -205,6 +205,18 @@ fn arithmetic(node: &NodeProto, inputs: &[Option<&Tensor>]) -> Result<Tensor, Fa
         .iter()
         .map(|t| t.ok_or("an input is missing"))
         .collect::<Result<_, _>>()?;
+    let arity = match node.op_type.as_str() {
+        "Where" => 3,
+        "Neg" | "Sqrt" => 1,
+        _ => 2,
+    };
+    if xs.len() != arity {
+        return Err(format!(
+            "{} takes {arity} inputs, this one has {}",
+            node.op_type,
+            xs.len()
+        ));
+    }
     let mut dims: Vec<usize> = Vec::new();
     for x in &xs {
         dims = broadcast_dims(&dims, &x.dims)?;

@@ -127,6 +127,13 @@ impl Tensor {
     /// (numpy broadcasting: this tensor's dimensions right-aligned, each 1
     /// or equal).
     pub fn broadcast_to(&self, dims: &[usize]) -> Result<Vec<f64>, Fail> {
+        if self.data.len() != self.dims.iter().product::<usize>() {
+            return Err(format!(
+                "a tensor of dimensions {:?} holds {} values",
+                self.dims,
+                self.data.len()
+            ));
+        }
         let index = broadcast_index(&self.dims, dims)?;
         Ok(index.into_iter().map(|i| self.data[i]).collect())
     }
