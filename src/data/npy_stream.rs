@@ -96,11 +96,6 @@ impl F32Rows {
         })
     }
 
-    /// Rows written so far.
-    pub fn written(&self) -> usize {
-        self.written
-    }
-
     /// Appends whole rows and syncs them to disk.
     pub fn append(&mut self, values: &[f32]) -> Result<()> {
         let n = values.len() / self.row_len.max(1);
