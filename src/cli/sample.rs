@@ -117,7 +117,8 @@ pub struct SampleArgs {
     /// Replace an existing run folder (or an interrupted one).
     #[arg(long)]
     pub force: bool,
-    /// Continue an interrupted run (Ctrl-C) of the same command to the same result.
+    /// Continue an interrupted run (Ctrl-C, a kill, a run of `ppgn serve`) in --out to the
+    /// same result, with the settings and changes it was started with (read from the folder).
     #[arg(long)]
     pub resume: bool,
     /// Stop as if interrupted after this many steps (a multiple of --record-every; for tests).
@@ -186,8 +187,24 @@ impl SampleArgs {
         Ok(settings::resolve(preset, self.config.as_deref(), &o)?)
     }
 
-    /// The job these flags ask for (`inpaint`: what `ppgn inpaint` adds).
+    /// The job these flags ask for (`inpaint`: what `ppgn inpaint` adds);
+    /// with `--resume`, the job the folder keeps.
     pub fn spec(&self, inpaint: Option<Inpaint>) -> anyhow::Result<SampleSpec> {
+        let given = self.flags(inpaint)?;
+        if !self.resume {
+            return Ok(given);
+        }
+        #[derive(clap::Parser)]
+        struct Bare {
+            #[command(flatten)]
+            a: SampleArgs,
+        }
+        let out = given.out.to_string_lossy().to_string();
+        let bare = <Bare as clap::Parser>::try_parse_from(["", "--resume", "--out", &out])?;
+        Ok(SampleSpec::resumed(given, &bare.a.flags(None)?)?)
+    }
+
+    fn flags(&self, inpaint: Option<Inpaint>) -> anyhow::Result<SampleSpec> {
         let networks = Networks::named(
             &self.generator,
             &self.classifier,

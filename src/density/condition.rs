@@ -89,7 +89,7 @@ impl Objective {
 
 /// Which hidden unit: `unit` of a `[n, units]` layer, or channel `unit` at
 /// `(y, x)` of an NHWC `[n, h, w, c]` layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Neuron {
     pub unit: usize,
     pub at: Option<(usize, usize)>,

@@ -130,7 +130,10 @@ fn run_to_end(
         record_every,
         None,
         &never,
-        |t, _, _| progress(t),
+        |r| {
+            progress(r.step);
+            Vec::new()
+        },
         |_| Ok(()),
     )? {
         Outcome::Finished(o) => Ok(o),

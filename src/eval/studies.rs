@@ -215,7 +215,10 @@ impl Studies<'_> {
                 1,
                 None,
                 &never,
-                |t, _, _| p(t),
+                |r| {
+                    p(r.step);
+                    Vec::new()
+                },
                 |_| Ok(()),
             )
         })?;

@@ -51,6 +51,10 @@ pub struct Done {
     pub wall_s: f64,
     /// The step each batch adapted to, when adapting.
     pub adapted_steps: Vec<f64>,
+    /// Changes of the settings made while the batches ran (`super::steer`;
+    /// each batch after it replays them).
+    #[serde(default)]
+    pub changes: Vec<super::steer::Change>,
 }
 
 /// The images of the shown chains (global ids `ids`): their final images
@@ -173,10 +177,11 @@ impl Batches<'_> {
                 seed: self.seed,
                 first: range.start,
             };
+            let cfg = self.cfg.with_changes(&done.changes);
             let outcome = drive(
                 "sample",
                 &pipeline,
-                self.cfg,
+                &cfg,
                 &h0,
                 streams,
                 self.record_every,
@@ -314,6 +319,7 @@ fn absorb(
     if let Some(da) = &out.adapt {
         done.adapted_steps.push(da.final_step());
     }
+    done.changes.extend(out.changes.iter().cloned());
     let rows: Vec<usize> = seen
         .ids
         .iter()

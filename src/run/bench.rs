@@ -139,6 +139,7 @@ fn w3(n: usize, engine: Engine) -> Result<(Pipeline, SamplerConfig, Tensor)> {
         decode: identity(),
         measure: Box::new(|_| Ok(Vec::new())),
         backend: cfg.engine,
+        retarget: None,
     };
     let x0 = (Tensor::ones((n, side, side, 3), DType::F32, &Device::Cpu)? * 0.5)?;
     Ok((pipeline, cfg, x0))

@@ -13,6 +13,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::preset::{Engine, SamplerConfig, SamplerKind};
+use super::steer::Change;
 use crate::density::Sum;
 use crate::error::{Error, Result};
 use crate::nn::Func;
@@ -127,7 +128,13 @@ pub struct Pipeline {
     pub measure: Measure,
     /// What computes the terms' networks (`crate::density::backend`).
     pub backend: Engine,
+    /// The target for other settings (new eps1 and eps2 during a run),
+    /// where the networks allow it.
+    pub retarget: Option<Retarget>,
 }
+
+/// Builds a [`Pipeline`]'s target for settings.
+pub type Retarget = Box<dyn Fn(&SamplerConfig) -> Result<Sum> + Send + Sync>;
 
 /// The checkpoint file in a run's staging folder.
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
@@ -152,6 +159,8 @@ pub struct ChainsOutput {
     pub rngs: ChainRngs,
     /// Step-size adaptation state, when adapting.
     pub adapt: Option<DualAveraging>,
+    /// Changes of the settings made during the run (`super::steer`).
+    pub changes: Vec<Change>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -165,6 +174,8 @@ struct StateMeta {
     wall_s: f64,
     rngs: Vec<rand_chacha::ChaCha8Rng>,
     adapt: Option<DualAveraging>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    changes: Vec<Change>,
 }
 
 impl ChainsOutput {
@@ -190,6 +201,7 @@ impl ChainsOutput {
             wall_s: self.wall_s,
             rngs: self.rngs.0.clone(),
             adapt: self.adapt.clone(),
+            changes: self.changes.clone(),
         };
         Ok((serde_json::to_value(&meta).expect("serialises"), t))
     }
@@ -228,6 +240,7 @@ impl ChainsOutput {
             wall_s: meta.wall_s,
             rngs: ChainRngs(meta.rngs),
             adapt: meta.adapt,
+            changes: meta.changes,
         })
     }
 }
@@ -251,6 +264,7 @@ impl ChainsOutput {
             adapt: cfg
                 .adapt
                 .map(|delta| DualAveraging::new(cfg.step.at(0), delta)),
+            changes: Vec::new(),
         })
     }
 
@@ -285,12 +299,132 @@ pub enum Outcome {
     Interrupted(ChainsOutput),
 }
 
-/// Runs the chains from `h0` (or from `resume`) to `cfg.steps`, calling
-/// `progress(step, mean_p, accept_rate)` and `checkpoint(output)` every
-/// `record_every` steps. When `stop` becomes true it checkpoints and returns
+/// What [`run_chains`] reports at every record.
+pub struct Record<'a> {
+    /// Steps done.
+    pub step: usize,
+    /// The chains' mean condition value and mean acceptance so far.
+    pub mean: f64,
+    pub accept: f64,
+    /// The step size in force.
+    pub step_size: f64,
+    /// The settings in force, with every change so far.
+    pub settings: &'a SamplerConfig,
+    /// The chains: the last snapshot and condition values are this step's.
+    pub out: &'a ChainsOutput,
+}
+
+/// The settings of a run as it goes: the schedule of changes (the
+/// settings' own and those made during the run), the kernel and the target
+/// they give (`super::steer`).
+struct Steered<'p> {
+    all: SamplerConfig,
+    pipeline: &'p Pipeline,
+    kernel: Box<dyn Kernel>,
+    /// The target rebuilt for changed weights.
+    target: Option<Sum>,
+    warmup: usize,
+}
+
+impl<'p> Steered<'p> {
+    /// The settings in force at `out.step` of a fresh or resumed run.
+    fn new(pipeline: &'p Pipeline, cfg: &SamplerConfig, out: &ChainsOutput) -> Result<Self> {
+        let mut s = Steered {
+            all: cfg.with_changes(&out.changes),
+            pipeline,
+            kernel: kernel(cfg)?,
+            target: None,
+            warmup: cfg.steps / 2,
+        };
+        s.kernel.check(&pipeline.target)?;
+        let reweighted = s
+            .all
+            .changes
+            .iter()
+            .any(|c| c.at <= out.step && c.reweights());
+        if reweighted || !s.all.changes.is_empty() {
+            s.rebuild(out, reweighted)?;
+        } else {
+            s.adapted(out);
+        }
+        Ok(s)
+    }
+
+    fn target(&self) -> &Sum {
+        self.target.as_ref().unwrap_or(&self.pipeline.target)
+    }
+
+    /// The step size from the adaptation state at `out.step`, when adapting.
+    fn adapted(&mut self, out: &ChainsOutput) {
+        if let Some(da) = out.adapt.as_ref().filter(|_| out.step > 0) {
+            self.kernel.set_step_size(match out.step >= self.warmup {
+                true => da.final_step(),
+                false => da.current_step(),
+            });
+        }
+    }
+
+    /// The kernel (and, when `retarget`, the target) of the settings in
+    /// force at `out.step`.
+    fn rebuild(&mut self, out: &ChainsOutput, retarget: bool) -> Result<()> {
+        let now = self.all.at_step(out.step);
+        self.kernel = kernel(&now)?;
+        if retarget {
+            let build = self.pipeline.retarget.as_ref().ok_or_else(|| {
+                Error::unsupported(
+                    "changing eps1 or eps2 during a run of these networks",
+                    "change eps3 or the step, or start a new run with the new weights",
+                )
+            })?;
+            self.target = Some(build(&now)?);
+        }
+        self.kernel.check(self.target())?;
+        self.adapted(out);
+        Ok(())
+    }
+
+    /// Applies the changes that take effect at `out.step`; whether the
+    /// target changed (its value and gradient must be recomputed).
+    fn at(&mut self, out: &ChainsOutput) -> Result<bool> {
+        let changes: Vec<&Change> = self.all.changes_at(out.step).collect();
+        if changes.is_empty() {
+            return Ok(false);
+        }
+        let retarget = changes.iter().any(|c| c.reweights());
+        self.rebuild(out, retarget)?;
+        Ok(retarget)
+    }
+
+    /// Adds changes made at the record of `out.step` (after the settings'
+    /// own changes of the same step).
+    fn add(&mut self, out: &mut ChainsOutput, made: Vec<Change>) -> Result<()> {
+        for mut c in made.into_iter().filter(|c| !c.is_empty()) {
+            c.at = out.step;
+            c.validate()?;
+            self.all = self.all.with_changes(std::slice::from_ref(&c));
+            out.changes.push(c);
+        }
+        Ok(())
+    }
+
+    /// The step size the kernel uses at step `t`.
+    fn step_size(&self, out: &ChainsOutput, t: usize) -> f64 {
+        match &out.adapt {
+            Some(da) if t >= self.warmup => da.final_step(),
+            Some(da) => da.current_step(),
+            None => self.all.at_step(t).step.at(t),
+        }
+    }
+}
+
+/// Runs the chains from `h0` (or from `resume`) to `cfg.steps` (or the
+/// first stop of its changes), calling `progress` and `checkpoint(output)`
+/// every `record_every` steps; `progress` may return changes of the
+/// settings, which take effect from that step on and are kept in the
+/// output. When `stop` becomes true it checkpoints and returns
 /// [`Outcome::Interrupted`]; resuming from that checkpoint gives the same
-/// bits as an uninterrupted run (the state is the position and the chains'
-/// random streams; the target is re-evaluated exactly).
+/// bits as an uninterrupted run (the state is the position, the chains'
+/// random streams and the changes made; the target is re-evaluated exactly).
 #[allow(clippy::too_many_arguments)]
 pub fn run_chains(
     pipeline: &Pipeline,
@@ -300,13 +434,9 @@ pub fn run_chains(
     record_every: usize,
     resume: Option<ChainsOutput>,
     stop: &AtomicBool,
-    mut progress: impl FnMut(usize, f64, f64),
+    mut progress: impl FnMut(&Record) -> Vec<Change>,
     mut checkpoint: impl FnMut(&ChainsOutput) -> Result<()>,
 ) -> Result<Outcome> {
-    let target = &pipeline.target;
-    let mut k = kernel(cfg)?;
-    k.check(target)?;
-    let warmup = cfg.steps / 2;
     let started = Instant::now();
     let record = |out: &mut ChainsOutput, h: &Tensor| out.record(pipeline, h);
     let mut out = match resume {
@@ -318,38 +448,47 @@ pub fn run_chains(
         }
     };
     let base_wall = out.wall_s;
-    let mut state = init(&out.codes, target)?;
-    // the step size in force at `out.step`, recomputed from the adaptation state
-    if let Some(da) = &out.adapt {
-        if out.step > 0 {
-            k.set_step_size(if out.step >= warmup {
-                da.final_step()
-            } else {
-                da.current_step()
-            });
-        }
-    }
+    let mut steered = Steered::new(pipeline, cfg, &out)?;
+    let mut state = init(&out.codes, steered.target())?;
+    let first = out.step;
     for t in out.step..cfg.steps {
+        if t >= steered.all.last_step() {
+            break;
+        }
+        if t > first && steered.at(&out)? {
+            state = init(&state.position, steered.target())?;
+        }
+        let target = steered.target.as_ref().unwrap_or(&pipeline.target);
         let (next, info) = advance(
-            k.as_mut(),
+            steered.kernel.as_mut(),
             &mut out.rngs,
             &state,
             target,
             t,
-            warmup,
+            steered.warmup,
             out.adapt.as_mut(),
         )?;
         state = next;
         out.count(t + 1, &info);
-        let interrupted = stop.load(Ordering::SeqCst) && out.step < cfg.steps;
-        if out.step % record_every.max(1) == 0 || out.step == cfg.steps || interrupted {
-            if out.step % record_every.max(1) == 0 || out.step == cfg.steps {
+        let end = steered.all.last_step();
+        let interrupted = stop.load(Ordering::SeqCst) && out.step < end;
+        let due = out.step % record_every.max(1) == 0 || out.step == end;
+        if due || interrupted {
+            if due {
                 let m = record(&mut out, &state.position)?;
-                progress(out.step, m, out.accept_sum / out.step as f64);
+                let made = progress(&Record {
+                    step: out.step,
+                    mean: m,
+                    accept: out.accept_sum / out.step as f64,
+                    step_size: steered.step_size(&out, out.step),
+                    settings: &steered.all,
+                    out: &out,
+                });
+                steered.add(&mut out, made)?;
             }
             out.codes = state.position.clone();
             out.wall_s = base_wall + started.elapsed().as_secs_f64();
-            if out.step < cfg.steps {
+            if out.step < steered.all.last_step() {
                 checkpoint(&out)?;
             }
             if interrupted {

@@ -79,8 +79,25 @@ impl Pipeline {
         Ok(Self {
             target: target(stack, cfg, condition)?,
             backend: cfg.engine,
+            retarget: None,
             decode,
             measure: condition.measure(stack)?,
+        })
+    }
+}
+
+impl Pipeline {
+    /// [`Pipeline::fashion`] whose weights can change during the run
+    /// (`super::steer`): it keeps the stack to rebuild the target.
+    pub fn steerable(
+        stack: &Arc<Stack>,
+        cfg: &SamplerConfig,
+        condition: &Condition,
+    ) -> Result<Self> {
+        let (s, c) = (stack.clone(), condition.clone());
+        Ok(Self {
+            retarget: Some(Box::new(move |cfg| target(&s, cfg, &c))),
+            ..Self::fashion(stack, cfg, condition)?
         })
     }
 }

@@ -19,6 +19,7 @@ pub mod sample_pretrained;
 pub mod settings;
 pub mod shard;
 pub mod spec;
+pub mod steer;
 pub mod visualize;
 
 pub use progress::{Progress, Silent};

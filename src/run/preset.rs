@@ -3,6 +3,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::steer::Change;
 use crate::density::condition::ClassGradient;
 use crate::error::{Error, Result};
 use crate::sampler::schedule::Schedule;
@@ -142,6 +143,10 @@ pub struct SamplerConfig {
     /// seed gives the same samples to float rounding.
     #[serde(default)]
     pub engine: Engine,
+    /// Changes of eps1, eps2, eps3 and the step keyed by step, and where
+    /// the chains stop (`super::steer`; what `ppgn serve`'s sliders record).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
 }
 
 /// HMC's step jitter unless a setting says otherwise.
@@ -174,8 +179,7 @@ pub fn preset(name: &str) -> Result<SamplerConfig> {
         eps2: 1.0,
         eps3: 1e-17,
         steps: 200,
-        // tuned on Fashion-MNIST by `ppgn report`'s step study: 0.1 gave
-        // samples more diverse than real but less recognisable
+        // tuned by `ppgn report`'s step study (0.1: less recognisable)
         step: Schedule::Constant { value: 0.2 },
         noise: None,
         prior_sigma: 3.0,
@@ -187,6 +191,7 @@ pub fn preset(name: &str) -> Result<SamplerConfig> {
         gradient: ClassGradient::LogSoftmax,
         adapt: None,
         engine: Engine::Fast,
+        changes: Vec::new(),
     };
     Ok(match name {
         "ppgn" => base,
@@ -337,6 +342,64 @@ fn flow_preset(name: &str, base: SamplerConfig) -> SamplerConfig {
 }
 
 impl SamplerConfig {
+    /// The settings in force at step `t`: the changes with `at <= t`
+    /// applied in order (the schedule itself is kept).
+    pub fn at_step(&self, t: usize) -> SamplerConfig {
+        let mut cfg = self.clone();
+        for c in self.changes.iter().filter(|c| c.at <= t) {
+            cfg.eps1 = c.eps1.unwrap_or(cfg.eps1);
+            cfg.eps2 = c.eps2.unwrap_or(cfg.eps2);
+            cfg.eps3 = c.eps3.unwrap_or(cfg.eps3);
+            if let Some(value) = c.step {
+                cfg.step = Schedule::Constant { value };
+            }
+        }
+        cfg
+    }
+
+    /// These settings with `more` changes, each after the changes of
+    /// the same step or before.
+    pub fn with_changes(&self, more: &[Change]) -> SamplerConfig {
+        let mut cfg = self.clone();
+        for c in more {
+            let i = cfg.changes.partition_point(|d| d.at <= c.at);
+            cfg.changes.insert(i, c.clone());
+        }
+        cfg
+    }
+
+    /// The changes that take effect at step `t`.
+    pub fn changes_at(&self, t: usize) -> impl Iterator<Item = &Change> {
+        self.changes.iter().filter(move |c| c.at == t)
+    }
+
+    /// Where the chains end: `steps`, or the first stop.
+    pub fn last_step(&self) -> usize {
+        self.changes
+            .iter()
+            .filter(|c| c.stop)
+            .map(|c| c.at)
+            .fold(self.steps, usize::min)
+    }
+
+    /// Checks the schedule of changes: valid values, steps in order within
+    /// the run.
+    pub fn validate_changes(&self) -> Result<()> {
+        let mut last = 0;
+        for c in &self.changes {
+            c.validate()?;
+            if c.at < last || c.at > self.steps {
+                return Err(Error::setting(
+                    "changes",
+                    format!("a change at step {} after one at {last}", c.at),
+                    format!("changes in order of step, from 0 to {}", self.steps),
+                ));
+            }
+            last = c.at;
+        }
+        Ok(())
+    }
+
     /// Gradient evaluations one step costs per chain: the leapfrog steps of
     /// HMC, one for every other kernel (MALA reuses the gradient it computed
     /// at the accepted proposal).

@@ -246,6 +246,7 @@ impl PlugPair {
             decode: self.decode.clone(),
             measure: Box::new(move |x: &Tensor| class_probability(&logits(x)?, &classes)),
             backend: cfg.engine,
+            retarget: None,
         })
     }
 
@@ -290,6 +291,7 @@ impl PlugPair {
             decode: self.decode.clone(),
             measure: Box::new(move |x: &Tensor| unit_activation(&f(x)?, neuron)),
             backend: cfg.engine,
+            retarget: None,
         })
     }
 

@@ -15,6 +15,12 @@ pub trait Progress {
     fn tick(&mut self, step: usize) {
         self.update(step, f64::NAN, f64::NAN);
     }
+    /// Every record of a run of chains, with the chains as they are (a
+    /// live view); returns changes of the settings to make from this step
+    /// on (`super::steer`). A front end pauses a run by not returning.
+    fn record(&mut self, _record: &Record) -> Vec<Change> {
+        Vec::new()
+    }
     /// A line worth keeping (a training checkpoint's losses, a resume).
     fn note(&mut self, _line: &str) {}
     /// The phase ended (finished or stopped).
@@ -36,8 +42,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::Tensor;
 
-use super::chains::{run_chains, ChainsOutput, Outcome, Pipeline, Streams};
+use super::chains::{run_chains, ChainsOutput, Outcome, Pipeline, Record, Streams};
 use super::preset::SamplerConfig;
+use super::steer::Change;
 use crate::error::Result;
 
 /// [`drive`] for a run that does not resume: from `start` to the end, or
@@ -99,11 +106,13 @@ pub fn drive(
         record_every,
         resume,
         &stop,
-        |t, mean, accept| {
-            progress.update(t, mean, accept);
+        |r| {
+            progress.update(r.step, r.mean, r.accept);
+            let made = progress.record(r);
             if progress.should_stop() {
                 stop.store(true, Ordering::SeqCst);
             }
+            made
         },
         checkpoint,
     );

@@ -17,7 +17,7 @@ use super::folder::RunFolder;
 use super::preset::PriorKind;
 use super::progress::Progress;
 use super::shard::Plan;
-use super::spec::{Init, Networks, Request, RunOutput, SampleSpec};
+use super::spec::{Init, Networks, Request, RunOutput, SampleSpec, STORED};
 use crate::data::fashion_mnist::{self, parse_class, Split, CLASS_NAMES};
 use crate::data::npy_stream::F32RowsReader;
 use crate::error::{Error, Result};
@@ -160,7 +160,7 @@ fn fashion(
     progress: &mut dyn Progress,
 ) -> Result<RunOutput> {
     let dir = stack::resolve_dir(models);
-    let s = Stack::load(&dir, DType::F32, &Device::Cpu)?;
+    let s = std::sync::Arc::new(Stack::load(&dir, DType::F32, &Device::Cpu)?);
     let per_chain = fashion_classes(spec)?;
     let hole = hole(spec)?;
     let plan = plan(spec, &s, &per_chain)?;
@@ -171,6 +171,7 @@ fn fashion(
     let build =
         |c: &super::preset::SamplerConfig| Pipeline::fashion(&s, c, &condition(first.clone()));
     let h0 = start_codes(spec, &s, first.clone(), hole.as_ref())?;
+    let original = spec;
     let (spec, tuned) = super::autotune::apply(spec, &build, &h0)?;
     let (spec, cfg) = (spec.as_ref(), &spec.settings);
     let backend = build(cfg)?.backend;
@@ -186,6 +187,9 @@ fn fashion(
         hole.as_ref(),
     );
     let folder = RunFolder::open(&spec.out, spec.force, spec.resume)?.with_scale(spec.scale);
+    if !spec.resume {
+        folder.json(STORED, &serde_json::to_value(original).expect("serialises"))?;
+    }
     let batches = Batches {
         plan,
         cfg,
@@ -196,7 +200,7 @@ fn fashion(
     };
     let shown = shown_chains(plan.shard_chains(), spec.chains, SHOWN_PER_ROW);
     let mut make = |chains: Range<usize>| -> Result<(Pipeline, Tensor)> {
-        let pipeline = Pipeline::fashion(&s, cfg, &condition(chains.clone()))?;
+        let pipeline = Pipeline::steerable(&s, cfg, &condition(chains.clone()))?;
         Ok((pipeline, start_codes(spec, &s, chains, hole.as_ref())?))
     };
     let evaluate =
@@ -220,6 +224,7 @@ fn fashion(
         write_inpaint(&folder, h, &seen)?;
     }
     folder.remove(super::chains::CHECKPOINT);
+    folder.remove(STORED);
     Ok(RunOutput {
         dir: folder.finish()?,
         chains: plan.shard_chains().len(),
@@ -411,7 +416,7 @@ impl FashionOutputs<'_> {
     fn manifest(&self, done: &Done) -> serde_json::Value {
         let spec = self.spec;
         let first = self.plan.shard_chains().start;
-        let steps = spec.settings.steps.max(1) as f64;
+        let steps = spec.settings.with_changes(&done.changes).last_step().max(1) as f64;
         let chains: Vec<serde_json::Value> = (0..done.chains)
             .map(|i| {
                 let class = self.per_chain.get(first + i);
@@ -440,7 +445,7 @@ impl FashionOutputs<'_> {
             "neuron": self.neuron,
             "chains_per_class": spec.chains,
             "record_every": spec.record_every,
-            "sampler": spec.settings,
+            "sampler": spec.settings.with_changes(&done.changes),
             "space": spec.settings.prior.space(),
             "backend": self.backend,
             "autotune": self.tuned,

@@ -72,6 +72,7 @@ pub fn resolve(preset_name: &str, config: Option<&Path>, o: &Overrides) -> Resul
 
 /// Checks every value of `cfg` that a user can set.
 pub fn validate(cfg: &SamplerConfig) -> Result<()> {
+    cfg.validate_changes()?;
     if cfg.steps == 0 {
         return Err(Error::setting(
             "steps",

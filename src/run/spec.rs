@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
 
 use super::preset::SamplerConfig;
 use crate::data::fashion_mnist::SIDE;
@@ -15,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::models::plug::{is_sidecar, CLASSIFIERS, GENERATORS};
 
 /// The generator and condition network of a run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Networks {
     /// The shipped Fashion-MNIST stack, from `models` (default: `$PPGN_MODELS`
     /// or `models/fashion-mnist`).
@@ -85,7 +86,7 @@ fn plug_side(name: &str, builtin: &[&str]) -> bool {
 }
 
 /// What the chains are conditioned on.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
     /// Classes by index or name, `chains` chains each; `all` for every class.
     Classes(Vec<String>),
@@ -101,7 +102,7 @@ impl Request {
 }
 
 /// Where the chains start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Init {
     /// Random codes from the seed.
     Random,
@@ -131,7 +132,7 @@ impl Init {
 }
 
 /// What `ppgn inpaint` adds to a run: a test image with a hole to fill.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Inpaint {
     /// Fashion-MNIST test image index.
     pub image: usize,
@@ -234,7 +235,7 @@ fn png_mask(path: &std::path::Path) -> Result<Vec<f32>> {
 }
 
 /// A sampling job: everything that decides what it computes and writes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SampleSpec {
     /// Choose the step (and the prior's weight) by a short pilot, or the
     /// step adaptation where the sampler has an acceptance test
@@ -272,7 +273,53 @@ pub struct SampleSpec {
     pub command: String,
 }
 
+/// The file in an interrupted run's staging folder that holds its job,
+/// for `ppgn sample --resume --out DIR` without the other flags.
+pub const STORED: &str = "resume-spec.json";
+
 impl SampleSpec {
+    /// The job to resume in `given.out`: the one the interrupted run
+    /// stored there, when the flags asked for it (`given` is what the
+    /// flags made, `bare` what `--resume --out DIR` alone makes) or for
+    /// nothing else; `given` itself when the folder stores no job (a run
+    /// of an older version: its checkpoint still checks the settings).
+    pub fn resumed(given: SampleSpec, bare: &SampleSpec) -> Result<SampleSpec> {
+        let path = super::folder::RunFolder::partial_path(&given.out).join(STORED);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(given),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let stored: SampleSpec = serde_json::from_str(&text)
+            .map_err(|e| Error::data(&path, format!("unreadable stored job: {e}")))?;
+        if given.job() != bare.job() && given.job() != stored.job() {
+            return Err(Error::data(
+                &path,
+                "the interrupted run was started with other settings; resume it with \
+                 --resume --out DIR alone (the folder keeps its settings), or pass --force to start over",
+            ));
+        }
+        Ok(SampleSpec {
+            resume: true,
+            force: false,
+            command: given.command,
+            out: given.out,
+            ..stored
+        })
+    }
+
+    /// What decides the samples: everything but the command line, the
+    /// folder and how it is opened.
+    fn job(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("serialises");
+        if let Some(m) = v.as_object_mut() {
+            for k in ["command", "out", "force", "resume", "scale"] {
+                m.remove(k);
+            }
+        }
+        v
+    }
+
     /// Checks what can be checked before any network is loaded.
     pub fn validate(&self) -> Result<()> {
         if self.chains == 0 {

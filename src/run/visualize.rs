@@ -352,6 +352,7 @@ impl Job<'_> {
             decode: parts.decode.clone(),
             measure,
             backend: spec.engine,
+            retarget: None,
         };
         let start = start(spec, parts.side, self.n)?;
         let o = drive_to_end(

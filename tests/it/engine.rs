@@ -1114,7 +1114,17 @@ fn ppgn_chains_amplify_rounding_while_most_agree_between_engines() {
         };
         let p = Pipeline::fashion(&s, &cfg, &condition).unwrap();
         let stop = std::sync::atomic::AtomicBool::new(false);
-        let out = run_chains(&p, &cfg, h, 0, 1000, None, &stop, |_, _, _| {}, |_| Ok(()));
+        let out = run_chains(
+            &p,
+            &cfg,
+            h,
+            0,
+            1000,
+            None,
+            &stop,
+            |_| Vec::new(),
+            |_| Ok(()),
+        );
         match out.unwrap() {
             Outcome::Finished(o) => o.images.to_dtype(DType::F64).unwrap(),
             Outcome::Interrupted(_) => unreachable!("not stopped"),

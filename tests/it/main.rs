@@ -17,6 +17,7 @@ mod samplers;
 mod scores;
 mod shipped;
 mod stack_sampling;
+mod steer;
 mod train;
 mod weights;
 
