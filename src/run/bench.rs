@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 
-use super::chains::{kernel, random_codes, Pipeline};
+use super::chains::{random_codes, Pipeline};
 use super::fashion::Condition;
 use super::preset::{preset, Engine, SamplerConfig};
 use super::pretrained::PlugPair;
@@ -154,7 +154,7 @@ pub fn time_steps(
     budget: Budget,
 ) -> Result<Timing> {
     let n = start.dim(0)?;
-    let k = kernel(cfg)?;
+    let k = cfg.kernel()?;
     let mut rngs = ChainRngs::new(7, n);
     let mut state = init(start, &pipeline.target)?;
     for t in 0..budget.warmup {

@@ -12,48 +12,13 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::preset::{Engine, SamplerConfig, SamplerKind};
+use super::preset::{Engine, SamplerConfig};
 use super::steer::Change;
 use crate::density::Sum;
 use crate::error::{Error, Result};
 use crate::nn::Func;
 use crate::sampler::adapt::DualAveraging;
-use crate::sampler::clip::Clip;
-use crate::sampler::hmc::Hmc;
-use crate::sampler::mala::Mala;
-use crate::sampler::mala_approx::MalaApprox;
-use crate::sampler::map::Map;
-use crate::sampler::rwmh::RandomWalk;
 use crate::sampler::{advance, init, ChainRngs, Info, Kernel};
-
-pub fn kernel(cfg: &SamplerConfig) -> Result<Box<dyn Kernel>> {
-    let clip = cfg.clip.map(|(lo, hi)| Clip::new_box(lo, hi)).transpose()?;
-    Ok(match cfg.sampler {
-        SamplerKind::Map => Box::new(Map {
-            lr: cfg.step,
-            decay: cfg.decay,
-            clip,
-        }),
-        SamplerKind::MalaApprox => Box::new(MalaApprox {
-            step: cfg.step,
-            eps3: cfg.eps3,
-            normalise: cfg.normalise,
-            clip,
-        }),
-        SamplerKind::Mh => Box::new(RandomWalk { scale: cfg.step }),
-        SamplerKind::Mala => Box::new(Mala {
-            step: cfg.step,
-            noise: cfg.noise,
-            clip,
-        }),
-        SamplerKind::Hmc => Box::new(Hmc {
-            step: cfg.step,
-            leapfrog_steps: cfg.leapfrog_steps,
-            jitter: cfg.jitter,
-            clip,
-        }),
-    })
-}
 
 /// `relu(N(0, 2^2))` codes, non-negative like post-ReLU `h`: the random
 /// start of every chain (seeded apart from the chains' own streams).
@@ -332,7 +297,7 @@ impl<'p> Steered<'p> {
         let mut s = Steered {
             all: cfg.with_changes(&out.changes),
             pipeline,
-            kernel: kernel(cfg)?,
+            kernel: cfg.kernel()?,
             target: None,
             warmup: cfg.steps / 2,
         };
@@ -368,7 +333,7 @@ impl<'p> Steered<'p> {
     /// force at `out.step`.
     fn rebuild(&mut self, out: &ChainsOutput, retarget: bool) -> Result<()> {
         let now = self.all.at_step(out.step);
-        self.kernel = kernel(&now)?;
+        self.kernel = now.kernel()?;
         if retarget {
             let build = self.pipeline.retarget.as_ref().ok_or_else(|| {
                 Error::unsupported(

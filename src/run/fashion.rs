@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use candle_core::Tensor;
 
-use super::chains::{kernel, Measure, Pipeline};
+use super::chains::{Measure, Pipeline};
 use super::preset::{PriorKind, SamplerConfig};
 use crate::density::backend::Backend;
 use crate::density::condition::{
@@ -262,5 +262,5 @@ fn prior_term(stack: &Stack, cfg: &SamplerConfig) -> Result<Option<Box<dyn Term>
 
 /// Checks that the kernel can run on the target before anything is written.
 pub fn validate(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Result<()> {
-    kernel(cfg)?.check(&target(stack, cfg, condition)?)
+    cfg.kernel()?.check(&target(stack, cfg, condition)?)
 }

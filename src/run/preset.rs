@@ -6,7 +6,14 @@ use serde::{Deserialize, Serialize};
 use super::steer::Change;
 use crate::density::condition::ClassGradient;
 use crate::error::{Error, Result};
+use crate::sampler::clip::Clip;
+use crate::sampler::hmc::Hmc;
+use crate::sampler::mala::Mala;
+use crate::sampler::mala_approx::MalaApprox;
+use crate::sampler::map::Map;
+use crate::sampler::rwmh::RandomWalk;
 use crate::sampler::schedule::Schedule;
+use crate::sampler::Kernel;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -342,6 +349,37 @@ fn flow_preset(name: &str, base: SamplerConfig) -> SamplerConfig {
 }
 
 impl SamplerConfig {
+    /// The kernel these settings describe.
+    pub fn kernel(&self) -> Result<Box<dyn Kernel>> {
+        let cfg = self;
+        let clip = cfg.clip.map(|(lo, hi)| Clip::new_box(lo, hi)).transpose()?;
+        Ok(match cfg.sampler {
+            SamplerKind::Map => Box::new(Map {
+                lr: cfg.step,
+                decay: cfg.decay,
+                clip,
+            }),
+            SamplerKind::MalaApprox => Box::new(MalaApprox {
+                step: cfg.step,
+                eps3: cfg.eps3,
+                normalise: cfg.normalise,
+                clip,
+            }),
+            SamplerKind::Mh => Box::new(RandomWalk { scale: cfg.step }),
+            SamplerKind::Mala => Box::new(Mala {
+                step: cfg.step,
+                noise: cfg.noise,
+                clip,
+            }),
+            SamplerKind::Hmc => Box::new(Hmc {
+                step: cfg.step,
+                leapfrog_steps: cfg.leapfrog_steps,
+                jitter: cfg.jitter,
+                clip,
+            }),
+        })
+    }
+
     /// The settings in force at step `t`: the changes with `at <= t`
     /// applied in order (the schedule itself is kept).
     pub fn at_step(&self, t: usize) -> SamplerConfig {
