@@ -11,6 +11,7 @@ pub mod models;
 pub mod nn;
 pub mod run;
 pub mod sampler;
+pub mod serve;
 pub mod train;
 pub mod viz;
 

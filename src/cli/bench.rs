@@ -66,9 +66,20 @@ pub struct BenchArgs {
     /// so that its peak memory is its own).
     #[arg(long, hide = true)]
     pub one: Option<String>,
+    /// In place of the workloads: how live `ppgn serve` is, a run of this many
+    /// chains of `ppgn` (200 steps) watched by an event-stream client.
+    #[arg(long)]
+    pub serve: Option<usize>,
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
+    if let Some(chains) = a.serve {
+        println!(
+            "{}",
+            ppgn::serve::bench::bench(chains, 200, a.models.clone())?
+        );
+        return Ok(());
+    }
     for w in &a.workloads {
         if !WORKLOADS.contains(&w.as_str()) {
             bail!("--workloads: unknown workload {w:?}; expected w1, w2, w3");

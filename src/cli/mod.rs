@@ -9,6 +9,7 @@ pub mod onnx;
 pub mod progress;
 pub mod report;
 pub mod sample;
+pub mod serve;
 pub mod train;
 pub mod visualize;
 pub mod viz;
@@ -53,6 +54,8 @@ pub enum Command {
     /// Visualisations of a run (t-SNE grid, Fig. S11).
     #[command(subcommand)]
     Viz(viz::VizCommand),
+    /// A web page to start runs, watch and steer their chains live, and download the results.
+    Serve(serve::ServeArgs),
     /// Time one sampler step on fixed workloads (with --compare, beside the PyTorch peer).
     Bench(bench::BenchArgs),
     /// Check or run a network brought as an ONNX file (docs/onnx.md).
@@ -102,6 +105,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Merge(a) => sample::merge(a),
         Command::Report(a) => report::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::Viz(c) => viz::run(c),
         Command::Visualize(a) => visualize::run(a),
     }

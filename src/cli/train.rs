@@ -3,20 +3,11 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use candle_core::Device;
 use clap::{Args, ValueEnum};
 
-use ppgn::data::fashion_mnist::{self, Split};
+use ppgn::data::fashion_mnist;
 use ppgn::models::fashion as stack;
-use ppgn::train::realness::RealnessTask;
-use ppgn::train::{
-    self,
-    classifier::ClassifierTask,
-    code_prior::CodePriorTask,
-    dae::DaeTask,
-    gan::{GanSettings, GanTask},
-    Data, TrainOptions,
-};
+use ppgn::train::{gan::GanSettings, job, TrainOptions};
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Network {
@@ -124,7 +115,6 @@ pub struct TrainArgs {
 }
 
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
-    let device = Device::Cpu;
     let (epochs, lr, seed) = a.network.defaults();
     if a.batch_size == 0 {
         anyhow::bail!("--batch-size must be at least 1");
@@ -157,25 +147,9 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         a.channels.as_deref(),
     )?;
     let dir = fashion_mnist::resolve_dir(a.data_dir.as_deref());
-    let data = Data {
-        train: fashion_mnist::load(&dir, Split::Train)?,
-        test: fashion_mnist::load(&dir, Split::Test)?,
-    };
-    let mut task: Box<dyn train::Task> = match a.network {
-        Network::Classifier | Network::Evaluator => Box::new(ClassifierTask::new(
-            a.network == Network::Evaluator,
-            data,
-            &opts,
-            &device,
-        )?),
-        Network::Generator => Box::new(GanTask::new(data, &opts, &gan, &device)?),
-        Network::HDae => Box::new(DaeTask::new_h(data, &opts, &device)?),
-        Network::CodePrior => Box::new(CodePriorTask::new(data, &opts, &device)?),
-        Network::XDae => Box::new(DaeTask::new_x(data, &opts, &device)?),
-        Network::Realness => Box::new(RealnessTask::new(data, &opts, &device)?),
-    };
     let mut bar = super::progress::Bar::new(a.quiet, None);
-    let Some(card) = train::run(task.as_mut(), &opts, &device, &mut bar)
+    let network = serde_json::from_value(serde_json::json!(a.network.name()))?;
+    let Some(card) = job::train(network, &opts, &gan, &dir, &mut bar)
         .with_context(|| format!("training {}", a.network.name()))?
     else {
         println!(
@@ -185,7 +159,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     };
-    let (w, c) = stack::paths(&opts.out_dir, task.name());
+    let (w, c) = stack::paths(&opts.out_dir, &a.network.name());
     println!(
         "trained {} in {:.0} s ({} steps): {}",
         card.network,

@@ -14,6 +14,8 @@ use crate::error::{Error, Result};
 /// some settings, or the end of the chains.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Change {
+    /// The step (set by the run when the change is made live).
+    #[serde(default)]
     pub at: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eps1: Option<f64>,

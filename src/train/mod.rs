@@ -12,6 +12,7 @@ pub mod classifier;
 pub mod code_prior;
 pub mod dae;
 pub mod gan;
+pub mod job;
 pub mod realness;
 pub mod reconstruction;
 

@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["density"],
     &["sampler"],
     &["train", "run"],
-    &["eval", "viz"],
+    &["eval", "viz", "serve"],
     // the binary's own modules (`src/main.rs` declares them; the library
     // does not export them)
     &["cli"],

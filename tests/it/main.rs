@@ -15,6 +15,7 @@ mod pretrained;
 mod report;
 mod samplers;
 mod scores;
+mod serve;
 mod shipped;
 mod stack_sampling;
 mod steer;
