@@ -54,6 +54,25 @@ impl Backend {
         }
     }
 
+    /// The network as a function, forward only: `[n, h, w, c]` out, or
+    /// `[n, c]` for a vector, as [`crate::nn::fast::reference::func`]
+    /// gives (the snapshots and measurements of a run, on its engine).
+    pub fn func(self) -> crate::nn::Func {
+        let last = self.net.len();
+        let (h, w, c) = self.net.output();
+        Arc::new(move |x: &Tensor| {
+            let n = x.dim(0)?;
+            let v = self
+                .values(x, &[last])
+                .map_err(candle_core::Error::wrap)?
+                .remove(0);
+            match (h, w) {
+                (1, 1) => Tensor::from_vec(v, (n, c), x.device()),
+                _ => Tensor::from_vec(v, (n, h, w, c), x.device()),
+            }
+        })
+    }
+
     /// `x` as `n` flat inputs, or what is wrong with its shape.
     fn input(&self, x: &Tensor) -> Result<(usize, Vec<f32>)> {
         let n = x.dim(0)?;

@@ -6,10 +6,12 @@
 //!
 //! The checkpoint (`checkpoint.safetensors` in the staging folder, one
 //! file written atomically) holds what the finished batches left and the
-//! state of the batch under way; it is written at every record and after
-//! every batch, so `--resume` after a kill at any moment continues to the
-//! bits of an uninterrupted run: `samples.npy` is cut back to the rows the
-//! checkpoint counted.
+//! state of the batch under way; it is written at a batch's first record,
+//! then at most every `super::chains::CHECKPOINT_SECONDS` (and at a change
+//! of the settings or an interruption), and after every batch, so
+//! `--resume` after a kill at any moment continues to the bits of an
+//! uninterrupted run: `samples.npy` is cut back to the rows the checkpoint
+//! counted.
 
 use std::collections::HashMap;
 use std::ops::Range;

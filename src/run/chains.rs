@@ -104,6 +104,12 @@ pub type Retarget = Box<dyn Fn(&SamplerConfig) -> Result<Sum> + Send + Sync>;
 /// The checkpoint file in a run's staging folder.
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
 
+/// Seconds between checkpoints at most (the first record, an interruption
+/// and a change of the settings always write one): a checkpoint holds every
+/// snapshot so far, and writing it at every record of a run recorded at
+/// every step (a live view's) took most of the time.
+pub const CHECKPOINT_SECONDS: f64 = 10.0;
+
 /// What a run of chains produced (also what a checkpoint holds).
 pub struct ChainsOutput {
     /// Steps done.
@@ -383,8 +389,9 @@ impl<'p> Steered<'p> {
 }
 
 /// Runs the chains from `h0` (or from `resume`) to `cfg.steps` (or the
-/// first stop of its changes), calling `progress` and `checkpoint(output)`
-/// every `record_every` steps; `progress` may return changes of the
+/// first stop of its changes), calling `progress` every `record_every`
+/// steps and `checkpoint(output)` at the first of them, then at most every
+/// [`CHECKPOINT_SECONDS`]; `progress` may return changes of the
 /// settings, which take effect from that step on and are kept in the
 /// output. When `stop` becomes true it checkpoints and returns
 /// [`Outcome::Interrupted`]; resuming from that checkpoint gives the same
@@ -416,6 +423,7 @@ pub fn run_chains(
     let mut steered = Steered::new(pipeline, cfg, &out)?;
     let mut state = init(&out.codes, steered.target())?;
     let first = out.step;
+    let mut saved: Option<Instant> = None;
     for t in out.step..cfg.steps {
         if t >= steered.all.last_step() {
             break;
@@ -439,6 +447,7 @@ pub fn run_chains(
         let interrupted = stop.load(Ordering::SeqCst) && out.step < end;
         let due = out.step % record_every.max(1) == 0 || out.step == end;
         if due || interrupted {
+            let mut changed = false;
             if due {
                 let m = record(&mut out, &state.position)?;
                 let made = progress(&Record {
@@ -449,12 +458,15 @@ pub fn run_chains(
                     settings: &steered.all,
                     out: &out,
                 });
+                changed = !made.is_empty();
                 steered.add(&mut out, made)?;
             }
             out.codes = state.position.clone();
             out.wall_s = base_wall + started.elapsed().as_secs_f64();
-            if out.step < steered.all.last_step() {
+            let stale = saved.is_none_or(|s| s.elapsed().as_secs_f64() >= CHECKPOINT_SECONDS);
+            if out.step < steered.all.last_step() && (stale || changed || interrupted) {
                 checkpoint(&out)?;
+                saved = Some(Instant::now());
             }
             if interrupted {
                 out.images = (pipeline.decode)(&state.position)?;

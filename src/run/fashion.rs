@@ -9,7 +9,7 @@ use std::sync::Arc;
 use candle_core::Tensor;
 
 use super::chains::{Measure, Pipeline};
-use super::preset::{PriorKind, SamplerConfig};
+use super::preset::{Engine, PriorKind, SamplerConfig};
 use crate::density::backend::Backend;
 use crate::density::condition::{
     class_probability, unit_activation, NetCondition, Neuron, Objective,
@@ -46,14 +46,16 @@ pub enum Condition {
 impl Condition {
     /// What progress reports per chain for images `x = G(h)` already decoded:
     /// `p(y | x)` for classes, the unit's activation for a neuron.
-    pub fn measure(&self, stack: &Stack) -> Result<Measure> {
+    pub fn measure(&self, stack: &Stack, engine: Engine) -> Result<Measure> {
+        let on =
+            |net| -> Result<crate::nn::Func> { Ok(Backend::new(Arc::new(net), engine)?.func()) };
         Ok(match self {
             Condition::Classes(c) | Condition::Inpaint { classes: c, .. } => {
-                let (logits, classes) = (stack.classifier_net()?, c.clone());
+                let (logits, classes) = (on(stack.classifier.compile()?)?, c.clone());
                 Box::new(move |x: &Tensor| class_probability(&logits(x)?, &classes))
             }
             Condition::Neuron { layer, neuron } => {
-                let (layer, neuron) = (stack.layer_net(layer)?, *neuron);
+                let (layer, neuron) = (on(stack.classifier.compile_to(layer)?)?, *neuron);
                 Box::new(move |x: &Tensor| unit_activation(&layer(x)?, neuron))
             }
         })
@@ -63,7 +65,7 @@ impl Condition {
 impl Pipeline {
     /// The Fashion-MNIST stack's pipeline.
     pub fn fashion(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Result<Self> {
-        let g = crate::nn::fast::reference::func(code_to_image(stack, cfg)?)?;
+        let g = Backend::new(Arc::new(code_to_image(stack, cfg)?), cfg.engine)?.func();
         // inpainting's snapshots, measurements and samples are clamped too
         let decode: crate::nn::Func = match condition {
             // PPGN-x's chains are images
@@ -81,7 +83,7 @@ impl Pipeline {
             backend: cfg.engine,
             retarget: None,
             decode,
-            measure: condition.measure(stack)?,
+            measure: condition.measure(stack, cfg.engine)?,
         })
     }
 }

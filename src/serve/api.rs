@@ -322,25 +322,20 @@ async fn start(
     (StatusCode::CREATED, Json(serde_json::json!({ "id": name }))).into_response()
 }
 
-fn find(s: &Shared, id: &str) -> Result<Arc<LiveRun>, Response> {
-    s.runs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(id)
-        .cloned()
-        .ok_or_else(|| {
-            refuse(
-                StatusCode::NOT_FOUND,
-                format!("no run {id} started by this server"),
-            )
-        })
+/// The run `id`, or a 404 naming it.
+fn find(s: &Shared, id: &str) -> Result<Arc<LiveRun>, Box<Response>> {
+    let runs = s.runs.lock().unwrap_or_else(|p| p.into_inner());
+    runs.get(id).cloned().ok_or_else(|| {
+        let message = format!("no run {id} started by this server");
+        Box::new(refuse(StatusCode::NOT_FOUND, message))
+    })
 }
 
 /// The run's frames as server-sent events (`frame`, and `end` last).
 async fn events(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     let run = match find(&s, &id) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return *e,
     };
     let rx = run.frames.subscribe();
     let stream =
@@ -378,7 +373,7 @@ async fn act(State(s): State<Arc<Shared>>, Path((id, action)): Path<(String, Str
             run.act(action);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(e) => e,
+        Err(e) => *e,
     }
 }
 
@@ -402,6 +397,6 @@ async fn change(
             Ok(()) => StatusCode::NO_CONTENT.into_response(),
             Err(e) => bad(e),
         },
-        Err(e) => e,
+        Err(e) => *e,
     }
 }

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 pub struct ServeBench {
     pub chains: usize,
     pub steps: usize,
-    /// From the request that starts the run to its first frame.
+    /// From the request that starts the run to its first frame with images.
     pub first_frame_s: f64,
     pub frames: usize,
     /// Frames a second from the first to the last.
@@ -92,6 +92,14 @@ fn measure(addr: SocketAddr, chains: usize, steps: usize) -> Result<ServeBench> 
     while let Some(line) = lines.next() {
         let line = line.map_err(|e| Error::io(addr.to_string(), e))?;
         if line == "event: frame" {
+            // the frame before the first record has no images
+            let data = lines
+                .next()
+                .transpose()
+                .map_err(|e| Error::io(addr.to_string(), e))?;
+            if data.is_some_and(|d| d.contains("\"state\":\"starting\"")) {
+                continue;
+            }
             let now = Instant::now();
             first.get_or_insert(now);
             last = now;

@@ -41,7 +41,7 @@ pub(super) async fn folders(State(s): State<Arc<Shared>>) -> Response {
             (when, serde_json::json!({ "name": name, "files": files }))
         })
         .collect();
-    runs.sort_by(|a, b| b.0.cmp(&a.0));
+    runs.sort_by_key(|r| std::cmp::Reverse(r.0));
     Json(runs.into_iter().map(|r| r.1).collect::<Vec<_>>()).into_response()
 }
 
