@@ -169,6 +169,8 @@ pub fn overlay_file(cfg: SamplerConfig, path: &Path) -> Result<SamplerConfig> {
     let (Some(m), Some(o)) = (merged.as_object_mut(), overlay.as_object()) else {
         return Err(Error::data(path, "expected a table of settings"));
     };
+    // a setting left out of the JSON when empty
+    m.entry("changes").or_insert(serde_json::json!([]));
     for (k, v) in o {
         if !m.contains_key(k) {
             let known: Vec<String> = m.keys().cloned().collect();

@@ -142,6 +142,42 @@ fn live_changes_are_recorded_and_replay_to_the_same_bits() {
 }
 
 #[test]
+fn a_config_file_gives_the_changes_as_the_manifest_records_them() {
+    let d = tempdir("steer-config");
+    let path = d.join("changes.toml");
+    std::fs::write(
+        &path,
+        "steps = 30\n[[changes]]\nat = 10\neps2 = 0.2\n[[changes]]\nat = 20\nstop = true\n",
+    )
+    .unwrap();
+    let cfg = ppgn::run::settings::overlay_file(preset("ppgn").unwrap(), &path).unwrap();
+    let expected = vec![
+        Change {
+            at: 10,
+            eps2: Some(0.2),
+            ..Change::default()
+        },
+        Change {
+            at: 20,
+            stop: true,
+            ..Change::default()
+        },
+    ];
+    assert_eq!(cfg.changes, expected);
+    assert_eq!(cfg.last_step(), 20);
+    assert_eq!(cfg.at_step(9).eps2, 1.0);
+    assert_eq!(cfg.at_step(10).eps2, 0.2);
+    std::fs::write(
+        &path,
+        "[[changes]]\nat = 20\n[[changes]]\nat = 10\neps1 = 1.0\n",
+    )
+    .unwrap();
+    let cfg = ppgn::run::settings::overlay_file(preset("ppgn").unwrap(), &path).unwrap();
+    let e = ppgn::run::settings::validate(&cfg).unwrap_err();
+    assert!(e.to_string().contains("in order"), "{e}");
+}
+
+#[test]
 fn bad_changes_are_refused_before_any_step() {
     let d = tempdir("steer-bad");
     for (c, what) in [
