@@ -131,7 +131,9 @@ fn run_to_end(
         None,
         &never,
         |r| {
-            progress(r.step);
+            if r.recorded {
+                progress(r.step);
+            }
             Vec::new()
         },
         |_| Ok(()),

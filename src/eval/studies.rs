@@ -216,7 +216,9 @@ impl Studies<'_> {
                 None,
                 &never,
                 |r| {
-                    p(r.step);
+                    if r.recorded {
+                        p(r.step);
+                    }
                     Vec::new()
                 },
                 |_| Ok(()),

@@ -270,10 +270,13 @@ pub enum Outcome {
     Interrupted(ChainsOutput),
 }
 
-/// What [`run_chains`] reports at every record.
+/// What [`run_chains`] reports after every step.
 pub struct Record<'a> {
     /// Steps done.
     pub step: usize,
+    /// Whether this step was recorded (its snapshot and condition values
+    /// are the last in `out`); `mean` is NaN otherwise.
+    pub recorded: bool,
     /// The chains' mean condition value and mean acceptance so far.
     pub mean: f64,
     pub accept: f64,
@@ -389,9 +392,9 @@ impl<'p> Steered<'p> {
 }
 
 /// Runs the chains from `h0` (or from `resume`) to `cfg.steps` (or the
-/// first stop of its changes), calling `progress` every `record_every`
-/// steps and `checkpoint(output)` at the first of them, then at most every
-/// [`CHECKPOINT_SECONDS`]; `progress` may return changes of the
+/// first stop of its changes), recording every `record_every` steps,
+/// calling `progress` after every step and `checkpoint(output)` at the
+/// first record, then at most every [`CHECKPOINT_SECONDS`]; `progress` may return changes of the
 /// settings, which take effect from that step on and are kept in the
 /// output. When `stop` becomes true it checkpoints and returns
 /// [`Outcome::Interrupted`]; resuming from that checkpoint gives the same
@@ -443,28 +446,35 @@ pub fn run_chains(
         )?;
         state = next;
         out.count(t + 1, &info);
+        // a record, then the front end (at every step: it may pause, stop
+        // or change the settings at any step)
+        let due = out.step % record_every.max(1) == 0 || out.step == steered.all.last_step();
+        let mean = match due {
+            true => record(&mut out, &state.position)?,
+            false => f64::NAN,
+        };
+        let made = progress(&Record {
+            step: out.step,
+            recorded: due,
+            mean,
+            accept: out.accept_sum / out.step as f64,
+            step_size: steered.step_size(&out, out.step),
+            settings: &steered.all,
+            out: &out,
+        });
+        let changed = !made.is_empty();
+        steered.add(&mut out, made)?;
         let end = steered.all.last_step();
+        if !due && out.step == end {
+            // a stop made here: the record a stop always has
+            record(&mut out, &state.position)?;
+        }
         let interrupted = stop.load(Ordering::SeqCst) && out.step < end;
-        let due = out.step % record_every.max(1) == 0 || out.step == end;
-        if due || interrupted {
-            let mut changed = false;
-            if due {
-                let m = record(&mut out, &state.position)?;
-                let made = progress(&Record {
-                    step: out.step,
-                    mean: m,
-                    accept: out.accept_sum / out.step as f64,
-                    step_size: steered.step_size(&out, out.step),
-                    settings: &steered.all,
-                    out: &out,
-                });
-                changed = !made.is_empty();
-                steered.add(&mut out, made)?;
-            }
+        if due || changed || interrupted {
             out.codes = state.position.clone();
             out.wall_s = base_wall + started.elapsed().as_secs_f64();
             let stale = saved.is_none_or(|s| s.elapsed().as_secs_f64() >= CHECKPOINT_SECONDS);
-            if out.step < steered.all.last_step() && (stale || changed || interrupted) {
+            if out.step < end && (stale || changed || interrupted) {
                 checkpoint(&out)?;
                 saved = Some(Instant::now());
             }

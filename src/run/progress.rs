@@ -15,8 +15,9 @@ pub trait Progress {
     fn tick(&mut self, step: usize) {
         self.update(step, f64::NAN, f64::NAN);
     }
-    /// Every record of a run of chains, with the chains as they are (a
-    /// live view); returns changes of the settings to make from this step
+    /// After every step of a run of chains, with the chains as they are
+    /// (a live view; `record.recorded` says whether this step has a fresh
+    /// snapshot); returns changes of the settings to make from this step
     /// on (`super::steer`). A front end pauses a run by not returning.
     fn record(&mut self, _record: &Record) -> Vec<Change> {
         Vec::new()
@@ -107,7 +108,9 @@ pub fn drive(
         resume,
         &stop,
         |r| {
-            progress.update(r.step, r.mean, r.accept);
+            if r.recorded {
+                progress.update(r.step, r.mean, r.accept);
+            }
             let made = progress.record(r);
             if progress.should_stop() {
                 stop.store(true, Ordering::SeqCst);

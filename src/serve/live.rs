@@ -63,6 +63,9 @@ struct Control {
 /// A run the server started: its control and its latest frame.
 pub struct LiveRun {
     pub name: String,
+    /// Whether eps1 and eps2 may change while it runs (the networks can
+    /// rebuild the target: the Fashion-MNIST stack's).
+    reweighable: bool,
     control: Mutex<Control>,
     wake: Condvar,
     pub frames: watch::Sender<Arc<Frame>>,
@@ -94,6 +97,7 @@ impl LiveRun {
         };
         let run = Arc::new(LiveRun {
             name,
+            reweighable: matches!(spec.networks, crate::run::spec::Networks::Fashion { .. }),
             control: Mutex::new(Control::default()),
             wake: Condvar::new(),
             frames: watch::channel(Arc::new(first)).0,
@@ -115,8 +119,9 @@ impl LiveRun {
                 Ok(out) => (last.state, last.message) = ("finished".into(), out.to_string()),
                 Err(e) => (last.state, last.message) = ("failed".into(), e.to_string()),
             }
-            me.frames.send_replace(Arc::new(last));
+            // free the run's place before the page hears it ended
             done();
+            me.frames.send_replace(Arc::new(last));
         });
         run
     }
@@ -149,6 +154,12 @@ impl LiveRun {
                 "at least one of eps1, eps2, eps3, step",
             ));
         }
+        if change.reweights() && !self.reweighable {
+            return Err(Error::unsupported(
+                "changing eps1 or eps2 during a run of these networks",
+                "change eps3 or the step, or start a new run with the new weights",
+            ));
+        }
         let mut c = self.control.lock().unwrap_or_else(|p| p.into_inner());
         c.pending.push(change);
         Ok(())
@@ -169,11 +180,21 @@ struct Watcher {
 }
 
 impl Watcher {
-    fn frame(&self, r: &Record, paused: bool) -> Result<Frame> {
+    /// The frame of `r`, with the settings as the `pending` changes leave
+    /// them.
+    fn frame(&self, r: &Record, paused: bool, pending: &[Change]) -> Result<Frame> {
         let out = r.out;
         let value = out.probability.last().cloned().unwrap_or_default();
         let n = value.len();
-        let now = r.settings.at_step(r.step);
+        let keyed: Vec<Change> = pending
+            .iter()
+            .map(|c| Change {
+                at: r.step,
+                ..c.clone()
+            })
+            .collect();
+        let settings = r.settings.with_changes(&keyed);
+        let now = settings.at_step(r.step);
         let snapshot = out
             .snapshots
             .last()
@@ -185,7 +206,7 @@ impl Watcher {
         Ok(Frame {
             state: if paused { "paused" } else { "running" }.into(),
             step: r.step,
-            steps: r.settings.last_step(),
+            steps: settings.last_step(),
             accept: out
                 .accepted
                 .iter()
@@ -212,20 +233,23 @@ impl Watcher {
 }
 
 impl Progress for Watcher {
+    /// A frame at every record and whenever the run pauses or goes on;
+    /// waits while paused; hands over the changes asked for.
     fn record(&mut self, r: &Record) -> Vec<Change> {
         let mut c = self.run.control.lock().unwrap_or_else(|p| p.into_inner());
-        let mut shown = false;
+        let mut sent: Option<bool> = None;
         loop {
-            let stopping = c.pending.iter().any(|p| p.stop);
-            if !shown || !c.paused || stopping {
+            let paused = c.paused && !c.pending.iter().any(|p| p.stop);
+            let fresh = sent.is_none() && (r.recorded || paused || !c.pending.is_empty());
+            if fresh || sent.is_some_and(|s| s != paused) {
                 // a frame that cannot be drawn is not worth stopping the run
-                if let Ok(f) = self.frame(r, c.paused && !stopping) {
+                if let Ok(f) = self.frame(r, paused, &c.pending) {
                     self.last = f.clone();
                     self.run.frames.send_replace(Arc::new(f));
                 }
-                shown = true;
+                sent = Some(paused);
             }
-            if !c.paused || stopping {
+            if !paused {
                 return std::mem::take(&mut c.pending);
             }
             c = self.run.wake.wait(c).unwrap_or_else(|p| p.into_inner());

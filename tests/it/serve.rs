@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -245,6 +246,27 @@ fn the_server_refuses_what_it_must_and_keeps_serving() {
         "{}",
         text(&npy[..128])
     );
+    // the pretrained pair takes changes of eps3 and the step, not of the weights
+    let faces = serde_json::json!({"generator": "dcgan-faces", "classifier": "efficientnet-lite0",
+        "class": "sunglasses", "chains": 1, "steps": 100000});
+    let id = start(a, faces);
+    let change = format!("/api/runs/{id}/change");
+    let (status, reply) = post_json(a, &change, &serde_json::json!({"eps2": 0.5}));
+    assert!(
+        status == 400 && reply.contains("eps1 or eps2"),
+        "{status} {reply}"
+    );
+    assert_eq!(
+        post_json(a, &change, &serde_json::json!({"eps3": 0.02})).0,
+        204
+    );
+    assert_eq!(
+        http(a, "POST", &format!("/api/runs/{id}/stop"), &[], b"").0,
+        204
+    );
+    let (_, end) = follow(a, &id);
+    assert_eq!(end["state"], "finished", "{end}");
+    assert_eq!(end["eps3"], 0.02, "{end}");
     // still serving
     assert_eq!(http(a, "GET", "/api/options", &[], b"").0, 200);
 }
@@ -308,11 +330,14 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// chromedriver in a process group of its own, killed with the browsers
+/// it started when dropped (also when a test fails before closing them).
 struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        // SAFETY: kill(2) of the process group this test started
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
         let _ = self.0.wait();
     }
 }
@@ -322,6 +347,7 @@ fn chromedriver() -> (Driver, u16) {
     let exe = std::env::var("PPGN_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
     let child = Command::new(&exe)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -417,7 +443,7 @@ async fn browse(url: &str, port: u16) -> String {
     // the form loads its options, then a run starts
     let check = wait_for("the options", 20);
     while c
-        .find_all(Locator::Css("#class option"))
+        .find_all(Locator::Css("#classes option"))
         .await
         .unwrap()
         .len()

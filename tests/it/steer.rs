@@ -51,7 +51,9 @@ struct Steering {
 impl Progress for Steering {
     fn record(&mut self, r: &Record) -> Vec<Change> {
         self.step = r.step;
-        self.seen.push((r.step, r.settings.at_step(r.step).eps2));
+        if r.recorded {
+            self.seen.push((r.step, r.settings.at_step(r.step).eps2));
+        }
         assert_eq!(r.out.probability.last().unwrap().len(), 4);
         self.changes
             .iter()
