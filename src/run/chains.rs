@@ -1,13 +1,12 @@
-//! Drives a batch of chains on any [`Pipeline`] (the Fashion-MNIST stack's
-//! or a pretrained pair's): builds the kernel from a [`SamplerConfig`],
-//! steps the chains, and records the condition measurement and image
-//! snapshots along the way; builds the Fashion-MNIST target
-//! (`eps1 * prior + eps2 * condition`) from a [`Condition`].
+//! What a batch of chains runs on and what it carries: the [`Pipeline`]
+//! (any generator and condition network: the Fashion-MNIST stack's or a
+//! pretrained pair's), the chains' random starts and streams, and their
+//! state, [`ChainsOutput`] (positions, records of the condition value and
+//! image snapshots, acceptances, the changes made), which checkpoints
+//! hold. `super::driver` steps them.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -18,7 +17,7 @@ use crate::density::Sum;
 use crate::error::{Error, Result};
 use crate::nn::Func;
 use crate::sampler::adapt::DualAveraging;
-use crate::sampler::{advance, init, ChainRngs, Info, Kernel};
+use crate::sampler::{ChainRngs, Info};
 
 /// `relu(N(0, 2^2))` codes, non-negative like post-ReLU `h`: the random
 /// start of every chain (seeded apart from the chains' own streams).
@@ -218,7 +217,7 @@ impl ChainsOutput {
 
 impl ChainsOutput {
     /// A fresh run of the chains from `h0`.
-    fn start(cfg: &SamplerConfig, h0: &Tensor, streams: Streams) -> Result<Self> {
+    pub fn start(cfg: &SamplerConfig, h0: &Tensor, streams: Streams) -> Result<Self> {
         let n = h0.dim(0)?;
         Ok(ChainsOutput {
             step: 0,
@@ -241,7 +240,7 @@ impl ChainsOutput {
 
     /// Records the condition measurement and a snapshot of codes `h`
     /// (one pass of the decoder serves both); returns the chains' mean.
-    fn record(&mut self, pipeline: &Pipeline, h: &Tensor) -> Result<f64> {
+    pub fn record(&mut self, pipeline: &Pipeline, h: &Tensor) -> Result<f64> {
         let x = (pipeline.decode)(h)?;
         let p = (pipeline.measure)(&x)?;
         let m = p.iter().sum::<f64>() / h.dim(0)? as f64;
@@ -251,7 +250,7 @@ impl ChainsOutput {
     }
 
     /// Counts step `step`'s acceptances, divergences and gradients.
-    fn count(&mut self, step: usize, info: &Info) {
+    pub fn count(&mut self, step: usize, info: &Info) {
         let n = self.accepted.len();
         self.step = step;
         self.grad_evals += info.grad_evals;
@@ -268,224 +267,4 @@ pub enum Outcome {
     Finished(ChainsOutput),
     /// Stopped by the `stop` flag after this many steps; `checkpoint` was called.
     Interrupted(ChainsOutput),
-}
-
-/// What [`run_chains`] reports after every step.
-pub struct Record<'a> {
-    /// Steps done.
-    pub step: usize,
-    /// Whether this step was recorded (its snapshot and condition values
-    /// are the last in `out`); `mean` is NaN otherwise.
-    pub recorded: bool,
-    /// The chains' mean condition value and mean acceptance so far.
-    pub mean: f64,
-    pub accept: f64,
-    /// The step size in force.
-    pub step_size: f64,
-    /// The settings in force, with every change so far.
-    pub settings: &'a SamplerConfig,
-    /// The chains: the last snapshot and condition values are this step's.
-    pub out: &'a ChainsOutput,
-}
-
-/// The settings of a run as it goes: the schedule of changes (the
-/// settings' own and those made during the run), the kernel and the target
-/// they give (`super::steer`).
-struct Steered<'p> {
-    all: SamplerConfig,
-    pipeline: &'p Pipeline,
-    kernel: Box<dyn Kernel>,
-    /// The target rebuilt for changed weights.
-    target: Option<Sum>,
-    warmup: usize,
-}
-
-impl<'p> Steered<'p> {
-    /// The settings in force at `out.step` of a fresh or resumed run.
-    fn new(pipeline: &'p Pipeline, cfg: &SamplerConfig, out: &ChainsOutput) -> Result<Self> {
-        let mut s = Steered {
-            all: cfg.with_changes(&out.changes),
-            pipeline,
-            kernel: cfg.kernel()?,
-            target: None,
-            warmup: cfg.steps / 2,
-        };
-        s.kernel.check(&pipeline.target)?;
-        let reweighted = s
-            .all
-            .changes
-            .iter()
-            .any(|c| c.at <= out.step && c.reweights());
-        if reweighted || !s.all.changes.is_empty() {
-            s.rebuild(out, reweighted)?;
-        } else {
-            s.adapted(out);
-        }
-        Ok(s)
-    }
-
-    fn target(&self) -> &Sum {
-        self.target.as_ref().unwrap_or(&self.pipeline.target)
-    }
-
-    /// The step size from the adaptation state at `out.step`, when adapting.
-    fn adapted(&mut self, out: &ChainsOutput) {
-        if let Some(da) = out.adapt.as_ref().filter(|_| out.step > 0) {
-            self.kernel.set_step_size(match out.step >= self.warmup {
-                true => da.final_step(),
-                false => da.current_step(),
-            });
-        }
-    }
-
-    /// The kernel (and, when `retarget`, the target) of the settings in
-    /// force at `out.step`.
-    fn rebuild(&mut self, out: &ChainsOutput, retarget: bool) -> Result<()> {
-        let now = self.all.at_step(out.step);
-        self.kernel = now.kernel()?;
-        if retarget {
-            let build = self.pipeline.retarget.as_ref().ok_or_else(|| {
-                Error::unsupported(
-                    "changing eps1 or eps2 during a run of these networks",
-                    "change eps3 or the step, or start a new run with the new weights",
-                )
-            })?;
-            self.target = Some(build(&now)?);
-        }
-        self.kernel.check(self.target())?;
-        self.adapted(out);
-        Ok(())
-    }
-
-    /// Applies the changes that take effect at `out.step`; whether the
-    /// target changed (its value and gradient must be recomputed).
-    fn at(&mut self, out: &ChainsOutput) -> Result<bool> {
-        let changes: Vec<&Change> = self.all.changes_at(out.step).collect();
-        if changes.is_empty() {
-            return Ok(false);
-        }
-        let retarget = changes.iter().any(|c| c.reweights());
-        self.rebuild(out, retarget)?;
-        Ok(retarget)
-    }
-
-    /// Adds changes made at the record of `out.step` (after the settings'
-    /// own changes of the same step).
-    fn add(&mut self, out: &mut ChainsOutput, made: Vec<Change>) -> Result<()> {
-        for mut c in made.into_iter().filter(|c| !c.is_empty()) {
-            c.at = out.step;
-            c.validate()?;
-            self.all = self.all.with_changes(std::slice::from_ref(&c));
-            out.changes.push(c);
-        }
-        Ok(())
-    }
-
-    /// The step size the kernel uses at step `t`.
-    fn step_size(&self, out: &ChainsOutput, t: usize) -> f64 {
-        match &out.adapt {
-            Some(da) if t >= self.warmup => da.final_step(),
-            Some(da) => da.current_step(),
-            None => self.all.at_step(t).step.at(t),
-        }
-    }
-}
-
-/// Runs the chains from `h0` (or from `resume`) to `cfg.steps` (or the
-/// first stop of its changes), recording every `record_every` steps,
-/// calling `progress` after every step and `checkpoint(output)` at the
-/// first record, then at most every [`CHECKPOINT_SECONDS`]; `progress` may return changes of the
-/// settings, which take effect from that step on and are kept in the
-/// output. When `stop` becomes true it checkpoints and returns
-/// [`Outcome::Interrupted`]; resuming from that checkpoint gives the same
-/// bits as an uninterrupted run (the state is the position, the chains'
-/// random streams and the changes made; the target is re-evaluated exactly).
-#[allow(clippy::too_many_arguments)]
-pub fn run_chains(
-    pipeline: &Pipeline,
-    cfg: &SamplerConfig,
-    h0: &Tensor,
-    streams: impl Into<Streams>,
-    record_every: usize,
-    resume: Option<ChainsOutput>,
-    stop: &AtomicBool,
-    mut progress: impl FnMut(&Record) -> Vec<Change>,
-    mut checkpoint: impl FnMut(&ChainsOutput) -> Result<()>,
-) -> Result<Outcome> {
-    let started = Instant::now();
-    let record = |out: &mut ChainsOutput, h: &Tensor| out.record(pipeline, h);
-    let mut out = match resume {
-        Some(r) => r,
-        None => {
-            let mut out = ChainsOutput::start(cfg, h0, streams.into())?;
-            record(&mut out, h0)?;
-            out
-        }
-    };
-    let base_wall = out.wall_s;
-    let mut steered = Steered::new(pipeline, cfg, &out)?;
-    let mut state = init(&out.codes, steered.target())?;
-    let first = out.step;
-    let mut saved: Option<Instant> = None;
-    for t in out.step..cfg.steps {
-        if t >= steered.all.last_step() {
-            break;
-        }
-        if t > first && steered.at(&out)? {
-            state = init(&state.position, steered.target())?;
-        }
-        let target = steered.target.as_ref().unwrap_or(&pipeline.target);
-        let (next, info) = advance(
-            steered.kernel.as_mut(),
-            &mut out.rngs,
-            &state,
-            target,
-            t,
-            steered.warmup,
-            out.adapt.as_mut(),
-        )?;
-        state = next;
-        out.count(t + 1, &info);
-        // a record, then the front end (at every step: it may pause, stop
-        // or change the settings at any step)
-        let due = out.step % record_every.max(1) == 0 || out.step == steered.all.last_step();
-        let mean = match due {
-            true => record(&mut out, &state.position)?,
-            false => f64::NAN,
-        };
-        let made = progress(&Record {
-            step: out.step,
-            recorded: due,
-            mean,
-            accept: out.accept_sum / out.step as f64,
-            step_size: steered.step_size(&out, out.step),
-            settings: &steered.all,
-            out: &out,
-        });
-        let changed = !made.is_empty();
-        steered.add(&mut out, made)?;
-        let end = steered.all.last_step();
-        if !due && out.step == end {
-            // a stop made here: the record a stop always has
-            record(&mut out, &state.position)?;
-        }
-        let interrupted = stop.load(Ordering::SeqCst) && out.step < end;
-        if due || changed || interrupted {
-            out.codes = state.position.clone();
-            out.wall_s = base_wall + started.elapsed().as_secs_f64();
-            let stale = saved.is_none_or(|s| s.elapsed().as_secs_f64() >= CHECKPOINT_SECONDS);
-            if out.step < end && (stale || changed || interrupted) {
-                checkpoint(&out)?;
-                saved = Some(Instant::now());
-            }
-            if interrupted {
-                out.images = (pipeline.decode)(&state.position)?;
-                return Ok(Outcome::Interrupted(out));
-            }
-        }
-    }
-    out.images = (pipeline.decode)(&state.position)?;
-    out.codes = state.position;
-    out.wall_s = base_wall + started.elapsed().as_secs_f64();
-    Ok(Outcome::Finished(out))
 }

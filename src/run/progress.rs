@@ -43,7 +43,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::Tensor;
 
-use super::chains::{run_chains, ChainsOutput, Outcome, Pipeline, Record, Streams};
+use super::chains::{ChainsOutput, Outcome, Pipeline, Streams};
+use super::driver::{run_chains, Record};
 use super::preset::SamplerConfig;
 use super::steer::Change;
 use crate::error::Result;

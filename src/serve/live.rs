@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::data::image::{encode_png, grid};
 use crate::error::{Error, Result};
-use crate::run::chains::Record;
+use crate::run::driver::Record;
 use crate::run::steer::Change;
 use crate::run::{Progress, SampleSpec};
 use crate::sampler::diagnostics::rank_rhat;

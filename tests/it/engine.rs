@@ -1099,7 +1099,8 @@ fn engine_conditions_behind_a_candle_decode_match_the_reference() {
 /// reference path's own images further than the engine's rounding does.
 #[test]
 fn ppgn_chains_amplify_rounding_while_most_agree_between_engines() {
-    use ppgn::run::chains::{random_codes, run_chains, Outcome, Pipeline};
+    use ppgn::run::chains::{random_codes, Outcome, Pipeline};
+    use ppgn::run::driver::run_chains;
     use ppgn::run::fashion::Condition;
     use ppgn::run::preset::{preset, Engine, SamplerConfig};
     let s = Stack::load(&stack::resolve_dir(None), DType::F32, &Device::Cpu).unwrap();

@@ -423,7 +423,7 @@ async fn browse(url: &str, port: u16) -> String {
     let chrome = std::env::var("PPGN_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     caps.insert(
         "goog:chromeOptions".into(),
-        serde_json::json!({"binary": chrome, "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"]}),
+        serde_json::json!({"binary": chrome, "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000"]}),
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     let c = ClientBuilder::new(connector)

@@ -9,7 +9,7 @@ use ppgn::run::preset::preset;
 use ppgn::run::shard::Shard;
 use ppgn::run::spec::{Init, Networks, Request, SampleSpec};
 use ppgn::run::steer::Change;
-use ppgn::run::{chains::Record, Progress};
+use ppgn::run::{driver::Record, Progress};
 
 use super::{ppgn, tempdir};
 
