@@ -119,21 +119,28 @@ pub(super) fn new_run_folder(runs: &FsPath) -> (String, PathBuf) {
     }
 }
 
-/// The sidecars (`*.toml`) of the networks folder.
-pub(super) fn sidecars(networks: Option<&FsPath>) -> Vec<String> {
+/// The sidecars (`*.toml`) of the networks folder, each with its kind
+/// (`generator` or `classifier`, as its `[network]` table says).
+pub(super) fn sidecars(networks: Option<&FsPath>) -> Vec<serde_json::Value> {
     let Some(dir) = networks else {
         return Vec::new();
     };
-    let mut names: Vec<String> = std::fs::read_dir(dir)
+    let mut found: Vec<serde_json::Value> = std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()
-                .map(|e| e.file_name().to_string_lossy().to_string())
-                .filter(|n| n.ends_with(".toml"))
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".toml"))
+                .map(|e| {
+                    let kind = std::fs::read_to_string(e.path())
+                        .ok()
+                        .and_then(|t| t.parse::<toml::Table>().ok())
+                        .and_then(|t| t.get("network")?.get("kind")?.as_str().map(str::to_string));
+                    serde_json::json!({"name": e.file_name().to_string_lossy(), "kind": kind})
+                })
                 .collect()
         })
         .unwrap_or_default();
-    names.sort();
-    names
+    found.sort_by_key(|v| v["name"].as_str().map(str::to_string));
+    found
 }
 
 /// The sidecar `name` of the networks folder, as a path (networks brought

@@ -321,6 +321,51 @@ fn a_token_guards_other_addresses_and_two_runs_share_the_cores() {
     assert_eq!(files[0], files[1]);
 }
 
+/// Networks brought as ONNX files run from the page when their sidecars
+/// are in `--networks`, and only from there.
+#[test]
+fn networks_brought_as_files_run_from_the_networks_folder() {
+    let runs = tempdir("serve-onnx-runs");
+    let nets = tempdir("serve-onnx-nets");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
+    for f in ["classifier.onnx", "dcgan.onnx"] {
+        std::fs::copy(fixtures.join(f), nets.join(f)).unwrap();
+    }
+    let names: String = (0..10).map(|i| format!("thing {i}\n")).collect();
+    std::fs::write(nets.join("names.txt"), names).unwrap();
+    std::fs::write(
+        nets.join("g.toml"),
+        "[network]\nonnx = \"dcgan.onnx\"\nkind = \"generator\"\noutput_range = [-1.0, 1.0]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        nets.join("c.toml"),
+        "[network]\nonnx = \"classifier.onnx\"\nkind = \"classifier\"\nclasses = \"names.txt\"\n",
+    )
+    .unwrap();
+    let s = serve(&runs, &["--networks", nets.to_str().unwrap()]);
+    let a = s.addr.as_str();
+    let (_, options) = http(a, "GET", "/api/options", &[], b"");
+    let options: serde_json::Value = serde_json::from_slice(&options).unwrap();
+    assert_eq!(
+        options["sidecars"],
+        serde_json::json!([{"name": "c.toml", "kind": "classifier"}, {"name": "g.toml", "kind": "generator"}])
+    );
+    let body = serde_json::json!({"generator": "g.toml", "classifier": "c.toml",
+        "class": "thing 7", "chains": 2, "steps": 10});
+    let id = start(a, body);
+    let (frames, end) = follow(a, &id);
+    assert_eq!(end["state"], "finished", "{end}");
+    assert!(frames >= 3, "{frames} frames");
+    let (_, npy) = http(a, "GET", &format!("/files/{id}/samples.npy"), &[], b"");
+    assert_eq!(npy_f32(&npy).0, vec![2, 3, 16, 16]);
+    // a sidecar outside the folder is refused
+    let outside =
+        serde_json::json!({"generator": "../serve-onnx-nets/g.toml", "classifier": "c.toml"});
+    let (status, reply) = post_json(a, "/api/runs", &outside);
+    assert_eq!(status, 400, "{reply}");
+}
+
 /// A free port for chromedriver.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
