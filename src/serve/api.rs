@@ -19,7 +19,7 @@ use super::reply::refuse;
 use super::Shared;
 use crate::data::fashion_mnist::CLASS_NAMES;
 use crate::error::Error;
-use crate::run::preset::{SamplerKind, PRESETS};
+use crate::run::preset::{Choice, SamplerKind, PRESETS};
 use crate::run::settings::{resolve, Overrides};
 use crate::run::shard::Shard;
 use crate::run::spec::{Init, Inpaint, Networks, Request as Asked, SampleSpec};
@@ -70,7 +70,7 @@ async fn guard(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Respon
         }
     };
     if let Some(token) = &s.cfg.token {
-        if given_token(&req).as_deref() != Some(token.as_str()) {
+        if !given_token(&req).is_some_and(|t| same_secret(&t, token)) {
             return refuse(
                 StatusCode::UNAUTHORIZED,
                 "this server asks for its token: open the address it printed (?token=...)",
@@ -84,6 +84,11 @@ async fn guard(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Respon
         );
     }
     next.run(req).await
+}
+
+/// `a == b` in time that does not depend on where they differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 fn given_token(req: &Request) -> Option<String> {
@@ -123,16 +128,7 @@ async fn options(State(s): State<Arc<Shared>>) -> Response {
         );
     }
     let sidecars = super::files::sidecars(s.cfg.networks.as_deref());
-    let samplers: Vec<serde_json::Value> = [
-        SamplerKind::MalaApprox,
-        SamplerKind::Mala,
-        SamplerKind::Hmc,
-        SamplerKind::Mh,
-        SamplerKind::Map,
-    ]
-    .iter()
-    .map(|k| serde_json::to_value(k).expect("serialises"))
-    .collect();
+    let samplers: Vec<String> = SamplerKind::ALL.iter().map(|k| k.name()).collect();
     Json(serde_json::json!({
         "pairs": pairs,
         "sidecars": sidecars,
