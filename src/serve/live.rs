@@ -111,14 +111,21 @@ impl LiveRun {
                 started: Instant::now(),
                 last: Frame::default(),
             };
-            let result = crate::run::sample(&spec, &mut watcher);
+            // a panic (a bug) ends this run as failed, not the server
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                crate::run::sample(&spec, &mut watcher)
+            }));
             let mut last = watcher.last;
             last.run = me.name.clone();
             last.elapsed_s = watcher.started.elapsed().as_secs_f64();
-            match result {
-                Ok(out) => (last.state, last.message) = ("finished".into(), out.to_string()),
-                Err(e) => (last.state, last.message) = ("failed".into(), e.to_string()),
-            }
+            (last.state, last.message) = match result {
+                Ok(Ok(out)) => ("finished".into(), out.to_string()),
+                Ok(Err(e)) => ("failed".into(), e.to_string()),
+                Err(_) => (
+                    "failed".into(),
+                    "the run stopped on an internal error (a bug: please report it)".into(),
+                ),
+            };
             // free the run's place before the page hears it ended
             done();
             me.frames.send_replace(Arc::new(last));
