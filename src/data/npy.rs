@@ -56,10 +56,36 @@ pub fn write_i64(path: &Path, shape: &[usize], data: &[i64]) -> Result<()> {
     write(path, shape, data)
 }
 
+/// Where the data of a `.npy` file of `len` bytes starts, from its first
+/// 12 bytes (`pre`: the magic, the version and the header's length), or
+/// what is wrong: checked before a reader allocates the header, so that a
+/// damaged length cannot ask for more memory than the file holds (`cargo
+/// fuzz run npy` found a version-3 length of 3 GB in a 135-byte file).
+pub fn data_start(pre: &[u8], len: u64) -> std::result::Result<u64, String> {
+    if pre.len() < 10 || &pre[..6] != b"\x93NUMPY" {
+        return Err("no .npy magic".into());
+    }
+    let start = match pre[6] {
+        1 => 10 + u16::from_le_bytes([pre[8], pre[9]]) as u64,
+        2 | 3 if pre.len() >= 12 => {
+            12 + u32::from_le_bytes([pre[8], pre[9], pre[10], pre[11]]) as u64
+        }
+        2 | 3 => return Err("shorter than a header".into()),
+        v => return Err(format!("format version {v}")),
+    };
+    if start > len {
+        return Err(format!(
+            "a header of {start} bytes in a file of {len} (truncated?)"
+        ));
+    }
+    Ok(start)
+}
+
 /// Reads a C-order array of `T` (`want` names its dtype for the message).
 fn read<T: npyz::Deserialize>(path: &Path, want: &str) -> Result<(Vec<usize>, Vec<T>)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let bad = |m: String| Error::data(path, format!("not a readable .npy file: {m}"));
+    data_start(&bytes[..bytes.len().min(12)], bytes.len() as u64).map_err(bad)?;
     let file = npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(e.to_string()))?;
     if file.order() != npyz::Order::C {
         return Err(bad("Fortran order is not supported".into()));

@@ -122,8 +122,15 @@ impl F32Rows {
     /// this array's row shape (a shard's samples), streamed.
     pub fn append_file(&mut self, src: &Path) -> Result<usize> {
         let io = |e| Error::io(src, e);
-        let mut r = BufReader::new(File::open(src).map_err(io)?);
+        let mut f = File::open(src).map_err(io)?;
         let bad = |m: String| Error::data(src, m);
+        let mut pre = [0u8; 12];
+        f.read_exact(&mut pre)
+            .map_err(|_| bad("not a .npy file: shorter than a header".into()))?;
+        let len = f.metadata().map_err(io)?.len();
+        super::npy::data_start(&pre, len).map_err(|m| bad(format!("not a .npy file: {m}")))?;
+        f.seek(SeekFrom::Start(0)).map_err(io)?;
+        let mut r = BufReader::new(f);
         let npy = npyz::NpyFile::new(&mut r).map_err(|e| bad(format!("not a .npy file: {e}")))?;
         let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
         if npy.dtype().descr() != "'<f4'" || npy.order() != npyz::Order::C || shape.is_empty() {
@@ -189,18 +196,8 @@ impl F32RowsReader {
         let mut pre = [0u8; 12];
         file.read_exact(&mut pre)
             .map_err(|_| bad("shorter than a header".into()))?;
-        if &pre[..6] != b"\x93NUMPY" {
-            return Err(bad("no .npy magic".into()));
-        }
-        let data_start = match pre[6] {
-            1 => 10 + u16::from_le_bytes([pre[8], pre[9]]) as u64,
-            2 | 3 => 12 + u32::from_le_bytes([pre[8], pre[9], pre[10], pre[11]]) as u64,
-            v => return Err(bad(format!("format version {v}"))),
-        };
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        if data_start > len.min(1 << 20) {
-            return Err(bad("truncated header".into()));
-        }
+        let data_start = super::npy::data_start(&pre, len.min(1 << 20)).map_err(bad)?;
         let mut head = vec![0u8; data_start as usize];
         file.seek(SeekFrom::Start(0))
             .and_then(|_| file.read_exact(&mut head))

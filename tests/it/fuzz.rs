@@ -179,6 +179,18 @@ fn torch_checkpoint_and_onnx_loaders_never_panic() {
     )
     .unwrap();
     assert!(ppgn::models::onnx::from_bytes::<f32>(&crash, None, None).is_err());
+    // what `cargo fuzz run npy` found: a version-3 header claiming 3 GB in
+    // a file of 135 bytes, which the reader allocated before reading; each
+    // reader refuses it, naming the header's length
+    let oom =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz/npy-v3-header-of-3-gb.npy");
+    let e = npy::read_f32(&oom).unwrap_err().to_string();
+    assert!(e.contains("header of 3014856322 bytes in a file of 135"), "{e}");
+    let e = ppgn::data::npy_stream::F32RowsReader::open(&oom)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("header of"), "{e}");
     let _ = std::fs::remove_dir_all(&d);
 }
 
