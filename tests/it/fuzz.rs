@@ -185,7 +185,19 @@ fn torch_checkpoint_and_onnx_loaders_never_panic() {
     let oom =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz/npy-v3-header-of-3-gb.npy");
     let e = npy::read_f32(&oom).unwrap_err().to_string();
-    assert!(e.contains("header of 3014856322 bytes in a file of 135"), "{e}");
+    assert!(
+        e.contains("header of 3014856322 bytes in a file of 135"),
+        "{e}"
+    );
+    // and what `cargo fuzz run torch` found: a 78-byte legacy checkpoint
+    // whose pickle announces a string of 2.3 GB, which candle's pickle
+    // machine allocated before reading
+    let big =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz/torch-unicode-of-2-gb.pt");
+    let e = ppgn::models::torch_file::read(&big, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("past the end of the file"), "{e}");
     let e = ppgn::data::npy_stream::F32RowsReader::open(&oom)
         .err()
         .unwrap()
