@@ -366,6 +366,50 @@ fn networks_brought_as_files_run_from_the_networks_folder() {
     assert_eq!(status, 400, "{reply}");
 }
 
+/// Inpainting from the page: a test image, a drawn mask and a class make an
+/// inpainting run whose known pixels stay the image's; a mask of the wrong
+/// size is refused.
+#[test]
+fn the_page_inpaints_a_drawn_hole() {
+    let runs = tempdir("serve-inpaint");
+    let s = serve(&runs, &[]);
+    let a = s.addr.as_str();
+    let (status, png) = http(a, "GET", "/api/test-image/3", &[], b"");
+    assert_eq!((status, &png[1..4]), (200, &b"PNG"[..]));
+    assert_eq!(http(a, "GET", "/api/test-image/99999", &[], b"").0, 400);
+    let mask: Vec<u8> = (0..784)
+        .map(|i| u8::from((8..20).contains(&(i / 28)) && (8..20).contains(&(i % 28))))
+        .collect();
+    let body = serde_json::json!({"class": "bag", "chains": 2, "steps": 30, "inpaint": {"image": 3, "mask": &mask}});
+    let id = start(a, body);
+    let (_, end) = follow(a, &id);
+    assert_eq!(end["state"], "finished", "{end}");
+    let info: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(runs.join(&id).join("inpaint.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(info["image"], "test:3");
+    assert_eq!(info["mask"], "drawn (144 pixels)");
+    assert!(runs.join(&id).join("inpaint.png").exists());
+    // the known pixels (mask 0) are the test image's in every sample
+    use ppgn::data::fashion_mnist::{load, resolve_dir, Split};
+    let test = load(&resolve_dir(None), Split::Test).unwrap();
+    let real = &test.images[3 * 784..4 * 784];
+    let (shape, samples) = npy_f32(&std::fs::read(runs.join(&id).join("samples.npy")).unwrap());
+    assert_eq!(shape, vec![2, 1, 28, 28]);
+    for chain in samples.chunks(784) {
+        for i in (0..784).filter(|&i| mask[i] == 0) {
+            assert!(
+                (chain[i] - real[i] as f32 / 255.0).abs() < 1e-5,
+                "pixel {i}"
+            );
+        }
+    }
+    let bad = serde_json::json!({"class": "bag", "inpaint": {"image": 3, "mask": [1, 0, 1]}});
+    let (status, reply) = post_json(a, "/api/runs", &bad);
+    assert!(status == 400 && reply.contains("784"), "{status} {reply}");
+}
+
 /// A free port for chromedriver.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
