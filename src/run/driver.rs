@@ -12,6 +12,7 @@ use super::preset::SamplerConfig;
 use super::steer::Change;
 use crate::density::Sum;
 use crate::error::{Error, Result};
+use crate::sampler::schedule::Schedule;
 use crate::sampler::{advance, init, Kernel};
 
 /// What [`run_chains`] reports after every step.
@@ -42,6 +43,9 @@ struct Steered<'p> {
     /// The target rebuilt for changed weights.
     target: Option<Sum>,
     warmup: usize,
+    /// The step schedule in force (kept, so that reporting the step size
+    /// after every step does not rebuild the settings).
+    step: Schedule,
 }
 
 impl<'p> Steered<'p> {
@@ -53,6 +57,7 @@ impl<'p> Steered<'p> {
             kernel: cfg.kernel()?,
             target: None,
             warmup: cfg.steps / 2,
+            step: cfg.step,
         };
         s.kernel.check(&pipeline.target)?;
         let reweighted = s
@@ -87,6 +92,7 @@ impl<'p> Steered<'p> {
     fn rebuild(&mut self, out: &ChainsOutput, retarget: bool) -> Result<()> {
         let now = self.all.at_step(out.step);
         self.kernel = now.kernel()?;
+        self.step = now.step;
         if retarget {
             let build = self.pipeline.retarget.as_ref().ok_or_else(|| {
                 Error::unsupported(
@@ -130,7 +136,7 @@ impl<'p> Steered<'p> {
         match &out.adapt {
             Some(da) if t >= self.warmup => da.final_step(),
             Some(da) => da.current_step(),
-            None => self.all.at_step(t).step.at(t),
+            None => self.step.at(t),
         }
     }
 }
