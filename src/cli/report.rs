@@ -11,9 +11,8 @@ use ppgn::eval::protocol::{report, ReportSpec};
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Defaults took 44 minutes on 2 cores of an AVX-512 machine under other load \
-(docs/results.md). Smaller --per-class, \
---budgets and --study-steps give a quick look (the numbers then differ)."
+    after_help = "docs/results.md's last table says how long the defaults took. Smaller \
+--per-class, --budgets and --study-steps give a quick look (the numbers then differ)."
 )]
 pub struct ReportArgs {
     /// Folder for results.md and results/ (images and results.json).
@@ -43,10 +42,12 @@ pub struct ReportArgs {
     pub models: Option<PathBuf>,
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Frechet reference: the first N training images (default all 60000;
-    /// fewer for a quick look).
+    /// Frechet reference: the first N training images (default all; fewer for a quick look).
     #[arg(long)]
     pub reference_images: Option<usize>,
+    /// Folder of trained generators (scripts/generator-study.sh) to compare (Fig. S8).
+    #[arg(long)]
+    pub generator_study: Option<PathBuf>,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -65,6 +66,7 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
         models: a.models,
         data_dir: a.data_dir,
         reference_images: a.reference_images,
+        generator_study: a.generator_study,
         command: super::command_line(),
     };
     let out = report(&spec, &mut Bar::new(a.quiet, None))?;

@@ -167,8 +167,65 @@ fn training(card: &Card) -> String {
     )
 }
 
-/// The comparison as a Markdown table, the chosen candidate marked.
-pub fn markdown(candidates: &[Candidate], chosen: Option<usize>) -> String {
+/// A finished comparison: every candidate measured on the validation
+/// split, the chosen one, then the evaluator's numbers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub candidates: Vec<Candidate>,
+    /// Index of the candidate the validation distance chose.
+    pub chosen: Option<usize>,
+    /// Index of the candidate whose weights are the stack's generator.
+    pub shipped: Option<usize>,
+}
+
+/// Measures, chooses, then scores with the evaluator (in that order, so
+/// the evaluator cannot take part in the choice), and finds which
+/// candidate the stack in `models` ships.
+pub fn compare(
+    dirs: &[PathBuf],
+    models: Option<&Path>,
+    data_dir: Option<&Path>,
+) -> Result<Comparison> {
+    let mut candidates = measure(dirs, models, data_dir)?;
+    let chosen = choose(&candidates);
+    score_with_evaluator(&mut candidates, models, data_dir)?;
+    let shipped_card = Card::load(&stack::paths(&stack::resolve_dir(models), "generator").1)?;
+    let shipped = candidates
+        .iter()
+        .position(|c| c.card.weights_sha256 == shipped_card.weights_sha256);
+    Ok(Comparison {
+        candidates,
+        chosen,
+        shipped,
+    })
+}
+
+/// The finished generators in the folders directly under `dir` (as
+/// `scripts/generator-study.sh` leaves them), shortest training first,
+/// then by name; unfinished runs (a checkpoint still there) are left out.
+pub fn candidates_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let (w, c) = stack::paths(&path, "generator");
+        if w.exists() && c.exists() && !path.join("generator.ckpt.json").exists() {
+            found.push((Card::load(&c)?.steps, path));
+        }
+    }
+    if found.is_empty() {
+        return Err(Error::data(
+            dir,
+            "no finished generators in the folders here (each a `ppgn train generator --out` folder, as scripts/generator-study.sh makes)",
+        ));
+    }
+    found.sort();
+    Ok(found.into_iter().map(|(_, p)| p).collect())
+}
+
+/// The comparison as a Markdown table, the chosen and the shipped
+/// candidates marked.
+pub fn markdown(c: &Comparison) -> String {
     let mut w = String::new();
     let _ = writeln!(
         w,
@@ -176,17 +233,23 @@ pub fn markdown(candidates: &[Candidate], chosen: Option<usize>) -> String {
     );
     let _ = writeln!(w, "|---|---|---|---|---|---|");
     let opt = |v: Option<f64>, p: usize| v.map_or("-".into(), |v| format!("{v:.p$}"));
-    for (i, c) in candidates.iter().enumerate() {
-        let mark = if Some(i) == chosen { " (chosen)" } else { "" };
+    for (i, g) in c.candidates.iter().enumerate() {
+        let mut mark = String::new();
+        if Some(i) == c.chosen {
+            mark.push_str(" (chosen)");
+        }
+        if Some(i) == c.shipped {
+            mark.push_str(" (shipped)");
+        }
         let _ = writeln!(
             w,
             "| {}{mark} | {} | {:.2} | {:.0} | {} | {} |",
-            c.label,
-            training(&c.card),
-            c.validation_frechet_h,
-            c.card.wall_time_s,
-            opt(c.evaluator_frechet, 3),
-            opt(c.evaluator_accuracy, 4)
+            g.label,
+            training(&g.card),
+            g.validation_frechet_h,
+            g.card.wall_time_s,
+            opt(g.evaluator_frechet, 3),
+            opt(g.evaluator_accuracy, 4)
         );
     }
     w
@@ -201,11 +264,9 @@ pub fn study(
     data_dir: Option<&Path>,
     best: bool,
 ) -> Result<String> {
-    let mut c = measure(dirs, models, data_dir)?;
-    let chosen = choose(&c);
     if best {
-        return Ok(chosen.map_or(String::new(), |i| format!("{}\n", c[i].dir.display())));
+        let c = measure(dirs, models, data_dir)?;
+        return Ok(choose(&c).map_or(String::new(), |i| format!("{}\n", c[i].dir.display())));
     }
-    score_with_evaluator(&mut c, models, data_dir)?;
-    Ok(markdown(&c, chosen))
+    Ok(markdown(&compare(dirs, models, data_dir)?))
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Module, Tensor};
 
 use super::experiments::{compare_one, mean_over_classes, real_per_class, SamplerRow, Yardsticks};
+use super::generators;
 use super::report::{reference, score, Scores};
 use super::results::{self, BudgetTable, Report};
 use super::studies::{per_image, phase, save_rows, Studies, StudySettings};
@@ -41,6 +42,9 @@ pub struct ReportSpec {
     pub data_dir: Option<PathBuf>,
     /// Frechet reference: the first N training images (default all).
     pub reference_images: Option<usize>,
+    /// A folder of trained generator candidates (`scripts/generator-study.sh`)
+    /// to compare in the report (Fig. S8's loss ablation), if any.
+    pub generator_study: Option<PathBuf>,
     /// The command line, for the report.
     pub command: String,
 }
@@ -126,6 +130,11 @@ pub fn report(spec: &ReportSpec, progress: &mut dyn Progress) -> Result<ReportOu
         train.labels.truncate(n);
     }
     let test = fashion_mnist::load(&data_dir, Split::Test)?;
+    // the candidates are listed before any work, so a wrong folder fails fast
+    let generator_candidates = match &spec.generator_study {
+        Some(d) => Some(generators::candidates_in(d)?),
+        None => None,
+    };
     let refs = reference(&s.evaluator, &train, &device)?;
     let y = Yardsticks {
         reference: &refs,
@@ -142,6 +151,7 @@ pub fn report(spec: &ReportSpec, progress: &mut dyn Progress) -> Result<ReportOu
         test: &test,
         train: &all_train,
         img_dir: &img_dir,
+        generator_candidates: generator_candidates.as_deref(),
     };
     let (report, timing) = match run.build(tsne_class, progress) {
         Ok(r) => r,
@@ -182,6 +192,7 @@ struct Run<'a> {
     /// All training images (the Frechet reference may be fewer).
     train: &'a Dataset,
     img_dir: &'a Path,
+    generator_candidates: Option<&'a [PathBuf]>,
 }
 
 impl Run<'_> {
@@ -247,6 +258,14 @@ impl Run<'_> {
         let (eps1_sweep, eps3_sweep, mixing) = studies.chain_studies(progress)?;
         let (noise_mean_activation, noise) = studies.noise_study()?;
         let tsne = studies.tsne(tsne_class, progress)?;
+        let generators = match self.generator_candidates {
+            Some(dirs) => Some(generators::compare(
+                dirs,
+                spec.models.as_deref(),
+                spec.data_dir.as_deref(),
+            )?),
+            None => None,
+        };
         let mut report = Report {
             command: spec.command.clone(),
             seed: spec.seed,
@@ -266,6 +285,7 @@ impl Run<'_> {
             noise,
             mixing,
             tsne,
+            generators,
             claims: Vec::new(),
         };
         report.claims = super::claims::claims(&report);

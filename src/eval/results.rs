@@ -39,6 +39,9 @@ pub struct Report {
     pub noise: Vec<NoisePoint>,
     pub mixing: Vec<ChainStudy>,
     pub tsne: TsneInfo,
+    /// The generator candidates compared (Fig. S8), when the report was
+    /// given a generator study.
+    pub generators: Option<crate::eval::generators::Comparison>,
     pub claims: Vec<Claim>,
 }
 
@@ -132,6 +135,9 @@ pub fn render(r: &Report, timing: &[(String, usize, f64)]) -> String {
     if let Some(g) = &r.guidance {
         render_guidance(w, g);
     }
+    if let Some(g) = &r.generators {
+        render_generators(w, g);
+    }
     render_step_study(w, r);
     render_study(w, r, "eps1 sweep (Fig. S23)", "(eps2, eps3) = (1, 1e-17); rows of the image: two chains per setting, in the table's order.", &r.eps1_sweep, "results/eps1-sweep.png");
     render_study(
@@ -167,6 +173,21 @@ trained realness judge (`models/fashion-mnist/realness.card.json`). Each sampler
 from the same random codes; the real row is {} random test images per class.\n",
         r.command, r.seed, r.per_class, r.per_class
     );
+}
+
+/// The generator study: Fig. S8's loss ablation and the longer and wider
+/// runs, chosen by the guiding classifier on the validation split.
+fn render_generators(w: &mut String, g: &crate::eval::generators::Comparison) {
+    let _ = writeln!(
+        w,
+        "## The generator (Fig. S8's loss ablation)\n\nGenerators trained by `scripts/generator-study.sh` \
+on the first 55,000 training images against the shipped classifier, each with the losses, width and \
+length shown. The Frechet distance of the reconstructions `G(E(x))` to the images `x` in the guiding \
+classifier's code `h`, on the validation split (the last 5,000 training images), chooses; the \
+evaluator's columns (test images, Frechet distance to the training images in its features) were \
+computed after the choice. L_h1 is the image-space feature loss, L_h the code loss (S8's \"code layer\").\n"
+    );
+    let _ = writeln!(w, "{}", crate::eval::generators::markdown(g));
 }
 
 /// The row of the test images' reconstructions `G(E(x))`.

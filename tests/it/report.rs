@@ -104,6 +104,13 @@ fn grid_snapping_is_one_to_one_and_keeps_a_grid_in_place() {
 #[test]
 fn report_writes_results_and_reproduces_them() {
     let d = tempdir("report");
+    // a generator study of one candidate: the shipped generator
+    let study = d.join("study/shipped");
+    std::fs::create_dir_all(&study).unwrap();
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fashion-mnist");
+    for f in ["generator.safetensors", "generator.json"] {
+        std::fs::copy(models.join(f), study.join(f)).unwrap();
+    }
     let args = |out: &str| {
         vec![
             "report".to_string(),
@@ -121,6 +128,8 @@ fn report_writes_results_and_reproduces_them() {
             "2".into(),
             "--reference-images".into(),
             "1000".into(),
+            "--generator-study".into(),
+            d.join("study").to_str().unwrap().into(),
             "--quiet".into(),
         ]
     };
@@ -145,6 +154,8 @@ fn report_writes_results_and_reproduces_them() {
         "| G(E(x)) of the same test images (no sampling) |",
         "Best sampler",
         "Guidance scale of the exact samplers",
+        "The generator (Fig. S8's loss ablation)",
+        "| shipped (chosen) (shipped) |",
     ] {
         assert!(md.contains(section), "results.md lacks {section:?}");
     }
@@ -189,6 +200,10 @@ fn report_and_tsne_refuse_bad_input_with_one_line() {
         (vec!["report", "--budgets", "0"], "budgets = [0]"),
         (vec!["report", "--per-class", "1"], "per_class at least 2"),
         (vec!["report", "--tsne-class", "hat"], "hat"),
+        (
+            vec!["report", "--generator-study", d.to_str().unwrap()],
+            "no finished generators",
+        ),
         (vec!["viz", "tsne", d.to_str().unwrap()], "samples.npy"),
     ] {
         let mut a = args.clone();

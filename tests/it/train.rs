@@ -223,20 +223,36 @@ fn choosing_generators(a: &Path, b: &Path) {
         .unwrap();
     }
     let dirs = [a.to_path_buf(), b.to_path_buf()];
-    let mut c = generators::measure(&dirs, Some(a), Some(&data_dir)).unwrap();
+    let c = generators::measure(&dirs, Some(a), Some(&data_dir)).unwrap();
     let v = c[0].validation_frechet_h;
     assert!(v.is_finite() && v > 0.0, "{v}");
     assert_eq!(v, c[1].validation_frechet_h);
-    let chosen = generators::choose(&c);
-    assert_eq!(chosen, Some(0));
-    generators::score_with_evaluator(&mut c, Some(a), Some(&data_dir)).unwrap();
-    assert!(c.iter().all(|c| c.evaluator_frechet.is_some()));
-    let table = generators::markdown(&c, chosen);
+    assert_eq!(generators::choose(&c), Some(0));
+    let c = generators::compare(&dirs, Some(a), Some(&data_dir)).unwrap();
+    assert_eq!(c.chosen, Some(0));
+    // both folders hold the generator the models folder `a` ships
+    assert_eq!(c.shipped, Some(0));
+    assert!(c.candidates.iter().all(|c| c.evaluator_frechet.is_some()));
+    let table = generators::markdown(&c);
     assert_eq!(table.matches("(chosen)").count(), 1, "{table}");
+    assert_eq!(table.matches("(shipped)").count(), 1, "{table}");
     assert!(
         table.contains("1 L_img + 1 L_h1 + 1 L_h + 0.01 L_GAN"),
         "{table}"
     );
+    // a folder of runs: the finished ones, an unfinished one left out
+    let study = tempdir("gen-study");
+    for (name, from) in [("x", a), ("y", b)] {
+        std::fs::create_dir_all(study.join(name)).unwrap();
+        for f in ["generator.safetensors", "generator.json"] {
+            std::fs::copy(from.join(f), study.join(name).join(f)).unwrap();
+        }
+    }
+    std::fs::write(study.join("y/generator.ckpt.json"), "{}").unwrap();
+    let found = generators::candidates_in(&study).unwrap();
+    assert_eq!(found, vec![study.join("x")]);
+    let e = generators::candidates_in(&study.join("y")).unwrap_err();
+    assert!(e.to_string().contains("no finished generators"), "{e}");
 
     let empty = tempdir("gen-empty");
     let e =
