@@ -60,7 +60,7 @@ pub struct TrainArgs {
     /// Which network to train.
     #[arg(value_enum)]
     pub network: Network,
-    /// Passes over the 60k training images [default: per network].
+    /// Passes over the training images (G and the code prior hold out the last 5,000) [default: per network].
     #[arg(long)]
     pub epochs: Option<usize>,
     #[arg(long, default_value_t = 64)]
