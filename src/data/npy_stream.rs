@@ -124,14 +124,12 @@ impl F32Rows {
         let io = |e| Error::io(src, e);
         let mut f = File::open(src).map_err(io)?;
         let bad = |m: String| Error::data(src, m);
-        let mut pre = [0u8; 12];
-        f.read_exact(&mut pre)
-            .map_err(|_| bad("not a .npy file: shorter than a header".into()))?;
         let len = f.metadata().map_err(io)?.len();
-        super::npy::data_start(&pre, len).map_err(|m| bad(format!("not a .npy file: {m}")))?;
-        f.seek(SeekFrom::Start(0)).map_err(io)?;
-        let mut r = BufReader::new(f);
-        let npy = npyz::NpyFile::new(&mut r).map_err(|e| bad(format!("not a .npy file: {e}")))?;
+        let head =
+            super::npy::read_head(&mut f, len).map_err(|m| bad(format!("not a .npy file: {m}")))?;
+        let npy =
+            npyz::NpyFile::new(&head[..]).map_err(|e| bad(format!("not a .npy file: {e}")))?;
+        let r = BufReader::new(f);
         let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
         if npy.dtype().descr() != "'<f4'" || npy.order() != npyz::Order::C || shape.is_empty() {
             return Err(bad("expected a C-order float32 array".into()));
@@ -193,15 +191,9 @@ impl F32RowsReader {
     pub fn open(path: &Path) -> Result<Self> {
         let bad = |m: String| Error::data(path, format!("not a readable .npy file: {m}"));
         let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut pre = [0u8; 12];
-        file.read_exact(&mut pre)
-            .map_err(|_| bad("shorter than a header".into()))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        let data_start = super::npy::data_start(&pre, len.min(1 << 20)).map_err(bad)?;
-        let mut head = vec![0u8; data_start as usize];
-        file.seek(SeekFrom::Start(0))
-            .and_then(|_| file.read_exact(&mut head))
-            .map_err(|e| Error::io(path, e))?;
+        let head = super::npy::read_head(&mut file, len).map_err(bad)?;
+        let data_start = head.len() as u64;
         let npy = npyz::NpyFile::new(&head[..]).map_err(|e| bad(e.to_string()))?;
         if npy.dtype().descr() != "'<f4'" || npy.order() != npyz::Order::C {
             return Err(Error::data(

@@ -236,3 +236,63 @@ fn npy_loader_names_what_is_wrong_with_a_file() {
     let e = read_f32(&d.join("labels.npy")).unwrap_err().to_string();
     assert!(e.contains("<i8"), "{e}");
 }
+
+/// The `.npy` header's dictionary is checked against what NumPy writes
+/// before `npyz`'s general Python-literal parser sees it (that parser
+/// backtracked for over 10 minutes on a header `cargo fuzz run npy` made).
+#[test]
+fn npy_headers_are_only_what_numpy_writes() {
+    use ppgn::data::npy::check_header_text;
+    let ok = |h: &str| check_header_text(h.as_bytes()).map_err(|e| format!("{h}: {e}"));
+    for h in [
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }      \n",
+        "{'descr': '|u1', 'fortran_order': True, 'shape': (), }\n",
+        "{'shape': (5,), 'descr': '<i8', 'fortran_order': False}",
+        "{\"descr\": \"<f8\", \"fortran_order\": False, \"shape\": (3L, 4L)}",
+    ] {
+        ok(h).unwrap();
+    }
+    for (h, needle) in [
+        ("{'descr': '<f4', 'fortran_order': False}", "without"),
+        (
+            "{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': ()}",
+            "twice",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (), 'x': 1}",
+            "unknown header key",
+        ),
+        (
+            "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': ()}",
+            "structured",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': 0, 'shape': ()}",
+            "True or False",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2.5,)}",
+            "lacks",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': ((2,),)}",
+            "malformed shape",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,)}",
+            "malformed shape",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': ()} x",
+            "after the header",
+        ),
+        (
+            "{'descr': '<f4\\'', 'fortran_order': False, 'shape': ()}",
+            "malformed name",
+        ),
+        ("'descr': '<f4'", "lacks '{'"),
+    ] {
+        let e = ok(h).unwrap_err();
+        assert!(e.contains(needle), "{e}");
+    }
+}

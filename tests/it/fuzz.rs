@@ -189,7 +189,21 @@ fn torch_checkpoint_and_onnx_loaders_never_panic() {
         e.contains("header of 3014856322 bytes in a file of 135"),
         "{e}"
     );
-    // and what `cargo fuzz run torch` found: a 78-byte legacy checkpoint
+    // and a 161-byte header whose 'descr' opens 42 nested lists, on which
+    // npyz's Python-literal parser backtracked for over 10 minutes; the
+    // header is now checked against what NumPy writes first
+    let nested = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fuzz/npy-header-of-nested-lists.npy");
+    let t = std::time::Instant::now();
+    let e = npy::read_f32(&nested).unwrap_err().to_string();
+    assert!(e.contains("structured dtype"), "{e}");
+    let e = ppgn::data::npy_stream::F32RowsReader::open(&nested)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("structured dtype"), "{e}");
+    assert!(t.elapsed().as_secs() < 10, "{:?}", t.elapsed());
+    // what `cargo fuzz run torch` found: a 78-byte legacy checkpoint
     // whose pickle announces a string of 2.3 GB, which candle's pickle
     // machine allocated before reading
     let big =
