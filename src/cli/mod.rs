@@ -112,12 +112,15 @@ pub fn main() -> anyhow::Result<()> {
 }
 
 /// A clap parser for a library setting with named values ([`Choice`]):
-/// the names are listed in `--help` and checked by clap.
+/// the names (and their help) are listed in `--help` and checked by clap.
 pub fn choice<T: Choice + Send + Sync + Clone>() -> impl clap::builder::TypedValueParser<Value = T>
 {
-    use clap::builder::TypedValueParser;
-    let names: Vec<String> = T::ALL.iter().map(|v| v.name()).collect();
-    clap::builder::PossibleValuesParser::new(names).try_map(|s| T::parse(&s))
+    use clap::builder::{PossibleValue, TypedValueParser};
+    let values = T::ALL.iter().map(|v| {
+        let p = PossibleValue::new(v.name());
+        v.help().map_or(p.clone(), |h| p.help(h))
+    });
+    clap::builder::PossibleValuesParser::new(values).try_map(|s| T::parse(&s))
 }
 
 /// The command line as typed, for cards and manifests.

@@ -3,49 +3,13 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use ppgn::data::fashion_mnist;
 use ppgn::models::fashion as stack;
-use ppgn::train::{gan::GanSettings, job, TrainOptions};
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Network {
-    /// E/C: the classifier that defines the codes h1 and h (train first).
-    Classifier,
-    /// The independent scoring classifier (different architecture and seed).
-    Evaluator,
-    /// G against the frozen classifier, with its discriminator D (needs classifier and evaluator).
-    Generator,
-    /// The MLP DAE prior on h (needs classifier).
-    HDae,
-    /// The flow prior on the pre-ReLU code u, a density with a value for MH, MALA and HMC (needs classifier).
-    CodePrior,
-    /// The convolutional DAE prior on images.
-    XDae,
-    /// The realness judge (Xu et al. Table 2): a DCGAN-style D trained with its own generator.
-    Realness,
-}
-
-impl Network {
-    /// The network's name (its flag value, as the stack's files are named).
-    fn name(self) -> String {
-        self.to_possible_value()
-            .map_or_else(String::new, |v| v.get_name().into())
-    }
-    /// Default (epochs, learning rate, seed).
-    fn defaults(self) -> (usize, f64, u64) {
-        match self {
-            Network::Classifier => (12, 1e-3, 1),
-            Network::Evaluator => (6, 1e-3, 2),
-            Network::Generator => (4, 2e-4, 3),
-            Network::HDae => (20, 3e-4, 4),
-            Network::CodePrior => (30, 1e-3, 7),
-            Network::XDae => (5, 1e-3, 5),
-            Network::Realness => (3, 2e-4, 6),
-        }
-    }
-}
+use ppgn::run::preset::Choice;
+use ppgn::train::job::{self, Network};
+use ppgn::train::{gan::GanSettings, TrainOptions};
 
 #[derive(Args, Debug)]
 #[command(
@@ -58,7 +22,7 @@ Defaults follow Plug & Play Generative Networks (supplementary), S9.1: Adam, bat
 )]
 pub struct TrainArgs {
     /// Which network to train.
-    #[arg(value_enum)]
+    #[arg(value_parser = super::choice::<Network>())]
     pub network: Network,
     /// Passes over the training images (G and the code prior hold out the last 5,000) [default: per network].
     #[arg(long)]
@@ -148,8 +112,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     )?;
     let dir = fashion_mnist::resolve_dir(a.data_dir.as_deref());
     let mut bar = super::progress::Bar::new(a.quiet, None);
-    let network = serde_json::from_value(serde_json::json!(a.network.name()))?;
-    let Some(card) = job::train(network, &opts, &gan, &dir, &mut bar)
+    let Some(card) = job::train(a.network, &opts, &gan, &dir, &mut bar)
         .with_context(|| format!("training {}", a.network.name()))?
     else {
         println!(

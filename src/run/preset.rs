@@ -66,6 +66,11 @@ pub trait Choice: Copy + Serialize + DeserializeOwned + 'static {
     /// What the setting is called, for messages.
     const WHAT: &'static str;
 
+    /// One line on the value, for a front end's help.
+    fn help(self) -> Option<&'static str> {
+        None
+    }
+
     /// The value's name.
     fn name(self) -> String {
         match serde_json::to_value(self) {

@@ -15,6 +15,7 @@ use super::{Data, Task, TrainOptions};
 use crate::data::fashion_mnist::{self, Split};
 use crate::error::Result;
 use crate::models::card::Card;
+use crate::run::preset::Choice;
 use crate::run::progress::Progress;
 
 /// The networks `ppgn train` trains.
@@ -28,6 +29,47 @@ pub enum Network {
     CodePrior,
     XDae,
     Realness,
+}
+
+impl Network {
+    /// Default (epochs, learning rate, seed): the learning rates of
+    /// "Plug & Play Generative Networks" (supplementary), S9.1.
+    pub fn defaults(self) -> (usize, f64, u64) {
+        match self {
+            Network::Classifier => (12, 1e-3, 1),
+            Network::Evaluator => (6, 1e-3, 2),
+            Network::Generator => (4, 2e-4, 3),
+            Network::HDae => (20, 3e-4, 4),
+            Network::CodePrior => (30, 1e-3, 7),
+            Network::XDae => (5, 1e-3, 5),
+            Network::Realness => (3, 2e-4, 6),
+        }
+    }
+}
+
+impl Choice for Network {
+    const ALL: &'static [Self] = &[
+        Self::Classifier,
+        Self::Evaluator,
+        Self::Generator,
+        Self::HDae,
+        Self::CodePrior,
+        Self::XDae,
+        Self::Realness,
+    ];
+    const WHAT: &'static str = "network";
+
+    fn help(self) -> Option<&'static str> {
+        Some(match self {
+            Network::Classifier => "E/C: the classifier that defines the codes h1 and h (train first)",
+            Network::Evaluator => "The independent scoring classifier (different architecture and seed)",
+            Network::Generator => "G against the frozen classifier, with its discriminator D (needs classifier and evaluator)",
+            Network::HDae => "The MLP DAE prior on h (needs classifier)",
+            Network::CodePrior => "The flow prior on the pre-ReLU code u, a density with a value for MH, MALA and HMC (needs classifier)",
+            Network::XDae => "The convolutional DAE prior on images",
+            Network::Realness => "The realness judge (Xu et al. Table 2): a DCGAN-style D trained with its own generator",
+        })
+    }
 }
 
 /// Trains `network` on Fashion-MNIST from `data_dir` (the generator with
