@@ -15,15 +15,39 @@ use super::Shared;
 use crate::data::fashion_mnist::{self, Split};
 use crate::error::{Error, Result};
 
-/// Every run folder under the runs folder (newest first) with its files.
+/// Every run folder under the runs folder (newest first) with its files,
+/// and the staging folders of runs that are not running here (a server or
+/// a `ppgn sample` stopped mid-run) with the command that resumes them.
 pub(super) async fn folders(State(s): State<Arc<Shared>>) -> Response {
     let Ok(entries) = std::fs::read_dir(&s.cfg.runs) else {
         return Json(serde_json::json!([])).into_response();
     };
+    let running = |name: &str| {
+        let runs = s.runs.lock().unwrap_or_else(|p| p.into_inner());
+        runs.get(name)
+            .is_some_and(|r| !r.frames.borrow().terminal())
+    };
     let mut runs: Vec<(std::time::SystemTime, serde_json::Value)> = entries
         .flatten()
-        .filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
-        .map(|e| {
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| {
+            let file_name = e.file_name().to_string_lossy().to_string();
+            let when = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            if let Some(hidden) = file_name.strip_prefix('.') {
+                let name = hidden.strip_suffix(".partial")?;
+                if running(name) {
+                    return None;
+                }
+                let resume = format!(
+                    "ppgn sample --resume --out {}",
+                    s.cfg.runs.join(name).display()
+                );
+                let entry = serde_json::json!({ "name": name, "files": [], "interrupted": true, "resume": resume });
+                return Some((when, entry));
+            }
             let mut files: Vec<String> = std::fs::read_dir(e.path())
                 .map(|d| {
                     d.flatten()
@@ -33,12 +57,7 @@ pub(super) async fn folders(State(s): State<Arc<Shared>>) -> Response {
                 })
                 .unwrap_or_default();
             files.sort();
-            let name = e.file_name().to_string_lossy().to_string();
-            let when = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .unwrap_or(std::time::UNIX_EPOCH);
-            (when, serde_json::json!({ "name": name, "files": files }))
+            Some((when, serde_json::json!({ "name": file_name, "files": files })))
         })
         .collect();
     runs.sort_by_key(|r| std::cmp::Reverse(r.0));

@@ -227,6 +227,28 @@ fn the_server_refuses_what_it_must_and_keeps_serving() {
     );
     let (status, reply) = post_json(a, "/api/runs", &serde_json::json!({"class": "bag"}));
     assert_eq!(status, 429, "{reply}");
+    // the folder list: a staging folder left by a stopped server is an
+    // interrupted run with its resume command; the running one's is not
+    std::fs::create_dir_all(runs.join(".serve-777.partial")).unwrap();
+    let staging = runs.join(format!(".{id}.partial"));
+    let t = std::time::Instant::now();
+    while !staging.exists() && t.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(staging.exists(), "the running run has no staging folder");
+    let (status, list) = http(a, "GET", "/api/folders", &[], b"");
+    assert_eq!(status, 200);
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&list).unwrap();
+    let interrupted: Vec<&serde_json::Value> =
+        list.iter().filter(|r| r["interrupted"] == true).collect();
+    assert_eq!(interrupted.len(), 1, "{list:?}");
+    assert_eq!(interrupted[0]["name"], "serve-777");
+    let resume = interrupted[0]["resume"].as_str().unwrap();
+    assert!(
+        resume.starts_with("ppgn sample --resume --out ") && resume.ends_with("serve-777"),
+        "{resume}"
+    );
+    assert!(list.iter().any(|r| r["name"] == "a"), "{list:?}");
     let (status, reply) = post_json(
         a,
         &format!("/api/runs/{id}/change"),
