@@ -4,7 +4,8 @@
 # and wider. Every run trains on the first 55,000 training images against the
 # shipped classifier and evaluator; each card records the Frechet distance of
 # G(E(x)) to x in the guiding classifier's code h on the validation split
-# (the last 5,000), which chooses. Each run resumes from its checkpoint:
+# (the last 5,000); `ppgn models generators` chooses by the same distance in
+# h1 averaged over positions (src/eval/generators.rs says why not h). Each run resumes from its checkpoint:
 # rerun this script to continue. Usage: scripts/generator-study.sh [OUT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +25,11 @@ train no-gan    --epochs 4 --loss-weights 1 1 0
 train no-h1     --epochs 4 --loss-weights 1 0 0.01
 train code      --epochs 4 --loss-weights 1 0 0.01 --code-loss 1
 train full-code --epochs 4 --loss-weights 1 1 0.01 --code-loss 1
-# The ablation's best losses (by the validation distance), longer and wider.
+# The ablation's best by the first rule (the distance in h): L_h, 12 epochs.
+# Its folder was runs/generator-study/long when trained (its card's command).
+train long-code --epochs 12 --loss-weights 1 1 0.01 --code-loss 1
+# The ablation's best losses (by the validation distance in pooled h1),
+# longer and wider.
 best=$($ppgn models generators --best "$out"/{full,no-gan,no-h1,code,full-code})
 flags=$(jq -r '.config.training_losses | "--loss-weights \(.img) \(.h1) \(.gan) --code-loss \(.h)"' "$best/generator.json")
 # shellcheck disable=SC2086

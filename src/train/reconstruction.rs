@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::{DType, Device, Module};
+use candle_core::{DType, Device, Module, Tensor};
 
 use super::EVAL_BATCH;
 use crate::data::fashion_mnist::Dataset;
@@ -95,8 +95,9 @@ pub fn evaluate(
 /// Frechet distance in the guiding classifier's code `h` between the
 /// images `idx` of `data` and their reconstructions `G(E(x))`: how far the
 /// generator's drawings of real codes are from the real images, in the
-/// features the sampler is guided by (the generator's selection metric;
-/// the evaluator never chooses).
+/// features the sampler is guided by. The code loss L_h optimises this
+/// very number, so it does not choose among generators
+/// ([`frechet_in_features`] does).
 pub fn frechet_in_code(
     e: &Classifier,
     g: &Generator,
@@ -104,12 +105,43 @@ pub fn frechet_in_code(
     idx: &[usize],
     device: &Device,
 ) -> Result<f64> {
-    let (mut real, mut rec) = (Vec::new(), Vec::new());
+    Ok(frechet_in_features(e, g, data, idx, device)?.h)
+}
+
+/// Frechet distances of the reconstructions `G(E(x))` of the images `idx`
+/// to the images, in two of the guiding classifier's layers.
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureFrechet {
+    /// In the code `h` (fc6 analogue).
+    pub h: f64,
+    /// In the spatial features `h1` (pool5 analogue) averaged over the 7x7
+    /// positions: the low-level statistics that "Plug & Play Generative
+    /// Networks" (supplementary), S8, finds a code-layer loss gives up.
+    pub h1_pooled: f64,
+}
+
+/// Both distances of [`FeatureFrechet`] in one pass.
+pub fn frechet_in_features(
+    e: &Classifier,
+    g: &Generator,
+    data: &Dataset,
+    idx: &[usize],
+    device: &Device,
+) -> Result<FeatureFrechet> {
+    let rows =
+        |t: &Tensor| -> Result<Vec<Vec<f64>>> { Ok(t.to_dtype(DType::F64)?.to_vec2::<f64>()?) };
+    let (mut real, mut rec, mut real1, mut rec1) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for chunk in idx.chunks(EVAL_BATCH) {
-        let h = e.forward_all(&data.images_tensor(chunk, device)?)?.h;
-        let h_rec = e.forward_all(&g.forward(&h)?)?.h;
-        real.extend(h.to_dtype(DType::F64)?.to_vec2::<f64>()?);
-        rec.extend(h_rec.to_dtype(DType::F64)?.to_vec2::<f64>()?);
+        let o = e.forward_all(&data.images_tensor(chunk, device)?)?;
+        let o_rec = e.forward_all(&g.forward(&o.h)?)?;
+        real.extend(rows(&o.h)?);
+        rec.extend(rows(&o_rec.h)?);
+        // h1 is [n, 7, 7, c]: the mean over positions
+        real1.extend(rows(&o.h1.mean((1, 2))?)?);
+        rec1.extend(rows(&o_rec.h1.mean((1, 2))?)?);
     }
-    frechet_distance(&rec, &real)
+    Ok(FeatureFrechet {
+        h: frechet_distance(&rec, &real)?,
+        h1_pooled: frechet_distance(&rec1, &real1)?,
+    })
 }

@@ -227,6 +227,9 @@ fn choosing_generators(a: &Path, b: &Path) {
     let v = c[0].validation_frechet_h;
     assert!(v.is_finite() && v > 0.0, "{v}");
     assert_eq!(v, c[1].validation_frechet_h);
+    let v1 = c[0].validation_frechet_h1;
+    assert!(v1.is_finite() && v1 > 0.0 && v1 != v, "{v1}");
+    assert_eq!(v1, c[1].validation_frechet_h1);
     assert_eq!(generators::choose(&c), Some(0));
     let c = generators::compare(&dirs, Some(a), Some(&data_dir)).unwrap();
     assert_eq!(c.chosen, Some(0));
