@@ -18,7 +18,7 @@
 //! carry a speckle the evaluator scores several times farther from real
 //! images, S8's finding that a code-layer loss matches "high-level abstract
 //! statistics ... instead of low-level statistics". (The rule was changed
-//! to `h1` after those numbers were seen; docs/results.md says so.)
+//! to `h1` after those numbers were seen; the report's section says so.)
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};

@@ -130,9 +130,14 @@ pub fn report(spec: &ReportSpec, progress: &mut dyn Progress) -> Result<ReportOu
         train.labels.truncate(n);
     }
     let test = fashion_mnist::load(&data_dir, Split::Test)?;
-    // the candidates are listed before any work, so a wrong folder fails fast
-    let generator_candidates = match &spec.generator_study {
-        Some(d) => Some(generators::candidates_in(d)?),
+    // the generator study first (minutes), so a wrong folder or a
+    // candidate of another classifier fails before the samplers run
+    let generators = match &spec.generator_study {
+        Some(d) => Some(generators::compare(
+            &generators::candidates_in(d)?,
+            spec.models.as_deref(),
+            spec.data_dir.as_deref(),
+        )?),
         None => None,
     };
     let refs = reference(&s.evaluator, &train, &device)?;
@@ -151,7 +156,7 @@ pub fn report(spec: &ReportSpec, progress: &mut dyn Progress) -> Result<ReportOu
         test: &test,
         train: &all_train,
         img_dir: &img_dir,
-        generator_candidates: generator_candidates.as_deref(),
+        generators: generators.as_ref(),
     };
     let (report, timing) = match run.build(tsne_class, progress) {
         Ok(r) => r,
@@ -192,7 +197,7 @@ struct Run<'a> {
     /// All training images (the Frechet reference may be fewer).
     train: &'a Dataset,
     img_dir: &'a Path,
-    generator_candidates: Option<&'a [PathBuf]>,
+    generators: Option<&'a generators::Comparison>,
 }
 
 impl Run<'_> {
@@ -258,14 +263,6 @@ impl Run<'_> {
         let (eps1_sweep, eps3_sweep, mixing) = studies.chain_studies(progress)?;
         let (noise_mean_activation, noise) = studies.noise_study()?;
         let tsne = studies.tsne(tsne_class, progress)?;
-        let generators = match self.generator_candidates {
-            Some(dirs) => Some(generators::compare(
-                dirs,
-                spec.models.as_deref(),
-                spec.data_dir.as_deref(),
-            )?),
-            None => None,
-        };
         let mut report = Report {
             command: spec.command.clone(),
             seed: spec.seed,
@@ -285,7 +282,7 @@ impl Run<'_> {
             noise,
             mixing,
             tsne,
-            generators,
+            generators: self.generators.cloned(),
             claims: Vec::new(),
         };
         report.claims = super::claims::claims(&report);
