@@ -132,14 +132,7 @@ pub fn report(spec: &ReportSpec, progress: &mut dyn Progress) -> Result<ReportOu
     let test = fashion_mnist::load(&data_dir, Split::Test)?;
     // the generator study first (minutes), so a wrong folder or a
     // candidate of another classifier fails before the samplers run
-    let generators = match &spec.generator_study {
-        Some(d) => Some(generators::compare(
-            &generators::candidates_in(d)?,
-            spec.models.as_deref(),
-            spec.data_dir.as_deref(),
-        )?),
-        None => None,
-    };
+    let generators = generator_study(spec)?;
     let refs = reference(&s.evaluator, &train, &device)?;
     let y = Yardsticks {
         reference: &refs,
@@ -184,6 +177,16 @@ pub fn report(spec: &ReportSpec, progress: &mut dyn Progress) -> Result<ReportOu
         supported: report.claims.iter().filter(|c| c.supported).count(),
         claims: report.claims.len(),
     })
+}
+
+/// The generators of `spec.generator_study`, compared (Fig. S8).
+fn generator_study(spec: &ReportSpec) -> Result<Option<generators::Comparison>> {
+    let Some(dir) = &spec.generator_study else {
+        return Ok(None);
+    };
+    let dirs = generators::candidates_in(dir)?;
+    let (models, data) = (spec.models.as_deref(), spec.data_dir.as_deref());
+    generators::compare(&dirs, models, data).map(Some)
 }
 
 type Timing = Vec<(String, usize, f64)>;
