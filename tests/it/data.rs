@@ -252,6 +252,16 @@ fn npy_headers_are_only_what_numpy_writes() {
     ] {
         ok(h).unwrap();
     }
+    // a header longer than any NumPy writes is refused before it is read
+    let d = tempdir("npy-long-header");
+    let mut long = b"\x93NUMPY\x02\x00".to_vec();
+    long.extend_from_slice(&(2u32 << 20).to_le_bytes());
+    long.resize(3 << 20, b' ');
+    std::fs::write(d.join("long.npy"), &long).unwrap();
+    let e = ppgn::data::npy::read_f32(&d.join("long.npy"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("NumPy's are under 1 MiB"), "{e}");
     for (h, needle) in [
         ("{'descr': '<f4', 'fortran_order': False}", "without"),
         (

@@ -172,51 +172,46 @@ fn torch_checkpoint_and_onnx_loaders_never_panic() {
     never_panics("onnx", &onnx, &d.join("m.onnx"), 500, 8, |p| {
         ppgn::models::onnx::from_bytes::<f32>(&std::fs::read(p).unwrap(), None, None).is_ok()
     });
+    let found = |name: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/fuzz")
+            .join(name)
+    };
+    // both .npy readers refuse `path` with a message containing `needle`
+    let npy_refused = |path: &Path, needle: &str| {
+        let whole = npy::read_f32(path).unwrap_err().to_string();
+        let rows = ppgn::data::npy_stream::F32RowsReader::open(path)
+            .err()
+            .unwrap()
+            .to_string();
+        for e in [whole, rows] {
+            assert!(e.contains(needle), "{e}");
+        }
+    };
     // what `cargo fuzz run onnx` found: an arithmetic node with no inputs,
     // folded on constants, indexed an empty list
-    let crash = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz/onnx-arith-no-inputs.onnx"),
-    )
-    .unwrap();
+    let crash = std::fs::read(found("onnx-arith-no-inputs.onnx")).unwrap();
     assert!(ppgn::models::onnx::from_bytes::<f32>(&crash, None, None).is_err());
     // what `cargo fuzz run npy` found: a version-3 header claiming 3 GB in
     // a file of 135 bytes, which the reader allocated before reading; each
     // reader refuses it, naming the header's length
-    let oom =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz/npy-v3-header-of-3-gb.npy");
-    let e = npy::read_f32(&oom).unwrap_err().to_string();
-    assert!(
-        e.contains("header of 3014856322 bytes in a file of 135"),
-        "{e}"
+    npy_refused(
+        &found("npy-v3-header-of-3-gb.npy"),
+        "header of 3014856322 bytes in a file of 135",
     );
     // and a 161-byte header whose 'descr' opens 42 nested lists, on which
     // npyz's Python-literal parser backtracked for over 10 minutes; the
     // header is now checked against what NumPy writes first
-    let nested = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/fuzz/npy-header-of-nested-lists.npy");
     let t = std::time::Instant::now();
-    let e = npy::read_f32(&nested).unwrap_err().to_string();
-    assert!(e.contains("structured dtype"), "{e}");
-    let e = ppgn::data::npy_stream::F32RowsReader::open(&nested)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(e.contains("structured dtype"), "{e}");
+    npy_refused(&found("npy-header-of-nested-lists.npy"), "structured dtype");
     assert!(t.elapsed().as_secs() < 10, "{:?}", t.elapsed());
     // what `cargo fuzz run torch` found: a 78-byte legacy checkpoint
     // whose pickle announces a string of 2.3 GB, which candle's pickle
     // machine allocated before reading
-    let big =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz/torch-unicode-of-2-gb.pt");
-    let e = ppgn::models::torch_file::read(&big, None)
+    let e = ppgn::models::torch_file::read(&found("torch-unicode-of-2-gb.pt"), None)
         .unwrap_err()
         .to_string();
     assert!(e.contains("past the end of the file"), "{e}");
-    let e = ppgn::data::npy_stream::F32RowsReader::open(&oom)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(e.contains("header of"), "{e}");
     let _ = std::fs::remove_dir_all(&d);
 }
 
