@@ -118,7 +118,10 @@ pub fn choice<T: Choice + Send + Sync + Clone>() -> impl clap::builder::TypedVal
     use clap::builder::{PossibleValue, TypedValueParser};
     let values = T::ALL.iter().map(|v| {
         let p = PossibleValue::new(v.name());
-        v.help().map_or(p.clone(), |h| p.help(h))
+        match v.help() {
+            Some(h) => p.help(h),
+            None => p,
+        }
     });
     clap::builder::PossibleValuesParser::new(values).try_map(|s| T::parse(&s))
 }

@@ -332,15 +332,17 @@ impl Task for GanTask {
         let mut m = report.metrics();
         let n = self.data.train.len();
         let validation: Vec<usize> = (validation_start(n)..n).collect();
+        let d = super::reconstruction::frechet_in_features(
+            &self.e,
+            &self.g,
+            &self.data.train,
+            &validation,
+            &self.device,
+        )?;
+        m.insert("validation_reconstruction_frechet_h".into(), d.h);
         m.insert(
-            "validation_reconstruction_frechet_h".into(),
-            super::reconstruction::frechet_in_code(
-                &self.e,
-                &self.g,
-                &self.data.train,
-                &validation,
-                &self.device,
-            )?,
+            "validation_reconstruction_frechet_h1_pooled".into(),
+            d.h1_pooled,
         );
         m.insert("steps_g_paused".into(), self.paused.0 as f64);
         m.insert("steps_d_paused".into(), self.paused.1 as f64);

@@ -92,24 +92,12 @@ pub fn evaluate(
     })
 }
 
-/// Frechet distance in the guiding classifier's code `h` between the
-/// images `idx` of `data` and their reconstructions `G(E(x))`: how far the
-/// generator's drawings of real codes are from the real images, in the
-/// features the sampler is guided by. The code loss L_h optimises this
-/// very number, so it does not choose among generators
-/// ([`frechet_in_features`] does).
-pub fn frechet_in_code(
-    e: &Classifier,
-    g: &Generator,
-    data: &Dataset,
-    idx: &[usize],
-    device: &Device,
-) -> Result<f64> {
-    Ok(frechet_in_features(e, g, data, idx, device)?.h)
-}
-
 /// Frechet distances of the reconstructions `G(E(x))` of the images `idx`
-/// to the images, in two of the guiding classifier's layers.
+/// of `data` to the images, in two of the guiding classifier's layers: how
+/// far the generator's drawings of real codes are from the real images in
+/// the features the sampler is guided by. The code loss L_h minimises the
+/// first by construction, so the second chooses among generators
+/// (`crate::eval::generators`).
 #[derive(Debug, Clone, Copy)]
 pub struct FeatureFrechet {
     /// In the code `h` (fc6 analogue).

@@ -171,6 +171,7 @@ fn generator_training_resumes_exactly() {
         "evaluator_accuracy_reconstructions",
         "test_reconstruction_mse",
         "validation_reconstruction_frechet_h",
+        "validation_reconstruction_frechet_h1_pooled",
     ] {
         assert!(card.metrics.contains_key(k), "card lacks {k}");
     }
@@ -229,6 +230,10 @@ fn choosing_generators(a: &Path, b: &Path) {
     assert_eq!(v, c[1].validation_frechet_h);
     let v1 = c[0].validation_frechet_h1;
     assert!(v1.is_finite() && v1 > 0.0 && v1 != v, "{v1}");
+    assert_eq!(
+        c[0].card.metrics["validation_reconstruction_frechet_h1_pooled"],
+        v1
+    );
     assert_eq!(v1, c[1].validation_frechet_h1);
     assert_eq!(generators::choose(&c), Some(0));
     let c = generators::compare(&dirs, Some(a), Some(&data_dir)).unwrap();
