@@ -1,16 +1,21 @@
-//! The guidance-scale study of the exact samplers on the flow prior. Their
-//! target is `log N(z; 0, I) + eps2 log p(y | G(relu(T(z))))`: eps2 = 1 is
-//! the exact posterior, a larger eps2 the exact posterior of the sharpened
-//! likelihood `p(y|x)^eps2` (a guidance scale), which trades diversity for
-//! recognisability. The scale is chosen with the guiding classifier on the
-//! validation split (the last `crate::train::VALIDATION`
-//! training images, which no network was trained on for this purpose) and
-//! never with the evaluator: among the scales whose samples the guiding
-//! classifier recognises at least as often as it recognises real
-//! validation images, the one whose samples are closest to the validation
-//! images in the guiding classifier's code `h` (Frechet distance); if none
-//! is, the most recognised. The evaluator's numbers are reported beside
-//! them, after the choice.
+//! The guidance-scale and start study of the exact samplers on the flow
+//! prior. Their target is `log N(z; 0, I) + eps2 log p(y | G(relu(T(z))))`:
+//! eps2 = 1 is the exact posterior, a larger eps2 the exact posterior of
+//! the sharpened likelihood `p(y|x)^eps2` (a guidance scale), which trades
+//! diversity for recognisability. Each chain may start from its pick of
+//! several prior draws, resampled by the target (`crate::run::starts`):
+//! chains started from one prior draw stay in the mode they start in, and
+//! those that start on another class rarely leave it within the budget,
+//! so the candidates (counted in the budget) decide how many chains reach
+//! their class. The pair is chosen with the guiding classifier on the
+//! validation split (the last `crate::train::VALIDATION` training images,
+//! which no network was trained on for this purpose) and never with the
+//! evaluator: among the pairs whose samples the guiding classifier
+//! recognises at least as often as it recognises real validation images,
+//! the one whose samples are closest to the validation images in the
+//! guiding classifier's code `h` (Frechet distance); if none is, the most
+//! recognised (fewer candidates, then the smaller scale, on ties). The
+//! evaluator's numbers are reported beside them, after the choice.
 
 use candle_core::Tensor;
 use serde::Serialize;
@@ -31,9 +36,38 @@ pub const SCALES: [f64; 5] = [1.0, 2.0, 3.0, 5.0, 10.0];
 /// The preset the study tunes (the other flow presets take its choice).
 pub const TUNED: &str = "exact-mala";
 
+/// The presets on the flow prior, which take the study's choice.
+pub const FLOW_PRESETS: [&str; 3] = ["exact-mala", "exact-hmc", "ppgn-flow"];
+
+/// The start candidates tried at `budget` gradient evaluations per chain:
+/// one prior draw, an eighth and half of the budget, as long as every flow
+/// preset keeps at least one step of `step_cost` evaluations.
+pub fn candidates(budget: usize, step_cost: usize) -> Vec<usize> {
+    let mut k = vec![1, budget / 8, budget / 2];
+    k.retain(|&k| k == 1 || (k > 1 && k + step_cost <= budget));
+    k.dedup();
+    k
+}
+
+/// The most evaluations one step of a flow preset costs.
+fn flow_step_cost() -> Result<usize> {
+    FLOW_PRESETS
+        .iter()
+        .try_fold(1, |m, name| Ok(m.max(preset(name)?.grads_per_step())))
+}
+
+/// What the study chose for the flow presets.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Chosen {
+    pub eps2: f64,
+    pub start_candidates: usize,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct GuidancePoint {
     pub eps2: f64,
+    /// Prior draws each chain's start is resampled from (1: one draw).
+    pub start_candidates: usize,
     /// Fraction of samples the guiding classifier puts in their class.
     pub guide_accuracy: f64,
     /// Frechet distance to the validation images in the guiding
@@ -55,7 +89,7 @@ pub struct GuidanceStudy {
     pub validation_guide_accuracy: f64,
     pub validation_guide_frechet: f64,
     pub points: Vec<GuidancePoint>,
-    pub chosen: f64,
+    pub chosen: Chosen,
 }
 
 /// The guiding classifier's codes `h` and class probabilities of `images`.
@@ -84,12 +118,13 @@ pub fn validation_split(train: &Dataset) -> Result<Dataset> {
     })
 }
 
-/// Which scale the rule picks (see the module's description).
-pub fn choose(points: &[GuidancePoint], real_accuracy: f64) -> f64 {
+/// Which pair the rule picks (see the module's description).
+pub fn choose(points: &[GuidancePoint], real_accuracy: f64) -> Chosen {
     let recognised = points.iter().filter(|p| p.guide_accuracy >= real_accuracy);
     recognised
         .min_by(|a, b| a.guide_frechet.total_cmp(&b.guide_frechet))
-        // else the most recognised, the smallest scale on ties
+        // else the most recognised, the earlier (fewer candidates, smaller
+        // scale) on ties
         .or_else(|| {
             points
                 .iter()
@@ -98,7 +133,16 @@ pub fn choose(points: &[GuidancePoint], real_accuracy: f64) -> f64 {
                     _ => Some(p),
                 })
         })
-        .map_or(1.0, |p| p.eps2)
+        .map_or(
+            Chosen {
+                eps2: 1.0,
+                start_candidates: 1,
+            },
+            |p| Chosen {
+                eps2: p.eps2,
+                start_candidates: p.start_candidates,
+            },
+        )
 }
 
 /// Runs the study at `budget` gradient evaluations per chain with
@@ -127,13 +171,17 @@ pub fn study(
     let validation_guide_frechet = reference.frechet_distance(&FeatureGaussian::fit(&vh)?)?;
     let base = preset(TUNED)?;
     let mut points = Vec::new();
-    for eps2 in SCALES {
+    let pairs = candidates(budget, flow_step_cost()?)
+        .into_iter()
+        .flat_map(|k| SCALES.map(|eps2| (k, eps2)));
+    for (start_candidates, eps2) in pairs {
         let cfg = SamplerConfig {
             eps2,
+            start_candidates,
             ..base.clone()
         };
-        let label = format!("{TUNED}, eps2 = {eps2}");
-        let steps = budget / cfg.grads_per_step();
+        let label = format!("{TUNED}, eps2 = {eps2}, {start_candidates} start candidates");
+        let steps = cfg.with_grad_budget(budget)?.steps;
         progress.begin(&label, steps);
         let row = compare_one(
             stack,
@@ -157,10 +205,19 @@ pub fn study(
             .flat_map(|&c| std::iter::repeat_n(c, per_class))
             .collect();
         let (h, p) = guide(stack, images)?;
+        let (guide_accuracy, guide_frechet) = (
+            accuracy(&p, &labels),
+            reference.frechet_distance(&FeatureGaussian::fit(&h)?)?,
+        );
+        progress.note(&format!(
+            "{label}: the guide recognises {guide_accuracy:.3} (real validation images {validation_guide_accuracy:.3}), \
+             Frechet distance in h {guide_frechet:.2} (real {validation_guide_frechet:.2})"
+        ));
         points.push(GuidancePoint {
             eps2,
-            guide_accuracy: accuracy(&p, &labels),
-            guide_frechet: reference.frechet_distance(&FeatureGaussian::fit(&h)?)?,
+            start_candidates,
+            guide_accuracy,
+            guide_frechet,
             mean_accept: row.mean_accept,
             evaluator_accuracy: row.scores.evaluator_accuracy,
             evaluator_frechet: row.scores.frechet_distance,

@@ -352,7 +352,7 @@ impl Run<'_> {
     fn budget_tables(
         &self,
         real: &Scores,
-        guidance: Option<f64>,
+        guidance: Option<super::guidance::Chosen>,
         timing: &mut Timing,
         progress: &mut dyn Progress,
     ) -> Result<Vec<BudgetTable>> {
@@ -363,9 +363,9 @@ impl Run<'_> {
             let mut rows = Vec::new();
             for (label, name) in SAMPLERS {
                 let mut cfg = preset(name)?;
-                if cfg.prior == PriorKind::Flow {
-                    // the flow presets take the scale the validation split chose
-                    cfg.eps2 = guidance.unwrap_or(cfg.eps2);
+                if let Some(g) = guidance.filter(|_| cfg.prior == PriorKind::Flow) {
+                    // the flow presets take what the validation split chose
+                    (cfg.eps2, cfg.start_candidates) = (g.eps2, g.start_candidates);
                 }
                 let mut r = self.compare(label, &cfg, b, real, progress)?;
                 let imgs =

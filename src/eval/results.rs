@@ -422,25 +422,32 @@ fn render_tsne_claims_cost(w: &mut String, r: &Report, timing: &[(String, usize,
     }
 }
 
-/// The guidance-scale study of the flow presets.
+/// The guidance-scale and start study of the flow presets.
 pub fn render_guidance(w: &mut String, g: &crate::eval::guidance::GuidanceStudy) {
-    let current = crate::run::preset::preset(&g.preset).map_or(f64::NAN, |c| c.eps2);
+    let current = crate::run::preset::preset(&g.preset).map(|c| crate::eval::guidance::Chosen {
+        eps2: c.eps2,
+        start_candidates: c.start_candidates,
+    });
     let _ = writeln!(
         w,
-        "\n## Guidance scale of the exact samplers\n\n`{}` at {} gradient evaluations per chain, {} chains per class, for each eps2 (the \
-         target is the exact posterior of `p(y|x)^eps2`). The scale is chosen by the guiding classifier on the validation split \
-         (the last 5,000 training images): among the scales whose samples it recognises at least as often as real validation \
-         images ({:.3} at {} per class), the one closest to the validation images in its code `h` (Frechet distance; real \
-         validation images at the same count: {:.2}). The evaluator's columns are reported after the choice, not used for it.\n",
+        "\n## Guidance scale and starts of the exact samplers\n\n`{}` at {} gradient evaluations per chain, {} chains per class, for each \
+         eps2 (the target is the exact posterior of `p(y|x)^eps2`) and number of start candidates (each chain starts from its pick of \
+         that many prior draws, resampled by the target: `src/run/starts.rs`; each costs one evaluation, counted in the budget). \
+         The pair is chosen by the guiding classifier on the validation split (the last 5,000 training images): among the pairs \
+         whose samples it recognises at least as often as real validation images ({:.3} at {} per class), the one closest to the \
+         validation images in its code `h` (Frechet distance; real validation images at the same count: {:.2}). The evaluator's \
+         columns are reported after the choice, not used for it.\n",
         g.preset, g.grad_evals, g.chains_per_class, g.validation_guide_accuracy, g.chains_per_class, g.validation_guide_frechet
     );
-    let _ = writeln!(w, "| eps2 | guide recognised | guide Frechet (h) | acceptance | evaluator recognised | evaluator Frechet | within-class MS-SSIM |");
-    let _ = writeln!(w, "|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(w, "| start candidates | eps2 | guide recognised | guide Frechet (h) | acceptance | evaluator recognised | evaluator Frechet | within-class MS-SSIM |");
+    let _ = writeln!(w, "|---:|---:|---:|---:|---:|---:|---:|---:|");
     for p in &g.points {
-        let mark = if p.eps2 == g.chosen { " (chosen)" } else { "" };
+        let here = (p.eps2, p.start_candidates) == (g.chosen.eps2, g.chosen.start_candidates);
+        let mark = if here { " (chosen)" } else { "" };
         let _ = writeln!(
             w,
-            "| {}{mark} | {:.3} | {:.2} | {:.2} | {:.3} | {:.2} | {:.3} |",
+            "| {} | {}{mark} | {:.3} | {:.2} | {:.2} | {:.3} | {:.2} | {:.3} |",
+            p.start_candidates,
             p.eps2,
             p.guide_accuracy,
             p.guide_frechet,
@@ -450,10 +457,17 @@ pub fn render_guidance(w: &mut String, g: &crate::eval::guidance::GuidanceStudy)
             p.mean_ms_ssim
         );
     }
+    let presets = match current {
+        Ok(c) if c == g.chosen => format!("the presets {} have the same", crate::eval::guidance::FLOW_PRESETS.map(|p| format!("`{p}`")).join(", ")),
+        Ok(c) => format!(
+            "the presets have eps2 = {} and {} start candidates (they differ: set them to the chosen pair)",
+            c.eps2, c.start_candidates
+        ),
+        Err(e) => format!("the tuned preset is unreadable ({e})"),
+    };
     let _ = writeln!(
         w,
-        "\nChosen: eps2 = {}; the presets `exact-mala`, `exact-hmc` and `ppgn-flow` have eps2 = {current}{}.\n",
-        g.chosen,
-        if current == g.chosen { "" } else { " (they differ: set the presets to the chosen scale)" }
+        "\nChosen: eps2 = {} with {} start candidates; {presets}. The report's flow rows run with the chosen pair.\n",
+        g.chosen.eps2, g.chosen.start_candidates
     );
 }

@@ -227,7 +227,7 @@ impl ChainsOutput {
             snapshots: Vec::new(),
             accepted: vec![0; n],
             divergences: vec![0; n],
-            grad_evals: 1,
+            grad_evals: 1 + cfg.start_evals(),
             accept_sum: 0.0,
             wall_s: 0.0,
             rngs: ChainRngs::from_chain(streams.seed, streams.first, n),

@@ -174,7 +174,9 @@ fn report(
     Ok((due, changed))
 }
 
-/// Runs the chains from `h0` (or from `resume`) to `cfg.steps` (or the
+/// Runs the chains from `h0` (or from `resume`; with
+/// `cfg.start_candidates` above 1, `h0` holds draws of the flow prior and
+/// each chain starts from its pick of that many, `super::starts`) to `cfg.steps` (or the
 /// first stop of its changes), recording every `record_every` steps,
 /// calling `progress` after every step and `checkpoint(output)` at the
 /// first record, then at most every [`CHECKPOINT_SECONDS`]; `progress` may return changes of the
@@ -199,8 +201,13 @@ pub fn run_chains(
     let mut out = match resume {
         Some(r) => r,
         None => {
-            let mut out = ChainsOutput::start(cfg, h0, streams.into())?;
-            out.record(pipeline, h0)?;
+            let streams = streams.into();
+            let h0 = match cfg.start_candidates {
+                0 | 1 => h0.clone(),
+                k => super::starts::resampled_starts(&pipeline.target, k, h0, streams)?,
+            };
+            let mut out = ChainsOutput::start(cfg, &h0, streams)?;
+            out.record(pipeline, &h0)?;
             out
         }
     };

@@ -20,6 +20,7 @@ pub mod sample_pretrained;
 pub mod settings;
 pub mod shard;
 pub mod spec;
+pub mod starts;
 pub mod steer;
 pub mod visualize;
 

@@ -155,10 +155,21 @@ pub struct SamplerConfig {
     /// seed gives the same samples to float rounding.
     #[serde(default)]
     pub engine: Engine,
+    /// Start each chain from one of this many draws of the flow prior,
+    /// picked with probability proportional to `target / prior`
+    /// (sampling-importance resampling, `super::starts`); 1 is a plain prior
+    /// draw. Each candidate costs one evaluation of the target.
+    #[serde(default = "one_candidate")]
+    pub start_candidates: usize,
     /// Changes of eps1, eps2, eps3 and the step keyed by step, and where
     /// the chains stop (`super::steer`; what `ppgn serve`'s sliders record).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<Change>,
+}
+
+/// A plain prior draw per chain unless a setting says otherwise.
+pub fn one_candidate() -> usize {
+    1
 }
 
 /// HMC's step jitter unless a setting says otherwise.
@@ -176,9 +187,9 @@ pub const PRESETS: [(&str, &str); 12] = [
     ("xu-mala-clip", "Xu et al.: MALA as xu-mala, with h clipped to [0, 30] (not exact)"),
     ("faces", "Plug and play with pretrained networks (--generator dcgan-faces --classifier efficientnet-lite0): MALA-approx on the GAN's code z with its N(0, I) prior, eps1=0.01, eps2=1, eps3=0.01, step 0.05 normalised by mean |grad|"),
     ("xu-hmc", "Xu et al.: HMC with the Gaussian prior, 10 leapfrog steps, decaying step"),
-    ("exact-mala", "MALA with Metropolis-Hastings on the exact posterior p(u) p(y|G(relu(u)))^eps2 over the code u, the flow prior (ppgn train code-prior), moving the flow's base point z (u = T(z), neural transport); step tuned by dual averaging to acceptance 0.574 over the first half of the steps"),
-    ("exact-hmc", "HMC on the same target as exact-mala, 10 leapfrog steps, step tuned by dual averaging to acceptance 0.65 over the first half of the steps"),
-    ("ppgn-flow", "MALA-approx (no accept/reject) in the flow's base space: the flow prior in place of the joint prior, eps1=1, eps2=1, step 0.01 unnormalised, eps3=sqrt(2 * 0.01) (unadjusted Langevin)"),
+    ("exact-mala", "MALA with Metropolis-Hastings on the exact posterior p(u) p(y|G(relu(u)))^eps2 over the code u, eps2=3, the flow prior (ppgn train code-prior), moving the flow's base point z (u = T(z), neural transport); each chain starts from its pick of 100 prior draws by p(y|x)^eps2 (100 evaluations); step tuned by dual averaging to acceptance 0.574 over the first half of the steps"),
+    ("exact-hmc", "HMC on the same target and starts as exact-mala, 10 leapfrog steps, step tuned by dual averaging to acceptance 0.65 over the first half of the steps"),
+    ("ppgn-flow", "MALA-approx (no accept/reject) in the flow's base space from exact-mala's starts: the flow prior in place of the joint prior, eps1=1, eps2=3, step 0.01 unnormalised, eps3=sqrt(2 * 0.01) (unadjusted Langevin)"),
     ("ppgn-x", "PPGN-x (S11): MALA-approx on the image itself with the pixel DAE's prior, x' = R(x) + eps2 * dlog p(y|x)/dx + N(0, sigma^2): eps1 = sigma^2 = 0.01 (one whole denoising step, the paper's eps1 = 1 on R(x) - x), eps3 = sigma = 0.1, eps2 = 0.3, step 1 unnormalised, pixels clipped to [0, 1]"),
 ];
 
@@ -203,6 +214,7 @@ pub fn preset(name: &str) -> Result<SamplerConfig> {
         gradient: ClassGradient::LogSoftmax,
         adapt: None,
         engine: Engine::Fast,
+        start_candidates: 1,
         changes: Vec::new(),
     };
     Ok(match name {
@@ -320,11 +332,17 @@ fn xu_preset(name: &str, base: SamplerConfig) -> SamplerConfig {
 /// The presets on the flow prior's base space: the target is `log N(z; 0,
 /// I) + eps2 log p(y | G(relu(T(z))))`, exact for the posterior over the
 /// code `u = T(z)` (with `eps2` a guidance scale: the posterior of the
-/// sharpened likelihood `p(y|x)^eps2`).
+/// sharpened likelihood `p(y|x)^eps2`). Each chain starts from its pick of
+/// 100 prior draws by `p(y|x)^eps2` (`super::starts`). eps2 = 3 and the 100
+/// candidates are what `ppgn report`'s study chose with the guiding
+/// classifier on the validation split (`crate::eval::guidance`,
+/// docs/results.md).
 fn flow_preset(name: &str, base: SamplerConfig) -> SamplerConfig {
     let flow = SamplerConfig {
         prior: PriorKind::Flow,
         eps1: 1.0,
+        eps2: 3.0,
+        start_candidates: 100,
         eps3: 0.0,
         normalise: false,
         clip: None,
@@ -453,19 +471,30 @@ impl SamplerConfig {
         }
     }
 
+    /// Evaluations of the target each chain spends choosing its start
+    /// (`start_candidates`, none for a plain prior draw).
+    pub fn start_evals(&self) -> usize {
+        match self.start_candidates {
+            0 | 1 => 0,
+            k => k,
+        }
+    }
+
     /// The same setting at `budget` gradient evaluations per chain (the
     /// report compares samplers at equal cost): the number of steps is
-    /// `budget / grads_per_step`, and a linear schedule is stretched to it.
+    /// `(budget - start_evals) / grads_per_step`, and a linear schedule is
+    /// stretched to it.
     pub fn with_grad_budget(&self, budget: usize) -> Result<Self> {
-        let steps = budget / self.grads_per_step();
+        let steps = budget.saturating_sub(self.start_evals()) / self.grads_per_step();
         if steps == 0 {
             return Err(Error::setting(
                 "gradient budget",
                 budget,
                 format!(
-                    "at least one step of {} ({} evaluations each)",
+                    "at least one step of {} ({} evaluations each, after {} choosing the start)",
                     self.preset,
-                    self.grads_per_step()
+                    self.grads_per_step(),
+                    self.start_evals()
                 ),
             ));
         }

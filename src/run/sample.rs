@@ -98,6 +98,14 @@ fn start_codes(
     hole: Option<&Hole>,
 ) -> Result<Tensor> {
     let prior = spec.settings.prior;
+    let k = spec.settings.start_candidates;
+    if k > 1 && (spec.init != Init::Random || hole.is_some()) {
+        return Err(Error::setting(
+            "start_candidates",
+            k,
+            "1 when the chains start from an image (--init test:N, inpainting): only random starts are draws of the prior to resample",
+        ));
+    }
     let n = chains.len();
     let streams = Streams {
         seed: spec.seed,

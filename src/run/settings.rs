@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::preset::{preset, Engine, PriorKind, SamplerConfig, SamplerKind};
+use super::preset::{preset, Choice, Engine, PriorKind, SamplerConfig, SamplerKind};
 use crate::density::condition::ClassGradient;
 use crate::error::{Error, Result};
 use crate::sampler::schedule::Schedule;
@@ -114,6 +114,23 @@ pub fn validate(cfg: &SamplerConfig) -> Result<()> {
                 "use it with mh, mala or hmc",
             ));
         }
+    }
+    if cfg.start_candidates == 0 {
+        return Err(Error::setting(
+            "start_candidates",
+            0,
+            "at least 1 (1: each chain starts from one draw of the prior)",
+        ));
+    }
+    if cfg.start_candidates > 1 && cfg.prior != PriorKind::Flow {
+        return Err(Error::unsupported(
+            format!(
+                "start_candidates = {} resamples draws of the prior by target / prior, which needs the prior's density at the chains' starts; the {} prior's random starts are not its draws",
+                cfg.start_candidates,
+                cfg.prior.name()
+            ),
+            "use it with the flow prior (--prior flow), or start_candidates = 1",
+        ));
     }
     if let Some((lo, hi)) = cfg.clip {
         if !(lo.is_finite() && hi.is_finite() && lo <= hi) {

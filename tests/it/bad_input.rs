@@ -14,6 +14,8 @@ fn write_inputs(d: &Path) {
     w("badtype.toml", b"eps2 = \"x\"\n");
     w("unknown.toml", b"bogus = 1\n");
     w("nan.toml", b"eps1 = nan\n");
+    w("candidates.toml", b"start_candidates = 8\n");
+    w("no-candidates.toml", b"start_candidates = 0\n");
     w("notpng.png", b"hello");
     w("not.onnx", b"hello");
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fashion-mnist");
@@ -169,6 +171,25 @@ fn forty_kinds_of_bad_input_each_give_one_clear_line_and_leave_nothing() {
             "unknown setting \"bogus\"",
         ),
         (s(&["--config", &p("nan.toml")]), "eps1 = NaN"),
+        (
+            s(&["--config", &p("no-candidates.toml")]),
+            "start_candidates = 0: expected at least 1",
+        ),
+        (
+            s(&["--config", &p("candidates.toml")]),
+            "use it with the flow prior",
+        ),
+        (
+            s(&[
+                "--preset",
+                "exact-mala",
+                "--config",
+                &p("candidates.toml"),
+                "--init",
+                "test:3",
+            ]),
+            "start_candidates = 8: expected 1 when the chains start from an image",
+        ),
         (s(&["--config", &p("missing.toml")]), "missing.toml"),
         (s(&["--models", &p("truncated-models")]), "may be truncated"),
         (

@@ -654,8 +654,12 @@ fn exact_mala_moves_the_flow_base_and_resumes() {
         "5",
         "-q",
     ];
+    // the preset's resampled starts, interrupted and resumed
     assert_resumes_identically(&common, &d.join("a"), &d.join("b"), "12");
-    let o = ppgn_into(&common, &d.join("c"), &[]);
+    // the chains move from plain prior draws (one start candidate)
+    std::fs::write(d.join("one.toml"), "start_candidates = 1\n").unwrap();
+    let one = d.join("one.toml");
+    let o = ppgn_into(&common, &d.join("c"), &["--config", one.to_str().unwrap()]);
     let m = manifest(&o, &d.join("c"));
     assert_eq!(m["sampler"]["prior"], "flow");
     assert!(m["space"].as_str().unwrap().starts_with("flow base z"));
@@ -670,6 +674,23 @@ fn exact_mala_moves_the_flow_base_and_resumes() {
     let first = mean(&|c| c["condition_value"][0].as_f64().unwrap());
     let last = mean(&|c| c["final_condition_value"].as_f64().unwrap());
     assert!(last > first + 0.1, "p(trouser) {first} -> {last}");
+    assert_eq!(m["grad_evals_per_chain"], 1 + 40);
+    // the preset's starts are its picks of several prior draws by p(y|x):
+    // far likelier trousers than one draw, their evaluations counted
+    let a = manifest(&ppgn_into(&common, &d.join("f"), &[]), &d.join("f"));
+    let k = a["sampler"]["start_candidates"].as_u64().unwrap();
+    assert!(k > 1, "the preset's start candidates: {k}");
+    assert_eq!(a["grad_evals_per_chain"].as_u64().unwrap(), 1 + k + 40);
+    let chains = a["chains"].as_array().unwrap();
+    let picked = chains
+        .iter()
+        .map(|c| c["condition_value"][0].as_f64().unwrap())
+        .sum::<f64>()
+        / chains.len() as f64;
+    assert!(
+        picked > first + 0.3,
+        "p(trouser) at the start: {picked} vs {first} from one draw"
+    );
     // without the flow's weights: one line naming what to train
     let models = d.join("models");
     std::fs::create_dir_all(&models).unwrap();

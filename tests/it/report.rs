@@ -119,7 +119,7 @@ fn report_writes_results_and_reproduces_them() {
             "--per-class".into(),
             "2".into(),
             "--budgets".into(),
-            "10,20".into(),
+            "16,32".into(),
             "--study-chains".into(),
             "1".into(),
             "--study-steps".into(),
@@ -142,8 +142,8 @@ fn report_writes_results_and_reproduces_them() {
     run("b");
     let md = std::fs::read_to_string(d.join("a/results.md")).unwrap();
     for section in [
-        "Samplers at 10 gradient evaluations",
-        "Samplers at 20 gradient evaluations",
+        "Samplers at 16 gradient evaluations",
+        "Samplers at 32 gradient evaluations",
         "eps1 sweep (Fig. S23)",
         "eps3 sweep (Fig. S15)",
         "Mixing from the same start (Fig. S13)",
@@ -153,7 +153,7 @@ fn report_writes_results_and_reproduces_them() {
         "| real test images |",
         "| G(E(x)) of the same test images (no sampling) |",
         "Best sampler",
-        "Guidance scale of the exact samplers",
+        "Guidance scale and starts of the exact samplers",
         "The generator (Fig. S8's loss ablation)",
         "| shipped (chosen) (shipped) |",
     ] {
@@ -182,11 +182,33 @@ fn report_writes_results_and_reproduces_them() {
     assert_eq!(a["budgets"][1]["rows"].as_array().unwrap().len(), 10);
     // the flow presets' guidance scale, chosen on the validation split,
     // is the one their rows ran with
-    let chosen = a["guidance"]["chosen"].as_f64().unwrap();
-    assert_eq!(a["guidance"]["points"].as_array().unwrap().len(), 5);
-    for row in a["budgets"][0]["rows"].as_array().unwrap() {
-        if row["config"]["prior"] == "flow" {
-            assert_eq!(row["config"]["eps2"].as_f64().unwrap(), chosen);
+    // with its start candidates (1 and an eighth of the budget of 16 here;
+    // half would leave exact-hmc no step)
+    let chosen = &a["guidance"]["chosen"];
+    let points = a["guidance"]["points"].as_array().unwrap();
+    assert_eq!(points.len(), 5 * 2);
+    let ks: std::collections::BTreeSet<u64> = points
+        .iter()
+        .map(|p| p["start_candidates"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ks.into_iter().collect::<Vec<_>>(), [1, 2]);
+    for table in a["budgets"].as_array().unwrap() {
+        let budget = table["grad_evals"].as_u64().unwrap();
+        for row in table["rows"].as_array().unwrap() {
+            if row["config"]["prior"] == "flow" {
+                assert_eq!(row["config"]["eps2"], chosen["eps2"]);
+                assert_eq!(
+                    row["config"]["start_candidates"],
+                    chosen["start_candidates"]
+                );
+                // the candidates' evaluations count in the budget (and the
+                // first state's one evaluation)
+                let evals = row["grad_evals_per_chain"].as_u64().unwrap();
+                assert!(
+                    evals <= budget + 1 && evals + 10 > budget,
+                    "{evals} of {budget}"
+                );
+            }
         }
     }
     assert!(!d.join("a/.results.partial").exists());
@@ -262,9 +284,10 @@ fn viz_tsne_lays_out_a_run() {
 /// its code; if none, the most recognised (the smaller scale on ties).
 #[test]
 fn the_guidance_rule_picks_by_the_guiding_classifier() {
-    use ppgn::eval::guidance::{choose, GuidancePoint};
-    let p = |eps2: f64, acc: f64, fd: f64| GuidancePoint {
+    use ppgn::eval::guidance::{candidates, choose, Chosen, GuidancePoint};
+    let p = |k: usize, eps2: f64, acc: f64, fd: f64| GuidancePoint {
         eps2,
+        start_candidates: k,
         guide_accuracy: acc,
         guide_frechet: fd,
         mean_accept: 0.5,
@@ -273,14 +296,26 @@ fn the_guidance_rule_picks_by_the_guiding_classifier() {
         evaluator_frechet: -fd,
         mean_ms_ssim: 0.2,
     };
+    let c = |k: usize, eps2: f64| Chosen {
+        eps2,
+        start_candidates: k,
+    };
     let pts = [
-        p(1.0, 0.70, 50.0),
-        p(3.0, 0.96, 40.0),
-        p(5.0, 0.99, 30.0),
-        p(10.0, 1.0, 45.0),
+        p(1, 1.0, 0.70, 50.0),
+        p(1, 3.0, 0.96, 40.0),
+        p(25, 5.0, 0.99, 30.0),
+        p(25, 10.0, 1.0, 45.0),
     ];
-    assert_eq!(choose(&pts, 0.95), 5.0);
-    assert_eq!(choose(&pts, 0.995), 10.0);
-    let low = [p(1.0, 0.5, 1.0), p(2.0, 0.8, 2.0), p(3.0, 0.8, 0.5)];
-    assert_eq!(choose(&low, 0.9), 2.0);
+    assert_eq!(choose(&pts, 0.95), c(25, 5.0));
+    assert_eq!(choose(&pts, 0.995), c(25, 10.0));
+    let low = [
+        p(1, 1.0, 0.5, 1.0),
+        p(1, 2.0, 0.8, 2.0),
+        p(25, 1.0, 0.8, 0.5),
+    ];
+    assert_eq!(choose(&low, 0.9), c(1, 2.0));
+    assert_eq!(candidates(200, 10), [1, 25, 100]);
+    assert_eq!(candidates(16, 10), [1, 2]);
+    assert_eq!(candidates(10, 10), [1]);
+    assert_eq!(candidates(1, 1), [1]);
 }

@@ -689,3 +689,63 @@ fn mala_with_clipping_decides_on_the_unclipped_proposal() {
         "only {clipped_moves} accepted moves were clipped"
     );
 }
+
+/// Importance-resampled starts (`ppgn::run::starts`): on the prior
+/// `N(0, I)` times a Gaussian likelihood `N(m, s^2 I)`, whose posterior is
+/// `N(m / (1 + s^2), s^2 / (1 + s^2) I)`, the picks of many prior draws
+/// have the posterior's mean and variance; one draw keeps the prior's.
+/// Weights of target alone (without dividing out the prior) would give
+/// `N(m / (1 + 2 s^2), ...)`, outside the bounds.
+#[test]
+fn resampled_starts_approach_the_target() {
+    use ppgn::density::Sum;
+    use ppgn::run::chains::Streams;
+    use ppgn::run::starts::resampled_starts;
+    let (m, s2) = ([1.0, -0.5], 0.25);
+    let eye = |v: f64| vec![vec![v, 0.0], vec![0.0, v]];
+    let target = Sum::new(vec![
+        (
+            1.0,
+            Box::new(Gaussian::new(vec![0.0, 0.0], eye(1.0)).unwrap()) as Box<dyn Term>,
+        ),
+        (1.0, Box::new(Gaussian::new(m.to_vec(), eye(s2)).unwrap())),
+    ]);
+    let n = 4000;
+    let draws = start(n, 2, 7);
+    let streams = Streams { seed: 7, first: 0 };
+    let moments = |k: usize| -> Vec<(f64, f64)> {
+        let z = resampled_starts(&target, k, &draws, streams).unwrap();
+        let rows: Vec<Vec<f64>> = z
+            .to_dtype(candle_core::DType::F64)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        (0..2)
+            .map(|j| {
+                let mean = rows.iter().map(|r| r[j]).sum::<f64>() / n as f64;
+                let var = rows.iter().map(|r| (r[j] - mean).powi(2)).sum::<f64>() / n as f64;
+                (mean, var)
+            })
+            .collect()
+    };
+    let post_var = s2 / (1.0 + s2);
+    for (j, (mean, var)) in moments(200).into_iter().enumerate() {
+        let want = m[j] / (1.0 + s2);
+        // 4 standard errors of the mean of n draws, plus the bias of a
+        // finite number of candidates
+        assert!(
+            (mean - want).abs() < 4.0 * (post_var / n as f64).sqrt() + 0.03,
+            "mean {j}: {mean} vs {want}"
+        );
+        assert!(
+            (var - post_var).abs() < 0.04,
+            "variance {j}: {var} vs {post_var}"
+        );
+    }
+    for (j, (mean, var)) in moments(1).into_iter().enumerate() {
+        assert!(
+            mean.abs() < 0.07 && (var - 1.0).abs() < 0.1,
+            "one draw {j}: {mean}, {var}"
+        );
+    }
+}
