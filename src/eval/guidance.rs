@@ -106,6 +106,21 @@ fn guide(stack: &Stack, images: &Tensor) -> Result<(Rows, Rows)> {
     Ok((h, p))
 }
 
+/// The guiding classifier's accuracy on `images` of classes `labels`, and
+/// their Frechet distance to `reference` in its code `h`.
+fn judged(
+    stack: &Stack,
+    reference: &FeatureGaussian,
+    images: &Tensor,
+    labels: &[usize],
+) -> Result<(f64, f64)> {
+    let (h, p) = guide(stack, images)?;
+    Ok((
+        accuracy(&p, labels),
+        reference.frechet_distance(&FeatureGaussian::fit(&h)?)?,
+    ))
+}
+
 /// The validation split: the training images `crate::train::code_prior`
 /// held out.
 pub fn validation_split(train: &Dataset) -> Result<Dataset> {
@@ -166,9 +181,12 @@ pub fn study(
     )?;
     let reference = FeatureGaussian::fit(&val_h)?;
     let (vx, vl, _) = real_per_class(validation, &classes, per_class, seed)?;
-    let (vh, vp) = guide(stack, &vx)?;
-    let validation_guide_accuracy = accuracy(&vp, &vl);
-    let validation_guide_frechet = reference.frechet_distance(&FeatureGaussian::fit(&vh)?)?;
+    let (validation_guide_accuracy, validation_guide_frechet) =
+        judged(stack, &reference, &vx, &vl)?;
+    let labels: Vec<usize> = classes
+        .iter()
+        .flat_map(|&c| std::iter::repeat_n(c, per_class))
+        .collect();
     let base = preset(TUNED)?;
     let mut points = Vec::new();
     let pairs = candidates(budget, flow_step_cost()?)
@@ -181,8 +199,7 @@ pub fn study(
             ..base.clone()
         };
         let label = format!("{TUNED}, eps2 = {eps2}, {start_candidates} start candidates");
-        let steps = cfg.with_grad_budget(budget)?.steps;
-        progress.begin(&label, steps);
+        progress.begin(&label, cfg.with_grad_budget(budget)?.steps);
         let row = compare_one(
             stack,
             y,
@@ -200,15 +217,7 @@ pub fn study(
             .images
             .as_ref()
             .ok_or_else(|| crate::error::Error::data("guidance study", "a run kept no images"))?;
-        let labels: Vec<usize> = classes
-            .iter()
-            .flat_map(|&c| std::iter::repeat_n(c, per_class))
-            .collect();
-        let (h, p) = guide(stack, images)?;
-        let (guide_accuracy, guide_frechet) = (
-            accuracy(&p, &labels),
-            reference.frechet_distance(&FeatureGaussian::fit(&h)?)?,
-        );
+        let (guide_accuracy, guide_frechet) = judged(stack, &reference, images, &labels)?;
         progress.note(&format!(
             "{label}: the guide recognises {guide_accuracy:.3} (real validation images {validation_guide_accuracy:.3}), \
              Frechet distance in h {guide_frechet:.2} (real {validation_guide_frechet:.2})"

@@ -190,7 +190,11 @@ pub fn fashion(spec: &SampleSpec, s: &Stack, timed: bool) -> Result<Estimate> {
         memory_bytes: BASE_BYTES + batch as f64 * per_chain + bookkeeping + shown,
         disk_bytes: nf * (4.0 * image + 8.0) + nf * image * (2.0 + 2.0 * records),
         seconds: match timed {
-            true => Some(probe(spec, s)? * nf * (cfg.steps * cfg.grads_per_step() + cfg.start_evals()) as f64),
+            true => Some(
+                probe(spec, s)?
+                    * nf
+                    * (cfg.steps * cfg.grads_per_step() + cfg.start_evals()) as f64,
+            ),
             false => None,
         },
         available_bytes: available_memory(),

@@ -6,6 +6,7 @@ pub mod autotune;
 pub mod batched;
 pub mod bench;
 pub mod chains;
+pub mod choice;
 pub mod driver;
 pub mod estimate;
 pub mod fashion;

@@ -1,6 +1,5 @@
 //! Named sampler settings that reproduce each paper's setting.
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::steer::Change;
@@ -58,35 +57,7 @@ impl PriorKind {
 
 pub use crate::nn::fast::Engine;
 
-/// A setting with a few named values (spelled in kebab-case, as in the
-/// manifest), so a front end can list and parse them.
-pub trait Choice: Copy + Serialize + DeserializeOwned + 'static {
-    /// Every value.
-    const ALL: &'static [Self];
-    /// What the setting is called, for messages.
-    const WHAT: &'static str;
-
-    /// One line on the value, for a front end's help.
-    fn help(self) -> Option<&'static str> {
-        None
-    }
-
-    /// The value's name.
-    fn name(self) -> String {
-        match serde_json::to_value(self) {
-            Ok(serde_json::Value::String(s)) => s,
-            other => format!("{other:?}"),
-        }
-    }
-
-    /// The value named `s`, or an error listing the names.
-    fn parse(s: &str) -> Result<Self> {
-        serde_json::from_value(serde_json::Value::String(s.trim().to_string())).map_err(|_| {
-            let names: Vec<String> = Self::ALL.iter().map(|v| v.name()).collect();
-            Error::unknown(Self::WHAT, s, &names)
-        })
-    }
-}
+pub use super::choice::Choice;
 
 impl Choice for SamplerKind {
     const ALL: &'static [Self] = &[Self::Map, Self::MalaApprox, Self::Mh, Self::Mala, Self::Hmc];
@@ -243,7 +214,6 @@ pub fn preset(name: &str) -> Result<SamplerConfig> {
             prior: PriorKind::None,
             eps1: 0.0,
             eps3: 0.0,
-            steps: 200,
             step: Schedule::Linear {
                 start: 0.5,
                 end: 0.05,
