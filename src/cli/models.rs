@@ -49,9 +49,9 @@ pub enum ModelsCommand {
     },
     /// Compare trained generators (folders of `ppgn train generator --out`)
     /// and choose one: by the Frechet distance of G(E(x)) to x in the
-    /// guiding classifier's code h on the validation split (the last 5,000
-    /// training images); the evaluator's numbers are printed after the
-    /// choice, never used for it. `scripts/generator-study.sh` runs the study.
+    /// guiding classifier's features h1 averaged over positions, on the
+    /// validation split (the last 5,000 training images); the evaluator's
+    /// numbers come after the choice, never used for it. `scripts/generator-study.sh` runs the study.
     Generators {
         /// Folders holding generator.safetensors and generator.json.
         #[arg(required = true)]

@@ -238,6 +238,23 @@ pub fn candidates_in(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(found.into_iter().map(|(_, p)| p).collect())
 }
 
+/// `dirs` and the shipped generator's folder (`models`), unless one of
+/// `dirs` holds the same weights: what a study compares against.
+pub fn with_shipped(mut dirs: Vec<PathBuf>, models: Option<&Path>) -> Result<Vec<PathBuf>> {
+    let shipped = stack::resolve_dir(models);
+    let sha = |d: &Path| -> Result<String> {
+        Ok(Card::load(&stack::paths(d, "generator").1)?.weights_sha256)
+    };
+    let want = sha(&shipped)?;
+    for d in &dirs {
+        if sha(d)? == want {
+            return Ok(dirs);
+        }
+    }
+    dirs.push(shipped);
+    Ok(dirs)
+}
+
 /// The comparison as a Markdown table, the chosen and the shipped
 /// candidates marked.
 pub fn markdown(c: &Comparison) -> String {

@@ -184,8 +184,8 @@ fn generator_study(spec: &ReportSpec) -> Result<Option<generators::Comparison>> 
     let Some(dir) = &spec.generator_study else {
         return Ok(None);
     };
-    let dirs = generators::candidates_in(dir)?;
     let (models, data) = (spec.models.as_deref(), spec.data_dir.as_deref());
+    let dirs = generators::with_shipped(generators::candidates_in(dir)?, models)?;
     generators::compare(&dirs, models, data).map(Some)
 }
 

@@ -319,3 +319,27 @@ fn the_guidance_rule_picks_by_the_guiding_classifier() {
     assert_eq!(candidates(10, 10), [1]);
     assert_eq!(candidates(1, 1), [1]);
 }
+
+/// The report's generator study always has the shipped generator as a
+/// row: added unless a study folder holds the same weights.
+#[test]
+fn the_generator_study_compares_against_the_shipped_generator() {
+    use ppgn::eval::generators::with_shipped;
+    let d = tempdir("with-shipped");
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fashion-mnist");
+    let copy = d.join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in ["generator.safetensors", "generator.json"] {
+        std::fs::copy(models.join(f), copy.join(f)).unwrap();
+    }
+    let same = with_shipped(vec![copy.clone()], Some(&models)).unwrap();
+    assert_eq!(same, [copy.clone()]);
+    // another generator (its card names other weights): the shipped one joins
+    let card = std::fs::read_to_string(copy.join("generator.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&card).unwrap();
+    v["weights_sha256"] = "0".repeat(64).into();
+    std::fs::write(copy.join("generator.json"), v.to_string()).unwrap();
+    let both = with_shipped(vec![copy.clone()], Some(&models)).unwrap();
+    assert_eq!(both, [copy, models]);
+    std::fs::remove_dir_all(&d).unwrap();
+}
