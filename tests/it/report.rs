@@ -333,7 +333,7 @@ fn the_generator_study_compares_against_the_shipped_generator() {
         std::fs::copy(models.join(f), copy.join(f)).unwrap();
     }
     let same = with_shipped(vec![copy.clone()], Some(&models)).unwrap();
-    assert_eq!(same, [copy.clone()]);
+    assert_eq!(same, std::slice::from_ref(&copy));
     // another generator (its card names other weights): the shipped one joins
     let card = std::fs::read_to_string(copy.join("generator.json")).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&card).unwrap();
