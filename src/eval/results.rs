@@ -439,7 +439,8 @@ pub fn render_guidance(w: &mut String, g: &crate::eval::guidance::GuidanceStudy)
          The pair is chosen by the guiding classifier on the validation split (the last 5,000 training images): among the pairs \
          whose samples it recognises at least as often as real validation images ({:.3} at {} per class), the one closest to the \
          validation images in its code `h` (Frechet distance; real validation images at the same count: {:.2}). The evaluator's \
-         columns are reported after the choice, not used for it.\n",
+         columns are reported after the choice, not used for it; the numbers of candidates tried were set after two \
+         trial runs with 20 and 60 candidates had been scored by the evaluator too.\n",
         g.preset, g.grad_evals, g.chains_per_class, g.validation_guide_accuracy, g.chains_per_class, g.validation_guide_frechet
     );
     let _ = writeln!(w, "| start candidates | eps2 | guide recognised | guide Frechet (h) | acceptance | evaluator recognised | evaluator Frechet | within-class MS-SSIM |");
