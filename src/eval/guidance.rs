@@ -29,7 +29,7 @@ use super::scores::{accuracy, FeatureGaussian, Rows};
 use crate::data::fashion_mnist::Dataset;
 use crate::error::Result;
 use crate::models::fashion::Stack;
-use crate::run::preset::{preset, SamplerConfig};
+use crate::run::preset::{preset, SamplerConfig, FLOW_PRESETS};
 use crate::run::Progress;
 use crate::train::EVAL_BATCH;
 
@@ -38,9 +38,6 @@ pub const SCALES: [f64; 5] = [1.0, 2.0, 3.0, 5.0, 10.0];
 
 /// The preset the study tunes (the other flow presets take its choice).
 pub const TUNED: &str = "exact-mala";
-
-/// The presets on the flow prior, which take the study's choice.
-pub const FLOW_PRESETS: [&str; 3] = ["exact-mala", "exact-hmc", "ppgn-flow"];
 
 /// The start candidates tried at `budget` gradient evaluations per chain:
 /// one prior draw, an eighth and half of the budget, as long as every flow

@@ -462,7 +462,7 @@ pub fn render_guidance(w: &mut String, g: &crate::eval::guidance::GuidanceStudy)
         );
     }
     let presets = match current {
-        Ok(c) if c == g.chosen => format!("the presets {} have the same", crate::eval::guidance::FLOW_PRESETS.map(|p| format!("`{p}`")).join(", ")),
+        Ok(c) if c == g.chosen => format!("the presets {} have the same", crate::run::preset::FLOW_PRESETS.map(|p| format!("`{p}`")).join(", ")),
         Ok(c) => format!(
             "the presets have eps2 = {} and {} start candidates (they differ: set them to the chosen pair)",
             c.eps2, c.start_candidates

@@ -202,8 +202,8 @@ pub fn run_chains(
         Some(r) => r,
         None => {
             let streams = streams.into();
-            let h0 = match cfg.start_candidates {
-                0 | 1 => h0.clone(),
+            let h0 = match cfg.start_evals() {
+                0 => h0.clone(),
                 k => super::starts::resampled_starts(&pipeline.target, k, h0, streams)?,
             };
             let mut out = ChainsOutput::start(cfg, &h0, streams)?;
