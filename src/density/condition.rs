@@ -367,6 +367,22 @@ impl Term for NetCondition {
             grad,
         })
     }
+    /// The network's forward pass alone, on the same engine and in the
+    /// same order as [`Term::value_and_grad`]'s, so the same numbers.
+    fn value(&self, position: &Tensor) -> Result<Option<Vec<f64>>> {
+        if !self.has_value() {
+            return Ok(None);
+        }
+        let x = match &self.decode {
+            Some(d) => d(&position.detach())?,
+            None => position.clone(),
+        };
+        let out = self.backend.values(&x, &[self.backend.net().len()])?;
+        let out = out.first().map(Vec::as_slice).unwrap_or_default();
+        let mut unused = vec![0f32; out.len()];
+        let values = self.objective(out, position.dim(0)?, &mut unused)?;
+        Ok(Some(values.iter().map(|v| v * self.weight).collect()))
+    }
 }
 
 /// `p(y | x)` per chain of logits `[n, classes]`, one class per chain.

@@ -9,8 +9,10 @@
 //! grows the kept point becomes a draw of the target itself; at any `K` it
 //! is only a start, and the kernel leaves the target invariant whatever it
 //! starts from, so what the chains sample is the stated target still.
-//! Each candidate costs one evaluation of the target
-//! (`SamplerConfig::start_evals`).
+//! Each candidate costs one forward evaluation of the target
+//! ([`Term::value`], no gradient), counted as a whole gradient
+//! evaluation in the budget (`SamplerConfig::start_evals`), which
+//! overstates its cost about threefold.
 
 use candle_core::Tensor;
 
@@ -79,7 +81,7 @@ fn reservoir(total: &mut [f64], w: &[f64], u: &[f64]) -> Vec<bool> {
 /// `log pi(z) - log N(z; 0, I)` per chain, up to one constant (the chains'
 /// weights are compared only with their own); not finite where `pi` is not.
 fn log_weights(target: &dyn Term, z: &Tensor) -> Result<Vec<f64>> {
-    let values = target.value_and_grad(z)?.log_density.unwrap_or_default();
+    let values = target.value(z)?.unwrap_or_default();
     let sq = crate::density::per_chain_sum(&z.sqr()?)?;
     Ok(values
         .iter()

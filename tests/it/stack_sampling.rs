@@ -291,3 +291,34 @@ fn gradient_only_terms_and_neurons() {
     );
     assert!(s.layer_net("pool9").is_err());
 }
+
+/// A term's value alone (a forward pass, what the chains' start
+/// candidates are weighed by) is the value its gradient pass gives, on
+/// both engines; a target without a value has none either way.
+#[test]
+fn values_alone_are_the_values_of_the_gradient_pass() {
+    use ppgn::run::fashion::{target, Condition};
+    let s = stack();
+    let z = ChainRngs::new(4, 8)
+        .normal_like(&Tensor::zeros((8, 256), DType::F32, &Device::Cpu).unwrap())
+        .unwrap();
+    let classes = Condition::Classes((0..8).collect());
+    for engine in [Engine::Fast, Engine::Reference] {
+        let mut cfg = ppgn::run::preset::preset("exact-mala").unwrap();
+        cfg.engine = engine;
+        let t = target(&s, &cfg, &classes).unwrap();
+        let alone = t.value(&z).unwrap().unwrap();
+        let with_grad = t.value_and_grad(&z).unwrap().log_density.unwrap();
+        assert_eq!(alone, with_grad, "{engine:?}");
+        // and the value is the class term's: it moves with the class
+        let other = target(&s, &cfg, &Condition::Classes(vec![1; 8])).unwrap();
+        assert_ne!(other.value(&z).unwrap().unwrap(), alone);
+    }
+    let cfg = ppgn::run::preset::preset("ppgn").unwrap();
+    let h = z.relu().unwrap();
+    assert!(target(&s, &cfg, &classes)
+        .unwrap()
+        .value(&h)
+        .unwrap()
+        .is_none());
+}
