@@ -129,7 +129,8 @@ pub struct SamplerConfig {
     /// Start each chain from one of this many draws of the flow prior,
     /// picked with probability proportional to `target / prior`
     /// (sampling-importance resampling, `super::starts`); 1 is a plain prior
-    /// draw. Each candidate costs one evaluation of the target.
+    /// draw. Each candidate costs a forward pass of the target, counted
+    /// as one gradient evaluation.
     #[serde(default = "one_candidate")]
     pub start_candidates: usize,
     /// Changes of eps1, eps2, eps3 and the step keyed by step, and where
@@ -158,7 +159,7 @@ pub const PRESETS: [(&str, &str); 12] = [
     ("xu-mala-clip", "Xu et al.: MALA as xu-mala, with h clipped to [0, 30] (not exact)"),
     ("faces", "Plug and play with pretrained networks (--generator dcgan-faces --classifier efficientnet-lite0): MALA-approx on the GAN's code z with its N(0, I) prior, eps1=0.01, eps2=1, eps3=0.01, step 0.05 normalised by mean |grad|"),
     ("xu-hmc", "Xu et al.: HMC with the Gaussian prior, 10 leapfrog steps, decaying step"),
-    ("exact-mala", "MALA with Metropolis-Hastings on the exact posterior p(u) p(y|G(relu(u)))^eps2 over the code u, eps2=3, the flow prior (ppgn train code-prior), moving the flow's base point z (u = T(z), neural transport); each chain starts from its pick of 100 prior draws by p(y|x)^eps2 (100 evaluations); step tuned by dual averaging to acceptance 0.574 over the first half of the steps"),
+    ("exact-mala", "MALA with Metropolis-Hastings on the exact posterior p(u) p(y|G(relu(u)))^eps2 over the code u, eps2=3, the flow prior (ppgn train code-prior), moving the flow's base point z (u = T(z), neural transport); each chain starts from its pick of 100 prior draws by p(y|x)^eps2 (100 forward passes, counted as 100 gradient evaluations); step tuned by dual averaging to acceptance 0.574 over the first half of the steps"),
     ("exact-hmc", "HMC on the same target and starts as exact-mala, 10 leapfrog steps, step tuned by dual averaging to acceptance 0.65 over the first half of the steps"),
     ("ppgn-flow", "MALA-approx (no accept/reject) in the flow's base space from exact-mala's starts: the flow prior in place of the joint prior, eps1=1, eps2=3, step 0.01 unnormalised, eps3=sqrt(2 * 0.01) (unadjusted Langevin)"),
     ("ppgn-x", "PPGN-x (S11): MALA-approx on the image itself with the pixel DAE's prior, x' = R(x) + eps2 * dlog p(y|x)/dx + N(0, sigma^2): eps1 = sigma^2 = 0.01 (one whole denoising step, the paper's eps1 = 1 on R(x) - x), eps3 = sigma = 0.1, eps2 = 0.3, step 1 unnormalised, pixels clipped to [0, 1]"),
