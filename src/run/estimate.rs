@@ -190,11 +190,11 @@ pub fn fashion(spec: &SampleSpec, s: &Stack, timed: bool) -> Result<Estimate> {
         memory_bytes: BASE_BYTES + batch as f64 * per_chain + bookkeeping + shown,
         disk_bytes: nf * (4.0 * image + 8.0) + nf * image * (2.0 + 2.0 * records),
         seconds: match timed {
-            true => Some(
-                probe(spec, s)?
-                    * nf
-                    * (cfg.steps * cfg.grads_per_step() + cfg.start_evals()) as f64,
-            ),
+            true => {
+                let (grad, value) = probe(spec, s)?;
+                let steps = (cfg.steps * cfg.grads_per_step()) as f64;
+                Some(nf * (steps * grad + cfg.start_evals() as f64 * value))
+            }
             false => None,
         },
         available_bytes: available_memory(),
@@ -202,8 +202,9 @@ pub fn fashion(spec: &SampleSpec, s: &Stack, timed: bool) -> Result<Estimate> {
     })
 }
 
-/// Seconds of one gradient evaluation per chain, timed on a few chains.
-fn probe(spec: &SampleSpec, s: &Stack) -> Result<f64> {
+/// Seconds per chain of one gradient evaluation and of one value alone
+/// (what a start candidate costs), timed on a few chains.
+fn probe(spec: &SampleSpec, s: &Stack) -> Result<(f64, f64)> {
     let cfg = &spec.settings;
     let k = chain_count(spec)?.clamp(1, 4);
     let probe = Pipeline::fashion(s, cfg, &probe_condition(spec, k))?;
@@ -214,7 +215,10 @@ fn probe(spec: &SampleSpec, s: &Stack) -> Result<f64> {
     probe.target.value_and_grad(&h0)?;
     let t0 = Instant::now();
     probe.target.value_and_grad(&h0)?;
-    Ok(t0.elapsed().as_secs_f64() / k as f64)
+    let grad = t0.elapsed().as_secs_f64() / k as f64;
+    let t0 = Instant::now();
+    probe.target.value(&h0)?;
+    Ok((grad, t0.elapsed().as_secs_f64() / k as f64))
 }
 
 /// The condition of `k` chains like the request's (for the timing probe).
