@@ -12,7 +12,10 @@
 //! Each candidate costs one forward evaluation of the target
 //! ([`Term::value`], no gradient), counted as a whole gradient
 //! evaluation in the budget (`SamplerConfig::start_evals`), which
-//! overstates its cost about threefold.
+//! overstates its cost: on `exact-mala` a candidate took about 0.4 of a
+//! step's time (`ppgn sample --preset exact-mala --class all --chains 2
+//! --seed 3`: 100 candidates and 200 steps in 10.9 s, against 13.6 s when
+//! the candidates ran the backward pass too).
 
 use candle_core::Tensor;
 
