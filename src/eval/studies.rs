@@ -12,7 +12,7 @@ use super::experiments::{chain_study, noise_robustness, real_per_class, ChainStu
 use super::report::features_and_probs;
 use super::results::{self, TsneInfo};
 use crate::data::fashion_mnist::{Dataset, CLASS_NAMES};
-use crate::data::image::save_grid;
+use crate::data::image::{save_grid, upscale};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::models::fashion::Stack;
@@ -59,9 +59,20 @@ fn filmstrip_rows(s: &ChainStudy, chains: &[usize]) -> Result<Vec<Vec<f32>>> {
         .collect())
 }
 
+/// How many times the report's grids enlarge each 28-pixel image: 56
+/// pixels a cell, a 10x10 grid about 600 pixels wide (large enough to
+/// see; four times, as `ppgn sample` draws, would make the report's
+/// two dozen grids some 12 MB a rerun).
+pub const REPORT_SCALE: usize = 2;
+
+/// Images (each 28x28 grey) as a PNG grid of `cols` columns, enlarged
+/// [`REPORT_SCALE`] times.
 pub fn save_rows(path: &Path, rows: &[Vec<f32>], cols: usize) -> Result<()> {
     let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-    save_grid(path, &flat, flat.len() / 784, (28, 28, 1), cols)
+    let n = flat.len() / 784;
+    let big = upscale(&flat, n, (28, 28, 1), REPORT_SCALE);
+    let side = 28 * REPORT_SCALE;
+    save_grid(path, &big, n, (side, side, 1), cols)
 }
 
 /// Reports the steps of one phase to `progress`.

@@ -159,11 +159,15 @@ fn report_writes_results_and_reproduces_them() {
     ] {
         assert!(md.contains(section), "results.md lacks {section:?}");
     }
-    // every image the Markdown links exists
+    // every image the Markdown links exists; the samplers' grids are
+    // enlarged (2 columns of 56-pixel cells and the padding between)
     for link in md.split("](").skip(1) {
         let path = &link[..link.find(')').unwrap()];
         assert!(d.join("a").join(path).exists(), "missing {path}");
     }
+    let png = std::fs::read(d.join("a/results/ppgn-joint-prior-16.png")).unwrap();
+    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    assert_eq!(width, 2 * 56 + 3 * 2);
     let json = |out: &str| -> serde_json::Value {
         let mut v: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(d.join(out).join("results/results.json")).unwrap(),
