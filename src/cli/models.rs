@@ -51,7 +51,8 @@ pub enum ModelsCommand {
     /// and choose one: by the Frechet distance of G(E(x)) to x in the
     /// guiding classifier's features h1 averaged over positions, on the
     /// validation split (the last 5,000 training images); the evaluator's
-    /// numbers come after the choice, never used for it. `scripts/generator-study.sh` runs the study.
+    /// numbers come after the choice, never used for it.
+    /// `scripts/generator-study.sh` runs the study.
     Generators {
         /// Folders holding generator.safetensors and generator.json.
         #[arg(required = true)]
