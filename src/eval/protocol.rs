@@ -287,8 +287,10 @@ impl Run<'_> {
             tsne,
             generators: self.generators.cloned(),
             claims: Vec::new(),
+            bar: Vec::new(),
         };
         report.claims = super::claims::claims(&report);
+        report.bar = super::claims::exact_bar(&report);
         Ok((report, timing))
     }
 

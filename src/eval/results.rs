@@ -43,6 +43,8 @@ pub struct Report {
     /// given a generator study.
     pub generators: Option<crate::eval::generators::Comparison>,
     pub claims: Vec<Claim>,
+    /// The exact samplers against their bar (`claims::exact_bar`).
+    pub bar: Vec<BarCheck>,
 }
 
 #[derive(Debug, Serialize)]
@@ -59,6 +61,30 @@ pub struct TsneInfo {
     pub threshold: f64,
     pub kept: usize,
     pub shown: usize,
+}
+
+/// The bar the exact flow-prior samplers were built to meet: the evaluator
+/// recognises at least this share of their samples,
+pub const RECOGNISED_BAR: f64 = 0.85;
+/// their within-class MS-SSIM is at most real images' plus this, and their
+/// Frechet distance is below PPGN's (joint prior) at the same budget.
+pub const MS_SSIM_MARGIN: f64 = 0.05;
+
+/// One row measured against the exact samplers' bar.
+#[derive(Debug, Clone, Serialize)]
+pub struct BarCheck {
+    pub label: String,
+    /// `None` for a row without sampling (G(E(x))).
+    pub grad_evals: Option<usize>,
+    pub recognised: f64,
+    pub recognised_ok: bool,
+    pub ms_ssim: f64,
+    pub ms_ssim_ok: bool,
+    pub frechet_distance: f64,
+    /// PPGN's (joint prior) at the same budget, and whether the row's is
+    /// below it; `None` for a row without sampling.
+    pub ppgn_frechet_distance: Option<f64>,
+    pub frechet_ok: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -88,17 +114,6 @@ pub const PPGN_FLOW: &str = "PPGN, flow prior";
 
 fn opt(v: Option<f64>) -> String {
     v.map_or("-".into(), |x| format!("{x:.3}"))
-}
-
-/// The best row at the first budget (by evaluator accuracy among rows
-/// whose within-class MS-SSIM is at most real + 0.05) against issue 5's bar.
-pub fn best_sampler(r: &Report) -> Option<&SamplerRow> {
-    r.budgets.first()?.rows.iter().max_by(|a, b| {
-        let ok = |x: &SamplerRow| x.mean_ms_ssim <= r.real_mean_ms_ssim + 0.05;
-        (ok(a), a.scores.evaluator_accuracy)
-            .partial_cmp(&(ok(b), b.scores.evaluator_accuracy))
-            .unwrap_or(std::cmp::Ordering::Equal)
-    })
 }
 
 fn slug(label: &str) -> String {
@@ -131,7 +146,7 @@ pub fn render(r: &Report, timing: &[(String, usize, f64)]) -> String {
     for t in &r.budgets {
         render_budget(w, r, t);
     }
-    render_best(w, r);
+    render_bar(w, r);
     if let Some(g) = &r.guidance {
         render_guidance(w, g);
     }
@@ -289,25 +304,41 @@ fn render_budget(w: &mut String, r: &Report, t: &BudgetTable) {
     }
 }
 
-fn render_best(w: &mut String, r: &Report) {
-    if let Some(b) = best_sampler(r) {
-        let acc_ok = b.scores.evaluator_accuracy >= r.real.evaluator_accuracy
-            && b.scores.evaluator_accuracy >= r.real_full_accuracy;
-        let ms_ok = b.mean_ms_ssim <= r.real_mean_ms_ssim + 0.05;
+fn render_bar(w: &mut String, r: &Report) {
+    if r.bar.is_empty() {
+        return;
+    }
+    let ms_bar = r.real_mean_ms_ssim + MS_SSIM_MARGIN;
+    let _ = writeln!(
+        w,
+        "## The exact samplers against their bar\n\nThe bar the flow-prior samplers (`exact-mala`, `exact-hmc`) \
+were built to meet: the evaluator recognises at least {RECOGNISED_BAR} of their samples, their within-class \
+MS-SSIM is at most real images' + {MS_SSIM_MARGIN} ({ms_bar:.3} here), and their Frechet distance is below \
+PPGN's (joint prior) at the same budget. G(E(x)) of the same test images, with no sampling, is held to the \
+first two for comparison: the generator's reconstructions of real codes.\n"
+    );
+    let _ = writeln!(
+        w,
+        "| row | gradient evaluations | recognised | at least {RECOGNISED_BAR} | MS-SSIM | at most {ms_bar:.3} | FD | PPGN's FD | below |\n|---|---:|---:|---|---:|---|---:|---:|---|"
+    );
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    for b in &r.bar {
         let _ = writeln!(
             w,
-            "**Best sampler** at {} gradient evaluations: {} with evaluator accuracy {:.3} (real: {:.3} on the images above, {:.3} on the whole test set: {}) and MS-SSIM {:.3} (real {:.3} + 0.05: {}).\n",
-            r.budgets[0].grad_evals,
+            "| {} | {} | {:.3} | {} | {:.3} | {} | {:.2} | {} | {} |",
             b.label,
-            b.scores.evaluator_accuracy,
-            r.real.evaluator_accuracy,
-            r.real_full_accuracy,
-            if acc_ok { "at least real" } else { "below real" },
-            b.mean_ms_ssim,
-            r.real_mean_ms_ssim,
-            if ms_ok { "within" } else { "above" }
+            b.grad_evals.map_or("-".into(), |g| g.to_string()),
+            b.recognised,
+            yes(b.recognised_ok),
+            b.ms_ssim,
+            yes(b.ms_ssim_ok),
+            b.frechet_distance,
+            b.ppgn_frechet_distance
+                .map_or("-".into(), |f| format!("{f:.2}")),
+            b.frechet_ok.map_or("-", yes)
         );
     }
+    let _ = writeln!(w);
 }
 
 fn render_step_study(w: &mut String, r: &Report) {

@@ -152,7 +152,8 @@ fn report_writes_results_and_reproduces_them() {
         "The papers' claims, checked",
         "| real test images |",
         "| G(E(x)) of the same test images (no sampling) |",
-        "Best sampler",
+        "The exact samplers against their bar",
+        "MALA and HMC give realistic images without clipping (flow prior)",
         "Guidance scale and starts of the exact samplers",
         "The generator (Fig. S8's loss ablation)",
         "| shipped (chosen) (shipped) |",
@@ -184,6 +185,7 @@ fn report_writes_results_and_reproduces_them() {
         assert!(c["supported"].is_boolean() && !c["measured"].as_str().unwrap().is_empty());
     }
     assert_eq!(a["budgets"][1]["rows"].as_array().unwrap().len(), 10);
+    check_bar(&a);
     // the flow presets' guidance scale, chosen on the validation split,
     // is the one their rows ran with
     // with its start candidates (1 and an eighth of the budget of 16 here;
@@ -346,4 +348,40 @@ fn the_generator_study_compares_against_the_shipped_generator() {
     let both = with_shipped(vec![copy.clone()], Some(&models)).unwrap();
     assert_eq!(both, [copy, models]);
     std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// The exact samplers' bar in results.json: G(E(x)) and both exact rows at
+/// each budget, each verdict the one its numbers give.
+fn check_bar(a: &serde_json::Value) {
+    let bar = a["bar"].as_array().unwrap();
+    let budgets = a["budgets"].as_array().unwrap();
+    assert_eq!(bar.len(), 1 + 2 * budgets.len());
+    assert!(bar[0]["grad_evals"].is_null() && bar[0]["frechet_ok"].is_null());
+    let ms_bar = a["real_mean_ms_ssim"].as_f64().unwrap() + 0.05;
+    for b in &bar[1..] {
+        let table = budgets
+            .iter()
+            .find(|t| t["grad_evals"] == b["grad_evals"])
+            .unwrap();
+        let row = |label: &str| {
+            table["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["label"] == label)
+                .unwrap()
+                .clone()
+        };
+        let r = row(b["label"].as_str().unwrap());
+        let acc = r["scores"]["evaluator_accuracy"].as_f64().unwrap();
+        let ms = r["mean_ms_ssim"].as_f64().unwrap();
+        let fd = r["scores"]["frechet_distance"].as_f64().unwrap();
+        let ppgn = row("PPGN (joint prior)")["scores"]["frechet_distance"]
+            .as_f64()
+            .unwrap();
+        assert_eq!(b["recognised"].as_f64().unwrap(), acc);
+        assert_eq!(b["recognised_ok"].as_bool().unwrap(), acc >= 0.85);
+        assert_eq!(b["ms_ssim_ok"].as_bool().unwrap(), ms <= ms_bar);
+        assert_eq!(b["frechet_ok"].as_bool().unwrap(), fd < ppgn);
+    }
 }
