@@ -2,8 +2,7 @@
 //! stated criterion (Xu et al.'s Table 2 and their statements on MAP and
 //! MCMC; Nguyen et al.'s Table S3 and Figs. S11-S23).
 
-use super::experiments::mean_over_classes;
-use super::experiments::{ChainStudy, SamplerRow};
+use super::experiments::{mean_over_classes, ChainStudy, SamplerRow};
 use super::report::Scores;
 use super::results::{
     row, BarCheck, BudgetTable, Claim, Report, DGN_CHAIN, EXACT_HMC, EXACT_MALA, HMC, MALA,
