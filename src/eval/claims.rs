@@ -99,8 +99,8 @@ fn xu_budget_claims(short: &BudgetTable, long: &BudgetTable, out: &mut Vec<Claim
             ok,
         ));
     }
-    for (mala, hmc, prior) in MCMC_ROWS {
-        realistic_without_clipping(long, mala, hmc, prior, out);
+    for rows in &MCMC_ROWS {
+        realistic_without_clipping(long, rows, out);
     }
     if let (Some(mcs), Some(mal)) = (row(short, MALA_CLIP), row(long, MALA)) {
         let ok = mcs.scores.evaluator_accuracy >= mal.scores.evaluator_accuracy;
@@ -139,27 +139,38 @@ fn xu_table_claims(long: &BudgetTable, out: &mut Vec<Claim>) {
             ok,
         ));
     }
-    for (mala, hmc, prior) in MCMC_ROWS {
-        more_diverse_than_map(long, mala, hmc, prior, out);
+    for rows in &MCMC_ROWS {
+        more_diverse_than_map(long, rows, out);
     }
 }
 
-/// The MCMC rows whose claims are checked, with the prior they sample
-/// under: Xu et al.'s Gaussian prior, and the learned flow prior on which
-/// the samplers are exact for a density of the data's codes.
-const MCMC_ROWS: [(&str, &str, &str); 2] =
-    [(MALA, HMC, ""), (EXACT_MALA, EXACT_HMC, " (flow prior)")];
+/// A MALA row and an HMC row whose claims are checked, and the prior they
+/// sample under as the claims' suffix.
+struct McmcRows {
+    mala: &'static str,
+    hmc: &'static str,
+    prior: &'static str,
+}
+
+/// Xu et al.'s Gaussian prior, and the learned flow prior on which the
+/// samplers are exact for a density of the data's codes.
+const MCMC_ROWS: [McmcRows; 2] = [
+    McmcRows {
+        mala: MALA,
+        hmc: HMC,
+        prior: "",
+    },
+    McmcRows {
+        mala: EXACT_MALA,
+        hmc: EXACT_HMC,
+        prior: " (flow prior)",
+    },
+];
 
 /// "MALA and HMC give realistic images without clipping" on the rows
 /// `mala` and `hmc` at the long budget.
-fn realistic_without_clipping(
-    long: &BudgetTable,
-    mala: &str,
-    hmc: &str,
-    prior: &str,
-    out: &mut Vec<Claim>,
-) {
-    let bl = long.grad_evals;
+fn realistic_without_clipping(long: &BudgetTable, rows: &McmcRows, out: &mut Vec<Claim>) {
+    let (bl, mala, hmc, prior) = (long.grad_evals, rows.mala, rows.hmc, rows.prior);
     let (Some(mc), Some(ma), Some(h)) = (row(long, MAP_CLIP), row(long, mala), row(long, hmc))
     else {
         return;
@@ -181,14 +192,8 @@ fn realistic_without_clipping(
 
 /// "MCMC generates more content-diverse images than MAP" on the rows
 /// `mala` and `hmc` at the long budget.
-fn more_diverse_than_map(
-    long: &BudgetTable,
-    mala: &str,
-    hmc: &str,
-    prior: &str,
-    out: &mut Vec<Claim>,
-) {
-    let bl = long.grad_evals;
+fn more_diverse_than_map(long: &BudgetTable, rows: &McmcRows, out: &mut Vec<Claim>) {
+    let (bl, mala, hmc, prior) = (long.grad_evals, rows.mala, rows.hmc, rows.prior);
     let (Some(ma), Some(h), Some(mc), Some(m)) = (
         row(long, mala),
         row(long, hmc),
