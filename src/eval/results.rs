@@ -112,6 +112,14 @@ pub const EXACT_MALA: &str = "MALA, flow prior (exact)";
 pub const EXACT_HMC: &str = "HMC, flow prior (exact)";
 pub const PPGN_FLOW: &str = "PPGN, flow prior";
 
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
 fn opt(v: Option<f64>) -> String {
     v.map_or("-".into(), |x| format!("{x:.3}"))
 }
@@ -321,7 +329,6 @@ first two for comparison: the generator's reconstructions of real codes.\n"
         w,
         "| row | gradient evaluations | recognised | at least {RECOGNISED_BAR} | MS-SSIM | at most {ms_bar:.3} | FD | PPGN's FD | below |\n|---|---:|---:|---|---:|---|---:|---:|---|"
     );
-    let yes = |b: bool| if b { "yes" } else { "no" };
     for b in &r.bar {
         let _ = writeln!(
             w,
@@ -329,13 +336,13 @@ first two for comparison: the generator's reconstructions of real codes.\n"
             b.label,
             b.grad_evals.map_or("-".into(), |g| g.to_string()),
             b.recognised,
-            yes(b.recognised_ok),
+            yes_no(b.recognised_ok),
             b.ms_ssim,
-            yes(b.ms_ssim_ok),
+            yes_no(b.ms_ssim_ok),
             b.frechet_distance,
             b.ppgn_frechet_distance
                 .map_or("-".into(), |f| format!("{f:.2}")),
-            b.frechet_ok.map_or("-", yes)
+            b.frechet_ok.map_or("-", yes_no)
         );
     }
     let _ = writeln!(w);
@@ -446,7 +453,7 @@ fn render_tsne_claims_cost(w: &mut String, r: &Report, timing: &[(String, usize,
             c.claim,
             c.criterion,
             c.measured,
-            if c.supported { "yes" } else { "no" }
+            yes_no(c.supported)
         );
     }
     let _ = writeln!(w, "\n## Cost\n\nWall time of this run (varies between runs and machines; not part of the reproducible numbers).\n");

@@ -358,6 +358,16 @@ fn check_bar(a: &serde_json::Value) {
     assert_eq!(bar.len(), 1 + 2 * budgets.len());
     assert!(bar[0]["grad_evals"].is_null() && bar[0]["frechet_ok"].is_null());
     let ms_bar = a["real_mean_ms_ssim"].as_f64().unwrap() + 0.05;
+    // G(E(x)): the reconstructions' own numbers and verdicts
+    let g = &a["reconstructed"];
+    let g_acc = g["evaluator_accuracy"].as_f64().unwrap();
+    let per_class = g["ms_ssim_per_class"].as_object().unwrap();
+    let g_ms =
+        per_class.values().map(|v| v.as_f64().unwrap()).sum::<f64>() / per_class.len() as f64;
+    assert_eq!(bar[0]["recognised"].as_f64().unwrap(), g_acc);
+    assert_eq!(bar[0]["recognised_ok"].as_bool().unwrap(), g_acc >= 0.85);
+    assert!((bar[0]["ms_ssim"].as_f64().unwrap() - g_ms).abs() < 1e-12);
+    assert_eq!(bar[0]["ms_ssim_ok"].as_bool().unwrap(), g_ms <= ms_bar);
     for b in &bar[1..] {
         let table = budgets
             .iter()
