@@ -255,12 +255,7 @@ pub fn run_spec(spec: &SampleSpec, quiet: bool, stop_after: Option<usize>) -> an
 
 pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     if a.dry_run {
-        let e = ppgn::run::estimate::sample_cost(&a.spec(None)?)?;
-        println!(
-            "{}",
-            e.map_or("no estimate for these networks yet".into(), |e| e
-                .to_string())
-        );
+        println!("{}", ppgn::run::estimate::sample_cost(&a.spec(None)?)?);
         return Ok(());
     }
     run_spec(&a.spec(None)?, a.quiet, a.stop_after)

@@ -132,13 +132,13 @@ fn glyph(c: char) -> Option<[u8; 5]> {
 /// Height added under each image for its label.
 pub const LABEL_HEIGHT: usize = 7;
 
-/// Like [`grid`] for grey images, with a text label under each image
-/// (digits, '.', '-'; other characters are left blank), every tile and
-/// its label enlarged `scale` times.
+/// Like [`grid`], with a text label under each image (digits, '.', '-';
+/// other characters are left blank), every tile and its label enlarged
+/// `scale` times.
 pub fn labelled_grid(
     images: &[f32],
     n: usize,
-    (h, w): (usize, usize),
+    (h, w, c): (usize, usize, usize),
     cols: usize,
     labels: &[String],
     scale: usize,
@@ -150,12 +150,20 @@ pub fn labelled_grid(
             labels.len(),
         ));
     }
+    if images.len() != n * h * w * c {
+        return Err(Error::shape(
+            "labelled grid",
+            format!("{n} images of {h}x{w}x{c}"),
+            images.len(),
+        ));
+    }
     // each tile: the image, then a white strip with the label in black
     let th = h + LABEL_HEIGHT;
-    let mut tiles = vec![1.0f32; n * th * w];
+    let per = h * w * c;
+    let mut tiles = vec![1.0f32; n * th * w * c];
     for i in 0..n {
-        let tile = &mut tiles[i * th * w..(i + 1) * th * w];
-        tile[..h * w].copy_from_slice(&images[i * h * w..(i + 1) * h * w]);
+        let tile = &mut tiles[i * th * w * c..(i + 1) * th * w * c];
+        tile[..per].copy_from_slice(&images[i * per..(i + 1) * per]);
         let mut x0 = 1;
         for ch in labels[i].chars() {
             if x0 + 3 > w {
@@ -165,7 +173,8 @@ pub fn labelled_grid(
                 for (r, bits) in g.iter().enumerate() {
                     for b in 0..3 {
                         if bits & (4 >> b) != 0 {
-                            tile[(h + 1 + r) * w + x0 + b] = 0.0;
+                            let at = ((h + 1 + r) * w + x0 + b) * c;
+                            tile[at..at + c].fill(0.0);
                         }
                     }
                 }
@@ -175,9 +184,9 @@ pub fn labelled_grid(
     }
     let s = scale.max(1);
     grid(
-        &upscale(&tiles, n, (th, w, 1), s),
+        &upscale(&tiles, n, (th, w, c), s),
         n,
-        (th * s, w * s, 1),
+        (th * s, w * s, c),
         cols,
         2,
     )
@@ -186,6 +195,17 @@ pub fn labelled_grid(
 /// Writes an animated grey GIF of `frames` (each already a grid of `w x h`
 /// 8-bit pixels), `delay_cs` hundredths of a second per frame, looping.
 pub fn save_gif(path: &Path, frames: &[Vec<u8>], w: usize, h: usize, delay_cs: u16) -> Result<()> {
+    save_gif_channels(path, frames, (w, h, 1), delay_cs)
+}
+
+/// [`save_gif`] of grey (`c = 1`) or RGB (`c = 3`, each frame quantised
+/// to its own palette) frames.
+pub fn save_gif_channels(
+    path: &Path,
+    frames: &[Vec<u8>],
+    (w, h, c): (usize, usize, usize),
+    delay_cs: u16,
+) -> Result<()> {
     let palette: Vec<u8> = (0..=255u8).flat_map(|v| [v, v, v]).collect();
     let mut buf = Vec::new();
     {
@@ -194,11 +214,46 @@ pub fn save_gif(path: &Path, frames: &[Vec<u8>], w: usize, h: usize, delay_cs: u
         enc.set_repeat(gif::Repeat::Infinite)
             .map_err(|e| Error::external("gif", e))?;
         for f in frames {
-            let mut frame = gif::Frame::from_indexed_pixels(w as u16, h as u16, f.clone(), None);
+            let mut frame = match c {
+                3 => gif::Frame::from_rgb_speed(w as u16, h as u16, f, 10),
+                _ => gif::Frame::from_indexed_pixels(w as u16, h as u16, f.clone(), None),
+            };
             frame.delay = delay_cs;
             enc.write_frame(&frame)
                 .map_err(|e| Error::external("gif", e))?;
         }
     }
     write_atomic(path, &buf)
+}
+
+/// `n` images from `[n, c, h, w]` order to `[n, h, w, c]`.
+pub fn chw_to_hwc(v: &[f32], n: usize, (h, w, c): (usize, usize, usize)) -> Vec<f32> {
+    if c == 1 {
+        return v.to_vec();
+    }
+    let mut out = vec![0f32; v.len()];
+    for i in 0..n {
+        for ch in 0..c {
+            for p in 0..h * w {
+                out[(i * h * w + p) * c + ch] = v[(i * c + ch) * h * w + p];
+            }
+        }
+    }
+    out
+}
+
+/// `n` images from `[n, h, w, c]` order to `[n, c, h, w]`.
+pub fn hwc_to_chw(v: &[f32], n: usize, (h, w, c): (usize, usize, usize)) -> Vec<f32> {
+    if c == 1 {
+        return v.to_vec();
+    }
+    let mut out = vec![0f32; v.len()];
+    for i in 0..n {
+        for ch in 0..c {
+            for p in 0..h * w {
+                out[(i * c + ch) * h * w + p] = v[(i * h * w + p) * c + ch];
+            }
+        }
+    }
+    out
 }

@@ -1,4 +1,4 @@
-//! A Fashion-MNIST run's chains in batches ([`super::shard::Plan`]): each
+//! A run's chains in batches ([`super::shard::Plan`]): each
 //! batch runs all its steps, its final images are appended to
 //! `samples.npy` on disk, and only small per-chain numbers (the condition
 //! value at every record, acceptances, the evaluator's class) and the
@@ -24,6 +24,7 @@ use super::folder::RunFolder;
 use super::preset::SamplerConfig;
 use super::progress::{drive, Progress};
 use super::shard::Plan;
+use crate::data::image::{chw_to_hwc, hwc_to_chw};
 use crate::data::npy_stream::F32Rows;
 use crate::error::{Error, Result};
 use crate::models::weights::{load_tensors_with_note, save_tensors_with_note};
@@ -31,8 +32,12 @@ use crate::models::weights::{load_tensors_with_note, save_tensors_with_note};
 /// Chains shown in the grid and the GIF per row (class) at most.
 pub const SHOWN_PER_ROW: usize = 16;
 
+pub use super::folder::Hwc;
+
 /// Values of one image.
-const IMAGE: usize = 28 * 28;
+fn size((h, w, c): Hwc) -> usize {
+    h * w * c
+}
 
 /// What the finished batches of a shard left, chain by chain (rows in
 /// chain order from the shard's first chain).
@@ -64,25 +69,36 @@ pub struct Done {
 #[derive(Debug, Clone, Default)]
 pub struct Shown {
     pub ids: Vec<usize>,
-    /// Images of the shown chains finished so far, `IMAGE` values each.
+    /// The images' shape.
+    pub hwc: Hwc,
+    /// Images of the shown chains finished so far, `[h, w, c]` each.
     pub finals: Vec<f32>,
     /// Per record, the images of the shown chains finished so far.
     pub snapshots: Vec<Vec<f32>>,
 }
 
 impl Shown {
-    /// `grid.png` (the final images, each labelled), `chains.gif`,
-    /// `chains.png` (the filmstrip) and `shown.npy` (`[records, k, 1, 28,
-    /// 28]`, what `ppgn merge` redraws them from), `cols` chains per row.
+    /// `grid.png` (the final images, each labelled), `start.png` (the
+    /// first record's, the chains' starts), `chains.gif`, `chains.png`
+    /// (the filmstrip) and `shown.npy` (`[records, k, c, h, w]`, what
+    /// `ppgn merge` redraws them from), `cols` chains per row.
     pub fn write(&self, folder: &RunFolder, labels: &[String], cols: usize) -> Result<()> {
-        let k = self.ids.len();
-        folder.labelled_grid("grid.png", &self.finals, k, (28, 28), cols, labels)?;
-        folder.gif("chains.gif", &self.snapshots, k, (28, 28, 1), cols)?;
-        folder.filmstrip("chains.png", &self.snapshots, k, (28, 28, 1))?;
+        let (k, hwc) = (self.ids.len(), self.hwc);
+        folder.labelled_grid("grid.png", &self.finals, k, hwc, cols, labels)?;
+        if let Some(first) = self.snapshots.first() {
+            folder.grid("start.png", first, k, hwc, cols)?;
+        }
+        folder.gif("chains.gif", &self.snapshots, k, hwc, cols)?;
+        folder.filmstrip("chains.png", &self.snapshots, k, hwc)?;
+        let chw: Vec<f32> = self
+            .snapshots
+            .iter()
+            .flat_map(|s| hwc_to_chw(s, k, hwc))
+            .collect();
         folder.npy_f32(
             "shown.npy",
-            &[self.snapshots.len(), k, 1, 28, 28],
-            &self.snapshots.concat(),
+            &[self.snapshots.len(), k, hwc.2, hwc.0, hwc.1],
+            &chw,
         )
     }
 
@@ -90,20 +106,25 @@ impl Shown {
     pub fn read(dir: &std::path::Path, ids: Vec<usize>) -> Result<Self> {
         let path = dir.join("shown.npy");
         let (shape, v) = crate::data::npy::read_f32(&path)?;
-        if shape.len() != 5 || shape[1] != ids.len() || shape[2..] != [1, 28, 28] {
+        if shape.len() != 5 || shape[1] != ids.len() {
             return Err(Error::data(
                 &path,
                 format!(
-                    "shape {shape:?}, expected [records, {}, 1, 28, 28]",
+                    "shape {shape:?}, expected [records, {}, c, h, w]",
                     ids.len()
                 ),
             ));
         }
-        let per = ids.len() * IMAGE;
-        let snapshots: Vec<Vec<f32>> = v.chunks(per.max(1)).map(<[f32]>::to_vec).collect();
+        let hwc = (shape[3], shape[4], shape[2]);
+        let per = ids.len() * size(hwc);
+        let snapshots: Vec<Vec<f32>> = v
+            .chunks(per.max(1))
+            .map(|s| chw_to_hwc(s, ids.len(), hwc))
+            .collect();
         let finals = snapshots.last().cloned().unwrap_or_default();
         Ok(Shown {
             ids,
+            hwc,
             finals,
             snapshots,
         })
@@ -127,6 +148,10 @@ pub struct Batches<'a> {
     /// What a resume must match (the settings and the condition).
     pub request: &'a serde_json::Value,
     pub folder: &'a RunFolder,
+    /// The shape of the images the run holds, and what maps decoded
+    /// images to them (`super::pair::Pair::display`).
+    pub hwc: Hwc,
+    pub display: &'a dyn Fn(&Tensor) -> Result<Tensor>,
 }
 
 impl Batches<'_> {
@@ -144,12 +169,14 @@ impl Batches<'_> {
     ) -> Result<(Done, Shown)> {
         let chains = self.plan.shard_chains();
         let path = self.folder.path("samples.npy");
-        let shape = [chains.len(), 1, 28, 28];
+        let (h, w, c) = self.hwc;
+        let shape = [chains.len(), c, h, w];
         let (mut done, mut seen, mut current) = if resume {
             self.load(shown)?
         } else {
             let seen = Shown {
                 ids: shown.to_vec(),
+                hwc: self.hwc,
                 ..Default::default()
             };
             (Done::default(), seen, None)
@@ -195,9 +222,19 @@ impl Batches<'_> {
                 Outcome::Finished(o) => o,
                 Outcome::Interrupted(o) => return Err(self.interrupted(&o)),
             };
-            let images: Vec<f32> = out.images.flatten_all()?.to_vec1()?;
-            samples.append(&images)?;
-            absorb(&mut done, &mut seen, &out, &images, range, evaluate)?;
+            let images: Vec<f32> = (self.display)(&out.images)?.flatten_all()?.to_vec1()?;
+            samples.append(&hwc_to_chw(&images, range.len(), self.hwc))?;
+            let display = |x: &Tensor| -> Result<Vec<f32>> {
+                Ok((self.display)(x)?.flatten_all()?.to_vec1()?)
+            };
+            absorb(
+                &mut done,
+                &mut seen,
+                &out,
+                &images,
+                range,
+                (evaluate, &display),
+            )?;
             self.save(&done, &seen, None)?;
         }
         samples.finish()?;
@@ -229,16 +266,17 @@ impl Batches<'_> {
     /// images, and the batch under way.
     fn save(&self, done: &Done, seen: &Shown, current: Option<&ChainsOutput>) -> Result<()> {
         let mut t = HashMap::new();
-        let k = seen.finals.len() / IMAGE;
+        let image = size(self.hwc);
+        let k = seen.finals.len() / image;
         if k > 0 {
             t.insert(
                 "shown.finals".to_string(),
-                Tensor::from_slice(&seen.finals, (k, IMAGE), &Device::Cpu)?,
+                Tensor::from_slice(&seen.finals, (k, image), &Device::Cpu)?,
             );
             let all: Vec<f32> = seen.snapshots.concat();
             t.insert(
                 "shown.snapshots".to_string(),
-                Tensor::from_vec(all, (seen.snapshots.len(), k, IMAGE), &Device::Cpu)?,
+                Tensor::from_vec(all, (seen.snapshots.len(), k, image), &Device::Cpu)?,
             );
         }
         let current = match current {
@@ -284,6 +322,7 @@ impl Batches<'_> {
         }
         let mut seen = Shown {
             ids: shown.to_vec(),
+            hwc: self.hwc,
             ..Default::default()
         };
         if let (Some(f), Some(s)) = (t.get("shown.finals"), t.get("shown.snapshots")) {
@@ -296,15 +335,24 @@ impl Batches<'_> {
     }
 }
 
-/// Adds a finished batch (chains `range`) to what the shard has done.
+/// How a finished batch's images are judged (the evaluator's class of
+/// decoded images) and shown (decoded images to the run's, flat).
+type Judge<'a> = (
+    &'a dyn Fn(&Tensor) -> Result<Vec<u32>>,
+    &'a dyn Fn(&Tensor) -> Result<Vec<f32>>,
+);
+
+/// Adds a finished batch (chains `range`, final images `images` as the
+/// run holds them) to what the shard has done.
 fn absorb(
     done: &mut Done,
     seen: &mut Shown,
     out: &ChainsOutput,
     images: &[f32],
     range: Range<usize>,
-    evaluate: &dyn Fn(&Tensor) -> Result<Vec<u32>>,
+    (evaluate, display): Judge,
 ) -> Result<()> {
+    let image = size(seen.hwc);
     let n = range.len();
     if done.probability.is_empty() {
         done.probability = vec![Vec::new(); out.probability.len()];
@@ -332,14 +380,14 @@ fn absorb(
         seen.snapshots = vec![Vec::new(); out.snapshots.len()];
     }
     for (r, snap) in out.snapshots.iter().enumerate() {
-        let v: Vec<f32> = snap.flatten_all()?.to_vec1()?;
+        let v = display(snap)?;
         for &i in &rows {
-            seen.snapshots[r].extend_from_slice(&v[i * IMAGE..(i + 1) * IMAGE]);
+            seen.snapshots[r].extend_from_slice(&v[i * image..(i + 1) * image]);
         }
     }
     for &i in &rows {
         seen.finals
-            .extend_from_slice(&images[i * IMAGE..(i + 1) * IMAGE]);
+            .extend_from_slice(&images[i * image..(i + 1) * image]);
     }
     done.batches += 1;
     done.chains += n;

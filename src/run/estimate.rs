@@ -17,15 +17,10 @@
 
 use std::time::Instant;
 
-use candle_core::{DType, Device};
-
-use super::chains::{random_starts, Pipeline};
-use super::fashion::Condition;
-use super::preset::PriorKind;
-use super::spec::{Networks, Request, SampleSpec};
+use super::pair::{Condition, Pair};
+use super::spec::{Request, SampleSpec};
 use crate::density::Term;
 use crate::error::{Error, Result};
-use crate::models::fashion::{self as stack, Stack};
 use crate::nn::fast::Op;
 
 /// The estimated cost of a request.
@@ -119,40 +114,13 @@ pub fn available_memory() -> Option<f64> {
     Some(kb * 1024.0)
 }
 
-/// The number of chains `spec` asks for, without building them.
-pub fn chain_count(spec: &SampleSpec) -> Result<usize> {
-    let groups = match &spec.request {
-        Request::Neuron { .. } => 1,
-        Request::Classes(names) if names.len() == 1 && names[0] == "all" => {
-            crate::data::fashion_mnist::CLASS_NAMES.len()
-        }
-        Request::Classes(names) => names.len(),
-    };
-    groups.checked_mul(spec.chains).ok_or_else(|| {
-        Error::setting(
-            "chains",
-            spec.chains,
-            "a number of chains this machine can count",
-        )
-    })
-}
-
-/// The estimate for a request on the Fashion-MNIST stack `s`; with
-/// `timed`, a probe measures the time too (what `--dry-run` prints; a run
-/// only needs the memory).
-pub fn fashion(spec: &SampleSpec, s: &Stack, timed: bool) -> Result<Estimate> {
-    let n = chain_count(spec)?;
+/// The estimate for `n` chains of `spec` on `pair`; with `timed`, a probe
+/// measures the time too (what `--dry-run` prints; a run only needs the
+/// memory).
+pub fn of(spec: &SampleSpec, pair: &dyn Pair, n: usize, timed: bool) -> Result<Estimate> {
     let cfg = &spec.settings;
-    let clf = s.classifier.compile::<f32>()?;
     // what one gradient evaluation runs: from the chain's position to the logits
-    let net = match cfg.prior {
-        PriorKind::XDae => clf,
-        PriorKind::Flow => s
-            .transport()?
-            .then(s.generator.compile::<f32>()?)?
-            .then(clf)?,
-        _ => s.generator.compile::<f32>()?.then(clf)?,
-    };
+    let net = pair.cost_net(cfg)?;
     let size = |(h, w, c): (usize, usize, usize)| (h * w * c) as f64;
     let activations: f64 = (0..=net.len()).map(|i| size(net.shape(i))).sum();
     // the convolutions' patch matrices (im2col; one per convolution: with
@@ -169,7 +137,7 @@ pub fn fashion(spec: &SampleSpec, s: &Stack, timed: bool) -> Result<Estimate> {
         })
         .sum();
     let code = size(net.input());
-    let image = 28.0 * 28.0;
+    let image = size(pair.image());
     let records = (cfg.steps / spec.record_every + 1) as f64;
     let per_chain = 4.0 * (2.0 * activations + patches + 8.0 * code + (records + 3.0) * image);
     let batch = spec
@@ -191,7 +159,7 @@ pub fn fashion(spec: &SampleSpec, s: &Stack, timed: bool) -> Result<Estimate> {
         disk_bytes: nf * (4.0 * image + 8.0) + nf * image * (2.0 + 2.0 * records),
         seconds: match timed {
             true => {
-                let (grad, value) = probe(spec, s)?;
+                let (grad, value) = probe(spec, pair, n)?;
                 let steps = (cfg.steps * cfg.grads_per_step()) as f64;
                 Some(nf * (steps * grad + cfg.start_evals() as f64 * value))
             }
@@ -204,14 +172,18 @@ pub fn fashion(spec: &SampleSpec, s: &Stack, timed: bool) -> Result<Estimate> {
 
 /// Seconds per chain of one gradient evaluation and of one value alone
 /// (what a start candidate costs), timed on a few chains.
-fn probe(spec: &SampleSpec, s: &Stack) -> Result<(f64, f64)> {
+fn probe(spec: &SampleSpec, pair: &dyn Pair, n: usize) -> Result<(f64, f64)> {
     let cfg = &spec.settings;
-    let k = chain_count(spec)?.clamp(1, 4);
-    let probe = Pipeline::fashion(s, cfg, &probe_condition(spec, k))?;
-    let h0 = match cfg.prior {
-        PriorKind::XDae => candle_core::Tensor::full(0.5f32, (k, 28, 28, 1), &Device::Cpu)?,
-        prior => random_starts(prior, k, s.classifier.cfg.h_dim, spec.seed)?,
+    let k = n.clamp(1, 4);
+    let condition = match &spec.request {
+        Request::Neuron { layer, neuron } => Condition::Neuron {
+            layer: layer.clone(),
+            neuron: *neuron,
+        },
+        Request::Classes(_) => Condition::Classes(vec![0; k]),
     };
+    let probe = pair.pipeline(cfg, &condition)?;
+    let h0 = pair.random_starts(cfg, spec.seed.into(), k)?;
     probe.target.value_and_grad(&h0)?;
     let t0 = Instant::now();
     probe.target.value_and_grad(&h0)?;
@@ -221,27 +193,25 @@ fn probe(spec: &SampleSpec, s: &Stack) -> Result<(f64, f64)> {
     Ok((grad, t0.elapsed().as_secs_f64() / k as f64))
 }
 
-/// The condition of `k` chains like the request's (for the timing probe).
-fn probe_condition(spec: &SampleSpec, k: usize) -> Condition {
-    match &spec.request {
-        Request::Neuron { layer, neuron } => Condition::Neuron {
-            layer: layer.clone(),
-            neuron: *neuron,
-        },
-        Request::Classes(_) => Condition::Classes(vec![0; k]),
-    }
-}
-
-/// The estimate for `spec`, loading what it needs (the Fashion stack;
-/// other networks are not estimated yet: `None`).
-pub fn sample_cost(spec: &SampleSpec) -> Result<Option<Estimate>> {
+/// The estimate for `spec` with a timed probe, loading its networks.
+pub fn sample_cost(spec: &SampleSpec) -> Result<Estimate> {
     spec.validate()?;
-    match &spec.networks {
-        Networks::Fashion { models } => {
-            let dir = stack::resolve_dir(models.as_deref());
-            let s = Stack::load(&dir, DType::F32, &Device::Cpu)?;
-            fashion(spec, &s, true).map(Some)
+    let pair = super::load::pair(&spec.networks, spec.data_dir.as_deref())?;
+    let n = match &spec.request {
+        Request::Neuron { .. } => spec.chains,
+        Request::Classes(names) => {
+            let groups = match names.as_slice() {
+                [all] if all == "all" => pair.class_names().len(),
+                _ => names.len(),
+            };
+            groups.checked_mul(spec.chains).ok_or_else(|| {
+                Error::setting(
+                    "chains",
+                    spec.chains,
+                    "a number of chains this machine can count",
+                )
+            })?
         }
-        _ => Ok(None),
-    }
+    };
+    of(spec, &*pair, n, true)
 }

@@ -11,9 +11,7 @@ use candle_core::Tensor;
 use super::chains::{Measure, Pipeline};
 use super::preset::{Engine, PriorKind, SamplerConfig};
 use crate::density::backend::Backend;
-use crate::density::condition::{
-    class_probability, unit_activation, NetCondition, Neuron, Objective,
-};
+use crate::density::condition::{class_probability, unit_activation, NetCondition, Objective};
 use crate::density::image::{clamp_known, InpaintContext};
 use crate::density::prior::{AutoencoderPrior, GaussianPrior};
 use crate::density::{Sum, Term};
@@ -21,50 +19,67 @@ use crate::error::{Error, Result};
 use crate::models::fashion::Stack;
 use crate::nn::fast::{Net, Op};
 
-/// What the chains are conditioned on.
-#[derive(Debug, Clone)]
-pub enum Condition {
-    /// One class per chain.
-    Classes(Vec<usize>),
-    /// A hidden unit of a classifier layer (`h1`, `h`, `logits`).
-    Neuron { layer: String, neuron: Neuron },
-    /// Inpainting (S10): a class per chain on the clamped image
-    /// `M * G(h) + (1 - M) * real` (eq. 25, in every pass, so the class
-    /// term and the joint prior's encoder see it), plus `weight` times the
-    /// context term pulling the known pixels (`mask = 0`) of `G(h)` toward
-    /// `real`.
-    Inpaint {
-        classes: Vec<usize>,
-        /// `[1, 28, 28, 1]`: the one real image every chain fills
-        real: Tensor,
-        /// `[1, 28, 28, 1]`, 1 on the pixels to fill
-        mask: Tensor,
-        weight: f64,
-    },
+pub use super::pair::Condition;
+
+/// The condition network a Fashion-MNIST generator's chains are guided
+/// by when it is not the stack's own classifier: any classifier side
+/// (`crate::models::plug`), read on the generator's 28x28 grey images.
+pub struct Guide {
+    /// `--classifier` as given.
+    pub name: String,
+    /// Images `[n, 28, 28, 1]` in [0, 1] to logits, with the classifier's
+    /// layers as taps.
+    pub net: Net<f32>,
+    pub class_names: Vec<String>,
+    pub provenance: serde_json::Value,
 }
 
-impl Condition {
-    /// What progress reports per chain for images `x = G(h)` already decoded:
-    /// `p(y | x)` for classes, the unit's activation for a neuron.
-    pub fn measure(&self, stack: &Stack, engine: Engine) -> Result<Measure> {
-        let on =
-            |net| -> Result<crate::nn::Func> { Ok(Backend::new(Arc::new(net), engine)?.func()) };
-        Ok(match self {
-            Condition::Classes(c) | Condition::Inpaint { classes: c, .. } => {
-                let (logits, classes) = (on(stack.classifier.compile()?)?, c.clone());
-                Box::new(move |x: &Tensor| class_probability(&logits(x)?, &classes))
-            }
-            Condition::Neuron { layer, neuron } => {
-                let (layer, neuron) = (on(stack.classifier.compile_to(layer)?)?, *neuron);
-                Box::new(move |x: &Tensor| unit_activation(&layer(x)?, neuron))
-            }
-        })
+/// The condition network up to `layer` (the logits when `None`): the
+/// stack's classifier, or the guide.
+fn head(stack: &Stack, guide: Option<&Guide>, layer: Option<&str>) -> Result<Net<f32>> {
+    match (guide, layer) {
+        (None, None) => Ok(stack.classifier.compile()?),
+        (None, Some(l)) => stack.classifier.compile_to(l),
+        (Some(g), None) => Ok(g.net.clone()),
+        (Some(g), Some(l)) => g.net.upto(l, false),
     }
+}
+
+/// What progress reports per chain for images `x = G(h)` already decoded:
+/// `p(y | x)` for classes, the unit's activation for a neuron.
+pub fn measure(
+    stack: &Stack,
+    guide: Option<&Guide>,
+    condition: &Condition,
+    engine: Engine,
+) -> Result<Measure> {
+    let on = |net| -> Result<crate::nn::Func> { Ok(Backend::new(Arc::new(net), engine)?.func()) };
+    Ok(match condition {
+        Condition::Classes(c) | Condition::Inpaint { classes: c, .. } => {
+            let (logits, classes) = (on(head(stack, guide, None)?)?, c.clone());
+            Box::new(move |x: &Tensor| class_probability(&logits(x)?, &classes))
+        }
+        Condition::Neuron { layer, neuron } => {
+            let (layer, neuron) = (on(head(stack, guide, Some(layer))?)?, *neuron);
+            Box::new(move |x: &Tensor| unit_activation(&layer(x)?, neuron))
+        }
+    })
 }
 
 impl Pipeline {
     /// The Fashion-MNIST stack's pipeline.
     pub fn fashion(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Result<Self> {
+        Self::guided(stack, None, cfg, condition)
+    }
+
+    /// The pipeline of the stack's generator and priors guided by `guide`
+    /// (the stack's own classifier when `None`).
+    pub fn guided(
+        stack: &Stack,
+        guide: Option<&Guide>,
+        cfg: &SamplerConfig,
+        condition: &Condition,
+    ) -> Result<Self> {
         let g = Backend::new(Arc::new(code_to_image(stack, cfg)?), cfg.engine)?.func();
         // inpainting's snapshots, measurements and samples are clamped too
         let decode: crate::nn::Func = match condition {
@@ -79,11 +94,11 @@ impl Pipeline {
             _ => g,
         };
         Ok(Self {
-            target: target(stack, cfg, condition)?,
+            target: guided_target(stack, guide, cfg, condition)?,
             backend: cfg.engine,
             retarget: None,
             decode,
-            measure: condition.measure(stack, cfg.engine)?,
+            measure: measure(stack, guide, condition, cfg.engine)?,
         })
     }
 }
@@ -111,15 +126,26 @@ impl Pipeline {
 /// the other priors, is its own term; so is the inpainting context (on `G`
 /// alone).
 pub fn target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Result<Sum> {
+    guided_target(stack, None, cfg, condition)
+}
+
+/// [`target`] with the condition read by `guide` (the stack's classifier
+/// when `None`). A guide has no `E`: the joint prior is then its own term.
+pub fn guided_target(
+    stack: &Stack,
+    guide: Option<&Guide>,
+    cfg: &SamplerConfig,
+    condition: &Condition,
+) -> Result<Sum> {
     let g = code_to_image(stack, cfg)?;
-    let clf = &stack.classifier;
+    let own = guide.is_none();
     let class = |classes: &[usize]| Objective::Class {
         classes: classes.to_vec(),
         gradient: cfg.gradient,
     };
     let mut context: Option<(f64, Box<dyn Term>)> = None;
     let (head, objective, through_h) = match condition {
-        Condition::Classes(classes) => (clf.compile()?, class(classes), true),
+        Condition::Classes(classes) => (head(stack, guide, None)?, class(classes), own),
         Condition::Inpaint {
             classes,
             real,
@@ -130,13 +156,13 @@ pub fn target(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Resu
             let g = Backend::new(Arc::new(g.clone()), cfg.engine)?;
             let ctx = InpaintContext::new(g, real.clone(), mask.clone())?;
             context = Some((cfg.eps2 * weight, Box::new(ctx)));
-            (clamp.then(clf.compile()?)?, class(classes), true)
+            (clamp.then(head(stack, guide, None)?)?, class(classes), own)
         }
         // `h` keeps its ReLU (is E(G(h))) unless the unit is read at `h`
         Condition::Neuron { layer, neuron } => (
-            clf.compile_to(layer)?,
+            head(stack, guide, Some(layer))?,
             Objective::Unit(*neuron),
-            matches!(layer.as_str(), "logits" | "fc8"),
+            own && matches!(layer.as_str(), "logits" | "fc8"),
         ),
     };
     // PPGN-x moves the image: the condition reads it directly
@@ -265,4 +291,9 @@ fn prior_term(stack: &Stack, cfg: &SamplerConfig) -> Result<Option<Box<dyn Term>
 /// Checks that the kernel can run on the target before anything is written.
 pub fn validate(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Result<()> {
     cfg.kernel()?.check(&target(stack, cfg, condition)?)
+}
+
+/// What the chains' positions decode through, public for the pair.
+pub fn decoder(stack: &Stack, cfg: &SamplerConfig) -> Result<Net<f32>> {
+    code_to_image(stack, cfg)
 }

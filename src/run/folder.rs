@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::image::{encode_png, grid, save_gif, save_grid};
+use crate::data::image::{encode_png, grid, save_gif_channels, save_grid};
 use crate::data::npy;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
@@ -164,19 +164,19 @@ impl RunFolder {
         )
     }
 
-    /// `name` as a PNG grid of one-channel images, each with a label.
+    /// `name` as a PNG grid of images, each with a label.
     pub fn labelled_grid(
         &self,
         name: &str,
         images: &[f32],
         n: usize,
-        (h, w): (usize, usize),
+        hwc: Hwc,
         cols: usize,
         labels: &[String],
     ) -> Result<()> {
-        let s = self.scale_for(h);
-        let (px, gw, gh) = crate::data::image::labelled_grid(images, n, (h, w), cols, labels, s)?;
-        self.write(name, &encode_png(&px, gw, gh, 1)?)
+        let s = self.scale_for(hwc.0);
+        let (px, gw, gh) = crate::data::image::labelled_grid(images, n, hwc, cols, labels, s)?;
+        self.write(name, &encode_png(&px, gw, gh, hwc.2)?)
     }
 
     /// `name` as a PNG with one row per chain: at most
@@ -195,8 +195,8 @@ impl RunFolder {
         self.grid(name, &strip, n * picks.len(), hwc, picks.len().max(1))
     }
 
-    /// `name` as a looping GIF of one-channel grids, one frame per
-    /// snapshot (each `[n, h, w, 1]`), `cols` images per row.
+    /// `name` as a looping GIF of grids, one frame per snapshot (each
+    /// `[n, h, w, c]`), `cols` images per row.
     pub fn gif(
         &self,
         name: &str,
@@ -213,7 +213,7 @@ impl RunFolder {
             return Ok(());
         };
         let (_, fw, fh) = grid(first, n, hwc, cols, 2)?;
-        save_gif(&self.path(name), &frames, fw, fh, 20)
+        save_gif_channels(&self.path(name), &frames, (fw, fh, hwc.2), 20)
     }
 
     /// Removes `name` from the staging folder if it is there.

@@ -15,26 +15,28 @@ use serde_json::{json, Value};
 use super::batched::Shown;
 use super::folder::RunFolder;
 use super::shard::Shard;
-use crate::data::fashion_mnist::CLASS_NAMES;
 use crate::data::npy;
-use crate::data::npy_stream::F32Rows;
+use crate::data::npy_stream::{F32Rows, F32RowsReader};
 use crate::error::{Error, Result};
 use crate::sampler::diagnostics::{bulk_ess, rank_rhat};
 
 /// The fraction of each class's chains whose final image the evaluator
 /// gives that class, by class name (none for neuron runs).
 pub fn evaluator_accuracy(chains: &[Value]) -> BTreeMap<String, f64> {
-    let mut count: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+    let mut count: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for c in chains {
         if let Some(class) = c["class"].as_u64() {
-            let e = count.entry(class as usize).or_default();
+            let name = c["class_name"]
+                .as_str()
+                .map_or(class.to_string(), String::from);
+            let e = count.entry(name).or_default();
             e.1 += 1;
             e.0 += (c["evaluator_class"].as_u64() == Some(class)) as usize;
         }
     }
     count
         .into_iter()
-        .map(|(c, (ok, n))| (CLASS_NAMES[c].to_string(), ok as f64 / n as f64))
+        .map(|(c, (ok, n))| (c, ok as f64 / n as f64))
         .collect()
 }
 
@@ -232,7 +234,19 @@ fn check(runs: &[PathBuf]) -> Result<Vec<Part>> {
 /// Writes the merged run into `f`; returns its number of chains.
 fn write(f: &RunFolder, parts: &[Part]) -> Result<usize> {
     let total = parts[0].manifest["chains_total"].as_u64().unwrap_or(0) as usize;
-    let mut samples = F32Rows::create(&f.path("samples.npy"), &[total, 1, 28, 28])?;
+    // [c, h, w] of the shards' images, from the first one's samples.npy
+    let chw = F32RowsReader::open(&parts[0].dir.join("samples.npy"))?.shape[1..].to_vec();
+    let hwc = match chw.as_slice() {
+        &[c, h, w] => (h, w, c),
+        other => {
+            return Err(Error::data(
+                parts[0].dir.join("samples.npy"),
+                format!("images of shape {other:?}, expected [c, h, w]"),
+            ))
+        }
+    };
+    let per = hwc.0 * hwc.1 * hwc.2;
+    let mut samples = F32Rows::create(&f.path("samples.npy"), &[&[total][..], &chw].concat())?;
     let (mut labels, mut kept, mut chains) = (Vec::new(), Vec::new(), Vec::new());
     let mut shown = Shown::default();
     let (mut wall, mut adapted) = (0.0, Vec::new());
@@ -245,6 +259,7 @@ fn write(f: &RunFolder, parts: &[Part]) -> Result<usize> {
         let ids: Vec<usize> = serde_json::from_value(p.manifest["shown_chains"].clone())
             .map_err(|e| Error::data(p.dir.join("manifest.json"), e.to_string()))?;
         let s = Shown::read(&p.dir, ids)?;
+        shown.hwc = s.hwc;
         shown.ids.extend(s.ids);
         shown.finals.extend(s.finals);
         if shown.snapshots.is_empty() {
@@ -274,11 +289,12 @@ fn write(f: &RunFolder, parts: &[Part]) -> Result<usize> {
     let per_row = parts[0].manifest["chains_per_class"].as_u64().unwrap_or(1) as usize;
     let cols = per_row.min(super::batched::SHOWN_PER_ROW);
     if !kept.is_empty() || parts[0].dir.join("kept.npy").exists() {
-        let n = kept.len() / 784;
-        f.npy_f32("kept.npy", &[n, 1, 28, 28], &kept)?;
+        let n = kept.len() / per;
+        f.npy_f32("kept.npy", &[&[n][..], &chw].concat(), &kept)?;
         let shown = n.min(cols * 10);
         if shown > 0 {
-            f.grid("kept.png", &kept[..shown * 784], shown, (28, 28, 1), cols)?;
+            let images = crate::data::image::chw_to_hwc(&kept[..shown * per], shown, hwc);
+            f.grid("kept.png", &images, shown, hwc, cols)?;
         }
     }
     let finals: BTreeMap<u64, f64> = chains

@@ -1,6 +1,7 @@
-//! Runs: presets and settings, driving batched chains, and whole jobs
-//! ([`sample`]: a [`SampleSpec`] in, a run folder out) with their run
-//! folders and progress.
+//! Runs: presets and settings, the pairs of networks chains run on
+//! ([`pair::Pair`]), driving batched chains, and whole jobs ([`sample`]: a
+//! [`SampleSpec`] in, a run folder out) with their run folders and
+//! progress.
 
 pub mod autotune;
 pub mod batched;
@@ -10,14 +11,18 @@ pub mod choice;
 pub mod driver;
 pub mod estimate;
 pub mod fashion;
+pub mod fashion_pair;
 pub mod folder;
+pub mod init;
+pub mod load;
 pub mod merge;
 pub mod onnx;
+pub mod outputs;
+pub mod pair;
 pub mod preset;
 pub mod pretrained;
 pub mod progress;
 pub mod sample;
-pub mod sample_pretrained;
 pub mod settings;
 pub mod shard;
 pub mod spec;

@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use candle_core::{DType, Tensor};
 
-use super::chains::Pipeline;
+use super::chains::{Pipeline, Streams};
+use super::pair::{Condition, Pair, Part};
 use super::preset::{PriorKind, SamplerConfig};
 use crate::density::backend::Backend;
 use crate::density::condition::{
@@ -204,7 +205,30 @@ impl PlugPair {
             }
             // read off the condition's own pass, which goes through E
             (PriorKind::Joint, Some(tap)) => Some((tap, cfg.eps1)),
+            // the declared prior is the code's exact density: in the chains'
+            // coordinates (a sidecar's sigma scales the code the generator
+            // reads) it is N(0, I), whose draws the random starts are
+            (PriorKind::Flow, _) if self.code_prior && !self.nonnegative_codes => {
+                terms.push((
+                    cfg.eps1,
+                    Box::new(GaussianPrior {
+                        sigma: 1.0,
+                        label: "code-prior",
+                    }),
+                ));
+                None
+            }
             (PriorKind::None, _) => None,
+            (PriorKind::Flow, _) => {
+                return Err(Error::unsupported(
+                    format!(
+                        "the exact samplers' prior (flow, of the preset or --prior) needs a code prior with a density, which {} does not declare{}",
+                        self.names.0,
+                        if self.nonnegative_codes { " (its codes are post-ReLU)" } else { "" }
+                    ),
+                    "a generator whose sidecar says prior = \"gaussian\" (the default), or --preset faces",
+                ))
+            }
             (other, tap) => {
                 return Err(Error::unsupported(
                     format!(
@@ -322,5 +346,82 @@ impl PlugPair {
             .into_iter()
             .map(|v| v as usize)
             .collect())
+    }
+}
+
+impl Pair for PlugPair {
+    fn names(&self) -> (String, String) {
+        self.names.clone()
+    }
+
+    fn class_names(&self) -> &[String] {
+        &self.class_names
+    }
+
+    fn parse_class(&self, s: &str) -> Result<usize> {
+        PlugPair::parse_class(self, s)
+    }
+
+    /// Neither an image encoder nor a data set of its generator's images.
+    fn has(&self, _: Part) -> bool {
+        false
+    }
+
+    fn image(&self) -> (usize, usize, usize) {
+        (self.side, self.side, 3)
+    }
+
+    fn pipeline(&self, cfg: &SamplerConfig, condition: &Condition) -> Result<Pipeline> {
+        match condition {
+            Condition::Classes(classes) => PlugPair::pipeline(self, classes, cfg),
+            Condition::Neuron { layer, neuron } => self.unit_pipeline(layer, *neuron, cfg),
+            Condition::Inpaint { .. } => {
+                Err(super::pair::missing(&self.names.0, Part::Data, "inpaint"))
+            }
+        }
+    }
+
+    /// `N(0, I)` codes (the declared prior's draws), or `relu(N(0, 2^2))`
+    /// for post-ReLU codes.
+    fn random_starts(&self, cfg: &SamplerConfig, streams: Streams, n: usize) -> Result<Tensor> {
+        let zeros = Tensor::zeros((n, self.code_dim), DType::F32, &candle_core::Device::Cpu)?;
+        let z =
+            ChainRngs::from_chain(streams.seed ^ 0x5eed, streams.first, n).normal_like(&zeros)?;
+        Ok(
+            match self.nonnegative_codes && cfg.prior != PriorKind::Flow {
+                true => (z * 2.0)?.relu()?,
+                false => z,
+            },
+        )
+    }
+
+    fn evaluate(&self, images: &Tensor) -> Result<Vec<u32>> {
+        Ok(self.top1(images)?.into_iter().map(|c| c as u32).collect())
+    }
+
+    fn evaluator(&self) -> String {
+        format!(
+            "the guiding classifier's top-1 ({}; `ppgn eval RUN --evaluator FILE.toml` scores with an independent one)",
+            self.names.1
+        )
+    }
+
+    fn display(&self, images: &Tensor) -> Result<Tensor> {
+        Ok((self.to_rgb)(images)?)
+    }
+
+    fn models(&self) -> serde_json::Value {
+        self.provenance.clone()
+    }
+
+    fn cost_net(&self, _: &SamplerConfig) -> Result<FastNet<f32>> {
+        Ok((*self.compiled).clone())
+    }
+
+    fn default_preset(&self) -> &'static str {
+        match self.nonnegative_codes {
+            true => "ppgn",
+            false => "faces",
+        }
     }
 }

@@ -19,8 +19,13 @@ use crate::models::plug::{is_sidecar, CLASSIFIERS, GENERATORS};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Networks {
     /// The shipped Fashion-MNIST stack, from `models` (default: `$PPGN_MODELS`
-    /// or `models/fashion-mnist`).
-    Fashion { models: Option<PathBuf> },
+    /// or `models/fashion-mnist`), guided by its own classifier or by
+    /// `guide` (a built-in classifier or a sidecar file).
+    Fashion {
+        models: Option<PathBuf>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        guide: Option<String>,
+    },
     /// A generator and a classifier combined without retraining, each
     /// built in (`crate::models::plug::GENERATORS`, `CLASSIFIERS`; weights
     /// from `ppgn models fetch`'s cache) or brought as an ONNX file with a
@@ -46,7 +51,14 @@ impl Networks {
         weights: Option<PathBuf>,
     ) -> Result<Self> {
         match (generator, classifier) {
-            ("fashion", "fashion") => Ok(Networks::Fashion { models }),
+            ("fashion", "fashion") => Ok(Networks::Fashion {
+                models,
+                guide: None,
+            }),
+            ("fashion", c) if plug_side(c, CLASSIFIERS) => Ok(Networks::Fashion {
+                models,
+                guide: Some(c.to_string()),
+            }),
             (g, c) if plug_side(g, GENERATORS) && plug_side(c, CLASSIFIERS) => Ok(Networks::Plug {
                 generator: g.to_string(),
                 classifier: c.to_string(),
@@ -62,9 +74,8 @@ impl Networks {
             (g, c) => Err(Error::unsupported(
                 format!("--generator {g} with --classifier {c}"),
                 format!(
-                    "fashion with fashion (the shipped stack, whose priors need its encoder), dgn-fc6 with alexnet, \
-                     or a generator of {} with a classifier of {} (FILE.toml: a sidecar, docs/onnx.md)",
-                    GENERATORS.join(", ") + ", FILE.toml",
+                    "dgn-fc6 with alexnet, or a generator of {} with a classifier of {} (FILE.toml: a sidecar, docs/onnx.md)",
+                    GENERATORS.join(", ") + ", fashion, FILE.toml",
                     CLASSIFIERS.join(", ") + ", FILE.toml"
                 ),
             )),
@@ -102,24 +113,43 @@ impl Request {
 }
 
 /// Where the chains start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Init {
-    /// Random codes from the seed.
+    /// Random codes from the seed (draws of the prior where it has one).
     Random,
-    /// The code of Fashion-MNIST test image `i`.
+    /// The code of test image `i` of the pair's data set (a pair with an
+    /// encoder and a data set).
     Test(usize),
+    /// Positions from a `.npy` file `[rows, code]` in the space the chains
+    /// move (the generator's code; with the flow prior, its base point):
+    /// chain `i` starts from row `i`, or every chain from the one row.
+    Codes(PathBuf),
+    /// The codes of images from a `.npy` file `[rows, c, h, w]` in [0, 1]
+    /// (a pair with an encoder), a row per chain or one for all.
+    Images(PathBuf),
 }
 
 impl Init {
-    /// `random` or `test:INDEX`.
+    /// `random`, `test:INDEX`, `codes:FILE.npy` or `images:FILE.npy`.
     pub fn parse(s: &str) -> Result<Self> {
         if s == "random" {
             return Ok(Init::Random);
         }
-        s.strip_prefix("test:")
-            .and_then(|i| i.parse().ok())
-            .map(Init::Test)
-            .ok_or_else(|| Error::setting("init", format!("{s:?}"), "random or test:INDEX"))
+        let bad = || {
+            Error::setting(
+                "init",
+                format!("{s:?}"),
+                "random, test:INDEX, codes:FILE.npy or images:FILE.npy",
+            )
+        };
+        if let Some(i) = s.strip_prefix("test:") {
+            return i.parse().map(Init::Test).map_err(|_| bad());
+        }
+        match s.split_once(':') {
+            Some(("codes", f)) if !f.is_empty() => Ok(Init::Codes(f.into())),
+            Some(("images", f)) if !f.is_empty() => Ok(Init::Images(f.into())),
+            _ => Err(bad()),
+        }
     }
 
     /// The name it was given by.
@@ -127,6 +157,8 @@ impl Init {
         match self {
             Init::Random => "random".into(),
             Init::Test(i) => format!("test:{i}"),
+            Init::Codes(f) => format!("codes:{}", f.display()),
+            Init::Images(f) => format!("images:{}", f.display()),
         }
     }
 }
@@ -334,13 +366,6 @@ impl SampleSpec {
         if self.batch == Some(0) {
             return Err(Error::setting("batch", 0, "at least 1 chain"));
         }
-        let batched = self.batch.is_some() || self.shard != super::shard::Shard::WHOLE;
-        if batched && !matches!(self.networks, Networks::Fashion { .. }) {
-            return Err(Error::unsupported(
-                "--batch and --shard with networks other than the Fashion-MNIST stack",
-                "run the pair's chains in one process (drop --batch and --shard)",
-            ));
-        }
         super::settings::validate(&self.settings)?;
         match (self.keep_above, &self.request) {
             (Some(k), Request::Classes(_)) if !(0.0..=1.0).contains(&k) => {
@@ -367,20 +392,6 @@ impl SampleSpec {
                     "a finite non-negative number",
                 ));
             }
-        }
-        let fashion = matches!(self.networks, Networks::Fashion { .. });
-        let plug = matches!(self.networks, Networks::Plug { .. });
-        if !fashion
-            && (self.inpaint.is_some()
-                || (matches!(self.request, Request::Neuron { .. }) && !plug)
-                || self.keep_above.is_some()
-                || self.resume
-                || self.init != Init::Random)
-        {
-            return Err(Error::unsupported(
-                "inpainting, --keep-above, --resume and --init work on the Fashion-MNIST stack only, --neuron on it and on plug-and-play pairs",
-                "pretrained pairs start from random codes",
-            ));
         }
         if self.inpaint.is_some() && matches!(self.request, Request::Neuron { .. }) {
             return Err(Error::unsupported(

@@ -18,7 +18,6 @@ use super::chains::{Measure, Pipeline};
 use super::folder::RunFolder;
 use super::preset::{Choice, Engine, PriorKind, SamplerConfig, SamplerKind};
 use super::progress::{drive_to_end, Progress};
-use super::sample_pretrained::RgbRun;
 use super::spec::{Request, RunOutput};
 use crate::data::imagenet;
 use crate::density::backend::Backend;
@@ -434,5 +433,48 @@ impl Job<'_> {
             ),
         };
         (manifest, verdict)
+    }
+}
+
+/// The files of a run whose images are RGB: grid.png (final images, `cols`
+/// per row), start.png (the decoded starting positions), chains.png (each
+/// chain over time), samples.npy (`[n, 3, side, side]` in [0, 1]) and
+/// labels.npy; `to_rgb` maps decoded images to RGB in [0, 1].
+pub struct RgbRun<'a> {
+    pub decode: &'a Func,
+    pub to_rgb: &'a Func,
+    pub side: usize,
+    pub cols: usize,
+}
+
+impl RgbRun<'_> {
+    pub fn write(
+        &self,
+        folder: &RunFolder,
+        o: &super::chains::ChainsOutput,
+        start: &Tensor,
+        labels: &[i64],
+    ) -> Result<()> {
+        let rgb = |t: &Tensor| -> Result<Vec<f32>> {
+            Ok((self.to_rgb)(t)?.flatten_all()?.to_vec1::<f32>()?)
+        };
+        let n = o.images.dim(0)?;
+        let hwc = (self.side, self.side, 3);
+        folder.grid("grid.png", &rgb(&o.images)?, n, hwc, self.cols)?;
+        folder.grid(
+            "start.png",
+            &rgb(&(self.decode)(start)?)?,
+            n,
+            hwc,
+            self.cols,
+        )?;
+        let snaps: Vec<Vec<f32>> = o.snapshots.iter().map(rgb).collect::<Result<_>>()?;
+        folder.filmstrip("chains.png", &snaps, n, hwc)?;
+        let nchw: Vec<f32> = (self.to_rgb)(&o.images)?
+            .permute((0, 3, 1, 2))?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        folder.npy_f32("samples.npy", &[n, 3, self.side, self.side], &nchw)?;
+        folder.npy_i64("labels.npy", &[n], labels)
     }
 }

@@ -63,9 +63,9 @@ struct Control {
 /// A run the server started: its control and its latest frame.
 pub struct LiveRun {
     pub name: String,
-    /// Whether eps1 and eps2 may change while it runs (the networks can
-    /// rebuild the target: the Fashion-MNIST stack's).
-    reweighable: bool,
+    /// Whether the run adapts its step (then the step cannot be set by
+    /// hand: the adapted one would silently replace it).
+    adapting: bool,
     control: Mutex<Control>,
     wake: Condvar,
     pub frames: watch::Sender<Arc<Frame>>,
@@ -97,7 +97,7 @@ impl LiveRun {
         };
         let run = Arc::new(LiveRun {
             name,
-            reweighable: matches!(spec.networks, crate::run::spec::Networks::Fashion { .. }),
+            adapting: spec.settings.adapt.is_some(),
             control: Mutex::new(Control::default()),
             wake: Condvar::new(),
             frames: watch::channel(Arc::new(first)).0,
@@ -161,10 +161,10 @@ impl LiveRun {
                 "at least one of eps1, eps2, eps3, step",
             ));
         }
-        if change.reweights() && !self.reweighable {
+        if change.step.is_some() && self.adapting {
             return Err(Error::unsupported(
-                "changing eps1 or eps2 during a run of these networks",
-                "change eps3 or the step, or start a new run with the new weights",
+                "changing the step of a run whose step is adapted (--adapt: dual averaging sets it)",
+                "change eps1, eps2 or eps3, or start a run without --adapt to set the step by hand",
             ));
         }
         let mut c = self.control.lock().unwrap_or_else(|p| p.into_inner());

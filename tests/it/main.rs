@@ -11,6 +11,7 @@ mod gradients;
 mod kernels;
 mod layers;
 mod onnx;
+mod pairs;
 mod pretrained;
 mod report;
 mod samplers;

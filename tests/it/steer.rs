@@ -19,7 +19,10 @@ fn spec(out: &Path, changes: Vec<Change>, steps: usize) -> SampleSpec {
     settings.changes = changes;
     SampleSpec {
         autotune: false,
-        networks: Networks::Fashion { models: None },
+        networks: Networks::Fashion {
+            models: None,
+            guide: None,
+        },
         request: Request::classes("coat,sandal"),
         inpaint: None,
         chains: 2,

@@ -1,0 +1,198 @@
+//! The shipped Fashion-MNIST stack as a [`Pair`]: its generator with its
+//! priors (the joint `E(G(h)) - h`, the DAEs, the flow), guided by its own
+//! classifier or by any classifier side brought with it (a user's ONNX
+//! classifier of Fashion-MNIST images: [`super::fashion::Guide`]), judged
+//! by the stack's independent evaluator. It has an encoder (the
+//! classifier's `E`) and a data set (the Fashion-MNIST test images).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use candle_core::{Device, Module, Tensor};
+
+use super::chains::{random_starts_of, Pipeline, Streams};
+use super::fashion::{decoder, Condition, Guide};
+use super::pair::{Pair, Part};
+use super::preset::{PriorKind, SamplerConfig};
+use crate::data::fashion_mnist::{self, Dataset, Split, CLASS_NAMES, SIDE};
+use crate::error::{Error, Result};
+use crate::models::fashion::Stack;
+use crate::models::plug::ClassifierSide;
+use crate::nn::fast::Net;
+
+/// The stack, its folder, the guide when it is not the stack's classifier,
+/// and where the test images are.
+pub struct FashionPair {
+    pub stack: Arc<Stack>,
+    pub dir: PathBuf,
+    pub guide: Option<Guide>,
+    names: Vec<String>,
+    data_dir: Option<PathBuf>,
+    test: OnceLock<Dataset>,
+}
+
+impl FashionPair {
+    /// The stack in `dir`, guided by `guide` (a classifier side; the
+    /// stack's own classifier when `None`).
+    pub fn new(
+        stack: Arc<Stack>,
+        dir: PathBuf,
+        guide: Option<ClassifierSide>,
+        data_dir: Option<PathBuf>,
+    ) -> Result<Self> {
+        let guide = match guide {
+            Some(c) => Some(Guide {
+                net: c.reading((SIDE, SIDE, 1))?,
+                name: c.name,
+                class_names: c.class_names,
+                provenance: c.provenance,
+            }),
+            None => None,
+        };
+        let names = match &guide {
+            Some(g) => g.class_names.clone(),
+            None => CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
+        };
+        Ok(Self {
+            stack,
+            dir,
+            guide,
+            names,
+            data_dir,
+            test: OnceLock::new(),
+        })
+    }
+
+    /// The test set, loaded once.
+    fn test(&self) -> Result<&Dataset> {
+        if let Some(t) = self.test.get() {
+            return Ok(t);
+        }
+        let dir = fashion_mnist::resolve_dir(self.data_dir.as_deref());
+        let t = fashion_mnist::load(&dir, Split::Test)?;
+        Ok(self.test.get_or_init(|| t))
+    }
+}
+
+impl Pair for FashionPair {
+    fn names(&self) -> (String, String) {
+        let c = self.guide.as_ref().map_or("fashion", |g| g.name.as_str());
+        ("fashion".into(), c.into())
+    }
+
+    fn class_names(&self) -> &[String] {
+        &self.names
+    }
+
+    fn parse_class(&self, s: &str) -> Result<usize> {
+        match &self.guide {
+            None => fashion_mnist::parse_class(s),
+            Some(g) => crate::data::imagenet::parse_class_in(s, &g.class_names, "class"),
+        }
+    }
+
+    fn has(&self, _: Part) -> bool {
+        true
+    }
+
+    fn image(&self) -> (usize, usize, usize) {
+        (SIDE, SIDE, 1)
+    }
+
+    fn pipeline(&self, cfg: &SamplerConfig, condition: &Condition) -> Result<Pipeline> {
+        Pipeline::guided(&self.stack, self.guide.as_ref(), cfg, condition)
+    }
+
+    /// Random codes, the flow's base draws `N(0, I)`, or for PPGN-x
+    /// (`--prior x-dae`, whose chains are images) random images.
+    fn random_starts(&self, cfg: &SamplerConfig, streams: Streams, n: usize) -> Result<Tensor> {
+        match cfg.prior {
+            PriorKind::XDae => random_images(streams, n),
+            prior => random_starts_of(prior, streams, n, self.stack.classifier.cfg.h_dim),
+        }
+    }
+
+    /// The images' codes `E(x)`; with the flow prior their base points
+    /// `T^-1` of the codes before their ReLU; for PPGN-x the images.
+    fn encode(&self, cfg: &SamplerConfig, images: &Tensor) -> Result<Tensor> {
+        let s = &self.stack;
+        match (cfg.prior, &s.code_prior) {
+            (PriorKind::XDae, _) => Ok(images.clone()),
+            (PriorKind::Flow, Some(flow)) => {
+                Ok(flow.inverse(&s.classifier.encode_pre_relu(images)?)?.0)
+            }
+            _ => Ok(s.classifier.encode(images)?),
+        }
+    }
+
+    fn real_image(&self, i: usize) -> Result<(Tensor, usize)> {
+        let test = self.test()?;
+        if i >= test.len() {
+            return Err(Error::setting(
+                "image",
+                format!("test:{i}"),
+                format!("an image of the test set, 0..{}", test.len()),
+            ));
+        }
+        Ok((
+            test.images_tensor(&[i], &Device::Cpu)?,
+            test.labels[i] as usize,
+        ))
+    }
+
+    fn evaluate(&self, images: &Tensor) -> Result<Vec<u32>> {
+        Ok(self.stack.evaluator.forward(images)?.argmax(1)?.to_vec1()?)
+    }
+
+    fn evaluator(&self) -> String {
+        "the stack's independent evaluator (never used by sampling)".into()
+    }
+
+    fn display(&self, images: &Tensor) -> Result<Tensor> {
+        Ok(images.clone())
+    }
+
+    fn models(&self) -> serde_json::Value {
+        let hashes: std::collections::BTreeMap<String, String> = self
+            .stack
+            .cards
+            .iter()
+            .map(|c| (c.network.clone(), c.weights_sha256.clone()))
+            .collect();
+        let mut m = serde_json::json!({"folder": self.dir.display().to_string(), "sha256": hashes});
+        if let Some(g) = &self.guide {
+            m["guide"] = g.provenance.clone();
+        }
+        m
+    }
+
+    fn cost_net(&self, cfg: &SamplerConfig) -> Result<Net<f32>> {
+        let head = match &self.guide {
+            Some(g) => g.net.clone(),
+            None => self.stack.classifier.compile::<f32>()?,
+        };
+        match cfg.prior {
+            PriorKind::XDae => Ok(head),
+            _ => decoder(&self.stack, cfg)?.then(head),
+        }
+    }
+
+    fn default_preset(&self) -> &'static str {
+        "ppgn"
+    }
+}
+
+/// PPGN-x's random starts: mid-grey with `N(0, 0.2^2)` noise per pixel,
+/// clipped to [0, 1] (seeded apart from the chains' own streams).
+fn random_images(streams: Streams, n: usize) -> Result<Tensor> {
+    let z = Tensor::zeros((n, SIDE, SIDE, 1), candle_core::DType::F32, &Device::Cpu)?;
+    let noise = crate::sampler::ChainRngs::from_chain(streams.seed ^ 0x5eed, streams.first, n)
+        .normal_like(&z)?;
+    Ok((noise * 0.2)?.affine(1.0, 0.5)?.clamp(0.0, 1.0)?)
+}
+
+/// The shipped stack's folder (`$PPGN_MODELS` or `models/fashion-mnist`
+/// unless given).
+pub fn resolve_dir(models: Option<&Path>) -> PathBuf {
+    crate::models::fashion::resolve_dir(models)
+}

@@ -1,0 +1,52 @@
+//! The one place a run's [`Networks`] become a [`Pair`]: the shipped
+//! stack (with its own classifier or another), any generator side with any
+//! classifier side, or the papers' Caffe pair.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::{DType, Device};
+
+use super::fashion_pair::{resolve_dir, FashionPair};
+use super::pair::Pair;
+use super::pretrained::PlugPair;
+use super::spec::Networks;
+use crate::error::Result;
+use crate::models::caffe::{CaffeNetConfig, DgnConfig};
+use crate::models::fashion::Stack;
+use crate::models::plug::{ClassifierSide, GeneratorSide};
+use crate::models::pretrained;
+
+/// Loads the networks of a run (`data_dir`: where the Fashion-MNIST test
+/// images are, for the stack's data set).
+pub fn pair(networks: &Networks, data_dir: Option<&Path>) -> Result<Arc<dyn Pair>> {
+    let data_dir = data_dir.map(Path::to_path_buf);
+    Ok(match networks {
+        Networks::Fashion { models, guide } => {
+            let dir = resolve_dir(models.as_deref());
+            let stack = Arc::new(Stack::load(&dir, DType::F32, &Device::Cpu)?);
+            let guide = match guide {
+                Some(c) => Some(ClassifierSide::named(c, &pretrained::home(), &dir)?),
+                None => None,
+            };
+            Arc::new(FashionPair::new(stack, dir, guide, data_dir)?)
+        }
+        Networks::Plug {
+            generator,
+            classifier,
+            models,
+        } => {
+            let home = pretrained::home();
+            let models = resolve_dir(models.as_deref());
+            Arc::new(PlugPair::compose(
+                GeneratorSide::named(generator, &home)?,
+                ClassifierSide::named(classifier, &home, &models)?,
+            )?)
+        }
+        Networks::Caffe { weights } => Arc::new(PlugPair::caffe(
+            weights,
+            DgnConfig::fc6(),
+            CaffeNetConfig::caffenet(),
+        )?),
+    })
+}

@@ -1,0 +1,361 @@
+//! Every pair is first-class: the same commands that work on the shipped
+//! Fashion-MNIST stack work on a pair brought as ONNX files (the small
+//! fixtures: a DCGAN-like generator of 3x16x16 images and a classifier of
+//! them) and on the shipped generator guided by a classifier brought as an
+//! ONNX file: batches, shards and `ppgn merge`, a kill and `--resume`,
+//! the exact samplers, `--init` from a file, `--keep-above`, and `ppgn
+//! eval` with an evaluator the user brings.
+
+use std::path::{Path, PathBuf};
+
+use crate::{manifest, ppgn, ppgn_into, tempdir};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx")
+}
+
+/// The fixture networks and their sidecars in `d`: (generator, classifier).
+fn onnx_pair(d: &Path) -> (String, String) {
+    for f in ["classifier.onnx", "dcgan.onnx"] {
+        std::fs::copy(fixtures().join(f), d.join(f)).unwrap();
+    }
+    std::fs::write(
+        d.join("names.txt"),
+        (0..10).map(|i| format!("thing {i}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let g = d.join("g.toml");
+    std::fs::write(
+        &g,
+        "[network]\nonnx = \"dcgan.onnx\"\nkind = \"generator\"\noutput_range = [-1.0, 1.0]\n",
+    )
+    .unwrap();
+    let c = d.join("c.toml");
+    std::fs::write(
+        &c,
+        "[network]\nonnx = \"classifier.onnx\"\nkind = \"classifier\"\nclasses = \"names.txt\"\n",
+    )
+    .unwrap();
+    (
+        g.to_str().unwrap().to_string(),
+        c.to_str().unwrap().to_string(),
+    )
+}
+
+fn bytes(p: PathBuf) -> Vec<u8> {
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn ok(o: &std::process::Output) {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// `--shard 1/2` + `--shard 2/2` + `ppgn merge` give the unsharded run's
+/// samples, labels and shown chains byte for byte, on an ONNX pair, at the
+/// same `--batch` (a batch's size may change the bits of the engine's
+/// sums, so batches are part of the settings a merge must share).
+#[test]
+fn an_onnx_pair_runs_in_batches_and_shards_that_merge_to_the_whole_run() {
+    let d = tempdir("pairs-shards");
+    let (g, c) = onnx_pair(&d);
+    let common = [
+        "sample",
+        "--generator",
+        &g,
+        "--classifier",
+        &c,
+        "--class",
+        "thing 1,4,7",
+        "--chains",
+        "3",
+        "--steps",
+        "12",
+        "--record-every",
+        "3",
+        "--seed",
+        "5",
+        "-q",
+    ];
+    let whole = d.join("whole");
+    let m = manifest(&ppgn_into(&common, &whole, &[]), &whole);
+    assert_eq!(m["image"], serde_json::json!([16, 16, 3]));
+    assert_eq!(m["batch"], 9);
+    let batched = d.join("batched");
+    let mb = manifest(&ppgn_into(&common, &batched, &["--batch", "2"]), &batched);
+    assert_eq!(mb["batch"], 2);
+    assert_eq!(
+        std::fs::metadata(whole.join("samples.npy")).unwrap().len(),
+        std::fs::metadata(batched.join("samples.npy"))
+            .unwrap()
+            .len()
+    );
+    let shards: Vec<PathBuf> = (1..=2).map(|k| d.join(format!("s{k}"))).collect();
+    for (k, s) in shards.iter().enumerate() {
+        let shard = format!("{}/2", k + 1);
+        ok(&ppgn_into(&common, s, &["--batch", "2", "--shard", &shard]));
+    }
+    let merged = d.join("merged");
+    let mut args = vec!["merge".to_string()];
+    args.extend(shards.iter().map(|s| s.to_str().unwrap().to_string()));
+    args.extend(["--out".into(), merged.to_str().unwrap().into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(&ppgn(&args));
+    for f in ["samples.npy", "labels.npy", "shown.npy"] {
+        assert_eq!(
+            bytes(batched.join(f)),
+            bytes(merged.join(f)),
+            "merged shards: {f}"
+        );
+    }
+    for f in ["grid.png", "start.png", "chains.png", "chains.gif"] {
+        assert!(merged.join(f).exists(), "{f}");
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// A run of an ONNX pair killed with SIGKILL after its first checkpoint
+/// and resumed with `--resume --out DIR` alone finishes to the bits of an
+/// uninterrupted run.
+#[test]
+fn an_onnx_pair_killed_and_resumed_gives_the_same_bits() {
+    let d = tempdir("pairs-kill");
+    let (g, c) = onnx_pair(&d);
+    let common = [
+        "sample",
+        "--generator",
+        &g,
+        "--classifier",
+        &c,
+        "--class",
+        "2,3",
+        "--chains",
+        "2",
+        "--steps",
+        "6000",
+        "--record-every",
+        "1000",
+        "--batch",
+        "2",
+        "--seed",
+        "1",
+        "-q",
+    ];
+    let a = d.join("a");
+    ok(&ppgn_into(&common, &a, &[]));
+    let b = d.join("b");
+    let checkpoint =
+        ppgn::run::folder::RunFolder::partial_path(&b).join(ppgn::run::chains::CHECKPOINT);
+    let mut all: Vec<&str> = common.to_vec();
+    all.extend(["--out", b.to_str().unwrap()]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ppgn"))
+        .args(&all)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !checkpoint.exists() && t0.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !b.exists() && checkpoint.exists(),
+        "the run was not killed between its first checkpoint and its end"
+    );
+    ok(&ppgn(&[
+        "sample",
+        "--resume",
+        "--out",
+        b.to_str().unwrap(),
+        "-q",
+    ]));
+    for f in ["samples.npy", "labels.npy", "shown.npy"] {
+        assert_eq!(bytes(a.join(f)), bytes(b.join(f)), "{f}");
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// `--preset exact-mala` and `exact-hmc` on a pair whose generator
+/// declares a Gaussian code prior: Metropolis-Hastings on `N(0, I)` plus
+/// the condition, from importance-resampled prior draws (counted in the
+/// budget), with acceptance rates and R-hat in the manifest.
+#[test]
+fn exact_samplers_run_on_an_onnx_pair_with_a_declared_prior() {
+    let d = tempdir("pairs-exact");
+    let (g, c) = onnx_pair(&d);
+    for (preset, steps) in [("exact-mala", "30"), ("exact-hmc", "6")] {
+        let out = d.join(preset);
+        let args = [
+            "sample",
+            "--generator",
+            &g,
+            "--classifier",
+            &c,
+            "--class",
+            "0,5",
+            "--chains",
+            "4",
+            "--preset",
+            preset,
+            "--steps",
+            steps,
+            "-q",
+        ];
+        let m = manifest(&ppgn_into(&args, &out, &[]), &out);
+        assert_eq!(m["sampler"]["prior"], "flow", "{preset}");
+        let rates: Vec<f64> = m["chains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["accept_rate"].as_f64().unwrap())
+            .collect();
+        assert!(
+            rates.iter().all(|r| (0.0..=1.0).contains(r)) && rates.iter().any(|&r| r > 0.0),
+            "{preset}: acceptance {rates:?}"
+        );
+        // the 100 start candidates are in the budget
+        assert!(
+            m["grad_evals_per_chain"].as_u64().unwrap() > 100,
+            "{preset}"
+        );
+        assert!(m["diagnostics"].is_object(), "{preset}");
+    }
+    // a pair whose generator declares no prior has no exact density
+    let none = d.join("none.toml");
+    std::fs::write(
+        &none,
+        "[network]\nonnx = \"dcgan.onnx\"\nkind = \"generator\"\noutput_range = [-1.0, 1.0]\nprior = \"none\"\n",
+    )
+    .unwrap();
+    let o = ppgn(&[
+        "sample",
+        "--generator",
+        none.to_str().unwrap(),
+        "--classifier",
+        &c,
+        "--class",
+        "1",
+        "--preset",
+        "exact-mala",
+        "-q",
+        "--out",
+        d.join("x").to_str().unwrap(),
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.lines().count() <= 2 && e.contains("prior"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// `--init codes:FILE.npy` starts every chain from the file's rows (two
+/// seeds, the same starts), `--keep-above` keeps RGB samples, and what the
+/// pair lacks is refused in one line naming it.
+#[test]
+fn init_from_a_file_keep_above_and_what_a_pair_lacks() {
+    let d = tempdir("pairs-init");
+    let (g, c) = onnx_pair(&d);
+    let codes = d.join("codes.npy");
+    let v: Vec<f32> = (0..2 * 16)
+        .map(|i| ((i * 7) % 11) as f32 / 5.0 - 1.0)
+        .collect();
+    ppgn::data::npy::write_f32(&codes, &[2, 16], &v).unwrap();
+    let init = format!("codes:{}", codes.display());
+    let run = |seed: &str, out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "sample",
+            "--generator",
+            &g,
+            "--classifier",
+            &c,
+            "--class",
+            "3",
+            "--chains",
+            "2",
+            "--steps",
+            "5",
+            "--seed",
+            seed,
+            "-q",
+        ];
+        args.extend(extra);
+        ppgn_into(&args, out, &[])
+    };
+    let (a, b) = (d.join("a"), d.join("b"));
+    manifest(&run("1", &a, &["--init", &init]), &a);
+    let m = manifest(&run("2", &b, &["--init", &init, "--keep-above", "0"]), &b);
+    assert_eq!(m["init"], init);
+    let first = |dir: &Path| {
+        let (shape, v) = ppgn::data::npy::read_f32(&dir.join("shown.npy")).unwrap();
+        let per: usize = shape[1..].iter().product();
+        v[..per].to_vec()
+    };
+    assert_eq!(
+        first(&a),
+        first(&b),
+        "the same codes, the same start images"
+    );
+    let r = d.join("r");
+    manifest(&run("2", &r, &[]), &r);
+    assert_ne!(first(&r), first(&b), "random starts differ from the file's");
+    let (shape, _) = ppgn::data::npy::read_f32(&b.join("kept.npy")).unwrap();
+    assert_eq!(shape, vec![2, 3, 16, 16]);
+    // a file of the wrong width, an image start and inpainting on a pair
+    // without an encoder or data: one line each
+    let bad = d.join("bad.npy");
+    ppgn::data::npy::write_f32(&bad, &[2, 9], &[0.0; 18]).unwrap();
+    let bad_init = format!("codes:{}", bad.display());
+    for (extra, needle) in [
+        (vec!["--init", bad_init.as_str()], "[rows, 16]"),
+        (vec!["--init", "test:3"], "does not have"),
+    ] {
+        let o = run("1", &d.join("bad"), &extra);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && e.contains(needle) && e.lines().count() <= 2,
+            "{extra:?}: {e}"
+        );
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// The shipped generator with its code prior, guided by a classifier
+/// brought as an ONNX file (here the fixture's, reading the 28x28 grey
+/// images resized to its 16x16 RGB input): the joint prior, the flow's
+/// exact sampler and `--autotune` all run, and the stack's independent
+/// evaluator judges the samples.
+#[test]
+fn the_shipped_generator_guided_by_an_onnx_classifier() {
+    let d = tempdir("pairs-guide");
+    let (_, c) = onnx_pair(&d);
+    for (name, extra) in [
+        ("ppgn", vec!["--steps", "10"]),
+        ("exact", vec!["--preset", "exact-mala", "--steps", "10"]),
+        ("tuned", vec!["--steps", "10", "--autotune"]),
+    ] {
+        let out = d.join(name);
+        let mut args = vec![
+            "sample",
+            "--classifier",
+            &c,
+            "--class",
+            "all",
+            "--chains",
+            "1",
+            "-q",
+        ];
+        args.extend(extra);
+        let m = manifest(&ppgn_into(&args, &out, &[]), &out);
+        assert_eq!(m["generator"], "fashion");
+        assert!(m["evaluator"].as_str().unwrap().contains("independent"));
+        assert_eq!(m["chains"].as_array().unwrap().len(), 10, "{name}");
+        assert_eq!(m["chains"][9]["class_name"], "thing 9");
+        assert!(m["models"]["guide"]["sha256"].is_string(), "{name}");
+        let (shape, _) = ppgn::data::npy::read_f32(&out.join("samples.npy")).unwrap();
+        assert_eq!(shape, vec![10, 1, 28, 28]);
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
