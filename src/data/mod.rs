@@ -4,5 +4,6 @@ pub mod fashion_mnist;
 pub mod idx;
 pub mod image;
 pub mod imagenet;
+pub mod images;
 pub mod npy;
 pub mod npy_stream;

@@ -108,18 +108,36 @@ fn pool(a: &[f64], h: usize, w: usize) -> Vec<f64> {
 
 /// MS-SSIM of two 28x28 grey images with values in [0, 1].
 pub fn ms_ssim(a: &[f64], b: &[f64]) -> f64 {
-    let total: f64 = WEIGHTS.iter().sum();
-    let (mut x, mut y, mut side) = (a.to_vec(), b.to_vec(), 28usize);
+    ms_ssim_sized(a, b, 28, 28)
+}
+
+/// [`ms_ssim`] of two grey `h x w` images: as many of the three scales as
+/// leave a pixel inside the window's margin (side at least 7: 28, 14, 7
+/// for Fashion-MNIST; 16 and 8 for 16-pixel images), the weights of the
+/// scales used renormalised.
+pub fn ms_ssim_sized(a: &[f64], b: &[f64], h: usize, w: usize) -> f64 {
+    let mut scales = 0;
+    let (mut sh, mut sw) = (h, w);
+    while scales < WEIGHTS.len() && sh > 2 * PAD && sw > 2 * PAD {
+        scales += 1;
+        (sh, sw) = (sh / 2, sw / 2);
+    }
+    if scales == 0 {
+        return f64::NAN;
+    }
+    let weights = &WEIGHTS[..scales];
+    let total: f64 = weights.iter().sum();
+    let (mut x, mut y, mut hw) = (a.to_vec(), b.to_vec(), (h, w));
     let mut out = 1.0;
-    for (k, w) in WEIGHTS.iter().enumerate() {
-        let (s, cs) = ssim_cs(&x, &y, side, side);
-        if k + 1 < WEIGHTS.len() {
-            out *= cs.max(0.0).powf(w / total);
-            x = pool(&x, side, side);
-            y = pool(&y, side, side);
-            side /= 2;
+    for (k, wt) in weights.iter().enumerate() {
+        let (s, cs) = ssim_cs(&x, &y, hw.0, hw.1);
+        if k + 1 < weights.len() {
+            out *= cs.max(0.0).powf(wt / total);
+            x = pool(&x, hw.0, hw.1);
+            y = pool(&y, hw.0, hw.1);
+            hw = (hw.0 / 2, hw.1 / 2);
         } else {
-            out *= s.max(0.0).powf(w / total);
+            out *= s.max(0.0).powf(wt / total);
         }
     }
     out

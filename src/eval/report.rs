@@ -9,29 +9,14 @@ use std::ops::Range;
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
-use super::ms_ssim::ms_ssim;
-use super::scores::{accuracy, inception_score, FeatureGaussian, Rows};
-use crate::error::{Error, Result};
-use crate::models::fashion::{Discriminator, Evaluator};
+pub use super::judge::{features_and_probs, Judge};
+use super::ms_ssim::ms_ssim_sized;
+pub use super::scores::Reference;
+use super::scores::{accuracy, inception_score, FeatureGaussian};
+use crate::error::Result;
+use crate::models::fashion::Discriminator;
 use crate::nn::frechet::Moments;
 use crate::train::EVAL_BATCH;
-
-/// Evaluator features `[n][d]` and class probabilities `[n][k]` of images `[n, 28, 28, 1]`.
-pub fn features_and_probs(e: &Evaluator, images: &Tensor) -> Result<(Rows, Rows)> {
-    let n = images.dim(0)?;
-    let (mut f, mut p) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let mut i = 0;
-    while i < n {
-        let b = EVAL_BATCH.min(n - i);
-        let x = images.narrow(0, i, b)?;
-        let feat = e.features(&x)?;
-        let probs = candle_nn::ops::log_softmax(&e.head(&feat)?, 1)?.exp()?;
-        f.extend(feat.to_dtype(DType::F64)?.to_vec2::<f64>()?);
-        p.extend(probs.to_dtype(DType::F64)?.to_vec2::<f64>()?);
-        i += b;
-    }
-    Ok((f, p))
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Scores {
@@ -52,7 +37,7 @@ pub const MS_SSIM_PAIRS: usize = 200;
 
 /// Scores images with labels against reference features/labels of real images.
 pub fn score(
-    e: &Evaluator,
+    e: &dyn Judge,
     judge: Option<&Discriminator>,
     images: &Tensor,
     labels: &[usize],
@@ -71,7 +56,7 @@ const BLOCK: usize = 1000;
 /// number of images is scored in bounded memory. With at most [`BLOCK`]
 /// images the numbers are those of one pass over all of them.
 pub fn score_blocks(
-    e: &Evaluator,
+    e: &dyn Judge,
     judge: Option<&Discriminator>,
     labels: &[usize],
     reference: &Reference,
@@ -98,10 +83,11 @@ pub fn score_blocks(
     let mut kept: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let (mut overall, mut per) = (Moments::default(), BTreeMap::<usize, Moments>::new());
     let (mut probs, mut log_real) = (Vec::with_capacity(n), 0.0);
+    let mut hw = (28, 28);
     for start in (0..n).step_by(BLOCK) {
         let r = start..(start + BLOCK).min(n);
         let x = read(r.clone())?;
-        let (f, p) = features_and_probs(e, &x)?;
+        let (f, p) = e.features_and_probs(&x)?;
         overall.add(&f);
         for (&c, m) in &members {
             let rows: Vec<Vec<f64>> = m
@@ -117,14 +103,18 @@ pub fn score_blocks(
         }
         let want: Vec<usize> = needed.range(r.clone()).copied().collect();
         if !want.is_empty() {
-            let px = x.flatten_from(1)?.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+            let px;
+            (hw, px) = grey_rows(&x)?;
             kept.extend(want.into_iter().map(|i| (i, px[i - start].clone())));
         }
     }
     let ms = pairs
         .iter()
         .map(|(&c, p)| {
-            let sum: f64 = p.iter().map(|(i, j)| ms_ssim(&kept[i], &kept[j])).sum();
+            let sum: f64 = p
+                .iter()
+                .map(|(i, j)| ms_ssim_sized(&kept[i], &kept[j], hw.0, hw.1))
+                .sum();
             (c, sum / p.len() as f64)
         })
         .collect();
@@ -145,6 +135,24 @@ pub fn score_blocks(
     })
 }
 
+/// Images `[n, h, w, c]` as grey rows for MS-SSIM (RGB by its luma),
+/// with their `(h, w)`.
+fn grey_rows(x: &Tensor) -> Result<((usize, usize), Vec<Vec<f64>>)> {
+    let (_, h, w, c) = x.dims4()?;
+    let grey = match c {
+        3 => x
+            .broadcast_mul(&Tensor::new(&[0.299f32, 0.587, 0.114], x.device())?)?
+            .sum(3)?,
+        _ => x.clone(),
+    };
+    Ok((
+        (h, w),
+        grey.flatten_from(1)?
+            .to_dtype(DType::F64)?
+            .to_vec2::<f64>()?,
+    ))
+}
+
 /// Table S3's last column: how many classes of `samples` are more diverse
 /// (lower MS-SSIM) than the least diverse class of `real`.
 pub fn classes_more_diverse(samples: &Scores, real: &Scores) -> usize {
@@ -160,16 +168,9 @@ pub fn classes_more_diverse(samples: &Scores, real: &Scores) -> usize {
         .count()
 }
 
-/// The real images the Frechet distances are measured to: Gaussians of
-/// their evaluator features, overall and per class (fitted once).
-pub struct Reference {
-    pub overall: FeatureGaussian,
-    pub per_class: BTreeMap<usize, FeatureGaussian>,
-}
-
 /// The reference Gaussians of a dataset split.
 pub fn reference(
-    e: &Evaluator,
+    e: &dyn Judge,
     data: &crate::data::fashion_mnist::Dataset,
     device: &Device,
 ) -> Result<Reference> {
@@ -177,7 +178,7 @@ pub fn reference(
     let mut feats = Vec::with_capacity(data.len());
     for chunk in idx.chunks(EVAL_BATCH) {
         let x = data.images_tensor(chunk, device)?;
-        feats.extend(e.features(&x)?.to_dtype(DType::F64)?.to_vec2::<f64>()?);
+        feats.extend(e.features_and_probs(&x)?.0);
     }
     let mut per_class = BTreeMap::new();
     for c in 0..10usize {
@@ -212,164 +213,4 @@ pub fn same_counts(labels: &[usize], test: &[u8]) -> Vec<usize> {
             _ => false,
         })
         .collect()
-}
-
-/// A run's samples scored beside the real test images of the same classes
-/// (`ppgn eval`).
-pub struct RunScores {
-    pub samples: Scores,
-    pub real: Scores,
-    /// [`classes_more_diverse`] of the samples against the real images.
-    pub more_diverse: usize,
-    /// Set when the model folder has no realness judge (no log p(real)).
-    pub no_judge: Option<std::path::PathBuf>,
-    /// Seconds scoring the samples took (read block by block).
-    pub seconds: f64,
-}
-
-/// The table `ppgn eval` prints: the samples beside the real test images.
-impl std::fmt::Display for RunScores {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::data::fashion_mnist::CLASS_NAMES;
-        let (samples, real) = (&self.samples, &self.real);
-        writeln!(f, "{:<28} {:>10} {:>10}", "", "samples", "real test")?;
-        writeln!(
-            f,
-            "{:<28} {:>10} {:>10}",
-            "images", samples.images, real.images
-        )?;
-        for (name, s, r) in [
-            (
-                "evaluator accuracy",
-                samples.evaluator_accuracy,
-                real.evaluator_accuracy,
-            ),
-            (
-                "evaluator score",
-                samples.evaluator_score,
-                real.evaluator_score,
-            ),
-            (
-                "Frechet distance",
-                samples.frechet_distance,
-                real.frechet_distance,
-            ),
-        ] {
-            writeln!(f, "{name:<28} {s:>10.4} {r:>10.4}")?;
-        }
-        if let (Some(s), Some(r)) = (samples.mean_log_real, real.mean_log_real) {
-            writeln!(
-                f,
-                "{:<28} {s:>10.4} {r:>10.4}",
-                "mean log p(real) (Table 2)"
-            )?;
-        }
-        writeln!(
-            f,
-            "{:<28} {:>10} {:>10}",
-            "classes more diverse (S3)",
-            self.more_diverse,
-            real.ms_ssim_per_class.len()
-        )?;
-        let rows = [
-            (
-                "MS-SSIM",
-                &samples.ms_ssim_per_class,
-                &real.ms_ssim_per_class,
-            ),
-            (
-                "FD",
-                &samples.frechet_distance_per_class,
-                &real.frechet_distance_per_class,
-            ),
-        ];
-        for (what, ours, theirs) in rows {
-            for (c, v) in ours {
-                let t = theirs.get(c).copied().unwrap_or(f64::NAN);
-                let name = format!("  {what} {}", CLASS_NAMES[*c]);
-                writeln!(f, "{name:<28} {v:>10.4} {t:>10.4}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Scores the `samples.npy` and `labels.npy` of `run_dir` and writes
-/// `run_dir/eval.json` (`command` recorded in it).
-pub fn evaluate_run(
-    run_dir: &std::path::Path,
-    models: Option<&std::path::Path>,
-    data_dir: Option<&std::path::Path>,
-    command: &str,
-) -> Result<RunScores> {
-    use crate::data::fashion_mnist::{self, Split};
-    use crate::data::npy;
-    use crate::data::npy_stream::F32RowsReader;
-    use crate::models::fashion as stack;
-    let device = Device::Cpu;
-    let mut samples_file = F32RowsReader::open(&run_dir.join("samples.npy"))?;
-    let shape = samples_file.shape.clone();
-    let (lshape, labels) = npy::read_i64(&run_dir.join("labels.npy"))?;
-    if lshape != [shape[0]] || labels.iter().any(|&l| !(0..10).contains(&l)) {
-        return Err(Error::shape(
-            format!("labels in {}", run_dir.join("labels.npy").display()),
-            format!(
-                "{} class labels in 0..10 (runs conditioned on a neuron have no classes to score)",
-                shape[0]
-            ),
-            format!("{lshape:?}"),
-        ));
-    }
-    let labels: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
-    let dir = stack::resolve_dir(models);
-    let (e, _) = stack::load(&dir, "evaluator", DType::F32, &device, Evaluator::new)?;
-    let data_dir = fashion_mnist::resolve_dir(data_dir);
-    let train = fashion_mnist::load(&data_dir, Split::Train)?;
-    let test = fashion_mnist::load(&data_dir, Split::Test)?;
-    let (judge_file, _) = stack::paths(&dir, "realness");
-    let (judge, no_judge) = if judge_file.exists() {
-        let d = stack::load(&dir, "realness", DType::F32, &device, Discriminator::new)?.0;
-        (Some(d), None)
-    } else {
-        (None, Some(judge_file))
-    };
-    let refs = reference(&e, &train, &device)?;
-    let mut read = |r: Range<usize>| -> Result<Tensor> {
-        let k = r.len();
-        Ok(Tensor::from_vec(
-            samples_file.read(r)?,
-            (k, 28, 28, 1),
-            &device,
-        )?)
-    };
-    let t0 = std::time::Instant::now();
-    let samples = score_blocks(&e, judge.as_ref(), &labels, &refs, &mut read)?;
-    let seconds = t0.elapsed().as_secs_f64();
-    // baseline: as many real test images of each class as there are
-    // samples of it (Frechet distances and scores depend on the number)
-    let idx = same_counts(&labels, &test.labels);
-    let real_labels: Vec<usize> = idx.iter().map(|&i| test.labels[i] as usize).collect();
-    let real_x = test.images_tensor(&idx, &device)?;
-    let real = score(&e, judge.as_ref(), &real_x, &real_labels, &refs)?;
-    let more_diverse = classes_more_diverse(&samples, &real);
-    let json = serde_json::json!({
-        "command": command,
-        "reference": "evaluator features of the 60k training images",
-        "real_test_images_chosen": "the first test images of each class, as many as the samples of that class (all of the class's when there are more samples)",
-        "ms_ssim": "3 scales (28, 14, 7), Gaussian window sigma 0.8 (7x7), see src/eval/ms_ssim.rs",
-        "classes_more_diverse_than_least_diverse_real_class": more_diverse,
-        "samples": samples,
-        "samples_seconds": seconds,
-        "real_test_images": real,
-    });
-    let out = run_dir.join("eval.json");
-    let text = serde_json::to_string_pretty(&json).map_err(|e| Error::data(&out, e.to_string()))?;
-    crate::fsutil::write_atomic(&out, format!("{text}\n").as_bytes())?;
-    Ok(RunScores {
-        samples,
-        real,
-        more_diverse,
-        no_judge,
-        seconds,
-    })
 }

@@ -3,6 +3,8 @@
 //! `exp(E_x KL(p(y|x) || p(y)))`, and the Frechet distance between two sets
 //! of features `|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2)`.
 
+use std::collections::BTreeMap;
+
 pub use crate::nn::frechet::{
     frechet_distance, mean_cov, sqrtm_psd, symmetric_eigen, FeatureGaussian,
 };
@@ -45,4 +47,11 @@ pub fn inception_score(probs: &[Vec<f64>]) -> f64 {
         .sum::<f64>()
         / n;
     kl.exp()
+}
+
+/// The real images the Frechet distances are measured to: Gaussians of
+/// their evaluator features, overall and per class (fitted once).
+pub struct Reference {
+    pub overall: FeatureGaussian,
+    pub per_class: BTreeMap<usize, FeatureGaussian>,
 }

@@ -171,15 +171,9 @@ impl Batches<'_> {
         let path = self.folder.path("samples.npy");
         let (h, w, c) = self.hwc;
         let shape = [chains.len(), c, h, w];
-        let (mut done, mut seen, mut current) = if resume {
-            self.load(shown)?
-        } else {
-            let seen = Shown {
-                ids: shown.to_vec(),
-                hwc: self.hwc,
-                ..Default::default()
-            };
-            (Done::default(), seen, None)
+        let (mut done, mut seen, mut current) = match resume {
+            true => self.load(shown)?,
+            false => (Done::default(), self.shown(shown), None),
         };
         let mut samples = match resume {
             true => F32Rows::reopen(&path, &shape, done.chains)?,
@@ -222,11 +216,9 @@ impl Batches<'_> {
                 Outcome::Finished(o) => o,
                 Outcome::Interrupted(o) => return Err(self.interrupted(&o)),
             };
-            let images: Vec<f32> = (self.display)(&out.images)?.flatten_all()?.to_vec1()?;
+            let images = self.flat(&out.images)?;
             samples.append(&hwc_to_chw(&images, range.len(), self.hwc))?;
-            let display = |x: &Tensor| -> Result<Vec<f32>> {
-                Ok((self.display)(x)?.flatten_all()?.to_vec1()?)
-            };
+            let display = |x: &Tensor| self.flat(x);
             absorb(
                 &mut done,
                 &mut seen,
@@ -239,6 +231,20 @@ impl Batches<'_> {
         }
         samples.finish()?;
         Ok((done, seen))
+    }
+
+    /// Decoded images as the run holds them, flat.
+    fn flat(&self, x: &Tensor) -> Result<Vec<f32>> {
+        Ok((self.display)(x)?.flatten_all()?.to_vec1()?)
+    }
+
+    /// No shown chain's images yet.
+    fn shown(&self, ids: &[usize]) -> Shown {
+        Shown {
+            ids: ids.to_vec(),
+            hwc: self.hwc,
+            ..Default::default()
+        }
     }
 
     fn interrupted(&self, o: &ChainsOutput) -> Error {
@@ -320,11 +326,7 @@ impl Batches<'_> {
                  command plus --resume, or pass --force to start over",
             ));
         }
-        let mut seen = Shown {
-            ids: shown.to_vec(),
-            hwc: self.hwc,
-            ..Default::default()
-        };
+        let mut seen = self.shown(shown);
         if let (Some(f), Some(s)) = (t.get("shown.finals"), t.get("shown.snapshots")) {
             seen.finals = f.flatten_all()?.to_vec1()?;
             seen.snapshots = (0..s.dim(0)?)

@@ -231,21 +231,36 @@ fn check(runs: &[PathBuf]) -> Result<Vec<Part>> {
     Ok(parts)
 }
 
+/// `[c, h, w]` and `(h, w, c)` of a shard's images, from its samples.npy.
+fn image_shape(dir: &Path) -> Result<(Vec<usize>, (usize, usize, usize))> {
+    let path = dir.join("samples.npy");
+    let chw = F32RowsReader::open(&path)?.shape[1..].to_vec();
+    match chw.as_slice() {
+        &[c, h, w] => Ok((chw, (h, w, c))),
+        other => Err(Error::data(
+            &path,
+            format!("images of shape {other:?}, expected [c, h, w]"),
+        )),
+    }
+}
+
+/// `kept.npy` (`[n, c, h, w]`) and `kept.png`, its first rows.
+fn write_kept(f: &RunFolder, kept: &[f32], hwc: (usize, usize, usize), cols: usize) -> Result<()> {
+    let per = hwc.0 * hwc.1 * hwc.2;
+    let n = kept.len() / per;
+    f.npy_f32("kept.npy", &[n, hwc.2, hwc.0, hwc.1], kept)?;
+    let shown = n.min(cols * 10);
+    if shown > 0 {
+        let images = crate::data::image::chw_to_hwc(&kept[..shown * per], shown, hwc);
+        f.grid("kept.png", &images, shown, hwc, cols)?;
+    }
+    Ok(())
+}
+
 /// Writes the merged run into `f`; returns its number of chains.
 fn write(f: &RunFolder, parts: &[Part]) -> Result<usize> {
     let total = parts[0].manifest["chains_total"].as_u64().unwrap_or(0) as usize;
-    // [c, h, w] of the shards' images, from the first one's samples.npy
-    let chw = F32RowsReader::open(&parts[0].dir.join("samples.npy"))?.shape[1..].to_vec();
-    let hwc = match chw.as_slice() {
-        &[c, h, w] => (h, w, c),
-        other => {
-            return Err(Error::data(
-                parts[0].dir.join("samples.npy"),
-                format!("images of shape {other:?}, expected [c, h, w]"),
-            ))
-        }
-    };
-    let per = hwc.0 * hwc.1 * hwc.2;
+    let (chw, hwc) = image_shape(&parts[0].dir)?;
     let mut samples = F32Rows::create(&f.path("samples.npy"), &[&[total][..], &chw].concat())?;
     let (mut labels, mut kept, mut chains) = (Vec::new(), Vec::new(), Vec::new());
     let mut shown = Shown::default();
@@ -289,13 +304,7 @@ fn write(f: &RunFolder, parts: &[Part]) -> Result<usize> {
     let per_row = parts[0].manifest["chains_per_class"].as_u64().unwrap_or(1) as usize;
     let cols = per_row.min(super::batched::SHOWN_PER_ROW);
     if !kept.is_empty() || parts[0].dir.join("kept.npy").exists() {
-        let n = kept.len() / per;
-        f.npy_f32("kept.npy", &[&[n][..], &chw].concat(), &kept)?;
-        let shown = n.min(cols * 10);
-        if shown > 0 {
-            let images = crate::data::image::chw_to_hwc(&kept[..shown * per], shown, hwc);
-            f.grid("kept.png", &images, shown, hwc, cols)?;
-        }
+        write_kept(f, &kept, hwc, cols)?;
     }
     let finals: BTreeMap<u64, f64> = chains
         .iter()

@@ -13,10 +13,12 @@ use std::sync::Arc;
 use candle_core::Tensor;
 
 use super::batched::{shown_chains, Batches, SHOWN_PER_ROW};
+use super::chains::Pipeline;
 use super::folder::RunFolder;
 use super::init::Starts;
 use super::outputs::{write_inpaint, Hole, Outputs};
 use super::pair::{refuse_missing, Condition, Pair, Part};
+use super::preset::SamplerConfig;
 use super::progress::Progress;
 use super::shard::Plan;
 use super::spec::{Init, Request, RunOutput, SampleSpec, STORED};
@@ -59,9 +61,10 @@ pub fn run(
     let hole = Hole::of(spec, &*pair)?;
     let plan = plan(spec, &*pair, &per_chain)?;
     let condition = |chains: Range<usize>| condition(spec, &per_chain, hole.as_ref(), chains);
-    let first_pipeline = pair.pipeline(&spec.settings, &condition(0..1))?;
-    spec.settings.kernel()?.check(&first_pipeline.target)?;
-    drop(first_pipeline);
+    // the kernel can run on the target, before anything is written
+    spec.settings
+        .kernel()?
+        .check(&pair.pipeline(&spec.settings, &condition(0..1))?.target)?;
     let holes = hole.as_ref().map(|h| (&h.real, &h.mask));
     let starts = Starts::new(
         &spec.init,
@@ -73,7 +76,7 @@ pub fn run(
     )?;
     // --autotune's pilot runs on the run's first batch, whichever the shard
     let first = plan.batch_chains(0);
-    let build = |c: &super::preset::SamplerConfig| pair.pipeline(c, &condition(first.clone()));
+    let build = |c: &SamplerConfig| pair.pipeline(c, &condition(first.clone()));
     let h0 = starts.of(&spec.settings, first.clone())?;
     let original = spec;
     let (spec, tuned) = super::autotune::apply(spec, &build, &h0)?;
@@ -95,12 +98,8 @@ pub fn run(
         display: &display,
     };
     let shown = shown_chains(plan.shard_chains(), spec.chains, SHOWN_PER_ROW);
-    let mut make = |chains: Range<usize>| -> Result<(super::chains::Pipeline, Tensor)> {
-        let c = condition(chains.clone());
-        let mut pipeline = pair.pipeline(cfg, &c)?;
-        // the target for other weights (`super::steer`), on every pair
-        let p = pair.clone();
-        pipeline.retarget = Some(Box::new(move |cfg| Ok(p.pipeline(cfg, &c)?.target)));
+    let mut make = |chains: Range<usize>| -> Result<(Pipeline, Tensor)> {
+        let pipeline = steerable(&pair, cfg, condition(chains.clone()))?;
         Ok((pipeline, starts.of(cfg, chains)?))
     };
     let evaluate = |x: &Tensor| pair.evaluate(x);
@@ -131,6 +130,15 @@ pub fn run(
     })
 }
 
+/// The pipeline of `condition` whose target can be rebuilt for other
+/// weights (`super::steer`: `ppgn serve`'s sliders), on every pair.
+fn steerable(pair: &Arc<dyn Pair>, cfg: &SamplerConfig, condition: Condition) -> Result<Pipeline> {
+    let mut pipeline = pair.pipeline(cfg, &condition)?;
+    let p = pair.clone();
+    pipeline.retarget = Some(Box::new(move |cfg| Ok(p.pipeline(cfg, &condition)?.target)));
+    Ok(pipeline)
+}
+
 /// The classes of `spec`'s request on `pair`, one per chain (none for a
 /// neuron).
 fn classes(spec: &SampleSpec, pair: &dyn Pair) -> Result<Vec<usize>> {
@@ -141,13 +149,15 @@ fn classes(spec: &SampleSpec, pair: &dyn Pair) -> Result<Vec<usize>> {
     let count = pair.class_names().len();
     let classes: Vec<usize> = match names.as_slice() {
         [all] if all == "all" && count <= ALL_AT_MOST => (0..count).collect(),
-        [all] if all == "all" => return Err(Error::setting(
-            "class",
-            format!("all ({count} classes of {})", pair.names().1),
-            format!(
+        [all] if all == "all" => {
+            return Err(Error::setting(
+                "class",
+                format!("all ({count} classes of {})", pair.names().1),
+                format!(
                 "at most {ALL_AT_MOST} classes for `all`; name the classes, separated by commas"
             ),
-        )),
+            ))
+        }
         _ => names
             .iter()
             .map(|s| pair.parse_class(s))

@@ -66,7 +66,10 @@ fn forty_kinds_of_bad_input_each_give_one_clear_line_and_leave_nothing() {
         (s(&["--engine", "gpu"]), "possible values: fast, reference"),
         (s(&["--gradient", "nope"]), "possible values: logit"),
         (s(&["--neuron", "nope:1"]), "unknown layer \"nope\""),
-        (s(&["--init", "nope"]), "expected random or test:INDEX"),
+        (
+            s(&["--init", "nope"]),
+            "expected random, test:INDEX, codes:FILE.npy",
+        ),
         (
             s(&["--generator", "nope", "--classifier", "efficientnet-lite0"]),
             "--generator nope with --classifier efficientnet-lite0",

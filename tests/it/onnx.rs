@@ -463,13 +463,10 @@ fn sampling_with_imported_networks() {
     let m = crate::manifest(&o, &out);
     assert_eq!(m["sampler"]["preset"], "faces");
     assert_eq!(
-        m["networks"]["classifier"]["sha256"]
-            .as_str()
-            .unwrap()
-            .len(),
+        m["models"]["classifier"]["sha256"].as_str().unwrap().len(),
         64
     );
-    assert!(m["networks"]["generator"]["onnx"]
+    assert!(m["models"]["generator"]["onnx"]
         .as_str()
         .unwrap()
         .ends_with("dcgan.onnx"));
@@ -544,7 +541,7 @@ fn neuron_of_an_imported_classifier() {
     };
     let o = run("/depthwise/depthwise.1/HardSwish:3");
     let m = crate::manifest(&o, &out);
-    assert_eq!(m["neuron"]["layer"], "/depthwise/depthwise.1/HardSwish");
+    assert_eq!(m["neuron"], "/depthwise/depthwise.1/HardSwish:3");
     let chains = m["chains"].as_array().unwrap();
     let mean = |k: usize| {
         chains

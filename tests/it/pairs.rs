@@ -359,3 +359,92 @@ fn the_shipped_generator_guided_by_an_onnx_classifier() {
     }
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// `ppgn eval` on any run: the default evaluator refuses images it cannot
+/// read in one line naming both shapes; an evaluator brought as a sidecar
+/// scores the run against real images given as a file: the Frechet
+/// distance of the samples to themselves is zero and to other images is
+/// not, accuracy and MS-SSIM are in range, and an unknown feature node is
+/// named with the known ones.
+#[test]
+fn eval_scores_any_run_with_an_evaluator_the_user_brings() {
+    let d = tempdir("pairs-eval");
+    let (g, c) = onnx_pair(&d);
+    let run = d.join("run");
+    let args = [
+        "sample",
+        "--generator",
+        &g,
+        "--classifier",
+        &c,
+        "--class",
+        "1,6",
+        "--chains",
+        "6",
+        "--steps",
+        "8",
+        "-q",
+    ];
+    manifest(&ppgn_into(&args, &run, &[]), &run);
+    let r = run.to_str().unwrap();
+    let o = ppgn(&["eval", r]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success()
+            && e.lines().count() == 1
+            && e.contains("[n, 1, 28, 28]")
+            && e.contains("[n, 3, 16, 16]")
+            && e.contains("--evaluator"),
+        "{e}"
+    );
+    let samples = run.join("samples.npy");
+    let eval = |real: &Path, extra: &[&str]| -> serde_json::Value {
+        let mut a = vec![
+            "eval",
+            r,
+            "--evaluator",
+            &c,
+            "--real",
+            real.to_str().unwrap(),
+        ];
+        a.extend(extra);
+        ok(&ppgn(&a));
+        serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap()
+    };
+    let same = eval(&samples, &[]);
+    let s = &same["samples"];
+    let fd = s["frechet_distance"].as_f64().unwrap();
+    assert!(fd.abs() < 1e-3, "the samples against themselves: FD {fd}");
+    let acc = s["evaluator_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc), "{acc}");
+    for v in s["ms_ssim_per_class"].as_object().unwrap().values() {
+        let v = v.as_f64().unwrap();
+        assert!(v.is_finite() && v <= 1.0 + 1e-9, "MS-SSIM {v}");
+    }
+    // other images: noise, as a folder of PNGs is read too
+    let noise = d.join("noise.npy");
+    let v: Vec<f32> = (0..12 * 3 * 16 * 16)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+        .collect();
+    ppgn::data::npy::write_f32(&noise, &[12, 3, 16, 16], &v).unwrap();
+    let other = eval(&noise, &["--features", "/Flatten"]);
+    let fd_noise = other["samples"]["frechet_distance"].as_f64().unwrap();
+    assert!(fd_noise > 1e-2, "samples against noise: FD {fd_noise}");
+    assert_eq!(other["features"], "/Flatten");
+    let o = ppgn(&[
+        "eval",
+        r,
+        "--evaluator",
+        &c,
+        "--real",
+        noise.to_str().unwrap(),
+        "--features",
+        "/nope",
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("unknown layer \"/nope\""),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -843,7 +843,7 @@ fn faces_conditioned_on_an_imagenet_class_with_every_sampler() {
         assert_eq!(m["sampler"]["preset"], "faces");
         assert_eq!(m["backend"], "fast");
         assert_eq!(m["chains"][0]["class"], 837);
-        assert!(m["top1_is_requested_class"]["sunglasses"].is_number());
+        assert!(m["evaluator_accuracy_per_class"]["sunglasses"].is_number());
         let (shape, v) = read_f32(&o.join("samples.npy")).unwrap();
         assert_eq!(shape, vec![2, 3, 64, 64]);
         assert!(

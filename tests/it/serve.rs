@@ -268,15 +268,15 @@ fn the_server_refuses_what_it_must_and_keeps_serving() {
         "{}",
         text(&npy[..128])
     );
-    // the pretrained pair takes changes of eps3 and the step, not of the weights
+    // the pretrained pair takes changes of the weights too (every pair
+    // rebuilds its target); a run whose step is adapted refuses a step
     let faces = serde_json::json!({"generator": "dcgan-faces", "classifier": "efficientnet-lite0",
         "class": "sunglasses", "chains": 1, "steps": 100000});
     let id = start(a, faces);
     let change = format!("/api/runs/{id}/change");
-    let (status, reply) = post_json(a, &change, &serde_json::json!({"eps2": 0.5}));
-    assert!(
-        status == 400 && reply.contains("eps1 or eps2"),
-        "{status} {reply}"
+    assert_eq!(
+        post_json(a, &change, &serde_json::json!({"eps2": 0.5})).0,
+        204
     );
     assert_eq!(
         post_json(a, &change, &serde_json::json!({"eps3": 0.02})).0,
@@ -289,6 +289,25 @@ fn the_server_refuses_what_it_must_and_keeps_serving() {
     let (_, end) = follow(a, &id);
     assert_eq!(end["state"], "finished", "{end}");
     assert_eq!(end["eps3"], 0.02, "{end}");
+    // a step set by hand while dual averaging adapts it would be replaced
+    // silently: refused
+    let exact =
+        serde_json::json!({"class": "bag", "chains": 1, "steps": 100000, "preset": "exact-mala"});
+    let id = start(a, exact);
+    let (status, reply) = post_json(
+        a,
+        &format!("/api/runs/{id}/change"),
+        &serde_json::json!({"step": 0.01}),
+    );
+    assert!(
+        status == 400 && reply.contains("adapted"),
+        "{status} {reply}"
+    );
+    assert_eq!(
+        http(a, "POST", &format!("/api/runs/{id}/stop"), &[], b"").0,
+        204
+    );
+    follow(a, &id);
     // still serving
     assert_eq!(http(a, "GET", "/api/options", &[], b"").0, 200);
 }
