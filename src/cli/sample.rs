@@ -225,28 +225,24 @@ impl SampleArgs {
         };
         Ok(SampleSpec {
             autotune: self.autotune,
-            networks,
-            request,
             inpaint,
             chains: self.chains,
-            settings: self.settings()?,
             init: Init::parse(&self.init)?,
             data_dir: self.data_dir.clone(),
             seed: self.seed,
             keep_above: self.keep_above,
             record_every: self.record_every,
-            out,
             force: self.force,
             resume: self.resume,
             batch: self.batch,
             shard: self.shard,
             scale: self.scale,
             command: super::command_line(),
+            ..SampleSpec::new(networks, request, self.settings()?, out)
         })
     }
 }
 
-/// Runs the job and prints its one-line summary.
 pub fn run_spec(spec: &SampleSpec, quiet: bool, stop_after: Option<usize>) -> anyhow::Result<()> {
     let out = ppgn::run::sample(spec, &mut Bar::new(quiet, stop_after))?;
     println!("{out}");

@@ -12,7 +12,7 @@ use serde::Serialize;
 pub use super::judge::{features_and_probs, Judge};
 use super::ms_ssim::ms_ssim_sized;
 pub use super::scores::Reference;
-use super::scores::{accuracy, inception_score, FeatureGaussian};
+use super::scores::{accuracy, inception_score, FeatureGaussian, Rows};
 use crate::error::Result;
 use crate::models::fashion::Discriminator;
 use crate::nn::frechet::Moments;
@@ -137,7 +137,7 @@ pub fn score_blocks(
 
 /// Images `[n, h, w, c]` as grey rows for MS-SSIM (RGB by its luma),
 /// with their `(h, w)`.
-fn grey_rows(x: &Tensor) -> Result<((usize, usize), Vec<Vec<f64>>)> {
+fn grey_rows(x: &Tensor) -> Result<((usize, usize), Rows)> {
     let (_, h, w, c) = x.dims4()?;
     let grey = match c {
         3 => x

@@ -310,6 +310,39 @@ pub struct SampleSpec {
 pub const STORED: &str = "resume-spec.json";
 
 impl SampleSpec {
+    /// A job of `networks` conditioned on `request` with `settings`, into
+    /// the folder `out`, with the defaults of `ppgn sample` for the rest
+    /// (8 chains a class, random starts, seed 0, a record every 10 steps,
+    /// one process, no autotune): front ends change what they were asked
+    /// with `SampleSpec { chains: 4, ..SampleSpec::new(...) }`.
+    pub fn new(
+        networks: Networks,
+        request: Request,
+        settings: SamplerConfig,
+        out: PathBuf,
+    ) -> Self {
+        Self {
+            autotune: false,
+            networks,
+            request,
+            inpaint: None,
+            chains: 8,
+            settings,
+            init: Init::Random,
+            data_dir: None,
+            seed: 0,
+            keep_above: None,
+            record_every: 10,
+            out,
+            force: false,
+            resume: false,
+            batch: None,
+            shard: super::shard::Shard::WHOLE,
+            scale: None,
+            command: String::new(),
+        }
+    }
+
     /// The job to resume in `given.out`: the one the interrupted run
     /// stored there, when the flags asked for it (`given` is what the
     /// flags made, `bare` what `--resume --out DIR` alone makes) or for

@@ -1,8 +1,11 @@
 //! Random-walk Metropolis-Hastings: `x' = x + s * xi`, accepted with
-//! probability `min(1, p(x') / p(x))` (symmetric proposal).
+//! probability `min(1, p(x') / p(x))` (symmetric proposal). It reads the
+//! target's value alone (a forward pass, [`Term::value`]): no gradient is
+//! computed. Each step counts as one evaluation of the target in the
+//! budget, as a start candidate's forward pass does.
 
 use super::schedule::Schedule;
-use super::{init, log_ratios, merge, mh_accept, no_values, ChainRngs, Info, Kernel, State};
+use super::{guarded_ratio, merge, mh_accept, no_values, ChainRngs, Info, Kernel, State};
 use crate::density::{require_value, Term};
 use crate::error::Result;
 
@@ -29,10 +32,18 @@ impl Kernel for RandomWalk {
         t: usize,
     ) -> Result<(State, Info)> {
         let xi = rngs.normal_like(&s.position)?;
-        let prop = init(&(&s.position + (xi * self.scale.at(t))?)?, target)?;
+        let position = (&s.position + (xi * self.scale.at(t))?)?;
         let lp = s.log_density.as_ref().ok_or_else(no_values)?;
-        let lq = prop.log_density.as_ref().ok_or_else(no_values)?;
-        let log_ratio = log_ratios(&prop, |i| lq[i] - lp[i])?;
+        let lq = target.value(&position)?.ok_or_else(no_values)?;
+        let log_ratio: Vec<f64> = (0..lq.len())
+            .map(|i| guarded_ratio(true, lq[i], || lq[i] - lp[i]))
+            .collect();
+        // the gradient is never read: the kept state carries the current one
+        let prop = State {
+            grad: s.grad.clone(),
+            log_density: Some(lq),
+            position,
+        };
         let (accept_prob, accepted, divergent) = mh_accept(&log_ratio, rngs);
         let next = merge(&accepted, &prop, s)?;
         Ok((

@@ -21,8 +21,7 @@ use crate::data::fashion_mnist::CLASS_NAMES;
 use crate::error::Error;
 use crate::run::preset::{Choice, SamplerKind, PRESETS};
 use crate::run::settings::{resolve, Overrides};
-use crate::run::shard::Shard;
-use crate::run::spec::{Init, Inpaint, Networks, Request as Asked, SampleSpec};
+use crate::run::spec::{Inpaint, Networks, Request as Asked, SampleSpec};
 use crate::run::steer::Change;
 
 /// Request bodies larger than this are refused (413).
@@ -206,7 +205,9 @@ impl Start {
             }
             None => Asked::classes(self.class.as_deref().unwrap_or("sneaker")),
         };
-        if let (Networks::Fashion { .. }, Asked::Classes(names)) = (&networks, &request) {
+        if let (Networks::Fashion { guide: None, .. }, Asked::Classes(names)) =
+            (&networks, &request)
+        {
             for name in names.iter().filter(|n| n.as_str() != "all") {
                 crate::data::fashion_mnist::parse_class(name)?;
             }
@@ -234,25 +235,13 @@ impl Start {
         )?;
         let inpaint = self.inpaint.map(|p| p.asked()).transpose()?;
         let spec = SampleSpec {
-            autotune: false,
-            networks,
-            request,
             inpaint,
             chains: self.chains,
             // a frame at every record: 400 records at most, to bound memory
             record_every: settings.steps.div_ceil(400),
-            settings,
-            init: Init::Random,
-            data_dir: None,
             seed: self.seed,
-            keep_above: None,
-            out,
-            force: false,
-            resume: false,
-            batch: None,
-            shard: Shard::WHOLE,
-            scale: None,
             command: "ppgn serve".into(),
+            ..SampleSpec::new(networks, request, settings, out)
         };
         spec.validate()?;
         Ok(spec)
