@@ -1,11 +1,17 @@
 //! Chains that start near their target: sampling-importance resampling
-//! (SIR, Rubin 1987) of the flow prior's draws. Chains on the flow prior
-//! move its base point `z`, whose prior is `N(0, I)`, and their random
-//! starts are draws of it. With `start_candidates = K`, each chain draws
-//! `K - 1` more and keeps one of the `K` with probability proportional to
-//! `pi(z) / N(z; 0, I)`, its target over the prior: for the exact samplers
-//! that is `p(y | G(relu(T(z))))^eps2`, so the chain starts on an image of
-//! its class rather than spending its first steps finding one. As `K`
+//! (SIR, Rubin 1987) of the prior's draws. Chains on the flow prior move
+//! its base point `z`, whose prior is `N(0, I)`, and so do chains on a
+//! generator's declared Gaussian prior (its `sigma` scales the code the
+//! generator reads, so in the chains' coordinates the prior is `N(0, I)`
+//! too); their random starts are draws of `N(0, I)`, the distribution the
+//! candidates below are drawn from. With `start_candidates = K`, each chain
+//! draws `K - 1` more and keeps one of the `K` with probability
+//! proportional to `pi(z) / N(z; 0, I)`, its target over the distribution
+//! the candidates come from. The target is `eps1 log N(z; 0, I) + eps2 log
+//! p(y | x)`, so the weight is `N(z; 0, I)^(eps1 - 1) p(y | x)^eps2`: for
+//! the exact presets (eps1 = 1) that is `p(y | G(relu(T(z))))^eps2`, and
+//! the chain starts on an image of its class rather than spending its
+//! first steps finding one. As `K`
 //! grows the kept point becomes a draw of the target itself; at any `K` it
 //! is only a start, and the kernel leaves the target invariant whatever it
 //! starts from, so what the chains sample is the stated target still.
@@ -31,7 +37,8 @@ const CHOICE: u64 = 0x5eed_c401;
 
 /// The starts of chains `streams.first..` given their plain starts
 /// `first_draws` (draws of `N(0, I)`, the first candidate): each chain's
-/// pick of `candidates` draws by its target over the prior.
+/// pick of `candidates` draws by its target over `N(0, I)`, the
+/// distribution every candidate is drawn from.
 pub fn resampled_starts(
     target: &dyn Term,
     candidates: usize,
