@@ -15,6 +15,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::chains::{random_codes, Pipeline};
 use super::fashion::Condition;
+use super::pair::Pair;
 use super::preset::{preset, Engine, SamplerConfig};
 use super::pretrained::PlugPair;
 use crate::density::backend::Backend;
@@ -107,7 +108,8 @@ pub fn workload(
                 ..preset("faces")?
             };
             let pipeline = pair.pipeline(&vec![837; n], &cfg)?;
-            Ok((pipeline, cfg, pair.initial_codes(n, 1)?))
+            let z0 = Pair::random_starts(&pair, &cfg, 1.into(), n)?;
+            Ok((pipeline, cfg, z0))
         }
         "w3" => w3(n, engine),
         other => Err(Error::unknown("workload", other, &WORKLOADS)),

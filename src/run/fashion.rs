@@ -103,22 +103,6 @@ impl Pipeline {
     }
 }
 
-impl Pipeline {
-    /// [`Pipeline::fashion`] whose weights can change during the run
-    /// (`super::steer`): it keeps the stack to rebuild the target.
-    pub fn steerable(
-        stack: &Arc<Stack>,
-        cfg: &SamplerConfig,
-        condition: &Condition,
-    ) -> Result<Self> {
-        let (s, c) = (stack.clone(), condition.clone());
-        Ok(Self {
-            retarget: Some(Box::new(move |cfg| target(&s, cfg, &c))),
-            ..Self::fashion(stack, cfg, condition)?
-        })
-    }
-}
-
 /// `eps1 * prior + eps2 * condition` on the backend `cfg.engine`: the
 /// condition is one compiled network from the code to the logits or the
 /// neuron's layer (`C . G`). The joint prior reads `E(G(h))` off that pass
@@ -206,7 +190,7 @@ pub fn guided_target(
 
 /// What the chains' positions decode through: `G`, or `G . relu . T`
 /// when they are the flow prior's base points.
-fn code_to_image(stack: &Stack, cfg: &SamplerConfig) -> Result<Net<f32>> {
+pub fn code_to_image(stack: &Stack, cfg: &SamplerConfig) -> Result<Net<f32>> {
     let g = stack.generator.compile::<f32>()?;
     match cfg.prior {
         PriorKind::Flow => stack.transport()?.then(g),
@@ -286,14 +270,4 @@ fn prior_term(stack: &Stack, cfg: &SamplerConfig) -> Result<Option<Box<dyn Term>
         })),
         PriorKind::None => None,
     })
-}
-
-/// Checks that the kernel can run on the target before anything is written.
-pub fn validate(stack: &Stack, cfg: &SamplerConfig, condition: &Condition) -> Result<()> {
-    cfg.kernel()?.check(&target(stack, cfg, condition)?)
-}
-
-/// What the chains' positions decode through, public for the pair.
-pub fn decoder(stack: &Stack, cfg: &SamplerConfig) -> Result<Net<f32>> {
-    code_to_image(stack, cfg)
 }

@@ -5,13 +5,13 @@
 //! by the stack's independent evaluator. It has an encoder (the
 //! classifier's `E`) and a data set (the Fashion-MNIST test images).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use candle_core::{Device, Module, Tensor};
 
 use super::chains::{random_starts_of, Pipeline, Streams};
-use super::fashion::{decoder, Condition, Guide};
+use super::fashion::{code_to_image, Condition, Guide};
 use super::pair::{Pair, Part};
 use super::preset::{PriorKind, SamplerConfig};
 use crate::data::fashion_mnist::{self, Dataset, Split, CLASS_NAMES, SIDE};
@@ -173,7 +173,7 @@ impl Pair for FashionPair {
         };
         match cfg.prior {
             PriorKind::XDae => Ok(head),
-            _ => decoder(&self.stack, cfg)?.then(head),
+            _ => code_to_image(&self.stack, cfg)?.then(head),
         }
     }
 
@@ -189,10 +189,4 @@ fn random_images(streams: Streams, n: usize) -> Result<Tensor> {
     let noise = crate::sampler::ChainRngs::from_chain(streams.seed ^ 0x5eed, streams.first, n)
         .normal_like(&z)?;
     Ok((noise * 0.2)?.affine(1.0, 0.5)?.clamp(0.0, 1.0)?)
-}
-
-/// The shipped stack's folder (`$PPGN_MODELS` or `models/fashion-mnist`
-/// unless given).
-pub fn resolve_dir(models: Option<&Path>) -> PathBuf {
-    crate::models::fashion::resolve_dir(models)
 }

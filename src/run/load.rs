@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device};
 
-use super::fashion_pair::{resolve_dir, FashionPair};
+use super::fashion_pair::FashionPair;
 use super::pair::Pair;
 use super::pretrained::PlugPair;
 use super::spec::Networks;
 use crate::error::Result;
 use crate::models::caffe::{CaffeNetConfig, DgnConfig};
-use crate::models::fashion::Stack;
+use crate::models::fashion::{resolve_dir, Stack};
 use crate::models::plug::{ClassifierSide, GeneratorSide};
 use crate::models::pretrained;
 

@@ -327,17 +327,6 @@ impl PlugPair {
         crate::data::imagenet::parse_class_in(s, &self.class_names, what)
     }
 
-    /// Starting codes `[n, code_dim]`, seeded apart from the chains' streams.
-    pub fn initial_codes(&self, n: usize, seed: u64) -> Result<Tensor> {
-        let zeros = Tensor::zeros((n, self.code_dim), DType::F32, &candle_core::Device::Cpu)?;
-        let z = ChainRngs::new(seed ^ 0x5eed, n).normal_like(&zeros)?;
-        Ok(if self.nonnegative_codes {
-            (z * 2.0)?.relu()?
-        } else {
-            z
-        })
-    }
-
     /// The classifier's top-1 class of decoded images.
     pub fn top1(&self, x: &Tensor) -> Result<Vec<usize>> {
         let l = (self.logits)(x)?;
