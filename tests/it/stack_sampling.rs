@@ -274,7 +274,11 @@ fn gradient_only_terms_and_neurons() {
     assert!(back > 0.0, "score . (clean - noisy) = {back}");
 
     // a neuron is checked against its layer before any step
-    use ppgn::run::fashion::{validate, Condition};
+    use ppgn::run::fashion::{target, Condition};
+    let validate =
+        |s: &ppgn::models::fashion::Stack,
+         cfg: &ppgn::run::preset::SamplerConfig,
+         c: &Condition| { target(s, cfg, c).and_then(|t| cfg.kernel()?.check(&t)) };
     let cfg = ppgn::run::preset::preset("ppgn").unwrap();
     let neuron = |unit| Condition::Neuron {
         layer: "h1".into(),
