@@ -184,7 +184,7 @@ pub fn compare_one(
             snap,
             &labels,
             step * gps,
-            &out.probability[k],
+            &out.condition_value[k],
         )?);
     }
     let scores = score(&stack.evaluator, y.judge, &out.images, &labels, y.reference)?;
@@ -279,7 +279,7 @@ pub fn chain_study(
         .map(|c| ms_ssim(&start_px[c], &final_px[c]))
         .sum::<f64>()
         / n as f64;
-    let last = out.probability.last().cloned().unwrap_or_default();
+    let last = out.condition_value.last().cloned().unwrap_or_default();
     Ok(ChainStudy {
         label: label.to_string(),
         value,

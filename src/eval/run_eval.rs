@@ -93,6 +93,9 @@ pub fn evaluate(spec: &EvalSpec) -> Result<RunScores> {
         }
     };
     let n = samples_file.shape[0];
+    if spec.real.is_none() && hwc != (28, 28, 1) && spec.evaluator.is_some() {
+        return Err(no_real());
+    }
     let (judge, class_names) = judge_for(spec, hwc)?;
     let (lshape, labels) = crate::data::npy::read_i64(&run_dir.join("labels.npy"))?;
     let k = class_names.len() as i64;
@@ -147,6 +150,16 @@ pub fn evaluate(spec: &EvalSpec) -> Result<RunScores> {
     })
 }
 
+/// The error of a run whose images are not Fashion-MNIST's with no real
+/// images given.
+fn no_real() -> Error {
+    Error::setting(
+        "real",
+        "none",
+        "--real IMAGES (.npy, IDX or a folder of PNGs): the default real images are Fashion-MNIST's, 28x28 grey",
+    )
+}
+
 /// The realness judge of the default evaluator, or where it is missing.
 type Realness = (Option<Discriminator>, Option<std::path::PathBuf>);
 
@@ -189,11 +202,7 @@ fn real_side(
         return Ok((refs, real, false, (None, None)));
     }
     if hwc != (28, 28, 1) {
-        return Err(Error::setting(
-            "real",
-            "none",
-            "--real IMAGES (.npy, IDX or a folder of PNGs): the default real images are Fashion-MNIST's, 28x28 grey",
-        ));
+        return Err(no_real());
     }
     let data_dir = fashion_mnist::resolve_dir(spec.data_dir);
     let train = fashion_mnist::load(&data_dir, Split::Train)?;

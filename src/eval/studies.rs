@@ -240,7 +240,7 @@ impl Studies<'_> {
             return Err(Error::data(self.img_dir, "the t-SNE chains stopped"));
         };
         let mut kept: Vec<Vec<f32>> = Vec::new();
-        for (snap, p) in out.snapshots.iter().zip(&out.probability).skip(1) {
+        for (snap, p) in out.snapshots.iter().zip(&out.condition_value).skip(1) {
             let imgs = per_image(snap)?;
             kept.extend(
                 (0..imgs.len())

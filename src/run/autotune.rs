@@ -132,7 +132,7 @@ fn pilot_score(
         &mut Silent,
     );
     let last = match o {
-        Ok(o) => o.probability.last().cloned().unwrap_or_default(),
+        Ok(o) => o.condition_value.last().cloned().unwrap_or_default(),
         Err(Error::Diverged(_)) => return Ok(f64::NEG_INFINITY),
         Err(e) => return Err(e),
     };

@@ -45,8 +45,10 @@ fn size((h, w, c): Hwc) -> usize {
 pub struct Done {
     pub batches: usize,
     pub chains: usize,
-    /// The condition value of every chain at every record.
-    pub probability: Vec<Vec<f64>>,
+    /// The condition value of every chain at every record (checkpoints of
+    /// earlier versions call it `probability`).
+    #[serde(alias = "probability")]
+    pub condition_value: Vec<Vec<f64>>,
     pub accepted: Vec<usize>,
     pub divergences: Vec<usize>,
     /// The evaluator's class of every final image.
@@ -356,10 +358,10 @@ fn absorb(
 ) -> Result<()> {
     let image = size(seen.hwc);
     let n = range.len();
-    if done.probability.is_empty() {
-        done.probability = vec![Vec::new(); out.probability.len()];
+    if done.condition_value.is_empty() {
+        done.condition_value = vec![Vec::new(); out.condition_value.len()];
     }
-    for (all, batch) in done.probability.iter_mut().zip(&out.probability) {
+    for (all, batch) in done.condition_value.iter_mut().zip(&out.condition_value) {
         all.extend(batch);
     }
     done.accepted.extend(&out.accepted);

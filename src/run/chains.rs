@@ -113,12 +113,15 @@ pub const CHECKPOINT_SECONDS: f64 = 10.0;
 pub struct ChainsOutput {
     /// Steps done.
     pub step: usize,
-    /// Codes `[n, h_dim]` and images `[n, 28, 28, 1]` after the last step.
+    /// Positions `[n, ...]` and decoded images `[n, h, w, c]` after the
+    /// last step.
     pub codes: Tensor,
     pub images: Tensor,
-    /// `p(y | x)` per chain at every recorded step (`record_every`).
-    pub probability: Vec<Vec<f64>>,
-    /// Images of every chain every `record_every` steps, `[n, 28, 28, 1]` each.
+    /// The condition's value per chain at every recorded step
+    /// (`record_every`): `p(y | x)` for a class, the unit's activation
+    /// for a neuron.
+    pub condition_value: Vec<Vec<f64>>,
+    /// Decoded images of every chain every `record_every` steps.
     pub snapshots: Vec<Tensor>,
     pub accepted: Vec<usize>,
     pub divergences: Vec<usize>,
@@ -136,7 +139,9 @@ pub struct ChainsOutput {
 #[derive(Serialize, Deserialize)]
 struct StateMeta {
     step: usize,
-    probability: Vec<Vec<f64>>,
+    // checkpoints of earlier versions call it `probability`
+    #[serde(alias = "probability")]
+    condition_value: Vec<Vec<f64>>,
     accepted: Vec<usize>,
     divergences: Vec<usize>,
     grad_evals: usize,
@@ -163,7 +168,7 @@ impl ChainsOutput {
         }
         let meta = StateMeta {
             step: self.step,
-            probability: self.probability.clone(),
+            condition_value: self.condition_value.clone(),
             accepted: self.accepted.clone(),
             divergences: self.divergences.clone(),
             grad_evals: self.grad_evals,
@@ -201,7 +206,7 @@ impl ChainsOutput {
             step: meta.step,
             images: decode(&codes)?,
             codes,
-            probability: meta.probability,
+            condition_value: meta.condition_value,
             snapshots,
             accepted: meta.accepted,
             divergences: meta.divergences,
@@ -223,7 +228,7 @@ impl ChainsOutput {
             step: 0,
             codes: h0.clone(),
             images: h0.clone(),
-            probability: Vec::new(),
+            condition_value: Vec::new(),
             snapshots: Vec::new(),
             accepted: vec![0; n],
             divergences: vec![0; n],
@@ -244,7 +249,7 @@ impl ChainsOutput {
         let x = (pipeline.decode)(h)?;
         let p = (pipeline.measure)(&x)?;
         let m = p.iter().sum::<f64>() / h.dim(0)? as f64;
-        self.probability.push(p);
+        self.condition_value.push(p);
         self.snapshots.push(x);
         Ok(m)
     }

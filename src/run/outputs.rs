@@ -87,7 +87,7 @@ impl Outputs<'_> {
         let chains = self.plan.shard_chains();
         let n = chains.len();
         let cols = self.spec.chains.min(SHOWN_PER_ROW);
-        let last = done.probability.last().cloned().unwrap_or_default();
+        let last = done.condition_value.last().cloned().unwrap_or_default();
         let labels: Vec<String> = seen
             .ids
             .iter()
@@ -162,8 +162,8 @@ impl Outputs<'_> {
                     "chain": first + i,
                     "class": class,
                     "class_name": class.map(|&c| &names[c]),
-                    "condition_value": done.probability.iter().map(|p| p[i]).collect::<Vec<_>>(),
-                    "final_condition_value": done.probability.last().map(|p| p[i]),
+                    "condition_value": done.condition_value.iter().map(|p| p[i]).collect::<Vec<_>>(),
+                    "final_condition_value": done.condition_value.last().map(|p| p[i]),
                     "evaluator_class": done.evaluator_class[i],
                     "accept_rate": done.accepted[i] as f64 / steps,
                     "divergences": done.divergences[i],

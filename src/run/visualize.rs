@@ -393,13 +393,13 @@ impl Job<'_> {
     ) -> (serde_json::Value, String) {
         let (spec, n, per_chain) = (self.spec, self.n, self.per_chain);
         let names = &self.parts.class_names;
-        let last = o.probability.last().cloned().unwrap_or_default();
+        let last = o.condition_value.last().cloned().unwrap_or_default();
         let chains: Vec<serde_json::Value> = (0..n)
             .map(|i| {
                 serde_json::json!({
                     "class": per_chain.get(i), "class_name": per_chain.get(i).map(|&c| &names[c]),
                     "final_value": last.get(i), "top1": top1[i], "top1_name": names[top1[i]],
-                    "value": o.probability.iter().map(|p| p[i]).collect::<Vec<_>>(),
+                    "value": o.condition_value.iter().map(|p| p[i]).collect::<Vec<_>>(),
                 })
             })
             .collect();

@@ -191,7 +191,7 @@ impl Watcher {
     /// them.
     fn frame(&self, r: &Record, paused: bool, pending: &[Change]) -> Result<Frame> {
         let out = r.out;
-        let value = out.probability.last().cloned().unwrap_or_default();
+        let value = out.condition_value.last().cloned().unwrap_or_default();
         let n = value.len();
         let keyed: Vec<Change> = pending
             .iter()
@@ -226,7 +226,7 @@ impl Watcher {
             eps1: now.eps1,
             eps2: now.eps2,
             eps3: now.eps3,
-            rhat: rhat(&out.probability, self.per_class),
+            rhat: rhat(&out.condition_value, self.per_class),
             grid: format!(
                 "data:image/png;base64,{}",
                 base64::engine::general_purpose::STANDARD.encode(png)

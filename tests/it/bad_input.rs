@@ -35,6 +35,19 @@ fn write_inputs(d: &Path) {
     std::fs::write(run.join("labels.npy"), b"\x93NUMPY\x01\x00").unwrap();
     std::fs::create_dir_all(d.join("empty-run")).unwrap();
     std::fs::create_dir_all(d.join("existing")).unwrap();
+    // --init files: codes of the wrong width, a NaN, images of the wrong size
+    let npy = |name: &str, shape: &[usize], v: &[f32]| {
+        ppgn::data::npy::write_f32(&d.join(name), shape, v).unwrap()
+    };
+    npy("codes-narrow.npy", &[1, 5], &[0.0; 5]);
+    npy("codes-nan.npy", &[1, 256], &[f32::NAN; 256]);
+    npy("codes-few.npy", &[3, 256], &[0.0; 768]);
+    npy("images-small.npy", &[1, 1, 16, 16], &[0.5; 256]);
+    // a run of 3x16x16 images, which the default evaluator cannot read
+    let rgb = d.join("rgb-run");
+    std::fs::create_dir_all(&rgb).unwrap();
+    ppgn::data::npy::write_f32(&rgb.join("samples.npy"), &[2, 3, 16, 16], &[0.5; 1536]).unwrap();
+    ppgn::data::npy::write_i64(&rgb.join("labels.npy"), &[2], &[0, 1]).unwrap();
 }
 
 #[test]
@@ -246,6 +259,66 @@ fn forty_kinds_of_bad_input_each_give_one_clear_line_and_leave_nothing() {
             "exists: choose another --out or pass --force",
         ),
         (s(&["--resume"]), "no interrupted run"),
+        // --init files, and what a pair does not bring
+        (
+            s(&["--init", &format!("codes:{}", p("codes-narrow.npy"))]),
+            "[rows, 256] float32 codes",
+        ),
+        (
+            s(&["--init", &format!("codes:{}", p("codes-nan.npy"))]),
+            "hold a NaN",
+        ),
+        (
+            s(&[
+                "--init",
+                &format!("codes:{}", p("codes-few.npy")),
+                "--chains",
+                "2",
+                "--class",
+                "1,2",
+            ]),
+            "one row for every chain, or a row per chain (at least 4)",
+        ),
+        (
+            s(&["--init", &format!("images:{}", p("images-small.npy"))]),
+            "[rows, 1, 28, 28] float32 images",
+        ),
+        (s(&["--init", "codes:"]), "codes:FILE.npy"),
+        (
+            s(&[
+                "--generator",
+                "dcgan-faces",
+                "--classifier",
+                "efficientnet-lite0",
+                "--init",
+                "test:3",
+            ]),
+            "needs a data set of real images (test:N), which dcgan-faces does not have",
+        ),
+        (
+            s(&[
+                "--generator",
+                "dcgan-faces",
+                "--classifier",
+                "efficientnet-lite0",
+                "--class",
+                "all",
+            ]),
+            "at most 100 classes for `all`",
+        ),
+        (
+            vec!["eval".into(), p("rgb-run")],
+            "for other images give --evaluator FILE.toml and --real IMAGES",
+        ),
+        (
+            vec![
+                "eval".into(),
+                p("rgb-run"),
+                "--evaluator".into(),
+                "efficientnet-lite0".into(),
+            ],
+            "--real IMAGES",
+        ),
     ];
     assert!(cases.len() >= 40, "{} cases", cases.len());
     for (args, needle) in &cases {

@@ -57,7 +57,7 @@ impl Progress for Steering {
         if r.recorded {
             self.seen.push((r.step, r.settings.at_step(r.step).eps2));
         }
-        assert_eq!(r.out.probability.last().unwrap().len(), 4);
+        assert_eq!(r.out.condition_value.last().unwrap().len(), 4);
         self.changes
             .iter()
             .filter(|c| c.at == r.step)
