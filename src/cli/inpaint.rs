@@ -16,11 +16,13 @@ Writes inpaint.png (original, masked input, then each chain's fill) beside the f
 `ppgn sample`."
 )]
 pub struct InpaintArgs {
-    /// The image to complete: `test:INDEX` from the Fashion-MNIST test set.
+    /// The image to complete: `test:INDEX` from the pair's data set (the
+    /// Fashion-MNIST test set), or a PNG file of the generator's image size.
     #[arg(long)]
     pub image: String,
-    /// What to fill: `WxH@X,Y` (a patch with its top-left corner at X,Y),
-    /// `random` (a 12x12 patch placed by --seed), or a 28x28 PNG whose white pixels are filled.
+    /// What to fill, on the generator's image: `WxH@X,Y` (a patch with its top-left
+    /// corner at X,Y), `random` (a patch of 12/28 of the side placed by --seed), or a PNG
+    /// of the image's size whose white pixels are filled.
     #[arg(long, default_value = "random")]
     pub mask: String,
     /// Weight of the context term `|(1 - M) * (x_real - x)|^2`.
@@ -31,14 +33,20 @@ pub struct InpaintArgs {
 }
 
 pub fn run(a: InpaintArgs) -> anyhow::Result<()> {
-    let image: usize = a
-        .image
-        .strip_prefix("test:")
-        .and_then(|i| i.parse().ok())
-        .with_context(|| format!("--image {:?}: expected test:INDEX", a.image))?;
+    let (image, file) = match a.image.strip_prefix("test:") {
+        Some(i) => (
+            i.parse().with_context(|| {
+                format!("--image {:?}: expected test:INDEX or a PNG file", a.image)
+            })?,
+            None,
+        ),
+        None => (0, Some(std::path::PathBuf::from(&a.image))),
+    };
+    // the mask is made at the generator's size when the run starts
     let inpaint = Inpaint {
         image,
-        mask: Inpaint::mask(&a.mask, a.sample.seed)?,
+        file,
+        mask: Vec::new(),
         mask_spec: a.mask.clone(),
         context_weight: a.context_weight,
     };

@@ -1,7 +1,7 @@
 //! A set of real images from a file a user names: a `.npy` of float32
 //! `[n, c, h, w]` in [0, 1] (what `ppgn sample` writes), an IDX file of
-//! bytes `[n, h, w]` (gzipped or not; MNIST's format), or a folder of PNG
-//! files (grey or RGB, all of one size, read in name order).
+//! bytes `[n, h, w]` (gzipped or not; MNIST's format), one PNG, or a folder
+//! of PNG files (grey or RGB, all of one size, read in name order).
 
 use std::path::Path;
 
@@ -21,6 +21,10 @@ pub fn read(path: &Path) -> Result<Images> {
         return read_pngs(path);
     }
     let name = path.to_string_lossy();
+    if name.to_ascii_lowercase().ends_with(".png") {
+        let (hwc, values) = read_png(path)?;
+        return Ok(Images { n: 1, hwc, values });
+    }
     if name.ends_with(".npy") {
         let (shape, v) = super::npy::read_f32(path)?;
         return match shape.as_slice() {

@@ -17,7 +17,7 @@ use crate::density::prior::{AutoencoderPrior, GaussianPrior};
 use crate::density::{Sum, Term};
 use crate::error::{Error, Result};
 use crate::models::fashion::Stack;
-use crate::nn::fast::{Net, Op};
+use crate::nn::fast::Net;
 
 pub use super::pair::Condition;
 
@@ -136,7 +136,7 @@ pub fn guided_target(
             mask,
             weight,
         } => {
-            let clamp = clamp_net(real, mask, g.output())?;
+            let clamp = super::pair::clamp_net(real, mask, g.output())?;
             let g = Backend::new(Arc::new(g.clone()), cfg.engine)?;
             let ctx = InpaintContext::new(g, real.clone(), mask.clone())?;
             context = Some((cfg.eps2 * weight, Box::new(ctx)));
@@ -196,32 +196,6 @@ pub fn code_to_image(stack: &Stack, cfg: &SamplerConfig) -> Result<Net<f32>> {
         PriorKind::Flow => stack.transport()?.then(g),
         _ => Ok(g),
     }
-}
-
-/// S10's eq. 25 as one engine op on `G`'s output of shape `shape`:
-/// `x * M + (1 - M) * real`, a per-value affine map.
-fn clamp_net(real: &Tensor, mask: &Tensor, shape: (usize, usize, usize)) -> Result<Net<f32>> {
-    let (h, w, c) = shape;
-    let one_image = |t: &Tensor, what: &str| -> Result<Vec<f32>> {
-        let v: Vec<f32> = t
-            .to_dtype(candle_core::DType::F32)?
-            .flatten_all()?
-            .to_vec1()?;
-        match v.len() == h * w * c {
-            true => Ok(v),
-            false => Err(Error::shape(
-                what,
-                format!("one {h}x{w}x{c} image, the same for every chain"),
-                format!("{:?}", t.dims()),
-            )),
-        }
-    };
-    let (real, mask) = (
-        one_image(real, "inpainting image")?,
-        one_image(mask, "inpainting mask")?,
-    );
-    let shift = real.iter().zip(&mask).map(|(r, m)| (1.0 - m) * r).collect();
-    Net::new(shape, vec![Op::Affine { scale: mask, shift }])
 }
 
 /// The prior on codes as its own term (`None` for no prior), on the

@@ -99,6 +99,10 @@ impl Pair for FashionPair {
         (SIDE, SIDE, 1)
     }
 
+    fn pixels(&self) -> Option<(usize, usize, usize)> {
+        Some((SIDE, SIDE, 1))
+    }
+
     fn pipeline(&self, cfg: &SamplerConfig, condition: &Condition) -> Result<Pipeline> {
         Pipeline::guided(&self.stack, self.guide.as_ref(), cfg, condition)
     }

@@ -25,29 +25,59 @@ pub struct Hole {
 }
 
 impl Hole {
-    /// The hole `spec` asks for, from the pair's data set.
+    /// The hole `spec` asks for: a test image of the pair's data set or
+    /// an image file, and the mask at the generator's size.
     pub fn of(spec: &SampleSpec, pair: &dyn Pair) -> Result<Option<Hole>> {
         let Some(p) = &spec.inpaint else {
             return Ok(None);
         };
-        let (real, label) = pair.real_image(p.image)?;
-        let mask = p.mask_tensor()?;
-        if mask.dims() != real.dims() {
-            return Err(Error::shape(
-                "inpainting mask",
-                format!("{:?}, the generator's image", real.dims()),
-                format!("{:?}", mask.dims()),
+        let Some(shape) = pair.pixels() else {
+            return Err(Error::unsupported(
+                format!(
+                    "inpainting with {}: its generator's images are not pixels in [0, 1]",
+                    pair.names().0
+                ),
+                "inpaint with the shipped stack or a generator with an output_range",
             ));
-        }
+        };
+        let (real, label) = match &p.file {
+            Some(f) => (real_file(f, shape)?, None),
+            None => {
+                let (r, l) = pair.real_image(p.image)?;
+                (r, Some(l))
+            }
+        };
+        let mask = p.mask_for(spec.seed, shape)?;
         Ok(Some(Hole {
             real,
             mask,
             describe: serde_json::json!({
-                "image": format!("test:{}", p.image), "true_class": label,
+                "image": p.image_name(), "true_class": label,
                 "mask": p.mask_spec, "context_weight": p.context_weight,
             }),
         }))
     }
+}
+
+/// One real image from a file (a PNG or a `.npy` of one image), as
+/// `[1, h, w, c]` of the generator's shape `shape`.
+fn real_file(path: &std::path::Path, shape: (usize, usize, usize)) -> Result<Tensor> {
+    let imgs = crate::data::images::read(path)?;
+    if imgs.n != 1 || imgs.hwc != shape {
+        return Err(Error::shape(
+            format!("the image to inpaint, {}", path.display()),
+            format!(
+                "one {}x{}x{} image, the generator's",
+                shape.0, shape.1, shape.2
+            ),
+            format!("{} of {}x{}x{}", imgs.n, imgs.hwc.0, imgs.hwc.1, imgs.hwc.2),
+        ));
+    }
+    Ok(Tensor::from_vec(
+        imgs.values,
+        (1, shape.0, shape.1, shape.2),
+        &candle_core::Device::Cpu,
+    )?)
 }
 
 /// `LAYER:UNIT[@X,Y]` as the user wrote it.

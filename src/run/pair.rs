@@ -14,7 +14,7 @@ use super::chains::{Pipeline, Streams};
 use super::preset::SamplerConfig;
 use crate::density::condition::Neuron;
 use crate::error::{Error, Result};
-use crate::nn::fast::Net;
+use crate::nn::fast::{Net, Op};
 
 /// What the chains are conditioned on, resolved against a pair (class
 /// indices, tensors): the spec's `super::spec::Request` made concrete.
@@ -80,6 +80,11 @@ pub trait Pair: Send + Sync {
     /// ([`Pair::display`]'s).
     fn image(&self) -> (usize, usize, usize);
 
+    /// The shape of the decoded images when they are pixels in [0, 1]
+    /// (what inpainting clamps and a real image is read as); `None` when
+    /// the generator's output is in another space.
+    fn pixels(&self) -> Option<(usize, usize, usize)>;
+
     /// The target, decoder and per-chain measurement of `condition`
     /// under the settings `cfg`.
     fn pipeline(&self, cfg: &SamplerConfig, condition: &Condition) -> Result<Pipeline>;
@@ -144,4 +149,30 @@ pub fn refuse_missing(pair: &dyn Pair, needs: &[(Part, &str)]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// S10's eq. 25 as one engine op on `G`'s output of shape `shape`:
+/// `x * M + (1 - M) * real`, a per-value affine map.
+pub fn clamp_net(real: &Tensor, mask: &Tensor, shape: (usize, usize, usize)) -> Result<Net<f32>> {
+    let (h, w, c) = shape;
+    let one_image = |t: &Tensor, what: &str| -> Result<Vec<f32>> {
+        let v: Vec<f32> = t
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
+        match v.len() == h * w * c {
+            true => Ok(v),
+            false => Err(Error::shape(
+                what,
+                format!("one {h}x{w}x{c} image, the same for every chain"),
+                format!("{:?}", t.dims()),
+            )),
+        }
+    };
+    let (real, mask) = (
+        one_image(real, "inpainting image")?,
+        one_image(mask, "inpainting mask")?,
+    );
+    let shift = real.iter().zip(&mask).map(|(r, m)| (1.0 - m) * r).collect();
+    Net::new(shape, vec![Op::Affine { scale: mask, shift }])
 }

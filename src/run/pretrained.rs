@@ -15,10 +15,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
-use super::chains::{Pipeline, Streams};
-use super::pair::{Condition, Pair, Part};
+use super::chains::Pipeline;
 use super::preset::{PriorKind, SamplerConfig};
 use crate::density::backend::Backend;
 use crate::density::condition::{
@@ -32,10 +31,9 @@ use crate::models::plug::{ClassifierSide, GeneratorSide};
 use crate::models::weights::load_tensors;
 use crate::nn::fast::{build, reference, Net as FastNet};
 use crate::nn::{identity, Func};
-use crate::sampler::ChainRngs;
 
 /// Weighted density terms.
-type Terms = Vec<(f64, Box<dyn Term>)>;
+pub type Terms = Vec<(f64, Box<dyn Term>)>;
 
 /// A generator and a classifier that fit together.
 pub struct PlugPair {
@@ -59,6 +57,8 @@ pub struct PlugPair {
     /// classifier's layers as taps (for `--neuron`); `None` for the Caffe
     /// pair.
     pub classify: Option<Arc<FastNet<f32>>>,
+    /// Codes to decoded images, compiled (what `decode` runs).
+    pub decode_net: Arc<FastNet<f32>>,
     /// Codes to logits, compiled (`decode` then `logits`): what the
     /// condition runs. A tap `h` of the code's shape is the encoder's
     /// output `E(G(h))` (the joint prior).
@@ -111,7 +111,8 @@ impl PlugPair {
             num_classes: c.class_names.len(),
             class_names: c.class_names,
             provenance: serde_json::json!({"generator": g.provenance, "classifier": c.provenance}),
-            compiled: Arc::new(decode_net.without_taps().then(classify.clone())?),
+            compiled: Arc::new(decode_net.clone().without_taps().then(classify.clone())?),
+            decode_net: Arc::new(decode_net),
             classify: Some(Arc::new(classify)),
             nonnegative_codes: false,
             code_prior: g.sigma.is_some(),
@@ -181,6 +182,7 @@ impl PlugPair {
             nonnegative_codes: true,
             code_prior: true,
             classify: None,
+            decode_net: Arc::new(gnet.clone()),
             compiled: Arc::new(gnet.then(cnet)?),
         })
     }
@@ -195,7 +197,7 @@ impl PlugPair {
     /// The prior's terms for `cfg` (Gaussian, none, or the joint
     /// `E(G(h)) - h` read off the condition's pass when there is an
     /// encoder: then its tap and weight).
-    fn prior(&self, cfg: &SamplerConfig) -> Result<(Terms, Option<(usize, f64)>)> {
+    pub fn prior(&self, cfg: &SamplerConfig) -> Result<(Terms, Option<(usize, f64)>)> {
         let mut terms: Terms = Vec::new();
         let joint = match (cfg.prior, self.joint_tap()) {
             (PriorKind::Gaussian, _) if !self.code_prior => None,
@@ -335,82 +337,5 @@ impl PlugPair {
             .into_iter()
             .map(|v| v as usize)
             .collect())
-    }
-}
-
-impl Pair for PlugPair {
-    fn names(&self) -> (String, String) {
-        self.names.clone()
-    }
-
-    fn class_names(&self) -> &[String] {
-        &self.class_names
-    }
-
-    fn parse_class(&self, s: &str) -> Result<usize> {
-        PlugPair::parse_class(self, s)
-    }
-
-    /// Neither an image encoder nor a data set of its generator's images.
-    fn has(&self, _: Part) -> bool {
-        false
-    }
-
-    fn image(&self) -> (usize, usize, usize) {
-        (self.side, self.side, 3)
-    }
-
-    fn pipeline(&self, cfg: &SamplerConfig, condition: &Condition) -> Result<Pipeline> {
-        match condition {
-            Condition::Classes(classes) => PlugPair::pipeline(self, classes, cfg),
-            Condition::Neuron { layer, neuron } => self.unit_pipeline(layer, *neuron, cfg),
-            Condition::Inpaint { .. } => {
-                Err(super::pair::missing(&self.names.0, Part::Data, "inpaint"))
-            }
-        }
-    }
-
-    /// `N(0, I)` codes (the declared prior's draws), or `relu(N(0, 2^2))`
-    /// for post-ReLU codes.
-    fn random_starts(&self, cfg: &SamplerConfig, streams: Streams, n: usize) -> Result<Tensor> {
-        let zeros = Tensor::zeros((n, self.code_dim), DType::F32, &candle_core::Device::Cpu)?;
-        let z =
-            ChainRngs::from_chain(streams.seed ^ 0x5eed, streams.first, n).normal_like(&zeros)?;
-        Ok(
-            match self.nonnegative_codes && cfg.prior != PriorKind::Flow {
-                true => (z * 2.0)?.relu()?,
-                false => z,
-            },
-        )
-    }
-
-    fn evaluate(&self, images: &Tensor) -> Result<Vec<u32>> {
-        Ok(self.top1(images)?.into_iter().map(|c| c as u32).collect())
-    }
-
-    fn evaluator(&self) -> String {
-        format!(
-            "the guiding classifier's top-1 ({}; `ppgn eval RUN --evaluator FILE.toml` scores with an independent one)",
-            self.names.1
-        )
-    }
-
-    fn display(&self, images: &Tensor) -> Result<Tensor> {
-        Ok((self.to_rgb)(images)?)
-    }
-
-    fn models(&self) -> serde_json::Value {
-        self.provenance.clone()
-    }
-
-    fn cost_net(&self, _: &SamplerConfig) -> Result<FastNet<f32>> {
-        Ok((*self.compiled).clone())
-    }
-
-    fn default_preset(&self) -> &'static str {
-        match self.nonnegative_codes {
-            true => "ppgn",
-            false => "faces",
-        }
     }
 }

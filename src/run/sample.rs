@@ -44,8 +44,8 @@ fn needs(spec: &SampleSpec) -> Vec<(Part, &'static str)> {
         Init::Images(_) => needs.push((Part::Encoder, "--init images:FILE")),
         _ => {}
     }
-    if spec.inpaint.is_some() {
-        needs.push((Part::Data, "inpainting"));
+    if spec.inpaint.as_ref().is_some_and(|p| p.file.is_none()) {
+        needs.push((Part::Data, "inpainting a test:N image"));
     }
     needs
 }

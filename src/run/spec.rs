@@ -5,12 +5,10 @@
 
 use std::path::PathBuf;
 
-use candle_core::{DType, Device, Tensor};
-use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+pub use super::inpaint::Inpaint;
 use super::preset::SamplerConfig;
-use crate::data::fashion_mnist::SIDE;
 use crate::density::condition::Neuron;
 use crate::error::{Error, Result};
 use crate::models::plug::{is_sidecar, CLASSIFIERS, GENERATORS};
@@ -161,109 +159,6 @@ impl Init {
             Init::Images(f) => format!("images:{}", f.display()),
         }
     }
-}
-
-/// What `ppgn inpaint` adds to a run: a test image with a hole to fill.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Inpaint {
-    /// Fashion-MNIST test image index.
-    pub image: usize,
-    /// `28 * 28` values, 1 where the pixel is to be filled.
-    pub mask: Vec<f32>,
-    /// How the mask was given, for the manifest.
-    pub mask_spec: String,
-    /// Weight of the context term `|(1 - M) * (x_real - x)|^2`.
-    pub context_weight: f64,
-}
-
-impl Inpaint {
-    /// The mask of `spec`: `WxH@X,Y` (a patch with its top-left corner at
-    /// column X, row Y), `random` (a 12x12 patch placed by `seed`), or the
-    /// path of a 28x28 PNG whose white pixels are filled.
-    pub fn mask(spec: &str, seed: u64) -> Result<Vec<f32>> {
-        let mask = if spec == "random" {
-            let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x3a5c);
-            patch(12, 12, r.random_range(0..=16), r.random_range(0..=16))?
-        } else if let Some((wh, xy)) = spec.split_once('@') {
-            let num = |s: &str| s.trim().parse::<usize>().ok();
-            let dims = wh.split_once('x').zip(xy.split_once(','));
-            match dims.map(|((w, h), (x, y))| (num(w), num(h), num(x), num(y))) {
-                Some((Some(w), Some(h), Some(x), Some(y))) => patch(w, h, x, y)?,
-                _ => {
-                    return Err(Error::setting(
-                        "mask",
-                        format!("{spec:?}"),
-                        "WxH@X,Y, random, or a PNG file",
-                    ))
-                }
-            }
-        } else {
-            png_mask(&PathBuf::from(spec))?
-        };
-        if mask.iter().all(|&m| m == 0.0) {
-            return Err(Error::setting(
-                "mask",
-                format!("{spec:?}"),
-                "a mask that covers at least one pixel (nothing to fill)",
-            ));
-        }
-        Ok(mask)
-    }
-
-    /// The mask as a tensor `[1, 28, 28, 1]`.
-    pub fn mask_tensor(&self) -> Result<Tensor> {
-        Ok(
-            Tensor::from_vec(self.mask.clone(), (1, SIDE, SIDE, 1), &Device::Cpu)?
-                .to_dtype(DType::F32)?,
-        )
-    }
-}
-
-fn patch(w: usize, h: usize, x: usize, y: usize) -> Result<Vec<f32>> {
-    let inside = |at: usize, len: usize| at.checked_add(len).is_some_and(|end| end <= SIDE);
-    if w == 0 || h == 0 || !inside(x, w) || !inside(y, h) {
-        return Err(Error::setting(
-            "mask",
-            format!("{w}x{h}@{x},{y}"),
-            format!("a patch inside the {SIDE}x{SIDE} image"),
-        ));
-    }
-    let mut m = vec![0f32; SIDE * SIDE];
-    for r in y..y + h {
-        m[r * SIDE + x..r * SIDE + x + w].fill(1.0);
-    }
-    Ok(m)
-}
-
-fn png_mask(path: &std::path::Path) -> Result<Vec<f32>> {
-    let file = std::fs::File::open(path).map_err(|e| {
-        Error::data(
-            path,
-            format!("not WxH@X,Y or random, and not a readable PNG file ({e})"),
-        )
-    })?;
-    let mut dec = png::Decoder::new(std::io::BufReader::new(file));
-    dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-    let mut reader = dec
-        .read_info()
-        .map_err(|e| Error::data(path, format!("not a PNG: {e}")))?;
-    // the size is checked before the pixels are allocated
-    let (w, h) = (reader.info().width, reader.info().height);
-    if (w as usize, h as usize) != (SIDE, SIDE) {
-        return Err(Error::shape(
-            format!("mask {}", path.display()),
-            format!("{SIDE}x{SIDE}"),
-            format!("{w}x{h}"),
-        ));
-    }
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader
-        .next_frame(&mut buf)
-        .map_err(|e| Error::data(path, format!("unreadable PNG: {e}")))?;
-    let ch = info.color_type.samples();
-    Ok((0..SIDE * SIDE)
-        .map(|i| if buf[i * ch] >= 128 { 1.0 } else { 0.0 })
-        .collect())
 }
 
 /// A sampling job: everything that decides what it computes and writes.

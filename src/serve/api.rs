@@ -259,6 +259,7 @@ impl InpaintAsked {
         }
         Ok(Inpaint {
             image: self.image,
+            file: None,
             mask_spec: format!(
                 "drawn ({} pixels)",
                 self.mask.iter().filter(|&&m| m == 1).count()

@@ -448,3 +448,98 @@ fn eval_scores_any_run_with_an_evaluator_the_user_brings() {
     );
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// `ppgn inpaint` on a pair without a data set: the real image is a PNG of
+/// the generator's size, the mask is made at that size, every sample keeps
+/// the known pixels exactly (the clamp of S10, eq. 25) and fills the hole;
+/// a test image, a mask outside the image and an image of another size are
+/// refused in one line.
+#[test]
+fn an_onnx_pair_inpaints_an_image_given_as_a_file() {
+    let d = tempdir("pairs-inpaint");
+    let (g, c) = onnx_pair(&d);
+    let px: Vec<u8> = (0..16 * 16 * 3).map(|i| ((i * 37) % 256) as u8).collect();
+    let png = d.join("real.png");
+    std::fs::write(&png, ppgn::data::image::encode_png(&px, 16, 16, 3).unwrap()).unwrap();
+    let png = png.to_str().unwrap();
+    let out = d.join("run");
+    let args = [
+        "inpaint",
+        "--generator",
+        &g,
+        "--classifier",
+        &c,
+        "--image",
+        png,
+        "--mask",
+        "6x4@5,3",
+        "--class",
+        "3",
+        "--chains",
+        "3",
+        "--steps",
+        "20",
+        "-q",
+    ];
+    let m = manifest(&ppgn_into(&args, &out, &[]), &out);
+    assert_eq!(m["chains"].as_array().unwrap().len(), 3);
+    let (shape, v) = ppgn::data::npy::read_f32(&out.join("samples.npy")).unwrap();
+    assert_eq!(shape, vec![3, 3, 16, 16]);
+    let mut hole_moved = false;
+    for n in 0..3 {
+        for ch in 0..3 {
+            for y in 0..16 {
+                for x in 0..16 {
+                    let got = v[((n * 3 + ch) * 16 + y) * 16 + x];
+                    let real = px[(y * 16 + x) * 3 + ch] as f32 / 255.0;
+                    let inside = (5..11).contains(&x) && (3..7).contains(&y);
+                    if !inside {
+                        assert!(
+                            (got - real).abs() < 1e-6,
+                            "known pixel {n},{ch},{y},{x}: {got} vs {real}"
+                        );
+                    } else {
+                        hole_moved |= (got - real).abs() > 1e-3;
+                    }
+                }
+            }
+        }
+    }
+    assert!(hole_moved, "the hole was filled");
+    assert!(out.join("inpaint.png").exists());
+    let small = d.join("small.png");
+    std::fs::write(
+        &small,
+        ppgn::data::image::encode_png(&[9u8; 8 * 8], 8, 8, 1).unwrap(),
+    )
+    .unwrap();
+    for (image, mask, needle) in [
+        ("test:3", "6x4@5,3", "does not have"),
+        (png, "20x4@5,3", "a patch inside the 16x16 image"),
+        (small.to_str().unwrap(), "6x4@5,3", "one 16x16x3 image"),
+    ] {
+        let o = ppgn(&[
+            "inpaint",
+            "--generator",
+            &g,
+            "--classifier",
+            &c,
+            "--image",
+            image,
+            "--mask",
+            mask,
+            "--class",
+            "3",
+            "-q",
+            "--out",
+            d.join("bad").to_str().unwrap(),
+        ]);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && e.contains(needle) && e.lines().count() == 1,
+            "{image}: {e}"
+        );
+        assert!(!d.join("bad").exists());
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
