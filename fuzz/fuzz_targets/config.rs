@@ -8,6 +8,6 @@ mod common;
 fuzz_target!(|data: &[u8]| {
     let p = common::as_file(data, "toml");
     if let Ok(base) = ppgn::run::preset::preset("ppgn") {
-        let _ = ppgn::run::settings::overlay_file(base, &p);
+        let _ = ppgn::run::config::settings::overlay_file(base, &p);
     }
 });

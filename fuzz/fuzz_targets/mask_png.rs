@@ -8,6 +8,6 @@ mod common;
 fuzz_target!(|data: &[u8]| {
     let p = common::as_file(data, "png");
     if let Some(s) = p.to_str() {
-        let _ = ppgn::run::spec::Inpaint::mask(s, 0);
+        let _ = ppgn::run::config::spec::Inpaint::mask(s, 0);
     }
 });

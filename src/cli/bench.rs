@@ -15,7 +15,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use ppgn::run::bench::{markdown, time_steps, workload, Budget, Sitting, WORKLOADS};
-use ppgn::run::preset::Engine;
+use ppgn::run::config::preset::Engine;
 
 #[derive(Args, Debug)]
 #[command(

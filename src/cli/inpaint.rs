@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::sample::{run_spec, SampleArgs};
-use ppgn::run::spec::Inpaint;
+use ppgn::run::config::spec::Inpaint;
 
 #[derive(Args, Debug)]
 #[command(

@@ -15,7 +15,7 @@ pub mod visualize;
 pub mod viz;
 
 use clap::{Parser, Subcommand};
-use ppgn::run::preset::Choice;
+use ppgn::run::config::preset::Choice;
 
 #[derive(Parser, Debug)]
 #[command(

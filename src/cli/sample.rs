@@ -7,11 +7,11 @@ use clap::Args;
 
 use super::progress::Bar;
 use ppgn::density::condition::{ClassGradient, Neuron};
-use ppgn::run::folder::RunFolder;
-use ppgn::run::preset::{Engine, PriorKind, SamplerConfig, SamplerKind};
-use ppgn::run::settings::{self, Overrides};
-use ppgn::run::shard::Shard;
-use ppgn::run::spec::{Init, Inpaint, Networks, Request, SampleSpec};
+use ppgn::run::config::preset::{Engine, PriorKind, SamplerConfig, SamplerKind};
+use ppgn::run::config::settings::{self, Overrides};
+use ppgn::run::config::spec::{Init, Inpaint, Networks, Request, SampleSpec};
+use ppgn::run::drive::shard::Shard;
+use ppgn::run::output::folder::RunFolder;
 
 #[derive(Args, Debug)]
 #[command(
@@ -152,7 +152,7 @@ pub struct SampleArgs {
 }
 
 pub fn presets() -> anyhow::Result<()> {
-    print!("{}", ppgn::run::preset::listing()?);
+    print!("{}", ppgn::run::config::preset::listing()?);
     Ok(())
 }
 
@@ -251,7 +251,10 @@ pub fn run_spec(spec: &SampleSpec, quiet: bool, stop_after: Option<usize>) -> an
 
 pub fn run(a: SampleArgs) -> anyhow::Result<()> {
     if a.dry_run {
-        println!("{}", ppgn::run::estimate::sample_cost(&a.spec(None)?)?);
+        println!(
+            "{}",
+            ppgn::run::drive::estimate::sample_cost(&a.spec(None)?)?
+        );
         return Ok(());
     }
     run_spec(&a.spec(None)?, a.quiet, a.stop_after)
@@ -271,6 +274,9 @@ pub struct MergeArgs {
 }
 
 pub fn merge(a: MergeArgs) -> anyhow::Result<()> {
-    println!("{}", ppgn::run::merge::merge(&a.runs, &a.out, a.force)?);
+    println!(
+        "{}",
+        ppgn::run::drive::merge::merge(&a.runs, &a.out, a.force)?
+    );
     Ok(())
 }

@@ -7,7 +7,7 @@ use clap::Args;
 
 use ppgn::data::fashion_mnist;
 use ppgn::models::fashion as stack;
-use ppgn::run::preset::Choice;
+use ppgn::run::config::preset::Choice;
 use ppgn::train::job::{self, Network};
 use ppgn::train::{gan::GanSettings, TrainOptions};
 

@@ -13,10 +13,10 @@ use clap::Args;
 
 use super::progress::Bar;
 use ppgn::density::condition::{ClassGradient, Neuron};
-use ppgn::run::folder::RunFolder;
-use ppgn::run::preset::Engine;
-use ppgn::run::spec::Request;
-use ppgn::run::visualize::{visualize, Param, VisualizeSpec};
+use ppgn::run::config::preset::Engine;
+use ppgn::run::config::spec::Request;
+use ppgn::run::jobs::visualize::{visualize, Param, VisualizeSpec};
+use ppgn::run::output::folder::RunFolder;
 
 #[derive(Args, Debug)]
 #[command(

@@ -18,10 +18,10 @@ use crate::eval::ms_ssim::ms_ssim;
 use crate::eval::report::{classes_more_diverse, features_and_probs, score, Scores};
 use crate::eval::scores::accuracy;
 use crate::models::fashion::{Discriminator, Stack};
-use crate::run::chains::{random_starts, ChainsOutput, Outcome, Pipeline};
-use crate::run::driver::run_chains;
-use crate::run::fashion::Condition;
-use crate::run::preset::SamplerConfig;
+use crate::run::config::preset::SamplerConfig;
+use crate::run::drive::chains::{random_starts, ChainsOutput, Outcome, Pipeline};
+use crate::run::drive::driver::run_chains;
+use crate::run::pairs::fashion::Condition;
 use crate::train::realness::mean_log_real;
 
 /// What scoring needs besides the images: the evaluator's features of the

@@ -3,7 +3,7 @@
 //! eps2 = 1 is the exact posterior, a larger eps2 the exact posterior of
 //! the sharpened likelihood `p(y|x)^eps2` (a guidance scale), which trades
 //! diversity for recognisability. Each chain may start from its pick of
-//! several prior draws, resampled by the target (`crate::run::starts`):
+//! several prior draws, resampled by the target (`crate::run::drive::starts`):
 //! chains started from one prior draw stay in the mode they start in, and
 //! those that start on another class rarely leave it within the budget,
 //! so the candidates (counted in the budget) decide how many chains reach
@@ -31,7 +31,7 @@ use super::scores::{accuracy, FeatureGaussian, Rows};
 use crate::data::fashion_mnist::Dataset;
 use crate::error::Result;
 use crate::models::fashion::Stack;
-use crate::run::preset::{preset, SamplerConfig, FLOW_PRESETS};
+use crate::run::config::preset::{preset, SamplerConfig, FLOW_PRESETS};
 use crate::run::Progress;
 use crate::train::EVAL_BATCH;
 
@@ -258,7 +258,7 @@ pub fn markdown(g: &GuidanceStudy) -> String {
         w,
         "\n## Guidance scale and starts of the exact samplers\n\n`{}` at {} gradient evaluations per chain, {} chains per class, for each \
          eps2 (the target is the exact posterior of `p(y|x)^eps2`) and number of start candidates (each chain starts from its pick of \
-         that many prior draws, resampled by the target: `src/run/starts.rs`; each costs one evaluation, counted in the budget). \
+         that many prior draws, resampled by the target: `src/run/drive/starts.rs`; each costs one evaluation, counted in the budget). \
          The pair is chosen by the guiding classifier on the validation split (the last 5,000 training images): among the pairs \
          whose samples it recognises at least as often as real validation images ({:.3} at {} per class), the one closest to the \
          validation images in its code `h` (Frechet distance; real validation images at the same count: {:.2}). The evaluator's \

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::models::fashion::Evaluator;
 use crate::models::plug::ClassifierSide;
 use crate::nn::fast::{Net, Op};
-use crate::run::preset::Engine;
+use crate::run::config::preset::Engine;
 use crate::train::EVAL_BATCH;
 
 /// Features `[n][d]` and class probabilities `[n][k]` of images `[n, h, w, c]`.

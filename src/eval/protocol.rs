@@ -16,7 +16,7 @@ use crate::data::fashion_mnist::{self, parse_class, Dataset, Split};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::models::fashion::{self as stack, Discriminator, Stack};
-use crate::run::preset::{preset, PriorKind, SamplerConfig};
+use crate::run::config::preset::{preset, PriorKind, SamplerConfig};
 use crate::run::Progress;
 use crate::sampler::schedule::Schedule;
 

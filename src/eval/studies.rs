@@ -16,11 +16,11 @@ use crate::data::image::{save_grid, upscale};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::models::fashion::Stack;
-use crate::run::chains::{random_codes, Outcome, Pipeline};
-use crate::run::driver::run_chains;
-use crate::run::fashion::Condition;
-use crate::run::folder::filmstrip_picks;
-use crate::run::preset::{preset, PriorKind, SamplerConfig};
+use crate::run::config::preset::{preset, PriorKind, SamplerConfig};
+use crate::run::drive::chains::{random_codes, Outcome, Pipeline};
+use crate::run::drive::driver::run_chains;
+use crate::run::output::folder::filmstrip_picks;
+use crate::run::pairs::fashion::Condition;
 use crate::run::Progress;
 use crate::viz::{tsne::Tsne, tsne_grid_png};
 

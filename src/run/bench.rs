@@ -13,11 +13,11 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 
-use super::chains::{random_codes, Pipeline};
-use super::fashion::Condition;
-use super::pair::Pair;
-use super::preset::{preset, Engine, SamplerConfig};
-use super::pretrained::PlugPair;
+use super::config::preset::{preset, Engine, SamplerConfig};
+use super::drive::chains::{random_codes, Pipeline};
+use super::pairs::fashion::Condition;
+use super::pairs::pair::Pair;
+use super::pairs::pretrained::PlugPair;
 use crate::density::backend::Backend;
 use crate::density::condition::NetCondition;
 use crate::density::{Sum, Term};
@@ -300,7 +300,7 @@ pub struct Sitting<'a> {
     pub workloads: Vec<(String, Vec<usize>)>,
     pub rounds: usize,
     pub budget: Budget,
-    pub engine: crate::run::preset::Engine,
+    pub engine: crate::run::config::preset::Engine,
     pub models: Option<&'a Path>,
     pub peer_python: Option<String>,
 }
@@ -335,7 +335,10 @@ impl Sitting<'_> {
         cmd.args(["bench", "--one", &format!("{w}:{n}")])
             .args(["--seconds", &self.budget.seconds.to_string()])
             .args(["--warmup", &self.budget.warmup.to_string()])
-            .args(["--engine", &crate::run::preset::Choice::name(self.engine)]);
+            .args([
+                "--engine",
+                &crate::run::config::preset::Choice::name(self.engine),
+            ]);
         if let Some(m) = self.models {
             cmd.arg("--models").arg(m);
         }

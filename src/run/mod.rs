@@ -1,37 +1,16 @@
 //! Runs: presets and settings, the pairs of networks chains run on
-//! ([`pair::Pair`]), driving batched chains, and whole jobs ([`sample`]: a
+//! ([`pairs::pair::Pair`]), driving batched chains, and whole jobs ([`sample`]: a
 //! [`SampleSpec`] in, a run folder out) with their run folders and
 //! progress.
 
-pub mod autotune;
-pub mod batched;
 pub mod bench;
-pub mod chains;
-pub mod choice;
-pub mod driver;
-pub mod estimate;
-pub mod fashion;
-pub mod fashion_pair;
-pub mod folder;
-pub mod init;
-pub mod inpaint;
-pub mod load;
-pub mod merge;
+pub mod config;
+pub mod drive;
+pub mod jobs;
 pub mod onnx;
-pub mod outputs;
-pub mod pair;
-pub mod plug_pair;
-pub mod preset;
-pub mod pretrained;
-pub mod progress;
-pub mod sample;
-pub mod settings;
-pub mod shard;
-pub mod spec;
-pub mod starts;
-pub mod steer;
-pub mod visualize;
+pub mod output;
+pub mod pairs;
 
-pub use progress::{Progress, Silent};
-pub use sample::sample;
-pub use spec::{RunOutput, SampleSpec};
+pub use config::spec::{RunOutput, SampleSpec};
+pub use drive::progress::{Progress, Silent};
+pub use jobs::sample::sample;

@@ -19,10 +19,10 @@ use super::reply::refuse;
 use super::Shared;
 use crate::data::fashion_mnist::CLASS_NAMES;
 use crate::error::Error;
-use crate::run::preset::{Choice, SamplerKind, PRESETS};
-use crate::run::settings::{resolve, Overrides};
-use crate::run::spec::{Inpaint, Networks, Request as Asked, SampleSpec};
-use crate::run::steer::Change;
+use crate::run::config::preset::{Choice, SamplerKind, PRESETS};
+use crate::run::config::settings::{resolve, Overrides};
+use crate::run::config::spec::{Inpaint, Networks, Request as Asked, SampleSpec};
+use crate::run::config::steer::Change;
 
 /// Request bodies larger than this are refused (413).
 pub const BODY_LIMIT: usize = 1 << 20;

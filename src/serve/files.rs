@@ -132,7 +132,7 @@ pub(super) fn new_run_folder(runs: &FsPath) -> (String, PathBuf) {
         let name = format!("serve-{:03}", *next);
         *next += 1;
         let dir = runs.join(&name);
-        if !dir.exists() && !crate::run::folder::RunFolder::partial_path(&dir).exists() {
+        if !dir.exists() && !crate::run::output::folder::RunFolder::partial_path(&dir).exists() {
             return (name, dir);
         }
     }

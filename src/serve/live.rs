@@ -1,7 +1,7 @@
 //! A run started from the page: an ordinary `ppgn sample` job in its own
 //! thread, reporting every record as a frame (the grid of the chains'
 //! current images and their numbers) and taking the page's pause, resume,
-//! stop and changes of eps1, eps2, eps3 and the step (`crate::run::steer`).
+//! stop and changes of eps1, eps2, eps3 and the step (`crate::run::config::steer`).
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -12,8 +12,8 @@ use tokio::sync::watch;
 
 use crate::data::image::{encode_png, grid};
 use crate::error::{Error, Result};
-use crate::run::driver::Record;
-use crate::run::steer::Change;
+use crate::run::config::steer::Change;
+use crate::run::drive::driver::Record;
 use crate::run::{Progress, SampleSpec};
 use crate::sampler::diagnostics::rank_rhat;
 

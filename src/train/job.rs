@@ -15,8 +15,8 @@ use super::{Data, Task, TrainOptions};
 use crate::data::fashion_mnist::{self, Split};
 use crate::error::Result;
 use crate::models::card::Card;
-use crate::run::preset::Choice;
-use crate::run::progress::Progress;
+use crate::run::config::preset::Choice;
+use crate::run::drive::progress::Progress;
 
 /// The networks `ppgn train` trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::models::card::{sha256_file, Card};
 use crate::models::weights::{load_into_varmap, load_tensors, save_tensors, varmap_tensors};
 use crate::nn::adam::Adam;
-use crate::run::progress::Progress;
+use crate::run::drive::progress::Progress;
 
 #[derive(Debug, Clone)]
 pub struct TrainOptions {

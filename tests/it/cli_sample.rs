@@ -775,14 +775,14 @@ fn runs_killed_at_random_moments_resume_to_the_same_bits() {
     let o = ppgn_into(&common, &a, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let b = d.join("b");
-    let partial = ppgn::run::folder::RunFolder::partial_path(&b);
+    let partial = ppgn::run::output::folder::RunFolder::partial_path(&b);
     let args = |resume: bool| {
         let mut v: Vec<String> = common.iter().map(|s| s.to_string()).collect();
         v.extend(["--out".into(), b.to_str().unwrap().into()]);
         v.push(if resume { "--resume" } else { "--force" }.into());
         v
     };
-    let has_checkpoint = || partial.join(ppgn::run::chains::CHECKPOINT).exists();
+    let has_checkpoint = || partial.join(ppgn::run::drive::chains::CHECKPOINT).exists();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
     let (mut kills, mut resumed) = (0, 0);
     for _ in 0..8 {
@@ -868,8 +868,8 @@ fn a_full_disk_keeps_the_checkpoint_and_says_to_resume() {
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(!b.exists());
-    let partial = ppgn::run::folder::RunFolder::partial_path(&b);
-    assert!(partial.join(ppgn::run::chains::CHECKPOINT).exists());
+    let partial = ppgn::run::output::folder::RunFolder::partial_path(&b);
+    assert!(partial.join(ppgn::run::drive::chains::CHECKPOINT).exists());
     let o = ppgn_into(&common, &b, &["--resume"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for f in ["samples.npy", "labels.npy", "shown.npy"] {

@@ -642,9 +642,9 @@ fn fast_engine_samples_do_not_depend_on_the_thread_count() {
 #[test]
 fn engine_targets_match_the_reference_targets() {
     use ppgn::density::Term;
-    use ppgn::run::chains::random_codes;
-    use ppgn::run::fashion::{target, Condition};
-    use ppgn::run::preset::{preset, Engine, SamplerConfig};
+    use ppgn::run::config::preset::{preset, Engine, SamplerConfig};
+    use ppgn::run::drive::chains::random_codes;
+    use ppgn::run::pairs::fashion::{target, Condition};
     let s = Stack::load(&stack::resolve_dir(None), DType::F32, &Device::Cpu).unwrap();
     let n = 10;
     let h = random_codes(n, 256, 3).unwrap();
@@ -709,7 +709,7 @@ fn engine_targets_match_the_reference_targets() {
                 // the ppgn preset with the h-DAE prior in place of the joint
                 "h-dae" => SamplerConfig {
                     engine,
-                    prior: ppgn::run::preset::PriorKind::HDae,
+                    prior: ppgn::run::config::preset::PriorKind::HDae,
                     ..preset("ppgn").unwrap()
                 },
                 "ppgn eps2" | "xu-mala eps2" => SamplerConfig {
@@ -1099,10 +1099,10 @@ fn engine_conditions_behind_a_candle_decode_match_the_reference() {
 /// reference path's own images further than the engine's rounding does.
 #[test]
 fn ppgn_chains_amplify_rounding_while_most_agree_between_engines() {
-    use ppgn::run::chains::{random_codes, Outcome, Pipeline};
-    use ppgn::run::driver::run_chains;
-    use ppgn::run::fashion::Condition;
-    use ppgn::run::preset::{preset, Engine, SamplerConfig};
+    use ppgn::run::config::preset::{preset, Engine, SamplerConfig};
+    use ppgn::run::drive::chains::{random_codes, Outcome, Pipeline};
+    use ppgn::run::drive::driver::run_chains;
+    use ppgn::run::pairs::fashion::Condition;
     let s = Stack::load(&stack::resolve_dir(None), DType::F32, &Device::Cpu).unwrap();
     let n = 10;
     let h = random_codes(n, 256, 0).unwrap();

@@ -10,9 +10,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use ppgn::data::{idx, npy};
-use ppgn::run::preset::preset;
-use ppgn::run::settings::overlay_file;
-use ppgn::run::spec::Inpaint;
+use ppgn::run::config::preset::preset;
+use ppgn::run::config::settings::overlay_file;
+use ppgn::run::config::spec::Inpaint;
 
 use super::tempdir;
 

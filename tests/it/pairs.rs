@@ -143,8 +143,8 @@ fn an_onnx_pair_killed_and_resumed_gives_the_same_bits() {
     let a = d.join("a");
     ok(&ppgn_into(&common, &a, &[]));
     let b = d.join("b");
-    let checkpoint =
-        ppgn::run::folder::RunFolder::partial_path(&b).join(ppgn::run::chains::CHECKPOINT);
+    let checkpoint = ppgn::run::output::folder::RunFolder::partial_path(&b)
+        .join(ppgn::run::drive::chains::CHECKPOINT);
     let mut all: Vec<&str> = common.to_vec();
     all.extend(["--out", b.to_str().unwrap()]);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ppgn"))

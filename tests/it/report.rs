@@ -1,7 +1,7 @@
 //! `ppgn report` and `ppgn viz tsne`: equal-budget settings, the t-SNE
 //! layout on data with a known structure, and the report end to end.
 
-use ppgn::run::preset::preset;
+use ppgn::run::config::preset::preset;
 use ppgn::sampler::schedule::Schedule;
 use ppgn::viz::tsne::{snap_to_grid, Tsne};
 use rand::{Rng, SeedableRng};

@@ -690,7 +690,7 @@ fn mala_with_clipping_decides_on_the_unclipped_proposal() {
     );
 }
 
-/// Importance-resampled starts (`ppgn::run::starts`): on the prior
+/// Importance-resampled starts (`ppgn::run::drive::starts`): on the prior
 /// `N(0, I)` times a Gaussian likelihood `N(m, s^2 I)`, whose posterior is
 /// `N(m / (1 + s^2), s^2 / (1 + s^2) I)`, the picks of many prior draws
 /// have the posterior's mean and variance; one draw keeps the prior's.
@@ -699,8 +699,8 @@ fn mala_with_clipping_decides_on_the_unclipped_proposal() {
 #[test]
 fn resampled_starts_approach_the_target() {
     use ppgn::density::Sum;
-    use ppgn::run::chains::Streams;
-    use ppgn::run::starts::resampled_starts;
+    use ppgn::run::drive::chains::Streams;
+    use ppgn::run::drive::starts::resampled_starts;
     let (m, s2) = ([1.0, -0.5], 0.25);
     let eye = |v: f64| vec![vec![v, 0.0], vec![0.0, v]];
     let target = Sum::new(vec![

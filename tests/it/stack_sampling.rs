@@ -274,12 +274,12 @@ fn gradient_only_terms_and_neurons() {
     assert!(back > 0.0, "score . (clean - noisy) = {back}");
 
     // a neuron is checked against its layer before any step
-    use ppgn::run::fashion::{target, Condition};
+    use ppgn::run::pairs::fashion::{target, Condition};
     let validate =
         |s: &ppgn::models::fashion::Stack,
-         cfg: &ppgn::run::preset::SamplerConfig,
+         cfg: &ppgn::run::config::preset::SamplerConfig,
          c: &Condition| { target(s, cfg, c).and_then(|t| cfg.kernel()?.check(&t)) };
-    let cfg = ppgn::run::preset::preset("ppgn").unwrap();
+    let cfg = ppgn::run::config::preset::preset("ppgn").unwrap();
     let neuron = |unit| Condition::Neuron {
         layer: "h1".into(),
         neuron: Neuron {
@@ -301,14 +301,14 @@ fn gradient_only_terms_and_neurons() {
 /// both engines; a target without a value has none either way.
 #[test]
 fn values_alone_are_the_values_of_the_gradient_pass() {
-    use ppgn::run::fashion::{target, Condition};
+    use ppgn::run::pairs::fashion::{target, Condition};
     let s = stack();
     let z = ChainRngs::new(4, 8)
         .normal_like(&Tensor::zeros((8, 256), DType::F32, &Device::Cpu).unwrap())
         .unwrap();
     let classes = Condition::Classes((0..8).collect());
     for engine in [Engine::Fast, Engine::Reference] {
-        let mut cfg = ppgn::run::preset::preset("exact-mala").unwrap();
+        let mut cfg = ppgn::run::config::preset::preset("exact-mala").unwrap();
         cfg.engine = engine;
         let t = target(&s, &cfg, &classes).unwrap();
         let alone = t.value(&z).unwrap().unwrap();
@@ -318,7 +318,7 @@ fn values_alone_are_the_values_of_the_gradient_pass() {
         let other = target(&s, &cfg, &Condition::Classes(vec![1; 8])).unwrap();
         assert_ne!(other.value(&z).unwrap().unwrap(), alone);
     }
-    let cfg = ppgn::run::preset::preset("ppgn").unwrap();
+    let cfg = ppgn::run::config::preset::preset("ppgn").unwrap();
     let h = z.relu().unwrap();
     assert!(target(&s, &cfg, &classes)
         .unwrap()

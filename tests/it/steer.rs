@@ -1,15 +1,15 @@
-//! Changes of the settings during a run (`ppgn::run::steer`): made live
+//! Changes of the settings during a run (`ppgn::run::config::steer`): made live
 //! (as `ppgn serve`'s sliders make them), they are recorded in the
 //! manifest and replay to the same bits, through a kill and `ppgn sample
 //! --resume --out DIR` alone too.
 
 use std::path::Path;
 
-use ppgn::run::preset::preset;
-use ppgn::run::shard::Shard;
-use ppgn::run::spec::{Init, Networks, Request, SampleSpec};
-use ppgn::run::steer::Change;
-use ppgn::run::{driver::Record, Progress};
+use ppgn::run::config::preset::preset;
+use ppgn::run::config::spec::{Init, Networks, Request, SampleSpec};
+use ppgn::run::config::steer::Change;
+use ppgn::run::drive::shard::Shard;
+use ppgn::run::{drive::driver::Record, Progress};
 
 use super::{ppgn, tempdir};
 
@@ -155,7 +155,7 @@ fn a_config_file_gives_the_changes_as_the_manifest_records_them() {
         "steps = 30\n[[changes]]\nat = 10\neps2 = 0.2\n[[changes]]\nat = 20\nstop = true\n",
     )
     .unwrap();
-    let cfg = ppgn::run::settings::overlay_file(preset("ppgn").unwrap(), &path).unwrap();
+    let cfg = ppgn::run::config::settings::overlay_file(preset("ppgn").unwrap(), &path).unwrap();
     let expected = vec![
         Change {
             at: 10,
@@ -177,8 +177,8 @@ fn a_config_file_gives_the_changes_as_the_manifest_records_them() {
         "[[changes]]\nat = 20\n[[changes]]\nat = 10\neps1 = 1.0\n",
     )
     .unwrap();
-    let cfg = ppgn::run::settings::overlay_file(preset("ppgn").unwrap(), &path).unwrap();
-    let e = ppgn::run::settings::validate(&cfg).unwrap_err();
+    let cfg = ppgn::run::config::settings::overlay_file(preset("ppgn").unwrap(), &path).unwrap();
+    let e = ppgn::run::config::settings::validate(&cfg).unwrap_err();
     assert!(e.to_string().contains("in order"), "{e}");
 }
 

@@ -6,14 +6,14 @@
 
 use candle_core::Tensor;
 
-use super::batched::{shown_chains, Done, Shown, SHOWN_PER_ROW};
 use super::folder::RunFolder;
-use super::pair::Pair;
-use super::shard::Plan;
-use super::spec::{Request, SampleSpec};
 use crate::data::npy_stream::F32RowsReader;
 use crate::density::condition::Neuron;
 use crate::error::{Error, Result};
+use crate::run::config::spec::{Request, SampleSpec};
+use crate::run::drive::batched::{shown_chains, Done, Shown, SHOWN_PER_ROW};
+use crate::run::drive::shard::Plan;
+use crate::run::pairs::pair::Pair;
 
 /// The real image and mask of an inpainting job.
 pub struct Hole {
@@ -230,8 +230,8 @@ impl Outputs<'_> {
             "adapted_steps": done.adapted_steps,
             "steps": spec.settings.steps,
             "wall_time_s": done.wall_s,
-            "diagnostics": super::merge::diagnostics(&chains),
-            "evaluator_accuracy_per_class": super::merge::evaluator_accuracy(&chains),
+            "diagnostics": crate::run::drive::merge::diagnostics(&chains),
+            "evaluator_accuracy_per_class": crate::run::drive::merge::evaluator_accuracy(&chains),
             "chains": chains,
         })
     }

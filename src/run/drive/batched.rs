@@ -20,19 +20,19 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::chains::{ChainsOutput, Outcome, Pipeline, Streams, CHECKPOINT};
-use super::folder::RunFolder;
-use super::preset::SamplerConfig;
 use super::progress::{drive, Progress};
 use super::shard::Plan;
 use crate::data::image::{chw_to_hwc, hwc_to_chw};
 use crate::data::npy_stream::F32Rows;
 use crate::error::{Error, Result};
 use crate::models::weights::{load_tensors_with_note, save_tensors_with_note};
+use crate::run::config::preset::SamplerConfig;
+use crate::run::output::folder::RunFolder;
 
 /// Chains shown in the grid and the GIF per row (class) at most.
 pub const SHOWN_PER_ROW: usize = 16;
 
-pub use super::folder::Hwc;
+pub use crate::run::output::folder::Hwc;
 
 /// Values of one image.
 fn size((h, w, c): Hwc) -> usize {
@@ -60,10 +60,10 @@ pub struct Done {
     pub wall_s: f64,
     /// The step each batch adapted to, when adapting.
     pub adapted_steps: Vec<f64>,
-    /// Changes of the settings made while the batches ran (`super::steer`;
+    /// Changes of the settings made while the batches ran (`crate::run::config::steer`;
     /// each batch after it replays them).
     #[serde(default)]
-    pub changes: Vec<super::steer::Change>,
+    pub changes: Vec<crate::run::config::steer::Change>,
 }
 
 /// The images of the shown chains (global ids `ids`): their final images
@@ -151,7 +151,7 @@ pub struct Batches<'a> {
     pub request: &'a serde_json::Value,
     pub folder: &'a RunFolder,
     /// The shape of the images the run holds, and what maps decoded
-    /// images to them (`super::pair::Pair::display`).
+    /// images to them (`crate::run::pairs::pair::Pair::display`).
     pub hwc: Hwc,
     pub display: &'a dyn Fn(&Tensor) -> Result<Tensor>,
 }

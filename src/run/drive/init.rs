@@ -9,10 +9,10 @@ use std::ops::Range;
 use candle_core::{Device, Tensor};
 
 use super::chains::Streams;
-use super::pair::{Pair, Part};
-use super::preset::SamplerConfig;
-use super::spec::Init;
 use crate::error::{Error, Result};
+use crate::run::config::preset::SamplerConfig;
+use crate::run::config::spec::Init;
+use crate::run::pairs::pair::{Pair, Part};
 
 /// Rows read from an `--init` file: their shape after the row count, and
 /// their values.

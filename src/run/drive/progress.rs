@@ -18,7 +18,7 @@ pub trait Progress {
     /// After every step of a run of chains, with the chains as they are
     /// (a live view; `record.recorded` says whether this step has a fresh
     /// snapshot); returns changes of the settings to make from this step
-    /// on (`super::steer`). A front end pauses a run by not returning.
+    /// on (`crate::run::config::steer`). A front end pauses a run by not returning.
     fn record(&mut self, _record: &Record) -> Vec<Change> {
         Vec::new()
     }
@@ -45,9 +45,9 @@ use candle_core::Tensor;
 
 use super::chains::{ChainsOutput, Outcome, Pipeline, Streams};
 use super::driver::{run_chains, Record};
-use super::preset::SamplerConfig;
-use super::steer::Change;
 use crate::error::Result;
+use crate::run::config::preset::SamplerConfig;
+use crate::run::config::steer::Change;
 
 /// [`drive`] for a run that does not resume: from `start` to the end, or
 /// an [`crate::Error::Interrupted`] that says nothing was written.

@@ -17,11 +17,11 @@
 
 use std::time::Instant;
 
-use super::pair::{Condition, Pair};
-use super::spec::{Request, SampleSpec};
 use crate::density::Term;
 use crate::error::{Error, Result};
 use crate::nn::fast::Op;
+use crate::run::config::spec::{Request, SampleSpec};
+use crate::run::pairs::pair::{Condition, Pair};
 
 /// The estimated cost of a request.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -196,7 +196,7 @@ fn probe(spec: &SampleSpec, pair: &dyn Pair, n: usize) -> Result<(f64, f64)> {
 /// The estimate for `spec` with a timed probe, loading its networks.
 pub fn sample_cost(spec: &SampleSpec) -> Result<Estimate> {
     spec.validate()?;
-    let pair = super::load::pair(&spec.networks, spec.data_dir.as_deref())?;
+    let pair = crate::run::pairs::load::pair(&spec.networks, spec.data_dir.as_deref())?;
     let n = match &spec.request {
         Request::Neuron { .. } => spec.chains,
         Request::Classes(names) => {

@@ -128,7 +128,7 @@ pub struct SamplerConfig {
     pub engine: Engine,
     /// Start each chain from one of this many draws of the flow prior,
     /// picked with probability proportional to `target / prior`
-    /// (sampling-importance resampling, `super::starts`); 1 is a plain prior
+    /// (sampling-importance resampling, `crate::run::drive::starts`); 1 is a plain prior
     /// draw. Each candidate costs a forward pass of the target, counted
     /// as one gradient evaluation.
     #[serde(default = "one_candidate")]
@@ -308,7 +308,7 @@ pub const FLOW_PRESETS: [&str; 3] = ["exact-mala", "exact-hmc", "ppgn-flow"];
 /// I) + eps2 log p(y | G(relu(T(z))))`, exact for the posterior over the
 /// code `u = T(z)` (with `eps2` a guidance scale: the posterior of the
 /// sharpened likelihood `p(y|x)^eps2`). Each chain starts from its pick of
-/// 100 prior draws by `p(y|x)^eps2` (`super::starts`). eps2 = 3 and the 100
+/// 100 prior draws by `p(y|x)^eps2` (`crate::run::drive::starts`). eps2 = 3 and the 100
 /// candidates are what `ppgn report --budgets 200`'s study chose with the
 /// guiding classifier on the validation split (`crate::eval::guidance`;
 /// its progress lines, per class 20, seed 0: guide recognised 0.990, as

@@ -17,8 +17,6 @@ use std::sync::Arc;
 
 use candle_core::Tensor;
 
-use super::chains::Pipeline;
-use super::preset::{PriorKind, SamplerConfig};
 use crate::density::backend::Backend;
 use crate::density::condition::{
     class_probability, unit_activation, NetCondition, Neuron, Objective,
@@ -31,6 +29,8 @@ use crate::models::plug::{ClassifierSide, GeneratorSide};
 use crate::models::weights::load_tensors;
 use crate::nn::fast::{build, reference, Net as FastNet};
 use crate::nn::{identity, Func};
+use crate::run::config::preset::{PriorKind, SamplerConfig};
+use crate::run::drive::chains::Pipeline;
 
 /// Weighted density terms.
 pub type Terms = Vec<(f64, Box<dyn Term>)>;

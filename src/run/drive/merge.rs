@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use super::batched::Shown;
-use super::folder::RunFolder;
 use super::shard::Shard;
 use crate::data::npy;
 use crate::data::npy_stream::{F32Rows, F32RowsReader};
 use crate::error::{Error, Result};
+use crate::run::output::folder::RunFolder;
 use crate::sampler::diagnostics::{bulk_ess, rank_rhat};
 
 /// The fraction of each class's chains whose final image the evaluator

@@ -3,21 +3,21 @@
 //! stack (`super::fashion`, with its own classifier or any other), a
 //! generator and a classifier composed without retraining, built in or
 //! brought as ONNX files, and the papers' Caffe pair (`super::pretrained`)
-//! are pairs; the driver (`super::sample`) knows only this trait. What a
+//! are pairs; the driver (`crate::run::jobs::sample`) knows only this trait. What a
 //! pair optionally brings (an encoder, a data set of real images, a flow,
 //! DAEs) it says by [`Pair::has`]; [`refuse_missing`] is the one rule that
 //! turns a request for something a pair lacks into one line naming it.
 
 use candle_core::Tensor;
 
-use super::chains::{Pipeline, Streams};
-use super::preset::SamplerConfig;
 use crate::density::condition::Neuron;
 use crate::error::{Error, Result};
 use crate::nn::fast::{Net, Op};
+use crate::run::config::preset::SamplerConfig;
+use crate::run::drive::chains::{Pipeline, Streams};
 
 /// What the chains are conditioned on, resolved against a pair (class
-/// indices, tensors): the spec's `super::spec::Request` made concrete.
+/// indices, tensors): the spec's `crate::run::config::spec::Request` made concrete.
 #[derive(Debug, Clone)]
 pub enum Condition {
     /// One class per chain.

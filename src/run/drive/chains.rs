@@ -11,11 +11,11 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::preset::{Engine, SamplerConfig};
-use super::steer::Change;
 use crate::density::Sum;
 use crate::error::{Error, Result};
 use crate::nn::Func;
+use crate::run::config::preset::{Engine, SamplerConfig};
+use crate::run::config::steer::Change;
 use crate::sampler::adapt::DualAveraging;
 use crate::sampler::{ChainRngs, Info};
 
@@ -36,7 +36,7 @@ fn random_codes_from(first: usize, n: usize, h_dim: usize, seed: u64) -> Result<
 /// base distribution `N(0, I)`, whose images `T(z)` are the prior's own
 /// samples.
 pub fn random_starts(
-    prior: super::preset::PriorKind,
+    prior: crate::run::config::preset::PriorKind,
     n: usize,
     h_dim: usize,
     seed: u64,
@@ -46,14 +46,14 @@ pub fn random_starts(
 
 /// [`random_starts`] of chains `first..first + n` of a larger run.
 pub fn random_starts_of(
-    prior: super::preset::PriorKind,
+    prior: crate::run::config::preset::PriorKind,
     streams: Streams,
     n: usize,
     h_dim: usize,
 ) -> Result<Tensor> {
     let Streams { seed, first } = streams;
     match prior {
-        super::preset::PriorKind::Flow => {
+        crate::run::config::preset::PriorKind::Flow => {
             let z = Tensor::zeros((n, h_dim), candle_core::DType::F32, &Device::Cpu)?;
             Ok(ChainRngs::from_chain(seed ^ 0x5eed, first, n).normal_like(&z)?)
         }
@@ -132,7 +132,7 @@ pub struct ChainsOutput {
     pub rngs: ChainRngs,
     /// Step-size adaptation state, when adapting.
     pub adapt: Option<DualAveraging>,
-    /// Changes of the settings made during the run (`super::steer`).
+    /// Changes of the settings made during the run (`crate::run::config::steer`).
     pub changes: Vec<Change>,
 }
 

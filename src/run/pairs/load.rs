@@ -10,12 +10,12 @@ use candle_core::{DType, Device};
 use super::fashion_pair::FashionPair;
 use super::pair::Pair;
 use super::pretrained::PlugPair;
-use super::spec::Networks;
 use crate::error::Result;
 use crate::models::caffe::{CaffeNetConfig, DgnConfig};
 use crate::models::fashion::{resolve_dir, Stack};
 use crate::models::plug::{ClassifierSide, GeneratorSide};
 use crate::models::pretrained;
+use crate::run::config::spec::Networks;
 
 /// Loads the networks of a run (`data_dir`: where the Fashion-MNIST test
 /// images are, for the stack's data set).

@@ -10,15 +10,15 @@ use std::sync::{Arc, OnceLock};
 
 use candle_core::{Device, Module, Tensor};
 
-use super::chains::{random_starts_of, Pipeline, Streams};
 use super::fashion::{code_to_image, Condition, Guide};
 use super::pair::{Pair, Part};
-use super::preset::{PriorKind, SamplerConfig};
 use crate::data::fashion_mnist::{self, Dataset, Split, CLASS_NAMES, SIDE};
 use crate::error::{Error, Result};
 use crate::models::fashion::Stack;
 use crate::models::plug::ClassifierSide;
 use crate::nn::fast::Net;
+use crate::run::config::preset::{PriorKind, SamplerConfig};
+use crate::run::drive::chains::{random_starts_of, Pipeline, Streams};
 
 /// The stack, its folder, the guide when it is not the stack's classifier,
 /// and where the test images are.

@@ -11,11 +11,11 @@
 
 use candle_core::Tensor;
 
-use super::chains::Pipeline;
-use super::preset::{SamplerConfig, SamplerKind};
-use super::progress::{drive_to_end, Silent};
-use super::spec::{Request, SampleSpec};
 use crate::error::{Error, Result};
+use crate::run::config::preset::{SamplerConfig, SamplerKind};
+use crate::run::config::spec::{Request, SampleSpec};
+use crate::run::drive::chains::Pipeline;
+use crate::run::drive::progress::{drive_to_end, Silent};
 use crate::sampler::schedule::Schedule;
 
 /// Steps of each pilot run.

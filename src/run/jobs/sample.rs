@@ -1,10 +1,10 @@
 //! A whole sampling job on any pair, from a [`SampleSpec`] to a run
-//! folder: the pair is loaded (`super::load`), what it cannot do is
-//! refused (`super::pair::refuse_missing`), the chains run in batches with
-//! checkpoints (`super::batched`: `--batch`, `--shard`, `--resume`), and
+//! folder: the pair is loaded (`crate::run::pairs::load`), what it cannot do is
+//! refused (`crate::run::pairs::pair::refuse_missing`), the chains run in batches with
+//! checkpoints (`crate::run::drive::batched`: `--batch`, `--shard`, `--resume`), and
 //! the folder gets `grid.png`, `start.png`, `chains.png`, `chains.gif`,
 //! `samples.npy`, `labels.npy`, `manifest.json` (and `inpaint.png`,
-//! `kept.npy` where asked; `super::outputs`). `ppgn sample`, `ppgn
+//! `kept.npy` where asked; `crate::run::output::outputs`). `ppgn sample`, `ppgn
 //! inpaint` and `ppgn serve`'s runs are this function behind flags.
 
 use std::ops::Range;
@@ -12,24 +12,24 @@ use std::sync::Arc;
 
 use candle_core::Tensor;
 
-use super::batched::{shown_chains, Batches, SHOWN_PER_ROW};
-use super::chains::Pipeline;
-use super::folder::RunFolder;
-use super::init::Starts;
-use super::outputs::{write_inpaint, Hole, Outputs};
-use super::pair::{refuse_missing, Condition, Pair, Part};
-use super::preset::SamplerConfig;
-use super::progress::Progress;
-use super::shard::Plan;
-use super::spec::{Init, Request, RunOutput, SampleSpec, STORED};
 use crate::error::{Error, Result};
+use crate::run::config::preset::SamplerConfig;
+use crate::run::config::spec::{Init, Request, RunOutput, SampleSpec, STORED};
+use crate::run::drive::batched::{shown_chains, Batches, SHOWN_PER_ROW};
+use crate::run::drive::chains::Pipeline;
+use crate::run::drive::init::Starts;
+use crate::run::drive::progress::Progress;
+use crate::run::drive::shard::Plan;
+use crate::run::output::folder::RunFolder;
+use crate::run::output::outputs::{write_inpaint, Hole, Outputs};
+use crate::run::pairs::pair::{refuse_missing, Condition, Pair, Part};
 
 /// Runs the job `spec` describes, reporting to `progress`. An interrupted
 /// run keeps its checkpoint for `spec.resume`; any other failure leaves
 /// nothing behind.
 pub fn sample(spec: &SampleSpec, progress: &mut dyn Progress) -> Result<RunOutput> {
     spec.validate()?;
-    let pair = super::load::pair(&spec.networks, spec.data_dir.as_deref())?;
+    let pair = crate::run::pairs::load::pair(&spec.networks, spec.data_dir.as_deref())?;
     run(spec, pair, progress)
 }
 
@@ -118,7 +118,7 @@ pub fn run(
     if let Some(h) = &hole {
         write_inpaint(&folder, &*pair, h, &seen)?;
     }
-    folder.remove(super::chains::CHECKPOINT);
+    folder.remove(crate::run::drive::chains::CHECKPOINT);
     folder.remove(STORED);
     Ok(RunOutput {
         dir: folder.finish()?,
@@ -131,7 +131,7 @@ pub fn run(
 }
 
 /// The pipeline of `condition` whose target can be rebuilt for other
-/// weights (`super::steer`: `ppgn serve`'s sliders), on every pair.
+/// weights (`crate::run::config::steer`: `ppgn serve`'s sliders), on every pair.
 fn steerable(pair: &Arc<dyn Pair>, cfg: &SamplerConfig, condition: Condition) -> Result<Pipeline> {
     let mut pipeline = pair.pipeline(cfg, &condition)?;
     let p = pair.clone();
@@ -179,7 +179,7 @@ fn plan(spec: &SampleSpec, pair: &dyn Pair, per_chain: &[usize]) -> Result<Plan>
         Request::Neuron { .. } => spec.chains,
         Request::Classes(_) => per_chain.len(),
     };
-    let estimate = super::estimate::of(spec, pair, n, false)?;
+    let estimate = crate::run::drive::estimate::of(spec, pair, n, false)?;
     estimate.check()?;
     Plan::new(n, spec.batch.unwrap_or(estimate.batch), spec.shard)
 }
@@ -189,7 +189,7 @@ fn plan(spec: &SampleSpec, pair: &dyn Pair, per_chain: &[usize]) -> Result<Plan>
 /// checkpoint; on a full disk the last checkpoint is kept and the message
 /// says to free space and resume.
 fn failed(spec: &SampleSpec, folder: RunFolder, e: Error) -> Error {
-    let checkpoint = folder.staging().join(super::chains::CHECKPOINT);
+    let checkpoint = folder.staging().join(crate::run::drive::chains::CHECKPOINT);
     if e.is_disk_full() && checkpoint.exists() {
         return Error::unsupported(
             format!("the disk is full ({e})"),
@@ -242,7 +242,9 @@ fn request(
     hole: Option<&Hole>,
 ) -> serde_json::Value {
     let neuron = match &spec.request {
-        Request::Neuron { layer, neuron } => Some(super::outputs::neuron_name(layer, neuron)),
+        Request::Neuron { layer, neuron } => {
+            Some(crate::run::output::outputs::neuron_name(layer, neuron))
+        }
         Request::Classes(_) => None,
     };
     serde_json::json!({

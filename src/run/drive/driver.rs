@@ -1,6 +1,6 @@
 //! The chain driver: steps a batch of chains on a [`Pipeline`] to the
 //! end (or a stop), records them, reports after every step to a front end
-//! that may change the settings (`super::steer`), and checkpoints.
+//! that may change the settings (`crate::run::config::steer`), and checkpoints.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -8,10 +8,10 @@ use std::time::Instant;
 use candle_core::Tensor;
 
 use super::chains::{ChainsOutput, Outcome, Pipeline, Streams, CHECKPOINT_SECONDS};
-use super::preset::SamplerConfig;
-use super::steer::Change;
 use crate::density::Sum;
 use crate::error::{Error, Result};
+use crate::run::config::preset::SamplerConfig;
+use crate::run::config::steer::Change;
 use crate::sampler::schedule::Schedule;
 use crate::sampler::{advance, init, Kernel};
 
@@ -35,7 +35,7 @@ pub struct Record<'a> {
 
 /// The settings of a run as it goes: the schedule of changes (the
 /// settings' own and those made during the run), the kernel and the target
-/// they give (`super::steer`).
+/// they give (`crate::run::config::steer`).
 struct Steered<'p> {
     all: SamplerConfig,
     pipeline: &'p Pipeline,

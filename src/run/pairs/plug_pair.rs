@@ -8,9 +8,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Tensor};
 
-use super::chains::{Pipeline, Streams};
 use super::pair::{clamp_net, Condition, Pair, Part};
-use super::preset::{PriorKind, SamplerConfig};
 use super::pretrained::PlugPair;
 use crate::density::backend::Backend;
 use crate::density::condition::{class_probability, NetCondition, Objective};
@@ -18,6 +16,8 @@ use crate::density::image::{clamp_known, InpaintContext};
 use crate::density::Sum;
 use crate::error::{Error, Result};
 use crate::nn::fast::Net as FastNet;
+use crate::run::config::preset::{PriorKind, SamplerConfig};
+use crate::run::drive::chains::{Pipeline, Streams};
 use crate::sampler::ChainRngs;
 
 impl Pair for PlugPair {

@@ -8,8 +8,6 @@ use std::sync::Arc;
 
 use candle_core::Tensor;
 
-use super::chains::{Measure, Pipeline};
-use super::preset::{Engine, PriorKind, SamplerConfig};
 use crate::density::backend::Backend;
 use crate::density::condition::{class_probability, unit_activation, NetCondition, Objective};
 use crate::density::image::{clamp_known, InpaintContext};
@@ -18,6 +16,8 @@ use crate::density::{Sum, Term};
 use crate::error::{Error, Result};
 use crate::models::fashion::Stack;
 use crate::nn::fast::Net;
+use crate::run::config::preset::{Engine, PriorKind, SamplerConfig};
+use crate::run::drive::chains::{Measure, Pipeline};
 
 pub use super::pair::Condition;
 

@@ -1,6 +1,6 @@
 //! What a sampling job is asked to do, as typed settings: which networks,
 //! which condition, how many chains, the sampler's settings, where the run
-//! goes. A front end (the CLI) fills a [`SampleSpec`]; [`super::sample`]
+//! goes. A front end (the CLI) fills a [`SampleSpec`]; [`crate::run::jobs::sample`]
 //! runs it.
 
 use std::path::PathBuf;
@@ -166,7 +166,7 @@ impl Init {
 pub struct SampleSpec {
     /// Choose the step (and the prior's weight) by a short pilot, or the
     /// step adaptation where the sampler has an acceptance test
-    /// (`super::autotune`).
+    /// (`crate::run::jobs::autotune`).
     pub autotune: bool,
     pub networks: Networks,
     pub request: Request,
@@ -189,10 +189,10 @@ pub struct SampleSpec {
     /// Finish an interrupted run in `out`'s hidden folder.
     pub resume: bool,
     /// Chains per batch (Fashion-MNIST stack) [default: from the
-    /// network's memory per chain, `super::estimate`].
+    /// network's memory per chain, `crate::run::drive::estimate`].
     pub batch: Option<usize>,
     /// Which share of the batches this process runs (`ppgn merge` joins them).
-    pub shard: super::shard::Shard,
+    pub shard: crate::run::drive::shard::Shard,
     /// Enlarge every image of the PNG grids this many times [default: the
     /// smallest factor that makes a cell 96 pixels tall].
     pub scale: Option<usize>,
@@ -232,7 +232,7 @@ impl SampleSpec {
             force: false,
             resume: false,
             batch: None,
-            shard: super::shard::Shard::WHOLE,
+            shard: crate::run::drive::shard::Shard::WHOLE,
             scale: None,
             command: String::new(),
         }
@@ -244,7 +244,7 @@ impl SampleSpec {
     /// nothing else; `given` itself when the folder stores no job (a run
     /// of an older version: its checkpoint still checks the settings).
     pub fn resumed(given: SampleSpec, bare: &SampleSpec) -> Result<SampleSpec> {
-        let path = super::folder::RunFolder::partial_path(&given.out).join(STORED);
+        let path = crate::run::output::folder::RunFolder::partial_path(&given.out).join(STORED);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(given),
@@ -327,7 +327,7 @@ impl SampleSpec {
                 "inpaint conditioned on a class",
             ));
         }
-        super::folder::RunFolder::check(&self.out, self.force, self.resume)
+        crate::run::output::folder::RunFolder::check(&self.out, self.force, self.resume)
     }
 }
 

@@ -14,11 +14,6 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::chains::{Measure, Pipeline};
-use super::folder::RunFolder;
-use super::preset::{Choice, Engine, PriorKind, SamplerConfig, SamplerKind};
-use super::progress::{drive_to_end, Progress};
-use super::spec::{Request, RunOutput};
 use crate::data::imagenet;
 use crate::density::backend::Backend;
 use crate::density::condition::{
@@ -32,6 +27,11 @@ use crate::models::plug::{is_sidecar, ClassifierSide};
 use crate::models::pretrained;
 use crate::nn::fast::{reference, Net};
 use crate::nn::{identity, Func};
+use crate::run::config::preset::{Choice, Engine, PriorKind, SamplerConfig, SamplerKind};
+use crate::run::config::spec::{Request, RunOutput};
+use crate::run::drive::chains::{Measure, Pipeline};
+use crate::run::drive::progress::{drive_to_end, Progress};
+use crate::run::output::folder::RunFolder;
 use crate::sampler::schedule::Schedule;
 use crate::sampler::ChainRngs;
 
@@ -141,7 +141,7 @@ impl VisualizeSpec {
             normalise: true,
             clip: (self.param == Param::Pixel).then_some((0.0, 1.0)),
             gradient: self.gradient,
-            ..super::preset::preset("ppgn")?
+            ..crate::run::config::preset::preset("ppgn")?
         })
     }
 }
@@ -388,7 +388,7 @@ impl Job<'_> {
 
     fn manifest(
         &self,
-        o: &super::chains::ChainsOutput,
+        o: &crate::run::drive::chains::ChainsOutput,
         top1: &[usize],
     ) -> (serde_json::Value, String) {
         let (spec, n, per_chain) = (self.spec, self.n, self.per_chain);
@@ -451,7 +451,7 @@ impl RgbRun<'_> {
     pub fn write(
         &self,
         folder: &RunFolder,
-        o: &super::chains::ChainsOutput,
+        o: &crate::run::drive::chains::ChainsOutput,
         start: &Tensor,
         labels: &[i64],
     ) -> Result<()> {

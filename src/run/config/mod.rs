@@ -1,0 +1,8 @@
+//! Settings: the presets, resolving and validating settings, settings named by their values, changes keyed by step, a job's typed settings and inpainting's.
+
+pub mod choice;
+pub mod inpaint;
+pub mod preset;
+pub mod settings;
+pub mod spec;
+pub mod steer;

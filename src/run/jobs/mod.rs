@@ -1,0 +1,5 @@
+//! Whole jobs: sampling on any pair, visualisation, and `--autotune`'s pilot.
+
+pub mod autotune;
+pub mod sample;
+pub mod visualize;
