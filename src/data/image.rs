@@ -228,30 +228,28 @@ pub fn save_gif_channels(
 
 /// `n` images from `[n, c, h, w]` order to `[n, h, w, c]`.
 pub fn chw_to_hwc(v: &[f32], n: usize, (h, w, c): (usize, usize, usize)) -> Vec<f32> {
-    if c == 1 {
-        return v.to_vec();
-    }
-    let mut out = vec![0f32; v.len()];
-    for i in 0..n {
-        for ch in 0..c {
-            for p in 0..h * w {
-                out[(i * h * w + p) * c + ch] = v[(i * c + ch) * h * w + p];
-            }
-        }
-    }
-    out
+    transpose_blocks(v, n, c, h * w)
 }
 
 /// `n` images from `[n, h, w, c]` order to `[n, c, h, w]`.
 pub fn hwc_to_chw(v: &[f32], n: usize, (h, w, c): (usize, usize, usize)) -> Vec<f32> {
-    if c == 1 {
+    transpose_blocks(v, n, h * w, c)
+}
+
+/// `n` row-major `a x b` blocks, each transposed to `b x a`.
+fn transpose_blocks(v: &[f32], n: usize, a: usize, b: usize) -> Vec<f32> {
+    if a == 1 || b == 1 {
         return v.to_vec();
     }
     let mut out = vec![0f32; v.len()];
-    for i in 0..n {
-        for ch in 0..c {
-            for p in 0..h * w {
-                out[(i * c + ch) * h * w + p] = v[(i * h * w + p) * c + ch];
+    for k in 0..n {
+        let (src, dst) = (
+            &v[k * a * b..(k + 1) * a * b],
+            &mut out[k * a * b..(k + 1) * a * b],
+        );
+        for i in 0..a {
+            for j in 0..b {
+                dst[j * a + i] = src[i * b + j];
             }
         }
     }
