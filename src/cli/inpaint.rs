@@ -3,7 +3,6 @@
 //! target plus the context term on the known pixels, which are clamped to
 //! the real ones in the output.
 
-use anyhow::Context;
 use clap::Args;
 
 use super::sample::{run_spec, SampleArgs};
@@ -33,23 +32,7 @@ pub struct InpaintArgs {
 }
 
 pub fn run(a: InpaintArgs) -> anyhow::Result<()> {
-    let (image, file) = match a.image.strip_prefix("test:") {
-        Some(i) => (
-            i.parse().with_context(|| {
-                format!("--image {:?}: expected test:INDEX or a PNG file", a.image)
-            })?,
-            None,
-        ),
-        None => (0, Some(std::path::PathBuf::from(&a.image))),
-    };
-    // the mask is made at the generator's size when the run starts
-    let inpaint = Inpaint {
-        image,
-        file,
-        mask: Vec::new(),
-        mask_spec: a.mask.clone(),
-        context_weight: a.context_weight,
-    };
+    let inpaint = Inpaint::asked(&a.image, &a.mask, a.context_weight)?;
     let spec = a.sample.spec(Some(inpaint))?;
     run_spec(&spec, a.sample.quiet, a.sample.stop_after)
 }

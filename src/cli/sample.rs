@@ -17,9 +17,10 @@ use ppgn::run::output::folder::RunFolder;
 #[command(
     allow_negative_numbers = true,
     after_help = "Example: ppgn sample --class sneaker --chains 8\n\
-Outputs in the run folder: grid.png (final samples, one row per class), chains.png \
-(each chain over time), samples.npy (float32 N x 1 x 28 x 28 in [0, 1]), labels.npy (int64), \
-manifest.json (every parameter, seed, model hashes, per-chain statistics, evaluator accuracy)."
+Outputs in the run folder: grid.png (final samples, one row per class), start.png (the chains' \
+starts), chains.png and chains.gif (each chain over time), samples.npy (float32 N x C x H x W \
+in [0, 1]; 1 x 28 x 28 for the shipped stack), labels.npy (int64), manifest.json (every \
+parameter, seed, model hashes, per-chain statistics, evaluator accuracy)."
 )]
 pub struct SampleArgs {
     /// Class(es) to condition on, by index or name, comma-separated, or `all`.
@@ -48,7 +49,8 @@ pub struct SampleArgs {
     /// The condition network: `fashion` (the shipped stack's classifier),
     /// `efficientnet-lite0` (ImageNet, pretrained; classes by name or index),
     /// `alexnet` (CaffeNet, with --generator dgn-fc6 and --weights), or
-    /// FILE.toml: an ONNX classifier's sidecar (docs/onnx.md).
+    /// FILE.toml: an ONNX classifier's sidecar (docs/onnx.md). With --generator
+    /// fashion any classifier of 28x28 images guides the shipped generator and its priors.
     #[arg(long, default_value = "fashion")]
     pub classifier: String,
     /// Folder of the papers' converted Caffe weights (dgn-fc6.safetensors,
@@ -106,7 +108,10 @@ pub struct SampleArgs {
     /// Clip h to LO,HI after each step, or `none`.
     #[arg(long)]
     pub clip: Option<String>,
-    /// Start from `random` codes or from the code of a test image, `test:INDEX`.
+    /// Where chains start: `random` (prior draws), `test:INDEX` (the code of a test
+    /// image; pairs with an encoder), `codes:FILE.npy` (rows [n, code] in the space the
+    /// chains move, one per chain or one for all), `images:FILE.npy` (their codes;
+    /// float32 [n, c, h, w] in [0, 1], pairs with an encoder).
     #[arg(long, default_value = "random")]
     pub init: String,
     #[arg(long, default_value_t = 0)]

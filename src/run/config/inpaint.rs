@@ -31,6 +31,28 @@ pub struct Inpaint {
 }
 
 impl Inpaint {
+    /// What `ppgn inpaint` asks: `image` is `test:INDEX` or a PNG file,
+    /// `mask` how the mask is given (made at the generator's size when the
+    /// run starts, [`Inpaint::mask_for`]).
+    pub fn asked(image: &str, mask: &str, context_weight: f64) -> Result<Self> {
+        let (image, file) = match image.strip_prefix("test:") {
+            Some(i) => {
+                let i = i.parse().map_err(|_| {
+                    Error::setting("image", format!("{image:?}"), "test:INDEX or a PNG file")
+                })?;
+                (i, None)
+            }
+            None => (0, Some(PathBuf::from(image))),
+        };
+        Ok(Self {
+            image,
+            file,
+            mask: Vec::new(),
+            mask_spec: mask.to_string(),
+            context_weight,
+        })
+    }
+
     /// The name of the real image: `test:N` or the file.
     pub fn image_name(&self) -> String {
         match &self.file {
