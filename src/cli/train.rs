@@ -24,7 +24,7 @@ pub struct TrainArgs {
     /// Which network to train.
     #[arg(value_parser = super::choice::<Network>())]
     pub network: Network,
-    /// Passes over the training images (G and the code prior hold out the last 5,000) [default: per network].
+    /// Passes over the training images (every network holds out the last 5,000, the validation split) [default: per network].
     #[arg(long)]
     pub epochs: Option<usize>,
     #[arg(long, default_value_t = 64)]

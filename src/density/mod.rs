@@ -8,6 +8,7 @@ pub mod backend;
 pub mod condition;
 pub mod image;
 pub mod prior;
+pub mod score;
 
 use candle_core::{DType, Tensor, Var};
 
@@ -27,6 +28,13 @@ pub trait Term: Send + Sync {
     /// Whether [`Term::value_and_grad`] returns values (MH needs them).
     fn has_value(&self) -> bool;
     fn value_and_grad(&self, position: &Tensor) -> Result<Eval>;
+    /// The term at noise level `level` where it depends on one (a
+    /// score-based prior and what reads its denoised estimate,
+    /// [`score`]); the others ignore the level.
+    fn value_and_grad_at(&self, position: &Tensor, level: Option<f64>) -> Result<Eval> {
+        let _ = level;
+        self.value_and_grad(position)
+    }
     /// The per-chain value alone (`None` without one), for callers that
     /// need no gradient. The same numbers as [`Term::value_and_grad`]'s;
     /// terms that run a network override it with a forward pass only,
@@ -95,6 +103,9 @@ impl Term for Sum {
             .unwrap_or_default()
     }
     fn value_and_grad(&self, position: &Tensor) -> Result<Eval> {
+        self.value_and_grad_at(position, None)
+    }
+    fn value_and_grad_at(&self, position: &Tensor, level: Option<f64>) -> Result<Eval> {
         let n = position.dim(0)?;
         let mut grad = position.zeros_like()?;
         let mut value = self.has_value().then(|| vec![0.0; n]);
@@ -102,7 +113,7 @@ impl Term for Sum {
             if *w == 0.0 {
                 continue;
             }
-            let e = t.value_and_grad(position)?;
+            let e = t.value_and_grad_at(position, level)?;
             grad = (grad + (e.grad * *w)?)?;
             if let (Some(v), Some(ev)) = (value.as_mut(), e.log_density) {
                 for (a, b) in v.iter_mut().zip(ev) {

@@ -195,6 +195,7 @@ fn role(name: &str) -> &'static str {
         "h-dae" => "DAE prior on h (PPGN-h, S9.3)",
         "x-dae" => "DAE prior on images (PPGN-x, S9.2)",
         "code-prior" => "RealNVP flow density on the pre-ReLU code u (exact samplers' prior)",
+        "code-score" => "noise-conditional denoiser on the standardised code u: a score-based prior at every noise level",
         "realness" => {
             "realness judge: DCGAN-style D of its own GAN (Xu et al. Table 2), only for scoring"
         }

@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand_chacha::ChaCha8Rng;
 
-use super::{batched, Data, Task, TrainOptions};
+use super::{batched, validation_start, Data, Task, TrainOptions};
 use crate::error::Result;
 use crate::models::fashion::{Classifier, ClassifierConfig, Evaluator, EvaluatorConfig};
 use crate::nn::adam::Adam;
@@ -85,12 +85,24 @@ pub fn test_accuracy(
     device: &Device,
     logits: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
 ) -> Result<f64> {
-    let counts = batched(data.len(), super::EVAL_BATCH, |idx| {
-        let x = data.images_tensor(idx, device)?;
-        let y = data.labels_tensor(idx, device)?;
+    accuracy_over(data, 0..data.len(), device, logits)
+}
+
+/// Accuracy on the images `range` of `data`, in batches of `EVAL_BATCH`.
+pub fn accuracy_over(
+    data: &crate::data::fashion_mnist::Dataset,
+    range: std::ops::Range<usize>,
+    device: &Device,
+    logits: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+) -> Result<f64> {
+    let (start, n) = (range.start, range.len());
+    let counts = batched(n, super::EVAL_BATCH, |idx| {
+        let idx: Vec<usize> = idx.iter().map(|i| i + start).collect();
+        let x = data.images_tensor(&idx, device)?;
+        let y = data.labels_tensor(&idx, device)?;
         Ok(accuracy(&logits(&x)?, &y)? * idx.len() as f64)
     })?;
-    Ok(counts.iter().sum::<f64>() / data.len() as f64)
+    Ok(counts.iter().sum::<f64>() / n.max(1) as f64)
 }
 
 impl Task for ClassifierTask {
@@ -107,7 +119,7 @@ impl Task for ClassifierTask {
         vec![&self.adam]
     }
     fn train_len(&self) -> usize {
-        self.data.train.len()
+        validation_start(self.data.train.len())
     }
     fn step(&mut self, idx: &[usize], rng: &mut ChaCha8Rng) -> Result<Vec<(&'static str, f64)>> {
         let x = self.data.train.images_tensor(idx, &self.device)?;
@@ -123,7 +135,17 @@ impl Task for ClassifierTask {
     }
     fn evaluate(&self) -> Result<BTreeMap<String, f64>> {
         let acc = test_accuracy(&self.data.test, &self.device, |x| self.net.logits(x))?;
-        Ok(BTreeMap::from([("test_accuracy".to_string(), acc)]))
+        let n = self.data.train.len();
+        let val = accuracy_over(
+            &self.data.train,
+            validation_start(n)..n,
+            &self.device,
+            |x| self.net.logits(x),
+        )?;
+        Ok(BTreeMap::from([
+            ("test_accuracy".to_string(), acc),
+            ("validation_accuracy".to_string(), val),
+        ]))
     }
     fn config_json(&self) -> serde_json::Value {
         self.config.clone()

@@ -171,7 +171,7 @@ impl Task for DaeTask {
         vec![&self.adam]
     }
     fn train_len(&self) -> usize {
-        self.data.train.len()
+        super::validation_start(self.data.train.len())
     }
     fn step(&mut self, idx: &[usize], rng: &mut ChaCha8Rng) -> Result<Vec<(&'static str, f64)>> {
         let clean = self.clean(idx, false)?;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::classifier::ClassifierTask;
 use super::code_prior::CodePriorTask;
+use super::code_score::CodeScoreTask;
 use super::dae::DaeTask;
 use super::gan::{GanSettings, GanTask};
 use super::realness::RealnessTask;
@@ -27,6 +28,7 @@ pub enum Network {
     Generator,
     HDae,
     CodePrior,
+    CodeScore,
     XDae,
     Realness,
 }
@@ -41,6 +43,7 @@ impl Network {
             Network::Generator => (4, 2e-4, 3),
             Network::HDae => (20, 3e-4, 4),
             Network::CodePrior => (30, 1e-3, 7),
+            Network::CodeScore => (60, 1e-3, 8),
             Network::XDae => (5, 1e-3, 5),
             Network::Realness => (3, 2e-4, 6),
         }
@@ -54,6 +57,7 @@ impl Choice for Network {
         Self::Generator,
         Self::HDae,
         Self::CodePrior,
+        Self::CodeScore,
         Self::XDae,
         Self::Realness,
     ];
@@ -66,6 +70,7 @@ impl Choice for Network {
             Network::Generator => "G against the frozen classifier, with its discriminator D (needs classifier and evaluator)",
             Network::HDae => "The MLP DAE prior on h (needs classifier)",
             Network::CodePrior => "The flow prior on the pre-ReLU code u, a density with a value for MH, MALA and HMC (needs classifier)",
+            Network::CodeScore => "The score-based prior: a denoiser of the standardised pre-ReLU code u at every noise level, for ppgn-score and annealed Langevin (needs classifier)",
             Network::XDae => "The convolutional DAE prior on images",
             Network::Realness => "The realness judge (Xu et al. Table 2): a DCGAN-style D trained with its own generator",
         })
@@ -97,6 +102,7 @@ pub fn train(
         Network::Generator => Box::new(GanTask::new(data, opts, gan, &device)?),
         Network::HDae => Box::new(DaeTask::new_h(data, opts, &device)?),
         Network::CodePrior => Box::new(CodePriorTask::new(data, opts, &device)?),
+        Network::CodeScore => Box::new(CodeScoreTask::new(data, opts, &device)?),
         Network::XDae => Box::new(DaeTask::new_x(data, opts, &device)?),
         Network::Realness => Box::new(RealnessTask::new(data, opts, &device)?),
     };

@@ -10,6 +10,7 @@
 
 pub mod classifier;
 pub mod code_prior;
+pub mod code_score;
 pub mod dae;
 pub mod gan;
 pub mod job;
@@ -408,9 +409,11 @@ fn finish(
 /// reuses buffers instead of mapping fresh pages for every op.
 pub const EVAL_BATCH: usize = 100;
 
-/// Training images held out as the validation split (the last ones): the
-/// code prior and the generator train on the others and measure on these,
-/// and settings are chosen on them with the guiding classifier.
+/// Training images held out as the validation split (the last ones): every
+/// network trains on the others (*Generating Class-conditional Images with
+/// Gradient-based Inference* judges samples with networks the sampler never
+/// saw; choosing settings needs images no sampling network saw either), and
+/// settings are chosen on these with the guiding classifier.
 pub const VALIDATION: usize = 5000;
 
 /// Where the validation split starts among `n` training images: the last

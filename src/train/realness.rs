@@ -100,7 +100,7 @@ impl Task for RealnessTask {
         vec![&self.d_adam, &self.g_adam]
     }
     fn train_len(&self) -> usize {
-        self.data.train.len()
+        super::validation_start(self.data.train.len())
     }
     fn step(&mut self, idx: &[usize], rng: &mut ChaCha8Rng) -> Result<Vec<(&'static str, f64)>> {
         let x = self.data.train.images_tensor(idx, &self.device)?;

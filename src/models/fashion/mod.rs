@@ -5,6 +5,7 @@
 
 pub mod classifier;
 pub mod code_prior;
+pub mod code_score;
 pub mod discriminator;
 pub mod evaluator;
 pub mod generator;
@@ -17,6 +18,7 @@ use candle_core::{DType, Device};
 
 pub use classifier::{Classifier, ClassifierConfig};
 pub use code_prior::{CodePrior, CodePriorConfig};
+pub use code_score::{CodeScore, CodeScoreConfig};
 pub use discriminator::{Discriminator, DiscriminatorConfig};
 pub use evaluator::{Evaluator, EvaluatorConfig};
 pub use generator::{Generator, GeneratorConfig};
@@ -34,13 +36,14 @@ pub const ENV_MODELS: &str = "PPGN_MODELS";
 /// The names of the shipped networks, in training order.
 /// (`ppgn train realness` also writes `realness-generator`, its judge's own
 /// generator, which is not shipped: only the judge scores.)
-pub const NETWORKS: [&str; 8] = [
+pub const NETWORKS: [&str; 9] = [
     "classifier",
     "evaluator",
     "generator",
     "discriminator",
     "h-dae",
     "code-prior",
+    "code-score",
     "x-dae",
     "realness",
 ];
@@ -132,6 +135,7 @@ pub struct Stack {
     pub h_dae: Option<HDae>,
     pub x_dae: Option<XDae>,
     pub code_prior: Option<CodePrior>,
+    pub code_score: Option<CodeScore>,
     pub cards: Vec<Card>,
 }
 
@@ -146,6 +150,7 @@ impl Stack {
         let h_dae = optional(dir, "h-dae", dtype, device, HDae::new, &mut cards)?;
         let x_dae = optional(dir, "x-dae", dtype, device, XDae::new, &mut cards)?;
         let code_prior = optional(dir, "code-prior", dtype, device, CodePrior::new, &mut cards)?;
+        let code_score = optional(dir, "code-score", dtype, device, CodeScore::new, &mut cards)?;
         Ok(Stack {
             classifier,
             generator,
@@ -153,6 +158,7 @@ impl Stack {
             h_dae,
             x_dae,
             code_prior,
+            code_score,
             cards,
         })
     }

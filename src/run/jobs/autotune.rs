@@ -6,8 +6,12 @@
 //! (the step is normalised by the mean |gradient|, so these are scales of
 //! the pair's own gradients), then weights of the prior relative to the
 //! condition, and keeps the settings whose chains end with the highest mean
-//! log p(y | x) (or unit activation). The pilot is deterministic (the run's
-//! seed), so a rerun chooses the same.
+//! log p(y | x) (or unit activation). The preset's own setting is scored
+//! first and a candidate replaces the one kept only when its chains beat
+//! them by more than one standard error of the paired per-chain difference
+//! (the chains share starts and noise): a pilot of a few steps is noisy,
+//! and without evidence the preset stays. The pilot is deterministic (the
+//! run's seed), so a rerun chooses the same.
 
 use candle_core::Tensor;
 
@@ -21,7 +25,8 @@ use crate::sampler::schedule::Schedule;
 /// Steps of each pilot run.
 pub const PILOT_STEPS: usize = 10;
 /// Multiples of the preset's step the pilot tries.
-const STEP_FACTORS: [f64; 5] = [0.25, 0.5, 1.0, 2.0, 4.0];
+/// The preset's own (1.0) comes first: it is what the others must beat.
+const STEP_FACTORS: [f64; 5] = [1.0, 0.25, 0.5, 2.0, 4.0];
 /// Multiples of the preset's eps1 (the prior's weight) the pilot tries.
 const EPS1_FACTORS: [f64; 3] = [0.1, 1.0, 10.0];
 
@@ -68,14 +73,15 @@ pub fn tune(
     };
     let score = |c: &SamplerConfig| pilot_score(c, build, start, seed, log_score);
     let mut tried = Vec::new();
-    let mut best = (f64::NEG_INFINITY, cfg.clone());
-    let mut consider = |c: SamplerConfig, best: &mut (f64, SamplerConfig)| -> Result<()> {
+    let mut best: (Option<Vec<f64>>, SamplerConfig) = (None, cfg.clone());
+    let mut consider = |c: SamplerConfig, best: &mut (Option<Vec<f64>>, SamplerConfig)| {
         let s = score(&c)?;
-        tried.push(serde_json::json!({"step": c.step, "eps1": c.eps1, "score": s}));
-        if s > best.0 {
+        let m = mean(s.as_deref());
+        tried.push(serde_json::json!({"step": c.step, "eps1": c.eps1, "score": m}));
+        if beats(s.as_deref(), best.0.as_deref()) {
             *best = (s, c);
         }
-        Ok(())
+        Result::Ok(())
     };
     for f in STEP_FACTORS {
         let step = Schedule::Constant { value: step * f };
@@ -109,15 +115,38 @@ pub fn tune(
     Ok((best.1, report))
 }
 
-/// The mean log measure (or mean measure) of the chains after a pilot of
-/// [`PILOT_STEPS`] with settings `c`; minus infinity when they diverge.
+/// The mean of per-chain scores, minus infinity for a diverged pilot.
+fn mean(s: Option<&[f64]>) -> f64 {
+    match s {
+        Some(s) if !s.is_empty() => s.iter().sum::<f64>() / s.len() as f64,
+        _ => f64::NEG_INFINITY,
+    }
+}
+
+/// Whether per-chain scores `new` beat `kept` by more than one standard
+/// error of their paired differences (any finite scores beat a diverged
+/// or missing pilot; a diverged one never beats).
+pub fn beats(new: Option<&[f64]>, kept: Option<&[f64]>) -> bool {
+    let (Some(new), Some(kept)) = (new, kept) else {
+        return new.is_some();
+    };
+    let d: Vec<f64> = new.iter().zip(kept).map(|(a, b)| a - b).collect();
+    let n = d.len() as f64;
+    let m = d.iter().sum::<f64>() / n;
+    let var = d.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0).max(1.0);
+    m > (var / n).sqrt()
+}
+
+/// Each chain's log measure (or measure) after a pilot of [`PILOT_STEPS`]
+/// with settings `c`; `None` when the pilot diverges or a score is not
+/// finite.
 fn pilot_score(
     c: &SamplerConfig,
     build: &dyn Fn(&SamplerConfig) -> Result<Pipeline>,
     start: &Tensor,
     seed: u64,
     log_score: bool,
-) -> Result<f64> {
+) -> Result<Option<Vec<f64>>> {
     let pilot = SamplerConfig {
         steps: PILOT_STEPS,
         ..c.clone()
@@ -133,12 +162,12 @@ fn pilot_score(
     );
     let last = match o {
         Ok(o) => o.condition_value.last().cloned().unwrap_or_default(),
-        Err(Error::Diverged(_)) => return Ok(f64::NEG_INFINITY),
+        Err(Error::Diverged(_)) => return Ok(None),
         Err(e) => return Err(e),
     };
     let f = |p: f64| if log_score { p.max(1e-30).ln() } else { p };
-    let s = last.iter().map(|&p| f(p)).sum::<f64>() / last.len().max(1) as f64;
-    Ok(if s.is_finite() { s } else { f64::NEG_INFINITY })
+    let s: Vec<f64> = last.iter().map(|&p| f(p)).collect();
+    Ok((!s.is_empty() && s.iter().all(|x| x.is_finite())).then_some(s))
 }
 
 /// `spec` with the settings `--autotune` chooses when it asks for it
@@ -173,5 +202,26 @@ pub fn annotate(verdict: String, report: Option<&serde_json::Value>) -> String {
             c["eps1"].as_f64().unwrap_or(f64::NAN)
         ),
         _ => verdict,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::beats;
+
+    #[test]
+    fn a_candidate_must_beat_the_kept_setting_by_one_paired_standard_error() {
+        let kept = [-1.0, -2.0, -3.0, -4.0];
+        // Better on average by 0.05, but the differences spread by about 1.
+        let noisy = [0.05, -3.0, -2.0, -4.8];
+        assert!(!beats(Some(&noisy), Some(&kept)));
+        // Better by 0.5 on every chain.
+        let clear = [-0.5, -1.5, -2.5, -3.5];
+        assert!(beats(Some(&clear), Some(&kept)));
+        // Equal is not better; a diverged candidate never wins; anything
+        // finite beats a diverged pilot.
+        assert!(!beats(Some(&kept), Some(&kept)));
+        assert!(!beats(None, Some(&kept)));
+        assert!(beats(Some(&kept), None));
     }
 }

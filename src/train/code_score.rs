@@ -1,0 +1,223 @@
+//! Training the score-based prior on codes
+//! (`crate::models::fashion::code_score`) by denoising score matching over
+//! noise levels (Vincent 2011; the recipe of Karras et al. 2022: the
+//! preconditioned network, its loss weighting, log-normal training levels
+//! and an exponential moving average of the weights, which is what ships).
+//! The codes are the pre-ReLU `u` of the training images before the
+//! validation split, standardised per unit; the card gives the validation
+//! split's denoising error at a ladder of levels beside the error of
+//! returning the noisy code (`sigma^2` per unit).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+
+use super::code_prior::pre_relu_codes;
+use super::{validation_start, varmap_tensors, Data, Task, TrainOptions};
+use crate::error::{Error, Result};
+use crate::models::fashion::{self as stack, Classifier, CodeScore, CodeScoreConfig};
+use crate::nn::adam::Adam;
+use crate::nn::init::init_seeded;
+
+/// The moving average's decay per step.
+pub const EMA_DECAY: f64 = 0.999;
+
+/// The noise levels the card reports the validation error at.
+pub const CARD_LEVELS: [f64; 7] = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0];
+
+pub struct CodeScoreTask {
+    net: CodeScore,
+    varmap: VarMap,
+    /// The moving average of `varmap`, and the model reading it.
+    ema: VarMap,
+    ema_net: CodeScore,
+    adam: Adam,
+    /// Standardised codes `[n, dim]` of the training images before the
+    /// validation split, of the validation split, and of the test images.
+    train: Tensor,
+    validation: Tensor,
+    test: Tensor,
+    depends: Vec<(String, PathBuf)>,
+}
+
+impl CodeScoreTask {
+    /// Reads the trained classifier from `opts.models_dir`, encodes the
+    /// three splits once and standardises them by the training codes.
+    pub fn new(data: Data, opts: &TrainOptions, device: &Device) -> Result<Self> {
+        let (clf, _) = stack::load(
+            &opts.models_dir,
+            "classifier",
+            DType::F32,
+            device,
+            Classifier::new,
+        )?;
+        let n = data.train.len();
+        let v = validation_start(n);
+        if v == 0 {
+            return Err(Error::data(
+                &opts.models_dir,
+                "no training images to fit the score model to",
+            ));
+        }
+        let all: Vec<usize> = (0..n).collect();
+        let train = pre_relu_codes(&clf, &data.train, &all[..v], device)?;
+        let mean = train.mean(0)?;
+        let std = train
+            .broadcast_sub(&mean)?
+            .sqr()?
+            .mean(0)?
+            .affine(1.0, 1e-6)?
+            .sqrt()?;
+        let standard =
+            |u: &Tensor| -> Result<Tensor> { Ok(u.broadcast_sub(&mean)?.broadcast_div(&std)?) };
+        let validation = standard(&pre_relu_codes(&clf, &data.train, &all[v..], device)?)?;
+        let test_idx: Vec<usize> = (0..data.test.len()).collect();
+        let test = standard(&pre_relu_codes(&clf, &data.test, &test_idx, device)?)?;
+        let cfg = CodeScoreConfig {
+            dim: clf.cfg.h_dim,
+            ..Default::default()
+        };
+        let (varmap, ema) = (VarMap::new(), VarMap::new());
+        let net = CodeScore::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
+        let ema_net = CodeScore::new(&cfg, VarBuilder::from_varmap(&ema, DType::F32, device))?;
+        init_seeded(&varmap, opts.seed)?;
+        for (name, t) in [("norm.mean", &mean), ("norm.std", &std)] {
+            set(&varmap, name, t)?;
+        }
+        for (name, t) in varmap_tensors(&varmap, "") {
+            set(&ema, &name, &t)?;
+        }
+        let adam = super::adam_for(&varmap, opts)?;
+        Ok(Self {
+            train: standard(&train)?,
+            net,
+            varmap,
+            ema,
+            ema_net,
+            adam,
+            validation,
+            test,
+            depends: vec![(
+                "classifier".into(),
+                stack::paths(&opts.models_dir, "classifier").0,
+            )],
+        })
+    }
+
+    /// `ema <- d ema + (1 - d) net` for every variable.
+    fn update_ema(&self) -> Result<()> {
+        let net = self.varmap.data().lock().unwrap();
+        let ema = self.ema.data().lock().unwrap();
+        for (name, var) in net.iter() {
+            if let Some(e) = ema.get(name) {
+                let next = ((e.as_tensor() * EMA_DECAY)? + (var.as_tensor() * (1.0 - EMA_DECAY))?)?;
+                e.set(&next)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The moving-average model's mean squared denoising error per unit on
+    /// `codes` at level `sigma`, with a fixed noise draw.
+    fn denoise_mse(&self, codes: &Tensor, sigma: f64) -> Result<f64> {
+        use rand::SeedableRng;
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let (n, d) = codes.dims2()?;
+        let mut total = 0.0;
+        for start in (0..n).step_by(1000) {
+            let rows = codes.narrow(0, start, 1000.min(n - start))?;
+            let m = rows.dim(0)?;
+            let noise = normal(&mut rng, m * d, rows.shape(), rows.device())?;
+            let noisy = (&rows + (noise * sigma)?)?;
+            let est = self.ema_net.denoise(&noisy, &vec![sigma; m])?;
+            let err = (est - &rows)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+            total += err;
+        }
+        Ok(total / (n * d) as f64)
+    }
+}
+
+/// Sets variable `name` of `varmap` to `t`.
+fn set(varmap: &VarMap, name: &str, t: &Tensor) -> Result<()> {
+    let data = varmap.data().lock().unwrap();
+    match data.get(name) {
+        Some(v) => Ok(v.set(t)?),
+        None => {
+            Err(candle_core::Error::Msg(format!("the score model has no variable {name}")).into())
+        }
+    }
+}
+
+/// `len` standard normal draws from `rng`, shaped `shape`.
+fn normal(
+    rng: &mut ChaCha8Rng,
+    len: usize,
+    shape: &candle_core::Shape,
+    device: &Device,
+) -> Result<Tensor> {
+    let v: Vec<f32> = (0..len)
+        .map(|_| rng.sample::<f32, _>(StandardNormal))
+        .collect();
+    Ok(Tensor::from_vec(v, shape, device)?)
+}
+
+impl Task for CodeScoreTask {
+    fn name(&self) -> &'static str {
+        "code-score"
+    }
+    fn varmaps(&self) -> Vec<(&'static str, &VarMap)> {
+        vec![("net", &self.varmap), ("ema", &self.ema)]
+    }
+    fn optimizers(&mut self) -> Vec<&mut Adam> {
+        vec![&mut self.adam]
+    }
+    fn optimizers_ref(&self) -> Vec<&Adam> {
+        vec![&self.adam]
+    }
+    fn train_len(&self) -> usize {
+        self.train.dim(0).unwrap_or(0)
+    }
+    fn step(&mut self, idx: &[usize], rng: &mut ChaCha8Rng) -> Result<Vec<(&'static str, f64)>> {
+        let ids: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
+        let ids = Tensor::from_vec(ids, idx.len(), self.train.device())?;
+        let v = self.train.index_select(&ids, 0)?;
+        let cfg = &self.net.cfg;
+        let sigmas: Vec<f64> = (0..idx.len())
+            .map(|_| (cfg.p_mean + cfg.p_std * rng.sample::<f64, _>(StandardNormal)).exp())
+            .collect();
+        let noise = normal(rng, v.elem_count(), v.shape(), v.device())?;
+        let loss = self.net.loss(&v, &noise, &sigmas)?;
+        self.adam.backward_step(&loss)?;
+        self.update_ema()?;
+        Ok(vec![("weighted_loss", loss.to_scalar::<f32>()? as f64)])
+    }
+    fn evaluate(&self) -> Result<BTreeMap<String, f64>> {
+        let mut m = BTreeMap::new();
+        for s in CARD_LEVELS {
+            m.insert(
+                format!("validation_denoise_mse_sigma_{s}"),
+                self.denoise_mse(&self.validation, s)?,
+            );
+            m.insert(format!("noisy_input_mse_sigma_{s}"), s * s);
+        }
+        m.insert(
+            "test_denoise_mse_sigma_0.3".into(),
+            self.denoise_mse(&self.test, 0.3)?,
+        );
+        Ok(m)
+    }
+    fn weights(&self) -> HashMap<String, Tensor> {
+        varmap_tensors(&self.ema, "")
+    }
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.net.cfg).unwrap_or_default()
+    }
+    fn depends_on(&self) -> Vec<(String, PathBuf)> {
+        self.depends.clone()
+    }
+}
