@@ -8,6 +8,7 @@
 pub mod adapt;
 pub mod clip;
 pub mod diagnostics;
+pub mod diffusion;
 pub mod hmc;
 pub mod mala;
 pub mod mala_approx;
@@ -52,6 +53,12 @@ pub trait Kernel {
     }
     /// Replaces the step-size schedule by a constant (used by adaptation).
     fn set_step_size(&mut self, eps: f64);
+    /// The noise level the target is read at before step `t`, for kernels
+    /// that anneal one ([`diffusion::ReverseDiffusion`]); `None` for the
+    /// others, whose target has no level.
+    fn level(&self, _t: usize) -> Option<f64> {
+        None
+    }
     /// Moves all chains one step; `t` is the step index (for schedules).
     fn step(
         &self,
@@ -64,7 +71,13 @@ pub trait Kernel {
 
 /// Evaluates the target at `position`.
 pub fn init(position: &Tensor, target: &dyn Term) -> Result<State> {
-    let Eval { log_density, grad } = target.value_and_grad(position)?;
+    init_at(position, target, None)
+}
+
+/// Evaluates the target at `position` at noise level `level` (see
+/// [`Kernel::level`]).
+pub fn init_at(position: &Tensor, target: &dyn Term, level: Option<f64>) -> Result<State> {
+    let Eval { log_density, grad } = target.value_and_grad_at(position, level)?;
     Ok(State {
         position: position.clone(),
         log_density,

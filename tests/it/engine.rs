@@ -249,7 +249,7 @@ fn segment(net: &Net<f64>, from: usize, to: usize) -> Net<f64> {
 /// The largest difference between `net`'s input gradient of `sum(w *
 /// out)` and central differences (step 1e-6) at 60 random coordinates,
 /// over the largest gradient.
-fn fd_worst(net: &Net<f64>, seed: u64) -> f64 {
+pub fn fd_worst(net: &Net<f64>, seed: u64) -> f64 {
     let n = 2;
     let (h, w, c) = net.input();
     let x = vec_f64(&uniform(&[n, h, w, c], 0.05, 1.0, seed));

@@ -15,6 +15,7 @@ mod pairs;
 mod pretrained;
 mod report;
 mod samplers;
+mod score;
 mod scores;
 mod serve;
 mod shipped;

@@ -223,6 +223,11 @@ impl CodeScore {
         v.broadcast_mul(&col(&|p| p.c_skip)?)? + f.broadcast_mul(&col(&|p| p.c_out)?)?
     }
 
+    /// Pre-ReLU codes `u [n, dim]` standardised, `(u - mean) / std`.
+    pub fn standardise(&self, u: &Tensor) -> Result<Tensor> {
+        u.broadcast_sub(&self.mean)?.broadcast_div(&self.std)
+    }
+
     /// Per-unit mean and standard deviation of the codes, as f64.
     pub fn norm(&self) -> Result<(Vec<f64>, Vec<f64>)> {
         let v = |t: &Tensor| t.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>();
@@ -281,27 +286,4 @@ impl CodeScore {
             ],
         )
     }
-
-    /// The noise levels of a ladder of `n` steps from `sigma_max` to
-    /// `sigma_min`, spaced as Karras et al. 2022 (eq. 5, rho = 7).
-    pub fn ladder(&self, n: usize) -> Vec<f64> {
-        ladder(self.cfg.sigma_max, self.cfg.sigma_min, n)
-    }
-}
-
-/// `n` noise levels from `max` down to `min`, evenly spaced in `s^(1/7)`
-/// (Karras et al. 2022, eq. 5).
-pub fn ladder(max: f64, min: f64, n: usize) -> Vec<f64> {
-    const RHO: f64 = 7.0;
-    let (a, b) = (max.powf(1.0 / RHO), min.powf(1.0 / RHO));
-    (0..n)
-        .map(|i| {
-            let t = if n > 1 {
-                i as f64 / (n - 1) as f64
-            } else {
-                0.0
-            };
-            (a + t * (b - a)).powf(RHO)
-        })
-        .collect()
 }

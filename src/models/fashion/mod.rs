@@ -187,6 +187,14 @@ impl Stack {
         let relu = Net::new(t.output(), vec![Op::Pointwise(Pointwise::Relu)])?;
         t.then(relu)
     }
+    /// The score-based prior on codes, or what is missing.
+    pub fn code_score(&self) -> Result<&CodeScore> {
+        self.code_score.as_ref().ok_or_else(|| Error::NotInstalled {
+            what: "the score-based prior on codes".into(),
+            missing: "models/fashion-mnist/code-score.safetensors".into(),
+            hint: "train it with `ppgn train code-score` or choose another --prior".into(),
+        })
+    }
     /// `C`: images -> class logits.
     pub fn classifier_net(&self) -> Result<crate::nn::Func> {
         Ok(reference(self.classifier.compile()?)?)

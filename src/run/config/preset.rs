@@ -5,14 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::steer::Change;
 use crate::density::condition::ClassGradient;
 use crate::error::{Error, Result};
-use crate::sampler::clip::Clip;
-use crate::sampler::hmc::Hmc;
-use crate::sampler::mala::Mala;
-use crate::sampler::mala_approx::MalaApprox;
-use crate::sampler::map::Map;
-use crate::sampler::rwmh::RandomWalk;
 use crate::sampler::schedule::Schedule;
-use crate::sampler::Kernel;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -22,6 +15,8 @@ pub enum SamplerKind {
     Mh,
     Mala,
     Hmc,
+    /// One noise level per step down a ladder (`crate::sampler::diffusion`).
+    ReverseDiffusion,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +36,11 @@ pub enum PriorKind {
     /// with prior `N(0, I)` and the code is `u = T(z)`, so the target is
     /// the exact posterior over `u` (has a value).
     Flow,
+    /// The score-based prior on the standardised pre-ReLU code (`ppgn
+    /// train code-score`): the chains move `v`, the generator reads
+    /// `relu(v * std + mean)`, and the condition is read on the
+    /// denoiser's estimate of the clean code (gradient only).
+    Score,
     None,
 }
 
@@ -50,6 +50,7 @@ impl PriorKind {
         match self {
             PriorKind::XDae => "image x",
             PriorKind::Flow => "flow base z (code u = T(z), h = relu(u))",
+            PriorKind::Score => "standardised pre-ReLU code v (h = relu(v * std + mean))",
             _ => "code h",
         }
     }
@@ -60,7 +61,14 @@ pub use crate::nn::fast::Engine;
 pub use super::choice::Choice;
 
 impl Choice for SamplerKind {
-    const ALL: &'static [Self] = &[Self::Map, Self::MalaApprox, Self::Mh, Self::Mala, Self::Hmc];
+    const ALL: &'static [Self] = &[
+        Self::Map,
+        Self::MalaApprox,
+        Self::Mh,
+        Self::Mala,
+        Self::Hmc,
+        Self::ReverseDiffusion,
+    ];
     const WHAT: &'static str = "sampler";
 }
 
@@ -71,6 +79,7 @@ impl Choice for PriorKind {
         Self::XDae,
         Self::Gaussian,
         Self::Flow,
+        Self::Score,
         Self::None,
     ];
     const WHAT: &'static str = "prior";
@@ -137,6 +146,23 @@ pub struct SamplerConfig {
     /// the chains stop (`super::steer`; what `ppgn serve`'s sliders record).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<Change>,
+    /// Reverse diffusion's largest and smallest noise levels: a ladder of
+    /// one level per step between them (Karras et al. 2022's spacing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_levels: Option<(f64, f64)>,
+    /// With the score prior, whether the condition's gradient goes back
+    /// through the denoiser (the exact gradient of `log p(y | G(D(v)))`)
+    /// or is taken at the denoiser's estimate as is.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub through_denoiser: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 /// A plain prior draw per chain unless a setting says otherwise.
@@ -150,7 +176,7 @@ pub fn default_jitter() -> f64 {
 }
 
 /// `(name, description)` of every preset.
-pub const PRESETS: [(&str, &str); 12] = [
+pub const PRESETS: [(&str, &str); 13] = [
     ("ppgn", "Noiseless Joint PPGN-h: MALA-approx, prior E(G(h)) - h, eps1=1e-5, eps2=1, eps3=1e-17, step 0.2 normalised by mean |grad| (tuned on Fashion-MNIST, see docs/results.md), h clipped to [0, 30] (S9.4, eq. 13)"),
     ("dgn-am-chain", "DGN-AM as a PPGN chain (Fig. S13b): MALA-approx as ppgn, with the Gaussian prior of an L2 decay of 0.01 (eq. 10) in place of the joint prior"),
     ("dgn-am", "DGN-AM: MAP on h with L2 decay, a decaying learning rate and clipping (Nguyen et al. 2016; Xu et al. Alg. 1)"),
@@ -162,6 +188,7 @@ pub const PRESETS: [(&str, &str); 12] = [
     ("exact-mala", "MALA with Metropolis-Hastings on the exact posterior p(u) p(y|G(relu(u)))^eps2 over the code u, eps2=3, the flow prior (ppgn train code-prior), moving the flow's base point z (u = T(z), neural transport); each chain starts from its pick of 100 prior draws by p(y|x)^eps2 (100 forward passes, counted as 100 gradient evaluations); step tuned by dual averaging to acceptance 0.574 over the first half of the steps"),
     ("exact-hmc", "HMC on the same target and starts as exact-mala, 10 leapfrog steps, step tuned by dual averaging to acceptance 0.65 over the first half of the steps"),
     ("ppgn-flow", "MALA-approx (no accept/reject) in the flow's base space from exact-mala's starts: the flow prior in place of the joint prior, eps1=1, eps2=3, step 0.01 unnormalised, eps3=sqrt(2 * 0.01) (unadjusted Langevin)"),
+    ("ppgn-score", "Reverse diffusion on the score-based prior (ppgn train code-score): 200 noise levels from 10 to 0.01 of the standardised code, one per step, the class term read on the denoiser's estimate of the clean code with its gradient through the denoiser, eps2=1"),
     ("ppgn-x", "PPGN-x (S11): MALA-approx on the image itself with the pixel DAE's prior, x' = R(x) + eps2 * dlog p(y|x)/dx + N(0, sigma^2): eps1 = sigma^2 = 0.01 (one whole denoising step, the paper's eps1 = 1 on R(x) - x), eps3 = sigma = 0.1, eps2 = 0.3, step 1 unnormalised, pixels clipped to [0, 1]"),
 ];
 
@@ -188,6 +215,8 @@ pub fn preset(name: &str) -> Result<SamplerConfig> {
         engine: Engine::Fast,
         start_candidates: 1,
         changes: Vec::new(),
+        noise_levels: None,
+        through_denoiser: true,
     };
     Ok(match name {
         "ppgn" => base,
@@ -235,6 +264,19 @@ pub fn preset(name: &str) -> Result<SamplerConfig> {
             step: Schedule::Constant { value: 1.0 },
             normalise: false,
             clip: Some((0.0, 1.0)),
+            ..base
+        },
+        "ppgn-score" => SamplerConfig {
+            sampler: SamplerKind::ReverseDiffusion,
+            prior: PriorKind::Score,
+            // the reverse step needs the prior's score at weight 1
+            eps1: 1.0,
+            eps2: 1.0,
+            eps3: 0.0,
+            step: Schedule::Constant { value: 1.0 },
+            normalise: false,
+            clip: None,
+            noise_levels: Some((10.0, 0.01)),
             ..base
         },
         "xu-map" | "xu-mala" | "xu-mala-clip" | "xu-hmc" => xu_preset(name, base),
@@ -345,146 +387,6 @@ fn flow_preset(name: &str, base: SamplerConfig) -> SamplerConfig {
             eps3: (2.0f64 * 0.01).sqrt(),
             ..flow
         },
-    }
-}
-
-impl SamplerConfig {
-    /// The kernel these settings describe.
-    pub fn kernel(&self) -> Result<Box<dyn Kernel>> {
-        let cfg = self;
-        let clip = cfg.clip.map(|(lo, hi)| Clip::new_box(lo, hi)).transpose()?;
-        Ok(match cfg.sampler {
-            SamplerKind::Map => Box::new(Map {
-                lr: cfg.step,
-                decay: cfg.decay,
-                clip,
-            }),
-            SamplerKind::MalaApprox => Box::new(MalaApprox {
-                step: cfg.step,
-                eps3: cfg.eps3,
-                normalise: cfg.normalise,
-                clip,
-            }),
-            SamplerKind::Mh => Box::new(RandomWalk { scale: cfg.step }),
-            SamplerKind::Mala => Box::new(Mala {
-                step: cfg.step,
-                noise: cfg.noise,
-                clip,
-            }),
-            SamplerKind::Hmc => Box::new(Hmc {
-                step: cfg.step,
-                leapfrog_steps: cfg.leapfrog_steps,
-                jitter: cfg.jitter,
-                clip,
-            }),
-        })
-    }
-
-    /// The settings in force at step `t`: the changes with `at <= t`
-    /// applied in order (the schedule itself is kept).
-    pub fn at_step(&self, t: usize) -> SamplerConfig {
-        let mut cfg = self.clone();
-        for c in self.changes.iter().filter(|c| c.at <= t) {
-            cfg.eps1 = c.eps1.unwrap_or(cfg.eps1);
-            cfg.eps2 = c.eps2.unwrap_or(cfg.eps2);
-            cfg.eps3 = c.eps3.unwrap_or(cfg.eps3);
-            if let Some(value) = c.step {
-                cfg.step = Schedule::Constant { value };
-            }
-        }
-        cfg
-    }
-
-    /// These settings with `more` changes, each after the changes of
-    /// the same step or before.
-    pub fn with_changes(&self, more: &[Change]) -> SamplerConfig {
-        let mut cfg = self.clone();
-        for c in more {
-            let i = cfg.changes.partition_point(|d| d.at <= c.at);
-            cfg.changes.insert(i, c.clone());
-        }
-        cfg
-    }
-
-    /// The changes that take effect at step `t`.
-    pub fn changes_at(&self, t: usize) -> impl Iterator<Item = &Change> {
-        self.changes.iter().filter(move |c| c.at == t)
-    }
-
-    /// Where the chains end: `steps`, or the first stop.
-    pub fn last_step(&self) -> usize {
-        self.changes
-            .iter()
-            .filter(|c| c.stop)
-            .map(|c| c.at)
-            .fold(self.steps, usize::min)
-    }
-
-    /// Checks the schedule of changes: valid values, steps in order within
-    /// the run.
-    pub fn validate_changes(&self) -> Result<()> {
-        let mut last = 0;
-        for c in &self.changes {
-            c.validate()?;
-            if c.at < last || c.at > self.steps {
-                return Err(Error::setting(
-                    "changes",
-                    format!("a change at step {} after one at {last}", c.at),
-                    format!("changes in order of step, from 0 to {}", self.steps),
-                ));
-            }
-            last = c.at;
-        }
-        Ok(())
-    }
-
-    /// Gradient evaluations one step costs per chain: the leapfrog steps of
-    /// HMC, one for every other kernel (MALA reuses the gradient it computed
-    /// at the accepted proposal).
-    pub fn grads_per_step(&self) -> usize {
-        match self.sampler {
-            SamplerKind::Hmc => self.leapfrog_steps.max(1),
-            _ => 1,
-        }
-    }
-
-    /// Evaluations of the target each chain spends choosing its start
-    /// (`start_candidates`, none for a plain prior draw).
-    pub fn start_evals(&self) -> usize {
-        match self.start_candidates {
-            0 | 1 => 0,
-            k => k,
-        }
-    }
-
-    /// The same setting at `budget` gradient evaluations per chain (the
-    /// report compares samplers at equal cost): the number of steps is
-    /// `(budget - start_evals) / grads_per_step`, and a linear schedule is
-    /// stretched to it.
-    pub fn with_grad_budget(&self, budget: usize) -> Result<Self> {
-        let steps = budget.saturating_sub(self.start_evals()) / self.grads_per_step();
-        if steps == 0 {
-            return Err(Error::setting(
-                "gradient budget",
-                budget,
-                format!(
-                    "at least one step of {} ({} evaluations each, after {} choosing the start)",
-                    self.preset,
-                    self.grads_per_step(),
-                    self.start_evals()
-                ),
-            ));
-        }
-        let stretch = |s: Schedule| match s {
-            Schedule::Linear { start, end, .. } => Schedule::Linear { start, end, steps },
-            other => other,
-        };
-        Ok(SamplerConfig {
-            steps,
-            step: stretch(self.step),
-            noise: self.noise.map(stretch),
-            ..self.clone()
-        })
     }
 }
 

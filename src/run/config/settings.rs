@@ -108,12 +108,34 @@ pub fn validate(cfg: &SamplerConfig) -> Result<()> {
         if !(t > 0.0 && t < 1.0) {
             return Err(Error::setting("adapt", t, "a target acceptance in (0, 1)"));
         }
-        if matches!(cfg.sampler, SamplerKind::Map | SamplerKind::MalaApprox) {
+        if matches!(
+            cfg.sampler,
+            SamplerKind::Map | SamplerKind::MalaApprox | SamplerKind::ReverseDiffusion
+        ) {
             return Err(Error::unsupported(
                 "adapt tunes the step toward an acceptance rate",
                 "use it with mh, mala or hmc",
             ));
         }
+    }
+    if let Some((max, min)) = cfg.noise_levels {
+        if !(min > 0.0 && max > min && max.is_finite()) {
+            return Err(Error::setting(
+                "noise_levels",
+                format!("[{max}, {min}]"),
+                "the largest and the smallest level, MAX > MIN > 0",
+            ));
+        }
+    }
+    if (cfg.sampler == SamplerKind::ReverseDiffusion) != (cfg.prior == PriorKind::Score) {
+        return Err(Error::unsupported(
+            format!(
+                "the {} sampler with the {} prior: reverse diffusion anneals the score prior's noise level, and the score prior needs a sampler that does",
+                cfg.sampler.name(),
+                cfg.prior.name()
+            ),
+            "use --preset ppgn-score (reverse-diffusion with --prior score) or another prior",
+        ));
     }
     if cfg.start_candidates == 0 {
         return Err(Error::setting(

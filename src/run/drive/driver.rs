@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::run::config::preset::SamplerConfig;
 use crate::run::config::steer::Change;
 use crate::sampler::schedule::Schedule;
-use crate::sampler::{advance, init, Kernel};
+use crate::sampler::{advance, init_at, Kernel};
 
 /// What [`run_chains`] reports after every step.
 pub struct Record<'a> {
@@ -213,7 +213,7 @@ pub fn run_chains(
     };
     let base_wall = out.wall_s;
     let mut steered = Steered::new(pipeline, cfg, &out)?;
-    let mut state = init(&out.codes, steered.target())?;
+    let mut state = init_at(&out.codes, steered.target(), steered.kernel.level(out.step))?;
     let first = out.step;
     let mut saved: Option<Instant> = None;
     for t in out.step..cfg.steps {
@@ -221,7 +221,7 @@ pub fn run_chains(
             break;
         }
         if t > first && steered.at(&out)? {
-            state = init(&state.position, steered.target())?;
+            state = init_at(&state.position, steered.target(), steered.kernel.level(t))?;
         }
         let target = steered.target.as_ref().unwrap_or(&pipeline.target);
         let (next, info) = advance(

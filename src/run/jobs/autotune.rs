@@ -37,7 +37,7 @@ fn target_acceptance(s: SamplerKind) -> Option<f64> {
         SamplerKind::Mh => Some(0.234),
         SamplerKind::Mala => Some(0.574),
         SamplerKind::Hmc => Some(0.65),
-        SamplerKind::MalaApprox | SamplerKind::Map => None,
+        SamplerKind::MalaApprox | SamplerKind::Map | SamplerKind::ReverseDiffusion => None,
     }
 }
 
@@ -56,6 +56,12 @@ pub fn tune(
         return Err(Error::unsupported(
             "--autotune with --adapt",
             "give one of them: --autotune switches the adaptation on itself where the sampler has an acceptance test",
+        ));
+    }
+    if cfg.sampler == SamplerKind::ReverseDiffusion {
+        return Err(Error::unsupported(
+            "--autotune with reverse diffusion",
+            "its ladder of noise levels is its schedule: set the condition's weight with --eps2",
         ));
     }
     if let Some(target) = target_acceptance(cfg.sampler) {

@@ -12,6 +12,7 @@ use crate::density::backend::Backend;
 use crate::density::condition::{class_probability, unit_activation, NetCondition, Objective};
 use crate::density::image::{clamp_known, InpaintContext};
 use crate::density::prior::{AutoencoderPrior, GaussianPrior};
+use crate::density::score::{DenoisedCondition, Denoiser, ScorePrior};
 use crate::density::{Sum, Term};
 use crate::error::{Error, Result};
 use crate::models::fashion::Stack;
@@ -183,7 +184,16 @@ pub fn guided_target(
         }
         (e, _) => e,
     })?;
-    terms.push((w, Box::new(term)));
+    let term: Box<dyn Term> = match cfg.prior {
+        // read on the denoiser's estimate of the clean code
+        PriorKind::Score => Box::new(DenoisedCondition {
+            denoiser: denoiser(stack, cfg)?,
+            condition: Box::new(term),
+            through: cfg.through_denoiser,
+        }),
+        _ => Box::new(term),
+    };
+    terms.push((w, term));
     terms.extend(context);
     Ok(Sum::new(terms))
 }
@@ -194,8 +204,18 @@ pub fn code_to_image(stack: &Stack, cfg: &SamplerConfig) -> Result<Net<f32>> {
     let g = stack.generator.compile::<f32>()?;
     match cfg.prior {
         PriorKind::Flow => stack.transport()?.then(g),
+        PriorKind::Score => stack.code_score()?.to_code()?.then(g),
         _ => Ok(g),
     }
+}
+
+/// The score model's denoiser on the backend `cfg.engine`.
+fn denoiser(stack: &Stack, cfg: &SamplerConfig) -> Result<Arc<Denoiser>> {
+    let model = stack.code_score()?;
+    Ok(Arc::new(Denoiser {
+        net: Backend::new(Arc::new(model.compile()?), cfg.engine)?,
+        cfg: model.cfg.clone(),
+    }))
 }
 
 /// The prior on codes as its own term (`None` for no prior), on the
@@ -241,6 +261,9 @@ fn prior_term(stack: &Stack, cfg: &SamplerConfig) -> Result<Option<Box<dyn Term>
         PriorKind::Flow => Some(Box::new(GaussianPrior {
             sigma: 1.0,
             label: "flow-base",
+        })),
+        PriorKind::Score => Some(Box::new(ScorePrior {
+            denoiser: denoiser(stack, cfg)?,
         })),
         PriorKind::None => None,
     })

@@ -107,17 +107,28 @@ impl Pair for FashionPair {
         Pipeline::guided(&self.stack, self.guide.as_ref(), cfg, condition)
     }
 
-    /// Random codes, the flow's base draws `N(0, I)`, or for PPGN-x
+    /// Random codes, the flow's base draws `N(0, I)`, the score prior's
+    /// `N(0, s_max^2 I)`, or for PPGN-x
     /// (`--prior x-dae`, whose chains are images) random images.
     fn random_starts(&self, cfg: &SamplerConfig, streams: Streams, n: usize) -> Result<Tensor> {
+        let h_dim = self.stack.classifier.cfg.h_dim;
         match cfg.prior {
             PriorKind::XDae => random_images(streams, n),
-            prior => random_starts_of(prior, streams, n, self.stack.classifier.cfg.h_dim),
+            // the noised prior at the top of reverse diffusion's ladder
+            PriorKind::Score => {
+                let top = match cfg.noise_levels {
+                    Some((max, _)) => max,
+                    None => self.stack.code_score()?.cfg.sigma_max,
+                };
+                Ok((random_starts_of(PriorKind::Flow, streams, n, h_dim)? * top)?)
+            }
+            prior => random_starts_of(prior, streams, n, h_dim),
         }
     }
 
     /// The images' codes `E(x)`; with the flow prior their base points
-    /// `T^-1` of the codes before their ReLU; for PPGN-x the images.
+    /// `T^-1` of the codes before their ReLU, with the score prior those
+    /// codes standardised; for PPGN-x the images.
     fn encode(&self, cfg: &SamplerConfig, images: &Tensor) -> Result<Tensor> {
         let s = &self.stack;
         match (cfg.prior, &s.code_prior) {
@@ -125,6 +136,9 @@ impl Pair for FashionPair {
             (PriorKind::Flow, Some(flow)) => {
                 Ok(flow.inverse(&s.classifier.encode_pre_relu(images)?)?.0)
             }
+            (PriorKind::Score, _) => Ok(s
+                .code_score()?
+                .standardise(&s.classifier.encode_pre_relu(images)?)?),
             _ => Ok(s.classifier.encode(images)?),
         }
     }

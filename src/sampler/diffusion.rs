@@ -1,0 +1,140 @@
+//! Reverse diffusion over a ladder of noise levels (Song et al. 2021's
+//! reverse-diffusion predictor for a variance-exploding process; one level
+//! per step): from level `s_t` to `s_{t+1}`,
+//! `v' = v + (s_t^2 - s_{t+1}^2) g + sqrt(s_t^2 - s_{t+1}^2) N(0, I)`,
+//! where `g` is the target's gradient at level `s_t` (a score prior's
+//! `(D(v; s) - v) / s^2` plus the weighted condition). After the last
+//! level the step goes to level 0 without noise, which lands on the
+//! denoiser's estimate (Tweedie) plus the condition's pull. Chains start
+//! from `N(0, s_0^2 I)`, the noised prior at the top of the ladder. No
+//! accept/reject: the prior's own draws are exact only as far as its
+//! score is, and guided steps are the approximate guidance of the
+//! literature (Dhariwal & Nichol 2021; Chung et al. 2023).
+
+use super::{init_at, move_unless_divergent, ChainRngs, Info, Kernel, State};
+use crate::density::Term;
+use crate::error::{Error, Result};
+
+/// `n` noise levels from `max` down to `min`, evenly spaced in `s^(1/7)`
+/// (Karras et al. 2022, eq. 5).
+pub fn ladder(max: f64, min: f64, n: usize) -> Vec<f64> {
+    const RHO: f64 = 7.0;
+    let (a, b) = (max.powf(1.0 / RHO), min.powf(1.0 / RHO));
+    (0..n)
+        .map(|i| {
+            let t = if n > 1 {
+                i as f64 / (n - 1) as f64
+            } else {
+                0.0
+            };
+            (a + t * (b - a)).powf(RHO)
+        })
+        .collect()
+}
+
+pub struct ReverseDiffusion {
+    /// The noise levels, decreasing, one per step.
+    pub levels: Vec<f64>,
+}
+
+impl ReverseDiffusion {
+    /// The level after step `t`: the next one, 0 after the last.
+    fn after(&self, t: usize) -> f64 {
+        self.levels.get(t + 1).copied().unwrap_or(0.0)
+    }
+}
+
+impl Kernel for ReverseDiffusion {
+    fn name(&self) -> &'static str {
+        "reverse-diffusion"
+    }
+    fn check(&self, _target: &dyn Term) -> Result<()> {
+        let ok = !self.levels.is_empty()
+            && self.levels.iter().all(|s| s.is_finite() && *s > 0.0)
+            && self.levels.windows(2).all(|w| w[1] < w[0]);
+        match ok {
+            true => Ok(()),
+            false => Err(Error::setting(
+                "noise levels",
+                format!("{:?}", self.levels),
+                "finite positive levels, strictly decreasing",
+            )),
+        }
+    }
+    /// The ladder is the schedule: there is no step size to adapt.
+    fn set_step_size(&mut self, _eps: f64) {}
+    fn level(&self, t: usize) -> Option<f64> {
+        let last = self.levels.len().saturating_sub(1);
+        self.levels.get(t.min(last)).copied()
+    }
+    fn step(
+        &self,
+        rngs: &mut ChainRngs,
+        s: &State,
+        target: &dyn Term,
+        t: usize,
+    ) -> Result<(State, Info)> {
+        let now = self.level(t).unwrap_or(0.0);
+        let next = self.after(t);
+        let var = (now * now - next * next).max(0.0);
+        let mut v = (&s.position + (&s.grad * var)?)?;
+        if next > 0.0 {
+            v = (v + (rngs.normal_like(&s.position)? * var.sqrt())?)?;
+        }
+        move_unless_divergent(&init_at(&v, target, self.level(t + 1))?, s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::density::{Eval, Term};
+    use candle_core::{Device, Tensor};
+
+    /// The exact score of `N(0, (1 + s^2) I)`: a standard normal noised at
+    /// level `s`.
+    struct NoisedGaussian;
+    impl Term for NoisedGaussian {
+        fn name(&self) -> String {
+            "noised N(0, 1)".into()
+        }
+        fn has_value(&self) -> bool {
+            false
+        }
+        fn value_and_grad(&self, x: &Tensor) -> Result<Eval> {
+            self.value_and_grad_at(x, None)
+        }
+        fn value_and_grad_at(&self, x: &Tensor, level: Option<f64>) -> Result<Eval> {
+            let s = level.unwrap_or(0.0);
+            Ok(Eval {
+                log_density: None,
+                grad: (x / -(1.0 + s * s))?,
+            })
+        }
+    }
+
+    /// With the exact score of a noised standard normal, reverse diffusion
+    /// from `N(0, s_0^2)` ends at a standard normal: mean 0 and variance 1
+    /// within the sampling error of 4,000 chains (the discretisation's
+    /// bias at 100 levels is far below it). A kernel that forgot the noise
+    /// would end with variance near 0.
+    #[test]
+    fn reverse_diffusion_with_an_exact_score_draws_the_target() {
+        let levels = ladder(10.0, 0.01, 100);
+        let k = ReverseDiffusion { levels };
+        let n = 4000;
+        let mut rngs = ChainRngs::new(3, n);
+        let z = Tensor::zeros((n, 1), candle_core::DType::F64, &Device::Cpu).unwrap();
+        let start = (rngs.normal_like(&z).unwrap() * 10.0).unwrap();
+        let mut s = init_at(&start, &NoisedGaussian, k.level(0)).unwrap();
+        for t in 0..100 {
+            s = k.step(&mut rngs, &s, &NoisedGaussian, t).unwrap().0;
+        }
+        let v: Vec<f64> = s.position.flatten_all().unwrap().to_vec1().unwrap();
+        let mean = v.iter().sum::<f64>() / n as f64;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        // standard errors: 1/sqrt(n) = 0.016 for the mean, sqrt(2/n) = 0.022 for the variance
+        assert!(mean.abs() < 0.07, "mean {mean}");
+        assert!((var - 1.0).abs() < 0.1, "variance {var}");
+    }
+}
