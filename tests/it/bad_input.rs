@@ -176,6 +176,14 @@ fn forty_kinds_of_bad_input_each_give_one_clear_line_and_leave_nothing() {
             s(&["--prior", "x-dae", "--sampler", "mh"]),
             "needs log-density values",
         ),
+        (
+            s(&["--sampler", "reverse-diffusion", "--prior", "joint"]),
+            "reverse diffusion anneals the score prior's noise level",
+        ),
+        (
+            s(&["--preset", "ppgn-score", "--autotune"]),
+            "--autotune with reverse diffusion",
+        ),
         // malformed and truncated files
         (s(&["--config", &p("bad.toml")]), "not valid TOML"),
         (

@@ -165,9 +165,14 @@ pub fn guided_target(
         true => Some((net.tap("h")?, cfg.eps1)),
         false => None,
     };
+    // one denoiser for the score prior and the condition read through it
+    let denoiser = match cfg.prior {
+        PriorKind::Score => Some(denoiser(stack, cfg)?),
+        _ => None,
+    };
     let mut terms: Vec<(f64, Box<dyn Term>)> = Vec::new();
     if joint.is_none() {
-        if let Some(p) = prior_term(stack, cfg)? {
+        if let Some(p) = prior_term(stack, cfg, denoiser.clone())? {
             terms.push((cfg.eps1, p));
         }
     }
@@ -184,14 +189,14 @@ pub fn guided_target(
         }
         (e, _) => e,
     })?;
-    let term: Box<dyn Term> = match cfg.prior {
+    let term: Box<dyn Term> = match denoiser {
         // read on the denoiser's estimate of the clean code
-        PriorKind::Score => Box::new(DenoisedCondition {
-            denoiser: denoiser(stack, cfg)?,
+        Some(denoiser) => Box::new(DenoisedCondition {
+            denoiser,
             condition: Box::new(term),
             through: cfg.through_denoiser,
         }),
-        _ => Box::new(term),
+        None => Box::new(term),
     };
     terms.push((w, term));
     terms.extend(context);
@@ -219,8 +224,12 @@ fn denoiser(stack: &Stack, cfg: &SamplerConfig) -> Result<Arc<Denoiser>> {
 }
 
 /// The prior on codes as its own term (`None` for no prior), on the
-/// backend `cfg.engine`.
-fn prior_term(stack: &Stack, cfg: &SamplerConfig) -> Result<Option<Box<dyn Term>>> {
+/// backend `cfg.engine` (the score prior's on `denoiser`).
+fn prior_term(
+    stack: &Stack,
+    cfg: &SamplerConfig,
+    denoiser: Option<Arc<Denoiser>>,
+) -> Result<Option<Box<dyn Term>>> {
     let backend = |net| Backend::new(Arc::new(net), cfg.engine);
     Ok(match cfg.prior {
         PriorKind::Joint => {
@@ -263,7 +272,10 @@ fn prior_term(stack: &Stack, cfg: &SamplerConfig) -> Result<Option<Box<dyn Term>
             label: "flow-base",
         })),
         PriorKind::Score => Some(Box::new(ScorePrior {
-            denoiser: denoiser(stack, cfg)?,
+            denoiser: match denoiser {
+                Some(d) => d,
+                None => self::denoiser(stack, cfg)?,
+            },
         })),
         PriorKind::None => None,
     })
