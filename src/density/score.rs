@@ -44,7 +44,7 @@ impl Denoiser {
     pub fn denoise(&self, v: &Tensor, sigma: f64) -> Result<Vec<f32>> {
         let (_, x) = self.input(v, sigma)?;
         let f = self.net.values(&x, &[self.net.net().len()])?.remove(0);
-        Ok(self.combine(v, &f, sigma)?)
+        self.combine(v, &f, sigma)
     }
 
     /// `c_skip v + c_out f` for the network's output `f`.

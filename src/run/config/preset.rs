@@ -153,16 +153,12 @@ pub struct SamplerConfig {
     /// With the score prior, whether the condition's gradient goes back
     /// through the denoiser (the exact gradient of `log p(y | G(D(v)))`)
     /// or is taken at the denoiser's estimate as is.
-    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    #[serde(default = "yes")]
     pub through_denoiser: bool,
 }
 
 fn yes() -> bool {
     true
-}
-
-fn is_yes(b: &bool) -> bool {
-    *b
 }
 
 /// A plain prior draw per chain unless a setting says otherwise.
@@ -192,8 +188,9 @@ pub const PRESETS: [(&str, &str); 13] = [
     ("ppgn-x", "PPGN-x (S11): MALA-approx on the image itself with the pixel DAE's prior, x' = R(x) + eps2 * dlog p(y|x)/dx + N(0, sigma^2): eps1 = sigma^2 = 0.01 (one whole denoising step, the paper's eps1 = 1 on R(x) - x), eps3 = sigma = 0.1, eps2 = 0.3, step 1 unnormalised, pixels clipped to [0, 1]"),
 ];
 
-pub fn preset(name: &str) -> Result<SamplerConfig> {
-    let base = SamplerConfig {
+/// The `ppgn` preset's values, which every other preset changes.
+fn ppgn_base(name: &str) -> SamplerConfig {
+    SamplerConfig {
         preset: name.to_string(),
         sampler: SamplerKind::MalaApprox,
         prior: PriorKind::Joint,
@@ -217,7 +214,11 @@ pub fn preset(name: &str) -> Result<SamplerConfig> {
         changes: Vec::new(),
         noise_levels: None,
         through_denoiser: true,
-    };
+    }
+}
+
+pub fn preset(name: &str) -> Result<SamplerConfig> {
+    let base = ppgn_base(name);
     Ok(match name {
         "ppgn" => base,
         "dgn-am-chain" => SamplerConfig {

@@ -104,6 +104,23 @@ pub fn validate(cfg: &SamplerConfig) -> Result<()> {
             "a positive number (the Gaussian prior's sigma)",
         ));
     }
+    validate_combinations(cfg)?;
+    if let Some((lo, hi)) = cfg.clip {
+        if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+            return Err(Error::setting(
+                "clip",
+                format!("[{lo}, {hi}]"),
+                "finite bounds LO <= HI",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the settings that only some samplers or priors take: the step
+/// adaptation (kernels with an acceptance test), reverse diffusion's noise
+/// levels and its score prior, and start candidates (the flow prior).
+fn validate_combinations(cfg: &SamplerConfig) -> Result<()> {
     if let Some(t) = cfg.adapt {
         if !(t > 0.0 && t < 1.0) {
             return Err(Error::setting("adapt", t, "a target acceptance in (0, 1)"));
@@ -153,15 +170,6 @@ pub fn validate(cfg: &SamplerConfig) -> Result<()> {
             ),
             "use it with the flow prior (--prior flow), or start_candidates = 1",
         ));
-    }
-    if let Some((lo, hi)) = cfg.clip {
-        if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
-            return Err(Error::setting(
-                "clip",
-                format!("[{lo}, {hi}]"),
-                "finite bounds LO <= HI",
-            ));
-        }
     }
     Ok(())
 }

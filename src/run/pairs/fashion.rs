@@ -123,33 +123,7 @@ pub fn guided_target(
     condition: &Condition,
 ) -> Result<Sum> {
     let g = code_to_image(stack, cfg)?;
-    let own = guide.is_none();
-    let class = |classes: &[usize]| Objective::Class {
-        classes: classes.to_vec(),
-        gradient: cfg.gradient,
-    };
-    let mut context: Option<(f64, Box<dyn Term>)> = None;
-    let (head, objective, through_h) = match condition {
-        Condition::Classes(classes) => (head(stack, guide, None)?, class(classes), own),
-        Condition::Inpaint {
-            classes,
-            real,
-            mask,
-            weight,
-        } => {
-            let clamp = super::pair::clamp_net(real, mask, g.output())?;
-            let g = Backend::new(Arc::new(g.clone()), cfg.engine)?;
-            let ctx = InpaintContext::new(g, real.clone(), mask.clone())?;
-            context = Some((cfg.eps2 * weight, Box::new(ctx)));
-            (clamp.then(head(stack, guide, None)?)?, class(classes), own)
-        }
-        // `h` keeps its ReLU (is E(G(h))) unless the unit is read at `h`
-        Condition::Neuron { layer, neuron } => (
-            head(stack, guide, Some(layer))?,
-            Objective::Unit(*neuron),
-            own && matches!(layer.as_str(), "logits" | "fc8"),
-        ),
-    };
+    let (head, objective, through_h, context) = reading(stack, guide, cfg, condition, &g)?;
     // PPGN-x moves the image: the condition reads it directly
     let net = match cfg.prior {
         PriorKind::XDae if context.is_some() => {
@@ -170,7 +144,7 @@ pub fn guided_target(
         PriorKind::Score => Some(denoiser(stack, cfg)?),
         _ => None,
     };
-    let mut terms: Vec<(f64, Box<dyn Term>)> = Vec::new();
+    let mut terms: Vec<Weighted> = Vec::new();
     if joint.is_none() {
         if let Some(p) = prior_term(stack, cfg, denoiser.clone())? {
             terms.push((cfg.eps1, p));
@@ -201,6 +175,51 @@ pub fn guided_target(
     terms.push((w, term));
     terms.extend(context);
     Ok(Sum::new(terms))
+}
+
+/// A term with its weight in the target.
+type Weighted = (f64, Box<dyn Term>);
+
+/// What the condition reads, given the decoder `g` of the chains'
+/// positions: the network from images to the logits or the unit's layer
+/// (behind inpainting's clamp), the objective, whether that network's
+/// pass goes through `h` with its ReLU (so the joint prior can be read off
+/// it), and inpainting's context term with its weight.
+fn reading(
+    stack: &Stack,
+    guide: Option<&Guide>,
+    cfg: &SamplerConfig,
+    condition: &Condition,
+    g: &Net<f32>,
+) -> Result<(Net<f32>, Objective, bool, Option<Weighted>)> {
+    let own = guide.is_none();
+    let class = |classes: &[usize]| Objective::Class {
+        classes: classes.to_vec(),
+        gradient: cfg.gradient,
+    };
+    let mut context: Option<Weighted> = None;
+    let (head, objective, through_h) = match condition {
+        Condition::Classes(classes) => (head(stack, guide, None)?, class(classes), own),
+        Condition::Inpaint {
+            classes,
+            real,
+            mask,
+            weight,
+        } => {
+            let clamp = super::pair::clamp_net(real, mask, g.output())?;
+            let g = Backend::new(Arc::new(g.clone()), cfg.engine)?;
+            let ctx = InpaintContext::new(g, real.clone(), mask.clone())?;
+            context = Some((cfg.eps2 * weight, Box::new(ctx)));
+            (clamp.then(head(stack, guide, None)?)?, class(classes), own)
+        }
+        // `h` keeps its ReLU (is E(G(h))) unless the unit is read at `h`
+        Condition::Neuron { layer, neuron } => (
+            head(stack, guide, Some(layer))?,
+            Objective::Unit(*neuron),
+            own && matches!(layer.as_str(), "logits" | "fc8"),
+        ),
+    };
+    Ok((head, objective, through_h, context))
 }
 
 /// What the chains' positions decode through: `G`, or `G . relu . T`
