@@ -86,7 +86,7 @@ impl ReportSpec {
 }
 
 /// The compared samplers: (label, preset).
-const SAMPLERS: [(&str, &str); 10] = [
+const SAMPLERS: [(&str, &str); 11] = [
     (results::MAP_CLIP, "dgn-am"),
     (results::MAP, "xu-map"),
     (results::MALA, "xu-mala"),
@@ -97,6 +97,7 @@ const SAMPLERS: [(&str, &str); 10] = [
     (results::EXACT_MALA, "exact-mala"),
     (results::EXACT_HMC, "exact-hmc"),
     (results::PPGN_FLOW, "ppgn-flow"),
+    (results::PPGN_SCORE, "ppgn-score"),
 ];
 
 /// Runs the report `spec` describes, reporting each phase to `progress`;

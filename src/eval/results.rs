@@ -111,6 +111,7 @@ pub const DGN_CHAIN: &str = "DGN-AM chain (Gaussian prior)";
 pub const EXACT_MALA: &str = "MALA, flow prior (exact)";
 pub const EXACT_HMC: &str = "HMC, flow prior (exact)";
 pub const PPGN_FLOW: &str = "PPGN, flow prior";
+pub const PPGN_SCORE: &str = "Reverse diffusion, score prior";
 
 fn yes_no(b: bool) -> &'static str {
     if b {

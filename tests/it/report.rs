@@ -184,7 +184,10 @@ fn report_writes_results_and_reproduces_them() {
     for c in claims {
         assert!(c["supported"].is_boolean() && !c["measured"].as_str().unwrap().is_empty());
     }
-    assert_eq!(a["budgets"][1]["rows"].as_array().unwrap().len(), 10);
+    // the eleven samplers of eval::protocol, ppgn-score the last
+    let rows = a["budgets"][1]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 11);
+    assert_eq!(rows[10]["label"], "Reverse diffusion, score prior");
     check_bar(&a);
     // the flow presets' guidance scale, chosen on the validation split,
     // is the one their rows ran with
