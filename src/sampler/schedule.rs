@@ -1,6 +1,8 @@
-//! Step-size and noise schedules ("Generating Class-conditional Images with Gradient-based Inference", §3).
+//! Step-size and noise schedules ("Generating Class-conditional Images with Gradient-based Inference", §3), and the ladders of noise levels that score-prior samplers anneal down.
 
 use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -62,5 +64,37 @@ impl Schedule {
                 "a schedule of finite non-negative values (and b > 0, gamma > 0)",
             ))
         }
+    }
+}
+
+/// `n` noise levels from `max` down to `min`, evenly spaced in `s^(1/7)`
+/// (Karras et al. 2022, eq. 5).
+pub fn ladder(max: f64, min: f64, n: usize) -> Vec<f64> {
+    const RHO: f64 = 7.0;
+    let (a, b) = (max.powf(1.0 / RHO), min.powf(1.0 / RHO));
+    (0..n)
+        .map(|i| {
+            let t = if n > 1 {
+                i as f64 / (n - 1) as f64
+            } else {
+                0.0
+            };
+            (a + t * (b - a)).powf(RHO)
+        })
+        .collect()
+}
+
+/// Checks a ladder of noise levels: finite, positive, strictly decreasing.
+pub fn check_ladder(levels: &[f64]) -> Result<()> {
+    let ok = !levels.is_empty()
+        && levels.iter().all(|s| s.is_finite() && *s > 0.0)
+        && levels.windows(2).all(|w| w[1] < w[0]);
+    match ok {
+        true => Ok(()),
+        false => Err(Error::setting(
+            "noise levels",
+            format!("{levels:?}"),
+            "finite positive levels, strictly decreasing",
+        )),
     }
 }

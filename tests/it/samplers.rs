@@ -323,6 +323,7 @@ fn map_and_noiseless_mala_approx_find_the_mode() {
         eps3: 1e-17,
         normalise: false,
         clip: None,
+        levels: None,
     };
     let r2 = sample(&mut approx, &g, &x0, 0, 400, &mut rngs, None).unwrap();
     for r in [r, r2] {
@@ -402,6 +403,7 @@ fn mh_refuses_a_gradient_only_term() {
         eps3: 0.1,
         normalise: true,
         clip: None,
+        levels: None,
     };
     assert!(sample(
         &mut k,

@@ -114,6 +114,7 @@ fn every_kernel_raises_the_class_probability_on_the_real_stack() {
                 eps3: 1e-17,
                 normalise: true,
                 clip: Some(clip.clone()),
+                levels: None,
             }),
             ppgn(),
         ),

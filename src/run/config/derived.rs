@@ -6,13 +6,13 @@ use super::preset::{SamplerConfig, SamplerKind};
 use super::steer::Change;
 use crate::error::{Error, Result};
 use crate::sampler::clip::Clip;
-use crate::sampler::diffusion::{ladder, ReverseDiffusion};
+use crate::sampler::diffusion::ReverseDiffusion;
 use crate::sampler::hmc::Hmc;
 use crate::sampler::mala::Mala;
 use crate::sampler::mala_approx::MalaApprox;
 use crate::sampler::map::Map;
 use crate::sampler::rwmh::RandomWalk;
-use crate::sampler::schedule::Schedule;
+use crate::sampler::schedule::{ladder, Schedule};
 use crate::sampler::Kernel;
 
 impl SamplerConfig {
@@ -31,6 +31,9 @@ impl SamplerConfig {
                 eps3: cfg.eps3,
                 normalise: cfg.normalise,
                 clip,
+                levels: cfg
+                    .noise_levels
+                    .map(|(max, min)| ladder(max, min, cfg.steps)),
             }),
             SamplerKind::Mh => Box::new(RandomWalk { scale: cfg.step }),
             SamplerKind::Mala => Box::new(Mala {

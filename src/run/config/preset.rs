@@ -172,7 +172,7 @@ pub fn default_jitter() -> f64 {
 }
 
 /// `(name, description)` of every preset.
-pub const PRESETS: [(&str, &str); 13] = [
+pub const PRESETS: [(&str, &str); 14] = [
     ("ppgn", "Noiseless Joint PPGN-h: MALA-approx, prior E(G(h)) - h, eps1=1e-5, eps2=1, eps3=1e-17, step 0.2 normalised by mean |grad| (tuned on Fashion-MNIST, see docs/results.md), h clipped to [0, 30] (S9.4, eq. 13)"),
     ("dgn-am-chain", "DGN-AM as a PPGN chain (Fig. S13b): MALA-approx as ppgn, with the Gaussian prior of an L2 decay of 0.01 (eq. 10) in place of the joint prior"),
     ("dgn-am", "DGN-AM: MAP on h with L2 decay, a decaying learning rate and clipping (Nguyen et al. 2016; Xu et al. Alg. 1)"),
@@ -185,6 +185,7 @@ pub const PRESETS: [(&str, &str); 13] = [
     ("exact-hmc", "HMC on the same target and starts as exact-mala, 10 leapfrog steps, step tuned by dual averaging to acceptance 0.65 over the first half of the steps"),
     ("ppgn-flow", "MALA-approx (no accept/reject) in the flow's base space from exact-mala's starts: the flow prior in place of the joint prior, eps1=1, eps2=3, step 0.01 unnormalised, eps3=sqrt(2 * 0.01) (unadjusted Langevin)"),
     ("ppgn-score", "Reverse diffusion on the score-based prior (ppgn train code-score): 200 noise levels from 10 to 0.01 of the standardised code, one per step, the class term read on the denoiser's estimate of the clean code with its gradient through the denoiser, eps2=1"),
+    ("ppgn-score-langevin", "Annealed Langevin on the score-based prior: MALA-approx (eq. 13) with the denoiser's score as the prior term, 200 noise levels from 10 to 0.01, one per step, the update scaled by (level / 0.01)^2 and the noise by level / 0.01; at the last level eps1=1, eps2=1, step 2e-5, eps3=sqrt(2 * 2e-5) (Song & Ermon 2019's step), the class term read as ppgn-score's"),
     ("ppgn-x", "PPGN-x (S11): MALA-approx on the image itself with the pixel DAE's prior, x' = R(x) + eps2 * dlog p(y|x)/dx + N(0, sigma^2): eps1 = sigma^2 = 0.01 (one whole denoising step, the paper's eps1 = 1 on R(x) - x), eps3 = sigma = 0.1, eps2 = 0.3, step 1 unnormalised, pixels clipped to [0, 1]"),
 ];
 
@@ -267,19 +268,7 @@ pub fn preset(name: &str) -> Result<SamplerConfig> {
             clip: Some((0.0, 1.0)),
             ..base
         },
-        "ppgn-score" => SamplerConfig {
-            sampler: SamplerKind::ReverseDiffusion,
-            prior: PriorKind::Score,
-            // the reverse step needs the prior's score at weight 1
-            eps1: 1.0,
-            eps2: 1.0,
-            eps3: 0.0,
-            step: Schedule::Constant { value: 1.0 },
-            normalise: false,
-            clip: None,
-            noise_levels: Some((10.0, 0.01)),
-            ..base
-        },
+        name if SCORE_PRESETS.contains(&name) => score_preset(name, base),
         "xu-map" | "xu-mala" | "xu-mala-clip" | "xu-hmc" => xu_preset(name, base),
         name if FLOW_PRESETS.contains(&name) => flow_preset(name, base),
         other => {
@@ -287,6 +276,41 @@ pub fn preset(name: &str) -> Result<SamplerConfig> {
             return Err(Error::unknown("preset", other, &names));
         }
     })
+}
+
+/// The presets on the score-based prior (`ppgn train code-score`).
+pub const SCORE_PRESETS: [&str; 2] = ["ppgn-score", "ppgn-score-langevin"];
+
+/// The presets on the score prior: the chains move the standardised code
+/// down a ladder of noise levels from 10 (ten times the codes' spread) to
+/// 0.01 (below the h-DAE's 0.1 of an active unit), one level per step, and
+/// the class term is read on the denoiser's estimate; eps2 = 1 is the
+/// posterior's own weight, untuned.
+fn score_preset(name: &str, base: SamplerConfig) -> SamplerConfig {
+    let score = SamplerConfig {
+        prior: PriorKind::Score,
+        // the prior's score at its own weight
+        eps1: 1.0,
+        eps2: 1.0,
+        normalise: false,
+        clip: None,
+        noise_levels: Some((10.0, 0.01)),
+        ..base
+    };
+    match name {
+        // Song & Ermon's 2e-5 at their smallest level of 0.01
+        "ppgn-score-langevin" => SamplerConfig {
+            eps3: (2.0f64 * 2e-5).sqrt(),
+            step: Schedule::Constant { value: 2e-5 },
+            ..score
+        },
+        _ => SamplerConfig {
+            sampler: SamplerKind::ReverseDiffusion,
+            eps3: 0.0,
+            step: Schedule::Constant { value: 1.0 },
+            ..score
+        },
+    }
 }
 
 /// Xu et al.'s settings: the Gaussian prior, no clipping, and their

@@ -118,8 +118,9 @@ pub fn validate(cfg: &SamplerConfig) -> Result<()> {
 }
 
 /// Checks the settings that only some samplers or priors take: the step
-/// adaptation (kernels with an acceptance test), reverse diffusion's noise
-/// levels and its score prior, and start candidates (the flow prior).
+/// adaptation (kernels with an acceptance test), noise levels and the
+/// score prior (a sampler that anneals: reverse diffusion, or MALA-approx
+/// with noise levels), and start candidates (the flow prior).
 fn validate_combinations(cfg: &SamplerConfig) -> Result<()> {
     if let Some(t) = cfg.adapt {
         if !(t > 0.0 && t < 1.0) {
@@ -144,14 +145,25 @@ fn validate_combinations(cfg: &SamplerConfig) -> Result<()> {
             ));
         }
     }
-    if (cfg.sampler == SamplerKind::ReverseDiffusion) != (cfg.prior == PriorKind::Score) {
+    let reverse = cfg.sampler == SamplerKind::ReverseDiffusion;
+    let annealed =
+        reverse || (cfg.sampler == SamplerKind::MalaApprox && cfg.noise_levels.is_some());
+    if reverse && cfg.prior != PriorKind::Score {
         return Err(Error::unsupported(
             format!(
-                "the {} sampler with the {} prior: reverse diffusion anneals the score prior's noise level, and the score prior needs a sampler that does",
-                cfg.sampler.name(),
+                "the reverse-diffusion sampler with the {} prior: reverse diffusion anneals the score prior's noise level",
                 cfg.prior.name()
             ),
-            "use --preset ppgn-score (reverse-diffusion with --prior score) or another prior",
+            "use --preset ppgn-score (reverse-diffusion with --prior score) or another sampler",
+        ));
+    }
+    if cfg.prior == PriorKind::Score && !annealed {
+        return Err(Error::unsupported(
+            format!(
+                "the score prior with the {} sampler: the score prior needs a sampler that anneals its noise level",
+                cfg.sampler.name()
+            ),
+            "use --preset ppgn-score (reverse diffusion) or ppgn-score-langevin (MALA-approx with noise_levels)",
         ));
     }
     if cfg.start_candidates == 0 {
