@@ -58,10 +58,20 @@ pub fn pre_relu_codes(
     Ok(Tensor::from_vec(codes, (idx.len(), clf.cfg.h_dim), device)?)
 }
 
-impl CodePriorTask {
-    /// Reads the trained classifier from `opts.models_dir` and encodes the
-    /// three splits once.
-    pub fn new(data: Data, opts: &TrainOptions, device: &Device) -> Result<Self> {
+/// The pre-ReLU codes `[n, h_dim]` of the three splits (training images
+/// before the validation split, the validation split, the test images)
+/// under the trained classifier in `opts.models_dir`, with the code's
+/// dimension: what the priors on codes are fitted to. `what` names the
+/// network in the error for a data set with no training images.
+pub struct SplitCodes {
+    pub train: Tensor,
+    pub validation: Tensor,
+    pub test: Tensor,
+    pub dim: usize,
+}
+
+impl SplitCodes {
+    pub fn new(data: &Data, opts: &TrainOptions, device: &Device, what: &str) -> Result<Self> {
         let (clf, _) = stack::load(
             &opts.models_dir,
             "classifier",
@@ -74,16 +84,45 @@ impl CodePriorTask {
         if v == 0 {
             return Err(Error::data(
                 &opts.models_dir,
-                "no training images to fit the code prior to",
+                format!("no training images to fit the {what} to"),
             ));
         }
         let all: Vec<usize> = (0..n).collect();
-        let train = pre_relu_codes(&clf, &data.train, &all[..v], device)?;
-        let validation = pre_relu_codes(&clf, &data.train, &all[v..], device)?;
         let test_idx: Vec<usize> = (0..data.test.len()).collect();
-        let test = pre_relu_codes(&clf, &data.test, &test_idx, device)?;
-        let cfg = CodePriorConfig {
+        Ok(Self {
+            train: pre_relu_codes(&clf, &data.train, &all[..v], device)?,
+            validation: pre_relu_codes(&clf, &data.train, &all[v..], device)?,
+            test: pre_relu_codes(&clf, &data.test, &test_idx, device)?,
             dim: clf.cfg.h_dim,
+        })
+    }
+}
+
+/// Per-unit mean and standard deviation of codes `[n, dim]` (the standard
+/// deviation kept off zero).
+pub fn moments(codes: &Tensor) -> Result<(Tensor, Tensor)> {
+    let mean = codes.mean(0)?;
+    let std = codes
+        .broadcast_sub(&mean)?
+        .sqr()?
+        .mean(0)?
+        .affine(1.0, 1e-6)?
+        .sqrt()?;
+    Ok((mean, std))
+}
+
+impl CodePriorTask {
+    /// Reads the trained classifier from `opts.models_dir` and encodes the
+    /// three splits once.
+    pub fn new(data: Data, opts: &TrainOptions, device: &Device) -> Result<Self> {
+        let SplitCodes {
+            train,
+            validation,
+            test,
+            dim,
+        } = SplitCodes::new(&data, opts, device, "code prior")?;
+        let cfg = CodePriorConfig {
+            dim,
             ..Default::default()
         };
         let varmap = VarMap::new();
@@ -111,13 +150,7 @@ impl CodePriorTask {
 /// is the affine map alone), tanh scales at 1, and the affine map at the
 /// training codes' per-dimension mean and standard deviation.
 fn start(varmap: &VarMap, cfg: &CodePriorConfig, codes: &Tensor) -> Result<()> {
-    let mean = codes.mean(0)?;
-    let std = codes
-        .broadcast_sub(&mean)?
-        .sqr()?
-        .mean(0)?
-        .affine(1.0, 1e-6)?
-        .sqrt()?;
+    let (mean, std) = moments(codes)?;
     let data = varmap.data().lock().unwrap();
     let set = |name: &str, t: &Tensor| -> Result<()> {
         match data.get(name) {

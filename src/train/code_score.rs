@@ -17,10 +17,10 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-use super::code_prior::pre_relu_codes;
-use super::{validation_start, varmap_tensors, Data, Task, TrainOptions};
-use crate::error::{Error, Result};
-use crate::models::fashion::{self as stack, Classifier, CodeScore, CodeScoreConfig};
+use super::code_prior::{moments, SplitCodes};
+use super::{varmap_tensors, Data, Task, TrainOptions};
+use crate::error::Result;
+use crate::models::fashion::{self as stack, CodeScore, CodeScoreConfig};
 use crate::nn::adam::Adam;
 use crate::nn::init::init_seeded;
 
@@ -49,37 +49,17 @@ impl CodeScoreTask {
     /// Reads the trained classifier from `opts.models_dir`, encodes the
     /// three splits once and standardises them by the training codes.
     pub fn new(data: Data, opts: &TrainOptions, device: &Device) -> Result<Self> {
-        let (clf, _) = stack::load(
-            &opts.models_dir,
-            "classifier",
-            DType::F32,
-            device,
-            Classifier::new,
-        )?;
-        let n = data.train.len();
-        let v = validation_start(n);
-        if v == 0 {
-            return Err(Error::data(
-                &opts.models_dir,
-                "no training images to fit the score model to",
-            ));
-        }
-        let all: Vec<usize> = (0..n).collect();
-        let train = pre_relu_codes(&clf, &data.train, &all[..v], device)?;
-        let mean = train.mean(0)?;
-        let std = train
-            .broadcast_sub(&mean)?
-            .sqr()?
-            .mean(0)?
-            .affine(1.0, 1e-6)?
-            .sqrt()?;
+        let codes = SplitCodes::new(&data, opts, device, "score model")?;
+        let (mean, std) = moments(&codes.train)?;
         let standard =
             |u: &Tensor| -> Result<Tensor> { Ok(u.broadcast_sub(&mean)?.broadcast_div(&std)?) };
-        let validation = standard(&pre_relu_codes(&clf, &data.train, &all[v..], device)?)?;
-        let test_idx: Vec<usize> = (0..data.test.len()).collect();
-        let test = standard(&pre_relu_codes(&clf, &data.test, &test_idx, device)?)?;
+        let (train, validation, test) = (
+            standard(&codes.train)?,
+            standard(&codes.validation)?,
+            standard(&codes.test)?,
+        );
         let cfg = CodeScoreConfig {
-            dim: clf.cfg.h_dim,
+            dim: codes.dim,
             ..Default::default()
         };
         let (varmap, ema) = (VarMap::new(), VarMap::new());
@@ -94,7 +74,7 @@ impl CodeScoreTask {
         }
         let adam = super::adam_for(&varmap, opts)?;
         Ok(Self {
-            train: standard(&train)?,
+            train,
             net,
             varmap,
             ema,

@@ -305,3 +305,57 @@ fn realness_training_resumes_exactly() {
         &b.join("realness.safetensors"),
     );
 }
+
+/// The score prior on codes: trained on the classifier's codes of the
+/// training images before the validation split, its card has the
+/// validation error at every card level, the weights it ships are the
+/// moving average (not the last step's), and a run stopped between
+/// checkpoints and resumed ships the same bits.
+#[test]
+fn code_score_training_ships_its_average_and_resumes_exactly() {
+    use ppgn::train::code_score::{CodeScoreTask, CARD_LEVELS};
+    let a = tempdir("score-a");
+    let b = tempdir("score-b");
+    for d in [&a, &b] {
+        train_classifier(d, false, &opts(d, 1)).unwrap();
+    }
+    let o = opts(&a, 8);
+    let mut t = CodeScoreTask::new(data(), &o, &Device::Cpu).unwrap();
+    let card = train::run(&mut t, &o, &Device::Cpu, &mut ppgn::run::Silent)
+        .unwrap()
+        .unwrap();
+    for s in CARD_LEVELS {
+        let k = format!("validation_denoise_mse_sigma_{s}");
+        assert!(card.metrics[&k].is_finite(), "card lacks {k}");
+    }
+    assert!(card.depends_on.contains_key("classifier"));
+    let shipped = load_tensors(&a.join("code-score.safetensors"), &Device::Cpu).unwrap();
+    let last = ppgn::models::weights::varmap_tensors(t.varmaps()[0].1, "");
+    let moved = (&shipped["fc_out.weight"] - &last["fc_out.weight"])
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(moved > 0.0, "the shipped weights are the last step's");
+
+    let mut ob = opts(&b, 8);
+    ob.stop_at = Some(6);
+    let mut t = CodeScoreTask::new(data(), &ob, &Device::Cpu).unwrap();
+    assert!(
+        train::run(&mut t, &ob, &Device::Cpu, &mut ppgn::run::Silent)
+            .unwrap()
+            .is_none()
+    );
+    ob.stop_at = None;
+    let mut t = CodeScoreTask::new(data(), &ob, &Device::Cpu).unwrap();
+    train::run(&mut t, &ob, &Device::Cpu, &mut ppgn::run::Silent)
+        .unwrap()
+        .unwrap();
+    same_file_tensors(
+        &a.join("code-score.safetensors"),
+        &b.join("code-score.safetensors"),
+    );
+}
