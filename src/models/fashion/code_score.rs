@@ -181,8 +181,8 @@ impl CodeScore {
     pub fn loss(&self, v: &Tensor, noise: &Tensor, sigmas: &[f64]) -> Result<Tensor> {
         let n = v.dim(0)?;
         let col = |f: &dyn Fn(f64) -> f64| -> Result<Tensor> {
-            let c: Vec<f32> = sigmas.iter().map(|&s| f(s) as f32).collect();
-            Tensor::from_vec(c, (n, 1), v.device())
+            let c: Vec<f64> = sigmas.iter().map(|&s| f(s)).collect();
+            Tensor::from_vec(c, (n, 1), v.device())?.to_dtype(v.dtype())
         };
         let s = col(&|s| s)?;
         let y = (v + noise.broadcast_mul(&s)?)?;
@@ -191,12 +191,12 @@ impl CodeScore {
             col(&|s| self.cfg.precondition(s).c_out)?,
             col(&|s| self.cfg.precondition(s).c_in)?,
         );
-        let emb: Vec<f32> = sigmas
+        let emb: Vec<f64> = sigmas
             .iter()
             .flat_map(|&s| self.cfg.embedding(self.cfg.precondition(s).c_noise))
-            .map(|x| x as f32)
             .collect();
-        let emb = Tensor::from_vec(emb, (n, 2 * self.cfg.frequencies), v.device())?;
+        let emb = Tensor::from_vec(emb, (n, 2 * self.cfg.frequencies), v.device())?
+            .to_dtype(v.dtype())?;
         let input = Tensor::cat(&[&y.broadcast_mul(&c_in)?, &emb], 1)?;
         let target = (v - y.broadcast_mul(&c_skip)?)?.broadcast_div(&c_out)?;
         (self.f(&input)? - target)?.sqr()?.mean_all()
