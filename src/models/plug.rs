@@ -266,6 +266,32 @@ impl Loaded {
         })
     }
 
+    /// The classifier's input normalisation for `c` channels: the
+    /// sidecar's per-channel `mean` and `std` (0 and 1 when not given) and
+    /// the pixel range its images come in (`[0, 1]` when not given),
+    /// checked.
+    fn normalisation(&self, c: usize) -> Result<Normalisation> {
+        let [lo, hi] = self.spec.range.unwrap_or([0.0, 1.0]);
+        let norm = |v: &Option<Vec<f64>>, name: &str, d: f64| -> Result<Vec<f64>> {
+            match v {
+                None => Ok(vec![d; c]),
+                Some(v) if v.len() == c && v.iter().all(|x| x.is_finite()) => Ok(v.clone()),
+                Some(v) => Err(self.bad(format!(
+                    "{name} has {} values; the network reads {c} channels",
+                    v.len()
+                ))),
+            }
+        };
+        let (mean, std) = (
+            norm(&self.spec.mean, "mean", 0.0)?,
+            norm(&self.spec.std, "std", 1.0)?,
+        );
+        if std.contains(&0.0) || !(lo < hi && lo.is_finite() && hi.is_finite()) {
+            return Err(self.bad("std must not be 0 and range must be [low, high]".into()));
+        }
+        Ok((mean, std, (lo, hi)))
+    }
+
     /// The classifier this sidecar describes.
     pub fn classifier(self) -> Result<ClassifierSide> {
         if self.spec.kind != Kind::Classifier {
@@ -293,24 +319,7 @@ impl Loaded {
                 m.output.1
             )));
         }
-        let [lo, hi] = self.spec.range.unwrap_or([0.0, 1.0]);
-        let norm = |v: &Option<Vec<f64>>, name: &str, d: f64| -> Result<Vec<f64>> {
-            match v {
-                None => Ok(vec![d; c]),
-                Some(v) if v.len() == c && v.iter().all(|x| x.is_finite()) => Ok(v.clone()),
-                Some(v) => Err(self.bad(format!(
-                    "{name} has {} values; the network reads {c} channels",
-                    v.len()
-                ))),
-            }
-        };
-        let (mean, std) = (
-            norm(&self.spec.mean, "mean", 0.0)?,
-            norm(&self.spec.std, "std", 1.0)?,
-        );
-        if std.contains(&0.0) || !(lo < hi && lo.is_finite() && hi.is_finite()) {
-            return Err(self.bad("std must not be 0 and range must be [low, high]".into()));
-        }
+        let (mean, std, (lo, hi)) = self.normalisation(c)?;
         let class_names = self.class_names(classes)?;
         // (x - mean) / std before the network, log after a softmax
         let mut pre = vec![Op::Affine {
@@ -468,3 +477,6 @@ impl ClassifierSide {
 fn package(pkg: &super::pretrained::Package) -> serde_json::Value {
     serde_json::json!({"name": pkg.name, "package": pkg.requirement, "sha256": pkg.file_sha256})
 }
+
+/// Per-channel mean and std of a classifier's input, and its pixel range.
+type Normalisation = (Vec<f64>, Vec<f64>, (f64, f64));

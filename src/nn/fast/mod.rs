@@ -27,6 +27,7 @@ pub mod pool;
 pub mod real;
 pub mod reference;
 pub mod several;
+pub mod shapes;
 pub mod simd;
 pub mod thin;
 pub mod window;

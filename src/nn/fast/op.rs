@@ -5,6 +5,7 @@ use super::kernels::{self, Act, SparseRows};
 use super::pointwise::Pointwise;
 use super::real::Real;
 use super::several::Binary;
+use super::shapes::{conv_shape, conv_transpose_shape, depthwise_shape, max_pool_shape};
 use super::window::Window;
 use super::{depthwise, len, patches, thin, Shape};
 
@@ -123,14 +124,7 @@ impl<T: Real> Op<T> {
                 taps,
                 bias,
                 ..
-            } => check(
-                (w.h, w.w, w.c) == s && taps.len() == w.taps() * w.c && bias.len() == w.c,
-                format!(
-                    "depthwise convolution expects {:?}, got {s:?}",
-                    (w.h, w.w, w.c)
-                ),
-                (w.ho, w.wo, w.c),
-            ),
+            } => depthwise_shape(w, taps.len(), bias.len(), s),
             Op::Affine { scale, shift } => check(
                 (scale.len() == s.2 || scale.len() == len(s)) && shift.len() == scale.len(),
                 format!("affine has {} values, input {s:?}", scale.len()),
@@ -157,11 +151,7 @@ impl<T: Real> Op<T> {
                 format!("concatenates inputs of shapes {ins:?}: needs 2 or more of one height and width"),
                 (s.0, s.1, ins.iter().map(|t| t.2).sum()),
             ),
-            Op::MaxPool { window: w } => check(
-                (w.h, w.w, w.c) == s && w.pad_top < w.kh && w.pad_left < w.kw,
-                format!("max pooling expects {:?}, got {s:?}", (w.h, w.w, w.c)),
-                (w.ho, w.wo, w.c),
-            ),
+            Op::MaxPool { window: w } => max_pool_shape(w, s),
             Op::Lrn { size, .. } => check(*size >= 1, "LRN of size 0".into(), s),
             Op::Slice { at, out } => check(
                 at.0 + out.0 <= s.0 && at.1 + out.1 <= s.1 && at.2 + out.2 <= s.2,
@@ -201,49 +191,6 @@ impl<T: Real> Op<T> {
 /// Whether every column a sparse `[to, from]` matrix reads is below `n`.
 fn reads_within<T>(rows: &SparseRows<T>, n: usize) -> bool {
     rows.iter().flatten().all(|&(j, _)| j < n)
-}
-
-/// A convolution's output shape on input `s`, or why it does not fit.
-fn conv_shape(
-    w: &Window,
-    weights: usize,
-    cout: usize,
-    s: Shape,
-) -> std::result::Result<Shape, String> {
-    if (w.h, w.w, w.c) != s {
-        return Err(format!(
-            "convolution expects {:?}, got {s:?}",
-            (w.h, w.w, w.c)
-        ));
-    }
-    if weights != w.taps() * w.c * cout {
-        return Err(format!(
-            "convolution weight has {weights} values, expected {}x{}x{cout}",
-            w.taps(),
-            w.c
-        ));
-    }
-    Ok((w.ho, w.wo, cout))
-}
-
-/// A transposed convolution's output shape on input `s`, or why it does not fit.
-fn conv_transpose_shape(
-    w: &Window,
-    weights: usize,
-    bias: usize,
-    s: Shape,
-) -> std::result::Result<Shape, String> {
-    let cin = weights / (w.taps() * w.c).max(1);
-    if (w.ho, w.wo, cin) != s || weights != cin * w.taps() * w.c {
-        return Err(format!(
-            "transposed convolution expects {:?}, got {s:?}",
-            (w.ho, w.wo, cin)
-        ));
-    }
-    if bias != w.c {
-        return Err("transposed convolution bias does not match its channels".into());
-    }
-    Ok((w.h, w.w, w.c))
 }
 
 impl<T: Real> Op<T> {

@@ -198,15 +198,15 @@ fn act(a: Act, y: Tensor) -> Result<Tensor> {
     }
 }
 
-/// One op on its inputs of shape `s` (the first), giving shape `out`.
-fn apply<T: Real + WithDType>(
+/// An op with weights (its parameters `p`, laid out for candle) on `x`
+/// of shape `s`, giving shape `out`.
+fn weighted<T: Real + WithDType>(
     op: &Op<T>,
     p: &Params,
-    ins: &[&Tensor],
+    x: &Tensor,
     s: Shape,
     out: Shape,
 ) -> Result<Tensor> {
-    let x = ins[0];
     let n = x.dim(0)?;
     match op {
         Op::Conv { window, act: a, .. } => {
@@ -234,15 +234,35 @@ fn apply<T: Real + WithDType>(
             let (scale, shift) = p.pair(x.dtype())?;
             x.broadcast_mul(&scale)?.broadcast_add(&shift)
         }
+        Op::Resample { .. } => {
+            let (mh, mw) = p.pair(x.dtype())?;
+            resample(x, &mh, &mw, s)
+        }
+        _ => candle_core::bail!("reference path: an op without weights taken for one"),
+    }
+}
+
+/// One op on its inputs of shape `s` (the first), giving shape `out`.
+fn apply<T: Real + WithDType>(
+    op: &Op<T>,
+    p: &Params,
+    ins: &[&Tensor],
+    s: Shape,
+    out: Shape,
+) -> Result<Tensor> {
+    let x = ins[0];
+    let n = x.dim(0)?;
+    match op {
+        Op::Conv { .. }
+        | Op::ConvTranspose { .. }
+        | Op::Depthwise { .. }
+        | Op::Affine { .. }
+        | Op::Resample { .. } => weighted(op, p, x, s, out),
         Op::PixelShuffle2 => {
             let (h, w, c) = (s.0, s.1, s.2 / 4);
             x.reshape((n, h, w, 2, 2, c))?
                 .permute((0, 1, 3, 2, 4, 5))?
                 .reshape((n, 2 * h, 2 * w, c))
-        }
-        Op::Resample { .. } => {
-            let (mh, mw) = p.pair(x.dtype())?;
-            resample(x, &mh, &mw, s)
         }
         Op::Add => {
             let mut y = x.clone();
