@@ -82,10 +82,10 @@ impl Term for Quadratic {
 #[test]
 fn the_denoised_condition_differentiates_through_the_denoiser() {
     let m = small(DType::F32);
-    let denoiser = Arc::new(Denoiser {
-        net: Backend::new(Arc::new(m.compile::<f32>().unwrap()), Engine::Fast).unwrap(),
-        cfg: m.cfg.clone(),
-    });
+    let denoiser = Arc::new(Denoiser::new(
+        Backend::new(Arc::new(m.compile::<f32>().unwrap()), Engine::Fast).unwrap(),
+        m.cfg.clone(),
+    ));
     let term = |through| DenoisedCondition {
         denoiser: denoiser.clone(),
         condition: Box::new(Quadratic(0.3)),

@@ -163,16 +163,19 @@ pub fn guided_target(
         }
         (e, _) => e,
     })?;
-    let term: Box<dyn Term> = match denoiser {
-        // read on the denoiser's estimate of the clean code
-        Some(denoiser) => Box::new(DenoisedCondition {
-            denoiser,
-            condition: Box::new(term),
-            through: cfg.through_denoiser,
-        }),
-        None => Box::new(term),
-    };
-    terms.push((w, term));
+    match denoiser {
+        // read on the denoiser's estimate of the clean code, and first, so
+        // that the score prior reuses the estimate its pass made
+        Some(denoiser) => {
+            let read = DenoisedCondition {
+                denoiser,
+                condition: Box::new(term),
+                through: cfg.through_denoiser,
+            };
+            terms.insert(0, (w, Box::new(read)));
+        }
+        None => terms.push((w, Box::new(term))),
+    }
     terms.extend(context);
     Ok(Sum::new(terms))
 }
@@ -236,10 +239,10 @@ pub fn code_to_image(stack: &Stack, cfg: &SamplerConfig) -> Result<Net<f32>> {
 /// The score model's denoiser on the backend `cfg.engine`.
 fn denoiser(stack: &Stack, cfg: &SamplerConfig) -> Result<Arc<Denoiser>> {
     let model = stack.code_score()?;
-    Ok(Arc::new(Denoiser {
-        net: Backend::new(Arc::new(model.compile()?), cfg.engine)?,
-        cfg: model.cfg.clone(),
-    }))
+    Ok(Arc::new(Denoiser::new(
+        Backend::new(Arc::new(model.compile()?), cfg.engine)?,
+        model.cfg.clone(),
+    )))
 }
 
 /// The prior on codes as its own term (`None` for no prior), on the
