@@ -27,6 +27,16 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
+    // Output piped into a reader that stops early (`ppgn eval RUN | head`)
+    // ends the process quietly, as other command-line tools do, instead of
+    // panicking in `println!`; the server keeps writes to closed sockets as
+    // errors of that connection.
+    if std::env::args().nth(1).as_deref() != Some("serve") {
+        // SAFETY: setting a signal's disposition before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     if let Err(e) = cli::main() {
         // One line: the error and its causes, outermost first (a cause
         // the message already quotes is not repeated), each on one line.

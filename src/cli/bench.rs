@@ -11,10 +11,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 
-use ppgn::run::bench::{markdown, time_steps, workload, Budget, Sitting, WORKLOADS};
+use ppgn::run::bench::{check_request, markdown, time_steps, workload, Budget, Sitting};
 use ppgn::run::config::preset::Engine;
 
 #[derive(Args, Debug)]
@@ -80,24 +80,13 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    for w in &a.workloads {
-        if !WORKLOADS.contains(&w.as_str()) {
-            bail!("--workloads: unknown workload {w:?}; expected w1, w2, w3");
-        }
-    }
-    for (flag, chains) in [("--w1-chains", &a.w1_chains), ("--w2-chains", &a.w2_chains)] {
-        if chains.is_empty() || chains.contains(&0) {
-            bail!("{flag}: expected positive chain counts, e.g. 1,8,64,256");
-        }
-    }
-    if !(a.seconds.is_finite() && a.seconds > 0.0) {
-        bail!("--seconds must be positive, got {}", a.seconds);
-    }
+    check_request(
+        &a.workloads,
+        &[("--w1-chains", &a.w1_chains), ("--w2-chains", &a.w2_chains)],
+        a.seconds,
+    )?;
     if let Some(one) = &a.one {
         return run_one(&a, one);
-    }
-    if a.rounds == 0 {
-        bail!("--rounds must be at least 1");
     }
     let exe = std::env::current_exe().context("locating the ppgn binary")?;
     let python = a

@@ -6,6 +6,7 @@ pub mod eval;
 pub mod inpaint;
 pub mod models;
 pub mod onnx;
+pub mod presets;
 pub mod progress;
 pub mod report;
 pub mod sample;
@@ -61,8 +62,8 @@ pub enum Command {
     /// Check or run a network brought as an ONNX file (docs/onnx.md).
     #[command(subcommand)]
     Onnx(onnx::OnnxCommand),
-    /// List the sampler presets and their values.
-    Presets,
+    /// List the sampler presets and their values; `presets choose` picks the tuned ones' values by their rules.
+    Presets(presets::PresetsArgs),
     /// List the Fashion-MNIST classes, or with --imagenet the ImageNet ones (accepted by index or name wherever a class is asked for).
     Classes(classes::ClassesArgs),
 }
@@ -99,7 +100,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Onnx(c) => onnx::run(c),
         Command::Classes(a) => classes::run(a),
         Command::Sample(a) => sample::run(a),
-        Command::Presets => sample::presets(),
+        Command::Presets(a) => presets::run(a),
         Command::Inpaint(a) => inpaint::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Merge(a) => sample::merge(a),

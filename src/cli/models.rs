@@ -2,9 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
-use ppgn::data::fashion_mnist::CLASS_NAMES;
 use ppgn::eval::{generators, stack_check};
 use ppgn::models::fashion as stack;
 use ppgn::models::pretrained;
@@ -32,45 +31,51 @@ pub enum ModelsCommand {
     /// Load the shipped stack, check its files against their cards, and
     /// measure it on the 10k test images: classifier and evaluator accuracy,
     /// and how well G(E(x)) reconstructs the images.
-    Check {
-        /// Model folder [default: $PPGN_MODELS or models/fashion-mnist].
-        #[arg(long)]
-        models: Option<PathBuf>,
-        /// Fashion-MNIST folder [default: $PPGN_FASHION_MNIST or /usr/share/datasets/fashion-mnist].
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Also write a PNG of test originals beside their reconstructions
-        /// (per class, 8 originals then their 8 reconstructions).
-        #[arg(long)]
-        png: Option<PathBuf>,
-        /// Also write a Markdown report of the stack (cards and these measurements).
-        #[arg(long)]
-        report: Option<PathBuf>,
-    },
+    Check(CheckArgs),
     /// Compare trained generators (folders of `ppgn train generator --out`)
     /// and choose one: by the Frechet distance of G(E(x)) to x in the
     /// guiding classifier's features h1 averaged over positions, on the
     /// validation split (the last 5,000 training images); the evaluator's
     /// numbers come after the choice, never used for it.
     /// `scripts/generator-study.sh` runs the study.
-    Generators {
-        /// Folders holding generator.safetensors and generator.json.
-        #[arg(required = true)]
-        dirs: Vec<PathBuf>,
-        /// The classifier and evaluator they were trained against
-        /// [default: $PPGN_MODELS or models/fashion-mnist].
-        #[arg(long)]
-        models: Option<PathBuf>,
-        /// Fashion-MNIST folder [default: $PPGN_FASHION_MNIST or /usr/share/datasets/fashion-mnist].
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Print only the chosen folder (for scripts) and skip the evaluator.
-        #[arg(long)]
-        best: bool,
-        /// Also write the table as Markdown.
-        #[arg(long)]
-        markdown: Option<PathBuf>,
-    },
+    Generators(GeneratorsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Model folder [default: $PPGN_MODELS or models/fashion-mnist].
+    #[arg(long)]
+    pub models: Option<PathBuf>,
+    /// Fashion-MNIST folder [default: $PPGN_FASHION_MNIST or /usr/share/datasets/fashion-mnist].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Also write a PNG of test originals beside their reconstructions
+    /// (per class, 8 originals then their 8 reconstructions).
+    #[arg(long)]
+    pub png: Option<PathBuf>,
+    /// Also write a Markdown report of the stack (cards and these measurements).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct GeneratorsArgs {
+    /// Folders holding generator.safetensors and generator.json.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// The classifier and evaluator they were trained against
+    /// [default: $PPGN_MODELS or models/fashion-mnist].
+    #[arg(long)]
+    pub models: Option<PathBuf>,
+    /// Fashion-MNIST folder [default: $PPGN_FASHION_MNIST or /usr/share/datasets/fashion-mnist].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Print only the chosen folder (for scripts) and skip the evaluator.
+    #[arg(long)]
+    pub best: bool,
+    /// Also write the table as Markdown.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
 }
 
 pub fn run(c: ModelsCommand) -> anyhow::Result<()> {
@@ -78,19 +83,8 @@ pub fn run(c: ModelsCommand) -> anyhow::Result<()> {
         ModelsCommand::Fetch => fetch(),
         ModelsCommand::Tensors { network } => tensors(&network),
         ModelsCommand::List { models } => list(models),
-        ModelsCommand::Check {
-            models,
-            data_dir,
-            png,
-            report,
-        } => check(models, data_dir, png, report),
-        ModelsCommand::Generators {
-            dirs,
-            models,
-            data_dir,
-            best,
-            markdown,
-        } => generators(&dirs, models, data_dir, best, markdown),
+        ModelsCommand::Check(a) => check(a),
+        ModelsCommand::Generators(a) => generators(a),
     }
 }
 
@@ -126,26 +120,15 @@ fn list(models: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check(
-    models: Option<PathBuf>,
-    data_dir: Option<PathBuf>,
-    png: Option<PathBuf>,
-    report: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    let names: Vec<String> = CLASS_NAMES
-        .iter()
-        .enumerate()
-        .map(|(i, n)| format!("{i} {n}"))
-        .collect();
-    println!("classes: {}", names.join(", "));
-    let c = stack_check::check(models.as_deref(), data_dir.as_deref())?;
+fn check(a: CheckArgs) -> anyhow::Result<()> {
+    let c = stack_check::check(a.models.as_deref(), a.data_dir.as_deref())?;
     print!("{}", c.summary());
-    if let Some(path) = &report {
-        let text = stack_check::markdown_report(&c, png.as_deref(), path)?;
+    if let Some(path) = &a.report {
+        let text = stack_check::markdown_report(&c, a.png.as_deref(), path)?;
         ppgn::fsutil::write_atomic(path, text.as_bytes())?;
         println!("wrote {}", path.display());
     }
-    if let Some(path) = png {
+    if let Some(path) = a.png {
         c.reconstructions_png(&path)?;
         println!(
             "wrote {} (each row: 8 test images of one class, then their reconstructions)",
@@ -155,16 +138,10 @@ fn check(
     Ok(())
 }
 
-fn generators(
-    dirs: &[PathBuf],
-    models: Option<PathBuf>,
-    data_dir: Option<PathBuf>,
-    best: bool,
-    markdown: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    let text = generators::study(dirs, models.as_deref(), data_dir.as_deref(), best)?;
+fn generators(a: GeneratorsArgs) -> anyhow::Result<()> {
+    let text = generators::study(&a.dirs, a.models.as_deref(), a.data_dir.as_deref(), a.best)?;
     print!("{text}");
-    if let Some(path) = markdown.filter(|_| !best) {
+    if let Some(path) = a.markdown.filter(|_| !a.best) {
         ppgn::fsutil::write_atomic(&path, text.as_bytes())?;
         println!("wrote {}", path.display());
     }

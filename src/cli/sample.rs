@@ -156,11 +156,6 @@ pub struct SampleArgs {
     pub scale: Option<usize>,
 }
 
-pub fn presets() -> anyhow::Result<()> {
-    print!("{}", ppgn::run::config::preset::listing()?);
-    Ok(())
-}
-
 impl SampleArgs {
     /// The sampler settings of a run: the preset, then the --config file,
     /// then the flags, each value checked (by the library).

@@ -80,12 +80,6 @@ pub struct TrainArgs {
 
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let (epochs, lr, seed) = a.network.defaults();
-    if a.batch_size == 0 {
-        anyhow::bail!("--batch-size must be at least 1");
-    }
-    if a.checkpoint_every == 0 {
-        anyhow::bail!("--checkpoint-every must be at least 1");
-    }
     let opts = TrainOptions {
         epochs: a.epochs.unwrap_or(epochs),
         batch_size: a.batch_size,
@@ -100,9 +94,6 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         restart: a.restart,
         command: super::command_line(),
     };
-    if !(opts.lr > 0.0 && opts.lr.is_finite()) {
-        anyhow::bail!("--lr must be a positive number, got {}", opts.lr);
-    }
     // the generator's flags, checked before any data or network loads
     let gan = GanSettings::from_flags(
         a.joint,
@@ -123,17 +114,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     let (w, c) = stack::paths(&opts.out_dir, &a.network.name());
-    println!(
-        "trained {} in {:.0} s ({} steps): {}",
-        card.network,
-        card.wall_time_s,
-        card.steps,
-        card.metrics
-            .iter()
-            .map(|(k, v)| format!("{k} {v:.4}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    println!("{}", card.summary());
     println!("wrote {} and {}", w.display(), c.display());
     Ok(())
 }

@@ -19,7 +19,7 @@ use crate::eval::report::{classes_more_diverse, features_and_probs, score, Score
 use crate::eval::scores::accuracy;
 use crate::models::fashion::{Discriminator, Stack};
 use crate::run::config::preset::SamplerConfig;
-use crate::run::drive::chains::{random_starts, ChainsOutput, Outcome, Pipeline};
+use crate::run::drive::chains::{fashion_starts, ChainsOutput, Outcome, Pipeline};
 use crate::run::drive::driver::run_chains;
 use crate::run::pairs::fashion::Condition;
 use crate::train::realness::mean_log_real;
@@ -78,7 +78,7 @@ fn checkpoint(
     grad_evals: usize,
     condition: &[f64],
 ) -> Result<Checkpoint> {
-    let (_, p) = features_and_probs(&stack.evaluator, images)?;
+    let (_, p) = features_and_probs(stack.evaluator()?, images)?;
     Ok(Checkpoint {
         grad_evals,
         evaluator_accuracy: accuracy(&p, labels),
@@ -113,7 +113,7 @@ pub fn mean_over_classes(m: &std::collections::BTreeMap<usize, f64>) -> f64 {
 }
 
 /// Runs chains to the end without interruption.
-fn run_to_end(
+pub(super) fn run_to_end(
     stack: &Stack,
     cfg: &SamplerConfig,
     condition: &Condition,
@@ -169,7 +169,7 @@ pub fn compare_one(
         .collect();
     let n = labels.len();
     // every sampler starts from the same codes
-    let h0 = random_starts(cfg.prior, n, stack.classifier.cfg.h_dim, seed)?;
+    let h0 = fashion_starts(stack, &cfg, seed.into(), n)?;
     let condition = Condition::Classes(labels.clone());
     // score at every quarter of the budget, whatever a step costs
     let record_every = (budget / 4 / cfg.grads_per_step()).max(1);
@@ -187,7 +187,13 @@ pub fn compare_one(
             &out.condition_value[k],
         )?);
     }
-    let scores = score(&stack.evaluator, y.judge, &out.images, &labels, y.reference)?;
+    let scores = score(
+        stack.evaluator()?,
+        y.judge,
+        &out.images,
+        &labels,
+        y.reference,
+    )?;
     Ok(SamplerRow {
         label: label.to_string(),
         grad_evals_per_chain: out.grad_evals,
@@ -269,10 +275,10 @@ pub fn chain_study(
     }
     let mut late_ok = 0.0;
     for snap in &out.snapshots[k / 2..] {
-        let (_, p) = features_and_probs(&stack.evaluator, snap)?;
+        let (_, p) = features_and_probs(stack.evaluator()?, snap)?;
         late_ok += accuracy(&p, targets);
     }
-    let (_, p) = features_and_probs(&stack.evaluator, &out.images)?;
+    let (_, p) = features_and_probs(stack.evaluator()?, &out.images)?;
     let start_px = pixels(starts)?;
     let final_px = pixels(&out.images)?;
     let start_ms_ssim = (0..n)
@@ -324,7 +330,7 @@ pub fn noise_robustness(
         let sigma = f * mean_act;
         let noisy = (&h + (rngs.normal_like(&h)? * sigma)?)?;
         let x = stack.generator.forward(&noisy)?;
-        let (_, p) = features_and_probs(&stack.evaluator, &x)?;
+        let (_, p) = features_and_probs(stack.evaluator()?, &x)?;
         let mse = |a: &Tensor| -> Result<f64> {
             Ok((&x - a)?.sqr()?.mean_all()?.to_scalar::<f32>()? as f64)
         };

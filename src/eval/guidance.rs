@@ -22,18 +22,18 @@
 
 use std::fmt::Write;
 
-use candle_core::Tensor;
 use serde::Serialize;
 
+use super::choose::{guide, judged};
 use super::experiments::{compare_one, real_per_class, Yardsticks};
 use super::report::Scores;
-use super::scores::{accuracy, FeatureGaussian, Rows};
+use super::scores::FeatureGaussian;
 use crate::data::fashion_mnist::Dataset;
 use crate::error::Result;
 use crate::models::fashion::Stack;
 use crate::run::config::preset::{preset, SamplerConfig, FLOW_PRESETS};
+use crate::run::config::tuning::pick;
 use crate::run::Progress;
-use crate::train::EVAL_BATCH;
 
 /// The guidance scales tried.
 pub const SCALES: [f64; 5] = [1.0, 2.0, 3.0, 5.0, 10.0];
@@ -94,72 +94,20 @@ pub struct GuidanceStudy {
     pub chosen: Chosen,
 }
 
-/// The guiding classifier's codes `h` and class probabilities of `images`.
-fn guide(stack: &Stack, images: &Tensor) -> Result<(Rows, Rows)> {
-    let n = images.dim(0)?;
-    let (mut h, mut p) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for i in (0..n).step_by(EVAL_BATCH) {
-        let x = images.narrow(0, i, EVAL_BATCH.min(n - i))?;
-        let code = stack.classifier.encode(&x)?;
-        let probs = candle_nn::ops::softmax_last_dim(&stack.classifier.classify_h(&code)?)?;
-        h.extend(code.to_dtype(candle_core::DType::F64)?.to_vec2::<f64>()?);
-        p.extend(probs.to_dtype(candle_core::DType::F64)?.to_vec2::<f64>()?);
-    }
-    Ok((h, p))
-}
-
-/// The guiding classifier's accuracy on `images` of classes `labels`, and
-/// their Frechet distance to `reference` in its code `h`.
-fn judged(
-    stack: &Stack,
-    reference: &FeatureGaussian,
-    images: &Tensor,
-    labels: &[usize],
-) -> Result<(f64, f64)> {
-    let (h, p) = guide(stack, images)?;
-    Ok((
-        accuracy(&p, labels),
-        reference.frechet_distance(&FeatureGaussian::fit(&h)?)?,
-    ))
-}
-
-/// The validation split: the training images `crate::train::code_prior`
-/// held out.
-pub fn validation_split(train: &Dataset) -> Result<Dataset> {
-    let n = train.len();
-    let from = crate::train::validation_start(n);
-    let idx: Vec<usize> = (from..n).collect();
-    Ok(Dataset {
-        images: train.images[from * 784..].to_vec(),
-        labels: idx.iter().map(|&i| train.labels[i]).collect(),
-    })
-}
-
 /// Which pair the rule picks (see the module's description).
 pub fn choose(points: &[GuidancePoint], real_accuracy: f64) -> Chosen {
-    let recognised = points.iter().filter(|p| p.guide_accuracy >= real_accuracy);
-    recognised
-        .min_by(|a, b| a.guide_frechet.total_cmp(&b.guide_frechet))
-        // else the most recognised, the earlier (fewer candidates, smaller
-        // scale) on ties
-        .or_else(|| {
-            points
-                .iter()
-                .fold(None, |b: Option<&GuidancePoint>, p| match b {
-                    Some(b) if p.guide_accuracy <= b.guide_accuracy => Some(b),
-                    _ => Some(p),
-                })
-        })
-        .map_or(
-            Chosen {
-                eps2: 1.0,
-                start_candidates: 1,
-            },
-            |p| Chosen {
-                eps2: p.eps2,
-                start_candidates: p.start_candidates,
-            },
-        )
+    let acc: Vec<f64> = points.iter().map(|p| p.guide_accuracy).collect();
+    let fd: Vec<f64> = points.iter().map(|p| p.guide_frechet).collect();
+    pick(&acc, &fd, real_accuracy).map_or(
+        Chosen {
+            eps2: 1.0,
+            start_candidates: 1,
+        },
+        |i| Chosen {
+            eps2: points[i].eps2,
+            start_candidates: points[i].start_candidates,
+        },
+    )
 }
 
 /// Runs the study at `budget` gradient evaluations per chain with

@@ -1,6 +1,7 @@
 //! Metrics: scores of generated images by the independent evaluator, and
 //! the report's experiments.
 
+pub mod choose;
 pub mod claims;
 pub mod experiments;
 pub mod generators;

@@ -134,7 +134,7 @@ pub fn report(spec: &ReportSpec, progress: &mut dyn Progress) -> Result<ReportOu
     // the generator study first (minutes), so a wrong folder or a
     // candidate of another classifier fails before the samplers run
     let generators = generator_study(spec)?;
-    let refs = reference(&s.evaluator, &train, &device)?;
+    let refs = reference(s.evaluator()?, &train, &device)?;
     let y = Yardsticks {
         reference: &refs,
         judge: Some(&judge),
@@ -212,7 +212,7 @@ impl Run<'_> {
             .generator
             .forward(&self.s.classifier.forward_all(real_x)?.h)?;
         score(
-            &self.s.evaluator,
+            self.s.evaluator()?,
             self.y.judge,
             &recon_x,
             labels,
@@ -227,7 +227,7 @@ impl Run<'_> {
         let (real_x, real_labels, _) =
             real_per_class(self.test, &classes, spec.per_class, spec.seed)?;
         let real = score(
-            &self.s.evaluator,
+            self.s.evaluator()?,
             self.y.judge,
             &real_x,
             &real_labels,
@@ -336,7 +336,7 @@ impl Run<'_> {
         if self.s.code_prior.is_none() {
             return Ok(None);
         }
-        let validation = super::guidance::validation_split(self.train)?;
+        let validation = super::choose::validation_split(self.train)?;
         let spec = self.spec;
         super::guidance::study(
             self.s,

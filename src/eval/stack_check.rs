@@ -43,11 +43,11 @@ pub fn check(models: Option<&Path>, data_dir: Option<&Path>) -> Result<StackChec
     }
     let test = fashion_mnist::load(&fashion_mnist::resolve_dir(data_dir), Split::Test)?;
     let measured =
-        reconstruction::evaluate(&s.classifier, &s.generator, &s.evaluator, &test, &device)?;
+        reconstruction::evaluate(&s.classifier, &s.generator, s.evaluator()?, &test, &device)?;
     let train = fashion_mnist::load(&fashion_mnist::resolve_dir(data_dir), Split::Train)?;
-    let refs = super::report::reference(&s.evaluator, &train, &device)?;
+    let refs = super::report::reference(s.evaluator()?, &train, &device)?;
     let (frechet_test, frechet_reconstructions) =
-        reconstruction_frechet(&s.classifier, &s.generator, &s.evaluator, &test, &refs)?;
+        reconstruction_frechet(&s.classifier, &s.generator, s.evaluator()?, &test, &refs)?;
     Ok(StackCheck {
         dir,
         stack: s,
@@ -119,7 +119,12 @@ impl StackCheck {
                 r.reconstruction_mse,
             ),
         ];
-        let mut out = String::new();
+        let names: Vec<String> = crate::data::fashion_mnist::CLASS_NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("{i} {n}"))
+            .collect();
+        let mut out = format!("classes: {}\n", names.join(", "));
         for (network, w, same) in &self.files {
             let status = if *same {
                 "sha256 ok"

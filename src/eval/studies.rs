@@ -254,7 +254,7 @@ impl Studies<'_> {
         if kept.len() >= 4 {
             let flat: Vec<f32> = kept.iter().flatten().copied().collect();
             let t = Tensor::from_vec(flat, (kept.len(), 28, 28, 1), &Device::Cpu)?;
-            let (f, _) = features_and_probs(&self.stack.evaluator, &t)?;
+            let (f, _) = features_and_probs(self.stack.evaluator()?, &t)?;
             let tsne = Tsne {
                 seed: spec.seed,
                 ..Tsne::default()

@@ -45,6 +45,22 @@ impl Card {
         write_atomic(path, format!("{text}\n").as_bytes())
     }
 
+    /// One line: the network, its training time and steps, and its metrics.
+    pub fn summary(&self) -> String {
+        let metrics: Vec<String> = self
+            .metrics
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.4}"))
+            .collect();
+        format!(
+            "trained {} in {:.0} s ({} steps): {}",
+            self.network,
+            self.wall_time_s,
+            self.steps,
+            metrics.join(", ")
+        )
+    }
+
     /// The config as a typed struct, with an error naming the card.
     pub fn config<T: serde::de::DeserializeOwned>(&self, path: &Path) -> Result<T> {
         serde_json::from_value(self.config.clone()).map_err(|e| {

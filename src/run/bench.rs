@@ -305,9 +305,43 @@ pub struct Sitting<'a> {
     pub peer_python: Option<String>,
 }
 
+/// Checks a bench request before anything is timed: known workloads,
+/// positive chain counts (each with the flag that gave them) and seconds.
+pub fn check_request(
+    workloads: &[String],
+    chains: &[(&str, &[usize])],
+    seconds: f64,
+) -> Result<()> {
+    for w in workloads {
+        if !WORKLOADS.contains(&w.as_str()) {
+            return Err(Error::unknown("workload", w, &WORKLOADS));
+        }
+    }
+    for &(flag, counts) in chains {
+        if counts.is_empty() || counts.contains(&0) {
+            return Err(Error::setting(
+                flag,
+                format!("{counts:?}"),
+                "positive chain counts, e.g. 1,8,64,256",
+            ));
+        }
+    }
+    if !(seconds.is_finite() && seconds > 0.0) {
+        return Err(Error::setting(
+            "--seconds",
+            seconds,
+            "a positive number of seconds",
+        ));
+    }
+    Ok(())
+}
+
 impl Sitting<'_> {
     /// The medians of ours and, with a peer, of the peer's.
     pub fn run(&self) -> Result<(Vec<Timing>, Option<Vec<Timing>>)> {
+        if self.rounds == 0 {
+            return Err(Error::setting("--rounds", 0, "at least 1"));
+        }
         let threads = candle_core::utils::get_num_threads();
         let (mut ours, mut peer) = (Vec::new(), Vec::new());
         for (w, chains) in &self.workloads {

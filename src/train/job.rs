@@ -87,6 +87,7 @@ pub fn train(
     data_dir: &Path,
     progress: &mut dyn Progress,
 ) -> Result<Option<Card>> {
+    opts.check()?;
     let device = Device::Cpu;
     let data = Data {
         train: fashion_mnist::load(data_dir, Split::Train)?,

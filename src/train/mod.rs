@@ -59,6 +59,22 @@ pub struct TrainOptions {
     pub command: String,
 }
 
+impl TrainOptions {
+    /// Checks the options before any data or network loads.
+    pub fn check(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(Error::setting("--batch-size", 0, "at least 1"));
+        }
+        if self.checkpoint_every == 0 {
+            return Err(Error::setting("--checkpoint-every", 0, "at least 1"));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(Error::setting("--lr", self.lr, "a positive number"));
+        }
+        Ok(())
+    }
+}
+
 /// One network's training, driven by [`run`].
 pub trait Task {
     fn name(&self) -> &'static str;

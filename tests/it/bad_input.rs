@@ -165,7 +165,7 @@ fn forty_kinds_of_bad_input_each_give_one_clear_line_and_leave_nothing() {
                 "--lr".into(),
                 "-1".into(),
             ],
-            "--lr must be a positive number",
+            "--lr = -1: expected a positive number",
         ),
         // combinations the samplers cannot run
         (

@@ -398,3 +398,90 @@ fn check_bar(a: &serde_json::Value) {
         assert_eq!(b["frechet_ok"].as_bool().unwrap(), fd < ppgn);
     }
 }
+
+/// `ppgn presets choose` applies a tuned preset's rule without ever
+/// reading the evaluator: in a model folder whose evaluator weights are
+/// truncated (which `ppgn sample` refuses to load), it runs every
+/// candidate, picks the one its rule picks from the numbers it writes,
+/// and says whether the preset holds it.
+#[test]
+fn choosing_a_presets_values_never_loads_the_evaluator() {
+    let d = tempdir("choose");
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fashion-mnist");
+    let models = d.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    for net in ["classifier", "generator", "code-score", "evaluator"] {
+        for ext in ["json", "safetensors"] {
+            let f = format!("{net}.{ext}");
+            std::fs::copy(shipped.join(&f), models.join(&f)).unwrap();
+        }
+    }
+    let w = models.join("evaluator.safetensors");
+    let bytes = std::fs::read(&w).unwrap();
+    std::fs::write(&w, &bytes[..1000]).unwrap();
+    let m = models.to_str().unwrap();
+    let sample = ppgn(&[
+        "sample",
+        "--class",
+        "0",
+        "--chains",
+        "1",
+        "--steps",
+        "1",
+        "--models",
+        m,
+        "-q",
+        "--out",
+        d.join("run").to_str().unwrap(),
+    ]);
+    assert!(!sample.status.success(), "the truncated evaluator loads");
+    let out = d.join("choice");
+    let o = ppgn(&[
+        "presets",
+        "choose",
+        "--preset",
+        "ppgn-score",
+        "--per-class",
+        "2",
+        "--budget",
+        "8",
+        "--models",
+        m,
+        "-q",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("choices.json")).unwrap()).unwrap();
+    let ch = &c["choices"][0];
+    let cands = ch["candidates"].as_array().unwrap();
+    assert_eq!(cands.len(), 4);
+    let acc: Vec<f64> = cands
+        .iter()
+        .map(|c| c["guide_accuracy"].as_f64().unwrap())
+        .collect();
+    let fd: Vec<f64> = cands
+        .iter()
+        .map(|c| c["guide_frechet"].as_f64().unwrap())
+        .collect();
+    let real = c["validation_guide_accuracy"].as_f64().unwrap();
+    let picked = ppgn::run::config::tuning::pick(&acc, &fd, real).unwrap();
+    assert_eq!(ch["chosen"].as_u64().unwrap() as usize, picked);
+    let eps2 = cands[picked]["values"][0][1].as_f64().unwrap();
+    assert_eq!(
+        ch["holds"].as_bool().unwrap(),
+        eps2 == 1.0,
+        "ppgn-score has eps2 = 1"
+    );
+    assert!(std::fs::read_to_string(out.join("choices.md"))
+        .unwrap()
+        .contains("(chosen)"));
+    let bad = ppgn(&["presets", "choose", "--preset", "faces", "--models", m]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("ppgn-score") && err.lines().count() == 1,
+        "{err}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}

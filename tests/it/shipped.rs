@@ -46,8 +46,14 @@ fn shipped_stack_reproduces_its_card_numbers() {
     let device = Device::Cpu;
     let s = Stack::load(&models_dir(), DType::F32, &device).unwrap();
     assert!(s.h_dae.is_some() && s.x_dae.is_some());
-    let r = reconstruction::evaluate(&s.classifier, &s.generator, &s.evaluator, &test, &device)
-        .unwrap();
+    let r = reconstruction::evaluate(
+        &s.classifier,
+        &s.generator,
+        s.evaluator().unwrap(),
+        &test,
+        &device,
+    )
+    .unwrap();
     let card = |n: &str| {
         s.cards
             .iter()

@@ -131,7 +131,8 @@ where
 pub struct Stack {
     pub classifier: Classifier,
     pub generator: Generator,
-    pub evaluator: Evaluator,
+    /// `None` when loaded by [`Stack::load_for_choosing`].
+    pub evaluator: Option<Evaluator>,
     pub h_dae: Option<HDae>,
     pub x_dae: Option<XDae>,
     pub code_prior: Option<CodePrior>,
@@ -141,12 +142,21 @@ pub struct Stack {
 
 impl Stack {
     /// Loads the classifier, generator and evaluator (required) and the two
-    /// DAEs and the code prior (optional: absent files give `None`).
+    /// DAEs and the code priors (optional: absent files give `None`).
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Stack> {
+        let (evaluator, card) = load(dir, "evaluator", dtype, device, Evaluator::new)?;
+        let mut stack = Self::load_for_choosing(dir, dtype, device)?;
+        stack.evaluator = Some(evaluator);
+        stack.cards.insert(2, card);
+        Ok(stack)
+    }
+
+    /// The stack without its evaluator, whose weights are never read: what
+    /// choosing a preset's settings may use (`crate::eval::choose`).
+    pub fn load_for_choosing(dir: &Path, dtype: DType, device: &Device) -> Result<Stack> {
         let (classifier, c1) = load(dir, "classifier", dtype, device, Classifier::new)?;
         let (generator, c2) = load(dir, "generator", dtype, device, Generator::new)?;
-        let (evaluator, c3) = load(dir, "evaluator", dtype, device, Evaluator::new)?;
-        let mut cards = vec![c1, c2, c3];
+        let mut cards = vec![c1, c2];
         let h_dae = optional(dir, "h-dae", dtype, device, HDae::new, &mut cards)?;
         let x_dae = optional(dir, "x-dae", dtype, device, XDae::new, &mut cards)?;
         let code_prior = optional(dir, "code-prior", dtype, device, CodePrior::new, &mut cards)?;
@@ -154,7 +164,7 @@ impl Stack {
         Ok(Stack {
             classifier,
             generator,
-            evaluator,
+            evaluator: None,
             h_dae,
             x_dae,
             code_prior,
@@ -186,6 +196,15 @@ impl Stack {
         let t = flow.compile::<f32>()?;
         let relu = Net::new(t.output(), vec![Op::Pointwise(Pointwise::Relu)])?;
         t.then(relu)
+    }
+    /// The independent evaluator, or that this stack was loaded without it.
+    pub fn evaluator(&self) -> Result<&Evaluator> {
+        self.evaluator.as_ref().ok_or_else(|| {
+            Error::unsupported(
+                "the evaluator in a stack loaded for choosing settings",
+                "choosing reads the guide only; score with `ppgn eval`",
+            )
+        })
     }
     /// The score-based prior on codes, or what is missing.
     pub fn code_score(&self) -> Result<&CodeScore> {

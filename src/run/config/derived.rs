@@ -51,7 +51,7 @@ impl SamplerConfig {
                 let Some((max, min)) = cfg.noise_levels else {
                     return Err(Error::unsupported(
                         "reverse diffusion without noise levels",
-                        "give --noise-levels MAX,MIN or use --preset ppgn-score",
+                        "set noise_levels = [MAX, MIN] in a --config file, or use --preset ppgn-score",
                     ));
                 };
                 Box::new(ReverseDiffusion {

@@ -7,3 +7,4 @@ pub mod preset;
 pub mod settings;
 pub mod spec;
 pub mod steer;
+pub mod tuning;

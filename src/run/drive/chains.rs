@@ -31,31 +31,41 @@ fn random_codes_from(first: usize, n: usize, h_dim: usize, seed: u64) -> Result<
     Ok((ChainRngs::from_chain(seed ^ 0x5eed, first, n).normal_like(&z)? * 2.0)?.relu()?)
 }
 
-/// Random starting positions for a prior's chains: `random_codes`, or
-/// for the flow prior (whose chains move its base point) draws of its
-/// base distribution `N(0, I)`, whose images `T(z)` are the prior's own
-/// samples.
-pub fn random_starts(
-    prior: crate::run::config::preset::PriorKind,
-    n: usize,
-    h_dim: usize,
-    seed: u64,
-) -> Result<Tensor> {
-    random_starts_of(prior, Streams { seed, first: 0 }, n, h_dim)
-}
-
-/// [`random_starts`] of chains `first..first + n` of a larger run.
-pub fn random_starts_of(
-    prior: crate::run::config::preset::PriorKind,
+/// Random starting positions of the Fashion-MNIST stack's chains under
+/// `cfg`, for chains `streams.first..streams.first + n` of a run:
+/// `random_codes`; for the flow prior (whose chains move its base point)
+/// draws of its base distribution `N(0, I)`, whose images `T(z)` are the
+/// prior's own samples; for the score prior `N(0, s_max^2 I)`, the noised
+/// prior at the top of its ladder; for PPGN-x (whose chains are images)
+/// random images. The sampling jobs and the report start the same way.
+pub fn fashion_starts(
+    stack: &crate::models::fashion::Stack,
+    cfg: &SamplerConfig,
     streams: Streams,
     n: usize,
-    h_dim: usize,
 ) -> Result<Tensor> {
+    use crate::run::config::preset::PriorKind;
     let Streams { seed, first } = streams;
-    match prior {
-        crate::run::config::preset::PriorKind::Flow => {
-            let z = Tensor::zeros((n, h_dim), candle_core::DType::F32, &Device::Cpu)?;
-            Ok(ChainRngs::from_chain(seed ^ 0x5eed, first, n).normal_like(&z)?)
+    let h_dim = stack.classifier.cfg.h_dim;
+    let normal = |shape: &[usize]| -> Result<Tensor> {
+        let z = Tensor::zeros(shape, candle_core::DType::F32, &Device::Cpu)?;
+        ChainRngs::from_chain(seed ^ 0x5eed, first, n).normal_like(&z)
+    };
+    match cfg.prior {
+        PriorKind::Flow => normal(&[n, h_dim]),
+        PriorKind::Score => {
+            let top = match cfg.noise_levels {
+                Some((max, _)) => max,
+                None => stack.code_score()?.cfg.sigma_max,
+            };
+            Ok((normal(&[n, h_dim])? * top)?)
+        }
+        // mid-grey with N(0, 0.2^2) noise per pixel, clipped to [0, 1]
+        PriorKind::XDae => {
+            let side = crate::data::fashion_mnist::SIDE;
+            Ok((normal(&[n, side, side, 1])? * 0.2)?
+                .affine(1.0, 0.5)?
+                .clamp(0.0, 1.0)?)
         }
         _ => random_codes_from(first, n, h_dim, seed),
     }

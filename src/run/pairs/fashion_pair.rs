@@ -18,7 +18,7 @@ use crate::models::fashion::Stack;
 use crate::models::plug::ClassifierSide;
 use crate::nn::fast::Net;
 use crate::run::config::preset::{PriorKind, SamplerConfig};
-use crate::run::drive::chains::{random_starts_of, Pipeline, Streams};
+use crate::run::drive::chains::{fashion_starts, Pipeline, Streams};
 
 /// The stack, its folder, the guide when it is not the stack's classifier,
 /// and where the test images are.
@@ -107,23 +107,9 @@ impl Pair for FashionPair {
         Pipeline::guided(&self.stack, self.guide.as_ref(), cfg, condition)
     }
 
-    /// Random codes, the flow's base draws `N(0, I)`, the score prior's
-    /// `N(0, s_max^2 I)`, or for PPGN-x
-    /// (`--prior x-dae`, whose chains are images) random images.
+    /// [`fashion_starts`]: the same starts as the report's.
     fn random_starts(&self, cfg: &SamplerConfig, streams: Streams, n: usize) -> Result<Tensor> {
-        let h_dim = self.stack.classifier.cfg.h_dim;
-        match cfg.prior {
-            PriorKind::XDae => random_images(streams, n),
-            // the noised prior at the top of reverse diffusion's ladder
-            PriorKind::Score => {
-                let top = match cfg.noise_levels {
-                    Some((max, _)) => max,
-                    None => self.stack.code_score()?.cfg.sigma_max,
-                };
-                Ok((random_starts_of(PriorKind::Flow, streams, n, h_dim)? * top)?)
-            }
-            prior => random_starts_of(prior, streams, n, h_dim),
-        }
+        fashion_starts(&self.stack, cfg, streams, n)
     }
 
     /// The images' codes `E(x)`; with the flow prior their base points
@@ -159,7 +145,12 @@ impl Pair for FashionPair {
     }
 
     fn evaluate(&self, images: &Tensor) -> Result<Vec<u32>> {
-        Ok(self.stack.evaluator.forward(images)?.argmax(1)?.to_vec1()?)
+        Ok(self
+            .stack
+            .evaluator()?
+            .forward(images)?
+            .argmax(1)?
+            .to_vec1()?)
     }
 
     fn evaluator(&self) -> String {
@@ -198,13 +189,4 @@ impl Pair for FashionPair {
     fn default_preset(&self) -> &'static str {
         "ppgn"
     }
-}
-
-/// PPGN-x's random starts: mid-grey with `N(0, 0.2^2)` noise per pixel,
-/// clipped to [0, 1] (seeded apart from the chains' own streams).
-fn random_images(streams: Streams, n: usize) -> Result<Tensor> {
-    let z = Tensor::zeros((n, SIDE, SIDE, 1), candle_core::DType::F32, &Device::Cpu)?;
-    let noise = crate::sampler::ChainRngs::from_chain(streams.seed ^ 0x5eed, streams.first, n)
-        .normal_like(&z)?;
-    Ok((noise * 0.2)?.affine(1.0, 0.5)?.clamp(0.0, 1.0)?)
 }
