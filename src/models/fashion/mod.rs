@@ -144,8 +144,8 @@ impl Stack {
     /// Loads the classifier, generator and evaluator (required) and the two
     /// DAEs and the code priors (optional: absent files give `None`).
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Stack> {
-        let (evaluator, card) = load(dir, "evaluator", dtype, device, Evaluator::new)?;
         let mut stack = Self::load_for_choosing(dir, dtype, device)?;
+        let (evaluator, card) = load(dir, "evaluator", dtype, device, Evaluator::new)?;
         stack.evaluator = Some(evaluator);
         stack.cards.insert(2, card);
         Ok(stack)
