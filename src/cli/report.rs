@@ -45,6 +45,9 @@ pub struct ReportArgs {
     /// Frechet reference: the first N training images (default all; fewer for a quick look).
     #[arg(long)]
     pub reference_images: Option<usize>,
+    /// Draws of each prior alone (no condition), beside G(E(x)) of as many test images.
+    #[arg(long, default_value_t = 1000)]
+    pub prior_draws: usize,
     /// Folder of trained generators (scripts/generator-study.sh) to compare (Fig. S8).
     #[arg(long)]
     pub generator_study: Option<PathBuf>,
@@ -66,6 +69,7 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
         models: a.models,
         data_dir: a.data_dir,
         reference_images: a.reference_images,
+        prior_draws: a.prior_draws,
         generator_study: a.generator_study,
         command: super::command_line(),
     };

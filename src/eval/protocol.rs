@@ -16,9 +16,8 @@ use crate::data::fashion_mnist::{self, parse_class, Dataset, Split};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::models::fashion::{self as stack, Discriminator, Stack};
-use crate::run::config::preset::{preset, PriorKind, SamplerConfig};
+use crate::run::config::preset::{preset, SamplerConfig};
 use crate::run::Progress;
-use crate::sampler::schedule::Schedule;
 
 /// What the report runs.
 #[derive(Debug, Clone)]
@@ -42,6 +41,8 @@ pub struct ReportSpec {
     pub data_dir: Option<PathBuf>,
     /// Frechet reference: the first N training images (default all).
     pub reference_images: Option<usize>,
+    /// Draws of each prior alone, and test images reconstructed beside them.
+    pub prior_draws: usize,
     /// A folder of trained generator candidates (`scripts/generator-study.sh`)
     /// to compare in the report (Fig. S8's loss ablation), if any.
     pub generator_study: Option<PathBuf>,
@@ -64,14 +65,15 @@ impl ReportSpec {
             || self.study_chains == 0
             || self.study_steps < 4
             || self.tsne_chains == 0
+            || self.prior_draws < 20
         {
             return Err(Error::setting(
-                "per_class, study_chains, study_steps, tsne_chains",
+                "per_class, study_chains, study_steps, tsne_chains, prior_draws",
                 format!(
-                    "{}, {}, {}, {}",
-                    self.per_class, self.study_chains, self.study_steps, self.tsne_chains
+                    "{}, {}, {}, {}, {}",
+                    self.per_class, self.study_chains, self.study_steps, self.tsne_chains, self.prior_draws
                 ),
-                "per_class at least 2, study_chains and tsne_chains at least 1, study_steps at least 4",
+                "per_class at least 2, study_chains and tsne_chains at least 1, study_steps at least 4, prior_draws at least 20",
             ));
         }
         if self.budgets.is_empty() || self.budgets.contains(&0) {
@@ -86,7 +88,7 @@ impl ReportSpec {
 }
 
 /// The compared samplers: (label, preset).
-const SAMPLERS: [(&str, &str); 11] = [
+const SAMPLERS: [(&str, &str); 13] = [
     (results::MAP_CLIP, "dgn-am"),
     (results::MAP, "xu-map"),
     (results::MALA, "xu-mala"),
@@ -98,6 +100,8 @@ const SAMPLERS: [(&str, &str); 11] = [
     (results::EXACT_HMC, "exact-hmc"),
     (results::PPGN_FLOW, "ppgn-flow"),
     (results::PPGN_SCORE, "ppgn-score"),
+    (results::PPGN_SCORE_LANGEVIN, "ppgn-score-langevin"),
+    (results::PPGN_X, "ppgn-x"),
 ];
 
 /// Runs the report `spec` describes, reporting each phase to `progress`;
@@ -117,8 +121,7 @@ pub fn report(spec: &ReportSpec, progress: &mut dyn Progress) -> Result<ReportOu
     }
     let (judge, _) = stack::load(&dir, "realness", DType::F32, &device, Discriminator::new)?;
     let data_dir = fashion_mnist::resolve_dir(spec.data_dir.as_deref());
-    let all_train = fashion_mnist::load(&data_dir, Split::Train)?;
-    let mut train = all_train.clone();
+    let mut train = fashion_mnist::load(&data_dir, Split::Train)?;
     if let Some(n) = spec.reference_images {
         if !(100..=train.len()).contains(&n) {
             return Err(Error::setting(
@@ -148,7 +151,6 @@ pub fn report(spec: &ReportSpec, progress: &mut dyn Progress) -> Result<ReportOu
         s: &s,
         y: &y,
         test: &test,
-        train: &all_train,
         img_dir: &img_dir,
         generators: generators.as_ref(),
     };
@@ -198,8 +200,6 @@ struct Run<'a> {
     s: &'a Stack,
     y: &'a Yardsticks<'a>,
     test: &'a Dataset,
-    /// All training images (the Frechet reference may be fewer).
-    train: &'a Dataset,
     img_dir: &'a Path,
     generators: Option<&'a generators::Comparison>,
 }
@@ -249,10 +249,15 @@ impl Run<'_> {
                 )
             })?;
         let mut timing = Vec::new();
-        let guidance = self.guidance(&real, progress)?;
-        let chosen = guidance.as_ref().map(|g| g.chosen);
-        let budgets = self.budget_tables(&real, chosen, &mut timing, progress)?;
-        let step_study = self.step_study(&budgets[0], &real, &mut timing, progress)?;
+        let budgets = self.budget_tables(&real, &mut timing, progress)?;
+        let priors = super::priors::measure(
+            self.s,
+            self.y,
+            self.test,
+            spec.prior_draws,
+            spec.seed,
+            progress,
+        )?;
         let studies = Studies {
             stack: self.s,
             test: self.test,
@@ -278,8 +283,7 @@ impl Run<'_> {
             real_full_accuracy,
             reconstructed,
             budgets,
-            guidance,
-            step_study,
+            priors,
             eps1_sweep,
             eps3_sweep,
             noise_mean_activation,
@@ -326,36 +330,10 @@ impl Run<'_> {
         )
     }
 
-    /// The flow presets' guidance-scale study at the first budget (none
-    /// without the flow prior).
-    fn guidance(
-        &self,
-        real: &Scores,
-        progress: &mut dyn Progress,
-    ) -> Result<Option<super::guidance::GuidanceStudy>> {
-        if self.s.code_prior.is_none() {
-            return Ok(None);
-        }
-        let validation = super::choose::validation_split(self.train)?;
-        let spec = self.spec;
-        super::guidance::study(
-            self.s,
-            self.y,
-            &validation,
-            real,
-            spec.per_class,
-            spec.budgets[0],
-            spec.seed,
-            progress,
-        )
-        .map(Some)
-    }
-
     /// One table per budget: every sampler, with its grid of 10 per class.
     fn budget_tables(
         &self,
         real: &Scores,
-        guidance: Option<super::guidance::Chosen>,
         timing: &mut Timing,
         progress: &mut dyn Progress,
     ) -> Result<Vec<BudgetTable>> {
@@ -366,10 +344,10 @@ impl Run<'_> {
             let mut rows = Vec::new();
             for (label, name) in SAMPLERS {
                 let mut cfg = preset(name)?;
-                if let Some(g) = guidance.filter(|_| cfg.prior == PriorKind::Flow) {
-                    // the flow presets take what the validation split chose
-                    (cfg.eps2, cfg.start_candidates) = (g.eps2, g.start_candidates);
-                }
+                // a budget too small for the preset's start candidates and
+                // one step keeps room for the step (the report's quick looks)
+                let room = b.saturating_sub(cfg.grads_per_step()).max(1);
+                cfg.start_candidates = cfg.start_candidates.min(room);
                 let mut r = self.compare(label, &cfg, b, real, progress)?;
                 let imgs =
                     per_image(r.images.as_ref().ok_or_else(|| {
@@ -391,36 +369,5 @@ impl Run<'_> {
             });
         }
         Ok(budgets)
-    }
-
-    /// How the ppgn preset's step was chosen, at the first budget.
-    fn step_study(
-        &self,
-        first: &BudgetTable,
-        real: &Scores,
-        timing: &mut Timing,
-        progress: &mut dyn Progress,
-    ) -> Result<Vec<SamplerRow>> {
-        let b0 = first.grad_evals;
-        let mut study = Vec::new();
-        for step in [0.1, 0.2, 0.3] {
-            let cfg = SamplerConfig {
-                step: Schedule::Constant { value: step },
-                ..preset("ppgn")?
-            };
-            if let Some(same) = first
-                .rows
-                .iter()
-                .find(|r| r.label == results::PPGN && r.config.step == cfg.step)
-            {
-                study.push(same.clone());
-                continue;
-            }
-            let mut r = self.compare(&format!("PPGN step {step}"), &cfg, b0, real, progress)?;
-            timing.push((r.label.clone(), b0, r.wall_s));
-            r.images = None;
-            study.push(r);
-        }
-        Ok(study)
     }
 }

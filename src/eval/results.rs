@@ -27,12 +27,8 @@ pub struct Report {
     pub reconstructed: Scores,
     /// One table per gradient budget.
     pub budgets: Vec<BudgetTable>,
-    /// How the flow presets' guidance scale eps2 was chosen (with the
-    /// guiding classifier on the validation split), when the stack has
-    /// the flow prior.
-    pub guidance: Option<crate::eval::guidance::GuidanceStudy>,
-    /// PPGN's step multiplier at the first budget (how the preset was tuned).
-    pub step_study: Vec<SamplerRow>,
+    /// The priors on the code drawn alone, beside `G(E(x))`.
+    pub priors: crate::eval::priors::PriorsAlone,
     pub eps1_sweep: Vec<ChainStudy>,
     pub eps3_sweep: Vec<ChainStudy>,
     pub noise_mean_activation: f64,
@@ -112,6 +108,8 @@ pub const EXACT_MALA: &str = "MALA, flow prior (exact)";
 pub const EXACT_HMC: &str = "HMC, flow prior (exact)";
 pub const PPGN_FLOW: &str = "PPGN, flow prior";
 pub const PPGN_SCORE: &str = "Reverse diffusion, score prior";
+pub const PPGN_SCORE_LANGEVIN: &str = "Annealed Langevin, score prior";
+pub const PPGN_X: &str = "PPGN-x (pixel DAE prior)";
 
 fn yes_no(b: bool) -> &'static str {
     if b {
@@ -156,13 +154,17 @@ pub fn render(r: &Report, timing: &[(String, usize, f64)]) -> String {
         render_budget(w, r, t);
     }
     render_bar(w, r);
-    if let Some(g) = &r.guidance {
-        w.push_str(&crate::eval::guidance::markdown(g));
-    }
+    w.push_str(&crate::eval::priors::markdown(&r.priors));
+    let _ = writeln!(
+        w,
+        "## How the presets' values were chosen\n\nEvery preset tuned on Fashion-MNIST has its candidate values and its rule \
+written in `src/run/config/tuning.rs`; `ppgn presets choose` runs the candidates and applies the rule on the validation split \
+(the last 5,000 training images) with the guiding classifier, never the evaluator, and `docs/tuning.md` holds its latest output. \
+No number of this page chose a setting.\n"
+    );
     if let Some(g) = &r.generators {
         render_generators(w, g);
     }
-    render_step_study(w, r);
     render_study(w, r, "eps1 sweep (Fig. S23)", "(eps2, eps3) = (1, 1e-17); rows of the image: two chains per setting, in the table's order.", &r.eps1_sweep, "results/eps1-sweep.png");
     render_study(
         w,
@@ -225,7 +227,7 @@ fn render_reconstructed(w: &mut String, r: &Report) {
     let g = &r.reconstructed;
     let _ = writeln!(
         w,
-        "| G(E(x)) of the same test images (no sampling) | - | - | {:.3} | {:.2} | {:.2} | {:.3} | {} | {} |",
+        "| G(E(x)) of the same test images (no sampling) | - | - | - | {:.3} | {:.2} | {:.2} | {:.3} | {} | {} |",
         g.evaluator_accuracy,
         g.evaluator_score,
         g.frechet_distance,
@@ -242,11 +244,11 @@ fn render_budget(w: &mut String, r: &Report, t: &BudgetTable) {
         "## Samplers at {} gradient evaluations per chain (Table 2 and Table S3 analogues)\n",
         t.grad_evals
     );
-    let _ = writeln!(w, "| sampler | steps | accept | evaluator acc. | evaluator score | FD | MS-SSIM | classes more diverse | log p(real) |");
-    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(w, "| sampler | steps | gradient evaluations | accept | evaluator acc. | evaluator score | FD | MS-SSIM | classes more diverse | log p(real) |");
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|");
     let _ = writeln!(
         w,
-        "| real test images | - | - | {:.3} | {:.2} | {:.2} | {:.3} | {} | {} |",
+        "| real test images | - | - | - | {:.3} | {:.2} | {:.2} | {:.3} | {} | {} |",
         r.real.evaluator_accuracy,
         r.real.evaluator_score,
         r.real.frechet_distance,
@@ -258,9 +260,10 @@ fn render_budget(w: &mut String, r: &Report, t: &BudgetTable) {
     for s in &t.rows {
         let _ = writeln!(
             w,
-            "| {} | {} | {:.2} | {:.3} | {:.2} | {:.2} | {:.3} | {} | {} |",
+            "| {} | {} | {} | {:.2} | {:.3} | {:.2} | {:.2} | {:.3} | {} | {} |",
             s.label,
             s.config.steps,
+            s.grad_evals_per_chain,
             s.mean_accept,
             s.scores.evaluator_accuracy,
             s.scores.evaluator_score,
@@ -270,7 +273,7 @@ fn render_budget(w: &mut String, r: &Report, t: &BudgetTable) {
             opt(s.scores.mean_log_real)
         );
     }
-    let _ = writeln!(w, "\nAccept is the mean Metropolis-Hastings acceptance probability (1 for the kernels without a test). Evaluator accuracy along the run:\n");
+    let _ = writeln!(w, "\nGradient evaluations are those each chain spent (`results.json`): a row above the budget re-evaluated some chains (MALA with clipping evaluates a clipped proposal again). Accept is the mean Metropolis-Hastings acceptance probability (1 for the kernels without a test). Evaluator accuracy along the run:\n");
     let points: Vec<usize> = t
         .rows
         .first()
@@ -347,32 +350,6 @@ first two for comparison: the generator's reconstructions of real codes.\n"
         );
     }
     let _ = writeln!(w);
-}
-
-fn render_step_study(w: &mut String, r: &Report) {
-    let _ = writeln!(
-        w,
-        "## PPGN's step multiplier (how the `ppgn` preset's 0.2 was chosen)\n"
-    );
-    let _ = writeln!(
-        w,
-        "| step | evaluator acc. | FD | MS-SSIM | log p(real) |\n|---|---|---|---|---|"
-    );
-    for s in &r.step_study {
-        let _ = writeln!(
-            w,
-            "| {} | {:.3} | {:.2} | {:.3} | {} |",
-            s.config.step.at(0),
-            s.scores.evaluator_accuracy,
-            s.scores.frechet_distance,
-            s.mean_ms_ssim,
-            opt(s.scores.mean_log_real)
-        );
-    }
-    let _ = writeln!(
-        w,
-        "\nThe `ppgn` preset uses 0.2: the step trades recognisability (evaluator accuracy) against diversity (MS-SSIM); compare both with the real row above.\n"
-    );
 }
 
 /// One chain study's table and filmstrip.

@@ -128,6 +128,8 @@ fn report_writes_results_and_reproduces_them() {
             "2".into(),
             "--reference-images".into(),
             "1000".into(),
+            "--prior-draws".into(),
+            "20".into(),
             "--generator-study".into(),
             d.join("study").to_str().unwrap().into(),
             "--quiet".into(),
@@ -154,7 +156,11 @@ fn report_writes_results_and_reproduces_them() {
         "| G(E(x)) of the same test images (no sampling) |",
         "The exact samplers against their bar",
         "MALA and HMC give realistic images without clipping (flow prior)",
-        "Guidance scale and starts of the exact samplers",
+        "How the presets' values were chosen",
+        "## The priors alone",
+        "| G(E(x)) of the test images |",
+        "| score prior (reverse diffusion, eps2 = 0) |",
+        "| flow prior (exact-mala, eps2 = 0, one step) |",
         "The generator (Fig. S8's loss ablation)",
         "| shipped (chosen) (shipped) |",
     ] {
@@ -184,34 +190,26 @@ fn report_writes_results_and_reproduces_them() {
     for c in claims {
         assert!(c["supported"].is_boolean() && !c["measured"].as_str().unwrap().is_empty());
     }
-    // the eleven samplers of eval::protocol, ppgn-score the last
+    // the thirteen samplers of eval::protocol, ppgn-x the last; each row
+    // runs its preset, the flow presets' start candidates capped to leave
+    // a step in the small budgets here, every candidate counted
     let rows = a["budgets"][1]["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 11);
+    assert_eq!(rows.len(), 13);
     assert_eq!(rows[10]["label"], "Reverse diffusion, score prior");
+    assert_eq!(rows[12]["label"], "PPGN-x (pixel DAE prior)");
     check_bar(&a);
-    // the flow presets' guidance scale, chosen on the validation split,
-    // is the one their rows ran with
-    // with its start candidates (1 and an eighth of the budget of 16 here;
-    // half would leave exact-hmc no step)
-    let chosen = &a["guidance"]["chosen"];
-    let points = a["guidance"]["points"].as_array().unwrap();
-    assert_eq!(points.len(), 5 * 2);
-    let ks: std::collections::BTreeSet<u64> = points
-        .iter()
-        .map(|p| p["start_candidates"].as_u64().unwrap())
-        .collect();
-    assert_eq!(ks.into_iter().collect::<Vec<_>>(), [1, 2]);
     for table in a["budgets"].as_array().unwrap() {
         let budget = table["grad_evals"].as_u64().unwrap();
         for row in table["rows"].as_array().unwrap() {
             if row["config"]["prior"] == "flow" {
-                assert_eq!(row["config"]["eps2"], chosen["eps2"]);
+                let want = preset(row["config"]["preset"].as_str().unwrap()).unwrap();
+                assert_eq!(row["config"]["eps2"], want.eps2);
+                let k = row["config"]["start_candidates"].as_u64().unwrap() as usize;
                 assert_eq!(
-                    row["config"]["start_candidates"],
-                    chosen["start_candidates"]
+                    k,
+                    want.start_candidates
+                        .min(budget as usize - want.grads_per_step())
                 );
-                // the candidates' evaluations count in the budget (and the
-                // first state's one evaluation)
                 let evals = row["grad_evals_per_chain"].as_u64().unwrap();
                 assert!(
                     evals <= budget + 1 && evals + 10 > budget,
@@ -220,6 +218,9 @@ fn report_writes_results_and_reproduces_them() {
             }
         }
     }
+    // the priors alone: 20 draws each beside G(E(x)) of 20 test images
+    assert_eq!(a["priors"]["draws"], 20);
+    assert_eq!(a["priors"]["rows"].as_array().unwrap().len(), 2);
     assert!(!d.join("a/.results.partial").exists());
     std::fs::remove_dir_all(&d).unwrap();
 }
@@ -286,47 +287,6 @@ fn viz_tsne_lays_out_a_run() {
     let w = u32::from_be_bytes(png[16..20].try_into().unwrap());
     assert_eq!(w, 2 * 28 + 3);
     std::fs::remove_dir_all(&d).unwrap();
-}
-
-/// The guidance study's rule: among the scales the guiding classifier
-/// recognises at least as often as real validation images, the closest in
-/// its code; if none, the most recognised (the smaller scale on ties).
-#[test]
-fn the_guidance_rule_picks_by_the_guiding_classifier() {
-    use ppgn::eval::guidance::{candidates, choose, Chosen, GuidancePoint};
-    let p = |k: usize, eps2: f64, acc: f64, fd: f64| GuidancePoint {
-        eps2,
-        start_candidates: k,
-        guide_accuracy: acc,
-        guide_frechet: fd,
-        mean_accept: 0.5,
-        // the evaluator's numbers never decide
-        evaluator_accuracy: 1.0 - acc,
-        evaluator_frechet: -fd,
-        mean_ms_ssim: 0.2,
-    };
-    let c = |k: usize, eps2: f64| Chosen {
-        eps2,
-        start_candidates: k,
-    };
-    let pts = [
-        p(1, 1.0, 0.70, 50.0),
-        p(1, 3.0, 0.96, 40.0),
-        p(25, 5.0, 0.99, 30.0),
-        p(25, 10.0, 1.0, 45.0),
-    ];
-    assert_eq!(choose(&pts, 0.95), c(25, 5.0));
-    assert_eq!(choose(&pts, 0.995), c(25, 10.0));
-    let low = [
-        p(1, 1.0, 0.5, 1.0),
-        p(1, 2.0, 0.8, 2.0),
-        p(25, 1.0, 0.8, 0.5),
-    ];
-    assert_eq!(choose(&low, 0.9), c(1, 2.0));
-    assert_eq!(candidates(200, 10), [1, 25, 100]);
-    assert_eq!(candidates(16, 10), [1, 2]);
-    assert_eq!(candidates(10, 10), [1]);
-    assert_eq!(candidates(1, 1), [1]);
 }
 
 /// The report's generator study always has the shipped generator as a

@@ -367,20 +367,17 @@ fn xu_preset(name: &str, base: SamplerConfig) -> SamplerConfig {
     }
 }
 
-/// The presets on the flow prior (which take `ppgn report`'s choice of
-/// eps2 and start candidates, `crate::eval::guidance`).
+/// The presets on the flow prior (which share `exact-mala`'s tuned eps2
+/// and start candidates, `super::tuning`).
 pub const FLOW_PRESETS: [&str; 3] = ["exact-mala", "exact-hmc", "ppgn-flow"];
 
 /// The presets on the flow prior's base space: the target is `log N(z; 0,
 /// I) + eps2 log p(y | G(relu(T(z))))`, exact for the posterior over the
 /// code `u = T(z)` (with `eps2` a guidance scale: the posterior of the
 /// sharpened likelihood `p(y|x)^eps2`). Each chain starts from its pick of
-/// 100 prior draws by `p(y|x)^eps2` (`crate::run::drive::starts`). eps2 = 3 and the 100
-/// candidates are what `ppgn report --budgets 200`'s study chose with the
-/// guiding classifier on the validation split (`crate::eval::guidance`;
-/// its progress lines, per class 20, seed 0: guide recognised 0.990, as
-/// often as real validation images). The report's guidance table says
-/// whether the presets still match its choice.
+/// 100 prior draws by `p(y|x)^eps2` (`crate::run::drive::starts`). eps2
+/// and the number of candidates are tuned by `super::tuning`'s rule
+/// (`ppgn presets choose`).
 fn flow_preset(name: &str, base: SamplerConfig) -> SamplerConfig {
     let flow = SamplerConfig {
         prior: PriorKind::Flow,
