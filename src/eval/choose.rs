@@ -300,19 +300,20 @@ pub fn markdown(c: &Choices) -> String {
             s => format!(" (and {})", s.join(", ")),
         };
         let verdict = if ch.holds {
-            format!("the preset{shared} holds it")
+            format!("when this ran, the preset{shared} held it")
         } else {
             let now: Vec<String> = ch
                 .current
                 .iter()
                 .map(|(k, v)| {
                     format!(
-                        "{k:?} = {}",
+                        "{} = {}",
+                        k.name(),
                         v.map_or("not constant".into(), |v| v.to_string())
                     )
                 })
                 .collect();
-            format!("the preset{shared} has {} instead", now.join(", "))
+            format!("when this ran, the preset{shared} had {}", now.join(", "))
         };
         let _ = writeln!(
             w,

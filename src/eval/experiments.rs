@@ -22,6 +22,7 @@ use crate::run::config::preset::SamplerConfig;
 use crate::run::drive::chains::{fashion_starts, ChainsOutput, Outcome, Pipeline};
 use crate::run::drive::driver::run_chains;
 use crate::run::pairs::fashion::Condition;
+use crate::run::Progress;
 use crate::train::realness::mean_log_real;
 
 /// What scoring needs besides the images: the evaluator's features of the
@@ -110,6 +111,19 @@ pub struct SamplerRow {
 /// Mean of a per-class map.
 pub fn mean_over_classes(m: &std::collections::BTreeMap<usize, f64>) -> f64 {
     m.values().sum::<f64>() / m.len().max(1) as f64
+}
+
+/// Reports the steps of one phase to `progress`.
+pub fn phase<T>(
+    progress: &mut dyn Progress,
+    what: &str,
+    total: usize,
+    f: impl FnOnce(&mut dyn FnMut(usize)) -> Result<T>,
+) -> Result<T> {
+    progress.begin(what, total);
+    let r = f(&mut |t| progress.tick(t));
+    progress.end();
+    r
 }
 
 /// Runs chains to the end without interruption.

@@ -8,9 +8,9 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use super::experiments::phase;
 use super::experiments::{compare_one, real_per_class, SamplerRow, Yardsticks};
 use super::report::{score, Scores};
-use super::studies::phase;
 use crate::data::fashion_mnist::Dataset;
 use crate::error::Result;
 use crate::models::fashion::Stack;

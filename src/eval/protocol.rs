@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Module, Tensor};
 
+use super::experiments::phase;
 use super::experiments::{compare_one, mean_over_classes, real_per_class, SamplerRow, Yardsticks};
 use super::generators;
 use super::report::{reference, score, Scores};
 use super::results::{self, BudgetTable, Report};
-use super::studies::{per_image, phase, save_rows, Studies, StudySettings};
+use super::studies::{per_image, save_rows, Studies, StudySettings};
 use crate::data::fashion_mnist::{self, parse_class, Dataset, Split};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;

@@ -8,7 +8,9 @@ use candle_core::{Device, Tensor};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use super::experiments::{chain_study, noise_robustness, real_per_class, ChainStudy, NoisePoint};
+use super::experiments::{
+    chain_study, noise_robustness, phase, real_per_class, ChainStudy, NoisePoint,
+};
 use super::report::features_and_probs;
 use super::results::{self, TsneInfo};
 use crate::data::fashion_mnist::{Dataset, CLASS_NAMES};
@@ -73,19 +75,6 @@ pub fn save_rows(path: &Path, rows: &[Vec<f32>], cols: usize) -> Result<()> {
     let big = upscale(&flat, n, (28, 28, 1), REPORT_SCALE);
     let side = 28 * REPORT_SCALE;
     save_grid(path, &big, n, (side, side, 1), cols)
-}
-
-/// Reports the steps of one phase to `progress`.
-pub fn phase<T>(
-    progress: &mut dyn Progress,
-    what: &str,
-    total: usize,
-    f: impl FnOnce(&mut dyn FnMut(usize)) -> Result<T>,
-) -> Result<T> {
-    progress.begin(what, total);
-    let r = f(&mut |t| progress.tick(t));
-    progress.end();
-    r
 }
 
 impl Studies<'_> {

@@ -114,7 +114,7 @@ mod tests {
     }
 
     /// MALA-approx annealed down the same ladder (one Langevin step per
-    /// level at Song & Ermon's step, `ppgn-score-langevin`'s settings)
+    /// level at Song & Ermon's step of 2e-5; the preset picks its own)
     /// ends centred with a variance that lags the shrinking `1 + s^2`:
     /// each step relaxes a fraction `0.2 s^2 / (1 + s^2)` of the way, so
     /// below `s` of about 0.5 the chains barely move and the variance stays

@@ -431,8 +431,8 @@ fn choosing_a_presets_values_never_loads_the_evaluator() {
     let eps2 = cands[picked]["values"][0][1].as_f64().unwrap();
     assert_eq!(
         ch["holds"].as_bool().unwrap(),
-        eps2 == 1.0,
-        "ppgn-score has eps2 = 1"
+        eps2 == 5.0,
+        "ppgn-score has eps2 = 5"
     );
     assert!(std::fs::read_to_string(out.join("choices.md"))
         .unwrap()

@@ -173,7 +173,7 @@ pub fn default_jitter() -> f64 {
 
 /// `(name, description)` of every preset.
 pub const PRESETS: [(&str, &str); 14] = [
-    ("ppgn", "Noiseless Joint PPGN-h: MALA-approx, prior E(G(h)) - h, eps1=1e-5, eps2=1, eps3=1e-17, step 0.2 normalised by mean |grad| (tuned on Fashion-MNIST, see docs/results.md), h clipped to [0, 30] (S9.4, eq. 13)"),
+    ("ppgn", "Noiseless Joint PPGN-h: MALA-approx, prior E(G(h)) - h, eps1=1e-5, eps2=1, eps3=1e-17, step 0.5 normalised by mean |grad| (picked on the validation split, docs/tuning.md), h clipped to [0, 30] (S9.4, eq. 13)"),
     ("dgn-am-chain", "DGN-AM as a PPGN chain (Fig. S13b): MALA-approx as ppgn, with the Gaussian prior of an L2 decay of 0.01 (eq. 10) in place of the joint prior"),
     ("dgn-am", "DGN-AM: MAP on h with L2 decay, a decaying learning rate and clipping (Nguyen et al. 2016; Xu et al. Alg. 1)"),
     ("xu-map", "Xu et al.: MAP with the Gaussian prior, no clipping, many iterations"),
@@ -181,11 +181,11 @@ pub const PRESETS: [(&str, &str); 14] = [
     ("xu-mala-clip", "Xu et al.: MALA as xu-mala, with h clipped to [0, 30] (not exact)"),
     ("faces", "Plug and play with pretrained networks (--generator dcgan-faces --classifier efficientnet-lite0): MALA-approx on the GAN's code z with its N(0, I) prior, eps1=0.01, eps2=1, eps3=0.01, step 0.05 normalised by mean |grad|"),
     ("xu-hmc", "Xu et al.: HMC with the Gaussian prior, 10 leapfrog steps, decaying step"),
-    ("exact-mala", "MALA with Metropolis-Hastings on the exact posterior p(u) p(y|G(relu(u)))^eps2 over the code u, eps2=3, the flow prior (ppgn train code-prior), moving the flow's base point z (u = T(z), neural transport); each chain starts from its pick of 100 prior draws by p(y|x)^eps2 (100 forward passes, counted as 100 gradient evaluations); step tuned by dual averaging to acceptance 0.574 over the first half of the steps"),
+    ("exact-mala", "MALA with Metropolis-Hastings on the exact posterior p(u) p(y|G(relu(u)))^eps2 over the code u, eps2=10 (picked on the validation split, docs/tuning.md), the flow prior (ppgn train code-prior), moving the flow's base point z (u = T(z), neural transport); each chain starts from its pick of 100 prior draws by p(y|x)^eps2 (100 forward passes, counted as 100 gradient evaluations); step tuned by dual averaging to acceptance 0.574 over the first half of the steps"),
     ("exact-hmc", "HMC on the same target and starts as exact-mala, 10 leapfrog steps, step tuned by dual averaging to acceptance 0.65 over the first half of the steps"),
-    ("ppgn-flow", "MALA-approx (no accept/reject) in the flow's base space from exact-mala's starts: the flow prior in place of the joint prior, eps1=1, eps2=3, step 0.01 unnormalised, eps3=sqrt(2 * 0.01) (unadjusted Langevin)"),
-    ("ppgn-score", "Reverse diffusion on the score-based prior (ppgn train code-score): 200 noise levels from 10 to 0.01 of the standardised code, one per step, the class term read on the denoiser's estimate of the clean code with its gradient through the denoiser, eps2=1"),
-    ("ppgn-score-langevin", "Annealed Langevin on the score-based prior: MALA-approx (eq. 13) with the denoiser's score as the prior term, 200 noise levels from 10 to 0.01, one per step, the update scaled by (level / 0.01)^2 and the noise by level / 0.01; at the last level eps1=1, eps2=1, step 2e-5, eps3=sqrt(2 * 2e-5) (Song & Ermon 2019's step), the class term read as ppgn-score's"),
+    ("ppgn-flow", "MALA-approx (no accept/reject) in the flow's base space from exact-mala's starts: the flow prior in place of the joint prior, eps1=1, eps2=10, step 0.01 unnormalised, eps3=sqrt(2 * 0.01) (unadjusted Langevin)"),
+    ("ppgn-score", "Reverse diffusion on the score-based prior (ppgn train code-score): 200 noise levels from 10 to 0.01 of the standardised code, one per step, the class term read on the denoiser's estimate of the clean code with its gradient through the denoiser, eps2=5 (picked on the validation split, docs/tuning.md)"),
+    ("ppgn-score-langevin", "Annealed Langevin on the score-based prior: MALA-approx (eq. 13) with the denoiser's score as the prior term, 200 noise levels from 10 to 0.01, one per step, the update scaled by (level / 0.01)^2 and the noise by level / 0.01; at the last level eps1=1, eps2=5, step 5e-5, eps3=sqrt(2 * 5e-5) (eps2 and step picked on the validation split, docs/tuning.md), the class term read as ppgn-score's"),
     ("ppgn-x", "PPGN-x (S11): MALA-approx on the image itself with the pixel DAE's prior, x' = R(x) + eps2 * dlog p(y|x)/dx + N(0, sigma^2): eps1 = sigma^2 = 0.01 (one whole denoising step, the paper's eps1 = 1 on R(x) - x), eps3 = sigma = 0.1, eps2 = 0.3, step 1 unnormalised, pixels clipped to [0, 1]"),
 ];
 
@@ -199,8 +199,9 @@ fn ppgn_base(name: &str) -> SamplerConfig {
         eps2: 1.0,
         eps3: 1e-17,
         steps: 200,
-        // tuned by `ppgn report`'s step study (0.1: less recognisable)
-        step: Schedule::Constant { value: 0.2 },
+        // picked by the rule of `super::tuning` (`scripts/tune-presets`,
+        // docs/tuning.md), the largest value of its grid
+        step: Schedule::Constant { value: 0.5 },
         noise: None,
         prior_sigma: 3.0,
         decay: 0.0,
@@ -255,9 +256,7 @@ pub fn preset(name: &str) -> Result<SamplerConfig> {
             normalise: false,
             ..base
         },
-        // eps2: the smallest of 0.003, 0.03 and 0.3 whose chains' mean
-        // p(class) under the guiding classifier passes 0.9 (`ppgn sample
-        // --preset ppgn-x --eps2 E --class all --chains 2`: 0.11, 0.60, 0.99)
+        // eps2 picked by the rule of `super::tuning` (docs/tuning.md)
         "ppgn-x" => SamplerConfig {
             prior: PriorKind::XDae,
             eps1: 0.01,
@@ -284,24 +283,26 @@ pub const SCORE_PRESETS: [&str; 2] = ["ppgn-score", "ppgn-score-langevin"];
 /// The presets on the score prior: the chains move the standardised code
 /// down a ladder of noise levels from 10 (ten times the codes' spread) to
 /// 0.01 (below the h-DAE's 0.1 of an active unit), one level per step, and
-/// the class term is read on the denoiser's estimate; eps2 = 1 is the
-/// posterior's own weight, untuned.
+/// the class term is read on the denoiser's estimate. eps2 and the
+/// Langevin step are picked by the rule of `super::tuning`
+/// (`scripts/tune-presets`, docs/tuning.md).
 fn score_preset(name: &str, base: SamplerConfig) -> SamplerConfig {
     let score = SamplerConfig {
         prior: PriorKind::Score,
         // the prior's score at its own weight
         eps1: 1.0,
-        eps2: 1.0,
+        eps2: 5.0,
         normalise: false,
         clip: None,
         noise_levels: Some((10.0, 0.01)),
         ..base
     };
     match name {
-        // Song & Ermon's 2e-5 at their smallest level of 0.01
+        // picked from 1e-5, 2e-5 (Song & Ermon's at their smallest level
+        // of 0.01) and 5e-5
         "ppgn-score-langevin" => SamplerConfig {
-            eps3: (2.0f64 * 2e-5).sqrt(),
-            step: Schedule::Constant { value: 2e-5 },
+            eps3: (2.0f64 * 5e-5).sqrt(),
+            step: Schedule::Constant { value: 5e-5 },
             ..score
         },
         _ => SamplerConfig {
@@ -382,7 +383,7 @@ fn flow_preset(name: &str, base: SamplerConfig) -> SamplerConfig {
     let flow = SamplerConfig {
         prior: PriorKind::Flow,
         eps1: 1.0,
-        eps2: 3.0,
+        eps2: 10.0,
         start_candidates: 100,
         eps3: 0.0,
         normalise: false,
