@@ -6,17 +6,16 @@
 
 use std::fmt::Write;
 
+use candle_core::Module;
 use serde::Serialize;
 
-use super::experiments::phase;
-use super::experiments::{compare_one, real_per_class, SamplerRow, Yardsticks};
+use super::experiments::{compare_one, phase, real_per_class, SamplerRow, Yardsticks};
 use super::report::{score, Scores};
 use crate::data::fashion_mnist::Dataset;
 use crate::error::Result;
 use crate::models::fashion::Stack;
 use crate::run::config::preset::{preset, SamplerConfig};
 use crate::run::Progress;
-use candle_core::Module;
 
 /// A prior's draws are held to this multiple of `G(E(x))`'s Frechet
 /// distance (the bar of the issue that asked for the score prior).
