@@ -22,7 +22,7 @@ use crate::run::Progress;
 use crate::train::EVAL_BATCH;
 
 /// The guiding classifier's codes `h` and class probabilities of `images`.
-pub fn guide(stack: &Stack, images: &Tensor) -> Result<(Rows, Rows)> {
+fn guide(stack: &Stack, images: &Tensor) -> Result<(Rows, Rows)> {
     let n = images.dim(0)?;
     let (mut h, mut p) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for i in (0..n).step_by(EVAL_BATCH) {
@@ -37,7 +37,7 @@ pub fn guide(stack: &Stack, images: &Tensor) -> Result<(Rows, Rows)> {
 
 /// The guiding classifier's accuracy on `images` of classes `labels`, and
 /// their Frechet distance to `reference` in its code `h`.
-pub fn judged(
+fn judged(
     stack: &Stack,
     reference: &FeatureGaussian,
     images: &Tensor,
@@ -52,7 +52,7 @@ pub fn judged(
 
 /// The validation split: the last `crate::train::VALIDATION` training
 /// images, which no network was trained on.
-pub fn validation_split(train: &Dataset) -> Result<Dataset> {
+fn validation_split(train: &Dataset) -> Result<Dataset> {
     let n = train.len();
     let from = crate::train::validation_start(n);
     let idx: Vec<usize> = (from..n).collect();
@@ -65,14 +65,14 @@ pub fn validation_split(train: &Dataset) -> Result<Dataset> {
 /// What the guide makes of the validation split: the Gaussian of its codes
 /// of all validation images, and its accuracy and Frechet distance on
 /// `per_class` of them of every class (the yardstick of as many samples).
-pub struct Validation {
-    pub reference: FeatureGaussian,
-    pub accuracy: f64,
-    pub frechet: f64,
+struct Validation {
+    reference: FeatureGaussian,
+    accuracy: f64,
+    frechet: f64,
 }
 
 impl Validation {
-    pub fn measure(
+    fn measure(
         stack: &Stack,
         validation: &Dataset,
         per_class: usize,

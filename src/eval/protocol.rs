@@ -221,10 +221,11 @@ impl Run<'_> {
         )
     }
 
-    fn build(&self, tsne_class: usize, progress: &mut dyn Progress) -> Result<(Report, Timing)> {
+    /// The baseline rows: as many real test images per class as samples,
+    /// and their reconstructions `G(E(x))`.
+    fn baseline(&self) -> Result<(Scores, Scores)> {
         let spec = self.spec;
         let classes: Vec<usize> = (0..10).collect();
-        // the baseline row: as many real test images per class as samples
         let (real_x, real_labels, _) =
             real_per_class(self.test, &classes, spec.per_class, spec.seed)?;
         let real = score(
@@ -234,11 +235,13 @@ impl Run<'_> {
             &real_labels,
             self.y.reference,
         )?;
-        let reconstructed = self.reconstructed(&real_x, &real_labels)?;
-        // the evaluator's card holds its accuracy on the whole test set (the
-        // shipped-card test checks it is reproduced)
-        let real_full_accuracy = self
-            .s
+        Ok((real, self.reconstructed(&real_x, &real_labels)?))
+    }
+
+    /// The evaluator's accuracy on the whole test set, from its card (the
+    /// shipped-card test checks it is reproduced).
+    fn evaluator_full_accuracy(&self) -> Result<f64> {
+        self.s
             .cards
             .iter()
             .find(|c| c.network == "evaluator")
@@ -248,7 +251,13 @@ impl Run<'_> {
                     "evaluator.json",
                     "the evaluator's card lacks its test_accuracy",
                 )
-            })?;
+            })
+    }
+
+    fn build(&self, tsne_class: usize, progress: &mut dyn Progress) -> Result<(Report, Timing)> {
+        let spec = self.spec;
+        let (real, reconstructed) = self.baseline()?;
+        let real_full_accuracy = self.evaluator_full_accuracy()?;
         let mut timing = Vec::new();
         let budgets = self.budget_tables(&real, &mut timing, progress)?;
         let priors = super::priors::measure(
