@@ -71,9 +71,10 @@ pub struct TrainArgs {
     /// with --joint].
     #[arg(long, value_name = "W")]
     pub code_loss: Option<f64>,
-    /// Generator only: channels at 7x7, 14x14 and 28x28 [default: 64 32 16].
-    #[arg(long, num_args = 3, value_names = ["C7", "C14", "C28"])]
-    pub channels: Option<Vec<usize>>,
+    /// The network's size: the generator's channels at 7x7, 14x14 and 28x28 [default: 64 32
+    /// 16]; code-score's width and residual blocks [default: 512 3].
+    #[arg(long, alias = "channels", num_args = 2..=3, value_name = "N")]
+    pub size: Option<Vec<usize>>,
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -92,15 +93,11 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         max_steps: a.max_steps,
         stop_at: a.stop_at,
         restart: a.restart,
+        size: a.size.clone(),
         command: super::command_line(),
     };
     // the generator's flags, checked before any data or network loads
-    let gan = GanSettings::from_flags(
-        a.joint,
-        a.loss_weights.as_deref(),
-        a.code_loss,
-        a.channels.as_deref(),
-    )?;
+    let gan = GanSettings::from_flags(a.joint, a.loss_weights.as_deref(), a.code_loss)?;
     let dir = fashion_mnist::resolve_dir(a.data_dir.as_deref());
     let mut bar = super::progress::Bar::new(a.quiet, None);
     let Some(card) = job::train(a.network, &opts, &gan, &dir, &mut bar)

@@ -72,12 +72,7 @@ struct Validation {
 }
 
 impl Validation {
-    fn measure(
-        stack: &Stack,
-        validation: &Dataset,
-        per_class: usize,
-        seed: u64,
-    ) -> Result<Self> {
+    fn measure(stack: &Stack, validation: &Dataset, per_class: usize, seed: u64) -> Result<Self> {
         let all: Vec<usize> = (0..validation.len()).collect();
         let (h, _) = guide(stack, &validation.images_tensor(&all, &Device::Cpu)?)?;
         let reference = FeatureGaussian::fit(&h)?;

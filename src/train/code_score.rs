@@ -7,6 +7,17 @@
 //! validation split, standardised per unit; the card gives the validation
 //! split's denoising error at a ladder of levels beside the error of
 //! returning the noisy code (`sigma^2` per unit).
+//!
+//! **Which model ships** is chosen by a rule written before the candidates
+//! were trained: the card's `validation_draws_frechet` ([`DRAWS`] draws of
+//! the prior alone by the `ppgn-score` preset's reverse diffusion, compared
+//! with the validation split's codes by the Frechet distance in the
+//! standardised code) decides, lowest first; a candidate with more
+//! parameters than another is chosen over it only when its distance is
+//! lower by more than [`BIGGER_MUST_WIN_BY`] of the smaller one's. The
+//! card's `training_codes_frechet` (as many training codes against the
+//! same validation codes) is the distance's floor from sampling alone. No
+//! image and no evaluator is involved.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -19,13 +30,28 @@ use rand_distr::StandardNormal;
 
 use super::code_prior::{moments, SplitCodes};
 use super::{varmap_tensors, Data, Task, TrainOptions};
+use crate::density::{Eval, Term};
 use crate::error::Result;
 use crate::models::fashion::{self as stack, CodeScore, CodeScoreConfig};
 use crate::nn::adam::Adam;
 use crate::nn::init::init_seeded;
+use crate::sampler::diffusion::ReverseDiffusion;
+use crate::sampler::schedule::ladder;
+use crate::sampler::{init_at, ChainRngs, Kernel};
 
 /// The moving average's decay per step.
 pub const EMA_DECAY: f64 = 0.999;
+
+/// How many prior draws the card's `validation_draws_frechet` compares
+/// at most: as many as there are validation codes (5,000 on the full
+/// data set), so that the floor compares equal counts too.
+pub const DRAWS: usize = 5000;
+
+/// The levels those draws descend: the `ppgn-score` preset's ladder.
+pub const DRAW_LEVELS: usize = 200;
+
+/// The margin a larger candidate must win by (see the module's rule).
+pub const BIGGER_MUST_WIN_BY: f64 = 0.05;
 
 /// The noise levels the card reports the validation error at.
 pub const CARD_LEVELS: [f64; 7] = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0];
@@ -58,10 +84,7 @@ impl CodeScoreTask {
             standard(&codes.validation)?,
             standard(&codes.test)?,
         );
-        let cfg = CodeScoreConfig {
-            dim: codes.dim,
-            ..Default::default()
-        };
+        let cfg = config(codes.dim, opts.size.as_deref())?;
         let (varmap, ema) = (VarMap::new(), VarMap::new());
         let net = CodeScore::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
         let ema_net = CodeScore::new(&cfg, VarBuilder::from_varmap(&ema, DType::F32, device))?;
@@ -120,6 +143,85 @@ impl CodeScoreTask {
         }
         Ok(total / (n * d) as f64)
     }
+}
+
+/// The residual MLP's width and blocks from `--size WIDTH BLOCKS`, or
+/// the defaults.
+pub fn size(size: Option<&[usize]>) -> Result<(usize, usize)> {
+    match size {
+        None => {
+            let d = CodeScoreConfig::default();
+            Ok((d.hidden, d.blocks))
+        }
+        Some(&[w, b]) if w > 0 => Ok((w, b)),
+        Some(s) => Err(crate::error::Error::setting(
+            "--size",
+            format!("{s:?}"),
+            "code-score's WIDTH BLOCKS: a positive width and a number of residual blocks",
+        )),
+    }
+}
+
+/// The model's configuration: the defaults, with `--size WIDTH BLOCKS`.
+fn config(dim: usize, size: Option<&[usize]>) -> Result<CodeScoreConfig> {
+    let (hidden, blocks) = self::size(size)?;
+    Ok(CodeScoreConfig {
+        dim,
+        hidden,
+        blocks,
+        ..Default::default()
+    })
+}
+
+/// A score model as a sampling target: its score `(D(v; s) - v) / s^2`
+/// at the level the kernel asks for, on candle.
+struct Score<'a>(&'a CodeScore);
+
+impl Term for Score<'_> {
+    fn name(&self) -> String {
+        "code-score (training)".into()
+    }
+    fn has_value(&self) -> bool {
+        false
+    }
+    fn value_and_grad(&self, v: &Tensor) -> Result<Eval> {
+        self.value_and_grad_at(v, None)
+    }
+    fn value_and_grad_at(&self, v: &Tensor, level: Option<f64>) -> Result<Eval> {
+        let s = level.unwrap_or(self.0.cfg.sigma_min);
+        // detached: the moving average's variables would otherwise keep
+        // every step's graph alive
+        let d = self.0.denoise(v, &vec![s; v.dim(0)?])?.detach();
+        Ok(Eval {
+            log_density: None,
+            grad: ((d - v)? / (s * s))?,
+        })
+    }
+}
+
+/// `n` draws of the model alone by reverse diffusion down [`DRAW_LEVELS`]
+/// levels from `sigma_max` to `sigma_min` (the kernel and ladder
+/// `ppgn-score` samples with), seed 0.
+fn prior_draws(net: &CodeScore, n: usize, device: &Device) -> Result<Tensor> {
+    let cfg = &net.cfg;
+    let kernel = ReverseDiffusion {
+        levels: ladder(cfg.sigma_max, cfg.sigma_min, DRAW_LEVELS),
+    };
+    let mut rngs = ChainRngs::new(0, n);
+    let zeros = Tensor::zeros((n, cfg.dim), DType::F32, device)?;
+    let start = (rngs.normal_like(&zeros)? * cfg.sigma_max)?;
+    let target = Score(net);
+    let mut state = init_at(&start, &target, kernel.level(0))?;
+    for t in 0..DRAW_LEVELS {
+        state = kernel.step(&mut rngs, &state, &target, t)?.0;
+    }
+    Ok(state.position)
+}
+
+/// The Frechet distance between two sets of codes `[n, dim]`.
+fn codes_frechet(a: &Tensor, b: &Tensor) -> Result<f64> {
+    let rows = |t: &Tensor| -> Result<Vec<Vec<f64>>> { Ok(t.to_dtype(DType::F64)?.to_vec2()?) };
+    crate::nn::frechet::frechet_distance(&rows(a)?, &rows(b)?)
 }
 
 /// Sets variable `name` of `varmap` to `t`.
@@ -185,6 +287,17 @@ impl Task for CodeScoreTask {
             );
             m.insert(format!("noisy_input_mse_sigma_{s}"), s * s);
         }
+        let n = DRAWS.min(self.validation.dim(0)?).min(self.train.dim(0)?);
+        let validation = self.validation.narrow(0, 0, n)?;
+        let draws = prior_draws(&self.ema_net, n, validation.device())?;
+        m.insert(
+            "validation_draws_frechet".into(),
+            codes_frechet(&draws, &validation)?,
+        );
+        m.insert(
+            "training_codes_frechet".into(),
+            codes_frechet(&self.train.narrow(0, 0, n)?, &validation)?,
+        );
         m.insert(
             "test_denoise_mse_sigma_0.3".into(),
             self.denoise_mse(&self.test, 0.3)?,

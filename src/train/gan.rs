@@ -39,18 +39,16 @@ pub struct GanSettings {
     /// Weight of the code loss `L_h = ||E(G(h)) - h||^2` (eq. 24) without
     /// the joint variant's noise (Fig. S8's code-layer feature loss).
     pub code_loss: Option<f64>,
-    /// Channels at 7x7, 14x14 and 28x28 in place of the default width.
-    pub channels: Option<[usize; 3]>,
 }
 
 impl GanSettings {
     /// The settings of `ppgn train generator`'s flags, checked: loss
-    /// weights finite and non-negative, three positive widths.
+    /// weights finite and non-negative. (Its width is `TrainOptions::size`,
+    /// checked by [`channels`].)
     pub fn from_flags(
         joint: bool,
         loss_weights: Option<&[f64]>,
         code_loss: Option<f64>,
-        channels: Option<&[usize]>,
     ) -> Result<Self> {
         let weights = match loss_weights {
             Some(&[img, h1, gan]) => Some((img, h1, gan)),
@@ -68,23 +66,25 @@ impl GanSettings {
                 return Err(Error::setting("loss weight", w, "finite and non-negative"));
             }
         }
-        let channels = match channels {
-            Some(&[c7, c14, c28]) if c7 > 0 && c14 > 0 && c28 > 0 => Some([c7, c14, c28]),
-            Some(c) => {
-                return Err(Error::setting(
-                    "channels",
-                    format!("{c:?}"),
-                    "three positive widths",
-                ))
-            }
-            None => None,
-        };
         Ok(GanSettings {
             joint,
             weights,
             code_loss,
-            channels,
         })
+    }
+}
+
+/// The generator's channels at 7x7, 14x14 and 28x28 from `--size`, in
+/// place of the default width.
+pub fn channels(size: Option<&[usize]>) -> Result<Option<[usize; 3]>> {
+    match size {
+        Some(&[c7, c14, c28]) if c7 > 0 && c14 > 0 && c28 > 0 => Ok(Some([c7, c14, c28])),
+        Some(c) => Err(Error::setting(
+            "--size",
+            format!("{c:?}"),
+            "the generator's C7 C14 C28: three positive widths",
+        )),
+        None => Ok(None),
     }
 }
 
@@ -200,7 +200,7 @@ impl GanTask {
             h_dim: e.cfg.h_dim,
             ..Default::default()
         };
-        if let Some(c) = settings.channels {
+        if let Some(c) = channels(opts.size.as_deref())? {
             g_cfg.channels = c;
         }
         let g_vars = VarMap::new();

@@ -88,6 +88,24 @@ pub fn train(
     progress: &mut dyn Progress,
 ) -> Result<Option<Card>> {
     opts.check()?;
+    // the size, checked before any data or network loads
+    let size = opts.size.as_deref();
+    match (network, size) {
+        (Network::Generator, _) => {
+            super::gan::channels(size)?;
+        }
+        (Network::CodeScore, _) => {
+            super::code_score::size(size)?;
+        }
+        (_, Some(s)) => {
+            return Err(crate::error::Error::setting(
+                "--size",
+                format!("{s:?}"),
+                "no size for this network (only the generator and code-score take one)",
+            ))
+        }
+        (_, None) => {}
+    }
     let device = Device::Cpu;
     let data = Data {
         train: fashion_mnist::load(data_dir, Split::Train)?,

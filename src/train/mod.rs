@@ -55,6 +55,9 @@ pub struct TrainOptions {
     pub stop_at: Option<u64>,
     /// Ignore an existing checkpoint and start over.
     pub restart: bool,
+    /// The network's size where it has one to choose (`--size`): the
+    /// generator's channels, the score prior's width and blocks.
+    pub size: Option<Vec<usize>>,
     /// The command line, recorded in the card.
     pub command: String,
 }

@@ -200,3 +200,20 @@ fn ppgn_score_guides_reverse_diffusion_and_eps2_zero_draws_the_prior() {
         .contains("standardised pre-ReLU code"));
     assert_eq!(m["grad_evals_per_chain"], 41);
 }
+
+/// A card written before the embedding's frequencies were settings reads
+/// as what that model was trained with (pi to 64 pi); new models default
+/// to 0.5 to 16.
+#[test]
+fn an_older_score_card_keeps_its_embedding() {
+    let mut json = serde_json::to_value(CodeScoreConfig::default()).unwrap();
+    let obj = json.as_object_mut().unwrap();
+    assert_eq!(obj["omega_min"], 0.5);
+    obj.remove("omega_min");
+    obj.remove("omega_max");
+    let old: CodeScoreConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old.omega_min, std::f64::consts::PI);
+    assert_eq!(old.omega_max, 64.0 * std::f64::consts::PI);
+    let e = old.embedding(0.1);
+    assert!((e[0] - (0.1 * std::f64::consts::PI).sin()).abs() < 1e-12);
+}

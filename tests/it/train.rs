@@ -57,6 +57,7 @@ fn opts(dir: &Path, seed: u64) -> TrainOptions {
         max_steps: None,
         stop_at: None,
         restart: false,
+        size: None,
         command: "test".into(),
     }
 }
@@ -328,6 +329,11 @@ fn code_score_training_ships_its_average_and_resumes_exactly() {
         let k = format!("validation_denoise_mse_sigma_{s}");
         assert!(card.metrics[&k].is_finite(), "card lacks {k}");
     }
+    // the rule's distance and its floor: finite and positive
+    for k in ["validation_draws_frechet", "training_codes_frechet"] {
+        let v = card.metrics[k];
+        assert!(v.is_finite() && v > 0.0, "{k} = {v}");
+    }
     assert!(card.depends_on.contains_key("classifier"));
     let shipped = load_tensors(&a.join("code-score.safetensors"), &Device::Cpu).unwrap();
     let last = ppgn::models::weights::varmap_tensors(t.varmaps()[0].1, "");
@@ -358,4 +364,39 @@ fn code_score_training_ships_its_average_and_resumes_exactly() {
         &a.join("code-score.safetensors"),
         &b.join("code-score.safetensors"),
     );
+}
+
+/// `--size` is checked before any data loads: a size for a network
+/// without one, or of the wrong arity for the generator (three channels)
+/// or code-score (width and blocks), names the flag and what it takes.
+#[test]
+fn a_wrong_size_is_refused_before_the_data_loads() {
+    use ppgn::train::gan::GanSettings;
+    use ppgn::train::job::{self, Network};
+    let dir = tempdir("size");
+    let missing_data = dir.join("no-such-data");
+    for (network, size, says) in [
+        (
+            Network::Classifier,
+            vec![8, 8],
+            "only the generator and code-score",
+        ),
+        (Network::Generator, vec![8, 8], "C7 C14 C28"),
+        (Network::CodeScore, vec![8, 8, 8], "WIDTH BLOCKS"),
+        (Network::CodeScore, vec![0, 2], "WIDTH BLOCKS"),
+    ] {
+        let mut o = opts(&dir, 1);
+        o.size = Some(size.clone());
+        let e = job::train(
+            network,
+            &o,
+            &GanSettings::default(),
+            &missing_data,
+            &mut ppgn::run::Silent,
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{network:?} with --size {size:?} trained"))
+        .to_string();
+        assert!(e.contains("--size") && e.contains(says), "{network:?}: {e}");
+    }
 }

@@ -41,6 +41,15 @@ pub struct CodeScoreConfig {
     pub blocks: usize,
     /// Sine-cosine pairs of the noise embedding.
     pub frequencies: usize,
+    /// The embedding's smallest and largest angular frequency per unit of
+    /// `c_noise`, geometrically spaced. Cards from before these fields
+    /// were written used pi and 64 pi; new models use 0.5 and 16, whose
+    /// features vary smoothly over the levels sampling visits (`c_noise`
+    /// spans about 1.7 between 0.01 and 10).
+    #[serde(default = "first_omega_min")]
+    pub omega_min: f64,
+    #[serde(default = "first_omega_max")]
+    pub omega_max: f64,
     /// The standardised code's spread (`sd` above; 1 by construction).
     pub sigma_data: f64,
     /// The noise levels sampling anneals between.
@@ -58,6 +67,8 @@ impl Default for CodeScoreConfig {
             hidden: 512,
             blocks: 3,
             frequencies: 16,
+            omega_min: 0.5,
+            omega_max: 16.0,
             sigma_data: 1.0,
             sigma_min: 0.01,
             sigma_max: 10.0,
@@ -65,6 +76,14 @@ impl Default for CodeScoreConfig {
             p_std: 1.2,
         }
     }
+}
+
+fn first_omega_min() -> f64 {
+    std::f64::consts::PI
+}
+
+fn first_omega_max() -> f64 {
+    64.0 * std::f64::consts::PI
 }
 
 /// EDM's preconditioning at one noise level.
@@ -90,17 +109,18 @@ impl CodeScoreConfig {
     }
 
     /// The noise embedding `e(c_noise)`: `sin` and `cos` of `c_noise`
-    /// times angular frequencies from pi to 64 pi, geometrically spaced
-    /// (`c_noise` spans about 2.3 between the smallest and largest level).
+    /// times angular frequencies from `omega_min` to `omega_max`,
+    /// geometrically spaced.
     pub fn embedding(&self, c_noise: f64) -> Vec<f64> {
         let k = self.frequencies;
+        let ratio = self.omega_max / self.omega_min;
         let omega = |i: usize| {
             let t = if k > 1 {
                 i as f64 / (k - 1) as f64
             } else {
                 0.0
             };
-            std::f64::consts::PI * 64f64.powf(t)
+            self.omega_min * ratio.powf(t)
         };
         let (sin, cos): (Vec<f64>, Vec<f64>) = (0..k)
             .map(|i| ((omega(i) * c_noise).sin(), (omega(i) * c_noise).cos()))
@@ -141,9 +161,10 @@ pub struct CodeScore {
 impl CodeScore {
     pub fn new(cfg: &CodeScoreConfig, vb: VarBuilder) -> Result<Self> {
         let (d, w, e) = (cfg.dim, cfg.hidden, 2 * cfg.frequencies);
-        if d == 0 || w == 0 || !(cfg.sigma_min > 0.0 && cfg.sigma_max > cfg.sigma_min) {
+        let omegas = cfg.omega_min > 0.0 && cfg.omega_max >= cfg.omega_min;
+        if d == 0 || w == 0 || !(cfg.sigma_min > 0.0 && cfg.sigma_max > cfg.sigma_min) || !omegas {
             candle_core::bail!(
-                "a code score model needs dim >= 1, hidden >= 1 and 0 < sigma_min < sigma_max, got {cfg:?}"
+                "a code score model needs dim >= 1, hidden >= 1, 0 < sigma_min < sigma_max and 0 < omega_min <= omega_max, got {cfg:?}"
             );
         }
         let blocks = (0..cfg.blocks)
