@@ -14,7 +14,8 @@
 //! with the validation split's codes by the Frechet distance in the
 //! standardised code) decides, lowest first; a candidate with more
 //! parameters than another is chosen over it only when its distance is
-//! lower by more than [`BIGGER_MUST_WIN_BY`] of the smaller one's. The
+//! lower by more than 5% of the smaller one's
+//! (`scripts/code-score-candidates` applies it to the cards). The
 //! card's `training_codes_frechet` (as many training codes against the
 //! same validation codes) is the distance's floor from sampling alone. No
 //! image and no evaluator is involved.
@@ -35,6 +36,7 @@ use crate::error::Result;
 use crate::models::fashion::{self as stack, CodeScore, CodeScoreConfig};
 use crate::nn::adam::Adam;
 use crate::nn::init::init_seeded;
+use crate::run::config::preset::preset;
 use crate::sampler::diffusion::ReverseDiffusion;
 use crate::sampler::schedule::ladder;
 use crate::sampler::{init_at, ChainRngs, Kernel};
@@ -46,12 +48,6 @@ pub const EMA_DECAY: f64 = 0.999;
 /// at most: as many as there are validation codes (5,000 on the full
 /// data set), so that the floor compares equal counts too.
 pub const DRAWS: usize = 5000;
-
-/// The levels those draws descend: the `ppgn-score` preset's ladder.
-pub const DRAW_LEVELS: usize = 200;
-
-/// The margin a larger candidate must win by (see the module's rule).
-pub const BIGGER_MUST_WIN_BY: f64 = 0.05;
 
 /// The noise levels the card reports the validation error at.
 pub const CARD_LEVELS: [f64; 7] = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0];
@@ -199,20 +195,23 @@ impl Term for Score<'_> {
     }
 }
 
-/// `n` draws of the model alone by reverse diffusion down [`DRAW_LEVELS`]
-/// levels from `sigma_max` to `sigma_min` (the kernel and ladder
-/// `ppgn-score` samples with), seed 0.
+/// `n` draws of the model alone by the `ppgn-score` preset's kernel and
+/// ladder (its steps, its noise levels or else the model's), seed 0.
 fn prior_draws(net: &CodeScore, n: usize, device: &Device) -> Result<Tensor> {
     let cfg = &net.cfg;
+    let sampling = preset("ppgn-score")?;
+    let (max, min) = sampling
+        .noise_levels
+        .unwrap_or((cfg.sigma_max, cfg.sigma_min));
     let kernel = ReverseDiffusion {
-        levels: ladder(cfg.sigma_max, cfg.sigma_min, DRAW_LEVELS),
+        levels: ladder(max, min, sampling.steps),
     };
     let mut rngs = ChainRngs::new(0, n);
     let zeros = Tensor::zeros((n, cfg.dim), DType::F32, device)?;
-    let start = (rngs.normal_like(&zeros)? * cfg.sigma_max)?;
+    let start = (rngs.normal_like(&zeros)? * max)?;
     let target = Score(net);
     let mut state = init_at(&start, &target, kernel.level(0))?;
-    for t in 0..DRAW_LEVELS {
+    for t in 0..sampling.steps {
         state = kernel.step(&mut rngs, &state, &target, t)?.0;
     }
     Ok(state.position)
