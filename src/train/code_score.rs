@@ -287,6 +287,15 @@ impl Task for CodeScoreTask {
             m.insert(format!("noisy_input_mse_sigma_{s}"), s * s);
         }
         let n = DRAWS.min(self.validation.dim(0)?).min(self.train.dim(0)?);
+        // the same error on as many training codes: far below the
+        // validation split's, the model has learnt its training codes
+        let seen = self.train.narrow(0, 0, n)?;
+        for s in CARD_LEVELS {
+            m.insert(
+                format!("training_denoise_mse_sigma_{s}"),
+                self.denoise_mse(&seen, s)?,
+            );
+        }
         let validation = self.validation.narrow(0, 0, n)?;
         let draws = prior_draws(&self.ema_net, n, validation.device())?;
         m.insert(
@@ -295,7 +304,7 @@ impl Task for CodeScoreTask {
         );
         m.insert(
             "training_codes_frechet".into(),
-            codes_frechet(&self.train.narrow(0, 0, n)?, &validation)?,
+            codes_frechet(&seen, &validation)?,
         );
         m.insert(
             "test_denoise_mse_sigma_0.3".into(),
