@@ -13,7 +13,7 @@ done_ evaluator  || $ppgn train evaluator --out "$out" --models "$out"
 done_ x-dae      || $ppgn train x-dae --out "$out" --models "$out"
 done_ h-dae      || $ppgn train h-dae --out "$out" --models "$out"
 done_ code-prior || $ppgn train code-prior --out "$out" --models "$out" --batch-size 256
-# one thread, as scripts/code-score-candidates trains it: candle's
+# one thread, as scripts/prior-candidates code-score trains it: candle's
 # products at the score model's sizes ran faster so than on two
 done_ code-score || RAYON_NUM_THREADS=1 $ppgn train code-score --out "$out" --models "$out" --batch-size 256
 done_ generator  || $ppgn train generator --out "$out" --models "$out" --lr 1e-3 --epochs 8

@@ -72,7 +72,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "W")]
     pub code_loss: Option<f64>,
     /// The network's size: the generator's channels at 7x7, 14x14 and 28x28 [default: 64 32
-    /// 16]; code-score's width and residual blocks [default: 512 3].
+    /// 16]; code-score's width and residual blocks [default: 512 3]; code-prior's couplings and
+    /// hidden width [default: 8 256].
     #[arg(long, alias = "channels", num_args = 2..=3, value_name = "N")]
     pub size: Option<Vec<usize>>,
     #[arg(long, short)]

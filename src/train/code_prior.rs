@@ -5,6 +5,17 @@
 //! log-likelihood in nats per dimension on the validation and test codes,
 //! beside a full-covariance Gaussian fitted to the same training codes and
 //! the isotropic `N(0, sigma^2)` of the Xu et al. presets.
+//!
+//! **Which flow ships** is chosen as the score model is
+//! (`super::code_score`): by the card's `validation_draws_frechet`,
+//! [`super::code_score::DRAWS`] exact draws of the flow (`T(z)`, `z` from
+//! `N(0, I)`, seed 0) against the validation split's codes, both
+//! standardised by the training codes; lowest first, a candidate with more
+//! parameters than another chosen over it only when its distance is lower
+//! by more than 5% of the smaller one's (`scripts/prior-candidates
+//! code-prior` applies it). The likelihood is on the card but does not
+//! choose: the exact samplers need a density whose mass is where the codes
+//! are, which is what the draws measure.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,6 +31,9 @@ use crate::models::fashion::code_prior::HALF_LN_2PI;
 use crate::models::fashion::{self as stack, Classifier, CodePrior, CodePriorConfig};
 use crate::nn::adam::Adam;
 use crate::nn::init::init_seeded;
+use rand::Rng;
+
+use super::code_score::DRAWS;
 
 /// The standard deviation of the isotropic Gaussian prior the card
 /// compares with (the `xu-*` presets' `prior_sigma`).
@@ -121,9 +135,11 @@ impl CodePriorTask {
             test,
             dim,
         } = SplitCodes::new(&data, opts, device, "code prior")?;
+        let (couplings, hidden) = size(opts.size.as_deref())?;
         let cfg = CodePriorConfig {
             dim,
-            ..Default::default()
+            couplings,
+            hidden,
         };
         let varmap = VarMap::new();
         let flow = CodePrior::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
@@ -144,6 +160,29 @@ impl CodePriorTask {
             )],
         })
     }
+}
+
+/// The flow's couplings and hidden width from `--size COUPLINGS HIDDEN`,
+/// or the defaults.
+pub fn size(size: Option<&[usize]>) -> Result<(usize, usize)> {
+    match size {
+        None => {
+            let d = CodePriorConfig::default();
+            Ok((d.couplings, d.hidden))
+        }
+        Some(&[c, h]) if c > 0 && h > 0 => Ok((c, h)),
+        Some(s) => Err(Error::setting(
+            "--size",
+            format!("{s:?}"),
+            "code-prior's COUPLINGS HIDDEN: a positive number of couplings and a positive width",
+        )),
+    }
+}
+
+/// The Frechet distance between two sets of codes `[n, dim]`.
+pub fn codes_frechet(a: &Tensor, b: &Tensor) -> Result<f64> {
+    let rows = |t: &Tensor| -> Result<Vec<Vec<f64>>> { Ok(t.to_dtype(DType::F64)?.to_vec2()?) };
+    crate::nn::frechet::frechet_distance(&rows(a)?, &rows(b)?)
 }
 
 /// Where training starts: each coupling's output layer at zero (the flow
@@ -209,6 +248,34 @@ pub fn isotropic_nll(test: &Tensor, sigma: f64) -> Result<f64> {
     Ok(sq / (2.0 * sigma * sigma * (m * d) as f64) + sigma.ln() + HALF_LN_2PI)
 }
 
+impl CodePriorTask {
+    /// The card's `validation_draws_frechet` and its floor
+    /// `training_codes_frechet` (module doc), in the code standardised by
+    /// the training codes.
+    fn draws_frechet(&self) -> Result<(f64, f64)> {
+        use rand::SeedableRng;
+        let n = DRAWS.min(self.validation.dim(0)?).min(self.train.dim(0)?);
+        let (mean, std) = moments(&self.train)?;
+        let standard =
+            |u: &Tensor| -> Result<Tensor> { Ok(u.broadcast_sub(&mean)?.broadcast_div(&std)?) };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let z: Vec<f32> = (0..n * self.cfg.dim)
+            .map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal))
+            .collect();
+        let z = Tensor::from_vec(z, (n, self.cfg.dim), self.train.device())?;
+        let parts = batched(n, 1000, |idx| {
+            Ok(self.flow.transport(&z.narrow(0, idx[0], idx.len())?)?)
+        })?;
+        let draws = standard(&Tensor::cat(&parts, 0)?)?;
+        let validation = standard(&self.validation.narrow(0, 0, n)?)?;
+        let seen = standard(&self.train.narrow(0, 0, n)?)?;
+        Ok((
+            codes_frechet(&draws, &validation)?,
+            codes_frechet(&seen, &validation)?,
+        ))
+    }
+}
+
 impl Task for CodePriorTask {
     fn name(&self) -> &'static str {
         "code-prior"
@@ -233,6 +300,7 @@ impl Task for CodePriorTask {
         Ok(vec![("nll_per_dim", loss.to_scalar::<f32>()? as f64)])
     }
     fn evaluate(&self) -> Result<BTreeMap<String, f64>> {
+        let (frechet, floor) = self.draws_frechet()?;
         let nll = |codes: &Tensor| -> Result<f64> {
             let n = codes.dim(0)?;
             let parts = batched(n, 1000, |idx| {
@@ -253,6 +321,8 @@ impl Task for CodePriorTask {
                 "test_nll_per_dim_isotropic_sigma3".into(),
                 isotropic_nll(&self.test, ISOTROPIC_SIGMA)?,
             ),
+            ("validation_draws_frechet".into(), frechet),
+            ("training_codes_frechet".into(), floor),
         ]))
     }
     fn config_json(&self) -> serde_json::Value {

@@ -15,7 +15,7 @@
 //! standardised code) decides, lowest first; a candidate with more
 //! parameters than another is chosen over it only when its distance is
 //! lower by more than 5% of the smaller one's
-//! (`scripts/code-score-candidates` applies it to the cards). The
+//! (`scripts/prior-candidates code-score` applies it to the cards). The
 //! card's `training_codes_frechet` (as many training codes against the
 //! same validation codes) is the distance's floor from sampling alone. No
 //! image and no evaluator is involved.
@@ -29,7 +29,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-use super::code_prior::{moments, SplitCodes};
+use super::code_prior::{codes_frechet, moments, SplitCodes};
 use super::{varmap_tensors, Data, Task, TrainOptions};
 use crate::density::{Eval, Term};
 use crate::error::Result;
@@ -215,12 +215,6 @@ fn prior_draws(net: &CodeScore, n: usize, device: &Device) -> Result<Tensor> {
         state = kernel.step(&mut rngs, &state, &target, t)?.0;
     }
     Ok(state.position)
-}
-
-/// The Frechet distance between two sets of codes `[n, dim]`.
-fn codes_frechet(a: &Tensor, b: &Tensor) -> Result<f64> {
-    let rows = |t: &Tensor| -> Result<Vec<Vec<f64>>> { Ok(t.to_dtype(DType::F64)?.to_vec2()?) };
-    crate::nn::frechet::frechet_distance(&rows(a)?, &rows(b)?)
 }
 
 /// Sets variable `name` of `varmap` to `t`.

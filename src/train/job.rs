@@ -97,11 +97,14 @@ pub fn train(
         (Network::CodeScore, _) => {
             super::code_score::size(size)?;
         }
+        (Network::CodePrior, _) => {
+            super::code_prior::size(size)?;
+        }
         (_, Some(s)) => {
             return Err(crate::error::Error::setting(
                 "--size",
                 format!("{s:?}"),
-                "no size for this network (only the generator and code-score take one)",
+                "no size for this network (only the generator, code-prior and code-score take one)",
             ))
         }
         (_, None) => {}

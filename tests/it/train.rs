@@ -366,6 +366,40 @@ fn code_score_training_ships_its_average_and_resumes_exactly() {
     );
 }
 
+/// The flow prior on codes takes its size from `--size COUPLINGS HIDDEN`,
+/// and its card has the rule's distance (its exact draws against the
+/// validation codes) beside the floor of as many training codes.
+#[test]
+fn code_prior_training_takes_its_size_and_measures_its_draws() {
+    use ppgn::train::code_prior::CodePriorTask;
+    let a = tempdir("flow-size");
+    train_classifier(&a, false, &opts(&a, 1)).unwrap();
+    let mut o = opts(&a, 7);
+    o.size = Some(vec![2, 24]);
+    let mut t = CodePriorTask::new(data(), &o, &Device::Cpu).unwrap();
+    let card = train::run(&mut t, &o, &Device::Cpu, &mut ppgn::run::Silent)
+        .unwrap()
+        .unwrap();
+    assert_eq!(card.config["couplings"], 2);
+    assert_eq!(card.config["hidden"], 24);
+    let shipped = load_tensors(&a.join("code-prior.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(
+        shipped["c1.fc1.weight"].dims(),
+        &[24, card.config["dim"].as_u64().unwrap() as usize]
+    );
+    assert!(!shipped.contains_key("c2.fc1.weight"));
+    let (fd, floor) = (
+        card.metrics["validation_draws_frechet"],
+        card.metrics["training_codes_frechet"],
+    );
+    assert!(
+        fd.is_finite() && floor.is_finite() && floor > 0.0,
+        "{fd} {floor}"
+    );
+    // a flow barely trained draws farther from the codes than real codes are
+    assert!(fd > floor, "draws {fd} against the floor {floor}");
+}
+
 /// `--size` is checked before any data loads: a size for a network
 /// without one, or of the wrong arity for the generator (three channels)
 /// or code-score (width and blocks), names the flag and what it takes.
@@ -379,11 +413,13 @@ fn a_wrong_size_is_refused_before_the_data_loads() {
         (
             Network::Classifier,
             vec![8, 8],
-            "only the generator and code-score",
+            "only the generator, code-prior and code-score",
         ),
         (Network::Generator, vec![8, 8], "C7 C14 C28"),
         (Network::CodeScore, vec![8, 8, 8], "WIDTH BLOCKS"),
         (Network::CodeScore, vec![0, 2], "WIDTH BLOCKS"),
+        (Network::CodePrior, vec![0, 256], "COUPLINGS HIDDEN"),
+        (Network::CodePrior, vec![8, 256, 2], "COUPLINGS HIDDEN"),
     ] {
         let mut o = opts(&dir, 1);
         o.size = Some(size.clone());
