@@ -110,13 +110,13 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         models: a.models.as_deref(),
         peer_python: a.compare.then_some(python),
     };
-    let (ours, peer) = sitting.run()?;
+    let (ours, peer, peak) = sitting.run()?;
     let threads = candle_core::utils::get_num_threads();
     let table = markdown(
         &ours,
         peer.as_deref(),
-        threads,
-        a.rounds,
+        Some(&peak),
+        (threads, a.rounds),
         &super::command_line(),
     );
     println!("{table}");
@@ -139,8 +139,11 @@ fn run_one(a: &BenchArgs, one: &str) -> anyhow::Result<()> {
         seconds: a.seconds,
     };
     let row = time_steps(&w, &pipeline, &cfg, &start, budget)?;
+    let gflops = row
+        .flops_per_step
+        .map_or("-".into(), |f| format!("{:.1}", f / row.ms_per_step / 1e6));
     eprintln!(
-        "ours  {:<3} {:>4} chains: {:>9.1} ms/step, {:>8.2} steps/s per chain, peak {:>6.0} MB",
+        "ours  {:<3} {:>4} chains: {:>9.1} ms/step, {gflops:>6} GFLOP/s, {:>8.2} steps/s per chain, peak {:>6.0} MB",
         row.workload,
         n,
         row.ms_per_step,

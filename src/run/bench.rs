@@ -26,7 +26,7 @@ use crate::models::efficientnet_lite::{self, EfficientNetLite0};
 use crate::models::fashion::{self as stack, Stack};
 use crate::models::plug::{ClassifierSide, GeneratorSide};
 use crate::models::pretrained;
-use crate::nn::fast::build;
+use crate::nn::fast::{build, flops};
 use crate::nn::identity;
 use crate::sampler::{init, ChainRngs};
 
@@ -49,6 +49,11 @@ pub struct Timing {
     pub chains: usize,
     pub ms_per_step: f64,
     pub peak_mb: f64,
+    /// The engine's floating-point operations in one step, counted
+    /// (`crate::nn::fast::flops`; absent for the peer, whose step does the
+    /// same arithmetic, and for candle's autograd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flops_per_step: Option<f64>,
     /// The peer's PyTorch version (absent for ours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub torch: Option<String>,
@@ -164,10 +169,17 @@ pub fn time_steps(
     }
     let t0 = Instant::now();
     let mut steps = 0;
+    let mut counted = 0;
     while steps < 3 || t0.elapsed().as_secs_f64() < budget.seconds {
+        if steps == 0 {
+            flops::start();
+        }
         state = k
             .step(&mut rngs, &state, &pipeline.target, budget.warmup + steps)?
             .0;
+        if steps == 0 {
+            counted = flops::stop();
+        }
         steps += 1;
     }
     Ok(Timing {
@@ -175,8 +187,38 @@ pub fn time_steps(
         chains: n,
         ms_per_step: t0.elapsed().as_secs_f64() * 1000.0 / steps as f64,
         peak_mb: peak_mb(),
+        flops_per_step: (counted > 0).then_some(counted as f64),
         torch: None,
     })
+}
+
+/// The machine's peak as the bench measured it: GFLOP/s of a loop of
+/// fused multiply-adds on every thread, and the vector width it ran.
+#[derive(Debug, Clone, Copy)]
+pub struct Peak {
+    pub gflops: f64,
+    pub vector: &'static str,
+}
+
+impl Peak {
+    /// Measured now, on rayon's threads (`crate::nn::fast::flops`).
+    pub fn measure() -> Self {
+        let (gflops, vector) = flops::peak_gflops();
+        Self { gflops, vector }
+    }
+}
+
+/// `row`'s GFLOP/s at `ms` per step, and as a fraction of `peak`, when
+/// its step's operations were counted.
+fn achieved(flops_per_step: Option<f64>, ms: f64, peak: Option<&Peak>) -> (String, String) {
+    match flops_per_step {
+        Some(f) => {
+            let g = f / (ms / 1000.0) / 1e9;
+            let of = peak.map_or("-".into(), |p| format!("{:.0}%", 100.0 * g / p.gflops));
+            (format!("{g:.1}"), of)
+        }
+        None => ("-".into(), "-".into()),
+    }
 }
 
 /// The row with the median time of `rows` (peak memory: the largest).
@@ -188,12 +230,14 @@ pub fn median(mut rows: Vec<Timing>) -> Timing {
     m
 }
 
-/// The Markdown table of a sitting: ours, and the peer's beside it.
+/// The Markdown table of a sitting: ours, and the peer's beside it, each
+/// with its GFLOP/s (the operations counted in our step, which the peer's
+/// step does too) and its fraction of the machine's `peak`.
 pub fn markdown(
     ours: &[Timing],
     peer: Option<&[Timing]>,
-    threads: usize,
-    rounds: usize,
+    peak: Option<&Peak>,
+    (threads, rounds): (usize, usize),
     command: &str,
 ) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -205,42 +249,52 @@ pub fn markdown(
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let mut t = format!(
-        "# Sampler-step timings\n\nWritten by `{}`. Machine: {cpu}, {threads} threads (ours and PyTorch's `torch.set_num_threads`){}. Each time is the median of {} measurements (with the peer: ours and its alternating); peak memory is the largest. Times vary from run to run; compare ratios from one sitting.\n\n",
+        "# Sampler-step timings\n\nWritten by `{}`. Machine: {cpu}, {threads} threads (ours and PyTorch's `torch.set_num_threads`){}{}. Each time is the median of {} measurements (with the peer: ours and its alternating); peak memory is the largest. GFLOP/s divides the floating-point operations counted in our step (forward and input gradient; a multiply-add is two) by each side's time. Times vary from run to run; compare ratios from one sitting.\n\n",
         command,
         peer.and_then(|p| p.first())
             .and_then(|r| r.torch.as_ref())
             .map(|v| format!("; the peer ran PyTorch {v}"))
             .unwrap_or_default(),
+        peak.map(|p| format!(
+            "; the machine's peak, measured by the bench (a loop of {} fused multiply-adds on the same threads), {:.0} GFLOP/s",
+            p.vector, p.gflops
+        ))
+        .unwrap_or_default(),
         rounds
     );
     if peer.is_some() {
-        t += "| workload | chains | ours ms/step | PyTorch ms/step | ours / PyTorch | ours steps/s per chain | ours peak MB | PyTorch peak MB |\n|---|---|---|---|---|---|---|---|\n";
+        t += "| workload | chains | GFLOP/step | ours ms/step | PyTorch ms/step | ours / PyTorch | ours GFLOP/s | ours of peak | PyTorch GFLOP/s | PyTorch of peak | ours peak MB | PyTorch peak MB |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     } else {
-        t += "| workload | chains | ms/step | steps/s per chain | peak MB |\n|---|---|---|---|---|\n";
+        t += "| workload | chains | GFLOP/step | ms/step | GFLOP/s | of peak | steps/s per chain | peak MB |\n|---|---|---|---|---|---|---|---|\n";
     }
     for r in ours {
         let per_chain = 1000.0 / r.ms_per_step * r.chains as f64;
+        let per_step = r
+            .flops_per_step
+            .map_or("-".into(), |f| format!("{:.3}", f / 1e9));
+        let (g, of) = achieved(r.flops_per_step, r.ms_per_step, peak);
         match peer {
             Some(p) => {
                 let q = p
                     .iter()
                     .find(|q| q.workload == r.workload && q.chains == r.chains);
-                let (pm, ratio, pp) = match q {
+                let (pm, ratio, pp, (pg, pof)) = match q {
                     Some(q) => (
                         format!("{:.1}", q.ms_per_step),
                         format!("{:.2}", r.ms_per_step / q.ms_per_step),
                         format!("{:.0}", q.peak_mb),
+                        achieved(r.flops_per_step, q.ms_per_step, peak),
                     ),
-                    None => ("-".into(), "-".into(), "-".into()),
+                    None => ("-".into(), "-".into(), "-".into(), ("-".into(), "-".into())),
                 };
                 t += &format!(
-                    "| {} | {} | {:.1} | {pm} | {ratio} | {per_chain:.2} | {:.0} | {pp} |\n",
+                    "| {} | {} | {per_step} | {:.1} | {pm} | {ratio} | {g} | {of} | {pg} | {pof} | {:.0} | {pp} |\n",
                     r.workload, r.chains, r.ms_per_step, r.peak_mb
                 );
             }
             None => {
                 t += &format!(
-                    "| {} | {} | {:.1} | {per_chain:.2} | {:.0} |\n",
+                    "| {} | {} | {per_step} | {:.1} | {g} | {of} | {per_chain:.2} | {:.0} |\n",
                     r.workload, r.chains, r.ms_per_step, r.peak_mb
                 )
             }
@@ -337,11 +391,13 @@ pub fn check_request(
 }
 
 impl Sitting<'_> {
-    /// The medians of ours and, with a peer, of the peer's.
-    pub fn run(&self) -> Result<(Vec<Timing>, Option<Vec<Timing>>)> {
+    /// The medians of ours and, with a peer, of the peer's, and the
+    /// machine's peak measured before them.
+    pub fn run(&self) -> Result<(Vec<Timing>, Option<Vec<Timing>>, Peak)> {
         if self.rounds == 0 {
             return Err(Error::setting("--rounds", 0, "at least 1"));
         }
+        let peak = Peak::measure();
         let threads = candle_core::utils::get_num_threads();
         let (mut ours, mut peer) = (Vec::new(), Vec::new());
         for (w, chains) in &self.workloads {
@@ -360,7 +416,7 @@ impl Sitting<'_> {
                 }
             }
         }
-        Ok((ours, self.peer_python.is_some().then_some(peer)))
+        Ok((ours, self.peer_python.is_some().then_some(peer), peak))
     }
 
     /// One measurement of ours in a child process.

@@ -301,6 +301,59 @@ fn engine_gradients_match_finite_differences_in_f64() {
     }
 }
 
+/// The operations `ppgn bench` divides by a step's time: a convolution
+/// counts two per weight per output pixel, a transposed one two per weight
+/// per input pixel, a depthwise one two per tap per output pixel, any
+/// other op one per output value; a counted forward and backward pass adds
+/// that count twice per image (at least: other tests' passes may land in
+/// the same process-wide count), and the machine's measured peak is a
+/// positive rate.
+#[test]
+fn the_engine_counts_its_operations() {
+    use ppgn::nn::fast::flops;
+    let mut w = weights(3);
+    let ops: Vec<Op<f64>> = vec![
+        // 6x6x2 -> 6x6x5: 2 * (5 * 2 * 9) * 36
+        build::conv(
+            Window::symmetric(6, 6, 2, 3, 1, 1),
+            &w(&[5, 2, 3, 3]),
+            Some(&w(&[5])),
+            Act::Relu,
+        )
+        .unwrap(),
+        // -> 3x3x5: 2 * (5 * 9) * 9
+        build::depthwise(
+            Window::symmetric(6, 6, 5, 3, 2, 1),
+            &w(&[5, 1, 3, 3]),
+            None,
+            Act::Identity,
+        )
+        .unwrap(),
+        // -> 6x6x2: 2 * (5 * 2 * 16) * 9 input pixels
+        build::conv_transpose((3, 3), &w(&[5, 2, 4, 4]), Some(&w(&[2])), 2, 1, Act::Tanh).unwrap(),
+        // -> 1x1x2: 2
+        Op::MeanPool,
+    ];
+    let net = Net::new((6, 6, 2), ops).unwrap();
+    assert_eq!(net.output(), (1, 1, 2));
+    let per_image = 6480 + 810 + 2880 + 2;
+    assert_eq!(net.flops_per_image(), per_image);
+    let n = 3;
+    let x: Vec<f64> = (0..n * 72).map(|i| (i as f64 * 0.37).sin()).collect();
+    let mut ws = Workspace::default();
+    let mut dx = Vec::new();
+    flops::start();
+    net.forward(&x, n, &mut ws).unwrap();
+    net.backward(&[1.0; 6], &mut ws, &mut dx).unwrap();
+    let counted = flops::stop();
+    assert!(counted >= 2 * n as u64 * per_image, "{counted}");
+    let (peak, vector) = flops::peak_gflops();
+    assert!(
+        peak.is_finite() && peak > 0.0,
+        "{peak} GFLOP/s with {vector}"
+    );
+}
+
 /// The reference path runs the engine's own description through candle's
 /// autograd (`nn::fast::reference`): on a graph with every op and
 /// activation (a residual add, asymmetric padding, a transposed

@@ -19,6 +19,7 @@
 
 pub mod build;
 pub mod depthwise;
+pub mod flops;
 pub mod kernels;
 pub mod op;
 pub mod patches;
@@ -254,6 +255,19 @@ impl<T: Real> Net<T> {
         self.shapes[s]
     }
 
+    /// The floating-point operations of one image's forward pass (and as
+    /// many for its input gradient): [`flops`] says how they are counted.
+    pub fn flops_per_image(&self) -> u64 {
+        self.ops
+            .iter()
+            .enumerate()
+            .map(|(i, op)| {
+                let ins: Vec<Shape> = self.inputs[i].iter().map(|&s| self.shapes[s]).collect();
+                flops::of_op(op, &ins, self.shapes[i + 1])
+            })
+            .sum()
+    }
+
     /// Runs `n` inputs `x [n, ...]` forward, keeping every slot in `ws`;
     /// returns the output `[n, ...]`.
     pub fn forward<'a>(&self, x: &[T], n: usize, ws: &'a mut Workspace<T>) -> Result<&'a [T]> {
@@ -266,6 +280,9 @@ impl<T: Real> Net<T> {
             ));
         }
         ws.batch = n;
+        if flops::counting() {
+            flops::add(n as u64 * self.flops_per_image());
+        }
         ws.acts.resize_with(self.ops.len() + 1, Vec::new);
         sized(&mut ws.acts[0], x.len()).copy_from_slice(x);
         for (i, op) in self.ops.iter().enumerate() {
@@ -300,6 +317,9 @@ impl<T: Real> Net<T> {
                 format!("{n} x {:?} = {want} values", self.output()),
                 dy.len(),
             ));
+        }
+        if flops::counting() {
+            flops::add(n as u64 * self.flops_per_image());
         }
         let slots = self.ops.len() + 1;
         ws.grads.resize_with(slots, Vec::new);
