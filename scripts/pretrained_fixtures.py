@@ -17,7 +17,9 @@ input normalisation are the ones the weights were trained with. With
 --onnx it also exports both networks with their weights to ONNX, with
 sidecars, into $PPGN_HOME/onnx (networks ppgn did not train, brought the
 way a user brings theirs: docs/onnx.md, the README's example, `ppgn bench`'s
-workload w2-onnx). Nothing of these is committed.
+workload w2-onnx); --onnx-only exports them without writing the fixtures
+(what `ppgn bench --workloads w2-onnx` runs when they are missing).
+Nothing of these is committed.
 
 Usage (a development tool; PyTorch is never a dependency of ppgn):
     apt-get install python3-torch python3-numpy python3-pil   # or pip install torch numpy pillow
@@ -146,6 +148,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--photo", help="print EfficientNet's top-5 classes of this image")
     ap.add_argument("--onnx", action="store_true", help="export both networks to $PPGN_HOME/onnx")
+    ap.add_argument("--onnx-only", action="store_true",
+                    help="only export both networks to $PPGN_HOME/onnx (no fixtures)")
     args = ap.parse_args()
     torch.set_grad_enabled(True)
 
@@ -167,6 +171,10 @@ def main():
         for v, i in zip(top.values.tolist(), top.indices.tolist()):
             print("%4d %.4f" % (i, v))
 
+    if args.onnx_only:
+        export_onnx(net, dcgan())
+        return
+
     # EfficientNet: two 80x80 inputs, logits, and d log softmax[281] / d x
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 80, 80, generator=g)
@@ -178,11 +186,7 @@ def main():
     save("efficientnet_grad.npy", x.grad.permute(0, 2, 3, 1).numpy())
 
     # DCGAN: three codes, images, and d sum(images * r) / d z
-    ck = torch.load(DCGAN, map_location="cpu")["netG_state_dict"]
-    gen = DcganG().eval()
-    gen.load_state_dict(ck)
-    for p in gen.parameters():
-        p.requires_grad_(False)
+    gen = dcgan()
     z = torch.randn(3, 100, generator=g)
     z.requires_grad_(True)
     img = gen(z)
@@ -195,6 +199,16 @@ def main():
     print("wrote", os.path.normpath(OUT), "with torch", torch.__version__, file=sys.stderr)
     if args.onnx:
         export_onnx(net, gen)
+
+
+def dcgan():
+    """The DCGAN faces generator with its weights, frozen."""
+    ck = torch.load(DCGAN, map_location="cpu")["netG_state_dict"]
+    gen = DcganG().eval()
+    gen.load_state_dict(ck)
+    for p in gen.parameters():
+        p.requires_grad_(False)
+    return gen
 
 
 def export_onnx(eff, gen):

@@ -27,7 +27,8 @@ peer (bench/peer.py; see bench/README.md for its Python environment) runs the sa
 with the same weights and thread count."
 )]
 pub struct BenchArgs {
-    /// Workloads to run, comma-separated: w1, w2, w3.
+    /// Workloads to run, comma-separated: w1, w2, w3, w2-onnx (W2 from ONNX
+    /// exports of the same networks, made on first use when Python has torch).
     #[arg(long, default_value = "w1,w2,w3", value_delimiter = ',')]
     pub workloads: Vec<String>,
     /// Chain counts for W1.

@@ -99,6 +99,7 @@ pub fn workload(
                 // the same networks exported to ONNX by
                 // scripts/pretrained_fixtures.py --onnx
                 let side = |name: &str| home.join("onnx").join(name);
+                faces_onnx(&home)?;
                 PlugPair::compose(
                     GeneratorSide::named(&side("dcgan-faces.toml").to_string_lossy(), &home)?,
                     ClassifierSide::named(
@@ -118,6 +119,41 @@ pub fn workload(
         }
         "w3" => w3(n, engine),
         other => Err(Error::unknown("workload", other, &WORKLOADS)),
+    }
+}
+
+/// Makes the ONNX files of workload `w2-onnx` in `home/onnx` unless they
+/// are there, with `scripts/pretrained_fixtures.py --onnx-only` (Python
+/// with torch: `$PPGN_PYTHON` or `python3`), or says in one line how to.
+pub fn faces_onnx(home: &Path) -> Result<()> {
+    let onnx = home.join("onnx");
+    if onnx.join("dcgan-faces.toml").exists() && onnx.join("efficientnet-lite0.toml").exists() {
+        return Ok(());
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pretrained_fixtures.py");
+    let py = std::env::var("PPGN_PYTHON").unwrap_or_else(|_| "python3".into());
+    eprintln!(
+        "w2-onnx: exporting the faces pair to {} with {py} (once)",
+        home.join("onnx").display()
+    );
+    let made = std::process::Command::new(&py)
+        .arg(&script)
+        .arg("--onnx-only")
+        .env("PPGN_HOME", home)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    match made {
+        Ok(s) if s.success() => Ok(()),
+        _ => Err(Error::NotInstalled {
+            what: "the faces pair exported to ONNX (workload w2-onnx)".into(),
+            missing: home.join("onnx").join("dcgan-faces.toml"),
+            hint: format!(
+                "{py} with torch and onnx could not make it; run `PPGN_HOME={} python3 {} --onnx-only` where they are installed (after `ppgn models fetch`)",
+                home.display(),
+                script.display()
+            ),
+        }),
     }
 }
 
@@ -396,6 +432,9 @@ impl Sitting<'_> {
     pub fn run(&self) -> Result<(Vec<Timing>, Option<Vec<Timing>>, Peak)> {
         if self.rounds == 0 {
             return Err(Error::setting("--rounds", 0, "at least 1"));
+        }
+        if self.workloads.iter().any(|(w, _)| w == "w2-onnx") {
+            faces_onnx(&pretrained::home())?;
         }
         let peak = Peak::measure();
         let threads = candle_core::utils::get_num_threads();

@@ -514,6 +514,19 @@ fn bench_times_a_workload_and_refuses_unknown_ones() {
     let o = ppgn(&["bench", "--workloads", "w9"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("w9"), "{err}");
+    // w2-onnx without its ONNX files and without a Python that can make
+    // them: the command that makes them, before anything is timed
+    let home = tempdir("bench-home");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ppgn"))
+        .args(["bench", "--workloads", "w2-onnx", "--w2-chains", "1"])
+        .env("PPGN_HOME", &home)
+        .env("PPGN_PYTHON", "false")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("pretrained_fixtures.py --onnx-only"), "{err}");
+    assert!(!err.contains("ms/step"), "timed before failing: {err}");
 }
 
 /// `--autotune`: for MALA-approx a pilot tries five steps and two more
