@@ -46,6 +46,11 @@ pub struct BenchArgs {
     pub rounds: usize,
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
+    /// After the timed steps, profile this many more (every op of the
+    /// engine timed) and print where a step's time goes, by op kind and
+    /// pass, beside the time outside the engine.
+    #[arg(long, default_value_t = 0, value_name = "STEPS")]
+    pub profile: usize,
     /// Also run the PyTorch peer and print ours / PyTorch.
     #[arg(long)]
     pub compare: bool,
@@ -106,6 +111,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         budget: Budget {
             warmup: a.warmup,
             seconds: a.seconds,
+            profiled: a.profile,
         },
         engine: a.engine,
         models: a.models.as_deref(),
@@ -138,6 +144,7 @@ fn run_one(a: &BenchArgs, one: &str) -> anyhow::Result<()> {
     let budget = Budget {
         warmup: a.warmup,
         seconds: a.seconds,
+        profiled: a.profile,
     };
     let row = time_steps(&w, &pipeline, &cfg, &start, budget)?;
     let gflops = row

@@ -26,7 +26,7 @@ use crate::models::efficientnet_lite::{self, EfficientNetLite0};
 use crate::models::fashion::{self as stack, Stack};
 use crate::models::plug::{ClassifierSide, GeneratorSide};
 use crate::models::pretrained;
-use crate::nn::fast::{build, flops};
+use crate::nn::fast::{build, flops, profile};
 use crate::nn::identity;
 use crate::sampler::{init, ChainRngs};
 
@@ -40,6 +40,9 @@ pub struct Budget {
     pub warmup: usize,
     /// Timed seconds at least (and 3 steps at least).
     pub seconds: f64,
+    /// After the timed steps, this many more with every op timed
+    /// (`crate::nn::fast::profile`); 0 for none.
+    pub profiled: usize,
 }
 
 /// One measured row.
@@ -54,6 +57,9 @@ pub struct Timing {
     /// same arithmetic, and for candle's autograd).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flops_per_step: Option<f64>,
+    /// Where a step's time went (`ppgn bench --profile`; absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<StepProfile>,
     /// The peer's PyTorch version (absent for ours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub torch: Option<String>,
@@ -218,14 +224,46 @@ pub fn time_steps(
         }
         steps += 1;
     }
+    let ms_per_step = t0.elapsed().as_secs_f64() * 1000.0 / steps as f64;
+    let mut profiled = None;
+    if budget.profiled > 0 {
+        let t0 = Instant::now();
+        profile::start();
+        for t in 0..budget.profiled {
+            let t = budget.warmup + steps + t;
+            state = k.step(&mut rngs, &state, &pipeline.target, t)?.0;
+        }
+        let mut ops = profile::stop();
+        let per = budget.profiled as f64;
+        for r in &mut ops {
+            r.entry.seconds /= per;
+            r.entry.calls /= budget.profiled as u64;
+            r.entry.flops /= budget.profiled as u64;
+        }
+        profiled = Some(StepProfile {
+            ms_per_step: t0.elapsed().as_secs_f64() * 1000.0 / per,
+            ops,
+        });
+    }
     Ok(Timing {
         workload: name.into(),
         chains: n,
-        ms_per_step: t0.elapsed().as_secs_f64() * 1000.0 / steps as f64,
+        ms_per_step,
         peak_mb: peak_mb(),
         flops_per_step: (counted > 0).then_some(counted as f64),
+        profile: profiled,
         torch: None,
     })
+}
+
+/// Where the time of a profiled step went: the step's wall time (each op
+/// timed, so a little longer than a timed step) and the engine's ops by
+/// kind and pass, per step; the rest of the step is outside the engine
+/// (the sampler's update, the density's sums, copies).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StepProfile {
+    pub ms_per_step: f64,
+    pub ops: Vec<profile::Row>,
 }
 
 /// The machine's peak as the bench measured it: GFLOP/s of a loop of
@@ -336,6 +374,40 @@ pub fn markdown(
             }
         }
     }
+    for r in ours {
+        if let Some(p) = &r.profile {
+            t += &profile_markdown(r, p, peak);
+        }
+    }
+    t
+}
+
+/// One row's profile as a table: each op kind's share of the profiled
+/// step, its milliseconds and GFLOP/s, and the time outside the engine.
+fn profile_markdown(r: &Timing, p: &StepProfile, peak: Option<&Peak>) -> String {
+    let mut t = format!(
+        "\n### {} at {} chains: where a step's time goes\n\nA profiled step (every op timed) took {:.1} ms.\n\n| op | pass | calls | ms | share | GFLOP/s | of peak |\n|---|---|---|---|---|---|---|\n",
+        r.workload, r.chains, p.ms_per_step
+    );
+    let mut engine = 0.0;
+    for o in &p.ops {
+        let ms = o.entry.seconds * 1000.0;
+        engine += ms;
+        let flops = (o.entry.flops > 0).then_some(o.entry.flops as f64);
+        let (g, of) = achieved(flops, ms, peak);
+        t += &format!(
+            "| {} | {} | {} | {ms:.2} | {:.0}% | {g} | {of} |\n",
+            o.kind,
+            if o.backward { "backward" } else { "forward" },
+            o.entry.calls,
+            100.0 * ms / p.ms_per_step
+        );
+    }
+    let rest = (p.ms_per_step - engine).max(0.0);
+    t += &format!(
+        "| outside the engine | | | {rest:.2} | {:.0}% | | |\n",
+        100.0 * rest / p.ms_per_step
+    );
     t
 }
 
@@ -464,6 +536,7 @@ impl Sitting<'_> {
         cmd.args(["bench", "--one", &format!("{w}:{n}")])
             .args(["--seconds", &self.budget.seconds.to_string()])
             .args(["--warmup", &self.budget.warmup.to_string()])
+            .args(["--profile", &self.budget.profiled.to_string()])
             .args([
                 "--engine",
                 &crate::run::config::preset::Choice::name(self.engine),

@@ -480,8 +480,10 @@ fn adapted_runs_resume_to_the_same_bits_too() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("mh, mala or hmc"));
 }
 
-/// `ppgn bench` times a workload in a child process and prints its table;
-/// an unknown workload is one clear error.
+/// `ppgn bench` times a workload in a child process and prints its table
+/// (with the operations counted, their rate below the machine's peak, and
+/// a profile by op kind); an unknown workload is one clear error, and so
+/// is w2-onnx where its files are missing and cannot be made.
 #[test]
 fn bench_times_a_workload_and_refuses_unknown_ones() {
     let o = ppgn(&[
@@ -496,9 +498,19 @@ fn bench_times_a_workload_and_refuses_unknown_ones() {
         "1",
         "--warmup",
         "0",
+        "--profile",
+        "1",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let table = String::from_utf8_lossy(&o.stdout);
+    // the profile: the generator's and classifier's convolutions both ways
+    for line in [
+        "| conv | forward |",
+        "| conv | backward |",
+        "| outside the engine |",
+    ] {
+        assert!(table.contains(line), "no {line} in {table}");
+    }
     let row = table
         .lines()
         .find(|l| l.starts_with("| w1 | 2 |"))

@@ -25,6 +25,7 @@ pub mod op;
 pub mod patches;
 pub mod pointwise;
 pub mod pool;
+pub mod profile;
 pub mod real;
 pub mod reference;
 pub mod several;
@@ -268,6 +269,13 @@ impl<T: Real> Net<T> {
             .sum()
     }
 
+    /// Op `i`'s pass on `n` images into the profile.
+    fn record(&self, i: usize, n: usize, backward: bool, took: std::time::Duration) {
+        let ins: Vec<Shape> = self.inputs[i].iter().map(|&s| self.shapes[s]).collect();
+        let ops = n as u64 * flops::of_op(&self.ops[i], &ins, self.shapes[i + 1]);
+        profile::record(profile::kind(&self.ops[i]), backward, took, ops);
+    }
+
     /// Runs `n` inputs `x [n, ...]` forward, keeping every slot in `ws`;
     /// returns the output `[n, ...]`.
     pub fn forward<'a>(&self, x: &[T], n: usize, ws: &'a mut Workspace<T>) -> Result<&'a [T]> {
@@ -285,7 +293,9 @@ impl<T: Real> Net<T> {
         }
         ws.acts.resize_with(self.ops.len() + 1, Vec::new);
         sized(&mut ws.acts[0], x.len()).copy_from_slice(x);
+        let timed = profile::profiling();
         for (i, op) in self.ops.iter().enumerate() {
+            let t0 = timed.then(std::time::Instant::now);
             let (before, after) = ws.acts.split_at_mut(i + 1);
             let y = sized(&mut after[0], n * len(self.shapes[i + 1]));
             let ins = &self.inputs[i];
@@ -295,6 +305,9 @@ impl<T: Real> Net<T> {
                 op.forward_several(&ss, &xs, y);
             } else {
                 op.forward(self.shapes[ins[0]], n, &before[ins[0]], y, &mut ws.cols);
+            }
+            if let Some(t0) = t0 {
+                self.record(i, n, false, t0.elapsed());
             }
         }
         Ok(&ws.acts[self.ops.len()])
@@ -328,10 +341,12 @@ impl<T: Real> Net<T> {
         let mut spare = ws.pool.pop().unwrap_or_default();
         sized(&mut spare, dy.len()).copy_from_slice(dy);
         owe(ws, self.ops.len(), &mut spare);
+        let timed = profile::profiling();
         for (i, op) in self.ops.iter().enumerate().rev() {
             if !std::mem::take(&mut ws.owed[i + 1]) {
                 continue; // nothing depends on this op's output
             }
+            let t0 = timed.then(std::time::Instant::now);
             let mut g = std::mem::take(&mut ws.grads[i + 1]);
             let ins = &self.inputs[i];
             if op.reads_several() {
@@ -351,6 +366,9 @@ impl<T: Real> Net<T> {
                 owe(ws, ins[0], &mut spare);
             }
             ws.pool.push(g);
+            if let Some(t0) = t0 {
+                self.record(i, n, true, t0.elapsed());
+            }
         }
         dx.clear();
         if ws.owed[0] {
