@@ -147,17 +147,7 @@ fn run_one(a: &BenchArgs, one: &str) -> anyhow::Result<()> {
         profiled: a.profile,
     };
     let row = time_steps(&w, &pipeline, &cfg, &start, budget)?;
-    let gflops = row
-        .flops_per_step
-        .map_or("-".into(), |f| format!("{:.1}", f / row.ms_per_step / 1e6));
-    eprintln!(
-        "ours  {:<3} {:>4} chains: {:>9.1} ms/step, {gflops:>6} GFLOP/s, {:>8.2} steps/s per chain, peak {:>6.0} MB",
-        row.workload,
-        n,
-        row.ms_per_step,
-        1000.0 / row.ms_per_step * n as f64,
-        row.peak_mb
-    );
+    eprintln!("{}", row.line());
     println!("{}", serde_json::to_string(&row)?);
     Ok(())
 }

@@ -145,3 +145,32 @@ impl Term for Mixture {
         })
     }
 }
+
+/// Neal's funnel in `d` dimensions: `v ~ N(0, scale^2)` (Neal's scale is
+/// 3) and, given `v`, each of the other `d - 1` coordinates `~ N(0, e^v)`;
+/// `log p = -v^2 / (2 scale^2) - sum_i (x_i^2 e^-v + v) / 2` up to a
+/// constant. `E v = 0`, `E v^2 = scale^2`; its neck (`v` well below 0) is
+/// where fixed-step samplers diverge.
+pub struct Funnel {
+    pub d: usize,
+    pub scale: f64,
+}
+
+impl Term for Funnel {
+    fn name(&self) -> String {
+        "funnel".into()
+    }
+    fn has_value(&self) -> bool {
+        true
+    }
+    fn value_and_grad(&self, x: &Tensor) -> Result<Eval> {
+        let (rest, scale) = (self.d - 1, self.scale);
+        autodiff(x, |x| {
+            let v = x.narrow(1, 0, 1)?.squeeze(1)?;
+            let xs = x.narrow(1, 1, rest)?;
+            let sq = xs.sqr()?.sum(1)?;
+            let inner = ((sq * v.neg()?.exp()?)? + (&v * rest as f64)?)?;
+            (v.sqr()? * (-0.5 / (scale * scale)))? - (inner * 0.5)?
+        })
+    }
+}

@@ -47,6 +47,12 @@ impl DualAveraging {
         self.log_eps.exp()
     }
 
+    /// Starts again from the current step (Stan does after each update of
+    /// the metric): `mu = log(10 eps)`, the averages forgotten.
+    pub fn restart(&mut self) {
+        *self = Self::new(self.current_step(), self.delta);
+    }
+
     /// The step size of the last update (during warm-up).
     pub fn current_step(&self) -> f64 {
         self.log_eps.exp()

@@ -113,6 +113,7 @@ impl Kernel for Hmc {
                 accepted,
                 divergent,
                 grad_evals: self.leapfrog_steps,
+                tree_depth: Vec::new(),
             },
         ))
     }

@@ -88,6 +88,7 @@ impl Kernel for Mala {
                 accepted,
                 divergent,
                 grad_evals: 1 + clip_evals,
+                tree_depth: Vec::new(),
             },
         ))
     }

@@ -13,6 +13,8 @@ pub mod hmc;
 pub mod mala;
 pub mod mala_approx;
 pub mod map;
+mod metric;
+pub mod nuts;
 pub mod rwmh;
 pub mod schedule;
 
@@ -40,8 +42,11 @@ pub struct Info {
     pub accept_prob: Vec<f64>,
     pub accepted: Vec<bool>,
     pub divergent: Vec<bool>,
-    /// Gradient evaluations spent by this step (per chain; all chains alike).
+    /// Gradient evaluations spent by this step (per chain; all chains
+    /// alike: for NUTS, the rounds every chain waited for).
     pub grad_evals: usize,
+    /// Each chain's tree depth (NUTS; empty for the other kernels).
+    pub tree_depth: Vec<usize>,
 }
 
 /// A sampler kernel.
@@ -58,6 +63,13 @@ pub trait Kernel {
     /// others, whose target has no level.
     fn level(&self, _t: usize) -> Option<f64> {
         None
+    }
+    /// Warm-up step `t` of `warmup` has moved the chains to `state`: a
+    /// kernel that learns from warm-up (NUTS's metric) does so here, and
+    /// says whether it changed how it moves (the step size's adaptation
+    /// then starts again from the current step).
+    fn warm_up(&mut self, _t: usize, _warmup: usize, _state: &State) -> Result<bool> {
+        Ok(false)
     }
     /// Moves all chains one step; `t` is the step index (for schedules).
     fn step(
@@ -170,6 +182,7 @@ pub fn move_unless_divergent(proposal: &State, current: &State) -> Result<(State
             divergent: ok.iter().map(|v| !v).collect(),
             accepted: ok,
             grad_evals: 1,
+            tree_depth: Vec::new(),
         },
     ))
 }
@@ -371,10 +384,14 @@ pub fn advance(
     adapt: Option<&mut adapt::DualAveraging>,
 ) -> Result<(State, Info)> {
     let (next, info) = kernel.step(rngs, state, target, t)?;
+    let changed = t < warmup && kernel.warm_up(t, warmup, &next)?;
     if let Some(da) = adapt {
         if t < warmup {
             let a = info.accept_prob.iter().sum::<f64>() / info.accept_prob.len() as f64;
             kernel.set_step_size(da.update(a));
+            if changed {
+                da.restart();
+            }
         }
         if t + 1 == warmup {
             kernel.set_step_size(da.final_step());

@@ -53,6 +53,7 @@ impl Kernel for RandomWalk {
                 accepted,
                 divergent,
                 grad_evals: 1,
+                tree_depth: Vec::new(),
             },
         ))
     }

@@ -8,7 +8,7 @@
 //!
 //! **Which flow ships** is chosen as the score model is
 //! (`super::code_score`): by the card's `validation_draws_frechet`,
-//! [`super::code_score::DRAWS`] exact draws of the flow (`T(z)`, `z` from
+//! [`DRAWS`] exact draws of the flow (`T(z)`, `z` from
 //! `N(0, I)`, seed 0) against the validation split's codes, both
 //! standardised by the training codes; lowest first, a candidate with more
 //! parameters than another chosen over it only when its distance is lower
@@ -33,7 +33,11 @@ use crate::nn::adam::Adam;
 use crate::nn::init::init_seeded;
 use rand::Rng;
 
-use super::code_score::DRAWS;
+/// How many prior draws the cards' `validation_draws_frechet` compares
+/// (this flow's and `super::code_score`'s)
+/// at most: as many as there are validation codes (5,000 on the full
+/// data set), so that the floor compares equal counts too.
+pub const DRAWS: usize = 5000;
 
 /// The standard deviation of the isotropic Gaussian prior the card
 /// compares with (the `xu-*` presets' `prior_sigma`).

@@ -29,7 +29,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-use super::code_prior::{codes_frechet, moments, SplitCodes};
+use super::code_prior::{codes_frechet, moments, SplitCodes, DRAWS};
 use super::{varmap_tensors, Data, Task, TrainOptions};
 use crate::density::{Eval, Term};
 use crate::error::Result;
@@ -43,11 +43,6 @@ use crate::sampler::{init_at, ChainRngs, Kernel};
 
 /// The moving average's decay per step.
 pub const EMA_DECAY: f64 = 0.999;
-
-/// How many prior draws the card's `validation_draws_frechet` compares
-/// at most: as many as there are validation codes (5,000 on the full
-/// data set), so that the floor compares equal counts too.
-pub const DRAWS: usize = 5000;
 
 /// The noise levels the card reports the validation error at.
 pub const CARD_LEVELS: [f64; 7] = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0];

@@ -10,6 +10,7 @@ mod fuzz;
 mod gradients;
 mod kernels;
 mod layers;
+mod nuts;
 mod onnx;
 mod pairs;
 mod pretrained;

@@ -21,7 +21,7 @@ use ppgn::sampler::{init, merge, mh_accept, sample, ChainRngs, Info, Kernel, Run
 /// Standard errors allowed between an estimate and the truth.
 const K: f64 = 5.0;
 
-fn start(chains: usize, d: usize, seed: u64) -> Tensor {
+pub fn start(chains: usize, d: usize, seed: u64) -> Tensor {
     let mut r = ChainRngs::new(seed, chains);
     let z = Tensor::zeros((chains, d), candle_core::DType::F64, &Device::Cpu).unwrap();
     r.normal_like(&z).unwrap()
@@ -46,7 +46,7 @@ pub fn check_expectation(name: &str, draws: &[Vec<f64>], expected: f64) -> Resul
 }
 
 /// Means, variances and covariances of the first `dims` coordinates.
-fn check_moments(run: &Run, mean: &[f64], cov: &[Vec<f64>], dims: usize) -> Result<(), String> {
+pub fn check_moments(run: &Run, mean: &[f64], cov: &[Vec<f64>], dims: usize) -> Result<(), String> {
     let coords: Vec<Vec<Vec<f64>>> = (0..dims).map(|j| run.coordinate(j).unwrap()).collect();
     for i in 0..dims {
         check_expectation(&format!("mean x{i}"), &coords[i], mean[i])?;
@@ -290,6 +290,7 @@ impl Kernel for BrokenMh {
                 accepted,
                 divergent,
                 grad_evals: 1,
+                tree_depth: Vec::new(),
             },
         ))
     }
