@@ -12,9 +12,9 @@ done_ classifier || $ppgn train classifier --out "$out" --models "$out"
 done_ evaluator  || $ppgn train evaluator --out "$out" --models "$out"
 done_ x-dae      || $ppgn train x-dae --out "$out" --models "$out"
 done_ h-dae      || $ppgn train h-dae --out "$out" --models "$out"
-done_ code-prior || $ppgn train code-prior --out "$out" --models "$out" --batch-size 256
-# one thread, as scripts/prior-candidates code-score trains it: candle's
-# products at the score model's sizes ran faster so than on two
+# the two code priors on one thread each, as scripts/prior-candidates
+# trains them: candle's products at their sizes ran faster so than on two
+done_ code-prior || RAYON_NUM_THREADS=1 $ppgn train code-prior --out "$out" --models "$out" --batch-size 256
 done_ code-score || RAYON_NUM_THREADS=1 $ppgn train code-score --out "$out" --models "$out" --batch-size 256
 done_ generator  || $ppgn train generator --out "$out" --models "$out" --lr 1e-3 --epochs 8
 done_ realness   || $ppgn train realness --out "$out" --models "$out"
