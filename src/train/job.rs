@@ -43,7 +43,7 @@ impl Network {
             Network::Generator => (4, 2e-4, 3),
             Network::HDae => (20, 3e-4, 4),
             Network::CodePrior => (120, 1e-3, 7),
-            Network::CodeScore => (180, 1e-3, 8),
+            Network::CodeScore => (360, 1e-3, 8),
             Network::XDae => (5, 1e-3, 5),
             Network::Realness => (3, 2e-4, 6),
         }
