@@ -12,12 +12,7 @@
 use rayon::prelude::*;
 
 use super::real::{Real, Shared};
-use super::simd::{axpy, dispatch, dot, madd, Kernel};
-
-/// The rows and columns of a register tile ([`Product::tile`]): four rows
-/// of sixteen, eight 8-wide accumulators in f32.
-const TR: usize = 4;
-const TC: usize = 16;
+use super::simd::{axpy, dispatch, dot, Kernel};
 use super::window::Window;
 
 /// Whether [`matmul`] takes `[m, k] x [k, n]` with these strides: the
@@ -60,63 +55,16 @@ impl<T: Real> Product<'_, T> {
                 }
             }
         } else {
-            // rows of b contiguous: tiles of TR rows x TC columns of dst
-            // held in registers while k runs, each row of b read once per
-            // tile; the columns left over by row updates
-            let whole = cols.start + (cols.len() / TC) * TC;
-            let mut i0 = rows.start;
-            while i0 < rows.end {
-                let tr = TR.min(rows.end - i0);
-                for j0 in (cols.start..whole).step_by(TC) {
-                    match tr {
-                        4 => self.tile::<FMA, 4>(i0, j0),
-                        3 => self.tile::<FMA, 3>(i0, j0),
-                        2 => self.tile::<FMA, 2>(i0, j0),
-                        _ => self.tile::<FMA, 1>(i0, j0),
+            // rows of b contiguous: row updates, k in blocks kept in cache
+            const KB: usize = 64;
+            for k0 in (0..k).step_by(KB) {
+                for i in rows.clone() {
+                    let (ai, o) = (row(i), out(i));
+                    for (kk, &a) in ai.iter().enumerate().take((k0 + KB).min(k)).skip(k0) {
+                        let bk = &self.b[kk * self.b_rs + cols.start..kk * self.b_rs + cols.end];
+                        axpy::<T, FMA>(o, a, bk);
                     }
                 }
-                i0 += tr;
-            }
-            if whole < cols.end {
-                const KB: usize = 64;
-                for k0 in (0..k).step_by(KB) {
-                    for i in rows.clone() {
-                        let (ai, o) = (row(i), out(i));
-                        let o = &mut o[whole - cols.start..];
-                        for (kk, &a) in ai.iter().enumerate().take((k0 + KB).min(k)).skip(k0) {
-                            let bk = &self.b[kk * self.b_rs + whole..kk * self.b_rs + cols.end];
-                            axpy::<T, FMA>(o, a, bk);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// `dst[i0..i0 + R, j0..j0 + TC] += a[i0..i0 + R, :] b[:, j0..j0 + TC]`
-    /// (`R <= TR`) with the tile in registers, for `b` with contiguous rows.
-    #[inline(always)]
-    fn tile<const FMA: bool, const R: usize>(&self, i0: usize, j0: usize) {
-        let (n, k) = (self.n, self.k);
-        let mut acc = [[T::zero(); TC]; R];
-        for kk in 0..k {
-            let bk: &[T; TC] = self.b[kk * self.b_rs + j0..kk * self.b_rs + j0 + TC]
-                .try_into()
-                .expect("a tile of TC columns");
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let a = self.a[(i0 + r) * self.a_rs + kk];
-                for (v, &w) in acc.iter_mut().zip(bk) {
-                    *v = madd::<T, FMA>(a, w, *v);
-                }
-            }
-        }
-        for (r, acc) in acc.iter().enumerate() {
-            // Safety: work items own disjoint blocks of dst.
-            let o = unsafe {
-                std::slice::from_raw_parts_mut(self.dst.ptr().add((i0 + r) * n + j0), TC)
-            };
-            for (o, &v) in o.iter_mut().zip(acc) {
-                *o += v;
             }
         }
     }
@@ -313,6 +261,48 @@ mod tests {
                                 );
                             }
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The same in f32 at the sizes of a network's last layers at a few
+    /// chains (a 1x1 convolution at 2x2 pixels, a classifier head), against
+    /// the product in f64 within f32 rounding of the sum of |a b|.
+    #[test]
+    fn thin_products_in_f32_at_network_sizes() {
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+        };
+        for (m, k, n) in [
+            (4, 320, 1280),
+            (1, 1280, 1000),
+            (8, 1152, 192),
+            (16, 3136, 256),
+        ] {
+            let a: Vec<f64> = (0..m * k).map(|_| next()).collect();
+            let b: Vec<f64> = (0..k * n).map(|_| next()).collect();
+            let (af, bf): (Vec<f32>, Vec<f32>) = (
+                a.iter().map(|&v| v as f32).collect(),
+                b.iter().map(|&v| v as f32).collect(),
+            );
+            for threaded in [false, true] {
+                let mut dst = vec![0f32; m * n];
+                matmul(m, n, k, &mut dst, false, &af, k, &bf, (n, 1), threaded);
+                for i in 0..m {
+                    for j in 0..n {
+                        let want: f64 = (0..k).map(|t| a[i * k + t] * b[t * n + j]).sum();
+                        let scale: f64 = (0..k).map(|t| (a[i * k + t] * b[t * n + j]).abs()).sum();
+                        let got = dst[i * n + j] as f64;
+                        assert!(
+                            (got - want).abs() <= 1e-5 * scale,
+                            "m {m} k {k} n {n} threaded {threaded}: [{i},{j}] {got} vs {want}"
+                        );
                     }
                 }
             }
