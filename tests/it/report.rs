@@ -429,7 +429,9 @@ fn choosing_a_presets_values_never_loads_the_evaluator() {
     let picked = ppgn::run::config::tuning::pick(&acc, &fd, real).unwrap();
     assert_eq!(ch["chosen"].as_u64().unwrap() as usize, picked);
     let eps2 = cands[picked]["values"][0][1].as_f64().unwrap();
-    let current = ppgn::run::config::preset::preset("ppgn-score").unwrap().eps2;
+    let current = ppgn::run::config::preset::preset("ppgn-score")
+        .unwrap()
+        .eps2;
     assert_eq!(
         ch["holds"].as_bool().unwrap(),
         eps2 == current,
