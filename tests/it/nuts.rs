@@ -141,7 +141,6 @@ fn nuts_on_neals_funnel() {
     let mut k = Nuts::new(Schedule::Constant { value: 0.1 }, 10);
     let r = nuts_run(&mut k, &f, (8, 2), (500, 2000), 0.95);
     let v = r.coordinate(0).unwrap();
-    eprintln!("divergences {}", divergences(&r, 500));
     check_expectation("funnel v", &v, 0.0).unwrap();
     let v2: Vec<Vec<f64>> = v
         .iter()
@@ -185,8 +184,9 @@ fn nuts_chains_do_not_depend_on_the_batch() {
 
 /// The naive stopping rule (the newest point heading back toward the
 /// start) is not symmetric in time, so the trajectory depends on where it
-/// grew from and the draws are biased: the checks that pass the
-/// generalised criterion fail it.
+/// grew from and the chain no longer keeps the target: the same checks
+/// that pass the generalised criterion reject it (on this seed the four
+/// chains disagree, R-hat 1.3 on the sum of standardised squares).
 #[test]
 fn a_wrong_u_turn_criterion_is_caught() {
     let g = gaussian_100d();
@@ -195,9 +195,8 @@ fn a_wrong_u_turn_criterion_is_caught() {
     let r = nuts_run(&mut k, &g, (4, 100), (400, 400), 0.8);
     let sq = standardised_squares(&r, &g);
     let e = check_expectation("sum of standardised squares", &sq, 100.0);
-    eprintln!("{e:?} {:?}", check_moments(&r, &g.mean, &g.cov, 100));
     assert!(
         e.is_err() || check_moments(&r, &g.mean, &g.cov, 100).is_err(),
-        "the one-ended criterion passed the moment checks"
+        "the start-dependent criterion passed the moment checks"
     );
 }
