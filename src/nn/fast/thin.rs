@@ -213,18 +213,23 @@ pub(crate) fn conv<T: Real>(
 mod tests {
     use super::*;
 
-    /// Every shape the thin product takes (rows short of a register tile,
-    /// columns short of one, both layouts of `b`, accumulating or not, on
-    /// one thread or several) against the textbook product in f64.
-    #[test]
-    fn thin_products_equal_the_textbook_product() {
-        let mut seed = 1u64;
-        let mut next = move || {
+    /// Uniform numbers in [-0.5, 0.5) from a linear congruential generator.
+    fn uniform(mut seed: u64) -> impl FnMut() -> f64 {
+        move || {
             seed = seed
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             ((seed >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-        };
+        }
+    }
+
+    /// Every shape the thin product takes (few rows or few columns, counts
+    /// that are and are not multiples of a vector, both layouts of `b`,
+    /// accumulating or not, on one thread or several) against the textbook
+    /// product in f64.
+    #[test]
+    fn thin_products_equal_the_textbook_product() {
+        let mut next = uniform(1);
         for m in [1, 2, 3, 4, 5, 7, 8, 13, 16] {
             for n in [1, 5, 16, 17, 33, 100] {
                 for k in [1, 7, 64, 130] {
@@ -272,13 +277,7 @@ mod tests {
     /// the product in f64 within f32 rounding of the sum of |a b|.
     #[test]
     fn thin_products_in_f32_at_network_sizes() {
-        let mut seed = 7u64;
-        let mut next = move || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-        };
+        let mut next = uniform(7);
         for (m, k, n) in [
             (4, 320, 1280),
             (1, 1280, 1000),
