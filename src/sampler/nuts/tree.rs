@@ -67,6 +67,13 @@ pub(super) fn add(a: &[f64], b: &[f64]) -> Vec<f64> {
     a.iter().zip(b).map(|(x, y)| x + y).collect()
 }
 
+/// `a += b`.
+fn add_to(a: &mut [f64], b: &[f64]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
+
 pub(super) fn log_add(a: f64, b: f64) -> f64 {
     if a == f64::NEG_INFINITY {
         return b;
@@ -129,7 +136,7 @@ impl Nuts {
         }
         let i = s.leaves;
         s.leaves += 1;
-        s.rho = add(&s.rho, &leaf.p);
+        add_to(&mut s.rho, &leaf.p);
         if s.first.is_none() {
             s.first = Some(leaf.p.clone());
         }
@@ -138,26 +145,35 @@ impl Nuts {
             s.candidate = Some(leaf.clone());
         }
         s.log_w = log_w;
+        self.close_blocks(s, i, &leaf.p, inv);
+        s.frontier = leaf;
+        dh.min(0.0).exp()
+    }
+
+    /// Leaf `i` with momentum `p` joins the open block of every level; the
+    /// blocks it completes are checked for a U-turn (with Stan's two
+    /// checks across their halves), which fails the subtree.
+    fn close_blocks(&self, s: &mut Subtree, i: usize, p: &[f64], inv: &[f64]) {
         for k in 1..s.open.len() {
             let size = 1usize << k;
             if i.is_multiple_of(size) {
-                s.open[k] = (vec![0.0; leaf.p.len()], leaf.p.clone());
+                s.open[k] = (vec![0.0; p.len()], p.to_vec());
             }
-            s.open[k].0 = add(&s.open[k].0, &leaf.p);
+            add_to(&mut s.open[k].0, p);
         }
         // level 0 blocks are single leaves
         let single = Block {
-            rho: leaf.p.clone(),
-            first: leaf.p.clone(),
-            last: leaf.p.clone(),
+            rho: p.to_vec(),
+            first: p.to_vec(),
+            last: p.to_vec(),
         };
         s.done[0] = [s.done[0][1].take(), Some(single)];
         for k in 1..s.open.len() {
             if !(i + 1).is_multiple_of(1usize << k) {
                 continue;
             }
-            let (rho, first) = s.open[k].clone();
-            let ok = self.open_ended(inv, &first, &leaf.p, &rho);
+            let (rho, first) = std::mem::take(&mut s.open[k]);
+            let ok = self.open_ended(inv, &first, p, &rho);
             // Stan's checks across the two halves: the first half with the
             // second's first leaf, and the first half's last leaf with the
             // second half
@@ -174,12 +190,10 @@ impl Nuts {
             let block = Block {
                 rho,
                 first,
-                last: leaf.p.clone(),
+                last: p.to_vec(),
             };
             s.done[k] = [s.done[k][1].take(), Some(block)];
         }
-        s.frontier = leaf;
-        dh.min(0.0).exp()
     }
 }
 
