@@ -198,7 +198,13 @@ impl Kernel for Nuts {
                 let forward = rngs.0[i].random::<f64>() < 0.5;
                 let tr = &trees[i];
                 let edge = if forward { &tr.right } else { &tr.left };
-                subs.push((i, forward, Subtree::new(edge, j, &xs[i])));
+                // the start is kept only for the wrong criterion's tests
+                let x0: &[f64] = if self.criterion == Criterion::FromStart {
+                    &xs[i]
+                } else {
+                    &[]
+                };
+                subs.push((i, forward, Subtree::new(edge, j, x0)));
             }
             rounds += self.grow_all(
                 &mut trees,
@@ -213,7 +219,7 @@ impl Kernel for Nuts {
                 self.join(&mut trees[i], forward, sub, j, &inv, &mut rngs.0[i]);
             }
         }
-        self.finish(trees, rounds, s)
+        self.finish(trees, rounds, s, &xs)
     }
 }
 
@@ -256,7 +262,13 @@ impl Nuts {
     }
 
     /// The chains' next state (each tree's draw) and what the step did.
-    fn finish(&self, trees: Vec<Tree>, rounds: usize, s: &State) -> Result<(State, Info)> {
+    fn finish(
+        &self,
+        trees: Vec<Tree>,
+        rounds: usize,
+        s: &State,
+        x0: &[Vec<f64>],
+    ) -> Result<(State, Info)> {
         let xs: Vec<&[f64]> = trees.iter().map(|t| t.candidate.x.as_slice()).collect();
         let gs: Vec<&[f64]> = trees.iter().map(|t| t.candidate.g.as_slice()).collect();
         let info = Info {
@@ -266,8 +278,8 @@ impl Nuts {
                 .collect(),
             accepted: trees
                 .iter()
-                .zip(rows(&s.position)?)
-                .map(|(t, x0)| t.candidate.x != x0)
+                .zip(x0)
+                .map(|(t, x0)| &t.candidate.x != x0)
                 .collect(),
             divergent: trees.iter().map(|t| t.divergent).collect(),
             grad_evals: rounds,
