@@ -543,9 +543,9 @@ fn bench_times_a_workload_and_refuses_unknown_ones() {
     assert!(!err.contains("ms/step"), "timed before failing: {err}");
 }
 
-/// `--autotune`: for MALA-approx a pilot tries five steps and two more
-/// prior weights and keeps the preset's unless another scores better
-/// (recorded in the manifest and used by the run); for a sampler with an acceptance test it switches on
+/// `--autotune`: for MALA-approx a pilot of the run's length tries five
+/// steps and two more prior weights and keeps the preset's unless another
+/// scores better (recorded in the manifest and used by the run); for a sampler with an acceptance test it switches on
 /// the step adaptation toward that sampler's usual acceptance; with
 /// `--adapt` it is refused.
 #[test]
@@ -575,6 +575,23 @@ fn autotune_chooses_by_a_pilot_or_adapts() {
         .find(|t| t["step"] == chose["step"] && t["eps1"] == chose["eps1"])
         .expect("the choice is one of the settings tried");
     assert!(score(chosen) >= score(&tried[0]), "{}", m["autotune"]);
+    // the pilot is the run on a share of its chains (here, with 2 chains,
+    // all of them): the chosen setting's pilot score is what the run ends
+    // with, the mean final log p(class)
+    assert_eq!(m["autotune"]["pilot_steps"], 5);
+    assert_eq!(m["autotune"]["pilot_chains"], serde_json::json!([0, 1]));
+    let ended: f64 = m["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["final_condition_value"].as_f64().unwrap().ln())
+        .sum::<f64>()
+        / 2.0;
+    assert!(
+        (ended - score(chosen)).abs() < 1e-9,
+        "{ended} {}",
+        m["autotune"]
+    );
     assert_eq!(m["sampler"]["step"], chose["step"]);
     assert_eq!(m["sampler"]["eps1"], chose["eps1"]);
     let out = d.join("mala");

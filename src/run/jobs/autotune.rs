@@ -1,17 +1,28 @@
 //! `--autotune`: settings chosen from the pair's own behaviour rather than
 //! swept by hand. For a sampler with a Metropolis-Hastings test (MH, MALA,
 //! HMC) it switches on the step adaptation (`--adapt`) toward that
-//! sampler's usual acceptance. For MALA-approx and MAP a short pilot from
-//! the run's own starting codes tries step sizes around the preset's
-//! (the step is normalised by the mean |gradient|, so these are scales of
-//! the pair's own gradients), then weights of the prior relative to the
-//! condition, and keeps the settings whose chains end with the highest mean
-//! log p(y | x) (or unit activation). The preset's own setting is scored
-//! first and a candidate replaces the one kept only when its chains beat
-//! them by more than one standard error of the paired per-chain difference
-//! (the chains share starts and noise): a pilot of a few steps is noisy,
-//! and without evidence the preset stays. The pilot is deterministic (the
-//! run's seed), so a rerun chooses the same.
+//! sampler's usual acceptance. For MALA-approx and MAP a pilot tries step
+//! sizes around the preset's (the step is normalised by the mean
+//! |gradient|, so these are scales of the pair's own gradients), then
+//! weights of the prior relative to the condition, and keeps the settings
+//! whose chains end with the highest mean log p(y | x) (or unit
+//! activation). The preset's own setting is scored first and a candidate
+//! replaces the one kept only when its chains beat them by more than one
+//! standard error of the paired per-chain difference (the chains share
+//! starts and noise): without evidence the preset stays.
+//!
+//! The pilot is the run itself on a share of its chains: as many steps as
+//! the run, from the run's own starts, on every [`PILOT_EVERY`]-th chain of
+//! its first batch (fewer apart when that would leave under
+//! [`PILOT_AT_LEAST`]; all of a small run). It measures what the run will
+//! end with, not how fast chains climb: a pilot of 10 steps chose, on the
+//! DCGAN faces generator, the step that gains most in 10 steps and ends
+//! lowest in 200 (docs/onnx.md). The price is the pilot's 7 candidates on
+//! a quarter of the chains, about 1.75 times the run's own work on a large
+//! run and up to 7 times on a run of a few chains. The pilot is
+//! deterministic (the run's seed), so a rerun chooses the same.
+
+use std::ops::Range;
 
 use candle_core::Tensor;
 
@@ -22,8 +33,11 @@ use crate::run::drive::chains::Pipeline;
 use crate::run::drive::progress::{drive_to_end, Silent};
 use crate::sampler::schedule::Schedule;
 
-/// Steps of each pilot run.
-pub const PILOT_STEPS: usize = 10;
+/// The pilot runs every this-many-th chain of the run's first batch...
+pub const PILOT_EVERY: usize = 4;
+/// ...unless that leaves fewer chains than this (then they lie closer,
+/// down to every chain).
+pub const PILOT_AT_LEAST: usize = 8;
 /// Multiples of the preset's step the pilot tries.
 /// The preset's own (1.0) comes first: it is what the others must beat.
 const STEP_FACTORS: [f64; 5] = [1.0, 0.25, 0.5, 2.0, 4.0];
@@ -41,14 +55,27 @@ fn target_acceptance(s: SamplerKind) -> Option<f64> {
     }
 }
 
+/// What a pipeline of a setting is made from for the pilot: the setting
+/// and the chains (indices in the run) it conditions.
+pub type Build<'a> = dyn Fn(&SamplerConfig, &[usize]) -> Result<Pipeline> + 'a;
+
+/// The chains of the run's first batch `first` that the pilot runs:
+/// evenly spaced, every [`PILOT_EVERY`]-th or closer so that at least
+/// [`PILOT_AT_LEAST`] (or all) run.
+pub fn pilot_chains(first: Range<usize>) -> Vec<usize> {
+    let every = (first.len() / PILOT_AT_LEAST).clamp(1, PILOT_EVERY);
+    first.step_by(every).collect()
+}
+
 /// The settings `--autotune` chooses starting from `cfg`, with what it
-/// tried (for the manifest). `build` makes the pipeline of a setting;
-/// `log_score`: score by the mean log of the measure (class
+/// tried (for the manifest). `build` makes the pipeline of a setting on
+/// some of the chains; `first` is the run's first batch and `start` its
+/// starts; `log_score`: score by the mean log of the measure (class
 /// probabilities), else by its mean (a unit's activation).
 pub fn tune(
     cfg: &SamplerConfig,
-    build: &dyn Fn(&SamplerConfig) -> Result<Pipeline>,
-    start: &Tensor,
+    build: &Build,
+    (first, start): (Range<usize>, &Tensor),
     seed: u64,
     log_score: bool,
 ) -> Result<(SamplerConfig, serde_json::Value)> {
@@ -77,7 +104,17 @@ pub fn tune(
             "use a constant step (--step) or leave the preset's",
         ));
     };
-    let score = |c: &SamplerConfig| pilot_score(c, build, start, seed, log_score);
+    let chains = pilot_chains(first.clone());
+    let rows: Vec<u32> = chains.iter().map(|&i| (i - first.start) as u32).collect();
+    let start = start.index_select(&Tensor::new(rows, start.device())?, 0)?;
+    let pilot = Pilot {
+        build,
+        chains: &chains,
+        start: &start,
+        seed,
+        log_score,
+    };
+    let score = |c: &SamplerConfig| pilot.score(c);
     let mut tried = Vec::new();
     let mut best: (Option<Vec<f64>>, SamplerConfig) = (None, cfg.clone());
     let mut consider = |c: SamplerConfig, best: &mut (Option<Vec<f64>>, SamplerConfig)| {
@@ -113,7 +150,8 @@ pub fn tune(
         }
     }
     let report = serde_json::json!({
-        "pilot_steps": PILOT_STEPS,
+        "pilot_steps": cfg.steps,
+        "pilot_chains": chains,
         "score": if log_score { "mean log p(y | x) after the pilot" } else { "mean activation after the pilot" },
         "tried": tried,
         "chose": {"step": best.1.step, "eps1": best.1.eps1},
@@ -143,51 +181,53 @@ pub fn beats(new: Option<&[f64]>, kept: Option<&[f64]>) -> bool {
     m > (var / n).sqrt()
 }
 
-/// Each chain's log measure (or measure) after a pilot of [`PILOT_STEPS`]
-/// with settings `c`; `None` when the pilot diverges or a score is not
-/// finite.
-fn pilot_score(
-    c: &SamplerConfig,
-    build: &dyn Fn(&SamplerConfig) -> Result<Pipeline>,
-    start: &Tensor,
+/// The pilot's chains, their starts and how they are scored.
+struct Pilot<'a> {
+    build: &'a Build<'a>,
+    chains: &'a [usize],
+    start: &'a Tensor,
     seed: u64,
     log_score: bool,
-) -> Result<Option<Vec<f64>>> {
-    let pilot = SamplerConfig {
-        steps: PILOT_STEPS,
-        ..c.clone()
-    };
-    let o = drive_to_end(
-        "autotune",
-        &build(c)?,
-        &pilot,
-        start,
-        seed,
-        PILOT_STEPS,
-        &mut Silent,
-    );
-    let last = match o {
-        Ok(o) => o.condition_value.last().cloned().unwrap_or_default(),
-        Err(Error::Diverged(_)) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let f = |p: f64| if log_score { p.max(1e-30).ln() } else { p };
-    let s: Vec<f64> = last.iter().map(|&p| f(p)).collect();
-    Ok((!s.is_empty() && s.iter().all(|x| x.is_finite())).then_some(s))
+}
+
+impl Pilot<'_> {
+    /// Each pilot chain's log measure (or measure) after the run's steps
+    /// with settings `c`; `None` when the pilot diverges or a score is not
+    /// finite.
+    fn score(&self, c: &SamplerConfig) -> Result<Option<Vec<f64>>> {
+        let o = drive_to_end(
+            "autotune",
+            &(self.build)(c, self.chains)?,
+            c,
+            self.start,
+            self.seed,
+            c.steps,
+            &mut Silent,
+        );
+        let last = match o {
+            Ok(o) => o.condition_value.last().cloned().unwrap_or_default(),
+            Err(Error::Diverged(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let f = |p: f64| if self.log_score { p.max(1e-30).ln() } else { p };
+        let s: Vec<f64> = last.iter().map(|&p| f(p)).collect();
+        Ok((!s.is_empty() && s.iter().all(|x| x.is_finite())).then_some(s))
+    }
 }
 
 /// `spec` with the settings `--autotune` chooses when it asks for it
-/// (pilot from `start`), and the report for the manifest.
+/// (the pilot on the run's `first` batch, from its starts), and the report
+/// for the manifest.
 pub fn apply<'a>(
     spec: &'a SampleSpec,
-    build: &dyn Fn(&SamplerConfig) -> Result<Pipeline>,
-    start: &Tensor,
+    build: &Build,
+    first: (Range<usize>, &Tensor),
 ) -> Result<(std::borrow::Cow<'a, SampleSpec>, Option<serde_json::Value>)> {
     if !spec.autotune {
         return Ok((std::borrow::Cow::Borrowed(spec), None));
     }
     let classes = matches!(spec.request, Request::Classes(_));
-    let (settings, report) = tune(&spec.settings, build, start, spec.seed, classes)?;
+    let (settings, report) = tune(&spec.settings, build, first, spec.seed, classes)?;
     let tuned = SampleSpec {
         settings,
         ..spec.clone()
@@ -213,7 +253,21 @@ pub fn annotate(verdict: String, report: Option<&serde_json::Value>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::beats;
+    use super::{beats, pilot_chains};
+
+    #[test]
+    fn the_pilot_runs_a_quarter_of_a_large_batch_and_all_of_a_small_one() {
+        // 20 classes of 4 chains: one chain of each class
+        let big = pilot_chains(0..80);
+        assert_eq!(big.len(), 20);
+        assert!(big.iter().enumerate().all(|(k, &i)| i == 4 * k));
+        // closer when every fourth would leave fewer than eight
+        assert_eq!(pilot_chains(0..40).len(), 10);
+        assert_eq!(pilot_chains(0..16), (0..16).step_by(2).collect::<Vec<_>>());
+        assert_eq!(pilot_chains(0..4), vec![0, 1, 2, 3]);
+        // indices are the run's, from the batch's first chain
+        assert_eq!(pilot_chains(100..104), vec![100, 101, 102, 103]);
+    }
 
     #[test]
     fn a_candidate_must_beat_the_kept_setting_by_one_paired_standard_error() {

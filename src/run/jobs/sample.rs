@@ -60,11 +60,11 @@ pub fn run(
     let per_chain = classes(spec, &*pair)?;
     let hole = Hole::of(spec, &*pair)?;
     let plan = plan(spec, &*pair, &per_chain)?;
-    let condition = |chains: Range<usize>| condition(spec, &per_chain, hole.as_ref(), chains);
+    let condition = |chains: &[usize]| condition(spec, &per_chain, hole.as_ref(), chains);
     // the kernel can run on the target, before anything is written
     spec.settings
         .kernel()?
-        .check(&pair.pipeline(&spec.settings, &condition(0..1))?.target)?;
+        .check(&pair.pipeline(&spec.settings, &condition(&[0]))?.target)?;
     let holes = hole.as_ref().map(|h| (&h.real, &h.mask));
     let starts = Starts::new(
         &spec.init,
@@ -74,12 +74,12 @@ pub fn run(
         holes,
         plan.chains,
     )?;
-    // --autotune's pilot runs on the run's first batch, whichever the shard
+    // --autotune's pilot runs on chains of the run's first batch, whichever the shard
     let first = plan.batch_chains(0);
-    let build = |c: &SamplerConfig| pair.pipeline(c, &condition(first.clone()));
+    let build = |c: &SamplerConfig, chains: &[usize]| pair.pipeline(c, &condition(chains));
     let h0 = starts.of(&spec.settings, first.clone())?;
     let original = spec;
-    let (spec, tuned) = super::autotune::apply(spec, &build, &h0)?;
+    let (spec, tuned) = super::autotune::apply(spec, &build, (first, &h0))?;
     let (spec, cfg) = (spec.as_ref(), &spec.settings);
     let request = request(spec, &plan, &per_chain, hole.as_ref());
     let folder = RunFolder::open(&spec.out, spec.force, spec.resume)?.with_scale(spec.scale);
@@ -99,7 +99,7 @@ pub fn run(
     };
     let shown = shown_chains(plan.shard_chains(), spec.chains, SHOWN_PER_ROW);
     let mut make = |chains: Range<usize>| -> Result<(Pipeline, Tensor)> {
-        let pipeline = steerable(&pair, cfg, condition(chains.clone()))?;
+        let pipeline = steerable(&pair, cfg, condition(&chains.clone().collect::<Vec<_>>()))?;
         Ok((pipeline, starts.of(cfg, chains)?))
     };
     let evaluate = |x: &Tensor| pair.evaluate(x);
@@ -216,20 +216,21 @@ fn condition(
     spec: &SampleSpec,
     per_chain: &[usize],
     hole: Option<&Hole>,
-    chains: Range<usize>,
+    chains: &[usize],
 ) -> Condition {
+    let classes = || chains.iter().map(|&i| per_chain[i]).collect();
     match (&spec.request, hole) {
         (Request::Neuron { layer, neuron }, _) => Condition::Neuron {
             layer: layer.clone(),
             neuron: *neuron,
         },
         (_, Some(h)) => Condition::Inpaint {
-            classes: per_chain[chains].to_vec(),
+            classes: classes(),
             real: h.real.clone(),
             mask: h.mask.clone(),
             weight: spec.inpaint.as_ref().map_or(1.0, |p| p.context_weight),
         },
-        (_, None) => Condition::Classes(per_chain[chains].to_vec()),
+        (_, None) => Condition::Classes(classes()),
     }
 }
 
