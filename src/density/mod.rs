@@ -7,6 +7,7 @@ pub mod analytic;
 pub mod backend;
 pub mod condition;
 pub mod image;
+pub mod observation;
 pub mod prior;
 pub mod score;
 

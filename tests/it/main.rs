@@ -15,6 +15,7 @@ mod onnx;
 mod pairs;
 mod pretrained;
 mod report;
+mod restore;
 mod samplers;
 mod score;
 mod scores;

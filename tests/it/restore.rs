@@ -1,0 +1,259 @@
+//! The observation model of `ppgn restore` (`density::observation`): each
+//! degradation and their chains against their adjoints, what they do to
+//! known images, the log-likelihood's gradient against central finite
+//! differences in f64, and the term through a generator's backend.
+
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+use ppgn::density::backend::Backend;
+use ppgn::density::observation::{log_likelihood, Degradation, Observation, Operator};
+use ppgn::density::Term;
+use ppgn::nn::fast::kernels::Act;
+use ppgn::nn::fast::{build, Engine, Net, Op};
+use rand::{Rng, SeedableRng};
+
+fn uniform(n: usize, seed: u64) -> Vec<f64> {
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| r.random_range(-1.0..1.0)).collect()
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// A 12x8 patch hidden on an `h x w` image.
+fn hole(h: usize, w: usize) -> Degradation {
+    let mut known = vec![1.0; h * w];
+    for r in 2..10.min(h) {
+        for c in 1..13.min(w) {
+            known[r * w + c] = 0.0;
+        }
+    }
+    Degradation::Mask { known }
+}
+
+fn operators(h: usize, w: usize, c: usize) -> Vec<(&'static str, Operator)> {
+    let op = |steps| Operator::new(steps, (h, w, c)).unwrap();
+    vec![
+        ("mask", op(vec![hole(h, w)])),
+        ("blur:1.5", op(vec![Degradation::Blur { sigma: 1.5 }])),
+        ("blur:0.4", op(vec![Degradation::Blur { sigma: 0.4 }])),
+        ("down:2", op(vec![Degradation::Down { k: 2 }])),
+        ("down:4", op(vec![Degradation::Down { k: 4 }])),
+        ("noise", op(vec![Degradation::Noise])),
+        (
+            "blur:1+down:2",
+            op(vec![
+                Degradation::Blur { sigma: 1.0 },
+                Degradation::Down { k: 2 },
+            ]),
+        ),
+        (
+            "mask+blur:1+down:2",
+            op(vec![
+                hole(h, w),
+                Degradation::Blur { sigma: 1.0 },
+                Degradation::Down { k: 2 },
+            ]),
+        ),
+    ]
+}
+
+/// `<A x, r> = <x, A^T r>` for every operator, on grey and colour images
+/// of a batch of three (a wrong adjoint, say the blur's renormalisation on
+/// the wrong side, breaks it far beyond rounding).
+#[test]
+fn every_operator_matches_its_adjoint() {
+    for (h, w, c) in [(28, 28, 1), (8, 12, 3)] {
+        for (name, a) in operators(h, w, c) {
+            let (oh, ow, oc) = a.output();
+            let x = uniform(3 * h * w * c, 1);
+            let r = uniform(3 * oh * ow * oc, 2);
+            let (ax, atr) = (a.apply(&x), a.adjoint(&r));
+            assert_eq!(ax.len(), r.len(), "{name}");
+            assert_eq!(atr.len(), x.len(), "{name}");
+            let (lhs, rhs) = (dot(&ax, &r), dot(&x, &atr));
+            assert!(
+                (lhs - rhs).abs() < 1e-12 * lhs.abs().max(1.0),
+                "{name} on {h}x{w}x{c}: {lhs} vs {rhs}"
+            );
+        }
+    }
+}
+
+/// What the degradations do to images whose result is known.
+#[test]
+fn degradations_do_what_they_say() {
+    let (h, w) = (8, 12);
+    // a blur keeps a flat image flat, at the edges too
+    let blur = Operator::new(vec![Degradation::Blur { sigma: 2.0 }], (h, w, 1)).unwrap();
+    assert!(blur
+        .apply(&vec![0.7; h * w])
+        .iter()
+        .all(|v| (v - 0.7).abs() < 1e-12));
+    // and spreads a point over its neighbours, keeping its centre highest
+    let mut point = vec![0.0; h * w];
+    point[4 * w + 6] = 1.0;
+    let b = blur.apply(&point);
+    assert!(b[4 * w + 6] > b[4 * w + 7] && b[4 * w + 7] > b[4 * w + 9] && b[4 * w + 9] > 0.0);
+    // average pooling by 2: each output is its block's mean
+    let down = Operator::new(vec![Degradation::Down { k: 2 }], (h, w, 1)).unwrap();
+    assert_eq!(down.output(), (4, 6, 1));
+    let x: Vec<f64> = (0..h * w).map(|i| i as f64).collect();
+    let y = down.apply(&x);
+    assert_eq!(y[0], (0.0 + 1.0 + 12.0 + 13.0) / 4.0);
+    assert_eq!(y[6 + 1], (26.0 + 27.0 + 38.0 + 39.0) / 4.0);
+    // a mask zeroes the hidden pixels on every channel, keeps the others
+    let mask = Operator::new(vec![hole(h, w)], (h, w, 3)).unwrap();
+    let y = mask.apply(&vec![1.0; h * w * 3]);
+    assert_eq!(&y[(3 * w + 2) * 3..(3 * w + 3) * 3], &[0.0; 3]);
+    assert_eq!(&y[0..3], &[1.0; 3]);
+}
+
+/// Shapes a degradation cannot read are refused when the operator is
+/// made, each in one line naming what would fit.
+#[test]
+fn operators_that_do_not_fit_the_image_are_refused() {
+    let err = |steps, shape| Operator::new(steps, shape).unwrap_err().to_string();
+    let e = err(vec![Degradation::Down { k: 3 }], (28, 28, 1));
+    assert!(e.contains("divisor") && e.contains("28"), "{e}");
+    let e = err(vec![Degradation::Down { k: 0 }], (28, 28, 1));
+    assert!(e.contains("down:0"), "{e}");
+    let e = err(vec![Degradation::Blur { sigma: -1.0 }], (28, 28, 1));
+    assert!(e.contains("positive"), "{e}");
+    let e = err(vec![Degradation::Blur { sigma: f64::NAN }], (28, 28, 1));
+    assert!(e.contains("positive"), "{e}");
+    // the mask is checked at the size it reads: after down:2, 14x14
+    let e = err(vec![Degradation::Down { k: 2 }, hole(28, 28)], (28, 28, 1));
+    assert!(e.contains("14x14"), "{e}");
+    for e in [
+        err(vec![Degradation::Down { k: 3 }], (28, 28, 1)),
+        err(vec![Degradation::Down { k: 2 }, hole(28, 28)], (28, 28, 1)),
+    ] {
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+}
+
+/// The log-likelihood's gradient in `x` against central differences, in
+/// f64, for every operator, with one observation for the batch and with one
+/// per image.
+#[test]
+fn the_log_likelihood_gradient_matches_finite_differences() {
+    let (h, w, c) = (8, 12, 3);
+    for (name, a) in operators(h, w, c) {
+        let (oh, ow, oc) = a.output();
+        let m = oh * ow * oc;
+        let x = uniform(2 * h * w * c, 3);
+        for y in [uniform(m, 4), uniform(2 * m, 5)] {
+            let var = 0.3;
+            let (values, grad) = log_likelihood(&a, &x, &y, var);
+            assert_eq!(values.len(), 2);
+            let d = uniform(x.len(), 6);
+            let at = |t: f64| -> f64 {
+                let xt: Vec<f64> = x.iter().zip(&d).map(|(a, b)| a + t * b).collect();
+                log_likelihood(&a, &xt, &y, var).0.iter().sum()
+            };
+            let eps = 1e-5;
+            let fd = (at(eps) - at(-eps)) / (2.0 * eps);
+            let analytic = dot(&grad, &d);
+            assert!(
+                (fd - analytic).abs() < 1e-7 * analytic.abs().max(1.0),
+                "{name}: {analytic} vs {fd}"
+            );
+            // the value is -|A x - y|^2 / (2 var), zero at y = A x
+            let exact = log_likelihood(&a, &x, &a.apply(&x), var).0;
+            assert!(exact.iter().all(|v| *v == 0.0), "{name}");
+        }
+    }
+}
+
+/// The term through a generator on its backend: a linear generator
+/// `G(h) = W h + b` whose images are 8x12x3, so `d/dh log p(y | G(h)) =
+/// W^T grad_x` can be computed here in f64 and compared with the term's
+/// f32 gradient and value, on both engines.
+#[test]
+fn the_observation_term_pulls_back_through_the_generator() {
+    let (d, h, w, c) = (5, 8, 12, 3);
+    let size = h * w * c;
+    let wv = uniform(size * d, 7);
+    let bv = uniform(size, 8);
+    let dev = Device::Cpu;
+    let wt = Tensor::from_vec(wv.clone(), (size, d), &dev)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    let bt = Tensor::from_vec(bv.clone(), size, &dev)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    let ops = vec![
+        build::linear(&wt, Some(&bt), Act::Identity).unwrap(),
+        Op::Reshape((h, w, c)),
+    ];
+    let net = Arc::new(Net::<f32>::new((1, 1, d), ops).unwrap());
+    let steps = vec![
+        hole(h, w),
+        Degradation::Blur { sigma: 1.0 },
+        Degradation::Down { k: 2 },
+    ];
+    let a = Operator::new(steps, (h, w, c)).unwrap();
+    let (oh, ow, oc) = a.output();
+    let y = uniform(oh * ow * oc, 9);
+    let codes = uniform(2 * d, 10);
+    // in f64: x = W h + b (as f32 weights, which the net holds), then W^T
+    let w32: Vec<f64> = wv.iter().map(|&v| v as f32 as f64).collect();
+    let b32: Vec<f64> = bv.iter().map(|&v| v as f32 as f64).collect();
+    let h32: Vec<f64> = codes.iter().map(|&v| v as f32 as f64).collect();
+    let x: Vec<f64> = (0..2 * size)
+        .map(|i| {
+            let (n, o) = (i / size, i % size);
+            b32[o] + (0..d).map(|k| w32[o * d + k] * h32[n * d + k]).sum::<f64>()
+        })
+        .collect();
+    let var = 0.05;
+    let (want_v, gx) = log_likelihood(&a, &x, &y, var);
+    let want_g: Vec<f64> = (0..2 * d)
+        .map(|i| {
+            let (n, k) = (i / d, i % d);
+            (0..size).map(|o| w32[o * d + k] * gx[n * size + o]).sum()
+        })
+        .collect();
+    let gmax = want_g.iter().fold(0f64, |m, v| m.max(v.abs()));
+    let observed = Tensor::from_vec(y, (1, oh, ow, oc), &dev).unwrap();
+    let p = Tensor::from_vec(codes, (2, 1, 1, d), &dev)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    for engine in [Engine::Fast, Engine::Reference] {
+        let backend = Backend::new(net.clone(), engine).unwrap();
+        let term = Observation::new(backend, a.clone(), &observed, var).unwrap();
+        let e = term.value_and_grad(&p).unwrap();
+        let got: Vec<f32> = e.grad.flatten_all().unwrap().to_vec1().unwrap();
+        for (g, want) in got.iter().zip(&want_g) {
+            assert!(
+                (*g as f64 - want).abs() < 1e-4 * gmax,
+                "{engine:?}: {g} vs {want}"
+            );
+        }
+        for (v, want) in e.log_density.unwrap().iter().zip(&want_v) {
+            assert!(
+                (v - want).abs() < 1e-4 * want.abs().max(1.0),
+                "{engine:?}: {v} vs {want}"
+            );
+        }
+    }
+    // an observation of another size, or a variance that is not positive
+    let backend = || Backend::new(net.clone(), Engine::Fast).unwrap();
+    let wrong = Tensor::zeros((1, h, w, c), DType::F32, &dev).unwrap();
+    let e = Observation::new(backend(), a.clone(), &wrong, var)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("observation"), "{e}");
+    let e = Observation::new(backend(), a.clone(), &observed, 0.0)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("positive"), "{e}");
+}
