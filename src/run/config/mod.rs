@@ -4,6 +4,7 @@ pub mod choice;
 pub mod derived;
 pub mod inpaint;
 pub mod preset;
+pub mod restore;
 pub mod settings;
 pub mod spec;
 pub mod steer;
