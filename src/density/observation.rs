@@ -252,6 +252,14 @@ pub fn log_likelihood(a: &Operator, x: &[f64], y: &[f64], var: f64) -> (Vec<f64>
     (values, grad)
 }
 
+/// The root mean square of `A x - y` per image of the batch `x` (`y` one
+/// observation for all or one per image).
+pub fn residual_rms(a: &Operator, x: &[f64], y: &[f64]) -> Vec<f64> {
+    let m = Operator::size(a.output()).max(1) as f64;
+    let (values, _) = log_likelihood(a, x, y, 0.5);
+    values.iter().map(|v| (-v / m).sqrt()).collect()
+}
+
 /// The observation term `log p(y | h)` on a code: [`log_likelihood`] of
 /// `G(h)`, pulled back through `G` on its [`Backend`].
 pub struct Observation {

@@ -114,49 +114,15 @@ pub fn tune(
         seed,
         log_score,
     };
-    let score = |c: &SamplerConfig| pilot.score(c);
-    let mut tried = Vec::new();
-    let mut best: (Option<Vec<f64>>, SamplerConfig) = (None, cfg.clone());
-    let mut consider = |c: SamplerConfig, best: &mut (Option<Vec<f64>>, SamplerConfig)| {
-        let s = score(&c)?;
-        let m = mean(s.as_deref());
-        tried.push(serde_json::json!({"step": c.step, "eps1": c.eps1, "score": m}));
-        if beats(s.as_deref(), best.0.as_deref()) {
-            *best = (s, c);
-        }
-        Result::Ok(())
-    };
-    for f in STEP_FACTORS {
-        let step = Schedule::Constant { value: step * f };
-        consider(
-            SamplerConfig {
-                step,
-                ..cfg.clone()
-            },
-            &mut best,
-        )?;
-    }
-    let at_best_step = best.1.clone();
-    if cfg.eps1 > 0.0 {
-        for f in EPS1_FACTORS.into_iter().filter(|&f| f != 1.0) {
-            let eps1 = at_best_step.eps1 * f;
-            consider(
-                SamplerConfig {
-                    eps1,
-                    ..at_best_step.clone()
-                },
-                &mut best,
-            )?;
-        }
-    }
+    let (best, tried) = pilot.search(cfg, step)?;
     let report = serde_json::json!({
         "pilot_steps": cfg.steps,
         "pilot_chains": chains,
         "score": if log_score { "mean log p(y | x) after the pilot" } else { "mean activation after the pilot" },
         "tried": tried,
-        "chose": {"step": best.1.step, "eps1": best.1.eps1},
+        "chose": {"step": best.step, "eps1": best.eps1},
     });
-    Ok((best.1, report))
+    Ok((best, report))
 }
 
 /// The mean of per-chain scores, minus infinity for a diverged pilot.
@@ -191,6 +157,46 @@ struct Pilot<'a> {
 }
 
 impl Pilot<'_> {
+    /// The steps around the preset's `step` (`cfg`'s, a constant), then
+    /// the prior's weights at the step kept: the setting kept and what
+    /// was tried.
+    fn search(
+        &self,
+        cfg: &SamplerConfig,
+        step: f64,
+    ) -> Result<(SamplerConfig, Vec<serde_json::Value>)> {
+        let mut tried = Vec::new();
+        let mut best: (Option<Vec<f64>>, SamplerConfig) = (None, cfg.clone());
+        let mut consider = |c: SamplerConfig, best: &mut (Option<Vec<f64>>, SamplerConfig)| {
+            let s = self.score(&c)?;
+            let m = mean(s.as_deref());
+            tried.push(serde_json::json!({"step": c.step, "eps1": c.eps1, "score": m}));
+            if beats(s.as_deref(), best.0.as_deref()) {
+                *best = (s, c);
+            }
+            Result::Ok(())
+        };
+        for f in STEP_FACTORS {
+            let step = Schedule::Constant { value: step * f };
+            let c = SamplerConfig {
+                step,
+                ..cfg.clone()
+            };
+            consider(c, &mut best)?;
+        }
+        let at_best_step = best.1.clone();
+        if cfg.eps1 > 0.0 {
+            for f in EPS1_FACTORS.into_iter().filter(|&f| f != 1.0) {
+                let c = SamplerConfig {
+                    eps1: at_best_step.eps1 * f,
+                    ..at_best_step.clone()
+                };
+                consider(c, &mut best)?;
+            }
+        }
+        Ok((best.1, tried))
+    }
+
     /// Each pilot chain's log measure (or measure) after the run's steps
     /// with settings `c`; `None` when the pilot diverges or a score is not
     /// finite.

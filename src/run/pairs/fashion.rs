@@ -21,6 +21,7 @@ use crate::run::config::preset::{Engine, PriorKind, SamplerConfig};
 use crate::run::drive::chains::{Measure, Pipeline};
 
 pub use super::pair::Condition;
+use super::pair::Restoring;
 
 /// The condition network a Fashion-MNIST generator's chains are guided
 /// by when it is not the stack's own classifier: any classifier side
@@ -64,6 +65,7 @@ pub fn measure(
             let (layer, neuron) = (on(head(stack, guide, Some(layer))?)?, *neuron);
             Box::new(move |x: &Tensor| unit_activation(&layer(x)?, neuron))
         }
+        Condition::Restore(r) => r.measure()?,
     })
 }
 
@@ -122,6 +124,9 @@ pub fn guided_target(
     cfg: &SamplerConfig,
     condition: &Condition,
 ) -> Result<Sum> {
+    if let Condition::Restore(r) = condition {
+        return restore_target(stack, cfg, r);
+    }
     let g = code_to_image(stack, cfg)?;
     let (head, objective, through_h, context) = reading(stack, guide, cfg, condition, &g)?;
     // PPGN-x moves the image: the condition reads it directly
@@ -183,6 +188,24 @@ pub fn guided_target(
 /// A term with its weight in the target.
 type Weighted = (f64, Box<dyn Term>);
 
+/// A restoration's target: `eps1 *` the prior (the joint prior as its own
+/// term) and `eps2 *` the observation's log-likelihood on `G`.
+fn restore_target(stack: &Stack, cfg: &SamplerConfig, r: &Restoring) -> Result<Sum> {
+    if cfg.prior == PriorKind::XDae {
+        return Err(Error::unsupported(
+            "restoring with the x-dae prior (PPGN-x samples images, not codes)",
+            "restore with --prior flow, joint, h-dae, gaussian or none",
+        ));
+    }
+    let g = Backend::new(Arc::new(code_to_image(stack, cfg)?), cfg.engine)?;
+    let mut terms: Vec<Weighted> = Vec::new();
+    if let Some(p) = prior_term(stack, cfg, None)? {
+        terms.push((cfg.eps1, p));
+    }
+    terms.push((cfg.eps2, Box::new(r.term(g)?)));
+    Ok(Sum::new(terms))
+}
+
 /// What the condition reads, given the decoder `g` of the chains'
 /// positions: the network from images to the logits or the unit's layer
 /// (behind inpainting's clamp), the objective, whether that network's
@@ -221,6 +244,7 @@ fn reading(
             Objective::Unit(*neuron),
             own && matches!(layer.as_str(), "logits" | "fc8"),
         ),
+        Condition::Restore(_) => unreachable!("a restoration reads no class (restore_target)"),
     };
     Ok((head, objective, through_h, context))
 }

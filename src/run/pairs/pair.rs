@@ -10,7 +10,9 @@
 
 use candle_core::Tensor;
 
+use crate::density::backend::Backend;
 use crate::density::condition::Neuron;
+use crate::density::observation::{self, Observation, Operator};
 use crate::error::{Error, Result};
 use crate::nn::fast::{Net, Op};
 use crate::run::config::preset::SamplerConfig;
@@ -38,6 +40,47 @@ pub enum Condition {
         mask: Tensor,
         weight: f64,
     },
+    /// Restoration (`ppgn restore`): no class, the code's posterior under
+    /// a damaged observation of the image (`crate::density::observation`).
+    Restore(Restoring),
+}
+
+/// What a restoration's chains are conditioned on: the observations, the
+/// operator that made them from images and the likelihood's variance.
+#[derive(Debug, Clone)]
+pub struct Restoring {
+    /// `[1 or n, oh, ow, oc]`: one observation for every chain or one per
+    /// chain, in the generator's decoded space.
+    pub observed: Tensor,
+    pub operator: Operator,
+    /// `s^2 + tau^2`: the observation's noise and the generator's own error.
+    pub variance: f64,
+}
+
+impl Restoring {
+    /// The observation term on the images of `g` (weight 1; the caller
+    /// weighs it by `eps2`).
+    pub fn term(&self, g: Backend) -> Result<Observation> {
+        Observation::new(g, self.operator.clone(), &self.observed, self.variance)
+    }
+
+    /// What progress reports per chain: the root mean square of `A x - y`,
+    /// in the image's units.
+    pub fn measure(&self) -> Result<crate::run::drive::chains::Measure> {
+        let y: Vec<f64> = self
+            .observed
+            .to_dtype(candle_core::DType::F64)?
+            .flatten_all()?
+            .to_vec1()?;
+        let a = self.operator.clone();
+        Ok(Box::new(move |x: &Tensor| {
+            let x: Vec<f64> = x
+                .to_dtype(candle_core::DType::F64)?
+                .flatten_all()?
+                .to_vec1()?;
+            Ok(observation::residual_rms(&a, &x, &y))
+        }))
+    }
 }
 
 /// Something a pair may or may not bring.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Tensor};
 
-use super::pair::{clamp_net, Condition, Pair, Part};
+use super::pair::{clamp_net, Condition, Pair, Part, Restoring};
 use super::pretrained::PlugPair;
 use crate::density::backend::Backend;
 use crate::density::condition::{class_probability, NetCondition, Objective};
@@ -61,6 +61,7 @@ impl Pair for PlugPair {
                 mask,
                 weight,
             } => inpaint(self, classes, (real, mask, *weight), cfg),
+            Condition::Restore(r) => restore(self, r, cfg),
         }
     }
 
@@ -168,6 +169,36 @@ fn inpaint(
             clamp_known(&decode(h)?, &r, &m).map_err(candle_core::Error::wrap)
         }),
         measure: Box::new(move |x: &Tensor| class_probability(&logits(x)?, &classes)),
+        backend: cfg.engine,
+        retarget: None,
+    })
+}
+
+/// A restoration's pipeline on `pair`: the prior and `eps2 *` the
+/// observation's log-likelihood on `G` (no class).
+fn restore(pair: &PlugPair, r: &Restoring, cfg: &SamplerConfig) -> Result<Pipeline> {
+    if pair.pixels().is_none() {
+        return Err(Error::unsupported(
+            format!(
+                "restoring with {}: its generator's images are not pixels in [0, 1]",
+                pair.names.0
+            ),
+            "restore with the shipped stack or a generator with an output_range",
+        ));
+    }
+    let (mut terms, joint) = pair.prior(cfg)?;
+    if joint.is_some() {
+        return Err(Error::unsupported(
+            "restoring with the joint prior on this pair (it reads E off the class pass)",
+            "use --prior gaussian, flow or none",
+        ));
+    }
+    let g = Backend::new(pair.decode_net.clone(), cfg.engine)?;
+    terms.push((cfg.eps2, Box::new(r.term(g)?)));
+    Ok(Pipeline {
+        target: Sum::new(terms),
+        decode: pair.decode.clone(),
+        measure: r.measure()?,
         backend: cfg.engine,
         retarget: None,
     })
