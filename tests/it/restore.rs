@@ -406,3 +406,96 @@ fn restoring_test_images_on_the_shipped_stack() {
         assert!(s.q05[i] <= s.q95[i] && s.std[i] > 0.0);
     }
 }
+
+/// The whole job on the shipped stack: a 12x12 hole in two test images,
+/// the arrays at their shapes, the manifest's scores (coverage over the
+/// hidden pixels for a mask, none unseen for down:2), and images that do
+/// not fit refused before any sampling.
+#[test]
+fn the_restore_job_writes_its_arrays_and_scores() {
+    use ppgn::data::npy::read_f32;
+    use ppgn::run::config::preset::preset;
+    use ppgn::run::config::restore::parse;
+    use ppgn::run::config::spec::Networks;
+    use ppgn::run::drive::progress::Silent;
+    use ppgn::run::jobs::restore::{job, Damage, RestoreSpec, Truths};
+    let d = crate::tempdir("restore-job");
+    assert_eq!(Truths::parse("test:3").unwrap(), Truths::Test(3..=3));
+    assert_eq!(Truths::parse("test:0-9").unwrap(), Truths::Test(0..=9));
+    for bad in ["test:5-2", "test:x", "test:"] {
+        let e = Truths::parse(bad).unwrap_err().to_string();
+        assert!(e.contains("test:A-B"), "{bad}: {e}");
+    }
+    let mut settings = preset("exact-mala").unwrap();
+    settings.steps = 20;
+    let spec = |operator: &str, out: &str| RestoreSpec {
+        networks: Networks::Fashion {
+            models: None,
+            guide: None,
+        },
+        data_dir: None,
+        truths: Truths::Test(0..=1),
+        damage: Damage {
+            operator: parse(operator).unwrap(),
+            noise_std: 0.02,
+            tau: 0.1,
+        },
+        settings: settings.clone(),
+        chains: 2,
+        record_every: 2,
+        seed: 0,
+        out: d.join(out),
+        force: false,
+        scale: Some(1),
+        command: "test".into(),
+    };
+    let line = job(&spec("mask:12x12@8,8", "mask"), &mut Silent).unwrap();
+    assert!(line.contains("2 images restored"), "{line}");
+    let run = d.join("mask");
+    for (name, shape) in [
+        ("truth", vec![2, 1, 28, 28]),
+        ("observed", vec![2, 1, 28, 28]),
+        ("mean", vec![2, 1, 28, 28]),
+        ("std", vec![2, 1, 28, 28]),
+        ("q05", vec![2, 1, 28, 28]),
+        ("q95", vec![2, 1, 28, 28]),
+        // records at steps 12, 14, .., 20: 5 a chain, 2 chains
+        ("samples", vec![2, 10, 1, 28, 28]),
+    ] {
+        let (s, _) = read_f32(&run.join(format!("{name}.npy"))).unwrap();
+        assert_eq!(s, shape, "{name}");
+    }
+    assert!(run.join("restore.png").exists());
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    let per = m["per_image"].as_array().unwrap();
+    assert_eq!(per.len(), 2);
+    for p in per {
+        let c = p["coverage"].as_f64().unwrap();
+        let u = p["coverage_unseen"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&c) && (0.0..=1.0).contains(&u), "{p}");
+        assert!(p["psnr"].as_f64().unwrap() > 5.0, "{p}");
+    }
+    // the observed image: the truth outside the hole (plus noise), 0 inside
+    let (_, obs) = read_f32(&run.join("observed.npy")).unwrap();
+    let (_, truth) = read_f32(&run.join("truth.npy")).unwrap();
+    assert_eq!(obs[10 * 28 + 10], 0.0);
+    assert!((obs[2 * 28 + 2] - truth[2 * 28 + 2]).abs() < 0.1);
+    job(&spec("down:2", "down"), &mut Silent).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("down/manifest.json")).unwrap())
+            .unwrap();
+    assert!(m["per_image"][0]["coverage_unseen"].is_null(), "{m}");
+    // an existing folder, images of another size: refused, nothing written
+    let e = job(&spec("down:2", "down"), &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("exists") || e.contains("--force"), "{e}");
+    let small = d.join("small.npy");
+    ppgn::data::npy::write_f32(&small, &[1, 1, 14, 14], &vec![0.5; 196]).unwrap();
+    let mut s = spec("down:2", "small-run");
+    s.truths = Truths::File(small);
+    let e = job(&s, &mut Silent).unwrap_err().to_string();
+    assert!(e.contains("28") && e.contains("14"), "{e}");
+    assert!(!d.join("small-run").exists());
+}
