@@ -47,7 +47,7 @@ impl Windows {
 
 /// Per-coordinate mean and spread of the positions seen in a window,
 /// pooled over chains (Welford).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Window {
     n: f64,
     mean: Vec<f64>,

@@ -71,6 +71,16 @@ pub trait Kernel {
     fn warm_up(&mut self, _t: usize, _warmup: usize, _state: &State) -> Result<bool> {
         Ok(false)
     }
+    /// What the kernel has learnt from warm-up so far, for a checkpoint
+    /// (`None`: it learns nothing), so that a resumed run moves as the
+    /// uninterrupted one would.
+    fn learnt(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// Takes back what [`Kernel::learnt`] gave.
+    fn relearn(&mut self, _learnt: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
     /// Moves all chains one step; `t` is the step index (for schedules).
     fn step(
         &self,

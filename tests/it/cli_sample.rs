@@ -187,7 +187,7 @@ fn an_interrupted_run_resumes_to_the_same_bits() {
 /// `stop_after` steps then resumed; their samples and labels must be
 /// byte-identical, and the interrupted run must neither land in `b` nor be
 /// restarted silently.
-fn assert_resumes_identically(
+pub(crate) fn assert_resumes_identically(
     common: &[&str],
     a: &std::path::Path,
     b: &std::path::Path,

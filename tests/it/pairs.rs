@@ -177,6 +177,53 @@ fn an_onnx_pair_killed_and_resumed_gives_the_same_bits() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
+/// `--preset exact-nuts` on a pair with a declared prior: NUTS's metric,
+/// learnt in warm-up (its one window ends at step 26 of 30), is in the
+/// checkpoint, so a run stopped at step 30 resumes to the same bits
+/// (without it the resumed chains would move with the identity metric).
+/// At 20 steps the 10 of warm-up left dual averaging at a step so large
+/// that no chain moved after it, and a resume without the metric passed.
+/// Its tree evaluations are whole batches (the classifier holds one class
+/// per chain), and the step adapts toward NUTS's 0.8.
+#[test]
+fn exact_nuts_on_an_onnx_pair_resumes_with_its_learnt_metric() {
+    let d = tempdir("pairs-nuts");
+    let (g, c) = onnx_pair(&d);
+    let common = [
+        "sample",
+        "--generator",
+        &g,
+        "--classifier",
+        &c,
+        "--class",
+        "0,5",
+        "--chains",
+        "2",
+        "--preset",
+        "exact-nuts",
+        "--steps",
+        "60",
+        "--record-every",
+        "5",
+        "-q",
+    ];
+    crate::cli_sample::assert_resumes_identically(&common, &d.join("a"), &d.join("b"), "30");
+    let text = std::fs::read_to_string(d.join("a/manifest.json")).unwrap();
+    let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(m["sampler"]["sampler"], "nuts");
+    let rates: Vec<f64> = m["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["accept_rate"].as_f64().unwrap())
+        .collect();
+    assert!(
+        rates.iter().all(|r| (0.3..=1.0).contains(r)),
+        "acceptance {rates:?}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
 /// `--preset exact-mala` and `exact-hmc` on a pair whose generator
 /// declares a Gaussian code prior: Metropolis-Hastings on `N(0, I)` plus
 /// the condition, from importance-resampled prior draws (counted in the

@@ -11,6 +11,7 @@ use crate::sampler::hmc::Hmc;
 use crate::sampler::mala::Mala;
 use crate::sampler::mala_approx::MalaApprox;
 use crate::sampler::map::Map;
+use crate::sampler::nuts::{Nuts, MAX_DEPTH};
 use crate::sampler::rwmh::RandomWalk;
 use crate::sampler::schedule::{ladder, Schedule};
 use crate::sampler::Kernel;
@@ -47,6 +48,7 @@ impl SamplerConfig {
                 jitter: cfg.jitter,
                 clip,
             }),
+            SamplerKind::Nuts => Box::new(Nuts::new(cfg.step, MAX_DEPTH)),
             SamplerKind::ReverseDiffusion => {
                 let Some((max, min)) = cfg.noise_levels else {
                     return Err(Error::unsupported(
@@ -120,11 +122,13 @@ impl SamplerConfig {
     }
 
     /// Gradient evaluations one step costs per chain: the leapfrog steps of
-    /// HMC, one for every other kernel (MALA reuses the gradient it computed
-    /// at the accepted proposal).
+    /// HMC, at most a full tree of NUTS's deepest (its trees stop earlier
+    /// as they turn), one for every other kernel (MALA reuses the gradient
+    /// it computed at the accepted proposal).
     pub fn grads_per_step(&self) -> usize {
         match self.sampler {
             SamplerKind::Hmc => self.leapfrog_steps.max(1),
+            SamplerKind::Nuts => (1 << MAX_DEPTH) - 1,
             _ => 1,
         }
     }

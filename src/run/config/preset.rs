@@ -17,6 +17,9 @@ pub enum SamplerKind {
     Hmc,
     /// One noise level per step down a ladder (`crate::sampler::diffusion`).
     ReverseDiffusion,
+    /// The No-U-Turn Sampler (`crate::sampler::nuts`): HMC that chooses
+    /// its trajectory's length, with a metric learnt in warm-up.
+    Nuts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +71,7 @@ impl Choice for SamplerKind {
         Self::Mala,
         Self::Hmc,
         Self::ReverseDiffusion,
+        Self::Nuts,
     ];
     const WHAT: &'static str = "sampler";
 }
@@ -172,7 +176,7 @@ pub fn default_jitter() -> f64 {
 }
 
 /// `(name, description)` of every preset.
-pub const PRESETS: [(&str, &str); 14] = [
+pub const PRESETS: [(&str, &str); 15] = [
     ("ppgn", "Noiseless Joint PPGN-h: MALA-approx, prior E(G(h)) - h, eps1=1e-5, eps2=1, eps3=1e-17, step 0.5 normalised by mean |grad| (picked on the validation split, docs/tuning.md), h clipped to [0, 30] (S9.4, eq. 13)"),
     ("dgn-am-chain", "DGN-AM as a PPGN chain (Fig. S13b): MALA-approx as ppgn, with the Gaussian prior of an L2 decay of 0.01 (eq. 10) in place of the joint prior"),
     ("dgn-am", "DGN-AM: MAP on h with L2 decay, a decaying learning rate and clipping (Nguyen et al. 2016; Xu et al. Alg. 1)"),
@@ -183,6 +187,7 @@ pub const PRESETS: [(&str, &str); 14] = [
     ("xu-hmc", "Xu et al.: HMC with the Gaussian prior, 10 leapfrog steps, decaying step"),
     ("exact-mala", "MALA with Metropolis-Hastings on the exact posterior p(u) p(y|G(relu(u)))^eps2 over the code u, eps2=3 (picked on the validation split, docs/tuning.md), the flow prior (ppgn train code-prior), moving the flow's base point z (u = T(z), neural transport); each chain starts from its pick of 100 prior draws by p(y|x)^eps2 (100 forward passes, counted as 100 gradient evaluations); step tuned by dual averaging to acceptance 0.574 over the first half of the steps"),
     ("exact-hmc", "HMC on the same target and starts as exact-mala, 10 leapfrog steps, step tuned by dual averaging to acceptance 0.65 over the first half of the steps"),
+    ("exact-nuts", "NUTS (the No-U-Turn Sampler, as Stan runs it) on the same target and starts as exact-mala: trees up to depth 10, a diagonal metric learnt in Stan's warm-up windows and the step tuned by dual averaging to acceptance 0.8 over the first half of the steps; 40 steps"),
     ("ppgn-flow", "MALA-approx (no accept/reject) in the flow's base space from exact-mala's starts: the flow prior in place of the joint prior, eps1=1, eps2=3, step 0.01 unnormalised, eps3=sqrt(2 * 0.01) (unadjusted Langevin)"),
     ("ppgn-score", "Reverse diffusion on the score-based prior (ppgn train code-score): 200 noise levels from 10 to 0.01 of the standardised code, one per step, the class term read on the denoiser's estimate of the clean code with its gradient through the denoiser, eps2=3 (picked on the validation split, docs/tuning.md)"),
     ("ppgn-score-langevin", "Annealed Langevin on the score-based prior: MALA-approx (eq. 13) with the denoiser's score as the prior term, 200 noise levels from 10 to 0.01, one per step, the update scaled by (level / 0.01)^2 and the noise by level / 0.01; at the last level eps1=1, eps2=3, step 2e-5, eps3=sqrt(2 * 2e-5) (eps2 and step picked on the validation split, docs/tuning.md), the class term read as ppgn-score's"),
@@ -270,6 +275,9 @@ pub fn preset(name: &str) -> Result<SamplerConfig> {
         name if SCORE_PRESETS.contains(&name) => score_preset(name, base),
         "xu-map" | "xu-mala" | "xu-mala-clip" | "xu-hmc" => xu_preset(name, base),
         name if FLOW_PRESETS.contains(&name) => flow_preset(name, base),
+        // exact-mala's target and starts (tuned with the flow presets),
+        // sampled by NUTS
+        "exact-nuts" => flow_preset(name, base),
         other => {
             let names: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
             return Err(Error::unknown("preset", other, &names));
@@ -404,6 +412,13 @@ fn flow_preset(name: &str, base: SamplerConfig) -> SamplerConfig {
             step: Schedule::Constant { value: 0.1 },
             leapfrog_steps: 10,
             adapt: Some(0.65),
+            ..flow
+        },
+        "exact-nuts" => SamplerConfig {
+            sampler: SamplerKind::Nuts,
+            steps: 40,
+            step: Schedule::Constant { value: 0.1 },
+            adapt: Some(0.8),
             ..flow
         },
         _ => SamplerConfig {

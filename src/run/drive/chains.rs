@@ -144,6 +144,9 @@ pub struct ChainsOutput {
     pub adapt: Option<DualAveraging>,
     /// Changes of the settings made during the run (`crate::run::config::steer`).
     pub changes: Vec<Change>,
+    /// What the kernel learnt in warm-up ([`crate::sampler::Kernel::learnt`]:
+    /// NUTS's metric), as of the last checkpoint.
+    pub learnt: Option<serde_json::Value>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -161,6 +164,8 @@ struct StateMeta {
     adapt: Option<DualAveraging>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     changes: Vec<Change>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    learnt: Option<serde_json::Value>,
 }
 
 impl ChainsOutput {
@@ -187,6 +192,7 @@ impl ChainsOutput {
             rngs: self.rngs.0.clone(),
             adapt: self.adapt.clone(),
             changes: self.changes.clone(),
+            learnt: self.learnt.clone(),
         };
         Ok((serde_json::to_value(&meta).expect("serialises"), t))
     }
@@ -226,6 +232,7 @@ impl ChainsOutput {
             rngs: ChainRngs(meta.rngs),
             adapt: meta.adapt,
             changes: meta.changes,
+            learnt: meta.learnt,
         })
     }
 }
@@ -250,6 +257,7 @@ impl ChainsOutput {
                 .adapt
                 .map(|delta| DualAveraging::new(cfg.step.at(0), delta)),
             changes: Vec::new(),
+            learnt: None,
         })
     }
 

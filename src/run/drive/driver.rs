@@ -60,6 +60,9 @@ impl<'p> Steered<'p> {
             step: cfg.step,
         };
         s.kernel.check(&pipeline.target)?;
+        if let Some(l) = &out.learnt {
+            s.kernel.relearn(l)?;
+        }
         let reweighted = s
             .all
             .changes
@@ -91,7 +94,12 @@ impl<'p> Steered<'p> {
     /// force at `out.step`.
     fn rebuild(&mut self, out: &ChainsOutput, retarget: bool) -> Result<()> {
         let now = self.all.at_step(out.step);
+        // what the kernel learnt carries over to the new settings' kernel
+        let learnt = self.kernel.learnt();
         self.kernel = now.kernel()?;
+        if let Some(l) = &learnt {
+            self.kernel.relearn(l)?;
+        }
         self.step = now.step;
         if retarget {
             let build = self.pipeline.retarget.as_ref().ok_or_else(|| {
@@ -249,6 +257,7 @@ pub fn run_chains(
             out.wall_s = base_wall + started.elapsed().as_secs_f64();
             let stale = saved.is_none_or(|s| s.elapsed().as_secs_f64() >= CHECKPOINT_SECONDS);
             if out.step < end && (stale || changed || interrupted) {
+                out.learnt = steered.kernel.learnt();
                 checkpoint(&out)?;
                 saved = Some(Instant::now());
             }

@@ -45,12 +45,14 @@ const STEP_FACTORS: [f64; 5] = [1.0, 0.25, 0.5, 2.0, 4.0];
 const EPS1_FACTORS: [f64; 3] = [0.1, 1.0, 10.0];
 
 /// The acceptance a sampler's step adaptation aims at: the optimal
-/// scalings of random-walk MH (0.234) and MALA (0.574), HMC's usual 0.65.
+/// scalings of random-walk MH (0.234) and MALA (0.574), HMC's usual 0.65,
+/// NUTS's 0.8 (Stan's default).
 fn target_acceptance(s: SamplerKind) -> Option<f64> {
     match s {
         SamplerKind::Mh => Some(0.234),
         SamplerKind::Mala => Some(0.574),
         SamplerKind::Hmc => Some(0.65),
+        SamplerKind::Nuts => Some(0.8),
         SamplerKind::MalaApprox | SamplerKind::Map | SamplerKind::ReverseDiffusion => None,
     }
 }

@@ -13,8 +13,11 @@
 //! **Batched chains.** Every chain builds its own tree, but all chains take
 //! their leapfrog steps in lockstep, so the network evaluations stay
 //! batched: at doubling `j` every chain still going adds a subtree of `2^j`
-//! leaves, and each round evaluates only the chains whose subtree is still
-//! growing (the others wait, without costing evaluations). A step's
+//! leaves, and each round evaluates the whole batch, the rows of the chains
+//! whose subtree is still growing at their next points and the others at
+//! their positions, dropped (a target's rows are its chains': it may hold a
+//! class or an observation per chain). Waiting chains cost their rows of
+//! each round's pass. A step's
 //! `grad_evals` is the number of rounds, the longest tree's leaves: what
 //! every chain waited for; `Info::tree_depth` has each chain's own depth.
 //! Each chain draws from its own stream in the order its own tree needs,
@@ -68,6 +71,10 @@ pub enum Criterion {
     FromStart,
 }
 
+/// The deepest tree of the `nuts` sampler's runs: Stan's default, at most
+/// 1,023 leapfrog steps a step.
+pub const MAX_DEPTH: usize = 10;
+
 impl Nuts {
     pub fn new(step: Schedule, max_depth: usize) -> Self {
         Self {
@@ -94,11 +101,16 @@ fn tensor(rows: &[&[f64]], like: &Tensor) -> Result<Tensor> {
 }
 
 impl Nuts {
-    /// One leapfrog step of size `eps` (signed) from each leaf in `from`,
-    /// the target evaluated once for all of them.
+    /// One leapfrog step of size `eps` (signed) from each leaf in `from`
+    /// (with its chain), the target evaluated once for all of them. The
+    /// evaluation is of the whole batch `like` (the chains' positions),
+    /// with each stepping chain's row replaced by its leaf's next point:
+    /// a target may hold one condition per chain (a class, an
+    /// observation), so its rows are the chains'; the rows of chains that
+    /// wait are computed and dropped (the waste of lockstep trees).
     fn leapfrog(
         &self,
-        from: &[&Leaf],
+        from: &[(usize, &Leaf)],
         eps: &[f64],
         inv: &[f64],
         target: &dyn Term,
@@ -106,7 +118,7 @@ impl Nuts {
     ) -> Result<Vec<Leaf>> {
         let mut half = Vec::with_capacity(from.len());
         let mut xs = Vec::with_capacity(from.len());
-        for (l, &e) in from.iter().zip(eps) {
+        for ((_, l), &e) in from.iter().zip(eps) {
             let p: Vec<f64> = l.p.iter().zip(&l.g).map(|(p, g)| p + 0.5 * e * g).collect();
             let x: Vec<f64> =
                 l.x.iter()
@@ -117,10 +129,16 @@ impl Nuts {
             half.push(p);
             xs.push(x);
         }
-        let refs: Vec<&[f64]> = xs.iter().map(|x| x.as_slice()).collect();
+        let mut batch = rows(like)?;
+        for ((i, _), x) in from.iter().zip(&xs) {
+            batch[*i].clone_from(x);
+        }
+        let refs: Vec<&[f64]> = batch.iter().map(|x| x.as_slice()).collect();
         let eval = target.value_and_grad(&tensor(&refs, like)?)?;
-        let logp = eval.log_density.ok_or_else(super::no_values)?;
-        let grads = rows(&eval.grad)?;
+        let all_logp = eval.log_density.ok_or_else(super::no_values)?;
+        let all_grads = rows(&eval.grad)?;
+        let logp: Vec<f64> = from.iter().map(|(i, _)| all_logp[*i]).collect();
+        let grads: Vec<Vec<f64>> = from.iter().map(|(i, _)| all_grads[*i].clone()).collect();
         Ok(xs
             .into_iter()
             .zip(half)
@@ -158,6 +176,21 @@ impl Kernel for Nuts {
     }
     fn set_step_size(&mut self, eps: f64) {
         self.step = Schedule::Constant { value: eps };
+    }
+    fn learnt(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({"inv_mass": self.inv_mass, "window": self.window}))
+    }
+    fn relearn(&mut self, learnt: &serde_json::Value) -> Result<()> {
+        let bad = |e: serde_json::Error| {
+            crate::Error::setting(
+                "NUTS's learnt metric",
+                e.to_string(),
+                "what a checkpoint of NUTS holds",
+            )
+        };
+        self.inv_mass = serde_json::from_value(learnt["inv_mass"].clone()).map_err(bad)?;
+        self.window = serde_json::from_value(learnt["window"].clone()).map_err(bad)?;
+        Ok(())
     }
     fn warm_up(&mut self, t: usize, warmup: usize, state: &State) -> Result<bool> {
         let windows = Windows::new(warmup);
@@ -245,7 +278,10 @@ impl Nuts {
                 break;
             }
             rounds += 1;
-            let from: Vec<&Leaf> = live.iter().map(|&k| &subs[k].2.frontier).collect();
+            let from: Vec<(usize, &Leaf)> = live
+                .iter()
+                .map(|&k| (subs[k].0, &subs[k].2.frontier))
+                .collect();
             let signed: Vec<f64> = live
                 .iter()
                 .map(|&k| if subs[k].1 { eps } else { -eps })
