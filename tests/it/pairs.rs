@@ -184,7 +184,8 @@ fn an_onnx_pair_killed_and_resumed_gives_the_same_bits() {
 /// At 20 steps the 10 of warm-up left dual averaging at a step so large
 /// that no chain moved after it, and a resume without the metric passed.
 /// Its tree evaluations are whole batches (the classifier holds one class
-/// per chain), and the step adapts toward NUTS's 0.8.
+/// per chain), the step adapts toward NUTS's 0.8, and the manifest has each
+/// chain's mean tree depth.
 #[test]
 fn exact_nuts_on_an_onnx_pair_resumes_with_its_learnt_metric() {
     let d = tempdir("pairs-nuts");
@@ -221,6 +222,20 @@ fn exact_nuts_on_an_onnx_pair_resumes_with_its_learnt_metric() {
         rates.iter().all(|r| (0.3..=1.0).contains(r)),
         "acceptance {rates:?}"
     );
+    // each chain's mean tree depth, the same after the resume (the
+    // checkpoint keeps the sums)
+    let text = std::fs::read_to_string(d.join("b/manifest.json")).unwrap();
+    let resumed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for (a, b) in m["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(resumed["chains"].as_array().unwrap())
+    {
+        let depth = a["mean_tree_depth"].as_f64().unwrap();
+        assert!((1.0..=10.0).contains(&depth), "tree depth {depth}");
+        assert_eq!(a["mean_tree_depth"], b["mean_tree_depth"]);
+    }
     std::fs::remove_dir_all(&d).unwrap();
 }
 

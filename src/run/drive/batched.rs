@@ -51,6 +51,9 @@ pub struct Done {
     pub condition_value: Vec<Vec<f64>>,
     pub accepted: Vec<usize>,
     pub divergences: Vec<usize>,
+    /// Each chain's tree depths summed over steps (NUTS).
+    #[serde(default)]
+    pub tree_depth: Vec<usize>,
     /// The evaluator's class of every final image.
     pub evaluator_class: Vec<u32>,
     /// Gradient evaluations per chain (the same in every batch).
@@ -366,6 +369,7 @@ fn absorb(
     }
     done.accepted.extend(&out.accepted);
     done.divergences.extend(&out.divergences);
+    done.tree_depth.extend(&out.tree_depth);
     done.evaluator_class.extend(evaluate(&out.images)?);
     done.grad_evals = out.grad_evals;
     done.accept_sum += out.accept_sum * n as f64;

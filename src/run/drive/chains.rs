@@ -135,6 +135,8 @@ pub struct ChainsOutput {
     pub snapshots: Vec<Tensor>,
     pub accepted: Vec<usize>,
     pub divergences: Vec<usize>,
+    /// Each chain's tree depths summed over steps (NUTS; zeros otherwise).
+    pub tree_depth: Vec<usize>,
     pub grad_evals: usize,
     /// Sum over steps of the mean acceptance probability.
     pub accept_sum: f64,
@@ -157,6 +159,8 @@ struct StateMeta {
     condition_value: Vec<Vec<f64>>,
     accepted: Vec<usize>,
     divergences: Vec<usize>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tree_depth: Vec<usize>,
     grad_evals: usize,
     accept_sum: f64,
     wall_s: f64,
@@ -186,6 +190,7 @@ impl ChainsOutput {
             condition_value: self.condition_value.clone(),
             accepted: self.accepted.clone(),
             divergences: self.divergences.clone(),
+            tree_depth: self.tree_depth.clone(),
             grad_evals: self.grad_evals,
             accept_sum: self.accept_sum,
             wall_s: self.wall_s,
@@ -225,6 +230,11 @@ impl ChainsOutput {
             condition_value: meta.condition_value,
             snapshots,
             accepted: meta.accepted,
+            tree_depth: match meta.tree_depth.is_empty() {
+                // checkpoints of earlier versions (no NUTS) have none
+                true => vec![0; meta.divergences.len()],
+                false => meta.tree_depth,
+            },
             divergences: meta.divergences,
             grad_evals: meta.grad_evals,
             accept_sum: meta.accept_sum,
@@ -249,6 +259,7 @@ impl ChainsOutput {
             snapshots: Vec::new(),
             accepted: vec![0; n],
             divergences: vec![0; n],
+            tree_depth: vec![0; n],
             grad_evals: 1 + cfg.start_evals(),
             accept_sum: 0.0,
             wall_s: 0.0,
@@ -280,6 +291,7 @@ impl ChainsOutput {
         for i in 0..n {
             self.accepted[i] += info.accepted[i] as usize;
             self.divergences[i] += info.divergent[i] as usize;
+            self.tree_depth[i] += info.tree_depth.get(i).copied().unwrap_or(0);
         }
         self.accept_sum += info.accept_prob.iter().sum::<f64>() / n as f64;
     }

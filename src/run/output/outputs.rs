@@ -10,6 +10,7 @@ use super::folder::RunFolder;
 use crate::data::npy_stream::F32RowsReader;
 use crate::density::condition::Neuron;
 use crate::error::{Error, Result};
+use crate::run::config::preset::SamplerKind;
 use crate::run::config::spec::{Request, SampleSpec};
 use crate::run::drive::batched::{shown_chains, Done, Shown, SHOWN_PER_ROW};
 use crate::run::drive::shard::Plan;
@@ -197,6 +198,9 @@ impl Outputs<'_> {
                     "evaluator_class": done.evaluator_class[i],
                     "accept_rate": done.accepted[i] as f64 / steps,
                     "divergences": done.divergences[i],
+                    // NUTS's trees: the mean depth of this chain's
+                    "mean_tree_depth": (spec.settings.sampler == SamplerKind::Nuts)
+                        .then(|| done.tree_depth.get(i).map_or(0.0, |&d| d as f64 / steps)),
                 })
             })
             .collect();
