@@ -330,6 +330,13 @@ fn restoring_test_images_on_the_shipped_stack() {
     assert_eq!(r.observed.len(), 2 * 14 * 14);
     // records at steps 24, 28, .., 40 of 40: 5 a chain, 3 chains
     assert_eq!(r.draws_per_image, 15);
+    // the mean acceptance over steps and chains, the step adapting
+    // toward 0.574
+    assert!(
+        r.acceptance > 0.2 && r.acceptance <= 1.0,
+        "acceptance {}",
+        r.acceptance
+    );
     let truth: Vec<f32> = truths.flatten_all().unwrap().to_vec1().unwrap();
     // the observation: 2x2 means of the truth, plus noise of std 0.05
     let pooled: Vec<f32> = (0..2 * 14 * 14)

@@ -66,15 +66,7 @@ pub fn restore(
     (cfg, chains, record_every, seed): (&SamplerConfig, usize, usize, u64),
     progress: &mut dyn Progress,
 ) -> Result<Restored> {
-    let image = pair.pixels().ok_or_else(|| {
-        Error::unsupported(
-            format!(
-                "restoring with {}: its generator's images are not pixels in [0, 1]",
-                pair.names().0
-            ),
-            "restore with the shipped stack or a generator with an output_range",
-        )
-    })?;
+    let image = pixels(pair)?;
     let (h, w, c) = image;
     let k = truths.dim(0)?;
     if truths.dims() != [k, h, w, c] || k == 0 || chains == 0 {
@@ -131,7 +123,22 @@ pub fn restore(
         draws,
         draws_per_image: chains * snaps.len(),
         grad_evals: out.grad_evals,
-        acceptance: out.accept_sum / (cfg.steps.max(1) * n) as f64,
+        // the sum over steps of the chains' mean acceptance
+        acceptance: out.accept_sum / cfg.steps.max(1) as f64,
+    })
+}
+
+/// The shape of `pair`'s images, refused when they are not pixels in
+/// [0, 1] (an observation of them would not be an image).
+fn pixels(pair: &dyn Pair) -> Result<(usize, usize, usize)> {
+    pair.pixels().ok_or_else(|| {
+        Error::unsupported(
+            format!(
+                "restoring with {}: its generator's images are not pixels in [0, 1]",
+                pair.names().0
+            ),
+            "restore with the shipped stack or a generator with an output_range",
+        )
     })
 }
 
@@ -347,7 +354,7 @@ pub fn score(truth: &[f32], s: &Summary, unseen: &[bool]) -> Vec<Scores> {
 pub fn job(spec: &RestoreSpec, progress: &mut dyn Progress) -> Result<String> {
     RunFolder::check(&spec.out, spec.force, false)?;
     let pair = crate::run::pairs::load::pair(&spec.networks, spec.data_dir.as_deref())?;
-    let image = pair.pixels().unwrap_or(pair.image());
+    let image = pixels(&*pair)?;
     let truths = spec.truths.load(&*pair, image)?;
     let cfg = &spec.settings;
     let run = (cfg, spec.chains, spec.record_every, spec.seed);
