@@ -114,6 +114,7 @@ impl Kernel for Hmc {
                 divergent,
                 grad_evals: self.leapfrog_steps,
                 tree_depth: Vec::new(),
+                leaves: Vec::new(),
             },
         ))
     }

@@ -89,6 +89,7 @@ impl Kernel for Mala {
                 divergent,
                 grad_evals: 1 + clip_evals,
                 tree_depth: Vec::new(),
+                leaves: Vec::new(),
             },
         ))
     }

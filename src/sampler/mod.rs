@@ -47,6 +47,10 @@ pub struct Info {
     pub grad_evals: usize,
     /// Each chain's tree depth (NUTS; empty for the other kernels).
     pub tree_depth: Vec<usize>,
+    /// Each chain's leaves, the rounds of the step in which it took a
+    /// leapfrog step (NUTS; the other rounds its row of the batched pass
+    /// was computed and dropped).
+    pub leaves: Vec<usize>,
 }
 
 /// A sampler kernel.
@@ -193,6 +197,7 @@ pub fn move_unless_divergent(proposal: &State, current: &State) -> Result<(State
             accepted: ok,
             grad_evals: 1,
             tree_depth: Vec::new(),
+            leaves: Vec::new(),
         },
     ))
 }

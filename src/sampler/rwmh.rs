@@ -54,6 +54,7 @@ impl Kernel for RandomWalk {
                 divergent,
                 grad_evals: 1,
                 tree_depth: Vec::new(),
+                leaves: Vec::new(),
             },
         ))
     }

@@ -235,6 +235,10 @@ fn exact_nuts_on_an_onnx_pair_resumes_with_its_learnt_metric() {
         let depth = a["mean_tree_depth"].as_f64().unwrap();
         assert!((1.0..=10.0).contains(&depth), "tree depth {depth}");
         assert_eq!(a["mean_tree_depth"], b["mean_tree_depth"]);
+        // the share of the lockstep passes' rows this chain used
+        let used = a["lockstep_rows_used"].as_f64().unwrap();
+        assert!(used > 0.0 && used <= 1.0, "rows used {used}");
+        assert_eq!(a["lockstep_rows_used"], b["lockstep_rows_used"]);
     }
     std::fs::remove_dir_all(&d).unwrap();
 }

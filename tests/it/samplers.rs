@@ -291,6 +291,7 @@ impl Kernel for BrokenMh {
                 divergent,
                 grad_evals: 1,
                 tree_depth: Vec::new(),
+                leaves: Vec::new(),
             },
         ))
     }

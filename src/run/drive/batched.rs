@@ -51,9 +51,11 @@ pub struct Done {
     pub condition_value: Vec<Vec<f64>>,
     pub accepted: Vec<usize>,
     pub divergences: Vec<usize>,
-    /// Each chain's tree depths summed over steps (NUTS).
+    /// Each chain's tree depths and leaves summed over steps (NUTS).
     #[serde(default)]
     pub tree_depth: Vec<usize>,
+    #[serde(default)]
+    pub leaves: Vec<usize>,
     /// The evaluator's class of every final image.
     pub evaluator_class: Vec<u32>,
     /// Gradient evaluations per chain (the same in every batch).
@@ -370,6 +372,7 @@ fn absorb(
     done.accepted.extend(&out.accepted);
     done.divergences.extend(&out.divergences);
     done.tree_depth.extend(&out.tree_depth);
+    done.leaves.extend(&out.leaves);
     done.evaluator_class.extend(evaluate(&out.images)?);
     done.grad_evals = out.grad_evals;
     done.accept_sum += out.accept_sum * n as f64;

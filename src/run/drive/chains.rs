@@ -137,6 +137,8 @@ pub struct ChainsOutput {
     pub divergences: Vec<usize>,
     /// Each chain's tree depths summed over steps (NUTS; zeros otherwise).
     pub tree_depth: Vec<usize>,
+    /// Each chain's leaves summed over steps (NUTS; zeros otherwise).
+    pub leaves: Vec<usize>,
     pub grad_evals: usize,
     /// Sum over steps of the mean acceptance probability.
     pub accept_sum: f64,
@@ -161,6 +163,8 @@ struct StateMeta {
     divergences: Vec<usize>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     tree_depth: Vec<usize>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    leaves: Vec<usize>,
     grad_evals: usize,
     accept_sum: f64,
     wall_s: f64,
@@ -191,6 +195,7 @@ impl ChainsOutput {
             accepted: self.accepted.clone(),
             divergences: self.divergences.clone(),
             tree_depth: self.tree_depth.clone(),
+            leaves: self.leaves.clone(),
             grad_evals: self.grad_evals,
             accept_sum: self.accept_sum,
             wall_s: self.wall_s,
@@ -230,11 +235,9 @@ impl ChainsOutput {
             condition_value: meta.condition_value,
             snapshots,
             accepted: meta.accepted,
-            tree_depth: match meta.tree_depth.is_empty() {
-                // checkpoints of earlier versions (no NUTS) have none
-                true => vec![0; meta.divergences.len()],
-                false => meta.tree_depth,
-            },
+            // checkpoints of earlier versions (no NUTS) have none
+            tree_depth: or_zeros(meta.tree_depth, meta.divergences.len()),
+            leaves: or_zeros(meta.leaves, meta.divergences.len()),
             divergences: meta.divergences,
             grad_evals: meta.grad_evals,
             accept_sum: meta.accept_sum,
@@ -260,6 +263,7 @@ impl ChainsOutput {
             accepted: vec![0; n],
             divergences: vec![0; n],
             tree_depth: vec![0; n],
+            leaves: vec![0; n],
             grad_evals: 1 + cfg.start_evals(),
             accept_sum: 0.0,
             wall_s: 0.0,
@@ -292,8 +296,17 @@ impl ChainsOutput {
             self.accepted[i] += info.accepted[i] as usize;
             self.divergences[i] += info.divergent[i] as usize;
             self.tree_depth[i] += info.tree_depth.get(i).copied().unwrap_or(0);
+            self.leaves[i] += info.leaves.get(i).copied().unwrap_or(0);
         }
         self.accept_sum += info.accept_prob.iter().sum::<f64>() / n as f64;
+    }
+}
+
+/// `v`, or `n` zeros when it is empty (a count an older checkpoint lacks).
+fn or_zeros(v: Vec<usize>, n: usize) -> Vec<usize> {
+    match v.is_empty() {
+        true => vec![0; n],
+        false => v,
     }
 }
 

@@ -186,6 +186,14 @@ impl Outputs<'_> {
         let first = self.plan.shard_chains().start;
         let names = self.pair.class_names();
         let steps = spec.settings.with_changes(&done.changes).last_step().max(1) as f64;
+        let nuts = spec.settings.sampler == SamplerKind::Nuts;
+        let per_step = |v: &[usize], i: usize| v.get(i).map_or(0.0, |&d| d as f64);
+        // the rounds of batched passes of the steps (less the first
+        // evaluation and the start candidates')
+        let rounds = done
+            .grad_evals
+            .saturating_sub(1 + spec.settings.start_evals())
+            .max(1) as f64;
         let chains: Vec<serde_json::Value> = (0..done.chains)
             .map(|i| {
                 let class = self.per_chain.get(first + i);
@@ -198,9 +206,11 @@ impl Outputs<'_> {
                     "evaluator_class": done.evaluator_class[i],
                     "accept_rate": done.accepted[i] as f64 / steps,
                     "divergences": done.divergences[i],
-                    // NUTS's trees: the mean depth of this chain's
-                    "mean_tree_depth": (spec.settings.sampler == SamplerKind::Nuts)
-                        .then(|| done.tree_depth.get(i).map_or(0.0, |&d| d as f64 / steps)),
+                    // NUTS's trees: the mean depth of this chain's, and the
+                    // share of the batched passes' rows it used (the rest
+                    // it waited for the longest tree)
+                    "mean_tree_depth": nuts.then(|| per_step(&done.tree_depth, i) / steps),
+                    "lockstep_rows_used": nuts.then(|| per_step(&done.leaves, i) / rounds),
                 })
             })
             .collect();

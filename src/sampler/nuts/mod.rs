@@ -320,6 +320,7 @@ impl Nuts {
             divergent: trees.iter().map(|t| t.divergent).collect(),
             grad_evals: rounds,
             tree_depth: trees.iter().map(|t| t.depth).collect(),
+            leaves: trees.iter().map(|t| t.leaves).collect(),
         };
         let state = State {
             position: tensor(&xs, &s.position)?,
