@@ -13,8 +13,8 @@
 //!
 //! The pilot is the run itself on a share of its chains: as many steps as
 //! the run, from the run's own starts, on every [`PILOT_EVERY`]-th chain of
-//! its first batch (fewer apart when that would leave under
-//! [`PILOT_AT_LEAST`]; all of a small run). It measures what the run will
+//! the run (fewer apart when that would leave under [`PILOT_AT_LEAST`]; all
+//! of a small run), in batches no larger than the run's. It measures what the run will
 //! end with, not how fast chains climb: a pilot of 10 steps chose, on the
 //! DCGAN faces generator, the step that gains most in 10 steps and ends
 //! lowest in 200 (docs/onnx.md). The price is the pilot's 7 candidates on
@@ -33,7 +33,7 @@ use crate::run::drive::chains::Pipeline;
 use crate::run::drive::progress::{drive_to_end, Silent};
 use crate::sampler::schedule::Schedule;
 
-/// The pilot runs every this-many-th chain of the run's first batch...
+/// The pilot runs every this-many-th chain of the run...
 pub const PILOT_EVERY: usize = 4;
 /// ...unless that leaves fewer chains than this (then they lie closer,
 /// down to every chain).
@@ -61,23 +61,33 @@ fn target_acceptance(s: SamplerKind) -> Option<f64> {
 /// and the chains (indices in the run) it conditions.
 pub type Build<'a> = dyn Fn(&SamplerConfig, &[usize]) -> Result<Pipeline> + 'a;
 
-/// The chains of the run's first batch `first` that the pilot runs:
-/// evenly spaced, every [`PILOT_EVERY`]-th or closer so that at least
-/// [`PILOT_AT_LEAST`] (or all) run.
-pub fn pilot_chains(first: Range<usize>) -> Vec<usize> {
-    let every = (first.len() / PILOT_AT_LEAST).clamp(1, PILOT_EVERY);
-    first.step_by(every).collect()
+/// The starts of chains (indices in the run), `[n, ...]`.
+pub type StartsOf<'a> = dyn Fn(&[usize]) -> Result<Tensor> + 'a;
+
+/// The chains of a run of `chains` that the pilot runs: evenly spaced,
+/// every [`PILOT_EVERY`]-th or closer so that at least [`PILOT_AT_LEAST`]
+/// (or all) run.
+pub fn pilot_chains(chains: Range<usize>) -> Vec<usize> {
+    let every = (chains.len() / PILOT_AT_LEAST).clamp(1, PILOT_EVERY);
+    chains.step_by(every).collect()
+}
+
+/// The run the pilot is a share of: its chains, their starts, and the
+/// largest batch it runs.
+pub struct Run<'a> {
+    pub chains: Range<usize>,
+    pub starts: &'a StartsOf<'a>,
+    pub batch: usize,
 }
 
 /// The settings `--autotune` chooses starting from `cfg`, with what it
 /// tried (for the manifest). `build` makes the pipeline of a setting on
-/// some of the chains; `first` is the run's first batch and `start` its
-/// starts; `log_score`: score by the mean log of the measure (class
-/// probabilities), else by its mean (a unit's activation).
+/// some of the chains of `run`; `log_score`: score by the mean log of the
+/// measure (class probabilities), else by its mean (a unit's activation).
 pub fn tune(
     cfg: &SamplerConfig,
     build: &Build,
-    (first, start): (Range<usize>, &Tensor),
+    run: &Run,
     seed: u64,
     log_score: bool,
 ) -> Result<(SamplerConfig, serde_json::Value)> {
@@ -106,13 +116,14 @@ pub fn tune(
             "use a constant step (--step) or leave the preset's",
         ));
     };
-    let chains = pilot_chains(first.clone());
-    let rows: Vec<u32> = chains.iter().map(|&i| (i - first.start) as u32).collect();
-    let start = start.index_select(&Tensor::new(rows, start.device())?, 0)?;
+    let chains = pilot_chains(run.chains.clone());
+    let batches: Vec<(&[usize], Tensor)> = chains
+        .chunks(run.batch.max(1))
+        .map(|b| Ok((b, (run.starts)(b)?)))
+        .collect::<Result<_>>()?;
     let pilot = Pilot {
         build,
-        chains: &chains,
-        start: &start,
+        batches: &batches,
         seed,
         log_score,
     };
@@ -149,11 +160,11 @@ pub fn beats(new: Option<&[f64]>, kept: Option<&[f64]>) -> bool {
     m > (var / n).sqrt()
 }
 
-/// The pilot's chains, their starts and how they are scored.
+/// The pilot's chains in batches with their starts, and how they are
+/// scored.
 struct Pilot<'a> {
     build: &'a Build<'a>,
-    chains: &'a [usize],
-    start: &'a Tensor,
+    batches: &'a [(&'a [usize], Tensor)],
     seed: u64,
     log_score: bool,
 }
@@ -203,20 +214,24 @@ impl Pilot<'_> {
     /// with settings `c`; `None` when the pilot diverges or a score is not
     /// finite.
     fn score(&self, c: &SamplerConfig) -> Result<Option<Vec<f64>>> {
-        let o = drive_to_end(
-            "autotune",
-            &(self.build)(c, self.chains)?,
-            c,
-            self.start,
-            self.seed,
-            c.steps,
-            &mut Silent,
-        );
-        let last = match o {
-            Ok(o) => o.condition_value.last().cloned().unwrap_or_default(),
-            Err(Error::Diverged(_)) => return Ok(None),
-            Err(e) => return Err(e),
-        };
+        let mut last = Vec::new();
+        for (chains, start) in self.batches {
+            let pipeline = (self.build)(c, chains)?;
+            let o = drive_to_end(
+                "autotune",
+                &pipeline,
+                c,
+                start,
+                self.seed,
+                c.steps,
+                &mut Silent,
+            );
+            match o {
+                Ok(o) => last.extend(o.condition_value.last().cloned().unwrap_or_default()),
+                Err(Error::Diverged(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
         let f = |p: f64| if self.log_score { p.max(1e-30).ln() } else { p };
         let s: Vec<f64> = last.iter().map(|&p| f(p)).collect();
         Ok((!s.is_empty() && s.iter().all(|x| x.is_finite())).then_some(s))
@@ -224,18 +239,18 @@ impl Pilot<'_> {
 }
 
 /// `spec` with the settings `--autotune` chooses when it asks for it
-/// (the pilot on the run's `first` batch, from its starts), and the report
-/// for the manifest.
+/// (the pilot on a share of `run`'s chains), and the report for the
+/// manifest.
 pub fn apply<'a>(
     spec: &'a SampleSpec,
     build: &Build,
-    first: (Range<usize>, &Tensor),
+    run: &Run,
 ) -> Result<(std::borrow::Cow<'a, SampleSpec>, Option<serde_json::Value>)> {
     if !spec.autotune {
         return Ok((std::borrow::Cow::Borrowed(spec), None));
     }
     let classes = matches!(spec.request, Request::Classes(_));
-    let (settings, report) = tune(&spec.settings, build, first, spec.seed, classes)?;
+    let (settings, report) = tune(&spec.settings, build, run, spec.seed, classes)?;
     let tuned = SampleSpec {
         settings,
         ..spec.clone()

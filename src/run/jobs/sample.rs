@@ -74,12 +74,8 @@ pub fn run(
         holes,
         plan.chains,
     )?;
-    // --autotune's pilot runs on chains of the run's first batch, whichever the shard
-    let first = plan.batch_chains(0);
-    let build = |c: &SamplerConfig, chains: &[usize]| pair.pipeline(c, &condition(chains));
-    let h0 = starts.of(&spec.settings, first.clone())?;
     let original = spec;
-    let (spec, tuned) = super::autotune::apply(spec, &build, (first, &h0))?;
+    let (spec, tuned) = autotuned(spec, &*pair, &plan, &starts, &condition)?;
     let (spec, cfg) = (spec.as_ref(), &spec.settings);
     let request = request(spec, &plan, &per_chain, hole.as_ref());
     let folder = RunFolder::open(&spec.out, spec.force, spec.resume)?.with_scale(spec.scale);
@@ -128,6 +124,32 @@ pub fn run(
         wall_s: done.wall_s,
         verdict,
     })
+}
+
+/// `spec` with what `--autotune` chooses, when it asks for it: the pilot
+/// runs on a share of the whole run's chains, whichever the shard, in
+/// batches no larger than the run's.
+fn autotuned<'a>(
+    spec: &'a SampleSpec,
+    pair: &dyn Pair,
+    plan: &Plan,
+    starts: &Starts,
+    condition: &dyn Fn(&[usize]) -> Condition,
+) -> Result<(std::borrow::Cow<'a, SampleSpec>, Option<serde_json::Value>)> {
+    let build = |c: &SamplerConfig, chains: &[usize]| pair.pipeline(c, &condition(chains));
+    let starts_of = |chains: &[usize]| -> Result<Tensor> {
+        let rows = chains
+            .iter()
+            .map(|&i| starts.of(&spec.settings, i..i + 1))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&rows, 0)?)
+    };
+    let run = super::autotune::Run {
+        chains: 0..plan.chains,
+        starts: &starts_of,
+        batch: plan.batch,
+    };
+    super::autotune::apply(spec, &build, &run)
 }
 
 /// The pipeline of `condition` whose target can be rebuilt for other
