@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use ppgn::run::bench::{check_request, markdown, time_steps, workload, Budget, Sitting};
+use ppgn::run::bench::{check_request, markdown, Budget, Sitting};
 use ppgn::run::config::preset::Engine;
 
 #[derive(Args, Debug)]
@@ -95,11 +95,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         return run_one(&a, one);
     }
     let exe = std::env::current_exe().context("locating the ppgn binary")?;
-    let python = a
-        .python
-        .clone()
-        .or_else(|| std::env::var("PPGN_PYTHON").ok())
-        .unwrap_or_else(|| "python3".into());
+    let python = ppgn::run::bench::peer_python(a.python.clone());
     let chains = |w: &str| match w {
         "w1" => a.w1_chains.clone(),
         _ => a.w2_chains.clone(),
@@ -108,11 +104,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         exe: &exe,
         workloads: a.workloads.iter().map(|w| (w.clone(), chains(w))).collect(),
         rounds: a.rounds,
-        budget: Budget {
-            warmup: a.warmup,
-            seconds: a.seconds,
-            profiled: a.profile,
-        },
+        budget: a.budget(),
         engine: a.engine,
         models: a.models.as_deref(),
         peer_python: a.compare.then_some(python),
@@ -133,20 +125,20 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+impl BenchArgs {
+    fn budget(&self) -> Budget {
+        Budget {
+            warmup: self.warmup,
+            seconds: self.seconds,
+            profiled: self.profile,
+        }
+    }
+}
+
 /// `--one WORKLOAD:CHAINS`: one workload timed in this process, printed
 /// as JSON for the parent.
 fn run_one(a: &BenchArgs, one: &str) -> anyhow::Result<()> {
-    let (w, n) = one
-        .split_once(':')
-        .and_then(|(w, n)| Some((w.to_string(), n.parse::<usize>().ok()?)))
-        .context("--one WORKLOAD:CHAINS")?;
-    let (pipeline, cfg, start) = workload(&w, n, a.engine, a.models.as_deref())?;
-    let budget = Budget {
-        warmup: a.warmup,
-        seconds: a.seconds,
-        profiled: a.profile,
-    };
-    let row = time_steps(&w, &pipeline, &cfg, &start, budget)?;
+    let row = ppgn::run::bench::one(one, a.engine, a.models.as_deref(), a.budget())?;
     eprintln!("{}", row.line());
     println!("{}", serde_json::to_string(&row)?);
     Ok(())

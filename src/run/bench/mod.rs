@@ -49,6 +49,36 @@ pub struct Budget {
     pub profiled: usize,
 }
 
+/// `ppgn bench --one WORKLOAD:CHAINS`: that workload built and timed in
+/// this process (the child a sitting runs for each measurement).
+pub fn one(
+    workload_chains: &str,
+    engine: Engine,
+    models: Option<&Path>,
+    budget: Budget,
+) -> Result<Timing> {
+    let parsed = workload_chains
+        .split_once(':')
+        .and_then(|(w, n)| Some((w, n.parse::<usize>().ok()?)));
+    let Some((w, n)) = parsed else {
+        return Err(Error::setting(
+            "one",
+            format!("{workload_chains:?}"),
+            "WORKLOAD:CHAINS, e.g. w1:8",
+        ));
+    };
+    let (pipeline, cfg, start) = workload(w, n, engine, models)?;
+    time_steps(w, &pipeline, &cfg, &start, budget)
+}
+
+/// The Python that runs the PyTorch peer: `given`, else `$PPGN_PYTHON`,
+/// else `python3`.
+pub fn peer_python(given: Option<String>) -> String {
+    given
+        .or_else(|| std::env::var("PPGN_PYTHON").ok())
+        .unwrap_or_else(|| "python3".into())
+}
+
 /// One measured row.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Timing {
