@@ -119,15 +119,7 @@ fn inpaint(
     (real, mask, weight): (&Tensor, &Tensor, f64),
     cfg: &SamplerConfig,
 ) -> Result<Pipeline> {
-    if pair.pixels().is_none() {
-        return Err(Error::unsupported(
-            format!(
-                "inpainting with {}: its generator's images are not pixels in [0, 1]",
-                pair.names.0
-            ),
-            "inpaint with the shipped stack or a generator with an output_range",
-        ));
-    }
+    pixels_only(pair, "inpaint")?;
     let g = (*pair.decode_net).clone();
     let clamp = clamp_net(real, mask, g.output())?;
     let classify = pair.classify.as_ref().ok_or_else(|| {
@@ -177,15 +169,7 @@ fn inpaint(
 /// A restoration's pipeline on `pair`: the prior and `eps2 *` the
 /// observation's log-likelihood on `G` (no class).
 fn restore(pair: &PlugPair, r: &Restoring, cfg: &SamplerConfig) -> Result<Pipeline> {
-    if pair.pixels().is_none() {
-        return Err(Error::unsupported(
-            format!(
-                "restoring with {}: its generator's images are not pixels in [0, 1]",
-                pair.names.0
-            ),
-            "restore with the shipped stack or a generator with an output_range",
-        ));
-    }
+    pixels_only(pair, "restore")?;
     let (mut terms, joint) = pair.prior(cfg)?;
     if joint.is_some() {
         return Err(Error::unsupported(
@@ -202,4 +186,20 @@ fn restore(pair: &PlugPair, r: &Restoring, cfg: &SamplerConfig) -> Result<Pipeli
         backend: cfg.engine,
         retarget: None,
     })
+}
+
+/// Refuses `job` ("inpaint", "restore") on a pair whose generator's images
+/// are not pixels in [0, 1].
+fn pixels_only(pair: &PlugPair, job: &str) -> Result<()> {
+    match pair.pixels() {
+        Some(_) => Ok(()),
+        None => Err(Error::unsupported(
+            format!(
+                "{}ing with {}: its generator's images are not pixels in [0, 1]",
+                job.trim_end_matches('e'),
+                pair.names.0
+            ),
+            format!("{job} with the shipped stack or a generator with an output_range"),
+        )),
+    }
 }
