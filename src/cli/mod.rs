@@ -9,6 +9,7 @@ pub mod onnx;
 pub mod presets;
 pub mod progress;
 pub mod report;
+pub mod restore;
 pub mod sample;
 pub mod serve;
 pub mod train;
@@ -44,6 +45,8 @@ pub enum Command {
     Sample(sample::SampleArgs),
     /// Fill the masked region of a real image, conditioned on a class (S10).
     Inpaint(inpaint::InpaintArgs),
+    /// Sample the images a damaged observation leaves open (mask, blur, downsampling, noise), with per-pixel intervals.
+    Restore(restore::RestoreArgs),
     /// Join the shard folders of one run (`ppgn sample --shard K/N`) into its run folder.
     Merge(sample::MergeArgs),
     /// Score a run's samples with the independent evaluator (accuracy, score, Frechet distance).
@@ -102,6 +105,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Sample(a) => sample::run(a),
         Command::Presets(a) => presets::run(a),
         Command::Inpaint(a) => inpaint::run(a),
+        Command::Restore(a) => restore::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Merge(a) => sample::merge(a),
         Command::Report(a) => report::run(a),

@@ -56,6 +56,10 @@ pub struct CheckArgs {
     /// Also write a Markdown report of the stack (cards and these measurements).
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Write the validation RMSE of G(E(x)) into the generator's card, with
+    /// this command: the generator's error tau that `ppgn restore` reads.
+    #[arg(long)]
+    pub record_tau: bool,
 }
 
 #[derive(Args, Debug)]
@@ -123,6 +127,10 @@ fn list(models: Option<PathBuf>) -> anyhow::Result<()> {
 fn check(a: CheckArgs) -> anyhow::Result<()> {
     let c = stack_check::check(a.models.as_deref(), a.data_dir.as_deref())?;
     print!("{}", c.summary());
+    if a.record_tau {
+        c.record_generator_error(&super::command_line())?;
+        println!("recorded tau in the generator's card");
+    }
     if let Some(path) = &a.report {
         let text = stack_check::markdown_report(&c, a.png.as_deref(), path)?;
         ppgn::fsutil::write_atomic(path, text.as_bytes())?;

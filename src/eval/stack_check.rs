@@ -27,6 +27,9 @@ pub struct StackCheck {
     /// the test images themselves (the floor at the same number).
     pub frechet_reconstructions: f64,
     pub frechet_test: f64,
+    /// The RMSE of `G(E(x))` on the validation split (the last 5,000
+    /// training images): the generator's own error per pixel.
+    pub validation_rmse: f64,
 }
 
 /// Loads the stack in `models`, checks its files and measures it on the
@@ -48,6 +51,10 @@ pub fn check(models: Option<&Path>, data_dir: Option<&Path>) -> Result<StackChec
     let refs = super::report::reference(s.evaluator()?, &train, &device)?;
     let (frechet_test, frechet_reconstructions) =
         reconstruction_frechet(&s.classifier, &s.generator, s.evaluator()?, &test, &refs)?;
+    let validation: Vec<usize> =
+        (crate::train::validation_start(train.len())..train.len()).collect();
+    let validation_rmse =
+        reconstruction::rmse(&s.classifier, &s.generator, &train, &validation, &device)?;
     Ok(StackCheck {
         dir,
         stack: s,
@@ -56,6 +63,7 @@ pub fn check(models: Option<&Path>, data_dir: Option<&Path>) -> Result<StackChec
         measured,
         frechet_reconstructions,
         frechet_test,
+        validation_rmse,
     })
 }
 
@@ -145,7 +153,24 @@ impl StackCheck {
             "  Frechet distance to the training images (evaluator features): G(E(x)) {:.2}, the test images themselves {:.2}\n",
             self.frechet_reconstructions, self.frechet_test
         );
+        let key = crate::models::card::GENERATOR_ERROR;
+        out += &format!(
+            "on the validation split: pixel RMSE of G(E(x)) {:.4} {} (the generator's error tau of `ppgn restore`)\n",
+            self.validation_rmse,
+            self.versus("generator", key, self.validation_rmse)
+        );
         out
+    }
+
+    /// Writes the validation RMSE into the generator's card
+    /// (`validation_reconstruction_rmse`, measured by `command`), where a
+    /// card from before the metric lacks it.
+    pub fn record_generator_error(&self, command: &str) -> Result<()> {
+        let key = crate::models::card::GENERATOR_ERROR;
+        let mut card = self.card("generator")?.clone();
+        card.metrics.insert(key.into(), self.validation_rmse);
+        card.measured_by.insert(key.into(), command.into());
+        card.save(&stack::paths(&self.dir, "generator").1)
     }
 
     /// The card of `network`.

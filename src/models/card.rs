@@ -31,7 +31,16 @@ pub struct Card {
     /// Other shipped networks this one was trained against, with their hashes.
     #[serde(default)]
     pub depends_on: BTreeMap<String, String>,
+    /// Metrics measured after training by another command than
+    /// `command`: the metric's name, and the command line that measured it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub measured_by: BTreeMap<String, String>,
 }
+
+/// The generator card's metric of its own error per pixel: the RMSE of
+/// its reconstructions `G(E(x))` of the validation split (what a
+/// restoration adds to the observation's noise).
+pub const GENERATOR_ERROR: &str = "validation_reconstruction_rmse";
 
 impl Card {
     pub fn load(path: &Path) -> Result<Card> {

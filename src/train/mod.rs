@@ -407,6 +407,7 @@ fn finish(
                 .unwrap_or_default(),
             weights_sha256: sha256_file(wfile)?,
             depends_on: depends_on.clone(),
+            measured_by: Default::default(),
         })
     };
     let (wpath, cpath) = crate::models::fashion::paths(&opts.out_dir, task.name());

@@ -92,6 +92,25 @@ pub fn evaluate(
     })
 }
 
+/// The root mean squared pixel error of the reconstructions `G(E(x))` of
+/// the images `idx` of `data`: the generator's own error per pixel
+/// (`crate::models::card::GENERATOR_ERROR`).
+pub fn rmse(
+    e: &Classifier,
+    g: &Generator,
+    data: &Dataset,
+    idx: &[usize],
+    device: &Device,
+) -> Result<f64> {
+    let mut sum = 0.0;
+    for chunk in idx.chunks(EVAL_BATCH) {
+        let x = data.images_tensor(chunk, device)?;
+        let rec = g.forward(&e.forward_all(&x)?.h)?;
+        sum += mse(&rec, &x)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+    }
+    Ok((sum / idx.len().max(1) as f64).sqrt())
+}
+
 /// Frechet distances of the reconstructions `G(E(x))` of the images `idx`
 /// of `data` to the images, in two of the guiding classifier's layers: how
 /// far the generator's drawings of real codes are from the real images in

@@ -323,7 +323,7 @@ fn restoring_test_images_on_the_shipped_stack() {
     let damage = Damage {
         operator: parse("down:2").unwrap(),
         noise_std: 0.05,
-        tau: 0.1,
+        tau: Some(0.1),
     };
     let r = restore(&*pair, &truths, &damage, (&cfg, 3, 4, 0), &mut Silent).unwrap();
     assert_eq!(r.observation, (14, 14, 1));
@@ -358,7 +358,7 @@ fn restoring_test_images_on_the_shipped_stack() {
         .collect();
     let sd = (noise.iter().map(|v| v * v).sum::<f64>() / noise.len() as f64).sqrt();
     assert!((sd - 0.05).abs() < 0.01, "observation noise {sd}");
-    let s = summarise(&r, damage.tau, 0);
+    let s = summarise(&r, 0.1, 0);
     let rms = |a: &[f32]| {
         (a.iter()
             .zip(&truth)
@@ -445,7 +445,7 @@ fn the_restore_job_writes_its_arrays_and_scores() {
         damage: Damage {
             operator: parse(operator).unwrap(),
             noise_std: 0.02,
-            tau: 0.1,
+            tau: Some(0.1),
         },
         settings: settings.clone(),
         chains: 2,

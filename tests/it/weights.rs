@@ -33,6 +33,7 @@ fn write_generator(dir: &std::path::Path) -> VarMap {
         weights: "generator.safetensors".into(),
         weights_sha256: sha256_file(&w).unwrap(),
         depends_on: Default::default(),
+        measured_by: Default::default(),
     }
     .save(&c)
     .unwrap();

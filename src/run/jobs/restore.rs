@@ -37,8 +37,43 @@ pub struct Damage {
     pub operator: Vec<Asked>,
     /// The observation's noise `s`, in the image's [0, 1] units.
     pub noise_std: f64,
-    /// The generator's own error `tau` (per pixel, [0, 1] units).
-    pub tau: f64,
+    /// The generator's own error `tau` (per pixel, [0, 1] units) [default:
+    /// the pair's, `Pair::generator_error`].
+    pub tau: Option<f64>,
+}
+
+impl Damage {
+    /// `tau` as asked, else `pair`'s generator's; refused when neither
+    /// has one, and when the likelihood would have no spread at all.
+    pub fn tau(&self, pair: &dyn Pair) -> Result<f64> {
+        let tau = match self.tau.or_else(|| pair.generator_error()) {
+            Some(t) if t.is_finite() && t >= 0.0 => t,
+            Some(t) => {
+                return Err(Error::setting(
+                    "tau",
+                    format!("{t}"),
+                    "the generator's error per pixel: 0 or more, in the image's [0, 1] units",
+                ))
+            }
+            None => {
+                return Err(Error::unsupported(
+                    format!(
+                        "restoring with {}: its generator's own error is not on a card",
+                        pair.names().0
+                    ),
+                    "give --tau, the RMSE of the generator's best reconstructions of real images (0 if it draws them exactly)",
+                ))
+            }
+        };
+        if tau == 0.0 && self.noise_std == 0.0 {
+            return Err(Error::setting(
+                "noise-std",
+                "0 with tau 0",
+                "a noise level or a tau above 0 (a likelihood of no spread has no posterior to sample)",
+            ));
+        }
+        Ok(tau)
+    }
 }
 
 /// The draws of a restoration of `k` images.
@@ -76,6 +111,7 @@ pub fn restore(
             format!("{:?} with {chains} chains an image", truths.dims()),
         ));
     }
+    let tau = damage.tau(pair)?;
     let operator = Operator::new(degradations(&damage.operator, (h, w), seed)?, image)?;
     let observed = observe(&operator, truths, damage.noise_std, seed)?;
     let n = k * chains;
@@ -86,7 +122,7 @@ pub fn restore(
     let condition = Condition::Restore(Restoring {
         observed: per_chain,
         operator: operator.clone(),
-        variance: damage.noise_std.powi(2) + damage.tau.powi(2),
+        variance: damage.noise_std.powi(2) + tau.powi(2),
     });
     let pipeline = pair.pipeline(cfg, &condition)?;
     cfg.kernel()?.check(&pipeline.target)?;
@@ -355,11 +391,12 @@ pub fn job(spec: &RestoreSpec, progress: &mut dyn Progress) -> Result<String> {
     RunFolder::check(&spec.out, spec.force, false)?;
     let pair = crate::run::pairs::load::pair(&spec.networks, spec.data_dir.as_deref())?;
     let image = pixels(&*pair)?;
+    let tau = spec.damage.tau(&*pair)?;
     let truths = spec.truths.load(&*pair, image)?;
     let cfg = &spec.settings;
     let run = (cfg, spec.chains, spec.record_every, spec.seed);
     let r = restore(&*pair, &truths, &spec.damage, run, progress)?;
-    let s = summarise(&r, spec.damage.tau, spec.seed);
+    let s = summarise(&r, tau, spec.seed);
     let truth: Vec<f32> = truths.flatten_all()?.to_vec1()?;
     let operator = Operator::new(
         degradations(&spec.damage.operator, (image.0, image.1), spec.seed)?,
@@ -381,7 +418,7 @@ pub fn job(spec: &RestoreSpec, progress: &mut dyn Progress) -> Result<String> {
         "images": format!("{:?}", spec.truths),
         "operator": format!("{:?}", spec.damage.operator),
         "noise_std": spec.damage.noise_std,
-        "tau": spec.damage.tau,
+        "tau": tau,
         "sampler": cfg,
         "chains_per_image": spec.chains,
         "draws_per_image": r.draws_per_image,

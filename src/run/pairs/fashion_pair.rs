@@ -189,4 +189,11 @@ impl Pair for FashionPair {
     fn default_preset(&self) -> &'static str {
         "ppgn"
     }
+
+    fn generator_error(&self) -> Option<f64> {
+        let card = self.stack.cards.iter().find(|c| c.network == "generator")?;
+        card.metrics
+            .get(crate::models::card::GENERATOR_ERROR)
+            .copied()
+    }
 }

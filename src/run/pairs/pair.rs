@@ -170,6 +170,14 @@ pub trait Pair: Send + Sync {
 
     /// The preset a run of this pair uses unless told otherwise.
     fn default_preset(&self) -> &'static str;
+
+    /// The generator's own error `tau` per pixel: the RMSE of its
+    /// reconstructions of the validation split, as its card records it
+    /// (`validation_reconstruction_rmse`); `None` where no card has it.
+    /// A restoration's likelihood adds it to the observation's noise.
+    fn generator_error(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// The error of asking `pair` for a `part` it does not have.

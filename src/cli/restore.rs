@@ -1,0 +1,71 @@
+//! `ppgn restore`: the posterior of images given a damaged observation of
+//! them (`ppgn::run::jobs::restore`), with the sampler flags of `ppgn sample`.
+
+use clap::Args;
+
+use super::progress::Bar;
+use ppgn::run::config::restore::{noise_std, parse};
+use ppgn::run::jobs::restore::{job, Damage, RestoreSpec, Truths};
+
+#[derive(Args, Debug)]
+#[command(
+    allow_negative_numbers = true,
+    after_help = "Example: ppgn restore --image test:0-9 --operator down:2 --noise-std 0.05\n\
+Each image gets --chains chains; the records of the second half of the steps are its draws. \
+Writes restore.png (a row per image: truth, observation, mean, spread x4, 5% and 95% images, \
+draws), truth.npy, observed.npy, mean.npy, std.npy, q05.npy, q95.npy (float32 [k, c, h, w]), \
+samples.npy ([k, draws, c, h, w]) and manifest.json (PSNR of the mean and the coverage of the \
+90% intervals per image)."
+)]
+pub struct RestoreArgs {
+    /// The true images: `test:N` or `test:A-B` (the pair's test set), or a
+    /// `.npy` ([n, c, h, w] in [0, 1]), a PNG or a folder of PNGs at the
+    /// generator's image size.
+    #[arg(long, default_value = "test:0")]
+    pub image: String,
+    /// The damage: `mask:WxH@X,Y` (a hidden patch), `mask:FILE.png` (white
+    /// pixels hidden), `blur:SIGMA` (Gaussian), `down:K` (K x K means),
+    /// `noise` (none but the noise), chained with `+` (`blur:1+down:2`).
+    #[arg(long, default_value = "mask:12x12@8,8")]
+    pub operator: String,
+    /// The observation's noise standard deviation, in [0, 1] pixel units.
+    #[arg(long, default_value_t = 0.0)]
+    pub noise_std: f64,
+    /// The generator's own error per pixel [default: its card's
+    /// validation_reconstruction_rmse].
+    #[arg(long)]
+    pub tau: Option<f64>,
+    /// The sampler flags; the preset defaults to exact-mala (Metropolis-
+    /// Hastings, so the spread is the posterior's) and eps2 to 1 (the
+    /// likelihood as it is). --class, --neuron, --init do not apply.
+    #[command(flatten)]
+    pub sample: super::sample::SampleArgs,
+}
+
+pub fn run(mut a: RestoreArgs) -> anyhow::Result<()> {
+    let damage = Damage {
+        operator: parse(&a.operator)?,
+        noise_std: noise_std(a.noise_std)?,
+        tau: a.tau,
+    };
+    let truths = Truths::parse(&a.image)?;
+    a.sample.preset.get_or_insert_with(|| "exact-mala".into());
+    a.sample.eps2.get_or_insert(1.0);
+    let s = a.sample.spec(None)?;
+    let spec = RestoreSpec {
+        networks: s.networks,
+        data_dir: s.data_dir,
+        truths,
+        damage,
+        settings: s.settings,
+        chains: s.chains,
+        record_every: s.record_every,
+        seed: s.seed,
+        out: s.out,
+        force: s.force,
+        scale: s.scale,
+        command: s.command,
+    };
+    println!("{}", job(&spec, &mut Bar::new(a.sample.quiet, None))?);
+    Ok(())
+}
