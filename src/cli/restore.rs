@@ -4,6 +4,7 @@
 use clap::Args;
 
 use super::progress::Bar;
+use ppgn::eval::restore::calibrate;
 use ppgn::run::config::restore::{noise_std, parse};
 use ppgn::run::jobs::restore::{job, Damage, RestoreSpec, Truths};
 
@@ -35,6 +36,14 @@ pub struct RestoreArgs {
     /// validation_reconstruction_rmse].
     #[arg(long)]
     pub tau: Option<f64>,
+    /// Measure calibration instead: restore test images 0..N-1 with each of
+    /// --samplers (their presets' settings, eps2 1, >= 100 draws an image)
+    /// into --out/NAME/, and write the table to --out/calibration.md.
+    #[arg(long)]
+    pub eval: Option<usize>,
+    /// The samplers --eval compares: map, mala-approx or preset names.
+    #[arg(long, default_value = ppgn::eval::restore::SAMPLERS, value_delimiter = ',')]
+    pub samplers: Vec<String>,
     /// The sampler flags; the preset defaults to exact-mala (Metropolis-
     /// Hastings, so the spread is the posterior's) and eps2 to 1 (the
     /// likelihood as it is). --class, --neuron, --init do not apply.
@@ -48,7 +57,11 @@ pub fn run(mut a: RestoreArgs) -> anyhow::Result<()> {
         noise_std: noise_std(a.noise_std)?,
         tau: a.tau,
     };
-    let truths = Truths::parse(&a.image)?;
+    let truths = match a.eval {
+        Some(0) => anyhow::bail!("--eval 0: the number of test images to measure on, 1 or more"),
+        Some(n) => Truths::Test(0..=n - 1),
+        None => Truths::parse(&a.image)?,
+    };
     a.sample.preset.get_or_insert_with(|| "exact-mala".into());
     a.sample.eps2.get_or_insert(1.0);
     let s = a.sample.spec(None)?;
@@ -66,6 +79,10 @@ pub fn run(mut a: RestoreArgs) -> anyhow::Result<()> {
         scale: s.scale,
         command: s.command,
     };
-    println!("{}", job(&spec, &mut Bar::new(a.sample.quiet, None))?);
+    let mut bar = Bar::new(a.sample.quiet, None);
+    match a.eval {
+        Some(_) => print!("{}", calibrate(&spec, &a.samplers, &mut bar)?),
+        None => println!("{}", job(&spec, &mut bar)?),
+    }
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod ms_ssim;
 pub mod priors;
 pub mod protocol;
 pub mod report;
+pub mod restore;
 pub mod results;
 pub mod run_eval;
 pub mod scores;

@@ -106,6 +106,13 @@ fn pool(a: &[f64], h: usize, w: usize) -> Vec<f64> {
     out
 }
 
+/// Single-scale SSIM of two grey `h x w` images with values in [0, 1]: the
+/// mean over the cropped image of [`ms_ssim`]'s window (sigma 0.8, 7x7),
+/// the scale scikit-image's `structural_similarity` computes with it.
+pub fn ssim(a: &[f64], b: &[f64], h: usize, w: usize) -> f64 {
+    ssim_cs(a, b, h, w).0
+}
+
 /// MS-SSIM of two 28x28 grey images with values in [0, 1].
 pub fn ms_ssim(a: &[f64], b: &[f64]) -> f64 {
     ms_ssim_sized(a, b, 28, 28)

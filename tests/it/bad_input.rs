@@ -43,6 +43,8 @@ fn write_inputs(d: &Path) {
     npy("codes-nan.npy", &[1, 256], &[f32::NAN; 256]);
     npy("codes-few.npy", &[3, 256], &[0.0; 768]);
     npy("images-small.npy", &[1, 1, 16, 16], &[0.5; 256]);
+    ppgn::data::image::save_grid(&d.join("mask-small.png"), &[1.0; 256], 1, (16, 16, 1), 1)
+        .unwrap();
     // a run of 3x16x16 images, which the default evaluator cannot read
     let rgb = d.join("rgb-run");
     std::fs::create_dir_all(&rgb).unwrap();
@@ -64,6 +66,12 @@ fn forty_kinds_of_bad_input_each_give_one_clear_line_and_leave_nothing() {
         if !v.contains(&"--steps") {
             a.extend(["--steps".into(), "2".into()]);
         }
+        a
+    };
+    // `ppgn restore` of test image 0 with `v`, two steps
+    let s_restore = |v: &[&str]| -> Vec<String> {
+        let mut a = vec!["restore".to_string(), "--steps".into(), "2".into()];
+        a.extend(v.iter().map(|x| x.to_string()));
         a
     };
     let cases: Vec<(Vec<String>, &str)> = vec![
@@ -237,6 +245,32 @@ fn forty_kinds_of_bad_input_each_give_one_clear_line_and_leave_nothing() {
             ],
             "not a PNG",
         ),
+        // restoration: the operator, the image, the mask, the noise
+        (
+            s_restore(&["--operator", "smear:2"]),
+            "blur:SIGMA, down:K or noise",
+        ),
+        (
+            s_restore(&["--operator", "down:3"]),
+            "a divisor of both sides",
+        ),
+        (
+            s_restore(&["--image", &p("images-small.npy")]),
+            "what the generator makes",
+        ),
+        (
+            s_restore(&["--operator", &format!("mask:{}", p("mask-small.png"))]),
+            "28x28",
+        ),
+        (
+            s_restore(&["--noise-std", "-0.1"]),
+            "a standard deviation of 0 or more",
+        ),
+        (s_restore(&["--tau", "0"]), "a noise level or a tau above 0"),
+        (
+            s_restore(&["--eval", "2", "--samplers", "nuts-ish"]),
+            "unknown preset",
+        ),
         // wrong shapes
         (
             vec![
@@ -335,7 +369,7 @@ fn forty_kinds_of_bad_input_each_give_one_clear_line_and_leave_nothing() {
         if writes && !all.contains(&"--out") {
             all.extend(["--out", o]);
         }
-        if all[0] == "sample" || all[0] == "inpaint" {
+        if matches!(all[0], "sample" | "inpaint" | "restore") {
             all.push("-q");
         }
         let r = ppgn(&all);

@@ -506,3 +506,98 @@ fn the_restore_job_writes_its_arrays_and_scores() {
     assert!(e.contains("28") && e.contains("14"), "{e}");
     assert!(!d.join("small-run").exists());
 }
+
+/// `ppgn restore` from the command line: tau read off the generator's
+/// card when not given, exact-mala with eps2 1 by default, the arrays
+/// written; `--eval` runs each sampler on the same test images into a
+/// folder of its own and tabulates the manifests' scores with the SSIM of
+/// each mean.
+#[test]
+fn the_restore_command_and_its_calibration_table() {
+    use ppgn::data::npy::read_f32;
+    let d = crate::tempdir("restore-cli");
+    let out = d.join("one");
+    let r = crate::ppgn_into(
+        &["restore", "--image", "test:0-1", "--operator", "down:2"],
+        &out,
+        &[
+            "--noise-std",
+            "0.05",
+            "--chains",
+            "2",
+            "--steps",
+            "20",
+            "--record-every",
+            "2",
+            "-q",
+        ],
+    );
+    let m = crate::manifest(&r, &out);
+    let card: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string("models/fashion-mnist/generator.json").unwrap(),
+    )
+    .unwrap();
+    let tau = card["metrics"]["validation_reconstruction_rmse"]
+        .as_f64()
+        .unwrap();
+    assert!(tau > 0.0 && tau < 0.5, "{tau}");
+    assert_eq!(m["tau"].as_f64().unwrap(), tau);
+    assert_eq!(m["sampler"]["preset"], "exact-mala");
+    assert_eq!(m["sampler"]["eps2"].as_f64().unwrap(), 1.0);
+    let (shape, _) = read_f32(&out.join("q95.npy")).unwrap();
+    assert_eq!(shape, vec![2, 1, 28, 28]);
+
+    let cal = d.join("cal");
+    let r = crate::ppgn_into(
+        &["restore", "--eval", "2", "--operator", "mask:12x12@8,8"],
+        &cal,
+        &["--samplers", "map,exact-mala", "-q"],
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cal.join("calibration.json")).unwrap())
+            .unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for (row, name) in rows.iter().zip(["map", "exact-mala"]) {
+        assert_eq!(row["sampler"], name);
+        assert_eq!(row["images"], 2);
+        // 200 steps: 20 draws a chain, 5 chains
+        assert_eq!(row["draws_per_image"], 100);
+        let m: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(cal.join(name).join("manifest.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(row["coverage"], m["mean_coverage"]);
+        assert_eq!(m["sampler"]["eps2"].as_f64().unwrap(), 1.0);
+        let ssim = row["ssim"].as_f64().unwrap();
+        assert!(ssim > 0.0 && ssim < 1.0, "{row}");
+        assert!(row["coverage_unseen"].as_f64().is_some(), "{row}");
+    }
+    let table = std::fs::read_to_string(cal.join("calibration.md")).unwrap();
+    assert!(table.contains("| exact-mala | 100 |"), "{table}");
+}
+
+/// SSIM of constant images has a closed form: the structure term is 1 and
+/// the luminance term `(2ab + C1) / (a^2 + b^2 + C1)`; an image against
+/// itself is 1, and noise lowers it.
+#[test]
+fn ssim_of_known_images() {
+    use ppgn::eval::ms_ssim::ssim;
+    let (a, b) = (vec![0.2; 28 * 28], vec![0.6; 28 * 28]);
+    let c1 = 1e-4;
+    let want = (2.0 * 0.2 * 0.6 + c1) / (0.04 + 0.36 + c1);
+    assert!((ssim(&a, &b, 28, 28) - want).abs() < 1e-9);
+    let x = uniform(28 * 28, 3);
+    assert!((ssim(&x, &x, 28, 28) - 1.0).abs() < 1e-12);
+    let noisy: Vec<f64> = x
+        .iter()
+        .zip(uniform(28 * 28, 4))
+        .map(|(p, q)| p + 0.2 * (q - 0.5))
+        .collect();
+    let s = ssim(&x, &noisy, 28, 28);
+    assert!(s < 0.99 && s > 0.3, "{s}");
+    assert_eq!(ppgn::eval::restore::draws(200), (5, 5));
+    assert_eq!(ppgn::eval::restore::draws(20), (1, 10));
+    assert_eq!(ppgn::eval::restore::draws(1), (1, 100));
+}
