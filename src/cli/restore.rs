@@ -37,8 +37,9 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub tau: Option<f64>,
     /// Measure calibration instead: restore test images 0..N-1 with each of
-    /// --samplers (their presets' settings, eps2 1, >= 100 draws an image)
-    /// into --out/NAME/, and write the table to --out/calibration.md.
+    /// --samplers (their presets' settings, eps2 1, --steps if given, >= 100
+    /// draws an image) into --out/NAME/, and write the table (with the
+    /// chains' ESS per gradient evaluation) to --out/calibration.md.
     #[arg(long)]
     pub eval: Option<usize>,
     /// The samplers --eval compares: map, mala-approx or preset names.
@@ -81,7 +82,10 @@ pub fn run(mut a: RestoreArgs) -> anyhow::Result<()> {
     };
     let mut bar = Bar::new(a.sample.quiet, None);
     match a.eval {
-        Some(_) => print!("{}", calibrate(&spec, &a.samplers, &mut bar)?),
+        Some(_) => print!(
+            "{}",
+            calibrate(&spec, &a.samplers, a.sample.steps, &mut bar)?
+        ),
         None => println!("{}", job(&spec, &mut bar)?),
     }
     Ok(())

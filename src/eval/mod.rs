@@ -6,6 +6,7 @@ pub mod claims;
 pub mod experiments;
 pub mod generators;
 pub mod judge;
+pub mod mixing;
 pub mod ms_ssim;
 pub mod priors;
 pub mod protocol;

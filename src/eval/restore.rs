@@ -15,6 +15,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::mixing::Trace;
 use super::ms_ssim::ssim;
 use crate::data::npy::read_f32;
 use crate::error::{Error, Result};
@@ -73,6 +74,10 @@ pub struct Row {
     pub coverage_unseen: Option<f64>,
     pub width: f64,
     pub acceptance: f64,
+    /// The mean over images of the minimum over the coordinates of the
+    /// chains' ESS in the second half, per gradient evaluation of the
+    /// image's chains (`super::mixing`).
+    pub min_ess_per_grad: Option<f64>,
 }
 
 /// Runs `base` (its images, damage, networks, seed) once per sampler of
@@ -81,9 +86,20 @@ pub struct Row {
 pub fn calibrate(
     base: &RestoreSpec,
     samplers: &[String],
+    steps: Option<usize>,
     progress: &mut dyn Progress,
 ) -> Result<String> {
-    let configs: Vec<SamplerConfig> = samplers.iter().map(|s| sampler(s)).collect::<Result<_>>()?;
+    let configs: Vec<SamplerConfig> = samplers
+        .iter()
+        .map(|s| {
+            let mut c = sampler(s)?;
+            c.steps = steps.unwrap_or(c.steps);
+            if let Schedule::Linear { steps, .. } = &mut c.step {
+                *steps = c.steps;
+            }
+            Ok(c)
+        })
+        .collect::<Result<_>>()?;
     std::fs::create_dir_all(&base.out).map_err(|e| Error::io(&base.out, e))?;
     let mut rows = Vec::new();
     for (name, cfg) in samplers.iter().zip(configs) {
@@ -95,8 +111,17 @@ pub fn calibrate(
             out: base.out.join(name),
             ..base.clone()
         };
-        job(&spec, progress)?;
-        rows.push(row(name, &spec.out)?);
+        let mut trace = Trace::new(progress, spec.settings.steps / 2);
+        job(&spec, &mut trace)?;
+        if let Some(e) = trace.failed.take() {
+            return Err(Error::data(&spec.out, format!("tracing the chains: {e}")));
+        }
+        let mut row = row(name, &spec.out)?;
+        let grads = row.grad_evals_per_image;
+        row.min_ess_per_grad = trace
+            .min_ess(row.images, chains)
+            .map(|v| v.iter().map(|e| e / grads).sum::<f64>() / v.len() as f64);
+        rows.push(row);
     }
     let table = markdown(&rows, base);
     let json = serde_json::to_string_pretty(&rows).expect("rows serialise");
@@ -142,6 +167,7 @@ fn row(name: &str, dir: &Path) -> Result<Row> {
         coverage_unseen: avg("coverage_unseen"),
         width: avg("width").unwrap_or(f64::NAN),
         acceptance: num("acceptance"),
+        min_ess_per_grad: None,
     })
 }
 
@@ -155,12 +181,15 @@ pub fn markdown(rows: &[Row], base: &RestoreSpec) -> String {
         base.truths,
         base.seed
     );
-    out += "| sampler | draws / image | gradient evals / image | PSNR of mean (dB) | SSIM of mean | 90% coverage, all pixels | 90% coverage, unseen pixels | mean interval width | acceptance |\n";
-    out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    out += "| sampler | draws / image | gradient evals / image | PSNR of mean (dB) | SSIM of mean | 90% coverage, all pixels | 90% coverage, unseen pixels | mean interval width | acceptance | min ESS / gradient eval |\n";
+    out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for r in rows {
         let unseen = r.coverage_unseen.map_or("-".into(), |v| format!("{v:.3}"));
+        let ess = r
+            .min_ess_per_grad
+            .map_or("-".into(), |v| format!("{v:.2e}"));
         out += &format!(
-            "| {} | {} | {:.0} | {:.2} | {:.3} | {:.3} | {} | {:.3} | {:.3} |\n",
+            "| {} | {} | {:.0} | {:.2} | {:.3} | {:.3} | {} | {:.3} | {:.3} | {ess} |\n",
             r.sampler,
             r.draws_per_image,
             r.grad_evals_per_image,

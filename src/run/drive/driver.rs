@@ -31,6 +31,9 @@ pub struct Record<'a> {
     pub settings: &'a SamplerConfig,
     /// The chains: the last snapshot and condition values are this step's.
     pub out: &'a ChainsOutput,
+    /// The chains' positions after this step (`out.codes` is those of the
+    /// last record before it).
+    pub position: &'a Tensor,
 }
 
 /// The settings of a run as it goes: the schedule of changes (the
@@ -172,6 +175,7 @@ fn report(
         step_size: steered.step_size(out, out.step),
         settings: &steered.all,
         out,
+        position: h,
     });
     let changed = !made.is_empty();
     steered.add(out, made)?;
