@@ -601,3 +601,42 @@ fn ssim_of_known_images() {
     assert_eq!(ppgn::eval::restore::draws(20), (1, 10));
     assert_eq!(ppgn::eval::restore::draws(1), (1, 100));
 }
+
+/// The mixing measure on chains of known autocorrelation: independent
+/// draws give an ESS near their number, an AR(1) of coefficient 0.9 about
+/// `(1 - 0.9) / (1 + 0.9)` of it; the minimum is over the coordinates and
+/// each image reads its own chains.
+#[test]
+fn the_minimum_ess_of_known_chains() {
+    use ppgn::eval::mixing::Trace;
+    use ppgn::run::drive::progress::Silent;
+    use rand_distr::{Distribution, StandardNormal};
+    let (images, chains, dim, steps) = (2, 4, 3, 500);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let mut silent = Silent;
+    let mut trace = Trace::new(&mut silent, 0);
+    // image 0: independent; image 1: coordinate 2 is an AR(1) of 0.9
+    let mut ar = vec![0.0f64; chains];
+    for _ in 0..steps {
+        let mut row = vec![0f32; images * chains * dim];
+        for j in 0..images * chains {
+            for d in 0..dim {
+                let e: f64 = StandardNormal.sample(&mut rng);
+                row[j * dim + d] = e as f32;
+            }
+        }
+        for (c, a) in ar.iter_mut().enumerate() {
+            let e: f64 = StandardNormal.sample(&mut rng);
+            *a = 0.9 * *a + (1.0f64 - 0.81).sqrt() * e;
+            row[(chains + c) * dim + 2] = *a as f32;
+        }
+        trace.rows.push(row);
+    }
+    let ess = trace.min_ess(images, chains).unwrap();
+    let n = (chains * steps) as f64;
+    assert!(ess[0] > 0.7 * n && ess[0] < 1.3 * n, "{ess:?}");
+    let want = n * 0.1 / 1.9;
+    assert!(ess[1] > 0.6 * want && ess[1] < 1.6 * want, "{ess:?} against {want}");
+    trace.rows.truncate(3);
+    assert!(trace.min_ess(images, chains).is_none());
+}
