@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::live::{Action, LiveRun};
+use super::live::{Action, Job, LiveRun};
 use super::reply::refuse;
 use super::Shared;
 use crate::data::fashion_mnist::CLASS_NAMES;
@@ -23,6 +23,7 @@ use crate::run::config::preset::{Choice, SamplerKind, PRESETS};
 use crate::run::config::settings::{resolve, Overrides};
 use crate::run::config::spec::{Inpaint, Networks, Request as Asked, SampleSpec};
 use crate::run::config::steer::Change;
+use crate::run::jobs::restore::{Damage, RestoreSpec, Truths};
 
 /// Request bodies larger than this are refused (413).
 pub const BODY_LIMIT: usize = 1 << 20;
@@ -165,6 +166,21 @@ pub struct Start {
     pub seed: u64,
     /// Fill a hole in a test image: its index and 784 values, 1 to fill.
     pub inpaint: Option<InpaintAsked>,
+    /// Restore a damaged test image (`ppgn restore`) instead of sampling a
+    /// class; the preset defaults to exact-mala and eps2 to 1.
+    pub restore: Option<RestoreAsked>,
+}
+
+/// A restoration from the page: a test image, the operator as `ppgn
+/// restore --operator` takes it, the observation's noise and tau.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreAsked {
+    pub image: usize,
+    pub operator: String,
+    #[serde(default)]
+    pub noise_std: f64,
+    pub tau: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,6 +203,41 @@ const MAX_CHAINS: usize = 1024;
 
 impl Start {
     /// The job, in the run folder `out`.
+    fn job(mut self, s: &Shared, out: std::path::PathBuf) -> crate::Result<Job> {
+        let Some(r) = self.restore.take() else {
+            return Ok(Job::Sample(self.spec(s, out)?));
+        };
+        if self.inpaint.is_some() || self.neuron.is_some() {
+            return Err(Error::setting(
+                "restore",
+                "with inpaint or neuron",
+                "a restoration alone (its operator's mask replaces inpainting's)",
+            ));
+        }
+        self.preset.get_or_insert_with(|| "exact-mala".into());
+        self.eps2.get_or_insert(1.0);
+        let damage = Damage {
+            operator: crate::run::config::restore::parse(&r.operator)?,
+            noise_std: crate::run::config::restore::noise_std(r.noise_std)?,
+            tau: r.tau,
+        };
+        let base = self.spec(s, out)?;
+        Ok(Job::Restore(RestoreSpec {
+            networks: base.networks,
+            data_dir: None,
+            truths: Truths::Test(r.image..=r.image),
+            damage,
+            settings: base.settings,
+            chains: base.chains,
+            record_every: base.record_every,
+            seed: base.seed,
+            out: base.out,
+            force: false,
+            scale: None,
+            command: base.command,
+        }))
+    }
+
     fn spec(self, s: &Shared, out: std::path::PathBuf) -> crate::Result<SampleSpec> {
         let side = |name: String| match name.ends_with(".toml") {
             true => super::files::sidecar(s.cfg.networks.as_deref(), &name),
@@ -290,7 +341,7 @@ async fn start(
     }
     let per_row = start.chains;
     let (name, out) = super::files::new_run_folder(&s.cfg.runs);
-    let spec = match start.spec(&s, out) {
+    let spec = match start.job(&s, out) {
         Ok(spec) => spec,
         Err(e) => {
             s.running.fetch_sub(1, Ordering::SeqCst);

@@ -1,7 +1,9 @@
-//! A run started from the page: an ordinary `ppgn sample` job in its own
-//! thread, reporting every record as a frame (the grid of the chains'
-//! current images and their numbers) and taking the page's pause, resume,
-//! stop and changes of eps1, eps2, eps3 and the step (`crate::run::config::steer`).
+//! A run started from the page: an ordinary `ppgn sample` or `ppgn
+//! restore` job in its own thread, reporting every record as a frame (the
+//! grid of the chains' current images and their numbers; for a
+//! restoration, each image's chains then their mean and spread) and taking
+//! the page's pause, resume, stop and changes of eps1, eps2, eps3 and the
+//! step (`crate::run::config::steer`).
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -12,8 +14,10 @@ use tokio::sync::watch;
 
 use crate::data::image::{encode_png, grid};
 use crate::error::{Error, Result};
+use crate::run::config::preset::SamplerConfig;
 use crate::run::config::steer::Change;
 use crate::run::drive::driver::Record;
+use crate::run::jobs::restore::RestoreSpec;
 use crate::run::{Progress, SampleSpec};
 use crate::sampler::diagnostics::rank_rhat;
 
@@ -53,6 +57,40 @@ impl Frame {
     }
 }
 
+/// What a live run runs.
+#[derive(Debug)]
+pub enum Job {
+    Sample(SampleSpec),
+    /// A restoration: its frames show each image's chains, their mean and
+    /// their spread (x4).
+    Restore(RestoreSpec),
+}
+
+impl Job {
+    pub fn settings(&self) -> &SamplerConfig {
+        match self {
+            Job::Sample(s) => &s.settings,
+            Job::Restore(r) => &r.settings,
+        }
+    }
+
+    /// Chains a class (sampling) or an image (restoration).
+    pub fn chains(&self) -> usize {
+        match self {
+            Job::Sample(s) => s.chains,
+            Job::Restore(r) => r.chains,
+        }
+    }
+
+    /// Runs the job to its summary line.
+    fn run(&self, progress: &mut dyn Progress) -> Result<String> {
+        match self {
+            Job::Sample(s) => Ok(crate::run::sample(s, progress)?.to_string()),
+            Job::Restore(r) => crate::run::jobs::restore::job(r, progress),
+        }
+    }
+}
+
 /// What the page asks of a running run.
 #[derive(Debug, Default)]
 struct Control {
@@ -81,23 +119,23 @@ pub enum Action {
 }
 
 impl LiveRun {
-    /// Starts `spec` in a thread of its own; `chains_per_row` lays out the
+    /// Starts `job` in a thread of its own; `chains_per_row` lays out the
     /// frames' grid; `done` is called when it ends.
     pub fn start(
         name: String,
-        spec: SampleSpec,
+        job: Job,
         chains_per_row: usize,
         done: impl FnOnce() + Send + 'static,
     ) -> Arc<LiveRun> {
         let first = Frame {
             state: "starting".into(),
-            steps: spec.settings.steps,
+            steps: job.settings().steps,
             run: name.clone(),
             ..Frame::default()
         };
         let run = Arc::new(LiveRun {
             name,
-            adapting: spec.settings.adapt.is_some(),
+            adapting: job.settings().adapt.is_some(),
             control: Mutex::new(Control::default()),
             wake: Condvar::new(),
             frames: watch::channel(Arc::new(first)).0,
@@ -107,19 +145,19 @@ impl LiveRun {
             let mut watcher = Watcher {
                 run: me.clone(),
                 cols: chains_per_row.clamp(1, 16),
-                per_class: spec.chains,
+                per_class: job.chains(),
+                restoring: matches!(job, Job::Restore(_)),
                 started: Instant::now(),
                 last: Frame::default(),
             };
             // a panic (a bug) ends this run as failed, not the server
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                crate::run::sample(&spec, &mut watcher)
-            }));
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(&mut watcher)));
             let mut last = watcher.last;
             last.run = me.name.clone();
             last.elapsed_s = watcher.started.elapsed().as_secs_f64();
             (last.state, last.message) = match result {
-                Ok(Ok(out)) => ("finished".into(), out.to_string()),
+                Ok(Ok(out)) => ("finished".into(), out),
                 Ok(Err(e)) => ("failed".into(), e.to_string()),
                 Err(_) => (
                     "failed".into(),
@@ -182,6 +220,7 @@ struct Watcher {
     run: Arc<LiveRun>,
     cols: usize,
     per_class: usize,
+    restoring: bool,
     started: Instant,
     last: Frame,
 }
@@ -207,8 +246,14 @@ impl Watcher {
             .last()
             .ok_or_else(|| Error::unsupported("a frame before any record", "wait for a record"))?;
         let (_, h, w, c) = snapshot.dims4()?;
-        let images: Vec<f32> = snapshot.flatten_all()?.to_vec1()?;
-        let (pixels, gw, gh) = grid(&images, n, (h, w, c), self.cols, 1)?;
+        let mut images: Vec<f32> = snapshot.flatten_all()?.to_vec1()?;
+        let (mut cells, mut cols) = (n, self.cols);
+        if self.restoring {
+            images = with_spread(&images, self.per_class.max(1), h * w * c);
+            cols = self.per_class + 2;
+            cells = images.len() / (h * w * c);
+        }
+        let (pixels, gw, gh) = grid(&images, cells, (h, w, c), cols, 1)?;
         let png = encode_png(&pixels, gw, gh, c)?;
         Ok(Frame {
             state: if paused { "paused" } else { "running" }.into(),
@@ -231,7 +276,7 @@ impl Watcher {
                 "data:image/png;base64,{}",
                 base64::engine::general_purpose::STANDARD.encode(png)
             ),
-            cols: self.cols,
+            cols,
             elapsed_s: self.started.elapsed().as_secs_f64(),
             run: self.run.name.clone(),
             message: String::new(),
@@ -262,6 +307,26 @@ impl Progress for Watcher {
             c = self.run.wake.wait(c).unwrap_or_else(|p| p.into_inner());
         }
     }
+}
+
+/// Each group of `chains` images (`per` values each) followed by its mean
+/// and its standard deviation times 4 (at most 1): a restoration's image
+/// as its chains see it now.
+fn with_spread(images: &[f32], chains: usize, per: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(images.len() + 2 * images.len() / chains);
+    for group in images.chunks(chains * per) {
+        out.extend_from_slice(group);
+        let k = (group.len() / per) as f32;
+        let at = |p: usize| (0..group.len() / per).map(move |j| group[j * per + p]);
+        let mean: Vec<f32> = (0..per).map(|p| at(p).sum::<f32>() / k).collect();
+        let spread = (0..per).map(|p| {
+            let var = at(p).map(|v| (v - mean[p]).powi(2)).sum::<f32>() / k;
+            (4.0 * var.sqrt()).min(1.0)
+        });
+        out.extend_from_slice(&mean);
+        out.extend(spread);
+    }
+    out
 }
 
 /// The largest rank R-hat over groups of `per_class` chains of the second

@@ -636,7 +636,10 @@ fn the_minimum_ess_of_known_chains() {
     let n = (chains * steps) as f64;
     assert!(ess[0] > 0.7 * n && ess[0] < 1.3 * n, "{ess:?}");
     let want = n * 0.1 / 1.9;
-    assert!(ess[1] > 0.6 * want && ess[1] < 1.6 * want, "{ess:?} against {want}");
+    assert!(
+        ess[1] > 0.6 * want && ess[1] < 1.6 * want,
+        "{ess:?} against {want}"
+    );
     trace.rows.truncate(3);
     assert!(trace.min_ess(images, chains).is_none());
 }

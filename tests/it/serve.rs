@@ -451,6 +451,55 @@ fn the_page_inpaints_a_drawn_hole() {
     assert!(status == 400 && reply.contains("784"), "{status} {reply}");
 }
 
+/// A restoration from the page: a test image under `down:2` with its
+/// chains shown beside their mean and spread, the run folder the one
+/// `ppgn restore` writes; a bad operator and a restoration asked with
+/// inpainting are refused before anything runs.
+#[test]
+fn the_page_restores_a_damaged_test_image() {
+    let runs = tempdir("serve-restore");
+    let s = serve(&runs, &[]);
+    let a = s.addr.as_str();
+    let body = serde_json::json!({"chains": 2, "steps": 20,
+        "restore": {"image": 3, "operator": "down:2", "noise_std": 0.05}});
+    let id = start(a, body);
+    let (frames, end) = follow(a, &id);
+    assert_eq!(end["state"], "finished", "{end}");
+    assert!(frames >= 1);
+    // each row: 2 chains, their mean, their spread
+    assert_eq!(end["cols"], 4, "{end}");
+    assert!(
+        end["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 images restored"),
+        "{end}"
+    );
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(runs.join(&id).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m["sampler"]["preset"], "exact-mala");
+    assert_eq!(m["sampler"]["eps2"].as_f64().unwrap(), 1.0);
+    assert_eq!(m["images"], "Test(3..=3)");
+    let (shape, _) = npy_f32(&std::fs::read(runs.join(&id).join("std.npy")).unwrap());
+    assert_eq!(shape, vec![1, 1, 28, 28]);
+    let bad = serde_json::json!({"restore": {"image": 3, "operator": "smear:2"}});
+    let (status, reply) = post_json(a, "/api/runs", &bad);
+    assert!(
+        status == 400 && reply.contains("down:K"),
+        "{status} {reply}"
+    );
+    let mask = vec![0u8; 784];
+    let both = serde_json::json!({"restore": {"image": 3, "operator": "down:2"},
+        "inpaint": {"image": 3, "mask": mask}});
+    let (status, reply) = post_json(a, "/api/runs", &both);
+    assert!(
+        status == 400 && reply.contains("restoration alone"),
+        "{status} {reply}"
+    );
+}
+
 /// A free port for chromedriver.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
