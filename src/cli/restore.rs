@@ -47,12 +47,27 @@ pub struct RestoreArgs {
     pub samplers: Vec<String>,
     /// The sampler flags; the preset defaults to exact-mala (Metropolis-
     /// Hastings, so the spread is the posterior's) and eps2 to 1 (the
-    /// likelihood as it is). --class, --neuron, --init do not apply.
+    /// likelihood as it is). --class does not apply; --neuron, --init,
+    /// --keep-above, --autotune, --resume, --dry-run, --batch, --shard are refused.
     #[command(flatten)]
     pub sample: super::sample::SampleArgs,
 }
 
 pub fn run(mut a: RestoreArgs) -> anyhow::Result<()> {
+    let x = &a.sample;
+    let unused = [
+        ("--neuron", x.neuron.is_some()),
+        ("--init", x.init != "random"),
+        ("--keep-above", x.keep_above.is_some()),
+        ("--autotune", x.autotune),
+        ("--resume", x.resume),
+        ("--dry-run", x.dry_run),
+        ("--batch", x.batch.is_some()),
+        ("--shard", x.shard != ppgn::run::drive::shard::Shard::WHOLE),
+    ];
+    if let Some((flag, _)) = unused.iter().find(|(_, given)| *given) {
+        anyhow::bail!("{flag} is a flag of ppgn sample that ppgn restore does not take: drop it (each image's chains start from the prior's draws, in one batch)");
+    }
     let damage = Damage {
         operator: parse(&a.operator)?,
         noise_std: noise_std(a.noise_std)?,
