@@ -267,7 +267,10 @@ fn forty_kinds_of_bad_input_each_give_one_clear_line_and_leave_nothing() {
             "a standard deviation of 0 or more",
         ),
         (s_restore(&["--tau", "0"]), "a noise level or a tau above 0"),
-        (s_restore(&["--resume"]), "--resume is a flag of ppgn sample"),
+        (
+            s_restore(&["--resume"]),
+            "--resume is a flag of ppgn sample",
+        ),
         (
             s_restore(&["--eval", "2", "--samplers", "nuts-ish"]),
             "unknown preset",

@@ -609,3 +609,59 @@ fn an_onnx_pair_inpaints_an_image_given_as_a_file() {
     }
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// `ppgn restore` on an ONNX pair: the image a PNG of the generator's
+/// size, exact-mala with eps2 1, tau as given (no card has the
+/// generator's error), the arrays at the pair's shape; without --tau, and
+/// with a test image the pair has no data set for, refused in one line.
+#[test]
+fn an_onnx_pair_restores_an_image_given_as_a_file() {
+    let d = tempdir("pairs-restore");
+    let (g, c) = onnx_pair(&d);
+    let px: Vec<u8> = (0..16 * 16 * 3).map(|i| ((i * 37) % 256) as u8).collect();
+    let png = d.join("real.png");
+    std::fs::write(&png, ppgn::data::image::encode_png(&px, 16, 16, 3).unwrap()).unwrap();
+    let png = png.to_str().unwrap();
+    let out = d.join("run");
+    let base = [
+        "restore",
+        "--generator",
+        &g,
+        "--classifier",
+        &c,
+        "--operator",
+        "blur:1+down:2",
+        "--noise-std",
+        "0.05",
+        "--chains",
+        "2",
+        "--steps",
+        "20",
+        "--record-every",
+        "2",
+        "-q",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--image", png, "--tau", "0.1"]);
+    let m = manifest(&ppgn_into(&args, &out, &[]), &out);
+    assert_eq!(m["tau"].as_f64().unwrap(), 0.1);
+    // exact-mala on every pair: the generator's declared prior
+    assert_eq!(m["sampler"]["preset"], "exact-mala");
+    assert_eq!(m["sampler"]["eps2"].as_f64().unwrap(), 1.0);
+    let (shape, _) = ppgn::data::npy::read_f32(&out.join("observed.npy")).unwrap();
+    assert_eq!(shape, vec![1, 3, 8, 8]);
+    let (shape, _) = ppgn::data::npy::read_f32(&out.join("samples.npy")).unwrap();
+    assert_eq!(shape, vec![1, 10, 3, 16, 16]);
+    for (extra, needle) in [
+        (vec!["--image", png], "give --tau"),
+        (vec!["--image", "test:0", "--tau", "0.1"], "does not have"),
+    ] {
+        let mut args = base.to_vec();
+        args.extend(extra);
+        let o = ppgn_into(&args, &d.join("refused"), &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(needle), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(!d.join("refused").exists());
+    }
+}

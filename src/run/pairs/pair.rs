@@ -183,7 +183,7 @@ pub trait Pair: Send + Sync {
 /// The error of asking `pair` for a `part` it does not have.
 pub fn missing(pair: &str, part: Part, instead: &str) -> Error {
     Error::unsupported(
-        format!("{pair} has no {}", part.what()),
+        format!("{pair} does not have {}", part.what()),
         format!("{instead} with a pair that has one (the shipped fashion stack), or drop the flag that needs it"),
     )
 }
