@@ -1,0 +1,185 @@
+//! The chains of a restoration and their draws: the observation made
+//! from the true images, the target, and the decoded images of the second
+//! half's records.
+
+use candle_core::{DType, Device, Tensor};
+use rand::SeedableRng;
+use rand_distr::Distribution;
+
+use crate::density::observation::Operator;
+use crate::error::{Error, Result};
+use crate::run::config::preset::SamplerConfig;
+use crate::run::config::restore::{degradations, Asked};
+use crate::run::drive::init::Starts;
+use crate::run::drive::progress::{drive_to_end, Progress};
+use crate::run::pairs::pair::{Condition, Pair, Restoring};
+
+/// The damage and how it is sampled.
+#[derive(Debug, Clone)]
+pub struct Damage {
+    /// The operator's steps (`crate::run::config::restore::parse`).
+    pub operator: Vec<Asked>,
+    /// The observation's noise `s`, in the image's [0, 1] units.
+    pub noise_std: f64,
+    /// The generator's own error `tau` (per pixel, [0, 1] units) [default:
+    /// the pair's, `Pair::generator_error`].
+    pub tau: Option<f64>,
+}
+
+impl Damage {
+    /// `tau` as asked, else `pair`'s generator's; refused when neither
+    /// has one, and when the likelihood would have no spread at all.
+    pub fn tau(&self, pair: &dyn Pair) -> Result<f64> {
+        let tau = match self.tau.or_else(|| pair.generator_error()) {
+            Some(t) if t.is_finite() && t >= 0.0 => t,
+            Some(t) => {
+                return Err(Error::setting(
+                    "tau",
+                    format!("{t}"),
+                    "the generator's error per pixel: 0 or more, in the image's [0, 1] units",
+                ))
+            }
+            None => {
+                return Err(Error::unsupported(
+                    format!(
+                        "restoring with {}: its generator's own error is not on a card",
+                        pair.names().0
+                    ),
+                    "give --tau, the RMSE of the generator's best reconstructions of real images (0 if it draws them exactly)",
+                ))
+            }
+        };
+        if tau == 0.0 && self.noise_std == 0.0 {
+            return Err(Error::setting(
+                "noise-std",
+                "0 with tau 0",
+                "a noise level or a tau above 0 (a likelihood of no spread has no posterior to sample)",
+            ));
+        }
+        Ok(tau)
+    }
+}
+
+/// The draws of a restoration of `k` images.
+pub struct Restored {
+    /// The images' shape `(h, w, c)` and the observations'.
+    pub image: (usize, usize, usize),
+    pub observation: (usize, usize, usize),
+    /// `[k, oh, ow, oc]` flat: what the chains were conditioned on.
+    pub observed: Vec<f32>,
+    /// `[k, draws, h, w, c]` flat.
+    pub draws: Vec<f32>,
+    pub draws_per_image: usize,
+    pub grad_evals: usize,
+    /// Mean acceptance over steps and chains.
+    pub acceptance: f64,
+}
+
+/// Samples the posterior of each of `truths` (`[k, h, w, c]`, pixels in
+/// [0, 1] at the generator's size) under `damage`, `chains` chains an
+/// image, all in one batch.
+pub fn restore(
+    pair: &dyn Pair,
+    truths: &Tensor,
+    damage: &Damage,
+    (cfg, chains, record_every, seed): (&SamplerConfig, usize, usize, u64),
+    progress: &mut dyn Progress,
+) -> Result<Restored> {
+    let image = pixels(pair)?;
+    let (h, w, c) = image;
+    let k = truths.dim(0)?;
+    if truths.dims() != [k, h, w, c] || k == 0 || chains == 0 {
+        return Err(Error::shape(
+            "the images to restore",
+            format!("[k, {h}, {w}, {c}], what the generator makes, and chains"),
+            format!("{:?} with {chains} chains an image", truths.dims()),
+        ));
+    }
+    let tau = damage.tau(pair)?;
+    let operator = Operator::new(degradations(&damage.operator, (h, w), seed)?, image)?;
+    let observed = observe(&operator, truths, damage.noise_std, seed)?;
+    let n = k * chains;
+    let rows: Vec<u32> = (0..n).map(|i| (i / chains) as u32).collect();
+    let (oh, ow, oc) = operator.output();
+    let per_chain = Tensor::from_vec(observed.clone(), (k, oh, ow, oc), &Device::Cpu)?
+        .index_select(&Tensor::new(rows, &Device::Cpu)?, 0)?;
+    let condition = Condition::Restore(Restoring {
+        observed: per_chain,
+        operator: operator.clone(),
+        variance: damage.noise_std.powi(2) + tau.powi(2),
+    });
+    let pipeline = pair.pipeline(cfg, &condition)?;
+    cfg.kernel()?.check(&pipeline.target)?;
+    let init = crate::run::config::spec::Init::Random;
+    let start = Starts::new(&init, pair, cfg, seed, None, n)?.of(cfg, 0..n)?;
+    let every = record_every.max(1);
+    let out = drive_to_end("restore", &pipeline, cfg, &start, seed, every, progress)?;
+    let kept: Vec<&Tensor> = out
+        .snapshots
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| (j * every).min(cfg.steps) * 2 > cfg.steps)
+        .map(|(_, s)| s)
+        .collect();
+    let per = h * w * c;
+    let snaps: Vec<Vec<f32>> = kept
+        .iter()
+        .map(|t| Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?))
+        .collect::<Result<_>>()?;
+    // [k, chains * records, h, w, c]: image i's draws are its chains'
+    let mut draws = Vec::with_capacity(n * snaps.len() * per);
+    for i in 0..k {
+        for ch in 0..chains {
+            for s in &snaps {
+                let j = i * chains + ch;
+                draws.extend_from_slice(&s[j * per..(j + 1) * per]);
+            }
+        }
+    }
+    Ok(Restored {
+        image,
+        observation: operator.output(),
+        observed: observed.iter().map(|&v| v as f32).collect(),
+        draws,
+        draws_per_image: chains * snaps.len(),
+        grad_evals: out.grad_evals,
+        // the sum over steps of the chains' mean acceptance
+        acceptance: out.accept_sum / cfg.steps.max(1) as f64,
+    })
+}
+
+/// The shape of `pair`'s images, refused when they are not pixels in
+/// [0, 1] (an observation of them would not be an image).
+pub(super) fn pixels(pair: &dyn Pair) -> Result<(usize, usize, usize)> {
+    pair.pixels().ok_or_else(|| {
+        Error::unsupported(
+            format!(
+                "restoring with {}: its generator's images are not pixels in [0, 1]",
+                pair.names().0
+            ),
+            "restore with the shipped stack or a generator with an output_range",
+        )
+    })
+}
+
+/// `A x + s * N(0, I)` of each image of `truths`, the noise seeded, on
+/// the values the operator observes (not a mask's hidden pixels, which
+/// stay 0).
+fn observe(a: &Operator, truths: &Tensor, s: f64, seed: u64) -> Result<Vec<f64>> {
+    let x: Vec<f64> = truths.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+    let (h, w, c) = a.input();
+    let seen = a.apply(&vec![1.0; h * w * c]);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x0b5e_7e4d);
+    let normal = rand_distr::StandardNormal;
+    Ok(a.apply(&x)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let e: f64 = normal.sample(&mut rng);
+            match seen[i % seen.len()] != 0.0 {
+                true => v + s * e,
+                false => v,
+            }
+        })
+        .collect())
+}
