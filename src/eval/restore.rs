@@ -174,8 +174,8 @@ fn row(name: &str, dir: &Path) -> Result<Row> {
 /// The table, headed by what was restored.
 pub fn markdown(rows: &[Row], base: &RestoreSpec) -> String {
     let mut out = format!(
-        "Operator {:?}, noise std {}, {} images ({:?}), seed {}.\n\n",
-        base.damage.operator,
+        "Operator `{}`, noise std {}, {} images ({}), seed {}.\n\n",
+        crate::run::config::restore::written(&base.damage.operator),
         base.damage.noise_std,
         rows.first().map_or(0, |r| r.images),
         base.truths,

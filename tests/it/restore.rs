@@ -429,6 +429,8 @@ fn the_restore_job_writes_its_arrays_and_scores() {
     let d = crate::tempdir("restore-job");
     assert_eq!(Truths::parse("test:3").unwrap(), Truths::Test(3..=3));
     assert_eq!(Truths::parse("test:0-9").unwrap(), Truths::Test(0..=9));
+    assert_eq!(Truths::Test(0..=9).to_string(), "test:0-9");
+    assert_eq!(Truths::Test(3..=3).to_string(), "test:3");
     for bad in ["test:5-2", "test:x", "test:"] {
         let e = Truths::parse(bad).unwrap_err().to_string();
         assert!(e.contains("test:A-B"), "{bad}: {e}");

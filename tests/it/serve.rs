@@ -481,7 +481,8 @@ fn the_page_restores_a_damaged_test_image() {
     .unwrap();
     assert_eq!(m["sampler"]["preset"], "exact-mala");
     assert_eq!(m["sampler"]["eps2"].as_f64().unwrap(), 1.0);
-    assert_eq!(m["images"], "Test(3..=3)");
+    assert_eq!(m["images"], "test:3");
+    assert_eq!(m["operator"], "down:2");
     let (shape, _) = npy_f32(&std::fs::read(runs.join(&id).join("std.npy")).unwrap());
     assert_eq!(shape, vec![1, 1, 28, 28]);
     let bad = serde_json::json!({"restore": {"image": 3, "operator": "smear:2"}});

@@ -58,6 +58,17 @@ pub fn parse(spec: &str) -> Result<Vec<Asked>> {
         .collect()
 }
 
+/// `steps` written as `parse` reads them (`blur:1.5+down:2`).
+pub fn written(steps: &[Asked]) -> String {
+    let one = |s: &Asked| match s {
+        Asked::Mask(m) => format!("mask:{m}"),
+        Asked::Blur(sigma) => format!("blur:{sigma}"),
+        Asked::Down(k) => format!("down:{k}"),
+        Asked::Noise => "noise".into(),
+    };
+    steps.iter().map(one).collect::<Vec<_>>().join("+")
+}
+
 /// The degradations of `steps` on an `h x w` image: each mask made at the
 /// size of the image it reads (after any `down:K` before it). `seed`
 /// places a `random` mask.
@@ -123,6 +134,9 @@ mod tests {
             vec![Asked::Mask("12x12@8,8".into())]
         );
         assert_eq!(parse("noise").unwrap(), vec![Asked::Noise]);
+        for s in ["blur:1.5+down:2", "mask:12x12@8,8+noise", "down:4"] {
+            assert_eq!(written(&parse(s).unwrap()), s);
+        }
         for bad in [
             "", "blur", "blur:-1", "blur:x", "down:0", "down:1.5", "smear:2", "mask:", "noise:1",
             "blur:1+",

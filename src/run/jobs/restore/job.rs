@@ -11,7 +11,7 @@ use crate::data::image::hwc_to_chw;
 use crate::density::observation::Operator;
 use crate::error::{Error, Result};
 use crate::run::config::preset::SamplerConfig;
-use crate::run::config::restore::degradations;
+use crate::run::config::restore::{degradations, written};
 use crate::run::config::spec::Networks;
 use crate::run::drive::progress::Progress;
 use crate::run::output::folder::RunFolder;
@@ -26,6 +26,17 @@ pub enum Truths {
     /// Images from a file (`crate::data::images::read`: a `.npy` of
     /// `[n, c, h, w]` in [0, 1], a PNG, or a folder of PNGs).
     File(PathBuf),
+}
+
+impl std::fmt::Display for Truths {
+    /// As `--image` takes it: `test:N`, `test:A-B` or the file.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Truths::Test(r) if r.start() == r.end() => write!(f, "test:{}", r.start()),
+            Truths::Test(r) => write!(f, "test:{}-{}", r.start(), r.end()),
+            Truths::File(p) => write!(f, "{}", p.display()),
+        }
+    }
 }
 
 impl Truths {
@@ -132,8 +143,8 @@ pub fn job(spec: &RestoreSpec, progress: &mut dyn Progress) -> Result<String> {
     let manifest = serde_json::json!({
         "command": spec.command,
         "networks": spec.networks,
-        "images": format!("{:?}", spec.truths),
-        "operator": format!("{:?}", spec.damage.operator),
+        "images": spec.truths.to_string(),
+        "operator": written(&spec.damage.operator),
         "noise_std": spec.damage.noise_std,
         "tau": tau,
         "sampler": cfg,
