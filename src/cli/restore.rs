@@ -45,11 +45,12 @@ pub struct RestoreArgs {
     /// The samplers --eval compares: map, mala-approx or preset names.
     #[arg(long, default_value = ppgn::eval::restore::SAMPLERS, value_delimiter = ',')]
     pub samplers: Vec<String>,
-    /// The sampler flags; the preset defaults to exact-mala (Metropolis-
-    /// Hastings, so the spread is the posterior's) and eps2 to 1 (the
-    /// likelihood as it is). --class does not apply; --neuron, --init,
-    /// --keep-above, --autotune, --resume, --dry-run, --batch, --shard are refused.
-    #[command(flatten)]
+    // exact-mala: Metropolis-Hastings, so the spread is the posterior's;
+    // eps2 1: the likelihood as it is, not tempered
+    #[command(
+        flatten,
+        next_help_heading = "The flags of ppgn sample (here --preset defaults to exact-mala, --eps2 to 1, --chains are an image's; --class does not apply, and --neuron, --init, --keep-above, --autotune, --resume, --dry-run, --batch and --shard are refused)"
+    )]
     pub sample: super::sample::SampleArgs,
 }
 
