@@ -21,9 +21,9 @@ samples.npy ([k, draws, c, h, w]) and manifest.json (PSNR of the mean and the co
 pub struct RestoreArgs {
     /// The true images: `test:N` or `test:A-B` (the pair's test set), or a
     /// `.npy` ([n, c, h, w] in [0, 1]), a PNG or a folder of PNGs at the
-    /// generator's image size.
-    #[arg(long, default_value = "test:0")]
-    pub image: String,
+    /// generator's image size [default: test:0].
+    #[arg(long)]
+    pub image: Option<String>,
     /// The damage: `mask:WxH@X,Y` (a hidden patch), `mask:FILE.png` (white
     /// pixels hidden), `blur:SIGMA` (Gaussian), `down:K` (K x K means),
     /// `noise` (none but the noise), chained with `+` (`blur:1+down:2`).
@@ -74,10 +74,15 @@ pub fn run(mut a: RestoreArgs) -> anyhow::Result<()> {
         noise_std: noise_std(a.noise_std)?,
         tau: a.tau,
     };
-    let truths = match a.eval {
-        Some(0) => anyhow::bail!("--eval 0: the number of test images to measure on, 1 or more"),
-        Some(n) => Truths::Test(0..=n - 1),
-        None => Truths::parse(&a.image)?,
+    let truths = match (a.eval, &a.image) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("--eval N restores the test images 0 to N-1: drop --image")
+        }
+        (Some(0), None) => {
+            anyhow::bail!("--eval 0: the number of test images to measure on, 1 or more")
+        }
+        (Some(n), None) => Truths::Test(0..=n - 1),
+        (None, image) => Truths::parse(image.as_deref().unwrap_or("test:0"))?,
     };
     a.sample.preset.get_or_insert_with(|| "exact-mala".into());
     a.sample.eps2.get_or_insert(1.0);
