@@ -4,9 +4,9 @@
 use clap::Args;
 
 use super::progress::Bar;
-use ppgn::eval::restore::calibrate;
+use ppgn::eval::restore::{calibrate, samplers_for};
 use ppgn::run::config::restore::{noise_std, parse};
-use ppgn::run::jobs::restore::{job, Damage, RestoreSpec, Truths};
+use ppgn::run::jobs::restore::{job, Damage, PaperInpaint, RestoreSpec, Truths, PAPER_INPAINT};
 
 #[derive(Args, Debug)]
 #[command(
@@ -42,14 +42,16 @@ pub struct RestoreArgs {
     /// chains' ESS per gradient evaluation) to --out/calibration.md.
     #[arg(long)]
     pub eval: Option<usize>,
-    /// The samplers --eval compares: map, mala-approx or preset names.
-    #[arg(long, default_value = ppgn::eval::restore::SAMPLERS, value_delimiter = ',')]
-    pub samplers: Vec<String>,
+    /// The samplers --eval compares: map, mala-approx, paper-inpaint or
+    /// preset names [default: map,mala-approx,exact-mala,exact-hmc,exact-nuts;
+    /// with a mask, paper-inpaint after mala-approx].
+    #[arg(long, value_delimiter = ',')]
+    pub samplers: Option<Vec<String>>,
     // exact-mala: Metropolis-Hastings, so the spread is the posterior's;
     // eps2 1: the likelihood as it is, not tempered
     #[command(
         flatten,
-        next_help_heading = "The flags of ppgn sample (here --preset defaults to exact-mala, --eps2 to 1, --chains are an image's; --class does not apply, and --neuron, --init, --keep-above, --autotune, --resume, --dry-run, --batch and --shard are refused)"
+        next_help_heading = "The flags of ppgn sample (here --preset defaults to exact-mala, --eps2 to 1, --chains are an image's; --preset paper-inpaint is the first paper's inpainting (S10: the ppgn preset, the class term on the clamped image and the context term, for a mask), conditioned on --class or each test image's label; --class applies to it alone, and --neuron, --init, --keep-above, --autotune, --resume, --dry-run, --batch and --shard are refused)"
     )]
     pub sample: super::sample::SampleArgs,
 }
@@ -84,6 +86,19 @@ pub fn run(mut a: RestoreArgs) -> anyhow::Result<()> {
         (Some(n), None) => Truths::Test(0..=n - 1),
         (None, image) => Truths::parse(image.as_deref().unwrap_or("test:0"))?,
     };
+    let paper = match a.sample.preset.as_deref() {
+        Some(PAPER_INPAINT) => {
+            a.sample.preset = Some("ppgn".into());
+            Some(PaperInpaint {
+                class: a.sample.class.take(),
+                context_weight: 1.0,
+            })
+        }
+        _ if a.sample.class.is_some() => anyhow::bail!(
+            "--class applies to --preset {PAPER_INPAINT} alone (the paper's inpainting): a restoration's posterior has no class"
+        ),
+        _ => None,
+    };
     a.sample.preset.get_or_insert_with(|| "exact-mala".into());
     a.sample.eps2.get_or_insert(1.0);
     let s = a.sample.spec(None)?;
@@ -92,6 +107,7 @@ pub fn run(mut a: RestoreArgs) -> anyhow::Result<()> {
         data_dir: s.data_dir,
         truths,
         damage,
+        paper,
         settings: s.settings,
         chains: s.chains,
         record_every: s.record_every,
@@ -105,7 +121,13 @@ pub fn run(mut a: RestoreArgs) -> anyhow::Result<()> {
     match a.eval {
         Some(_) => print!(
             "{}",
-            calibrate(&spec, &a.samplers, a.sample.steps, &mut bar)?
+            calibrate(
+                &spec,
+                &a.samplers
+                    .unwrap_or_else(|| samplers_for(&spec.damage.operator)),
+                a.sample.steps,
+                &mut bar
+            )?
         ),
         None => println!("{}", job(&spec, &mut bar)?),
     }

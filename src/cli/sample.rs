@@ -23,9 +23,10 @@ in [0, 1]; 1 x 28 x 28 for the shipped stack), labels.npy (int64), manifest.json
 parameter, seed, model hashes, per-chain statistics, evaluator accuracy)."
 )]
 pub struct SampleArgs {
-    /// Class(es) to condition on, by index or name, comma-separated, or `all`.
-    #[arg(long, default_value = "sneaker")]
-    pub class: String,
+    /// Class(es) to condition on, by index or name, comma-separated, or
+    /// `all` [default: sneaker].
+    #[arg(long)]
+    pub class: Option<String>,
     /// Condition on a hidden neuron instead of a class: LAYER:UNIT[@X,Y] (X the
     /// column, Y the row; the layer's centre without @), layers h1 ([7, 7, 64]),
     /// h (fc6), logits; on a plug-and-play pair the classifier's (ONNX node names).
@@ -216,7 +217,7 @@ impl SampleArgs {
                 let (layer, neuron) = Neuron::parse(n, "h1, h, logits")?;
                 Request::Neuron { layer, neuron }
             }
-            None => Request::classes(&self.class),
+            None => Request::classes(self.class.as_deref().unwrap_or("sneaker")),
         };
         let out = match (&self.out, self.resume) {
             (Some(o), _) => o.clone(),

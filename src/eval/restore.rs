@@ -20,18 +20,32 @@ use super::ms_ssim::ssim;
 use crate::data::npy::read_f32;
 use crate::error::{Error, Result};
 use crate::run::config::preset::{preset, SamplerConfig, SamplerKind};
+use crate::run::config::restore::Asked;
 use crate::run::drive::progress::Progress;
-use crate::run::jobs::restore::{job, RestoreSpec};
+use crate::run::jobs::restore::{check_paper, job, PaperInpaint, RestoreSpec, PAPER_INPAINT};
 use crate::sampler::schedule::Schedule;
 
-/// The samplers `--eval` compares unless told otherwise.
+/// The samplers `--eval` compares unless told otherwise; with a mask,
+/// the paper's inpainting too ([`samplers_for`]).
 pub const SAMPLERS: &str = "map,mala-approx,exact-mala,exact-hmc,exact-nuts";
+
+/// [`SAMPLERS`], with `paper-inpaint` after `mala-approx` when `operator`
+/// is a mask (the only damage the paper's inpainting takes).
+pub fn samplers_for(operator: &[Asked]) -> Vec<String> {
+    let mut names: Vec<String> = SAMPLERS.split(',').map(String::from).collect();
+    if check_paper(operator).is_ok() {
+        names.insert(2, PAPER_INPAINT.into());
+    }
+    names
+}
 
 /// A sampler of the table by name: `map` (MAP on exact-mala's target and
 /// starts, the step normalised by the mean |gradient| and decaying
 /// linearly from 0.1 to 0.001, as DGN-AM's learning rate decays),
 /// `mala-approx` (the `ppgn` preset: the paper's inpainting sampler and
-/// prior), or a preset's name; each with eps2 = 1 (the likelihood as it is).
+/// prior, on the likelihood), `paper-inpaint` (the same sampler on the
+/// paper's inpainting target, `crate::run::jobs::restore::PAPER_INPAINT`),
+/// or a preset's name; each with eps2 = 1 (the likelihood as it is).
 pub fn sampler(name: &str) -> Result<SamplerConfig> {
     let mut cfg = match name {
         "map" => {
@@ -48,6 +62,9 @@ pub fn sampler(name: &str) -> Result<SamplerConfig> {
             c
         }
         "mala-approx" => preset("ppgn")?,
+        // the sampler of `ppgn inpaint`; `calibrate` adds its class term,
+        // clamp and context term
+        PAPER_INPAINT => preset("ppgn")?,
         other => preset(other)?,
     };
     cfg.eps2 = 1.0;
@@ -108,6 +125,10 @@ pub fn calibrate(
             settings: cfg,
             chains,
             record_every,
+            paper: (name == PAPER_INPAINT).then_some(PaperInpaint {
+                class: None,
+                context_weight: 1.0,
+            }),
             out: base.out.join(name),
             ..base.clone()
         };

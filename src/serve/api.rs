@@ -223,6 +223,7 @@ impl Start {
         };
         let base = self.spec(s, out)?;
         Ok(Job::Restore(RestoreSpec {
+            paper: None,
             networks: base.networks,
             data_dir: None,
             truths: Truths::Test(r.image..=r.image),

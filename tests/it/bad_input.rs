@@ -43,6 +43,7 @@ fn write_inputs(d: &Path) {
     npy("codes-nan.npy", &[1, 256], &[f32::NAN; 256]);
     npy("codes-few.npy", &[3, 256], &[0.0; 768]);
     npy("images-small.npy", &[1, 1, 16, 16], &[0.5; 256]);
+    npy("images-28.npy", &[1, 1, 28, 28], &[0.5; 784]);
     ppgn::data::image::save_grid(&d.join("mask-small.png"), &[1.0; 256], 1, (16, 16, 1), 1)
         .unwrap();
     // a run of 3x16x16 images, which the default evaluator cannot read
@@ -274,6 +275,18 @@ fn forty_kinds_of_bad_input_each_give_one_clear_line_and_leave_nothing() {
         (
             s_restore(&["--eval", "2", "--samplers", "nuts-ish"]),
             "unknown preset",
+        ),
+        (
+            s_restore(&["--preset", "paper-inpaint", "--operator", "down:2"]),
+            "a mask (mask:WxH@X,Y or mask:FILE.png) for --preset paper-inpaint",
+        ),
+        (
+            s_restore(&["--class", "dress"]),
+            "--class applies to --preset paper-inpaint alone",
+        ),
+        (
+            s_restore(&["--preset", "paper-inpaint", "--image", &p("images-28.npy")]),
+            "only test images have a label",
         ),
         // wrong shapes
         (

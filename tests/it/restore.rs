@@ -325,7 +325,7 @@ fn restoring_test_images_on_the_shipped_stack() {
         noise_std: 0.05,
         tau: Some(0.1),
     };
-    let r = restore(&*pair, &truths, &damage, (&cfg, 3, 4, 0), &mut Silent).unwrap();
+    let r = restore(&*pair, &truths, &damage, None, (&cfg, 3, 4, 0), &mut Silent).unwrap();
     assert_eq!(r.observation, (14, 14, 1));
     assert_eq!(r.observed.len(), 2 * 14 * 14);
     // records at steps 24, 28, .., 40 of 40: 5 a chain, 3 chains
@@ -449,6 +449,7 @@ fn the_restore_job_writes_its_arrays_and_scores() {
             noise_std: 0.02,
             tau: Some(0.1),
         },
+        paper: None,
         settings: settings.clone(),
         chains: 2,
         record_every: 2,
@@ -580,6 +581,79 @@ fn the_restore_command_and_its_calibration_table() {
     assert!(table.contains("| exact-mala | 100 |"), "{table}");
 }
 
+/// The paper's inpainting as a restoration (`--preset paper-inpaint`) is
+/// `ppgn inpaint` itself: image `i` of the run, conditioned on its label
+/// with seed `seed + i`, ends where `ppgn inpaint` of that image, class
+/// and seed ends, bit for bit; every draw shows the observation's known
+/// pixels as they are (eq. 25's clamp).
+#[test]
+fn the_paper_inpainting_is_a_restore_preset() {
+    use ppgn::data::npy::read_f32;
+    let d = crate::tempdir("restore-paper");
+    let (restored, inpainted) = (d.join("restore"), d.join("inpaint"));
+    let common = [
+        "--chains",
+        "2",
+        "--steps",
+        "20",
+        "--record-every",
+        "1",
+        "-q",
+    ];
+    let r = crate::ppgn_into(
+        &[
+            "restore",
+            "--preset",
+            "paper-inpaint",
+            "--image",
+            "test:0-1",
+        ],
+        &restored,
+        &[
+            &common[..],
+            &["--seed", "3", "--operator", "mask:12x12@8,8"],
+        ]
+        .concat(),
+    );
+    let m = crate::manifest(&r, &restored);
+    let classes = m["paper_inpaint"]["classes"].as_array().unwrap();
+    assert_eq!(classes.len(), 2, "{m}");
+    let class = classes[1].as_str().unwrap();
+    let r = crate::ppgn_into(
+        &["inpaint", "--image", "test:1", "--mask", "12x12@8,8"],
+        &inpainted,
+        &[&common[..], &["--seed", "4", "--class", class]].concat(),
+    );
+    crate::manifest(&r, &inpainted);
+    let (shape, draws) = read_f32(&restored.join("samples.npy")).unwrap();
+    assert_eq!(shape, vec![2, 20, 1, 28, 28]);
+    let (_, last) = read_f32(&inpainted.join("samples.npy")).unwrap();
+    let per = 28 * 28;
+    // image 1's chain c's last draw is its record 10 * c + 9
+    for c in 0..2 {
+        let at = (20 + 10 * c + 9) * per;
+        assert_eq!(
+            draws[at..at + per],
+            last[c * per..(c + 1) * per],
+            "chain {c}"
+        );
+    }
+    let (_, observed) = read_f32(&restored.join("observed.npy")).unwrap();
+    for i in 0..2 {
+        for j in 0..20 {
+            for p in 0..per {
+                let (row, col) = (p / 28, p % 28);
+                let hidden = (8..20).contains(&row) && (8..20).contains(&col);
+                let v = draws[(i * 20 + j) * per + p];
+                assert!(
+                    hidden || v == observed[i * per + p],
+                    "image {i} draw {j} pixel {p}"
+                );
+            }
+        }
+    }
+}
+
 /// SSIM of constant images has a closed form: the structure term is 1 and
 /// the luminance term `(2ab + C1) / (a^2 + b^2 + C1)`; an image against
 /// itself is 1, and noise lowers it.
@@ -607,7 +681,8 @@ fn ssim_of_known_images() {
 /// The mixing measure on chains of known autocorrelation: independent
 /// draws give an ESS near their number, an AR(1) of coefficient 0.9 about
 /// `(1 - 0.9) / (1 + 0.9)` of it; the minimum is over the coordinates and
-/// each image reads its own chains.
+/// each image reads its own chains, the same whether the images' chains
+/// ran in one drive or one drive an image.
 #[test]
 fn the_minimum_ess_of_known_chains() {
     use ppgn::eval::mixing::Trace;
@@ -617,6 +692,7 @@ fn the_minimum_ess_of_known_chains() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     let mut silent = Silent;
     let mut trace = Trace::new(&mut silent, 0);
+    trace.drives = vec![Vec::new()];
     // image 0: independent; image 1: coordinate 2 is an AR(1) of 0.9
     let mut ar = vec![0.0f64; chains];
     for _ in 0..steps {
@@ -632,9 +708,19 @@ fn the_minimum_ess_of_known_chains() {
             *a = 0.9 * *a + (1.0f64 - 0.81).sqrt() * e;
             row[(chains + c) * dim + 2] = *a as f32;
         }
-        trace.rows.push(row);
+        trace.drives[0].push(row);
     }
     let ess = trace.min_ess(images, chains).unwrap();
+    let half = chains * dim;
+    let one_drive = trace.drives[0].clone();
+    let split = |r: std::ops::Range<usize>| {
+        one_drive
+            .iter()
+            .map(|row| row[r.clone()].to_vec())
+            .collect()
+    };
+    trace.drives = vec![split(0..half), split(half..2 * half)];
+    assert_eq!(trace.min_ess(images, chains).unwrap(), ess);
     let n = (chains * steps) as f64;
     assert!(ess[0] > 0.7 * n && ess[0] < 1.3 * n, "{ess:?}");
     let want = n * 0.1 / 1.9;
@@ -642,6 +728,11 @@ fn the_minimum_ess_of_known_chains() {
         ess[1] > 0.6 * want && ess[1] < 1.6 * want,
         "{ess:?} against {want}"
     );
-    trace.rows.truncate(3);
-    assert!(trace.min_ess(images, chains).is_none());
+    trace.drives[1].truncate(3);
+    assert!(
+        trace.min_ess(images, chains).is_none(),
+        "drives of unequal length"
+    );
+    trace.drives[0].truncate(3);
+    assert!(trace.min_ess(images, chains).is_none(), "3 steps");
 }

@@ -10,9 +10,13 @@ use crate::density::observation::Operator;
 use crate::error::{Error, Result};
 use crate::run::config::preset::SamplerConfig;
 use crate::run::config::restore::{degradations, Asked};
+use crate::run::config::spec::Init;
 use crate::run::drive::init::Starts;
 use crate::run::drive::progress::{drive_to_end, Progress};
 use crate::run::pairs::pair::{Condition, Pair, Restoring};
+
+use super::chains::{kept, Chains};
+use super::paper::Inpainting;
 
 /// The damage and how it is sampled.
 #[derive(Debug, Clone)]
@@ -77,14 +81,17 @@ pub struct Restored {
 
 /// Samples the posterior of each of `truths` (`[k, h, w, c]`, pixels in
 /// [0, 1] at the generator's size) under `damage`, `chains` chains an
-/// image, all in one batch.
+/// image, all in one batch; with `paper`, the first paper's inpainting
+/// instead (`super::paper`, an image at a time).
 pub fn restore(
     pair: &dyn Pair,
     truths: &Tensor,
     damage: &Damage,
-    (cfg, chains, record_every, seed): (&SamplerConfig, usize, usize, u64),
+    paper: Option<&Inpainting>,
+    run: (&SamplerConfig, usize, usize, u64),
     progress: &mut dyn Progress,
 ) -> Result<Restored> {
+    let (cfg, chains, record_every, seed) = run;
     let image = pixels(pair)?;
     let (h, w, c) = image;
     let k = truths.dim(0)?;
@@ -98,54 +105,76 @@ pub fn restore(
     let tau = damage.tau(pair)?;
     let operator = Operator::new(degradations(&damage.operator, (h, w), seed)?, image)?;
     let observed = observe(&operator, truths, damage.noise_std, seed)?;
-    let n = k * chains;
-    let rows: Vec<u32> = (0..n).map(|i| (i / chains) as u32).collect();
-    let (oh, ow, oc) = operator.output();
-    let per_chain = Tensor::from_vec(observed.clone(), (k, oh, ow, oc), &Device::Cpu)?
-        .index_select(&Tensor::new(rows, &Device::Cpu)?, 0)?;
-    let condition = Condition::Restore(Restoring {
-        observed: per_chain,
-        operator: operator.clone(),
-        variance: damage.noise_std.powi(2) + tau.powi(2),
-    });
-    let pipeline = pair.pipeline(cfg, &condition)?;
-    cfg.kernel()?.check(&pipeline.target)?;
-    let init = crate::run::config::spec::Init::Random;
-    let start = Starts::new(&init, pair, cfg, seed, None, n)?.of(cfg, 0..n)?;
     let every = record_every.max(1);
-    let out = drive_to_end("restore", &pipeline, cfg, &start, seed, every, progress)?;
-    let kept: Vec<&Tensor> = out
-        .snapshots
-        .iter()
-        .enumerate()
-        .filter(|(j, _)| (j * every).min(cfg.steps) * 2 > cfg.steps)
-        .map(|(_, s)| s)
-        .collect();
+    let runs = match paper {
+        Some(p) => super::paper::chains(
+            pair,
+            &operator,
+            &observed,
+            p,
+            (cfg, chains, every, seed),
+            progress,
+        )?,
+        None => {
+            let (oh, ow, oc) = operator.output();
+            let posterior = Restoring {
+                observed: Tensor::from_vec(observed.clone(), (k, oh, ow, oc), &Device::Cpu)?,
+                operator: operator.clone(),
+                variance: damage.noise_std.powi(2) + tau.powi(2),
+            };
+            vec![posterior_chains(
+                pair,
+                posterior,
+                (cfg, chains, every, seed),
+                progress,
+            )?]
+        }
+    };
     let per = h * w * c;
-    let snaps: Vec<Vec<f32>> = kept
-        .iter()
-        .map(|t| Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?))
-        .collect::<Result<_>>()?;
+    let records = runs[0].snaps.len();
+    let per_run = k / runs.len();
     // [k, chains * records, h, w, c]: image i's draws are its chains'
-    let mut draws = Vec::with_capacity(n * snaps.len() * per);
+    let mut draws = Vec::with_capacity(k * chains * records * per);
     for i in 0..k {
+        let run = &runs[i / per_run];
         for ch in 0..chains {
-            for s in &snaps {
-                let j = i * chains + ch;
+            let j = (i % per_run) * chains + ch;
+            for s in &run.snaps {
                 draws.extend_from_slice(&s[j * per..(j + 1) * per]);
             }
         }
     }
+    let sweeps = (runs.len() * cfg.steps.max(1)) as f64;
     Ok(Restored {
         image,
         observation: operator.output(),
         observed: observed.iter().map(|&v| v as f32).collect(),
         draws,
-        draws_per_image: chains * snaps.len(),
-        grad_evals: out.grad_evals,
-        // the sum over steps of the chains' mean acceptance
-        acceptance: out.accept_sum / cfg.steps.max(1) as f64,
+        draws_per_image: chains * records,
+        grad_evals: runs[0].grad_evals,
+        // the sum over steps of the chains' mean acceptance, per run
+        acceptance: runs.iter().map(|r| r.accept_sum).sum::<f64>() / sweeps,
     })
+}
+
+/// The posterior's chains of every image in one batch: `chains` a row of
+/// `r.observed` (`[k, oh, ow, oc]`).
+fn posterior_chains(
+    pair: &dyn Pair,
+    mut r: Restoring,
+    (cfg, chains, every, seed): (&SamplerConfig, usize, usize, u64),
+    progress: &mut dyn Progress,
+) -> Result<Chains> {
+    let n = r.observed.dim(0)? * chains;
+    let rows: Vec<u32> = (0..n).map(|i| (i / chains) as u32).collect();
+    r.observed = r
+        .observed
+        .index_select(&Tensor::new(rows, &Device::Cpu)?, 0)?;
+    let pipeline = pair.pipeline(cfg, &Condition::Restore(r))?;
+    cfg.kernel()?.check(&pipeline.target)?;
+    let start = Starts::new(&Init::Random, pair, cfg, seed, None, n)?.of(cfg, 0..n)?;
+    let out = drive_to_end("restore", &pipeline, cfg, &start, seed, every, progress)?;
+    kept(out, cfg.steps, every)
 }
 
 /// The shape of `pair`'s images, refused when they are not pixels in
@@ -165,7 +194,7 @@ pub(super) fn pixels(pair: &dyn Pair) -> Result<(usize, usize, usize)> {
 /// `A x + s * N(0, I)` of each image of `truths`, the noise seeded, on
 /// the values the operator observes (not a mask's hidden pixels, which
 /// stay 0).
-fn observe(a: &Operator, truths: &Tensor, s: f64, seed: u64) -> Result<Vec<f64>> {
+pub(super) fn observe(a: &Operator, truths: &Tensor, s: f64, seed: u64) -> Result<Vec<f64>> {
     let x: Vec<f64> = truths.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
     let (h, w, c) = a.input();
     let seen = a.apply(&vec![1.0; h * w * c]);

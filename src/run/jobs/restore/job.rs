@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use candle_core::{Device, Tensor};
 
 use super::draws::{pixels, restore, Damage, Restored};
+use super::paper::{check, Inpainting, PaperInpaint};
 use super::summary::{score, summarise, Scores, Summary};
 use crate::data::image::hwc_to_chw;
 use crate::density::observation::Operator;
@@ -96,6 +97,9 @@ pub struct RestoreSpec {
     pub data_dir: Option<PathBuf>,
     pub truths: Truths,
     pub damage: Damage,
+    /// The first paper's inpainting in place of the likelihood
+    /// (`--preset paper-inpaint`).
+    pub paper: Option<PaperInpaint>,
     pub settings: SamplerConfig,
     /// Chains per image.
     pub chains: usize,
@@ -117,13 +121,20 @@ pub struct RestoreSpec {
 /// returns the summary line.
 pub fn job(spec: &RestoreSpec, progress: &mut dyn Progress) -> Result<String> {
     RunFolder::check(&spec.out, spec.force, false)?;
+    if spec.paper.is_some() {
+        check(&spec.damage.operator)?;
+    }
     let pair = crate::run::pairs::load::pair(&spec.networks, spec.data_dir.as_deref())?;
     let image = pixels(&*pair)?;
     let tau = spec.damage.tau(&*pair)?;
     let truths = spec.truths.load(&*pair, image)?;
+    let paper = match &spec.paper {
+        Some(p) => Some(inpainting(p, &*pair, &spec.truths, truths.dim(0)?)?),
+        None => None,
+    };
     let cfg = &spec.settings;
     let run = (cfg, spec.chains, spec.record_every, spec.seed);
-    let r = restore(&*pair, &truths, &spec.damage, run, progress)?;
+    let r = restore(&*pair, &truths, &spec.damage, paper.as_ref(), run, progress)?;
     let s = summarise(&r, tau, spec.seed);
     let truth: Vec<f32> = truths.flatten_all()?.to_vec1()?;
     let operator = Operator::new(
@@ -148,6 +159,10 @@ pub fn job(spec: &RestoreSpec, progress: &mut dyn Progress) -> Result<String> {
         "noise_std": spec.damage.noise_std,
         "tau": tau,
         "sampler": cfg,
+        "paper_inpaint": paper.as_ref().map(|p| serde_json::json!({
+            "classes": p.classes.iter().map(|&c| pair.class_names()[c].clone()).collect::<Vec<_>>(),
+            "context_weight": p.context_weight,
+        })),
         "chains_per_image": spec.chains,
         "draws_per_image": r.draws_per_image,
         "grad_evals_per_chain": r.grad_evals,
@@ -169,6 +184,31 @@ pub fn job(spec: &RestoreSpec, progress: &mut dyn Progress) -> Result<String> {
         r.acceptance,
         dir.display()
     ))
+}
+
+/// What the paper's inpainting conditions the `k` images on: `--class`
+/// for every image, else each test image's label (as the paper's figures
+/// condition on the class of the real image); images from a file need
+/// `--class`.
+fn inpainting(p: &PaperInpaint, pair: &dyn Pair, truths: &Truths, k: usize) -> Result<Inpainting> {
+    let classes = match (&p.class, truths) {
+        (Some(c), _) => vec![pair.parse_class(c)?; k],
+        (None, Truths::Test(r)) => r
+            .clone()
+            .map(|i| Ok(pair.real_image(i)?.1))
+            .collect::<Result<_>>()?,
+        (None, Truths::File(f)) => {
+            return Err(Error::setting(
+                "class",
+                format!("none for the images of {}", f.display()),
+                "--class NAME: the paper's inpainting conditions on a class, and only test images have a label",
+            ))
+        }
+    };
+    Ok(Inpainting {
+        classes,
+        context_weight: p.context_weight,
+    })
 }
 
 /// The arrays (`[k, c, h, w]`; draws `[k, d, c, h, w]`) and `restore.png`:

@@ -12,14 +12,20 @@
 //! the quantiles are taken every draw gets `N(0, tau^2)` noise per pixel
 //! (seeded); the mean is of the draws themselves.
 //!
-//! `draws`: the chains and their draws; `summary`: the per-pixel mean,
+//! `chains`: what one drive of chains leaves; `draws`: the chains and
+//! their draws; `paper`: the first paper's
+//! inpainting (its class term, clamp and context term) in place of the
+//! likelihood; `summary`: the per-pixel mean,
 //! spread and quantiles and their scores; `job`: the images asked for and
 //! the run folder.
 
+mod chains;
 mod draws;
 mod job;
+mod paper;
 mod summary;
 
 pub use draws::{restore, Damage, Restored};
 pub use job::{job, RestoreSpec, Truths};
+pub use paper::{check as check_paper, Inpainting, PaperInpaint, PAPER_INPAINT};
 pub use summary::{quantile, score, summarise, Scores, Summary};
