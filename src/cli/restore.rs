@@ -19,9 +19,10 @@ samples.npy ([k, draws, c, h, w]) and manifest.json (PSNR of the mean and the co
 90% intervals per image)."
 )]
 pub struct RestoreArgs {
-    /// The true images: `test:N` or `test:A-B` (the pair's test set), or a
-    /// `.npy` ([n, c, h, w] in [0, 1]), a PNG or a folder of PNGs at the
-    /// generator's image size [default: test:0].
+    /// The true images: `test:N` or `test:A-B` (the pair's test set),
+    /// `val:N` or `val:A-B` (its validation split), or a `.npy` ([n, c, h,
+    /// w] in [0, 1]), a PNG or a folder of PNGs at the generator's image
+    /// size [default: test:0].
     #[arg(long)]
     pub image: Option<String>,
     /// The damage: `mask:WxH@X,Y` (a hidden patch), `mask:FILE.png` (white
@@ -36,12 +37,13 @@ pub struct RestoreArgs {
     /// validation_reconstruction_rmse].
     #[arg(long)]
     pub tau: Option<f64>,
-    /// Measure calibration instead: restore test images 0..N-1 with each of
-    /// --samplers (their presets' settings, eps2 1, --steps if given, >= 100
-    /// draws an image) into --out/NAME/, and write the table (with the
-    /// chains' ESS per gradient evaluation) to --out/calibration.md.
-    #[arg(long)]
-    pub eval: Option<usize>,
+    /// Measure calibration instead: restore test images 0..N-1 (or the
+    /// images `test:A-B`, `val:A-B`) with each of --samplers (their presets'
+    /// settings, eps2 1, --steps if given, >= 100 draws an image) into
+    /// --out/NAME/, and write the table (with the chains' ESS per gradient
+    /// evaluation) to --out/calibration.md.
+    #[arg(long, value_name = "N|test:A-B|val:A-B")]
+    pub eval: Option<String>,
     /// The samplers --eval compares: map, mala-approx, paper-inpaint or
     /// preset names [default: map,mala-approx,exact-mala,exact-hmc,exact-nuts;
     /// with a mask, paper-inpaint after mala-approx].
@@ -76,14 +78,11 @@ pub fn run(mut a: RestoreArgs) -> anyhow::Result<()> {
         noise_std: noise_std(a.noise_std)?,
         tau: a.tau,
     };
-    let truths = match (a.eval, &a.image) {
+    let truths = match (&a.eval, &a.image) {
         (Some(_), Some(_)) => {
             anyhow::bail!("--eval N restores the test images 0 to N-1: drop --image")
         }
-        (Some(0), None) => {
-            anyhow::bail!("--eval 0: the number of test images to measure on, 1 or more")
-        }
-        (Some(n), None) => Truths::Test(0..=n - 1),
+        (Some(n), None) => eval_images(n)?,
         (None, image) => Truths::parse(image.as_deref().unwrap_or("test:0"))?,
     };
     let paper = match a.sample.preset.as_deref() {
@@ -118,7 +117,7 @@ pub fn run(mut a: RestoreArgs) -> anyhow::Result<()> {
         command: s.command,
     };
     let mut bar = Bar::new(a.sample.quiet, None);
-    match a.eval {
+    match &a.eval {
         Some(_) => print!(
             "{}",
             calibrate(
@@ -132,4 +131,18 @@ pub fn run(mut a: RestoreArgs) -> anyhow::Result<()> {
         None => println!("{}", job(&spec, &mut bar)?),
     }
     Ok(())
+}
+
+/// `--eval`'s images: `N` (test images 0 to N-1), `test:A-B` or `val:A-B`.
+fn eval_images(n: &str) -> anyhow::Result<Truths> {
+    match n.parse::<usize>() {
+        Ok(0) => anyhow::bail!("--eval 0: the number of test images to measure on, 1 or more"),
+        Ok(n) => Ok(Truths::Test(0..=n - 1)),
+        Err(_) => match Truths::parse(n)? {
+            Truths::File(_) => anyhow::bail!(
+                "--eval {n:?}: a number of test images, test:A-B or val:A-B (images of the pair's data set, whose truth is known)"
+            ),
+            t => Ok(t),
+        },
+    }
 }

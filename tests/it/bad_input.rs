@@ -352,7 +352,7 @@ fn forty_kinds_of_bad_input_each_give_one_clear_line_and_leave_nothing() {
                 "--init",
                 "test:3",
             ]),
-            "needs a data set of real images (test:N), which dcgan-faces does not have",
+            "needs a data set of real images (test:N, val:N), which dcgan-faces does not have",
         ),
         (
             s(&[

@@ -579,6 +579,28 @@ fn the_restore_command_and_its_calibration_table() {
     }
     let table = std::fs::read_to_string(cal.join("calibration.md")).unwrap();
     assert!(table.contains("| exact-mala | 100 |"), "{table}");
+
+    // val:N is image N of the validation split: the training set's last 5,000
+    let val = d.join("val");
+    let r = crate::ppgn_into(
+        &[
+            "restore", "--image", "val:7", "--steps", "2", "--chains", "1",
+        ],
+        &val,
+        &["-q"],
+    );
+    assert_eq!(crate::manifest(&r, &val)["images"], "val:7");
+    use ppgn::data::fashion_mnist::{load, resolve_dir, Split};
+    let train = load(&resolve_dir(None), Split::Train).unwrap();
+    let i = ppgn::train::validation_start(train.len()) + 7;
+    let want: Vec<f32> = train
+        .images_tensor(&[i], &candle_core::Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(read_f32(&val.join("truth.npy")).unwrap().1, want);
 }
 
 /// The paper's inpainting as a restoration (`--preset paper-inpaint`) is

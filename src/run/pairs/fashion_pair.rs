@@ -29,6 +29,7 @@ pub struct FashionPair {
     names: Vec<String>,
     data_dir: Option<PathBuf>,
     test: OnceLock<Dataset>,
+    train: OnceLock<Dataset>,
 }
 
 impl FashionPair {
@@ -60,6 +61,7 @@ impl FashionPair {
             names,
             data_dir,
             test: OnceLock::new(),
+            train: OnceLock::new(),
         })
     }
 
@@ -71,6 +73,17 @@ impl FashionPair {
         let dir = fashion_mnist::resolve_dir(self.data_dir.as_deref());
         let t = fashion_mnist::load(&dir, Split::Test)?;
         Ok(self.test.get_or_init(|| t))
+    }
+
+    /// The training set, loaded once (its last 5,000 images are the
+    /// validation split, `crate::train::validation_start`).
+    fn train(&self) -> Result<&Dataset> {
+        if let Some(t) = self.train.get() {
+            return Ok(t);
+        }
+        let dir = fashion_mnist::resolve_dir(self.data_dir.as_deref());
+        let t = fashion_mnist::load(&dir, Split::Train)?;
+        Ok(self.train.get_or_init(|| t))
     }
 }
 
@@ -141,6 +154,25 @@ impl Pair for FashionPair {
         Ok((
             test.images_tensor(&[i], &Device::Cpu)?,
             test.labels[i] as usize,
+        ))
+    }
+
+    fn validation_image(&self, i: usize) -> Result<(Tensor, usize)> {
+        let train = self.train()?;
+        let first = crate::train::validation_start(train.len());
+        if first + i >= train.len() {
+            return Err(Error::setting(
+                "image",
+                format!("val:{i}"),
+                format!(
+                    "an image of the validation split, 0..{}",
+                    train.len() - first
+                ),
+            ));
+        }
+        Ok((
+            train.images_tensor(&[first + i], &Device::Cpu)?,
+            train.labels[first + i] as usize,
         ))
     }
 

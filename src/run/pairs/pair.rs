@@ -98,7 +98,7 @@ impl Part {
     fn what(self) -> &'static str {
         match self {
             Part::Encoder => "an encoder from images to codes",
-            Part::Data => "a data set of real images (test:N)",
+            Part::Data => "a data set of real images (test:N, val:N)",
         }
     }
 }
@@ -149,6 +149,14 @@ pub trait Pair: Send + Sync {
     fn real_image(&self, i: usize) -> Result<(Tensor, usize)> {
         let _ = i;
         Err(missing(&self.names().0, Part::Data, "use test:N"))
+    }
+
+    /// Image `i` of the validation split of the pair's data set (images
+    /// none of its networks was trained on, for choosing settings), as
+    /// [`Pair::real_image`]; only for pairs that have [`Part::Data`].
+    fn validation_image(&self, i: usize) -> Result<(Tensor, usize)> {
+        let _ = i;
+        Err(missing(&self.names().0, Part::Data, "use val:N"))
     }
 
     /// The class an evaluator gives each decoded image: an independent

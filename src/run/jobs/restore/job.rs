@@ -1,4 +1,5 @@
-//! A restoration job: the true images (`test:N`, `test:A-B` or a file),
+//! A restoration job: the true images (`test:N`, `test:A-B`, `val:...` or
+//! a file),
 //! and the run folder of their restoration.
 
 use std::path::PathBuf;
@@ -24,49 +25,68 @@ pub enum Truths {
     /// Test images of the pair's data set, `test:N` or `test:A-B` (both
     /// ends included).
     Test(std::ops::RangeInclusive<usize>),
+    /// Images of its validation split, `val:N` or `val:A-B`: for choosing
+    /// settings before they are measured on test images.
+    Validation(std::ops::RangeInclusive<usize>),
     /// Images from a file (`crate::data::images::read`: a `.npy` of
     /// `[n, c, h, w]` in [0, 1], a PNG, or a folder of PNGs).
     File(PathBuf),
 }
 
 impl std::fmt::Display for Truths {
-    /// As `--image` takes it: `test:N`, `test:A-B` or the file.
+    /// As `--image` takes it: `test:N`, `test:A-B`, `val:...` or the file.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Truths::Test(r) if r.start() == r.end() => write!(f, "test:{}", r.start()),
-            Truths::Test(r) => write!(f, "test:{}-{}", r.start(), r.end()),
-            Truths::File(p) => write!(f, "{}", p.display()),
+        let (split, r) = match self {
+            Truths::Test(r) => ("test", r),
+            Truths::Validation(r) => ("val", r),
+            Truths::File(p) => return write!(f, "{}", p.display()),
+        };
+        match r.start() == r.end() {
+            true => write!(f, "{split}:{}", r.start()),
+            false => write!(f, "{split}:{}-{}", r.start(), r.end()),
         }
     }
 }
 
 impl Truths {
-    /// `test:N`, `test:A-B`, or a file's path.
+    /// `test:N`, `test:A-B`, `val:N`, `val:A-B`, or a file's path.
     pub fn parse(s: &str) -> Result<Self> {
-        let Some(t) = s.strip_prefix("test:") else {
-            return Ok(Truths::File(s.into()));
-        };
+        let (t, split): (&str, fn(_) -> Self) =
+            match (s.strip_prefix("test:"), s.strip_prefix("val:")) {
+                (Some(t), _) => (t, Truths::Test),
+                (_, Some(t)) => (t, Truths::Validation),
+                _ => return Ok(Truths::File(s.into())),
+            };
         let bad = || {
             Error::setting(
                 "image",
                 format!("{s:?}"),
-                "test:N, test:A-B (A <= B) or a file",
+                "test:N, test:A-B, val:N, val:A-B (A <= B) or a file",
             )
         };
         let (a, b) = t.split_once('-').unwrap_or((t, t));
         match (a.trim().parse::<usize>(), b.trim().parse::<usize>()) {
-            (Ok(a), Ok(b)) if a <= b => Ok(Truths::Test(a..=b)),
+            (Ok(a), Ok(b)) if a <= b => Ok(split(a..=b)),
             _ => Err(bad()),
+        }
+    }
+
+    /// Image `i` of the pair's data set and its label, for `Test` and
+    /// `Validation`.
+    fn labelled(&self, pair: &dyn Pair, i: usize) -> Result<(Tensor, usize)> {
+        match self {
+            Truths::Validation(_) => pair.validation_image(i),
+            _ => pair.real_image(i),
         }
     }
 
     /// The images `[k, h, w, c]` at the pair's image size `image`.
     pub fn load(&self, pair: &dyn Pair, image: (usize, usize, usize)) -> Result<Tensor> {
         match self {
-            Truths::Test(r) => {
+            Truths::Test(r) | Truths::Validation(r) => {
                 let rows: Vec<Tensor> = r
                     .clone()
-                    .map(|i| Ok(pair.real_image(i)?.0))
+                    .map(|i| Ok(self.labelled(pair, i)?.0))
                     .collect::<Result<_>>()?;
                 Ok(Tensor::cat(&rows, 0)?)
             }
@@ -193,9 +213,9 @@ pub fn job(spec: &RestoreSpec, progress: &mut dyn Progress) -> Result<String> {
 fn inpainting(p: &PaperInpaint, pair: &dyn Pair, truths: &Truths, k: usize) -> Result<Inpainting> {
     let classes = match (&p.class, truths) {
         (Some(c), _) => vec![pair.parse_class(c)?; k],
-        (None, Truths::Test(r)) => r
+        (None, Truths::Test(r) | Truths::Validation(r)) => r
             .clone()
-            .map(|i| Ok(pair.real_image(i)?.1))
+            .map(|i| Ok(truths.labelled(pair, i)?.1))
             .collect::<Result<_>>()?,
         (None, Truths::File(f)) => {
             return Err(Error::setting(
