@@ -53,8 +53,14 @@ pub fn check(models: Option<&Path>, data_dir: Option<&Path>) -> Result<StackChec
         reconstruction_frechet(&s.classifier, &s.generator, s.evaluator()?, &test, &refs)?;
     let validation: Vec<usize> =
         (crate::train::validation_start(train.len())..train.len()).collect();
-    let validation_rmse =
-        reconstruction::rmse(&s.classifier, &s.generator, &train, &validation, &device)?;
+    let validation_rmse = reconstruction::frechet_in_features(
+        &s.classifier,
+        &s.generator,
+        &train,
+        &validation,
+        &device,
+    )?
+    .rmse;
     Ok(StackCheck {
         dir,
         stack: s,

@@ -340,14 +340,7 @@ impl Task for GanTask {
             &self.device,
         )?;
         m.insert("validation_reconstruction_frechet_h".into(), d.h);
-        let rmse = super::reconstruction::rmse(
-            &self.e,
-            &self.g,
-            &self.data.train,
-            &validation,
-            &self.device,
-        )?;
-        m.insert(crate::models::card::GENERATOR_ERROR.into(), rmse);
+        m.insert(crate::models::card::GENERATOR_ERROR.into(), d.rmse);
         m.insert(
             "validation_reconstruction_frechet_h1_pooled".into(),
             d.h1_pooled,

@@ -92,27 +92,9 @@ pub fn evaluate(
     })
 }
 
-/// The root mean squared pixel error of the reconstructions `G(E(x))` of
-/// the images `idx` of `data`: the generator's own error per pixel
-/// (`crate::models::card::GENERATOR_ERROR`).
-pub fn rmse(
-    e: &Classifier,
-    g: &Generator,
-    data: &Dataset,
-    idx: &[usize],
-    device: &Device,
-) -> Result<f64> {
-    let mut sum = 0.0;
-    for chunk in idx.chunks(EVAL_BATCH) {
-        let x = data.images_tensor(chunk, device)?;
-        let rec = g.forward(&e.forward_all(&x)?.h)?;
-        sum += mse(&rec, &x)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
-    }
-    Ok((sum / idx.len().max(1) as f64).sqrt())
-}
-
 /// Frechet distances of the reconstructions `G(E(x))` of the images `idx`
-/// of `data` to the images, in two of the guiding classifier's layers: how
+/// of `data` to the images, in two of the guiding classifier's layers, and
+/// the reconstructions' pixel RMSE, in one pass: how
 /// far the generator's drawings of real codes are from the real images in
 /// the features the sampler is guided by. The code loss L_h minimises the
 /// first by construction, so the second chooses among generators
@@ -125,6 +107,9 @@ pub struct FeatureFrechet {
     /// positions: the low-level statistics that "Plug & Play Generative
     /// Networks" (supplementary), S8, finds a code-layer loss gives up.
     pub h1_pooled: f64,
+    /// The root mean squared pixel error of the reconstructions: the
+    /// generator's own error per pixel (`crate::models::card::GENERATOR_ERROR`).
+    pub rmse: f64,
 }
 
 /// Both distances of [`FeatureFrechet`] in one pass.
@@ -138,9 +123,13 @@ pub fn frechet_in_features(
     let rows =
         |t: &Tensor| -> Result<Vec<Vec<f64>>> { Ok(t.to_dtype(DType::F64)?.to_vec2::<f64>()?) };
     let (mut real, mut rec, mut real1, mut rec1) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut squares = 0.0;
     for chunk in idx.chunks(EVAL_BATCH) {
-        let o = e.forward_all(&data.images_tensor(chunk, device)?)?;
-        let o_rec = e.forward_all(&g.forward(&o.h)?)?;
+        let x = data.images_tensor(chunk, device)?;
+        let o = e.forward_all(&x)?;
+        let x_rec = g.forward(&o.h)?;
+        squares += mse(&x_rec, &x)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+        let o_rec = e.forward_all(&x_rec)?;
         real.extend(rows(&o.h)?);
         rec.extend(rows(&o_rec.h)?);
         // h1 is [n, 7, 7, c]: the mean over positions
@@ -150,5 +139,6 @@ pub fn frechet_in_features(
     Ok(FeatureFrechet {
         h: frechet_distance(&rec, &real)?,
         h1_pooled: frechet_distance(&rec1, &real1)?,
+        rmse: (squares / idx.len().max(1) as f64).sqrt(),
     })
 }
