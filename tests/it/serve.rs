@@ -491,6 +491,24 @@ fn the_page_restores_a_damaged_test_image() {
         status == 400 && reply.contains("down:K"),
         "{status} {reply}"
     );
+    // the paper's inpainting, as `ppgn restore --preset paper-inpaint`
+    let body = serde_json::json!({"chains": 2, "steps": 4, "preset": "paper-inpaint",
+        "class": "bag", "restore": {"image": 3, "operator": "mask:10x10@9,9"}});
+    let id = start(a, body);
+    let (_, end) = follow(a, &id);
+    assert_eq!(end["state"], "finished", "{end}");
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(runs.join(&id).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m["sampler"]["preset"], "ppgn");
+    assert_eq!(m["paper_inpaint"]["classes"][0], "Bag", "{m}");
+    let class = serde_json::json!({"class": "bag", "restore": {"image": 3, "operator": "down:2"}});
+    let (status, reply) = post_json(a, "/api/runs", &class);
+    assert!(
+        status == 400 && reply.contains("paper-inpaint"),
+        "{status} {reply}"
+    );
     let mask = vec![0u8; 784];
     let both = serde_json::json!({"restore": {"image": 3, "operator": "down:2"},
         "inpaint": {"image": 3, "mask": mask}});
