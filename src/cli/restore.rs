@@ -6,7 +6,7 @@ use clap::Args;
 use super::progress::Bar;
 use ppgn::eval::restore::{calibrate, samplers_for};
 use ppgn::run::config::restore::{noise_std, parse};
-use ppgn::run::jobs::restore::{job, Damage, PaperInpaint, RestoreSpec, Truths, PAPER_INPAINT};
+use ppgn::run::jobs::restore::{job, Damage, PaperInpaint, RestoreSpec, Truths};
 
 #[derive(Args, Debug)]
 #[command(
@@ -82,22 +82,10 @@ pub fn run(mut a: RestoreArgs) -> anyhow::Result<()> {
         (Some(_), Some(_)) => {
             anyhow::bail!("--eval N restores the test images 0 to N-1: drop --image")
         }
-        (Some(n), None) => eval_images(n)?,
+        (Some(n), None) => Truths::eval(n)?,
         (None, image) => Truths::parse(image.as_deref().unwrap_or("test:0"))?,
     };
-    let paper = match a.sample.preset.as_deref() {
-        Some(PAPER_INPAINT) => {
-            a.sample.preset = Some("ppgn".into());
-            Some(PaperInpaint {
-                class: a.sample.class.take(),
-                context_weight: 1.0,
-            })
-        }
-        _ if a.sample.class.is_some() => anyhow::bail!(
-            "--class applies to --preset {PAPER_INPAINT} alone (the paper's inpainting): a restoration's posterior has no class"
-        ),
-        _ => None,
-    };
+    let paper = PaperInpaint::asked(&mut a.sample.preset, a.sample.class.take())?;
     a.sample.preset.get_or_insert_with(|| "exact-mala".into());
     a.sample.eps2.get_or_insert(1.0);
     let s = a.sample.spec(None)?;
@@ -131,18 +119,4 @@ pub fn run(mut a: RestoreArgs) -> anyhow::Result<()> {
         None => println!("{}", job(&spec, &mut bar)?),
     }
     Ok(())
-}
-
-/// `--eval`'s images: `N` (test images 0 to N-1), `test:A-B` or `val:A-B`.
-fn eval_images(n: &str) -> anyhow::Result<Truths> {
-    match n.parse::<usize>() {
-        Ok(0) => anyhow::bail!("--eval 0: the number of test images to measure on, 1 or more"),
-        Ok(n) => Ok(Truths::Test(0..=n - 1)),
-        Err(_) => match Truths::parse(n)? {
-            Truths::File(_) => anyhow::bail!(
-                "--eval {n:?}: a number of test images, test:A-B or val:A-B (images of the pair's data set, whose truth is known)"
-            ),
-            t => Ok(t),
-        },
-    }
 }

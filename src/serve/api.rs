@@ -23,7 +23,7 @@ use crate::run::config::preset::{Choice, SamplerKind, PRESETS};
 use crate::run::config::settings::{resolve, Overrides};
 use crate::run::config::spec::{Inpaint, Networks, Request as Asked, SampleSpec};
 use crate::run::config::steer::Change;
-use crate::run::jobs::restore::{Damage, PaperInpaint, RestoreSpec, Truths, PAPER_INPAINT};
+use crate::run::jobs::restore::{Damage, PaperInpaint, RestoreSpec, Truths};
 
 /// Request bodies larger than this are refused (413).
 pub const BODY_LIMIT: usize = 1 << 20;
@@ -214,25 +214,7 @@ impl Start {
                 "a restoration alone (its operator's mask replaces inpainting's)",
             ));
         }
-        // as `ppgn restore`: preset paper-inpaint is the paper's inpainting
-        let paper =
-            match self.preset.as_deref() {
-                Some(PAPER_INPAINT) => {
-                    self.preset = Some("ppgn".into());
-                    Some(PaperInpaint {
-                        class: self.class.take(),
-                        context_weight: 1.0,
-                    })
-                }
-                _ if self.class.is_some() => return Err(Error::setting(
-                    "class",
-                    "with restore",
-                    format!(
-                        "no class (a restoration's posterior has none), or preset {PAPER_INPAINT}"
-                    ),
-                )),
-                _ => None,
-            };
+        let paper = PaperInpaint::asked(&mut self.preset, self.class.take())?;
         self.preset.get_or_insert_with(|| "exact-mala".into());
         self.eps2.get_or_insert(1.0);
         let damage = Damage {

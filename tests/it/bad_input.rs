@@ -277,12 +277,16 @@ fn forty_kinds_of_bad_input_each_give_one_clear_line_and_leave_nothing() {
             "unknown preset",
         ),
         (
+            s_restore(&["--eval", "0"]),
+            "a number of test images (1 or more), test:A-B or val:A-B",
+        ),
+        (
             s_restore(&["--preset", "paper-inpaint", "--operator", "down:2"]),
             "a mask (mask:WxH@X,Y or mask:FILE.png) for --preset paper-inpaint",
         ),
         (
             s_restore(&["--class", "dress"]),
-            "--class applies to --preset paper-inpaint alone",
+            "or preset paper-inpaint, the paper's inpainting",
         ),
         (
             s_restore(&["--preset", "paper-inpaint", "--image", &p("images-28.npy")]),

@@ -194,7 +194,7 @@ pub(super) fn pixels(pair: &dyn Pair) -> Result<(usize, usize, usize)> {
 /// `A x + s * N(0, I)` of each image of `truths`, the noise seeded, on
 /// the values the operator observes (not a mask's hidden pixels, which
 /// stay 0).
-pub(super) fn observe(a: &Operator, truths: &Tensor, s: f64, seed: u64) -> Result<Vec<f64>> {
+fn observe(a: &Operator, truths: &Tensor, s: f64, seed: u64) -> Result<Vec<f64>> {
     let x: Vec<f64> = truths.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
     let (h, w, c) = a.input();
     let seen = a.apply(&vec![1.0; h * w * c]);

@@ -71,6 +71,20 @@ impl Truths {
         }
     }
 
+    /// The images of `ppgn restore --eval`: `N` (test images 0 to N-1),
+    /// `test:A-B` or `val:A-B` (images whose truth is known).
+    pub fn eval(n: &str) -> Result<Self> {
+        let want = "a number of test images (1 or more), test:A-B or val:A-B: images of the pair's data set, whose truth is known";
+        match n.parse::<usize>() {
+            Ok(0) => Err(Error::setting("eval", "0", want)),
+            Ok(n) => Ok(Truths::Test(0..=n - 1)),
+            Err(_) => match Truths::parse(n)? {
+                Truths::File(_) => Err(Error::setting("eval", format!("{n:?}"), want)),
+                t => Ok(t),
+            },
+        }
+    }
+
     /// Image `i` of the pair's data set and its label, for `Test` and
     /// `Validation`.
     fn labelled(&self, pair: &dyn Pair, i: usize) -> Result<(Tensor, usize)> {

@@ -32,6 +32,31 @@ pub struct PaperInpaint {
     pub context_weight: f64,
 }
 
+impl PaperInpaint {
+    /// The preset and class of a restoration as asked (`ppgn restore`, the
+    /// page): preset `paper-inpaint` is the paper's inpainting conditioned
+    /// on `class` (each test image's label when `None`), and `preset`
+    /// becomes the `ppgn` preset whose sampler it runs; any other preset
+    /// with a class is refused (a restoration's posterior has none).
+    pub fn asked(preset: &mut Option<String>, class: Option<String>) -> Result<Option<Self>> {
+        match (preset.as_deref(), class) {
+            (Some(PAPER_INPAINT), class) => {
+                *preset = Some("ppgn".into());
+                Ok(Some(Self {
+                    class,
+                    context_weight: 1.0,
+                }))
+            }
+            (_, Some(c)) => Err(Error::setting(
+                "class",
+                format!("{c:?} with a restoration"),
+                format!("no class (a restoration's posterior has none), or preset {PAPER_INPAINT}, the paper's inpainting"),
+            )),
+            (_, None) => Ok(None),
+        }
+    }
+}
+
 /// What the paper's inpainting conditions each image's chains on.
 #[derive(Debug, Clone)]
 pub struct Inpainting {
