@@ -187,7 +187,7 @@ pub const PRESETS: [(&str, &str); 15] = [
     ("xu-hmc", "Xu et al.: HMC with the Gaussian prior, 10 leapfrog steps, decaying step"),
     ("exact-mala", "MALA with Metropolis-Hastings on the exact posterior p(u) p(y|G(relu(u)))^eps2 over the code u, eps2=3 (picked on the validation split, docs/tuning.md), the flow prior (ppgn train code-prior), moving the flow's base point z (u = T(z), neural transport); each chain starts from its pick of 100 prior draws by p(y|x)^eps2 (100 forward passes, counted as 100 gradient evaluations); step tuned by dual averaging to acceptance 0.574 over the first half of the steps"),
     ("exact-hmc", "HMC on the same target and starts as exact-mala, 10 leapfrog steps, step tuned by dual averaging to acceptance 0.65 over the first half of the steps"),
-    ("exact-nuts", "NUTS (the No-U-Turn Sampler, as Stan runs it) on the same target and starts as exact-mala: trees up to depth 10, a diagonal metric learnt in Stan's warm-up windows and the step tuned by dual averaging to acceptance 0.8 over the first half of the steps; 40 steps"),
+    ("exact-nuts", "NUTS (the No-U-Turn Sampler, as Stan runs it) on the same target and starts as exact-mala: trees up to depth 10, a diagonal metric learnt in Stan's warm-up windows and the step tuned by dual averaging to acceptance 0.8 over the first half of the steps; 200 steps (chosen over 40 on validation images, docs/restore.md)"),
     ("ppgn-flow", "MALA-approx (no accept/reject) in the flow's base space from exact-mala's starts: the flow prior in place of the joint prior, eps1=1, eps2=3, step 0.01 unnormalised, eps3=sqrt(2 * 0.01) (unadjusted Langevin)"),
     ("ppgn-score", "Reverse diffusion on the score-based prior (ppgn train code-score): 200 noise levels from 10 to 0.01 of the standardised code, one per step, the class term read on the denoiser's estimate of the clean code with its gradient through the denoiser, eps2=3 (picked on the validation split, docs/tuning.md)"),
     ("ppgn-score-langevin", "Annealed Langevin on the score-based prior: MALA-approx (eq. 13) with the denoiser's score as the prior term, 200 noise levels from 10 to 0.01, one per step, the update scaled by (level / 0.01)^2 and the noise by level / 0.01; at the last level eps1=1, eps2=3, step 2e-5, eps3=sqrt(2 * 2e-5) (eps2 and step picked on the validation split, docs/tuning.md), the class term read as ppgn-score's"),
@@ -414,9 +414,11 @@ fn flow_preset(name: &str, base: SamplerConfig) -> SamplerConfig {
             adapt: Some(0.65),
             ..flow
         },
+        // 200 iterations, 100 of warm-up: chosen over 40 on validation
+        // images by scripts/restore-validation (docs/restore.md)
         "exact-nuts" => SamplerConfig {
             sampler: SamplerKind::Nuts,
-            steps: 40,
+            steps: 200,
             step: Schedule::Constant { value: 0.1 },
             adapt: Some(0.8),
             ..flow
