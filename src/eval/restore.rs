@@ -109,6 +109,9 @@ pub fn calibrate(
     let configs: Vec<SamplerConfig> = samplers
         .iter()
         .map(|s| {
+            if s == PAPER_INPAINT {
+                check_paper(&base.damage.operator)?;
+            }
             let mut c = sampler(s)?;
             c.steps = steps.unwrap_or(c.steps);
             if let Schedule::Linear { steps, .. } = &mut c.step {

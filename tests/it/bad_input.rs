@@ -290,7 +290,7 @@ fn forty_kinds_of_bad_input_each_give_one_clear_line_and_leave_nothing() {
         ),
         (
             s_restore(&["--preset", "paper-inpaint", "--image", &p("images-28.npy")]),
-            "only test images have a label",
+            "only the data set's images (test:N, val:N) have a label",
         ),
         // wrong shapes
         (

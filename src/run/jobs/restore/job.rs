@@ -221,7 +221,7 @@ pub fn job(spec: &RestoreSpec, progress: &mut dyn Progress) -> Result<String> {
 }
 
 /// What the paper's inpainting conditions the `k` images on: `--class`
-/// for every image, else each test image's label (as the paper's figures
+/// for every image, else each data-set image's label (as the paper's figures
 /// condition on the class of the real image); images from a file need
 /// `--class`.
 fn inpainting(p: &PaperInpaint, pair: &dyn Pair, truths: &Truths, k: usize) -> Result<Inpainting> {
@@ -235,7 +235,7 @@ fn inpainting(p: &PaperInpaint, pair: &dyn Pair, truths: &Truths, k: usize) -> R
             return Err(Error::setting(
                 "class",
                 format!("none for the images of {}", f.display()),
-                "--class NAME: the paper's inpainting conditions on a class, and only test images have a label",
+                "--class NAME: the paper's inpainting conditions on a class, and only the data set's images (test:N, val:N) have a label",
             ))
         }
     };
