@@ -67,23 +67,23 @@ impl FashionPair {
 
     /// The test set, loaded once.
     fn test(&self) -> Result<&Dataset> {
-        if let Some(t) = self.test.get() {
-            return Ok(t);
-        }
-        let dir = fashion_mnist::resolve_dir(self.data_dir.as_deref());
-        let t = fashion_mnist::load(&dir, Split::Test)?;
-        Ok(self.test.get_or_init(|| t))
+        self.loaded(&self.test, Split::Test)
     }
 
     /// The training set, loaded once (its last 5,000 images are the
     /// validation split, `crate::train::validation_start`).
     fn train(&self) -> Result<&Dataset> {
-        if let Some(t) = self.train.get() {
+        self.loaded(&self.train, Split::Train)
+    }
+
+    /// `split` of the data set in `cell`, read on first use.
+    fn loaded<'a>(&self, cell: &'a OnceLock<Dataset>, split: Split) -> Result<&'a Dataset> {
+        if let Some(t) = cell.get() {
             return Ok(t);
         }
         let dir = fashion_mnist::resolve_dir(self.data_dir.as_deref());
-        let t = fashion_mnist::load(&dir, Split::Train)?;
-        Ok(self.train.get_or_init(|| t))
+        let t = fashion_mnist::load(&dir, split)?;
+        Ok(cell.get_or_init(|| t))
     }
 }
 
