@@ -128,10 +128,8 @@ pub fn calibrate(
             settings: cfg,
             chains,
             record_every,
-            paper: (name == PAPER_INPAINT).then_some(PaperInpaint {
-                class: None,
-                context_weight: 1.0,
-            }),
+            // paper-inpaint's class term: each image's label
+            paper: PaperInpaint::asked(&mut Some(name.clone()), None)?,
             out: base.out.join(name),
             ..base.clone()
         };
