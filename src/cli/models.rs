@@ -60,6 +60,10 @@ pub struct CheckArgs {
     /// this command: the generator's error tau that `ppgn restore` reads.
     #[arg(long)]
     pub record_tau: bool,
+    /// Also write the validation RMSE of G(E(x)) at each pixel position to
+    /// this .npy ([h, w, c] float64), which `ppgn restore --tau` takes.
+    #[arg(long, value_name = "FILE.npy")]
+    pub tau_map: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -130,6 +134,10 @@ fn check(a: CheckArgs) -> anyhow::Result<()> {
     if a.record_tau {
         c.record_generator_error(&super::command_line())?;
         println!("recorded tau in the generator's card");
+    }
+    if let Some(path) = &a.tau_map {
+        c.write_tau_map(path)?;
+        println!("wrote {}", path.display());
     }
     if let Some(path) = &a.report {
         let text = stack_check::markdown_report(&c, a.png.as_deref(), path)?;

@@ -5,7 +5,7 @@ use clap::Args;
 
 use super::progress::Bar;
 use ppgn::eval::restore::{calibrate, samplers_for};
-use ppgn::run::config::restore::{noise_std, parse};
+use ppgn::run::config::restore::{noise_std, parse, tau};
 use ppgn::run::jobs::restore::{job, Damage, PaperInpaint, RestoreSpec, Truths};
 
 #[derive(Args, Debug)]
@@ -33,10 +33,12 @@ pub struct RestoreArgs {
     /// The observation's noise standard deviation, in [0, 1] pixel units.
     #[arg(long, default_value_t = 0.0)]
     pub noise_std: f64,
-    /// The generator's own error per pixel [default: its card's
-    /// validation_reconstruction_rmse].
-    #[arg(long)]
-    pub tau: Option<f64>,
+    /// The generator's own error: a number (per pixel, in [0, 1] units) or
+    /// a .npy of one per pixel (`ppgn models check --tau-map` writes the
+    /// shipped generator's) [default: its card's, per pixel where the card
+    /// has that, else validation_reconstruction_rmse].
+    #[arg(long, value_name = "TAU|FILE.npy")]
+    pub tau: Option<String>,
     /// Measure calibration instead: restore test images 0..N-1 (or the
     /// images `test:A-B`, `val:A-B`) with each of --samplers (their presets'
     /// settings, eps2 1, --steps if given, >= 100 draws an image) into
@@ -76,7 +78,7 @@ pub fn run(mut a: RestoreArgs) -> anyhow::Result<()> {
     let damage = Damage {
         operator: parse(&a.operator)?,
         noise_std: noise_std(a.noise_std)?,
-        tau: a.tau,
+        tau: a.tau.as_deref().map(tau).transpose()?,
     };
     let truths = match (&a.eval, &a.image) {
         (Some(_), Some(_)) => {

@@ -5,13 +5,17 @@
 //! linear degradations of NHWC images ([`Degradation`]: a mask, a Gaussian
 //! blur, average pooling, the identity), and
 //!
-//! `log p(y | h) = -|A(G(h)) - y|^2 / (2 (s^2 + tau^2))`
+//! `log p(y | h) = -sum_j (A(G(h)) - y)_j^2 / (2 v_j)`,
+//! `v_j = s^2 + (A tau)_j^2`
 //!
 //! with `s` the observation's noise and `tau` the generator's own error (a
-//! real image is `G(h)` plus what `G` cannot draw). The gradient is
-//! `-A^T (A x - y) / (s^2 + tau^2)` pulled back through `G`, so each
-//! degradation has its adjoint ([`Operator::adjoint`]), checked by
-//! `<A x, r> = <x, A^T r>` in the tests.
+//! real image is `G(h)` plus what `G` cannot draw), one number or one per
+//! pixel ([`variances`]: pushed through `A` as if the error were the same
+//! over the pixels one observed value mixes; one number gives `s^2 +
+//! tau^2` everywhere). The gradient is `-A^T ((A x - y) / v)` pulled back
+//! through `G`, so each degradation has its adjoint
+//! ([`Operator::adjoint`]), checked by `<A x, r> = <x, A^T r>` in the
+//! tests.
 
 use candle_core::Tensor;
 
@@ -233,22 +237,76 @@ fn blur_norm(k: &[f64], h: usize, w: usize) -> Vec<f64> {
     blur(&vec![1.0; h * w], k, (h, w, 1))
 }
 
-/// `-|A x - y|^2 / (2 var)` per image and its gradient in `x`,
-/// `-A^T (A x - y) / var`, for `x` a batch of images and `y` one
-/// observation for all or one per image (flat NHWC).
-pub fn log_likelihood(a: &Operator, x: &[f64], y: &[f64], var: f64) -> (Vec<f64>, Vec<f64>) {
+/// The variance of each observed value: `s^2 + (A tau)_j^2` for `tau`
+/// one per pixel of the operator's input (flat NHWC), `[s^2 + tau^2]` for
+/// one `tau`. Refused when `tau` has another length or a value that is not
+/// 0 or more, or when a variance comes out 0.
+pub fn variances(a: &Operator, noise_std: f64, tau: &[f64]) -> Result<Vec<f64>> {
+    let pixels = Operator::size(a.input());
+    if !(tau.len() == 1 || tau.len() == pixels) || tau.iter().any(|t| !(t.is_finite() && *t >= 0.0))
+    {
+        return Err(Error::setting(
+            "tau",
+            format!("{} values", tau.len()),
+            format!("one value or one per pixel ({pixels}), each 0 or more"),
+        ));
+    }
+    if tau.len() == 1 {
+        return positive(vec![noise_std * noise_std + tau[0] * tau[0]], noise_std);
+    }
+    // a value no pixel reaches (a mask's hidden one) is 0 in A x and y
+    // alike: its variance is never used, 1 keeps it positive
+    let reached = a.apply(&vec![1.0; pixels]);
+    let v = a
+        .apply(tau)
+        .iter()
+        .zip(reached)
+        .map(|(t, r)| {
+            if r == 0.0 {
+                1.0
+            } else {
+                noise_std * noise_std + t * t
+            }
+        })
+        .collect();
+    positive(v, noise_std)
+}
+
+/// `v`, refused where a variance is 0: a likelihood of no spread.
+fn positive(v: Vec<f64>, noise_std: f64) -> Result<Vec<f64>> {
+    if v.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+        return Err(Error::setting(
+            "noise-std",
+            format!("{noise_std}, with a tau of 0 where a value is observed"),
+            "a noise level or a tau above 0 (a likelihood of no spread has no posterior to sample)",
+        ));
+    }
+    Ok(v)
+}
+
+/// `-sum_j (A x - y)_j^2 / (2 var_j)` per image and its gradient in `x`,
+/// `-A^T ((A x - y) / var)`, for `x` a batch of images, `y` one
+/// observation for all or one per image (flat NHWC) and `var` one variance
+/// or one per observed value.
+pub fn log_likelihood(a: &Operator, x: &[f64], y: &[f64], var: &[f64]) -> (Vec<f64>, Vec<f64>) {
     let ax = a.apply(x);
     let m = Operator::size(a.output()).max(1);
     let n = ax.len() / m;
+    let v = |i: usize| var[i % m % var.len().max(1)];
     let r: Vec<f64> = ax
         .iter()
         .enumerate()
-        .map(|(i, v)| v - y[i % y.len().max(1)])
+        .map(|(i, x)| (x - y[i % y.len().max(1)]) / v(i))
         .collect();
     let values = (0..n)
-        .map(|i| -r[i * m..(i + 1) * m].iter().map(|v| v * v).sum::<f64>() / (2.0 * var))
+        .map(|i| {
+            -(i * m..(i + 1) * m)
+                .map(|j| r[j] * r[j] * v(j))
+                .sum::<f64>()
+                / 2.0
+        })
         .collect();
-    let grad = a.adjoint(&r).iter().map(|g| -g / var).collect();
+    let grad = a.adjoint(&r).iter().map(|g| -g).collect();
     (values, grad)
 }
 
@@ -256,7 +314,7 @@ pub fn log_likelihood(a: &Operator, x: &[f64], y: &[f64], var: f64) -> (Vec<f64>
 /// observation for all or one per image).
 pub fn residual_rms(a: &Operator, x: &[f64], y: &[f64]) -> Vec<f64> {
     let m = Operator::size(a.output()).max(1) as f64;
-    let (values, _) = log_likelihood(a, x, y, 0.5);
+    let (values, _) = log_likelihood(a, x, y, &[0.5]);
     values.iter().map(|v| (-v / m).sqrt()).collect()
 }
 
@@ -267,19 +325,20 @@ pub struct Observation {
     operator: Operator,
     /// One observation for every chain, or one per chain, flat.
     observed: Vec<f64>,
-    /// `s^2 + tau^2`.
-    variance: f64,
+    /// One variance, or one per observed value ([`variances`]).
+    variance: Vec<f64>,
 }
 
 impl Observation {
     /// The term of observation `observed` (`[1 or n, ...]` of the
     /// operator's output shape) made by `operator` from `decode`'s images,
-    /// with noise of variance `variance` (`s^2 + tau^2`, positive).
+    /// with noise of variance `variance` (one, or one per observed value:
+    /// [`variances`]; each positive).
     pub fn new(
         decode: Backend,
         operator: Operator,
         observed: &Tensor,
-        variance: f64,
+        variance: Vec<f64>,
     ) -> Result<Self> {
         if decode.net().output() != operator.input() {
             return Err(Error::shape(
@@ -303,11 +362,19 @@ impl Observation {
             .to_dtype(candle_core::DType::F64)?
             .flatten_all()?
             .to_vec1()?;
-        if !(variance.is_finite() && variance > 0.0) {
+        let each = variance.len() == 1 || variance.len() == Operator::size((oh, ow, oc));
+        if !each || variance.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
             return Err(Error::setting(
                 "noise",
-                format!("variance {variance}"),
-                "a positive noise variance s^2 + tau^2",
+                format!(
+                    "{} variances ({:?}...)",
+                    variance.len(),
+                    &variance[..variance.len().min(3)]
+                ),
+                format!(
+                    "one positive variance s^2 + tau^2, or one per observed value ({})",
+                    Operator::size((oh, ow, oc))
+                ),
             ));
         }
         Ok(Self {
@@ -339,7 +406,7 @@ impl Term for Observation {
         }
         let pass = self.decode.vjp(p, &[], |x, d| {
             let x: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-            let (values, grad) = log_likelihood(&self.operator, &x, &self.observed, self.variance);
+            let (values, grad) = log_likelihood(&self.operator, &x, &self.observed, &self.variance);
             for (di, g) in d.iter_mut().zip(grad) {
                 *di = g as f32;
             }

@@ -30,6 +30,8 @@ pub struct StackCheck {
     /// The RMSE of `G(E(x))` on the validation split (the last 5,000
     /// training images): the generator's own error per pixel.
     pub validation_rmse: f64,
+    /// The same at each pixel position (flat HWC).
+    pub validation_rmse_per_pixel: Vec<f64>,
 }
 
 /// Loads the stack in `models`, checks its files and measures it on the
@@ -53,14 +55,13 @@ pub fn check(models: Option<&Path>, data_dir: Option<&Path>) -> Result<StackChec
         reconstruction_frechet(&s.classifier, &s.generator, s.evaluator()?, &test, &refs)?;
     let validation: Vec<usize> =
         (crate::train::validation_start(train.len())..train.len()).collect();
-    let validation_rmse = reconstruction::frechet_in_features(
+    let validation = reconstruction::frechet_in_features(
         &s.classifier,
         &s.generator,
         &train,
         &validation,
         &device,
-    )?
-    .rmse;
+    )?;
     Ok(StackCheck {
         dir,
         stack: s,
@@ -69,7 +70,8 @@ pub fn check(models: Option<&Path>, data_dir: Option<&Path>) -> Result<StackChec
         measured,
         frechet_reconstructions,
         frechet_test,
-        validation_rmse,
+        validation_rmse: validation.rmse,
+        validation_rmse_per_pixel: validation.rmse_per_pixel,
     })
 }
 
@@ -177,6 +179,13 @@ impl StackCheck {
         card.metrics.insert(key.into(), self.validation_rmse);
         card.measured_by.insert(key.into(), command.into());
         card.save(&stack::paths(&self.dir, "generator").1)
+    }
+
+    /// Writes the validation RMSE at each pixel position to `path`, a
+    /// `[h, w, c]` float64 `.npy` that `ppgn restore --tau` reads.
+    pub fn write_tau_map(&self, path: &Path) -> Result<()> {
+        let side = fashion_mnist::SIDE;
+        crate::data::npy::write_f64(path, &[side, side, 1], &self.validation_rmse_per_pixel)
     }
 
     /// The card of `network`.

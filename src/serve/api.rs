@@ -220,7 +220,7 @@ impl Start {
         let damage = Damage {
             operator: crate::run::config::restore::parse(&r.operator)?,
             noise_std: crate::run::config::restore::noise_std(r.noise_std)?,
-            tau: r.tau,
+            tau: r.tau.map(|t| vec![t]),
         };
         let base = self.spec(s, out)?;
         Ok(Job::Restore(RestoreSpec {

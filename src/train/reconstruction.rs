@@ -99,7 +99,7 @@ pub fn evaluate(
 /// the features the sampler is guided by. The code loss L_h minimises the
 /// first by construction, so the second chooses among generators
 /// (`crate::eval::generators`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct FeatureFrechet {
     /// In the code `h` (fc6 analogue).
     pub h: f64,
@@ -110,6 +110,8 @@ pub struct FeatureFrechet {
     /// The root mean squared pixel error of the reconstructions: the
     /// generator's own error per pixel (`crate::models::card::GENERATOR_ERROR`).
     pub rmse: f64,
+    /// The same at each pixel position, over the images (flat HWC).
+    pub rmse_per_pixel: Vec<f64>,
 }
 
 /// Both distances of [`FeatureFrechet`] in one pass.
@@ -124,11 +126,16 @@ pub fn frechet_in_features(
         |t: &Tensor| -> Result<Vec<Vec<f64>>> { Ok(t.to_dtype(DType::F64)?.to_vec2::<f64>()?) };
     let (mut real, mut rec, mut real1, mut rec1) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut squares = 0.0;
+    let mut per_pixel: Vec<f64> = Vec::new();
     for chunk in idx.chunks(EVAL_BATCH) {
         let x = data.images_tensor(chunk, device)?;
         let o = e.forward_all(&x)?;
         let x_rec = g.forward(&o.h)?;
         squares += mse(&x_rec, &x)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+        let d = (x_rec.to_dtype(DType::F64)? - x.to_dtype(DType::F64)?)?;
+        let sums = d.sqr()?.sum(0)?.flatten_all()?.to_vec1::<f64>()?;
+        per_pixel.resize(sums.len(), 0.0);
+        per_pixel.iter_mut().zip(sums).for_each(|(a, b)| *a += b);
         let o_rec = e.forward_all(&x_rec)?;
         real.extend(rows(&o.h)?);
         rec.extend(rows(&o_rec.h)?);
@@ -140,5 +147,9 @@ pub fn frechet_in_features(
         h: frechet_distance(&rec, &real)?,
         h1_pooled: frechet_distance(&rec1, &real1)?,
         rmse: (squares / idx.len().max(1) as f64).sqrt(),
+        rmse_per_pixel: per_pixel
+            .iter()
+            .map(|s| (s / idx.len().max(1) as f64).sqrt())
+            .collect(),
     })
 }

@@ -145,8 +145,10 @@ fn the_log_likelihood_gradient_matches_finite_differences() {
         let (oh, ow, oc) = a.output();
         let m = oh * ow * oc;
         let x = uniform(2 * h * w * c, 3);
-        for y in [uniform(m, 4), uniform(2 * m, 5)] {
-            let var = 0.3;
+        // one variance, and one per observed value
+        let each: Vec<f64> = (0..m).map(|j| 0.1 + 0.01 * (j % 7) as f64).collect();
+        for (y, var) in [(uniform(m, 4), vec![0.3]), (uniform(2 * m, 5), each)] {
+            let var = &var[..];
             let (values, grad) = log_likelihood(&a, &x, &y, var);
             assert_eq!(values.len(), 2);
             let d = uniform(x.len(), 6);
@@ -161,7 +163,7 @@ fn the_log_likelihood_gradient_matches_finite_differences() {
                 (fd - analytic).abs() < 1e-7 * analytic.abs().max(1.0),
                 "{name}: {analytic} vs {fd}"
             );
-            // the value is -|A x - y|^2 / (2 var), zero at y = A x
+            // the value is -sum (A x - y)^2 / (2 var), zero at y = A x
             let exact = log_likelihood(&a, &x, &a.apply(&x), var).0;
             assert!(exact.iter().all(|v| *v == 0.0), "{name}");
         }
@@ -211,8 +213,8 @@ fn the_observation_term_pulls_back_through_the_generator() {
             b32[o] + (0..d).map(|k| w32[o * d + k] * h32[n * d + k]).sum::<f64>()
         })
         .collect();
-    let var = 0.05;
-    let (want_v, gx) = log_likelihood(&a, &x, &y, var);
+    let var: Vec<f64> = (0..oh * ow * oc).map(|j| 0.05 + 0.001 * j as f64).collect();
+    let (want_v, gx) = log_likelihood(&a, &x, &y, &var);
     let want_g: Vec<f64> = (0..2 * d)
         .map(|i| {
             let (n, k) = (i / d, i % d);
@@ -227,7 +229,7 @@ fn the_observation_term_pulls_back_through_the_generator() {
         .unwrap();
     for engine in [Engine::Fast, Engine::Reference] {
         let backend = Backend::new(net.clone(), engine).unwrap();
-        let term = Observation::new(backend, a.clone(), &observed, var).unwrap();
+        let term = Observation::new(backend, a.clone(), &observed, var.clone()).unwrap();
         let e = term.value_and_grad(&p).unwrap();
         let got: Vec<f32> = e.grad.flatten_all().unwrap().to_vec1().unwrap();
         for (g, want) in got.iter().zip(&want_g) {
@@ -246,16 +248,56 @@ fn the_observation_term_pulls_back_through_the_generator() {
     // an observation of another size, or a variance that is not positive
     let backend = || Backend::new(net.clone(), Engine::Fast).unwrap();
     let wrong = Tensor::zeros((1, h, w, c), DType::F32, &dev).unwrap();
-    let e = Observation::new(backend(), a.clone(), &wrong, var)
+    let e = Observation::new(backend(), a.clone(), &wrong, var.clone())
         .err()
         .unwrap()
         .to_string();
     assert!(e.contains("observation"), "{e}");
-    let e = Observation::new(backend(), a.clone(), &observed, 0.0)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(e.contains("positive"), "{e}");
+    for bad in [vec![0.0], vec![0.05; 5], vec![0.05, f64::NAN]] {
+        let e = Observation::new(backend(), a.clone(), &observed, bad)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("positive"), "{e}");
+    }
+}
+
+/// The likelihood's variances from tau: `s^2 + tau^2` for one tau; for
+/// one per pixel, `s^2 + (A tau)^2` (a mask's known pixels keep theirs, a
+/// 2x2 mean takes its block's mean tau); refused for a tau of the wrong
+/// length, a negative one, or a variance of 0 where a value is observed.
+#[test]
+fn the_variances_push_tau_through_the_operator() {
+    use ppgn::density::observation::variances;
+    let (h, w) = (4, 4);
+    let down = Operator::new(vec![Degradation::Down { k: 2 }], (h, w, 1)).unwrap();
+    assert_eq!(variances(&down, 0.5, &[0.1]).unwrap(), vec![0.25 + 0.01]);
+    // tau 0.1 on the left half, 0.3 on the right: the blocks' means
+    let tau: Vec<f64> = (0..h * w)
+        .map(|i| if i % w < 2 { 0.1 } else { 0.3 })
+        .collect();
+    let v = variances(&down, 0.5, &tau).unwrap();
+    for (j, v) in v.iter().enumerate() {
+        let t = if j % 2 == 0 { 0.1 } else { 0.3 };
+        assert!((v - (0.25 + t * t)).abs() < 1e-12, "{j}: {v}");
+    }
+    // a mask hiding the top-left pixel: every known pixel keeps its tau
+    // (the hidden one's value is 0 in A x and y alike: its variance is any)
+    let mut known = vec![1.0; h * w];
+    known[0] = 0.0;
+    let mask = Operator::new(vec![Degradation::Mask { known }], (h, w, 1)).unwrap();
+    let tau: Vec<f64> = (0..h * w).map(|i| 0.01 * i as f64).collect();
+    let v = variances(&mask, 0.0, &tau).unwrap();
+    for (i, v) in v.iter().enumerate().skip(1) {
+        assert!((v - tau[i] * tau[i]).abs() < 1e-15, "{i}: {v}");
+    }
+    // a tau of 0 on a known pixel without noise leaves it no spread
+    let e = variances(&mask, 0.0, &[&[0.5, 0.0][..], &tau[2..]].concat()).unwrap_err();
+    assert!(e.to_string().contains("a tau above 0"), "{e}");
+    for bad in [vec![0.1; 3], vec![-0.1], vec![f64::NAN]] {
+        let e = variances(&down, 0.1, &bad).unwrap_err().to_string();
+        assert!(e.contains("one value or one per pixel (16)"), "{e}");
+    }
 }
 
 /// `summarise`: draws that all equal one image give it back with no
@@ -279,21 +321,24 @@ fn summaries_of_known_draws() {
         grad_evals: 0,
         acceptance: 1.0,
     };
-    let s = summarise(&r, 0.0, 0);
+    let s = summarise(&r, &[0.0], 0);
     assert_eq!(s.mean, vec![0.0, 0.25, 0.5, 0.0, 0.25, 0.5]);
     assert!(s.std.iter().all(|&v| v == 0.0));
     assert_eq!(s.q05, s.mean);
     assert_eq!(s.q95, s.mean);
-    let tau = 0.1;
-    let s = summarise(&r, tau, 0);
-    assert_eq!(s.mean, vec![0.0, 0.25, 0.5, 0.0, 0.25, 0.5]);
-    for i in 0..k * per {
-        // 1.645 tau each side; the quantiles of 4,000 draws are within
-        // about 0.05 tau of the normal's
-        let (lo, hi) = (s.q05[i] - s.mean[i], s.q95[i] - s.mean[i]);
-        assert!((lo as f64 + 1.645 * tau).abs() < 0.01, "{lo}");
-        assert!((hi as f64 - 1.645 * tau).abs() < 0.01, "{hi}");
-        assert!((s.std[i] as f64 - tau).abs() < 0.005, "{}", s.std[i]);
+    // one tau for every pixel, and one per pixel
+    for taus in [vec![0.1], vec![0.1, 0.0, 0.05]] {
+        let s = summarise(&r, &taus, 0);
+        assert_eq!(s.mean, vec![0.0, 0.25, 0.5, 0.0, 0.25, 0.5]);
+        for i in 0..k * per {
+            let tau = taus[i % per % taus.len()];
+            // 1.645 tau each side; the quantiles of 4,000 draws are within
+            // about 0.05 tau of the normal's
+            let (lo, hi) = (s.q05[i] - s.mean[i], s.q95[i] - s.mean[i]);
+            assert!((lo as f64 + 1.645 * tau).abs() < 0.01, "{lo}");
+            assert!((hi as f64 - 1.645 * tau).abs() < 0.01, "{hi}");
+            assert!((s.std[i] as f64 - tau).abs() < 0.005, "{}", s.std[i]);
+        }
     }
 }
 
@@ -323,7 +368,7 @@ fn restoring_test_images_on_the_shipped_stack() {
     let damage = Damage {
         operator: parse("down:2").unwrap(),
         noise_std: 0.05,
-        tau: Some(0.1),
+        tau: Some(vec![0.1]),
     };
     let r = restore(&*pair, &truths, &damage, None, (&cfg, 3, 4, 0), &mut Silent).unwrap();
     assert_eq!(r.observation, (14, 14, 1));
@@ -358,7 +403,7 @@ fn restoring_test_images_on_the_shipped_stack() {
         .collect();
     let sd = (noise.iter().map(|v| v * v).sum::<f64>() / noise.len() as f64).sqrt();
     assert!((sd - 0.05).abs() < 0.01, "observation noise {sd}");
-    let s = summarise(&r, 0.1, 0);
+    let s = summarise(&r, &[0.1], 0);
     let rms = |a: &[f32]| {
         (a.iter()
             .zip(&truth)
@@ -447,7 +492,7 @@ fn the_restore_job_writes_its_arrays_and_scores() {
         damage: Damage {
             operator: parse(operator).unwrap(),
             noise_std: 0.02,
-            tau: Some(0.1),
+            tau: Some(vec![0.1]),
         },
         paper: None,
         settings: settings.clone(),

@@ -119,6 +119,38 @@ pub fn noise_std(s: f64) -> Result<f64> {
     }
 }
 
+/// `--tau`, the generator's own error: a number, or a `.npy` of one value
+/// per pixel of the generator's images (`[h, w, c]` in any shape of that
+/// many values; `ppgn models check --tau-map` writes one). Each value is
+/// checked here (finite, 0 or more) and the count against the image with
+/// the operator (`crate::density::observation::variances`).
+pub fn tau(s: &str) -> Result<Vec<f64>> {
+    let values = match s.trim().parse::<f64>() {
+        Ok(t) => vec![t],
+        Err(_) if s.ends_with(".npy") => crate::data::npy::read_float(std::path::Path::new(s))?.1,
+        Err(_) => {
+            return Err(Error::setting(
+                "tau",
+                format!("{s:?}"),
+                "a number (the generator's error per pixel) or a .npy file of one per pixel",
+            ))
+        }
+    };
+    match values.iter().find(|t| !(t.is_finite() && **t >= 0.0)) {
+        Some(t) => Err(Error::setting(
+            "tau",
+            format!("{t}"),
+            "the generator's error per pixel: 0 or more, in the image's [0, 1] units",
+        )),
+        None if values.is_empty() => Err(Error::setting(
+            "tau",
+            "no values",
+            "one value or one per pixel",
+        )),
+        None => Ok(values),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

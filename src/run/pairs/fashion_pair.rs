@@ -222,10 +222,12 @@ impl Pair for FashionPair {
         "ppgn"
     }
 
-    fn generator_error(&self) -> Option<f64> {
+    fn generator_error(&self) -> Option<Vec<f64>> {
+        use crate::models::card::{GENERATOR_ERROR, GENERATOR_ERROR_PER_PIXEL};
         let card = self.stack.cards.iter().find(|c| c.network == "generator")?;
-        card.metrics
-            .get(crate::models::card::GENERATOR_ERROR)
-            .copied()
+        match card.per_pixel.get(GENERATOR_ERROR_PER_PIXEL) {
+            Some(map) => Some(map.clone()),
+            None => card.metrics.get(GENERATOR_ERROR).map(|&t| vec![t]),
+        }
     }
 }

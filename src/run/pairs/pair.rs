@@ -53,15 +53,22 @@ pub struct Restoring {
     /// chain, in the generator's decoded space.
     pub observed: Tensor,
     pub operator: Operator,
-    /// `s^2 + tau^2`: the observation's noise and the generator's own error.
-    pub variance: f64,
+    /// `s^2 + (A tau)^2`: the observation's noise and the generator's own
+    /// error, one variance or one per observed value
+    /// (`observation::variances`).
+    pub variance: Vec<f64>,
 }
 
 impl Restoring {
     /// The observation term on the images of `g` (weight 1; the caller
     /// weighs it by `eps2`).
     pub fn term(&self, g: Backend) -> Result<Observation> {
-        Observation::new(g, self.operator.clone(), &self.observed, self.variance)
+        Observation::new(
+            g,
+            self.operator.clone(),
+            &self.observed,
+            self.variance.clone(),
+        )
     }
 
     /// What progress reports per chain: the root mean square of `A x - y`,
@@ -179,11 +186,13 @@ pub trait Pair: Send + Sync {
     /// The preset a run of this pair uses unless told otherwise.
     fn default_preset(&self) -> &'static str;
 
-    /// The generator's own error `tau` per pixel: the RMSE of its
-    /// reconstructions of the validation split, as its card records it
-    /// (`validation_reconstruction_rmse`); `None` where no card has it.
-    /// A restoration's likelihood adds it to the observation's noise.
-    fn generator_error(&self) -> Option<f64> {
+    /// The generator's own error `tau`: the RMSE of its reconstructions of
+    /// the validation split as its card records it, one number
+    /// (`validation_reconstruction_rmse`) or one per pixel of its images
+    /// (flat HWC, the card's `validation_reconstruction_rmse_per_pixel`);
+    /// `None` where no card has it. A restoration's likelihood adds it to
+    /// the observation's noise.
+    fn generator_error(&self) -> Option<Vec<f64>> {
         None
     }
 }

@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_distr::Distribution;
 
-use crate::density::observation::Operator;
+use crate::density::observation::{variances, Operator};
 use crate::error::{Error, Result};
 use crate::run::config::preset::SamplerConfig;
 use crate::run::config::restore::{degradations, Asked};
@@ -25,43 +25,35 @@ pub struct Damage {
     pub operator: Vec<Asked>,
     /// The observation's noise `s`, in the image's [0, 1] units.
     pub noise_std: f64,
-    /// The generator's own error `tau` (per pixel, [0, 1] units) [default:
-    /// the pair's, `Pair::generator_error`].
-    pub tau: Option<f64>,
+    /// The generator's own error `tau` ([0, 1] units): one number, or one
+    /// per pixel of the generator's images (flat HWC) [default: the
+    /// pair's, `Pair::generator_error`].
+    pub tau: Option<Vec<f64>>,
 }
 
 impl Damage {
     /// `tau` as asked, else `pair`'s generator's; refused when neither
-    /// has one, and when the likelihood would have no spread at all.
-    pub fn tau(&self, pair: &dyn Pair) -> Result<f64> {
-        let tau = match self.tau.or_else(|| pair.generator_error()) {
-            Some(t) if t.is_finite() && t >= 0.0 => t,
-            Some(t) => {
-                return Err(Error::setting(
-                    "tau",
-                    format!("{t}"),
-                    "the generator's error per pixel: 0 or more, in the image's [0, 1] units",
-                ))
-            }
-            None => {
-                return Err(Error::unsupported(
+    /// has one. Its length and values are checked with the operator
+    /// (`observation::variances`).
+    pub fn tau(&self, pair: &dyn Pair) -> Result<Vec<f64>> {
+        self.tau
+            .clone()
+            .or_else(|| pair.generator_error())
+            .ok_or_else(|| {
+                Error::unsupported(
                     format!(
                         "restoring with {}: its generator's own error is not on a card",
                         pair.names().0
                     ),
                     "give --tau, the RMSE of the generator's best reconstructions of real images (0 if it draws them exactly)",
-                ))
-            }
-        };
-        if tau == 0.0 && self.noise_std == 0.0 {
-            return Err(Error::setting(
-                "noise-std",
-                "0 with tau 0",
-                "a noise level or a tau above 0 (a likelihood of no spread has no posterior to sample)",
-            ));
-        }
-        Ok(tau)
+                )
+            })
     }
+}
+
+/// `tau`'s root mean square over the pixels: one number for a manifest.
+pub fn tau_rms(tau: &[f64]) -> f64 {
+    (tau.iter().map(|t| t * t).sum::<f64>() / tau.len().max(1) as f64).sqrt()
 }
 
 /// The draws of a restoration of `k` images.
@@ -104,6 +96,7 @@ pub fn restore(
     }
     let tau = damage.tau(pair)?;
     let operator = Operator::new(degradations(&damage.operator, (h, w), seed)?, image)?;
+    let variance = variances(&operator, damage.noise_std, &tau)?;
     let observed = observe(&operator, truths, damage.noise_std, seed)?;
     let every = record_every.max(1);
     let runs = match paper {
@@ -120,7 +113,7 @@ pub fn restore(
             let posterior = Restoring {
                 observed: Tensor::from_vec(observed.clone(), (k, oh, ow, oc), &Device::Cpu)?,
                 operator: operator.clone(),
-                variance: damage.noise_std.powi(2) + tau.powi(2),
+                variance,
             };
             vec![posterior_chains(
                 pair,

@@ -169,7 +169,7 @@ pub fn job(spec: &RestoreSpec, progress: &mut dyn Progress) -> Result<String> {
     let cfg = &spec.settings;
     let run = (cfg, spec.chains, spec.record_every, spec.seed);
     let r = restore(&*pair, &truths, &spec.damage, paper.as_ref(), run, progress)?;
-    let s = summarise(&r, tau, spec.seed);
+    let s = summarise(&r, &tau, spec.seed);
     let truth: Vec<f32> = truths.flatten_all()?.to_vec1()?;
     let operator = Operator::new(
         degradations(&spec.damage.operator, (image.0, image.1), spec.seed)?,
@@ -191,7 +191,8 @@ pub fn job(spec: &RestoreSpec, progress: &mut dyn Progress) -> Result<String> {
         "images": spec.truths.to_string(),
         "operator": written(&spec.damage.operator),
         "noise_std": spec.damage.noise_std,
-        "tau": tau,
+        "tau": super::draws::tau_rms(&tau),
+        "tau_per_pixel": (tau.len() > 1).then_some(&tau),
         "sampler": cfg,
         "paper_inpaint": paper.as_ref().map(|p| serde_json::json!({
             "classes": p.classes.iter().map(|&c| pair.class_names()[c].clone()).collect::<Vec<_>>(),

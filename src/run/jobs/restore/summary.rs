@@ -17,8 +17,8 @@ pub struct Summary {
 
 /// The mean of each image's draws, and the spread and the 5% and 95%
 /// quantiles of the draws with `N(0, tau^2)` added to every pixel (the
-/// generator's own error; seeded), per pixel.
-pub fn summarise(r: &Restored, tau: f64, seed: u64) -> Summary {
+/// generator's own error, one or one per pixel; seeded), per pixel.
+pub fn summarise(r: &Restored, tau: &[f64], seed: u64) -> Summary {
     let per = r.image.0 * r.image.1 * r.image.2;
     let (d, k) = (
         r.draws_per_image,
@@ -40,7 +40,7 @@ pub fn summarise(r: &Restored, tau: f64, seed: u64) -> Summary {
                 let x = r.draws[(i * d + j) * per + p] as f64;
                 clean += x;
                 let e: f64 = normal.sample(&mut rng);
-                *v = x + tau * e;
+                *v = x + tau[p % tau.len()] * e;
             }
             let m = column.iter().sum::<f64>() / d as f64;
             let var = column.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (d.max(2) - 1) as f64;
