@@ -35,8 +35,8 @@ pub struct RestoreArgs {
     pub noise_std: f64,
     /// The generator's own error: a number (per pixel, in [0, 1] units) or
     /// a .npy of one per pixel (`ppgn models check --tau-map` writes the
-    /// shipped generator's) [default: its card's, per pixel where the card
-    /// has that, else validation_reconstruction_rmse].
+    /// shipped generator's) [default: its card's
+    /// validation_reconstruction_rmse].
     #[arg(long, value_name = "TAU|FILE.npy")]
     pub tau: Option<String>,
     /// Measure calibration instead: restore test images 0..N-1 (or the

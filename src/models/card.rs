@@ -35,21 +35,12 @@ pub struct Card {
     /// `command`: the metric's name, and the command line that measured it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub measured_by: BTreeMap<String, String>,
-    /// Metrics of one value per pixel (flat HWC), as `metrics`; their
-    /// commands in `measured_by`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub per_pixel: BTreeMap<String, Vec<f64>>,
 }
 
 /// The generator card's metric of its own error per pixel: the RMSE of
 /// its reconstructions `G(E(x))` of the validation split (what a
 /// restoration adds to the observation's noise).
 pub const GENERATOR_ERROR: &str = "validation_reconstruction_rmse";
-
-/// The same at each pixel position, in the card's `per_pixel`: the error
-/// is near 0 where the generator draws well (a background) and large on
-/// edges and texture.
-pub const GENERATOR_ERROR_PER_PIXEL: &str = "validation_reconstruction_rmse_per_pixel";
 
 impl Card {
     pub fn load(path: &Path) -> Result<Card> {

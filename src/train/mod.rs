@@ -408,7 +408,6 @@ fn finish(
             weights_sha256: sha256_file(wfile)?,
             depends_on: depends_on.clone(),
             measured_by: Default::default(),
-            per_pixel: Default::default(),
         })
     };
     let (wpath, cpath) = crate::models::fashion::paths(&opts.out_dir, task.name());

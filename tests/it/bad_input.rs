@@ -269,7 +269,10 @@ fn forty_kinds_of_bad_input_each_give_one_clear_line_and_leave_nothing() {
         ),
         (s_restore(&["--tau", "0"]), "a noise level or a tau above 0"),
         (s_restore(&["--tau", "-0.1"]), "0 or more"),
-        (s_restore(&["--tau", "wide"]), "or a .npy file of one per pixel"),
+        (
+            s_restore(&["--tau", "wide"]),
+            "or a .npy file of one per pixel",
+        ),
         (
             s_restore(&["--tau", &p("images-small.npy")]),
             "one value or one per pixel (784)",

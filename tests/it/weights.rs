@@ -34,7 +34,6 @@ fn write_generator(dir: &std::path::Path) -> VarMap {
         weights_sha256: sha256_file(&w).unwrap(),
         depends_on: Default::default(),
         measured_by: Default::default(),
-        per_pixel: Default::default(),
     }
     .save(&c)
     .unwrap();

@@ -223,11 +223,8 @@ impl Pair for FashionPair {
     }
 
     fn generator_error(&self) -> Option<Vec<f64>> {
-        use crate::models::card::{GENERATOR_ERROR, GENERATOR_ERROR_PER_PIXEL};
         let card = self.stack.cards.iter().find(|c| c.network == "generator")?;
-        match card.per_pixel.get(GENERATOR_ERROR_PER_PIXEL) {
-            Some(map) => Some(map.clone()),
-            None => card.metrics.get(GENERATOR_ERROR).map(|&t| vec![t]),
-        }
+        let tau = card.metrics.get(crate::models::card::GENERATOR_ERROR)?;
+        Some(vec![*tau])
     }
 }

@@ -186,12 +186,12 @@ pub trait Pair: Send + Sync {
     /// The preset a run of this pair uses unless told otherwise.
     fn default_preset(&self) -> &'static str;
 
-    /// The generator's own error `tau`: the RMSE of its reconstructions of
-    /// the validation split as its card records it, one number
-    /// (`validation_reconstruction_rmse`) or one per pixel of its images
-    /// (flat HWC, the card's `validation_reconstruction_rmse_per_pixel`);
-    /// `None` where no card has it. A restoration's likelihood adds it to
-    /// the observation's noise.
+    /// The generator's own error `tau`, one number or one per pixel of its
+    /// images (flat HWC): the RMSE of its reconstructions of the
+    /// validation split as its card records it
+    /// (`validation_reconstruction_rmse`, one number); `None` where no card
+    /// has it. A restoration's likelihood adds it to the observation's
+    /// noise (`crate::density::observation::variances`).
     fn generator_error(&self) -> Option<Vec<f64>> {
         None
     }
