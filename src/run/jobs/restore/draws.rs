@@ -51,9 +51,13 @@ impl Damage {
     }
 }
 
-/// `tau`'s root mean square over the pixels: one number for a manifest.
+/// `tau` as one number for a manifest: itself, or the root mean square of
+/// one per pixel.
 pub fn tau_rms(tau: &[f64]) -> f64 {
-    (tau.iter().map(|t| t * t).sum::<f64>() / tau.len().max(1) as f64).sqrt()
+    match tau {
+        [t] => *t,
+        _ => (tau.iter().map(|t| t * t).sum::<f64>() / tau.len().max(1) as f64).sqrt(),
+    }
 }
 
 /// The draws of a restoration of `k` images.
