@@ -803,3 +803,73 @@ fn the_minimum_ess_of_known_chains() {
     trace.drives[0].truncate(3);
     assert!(trace.min_ess(images, chains).is_none(), "3 steps");
 }
+
+/// `--tau FILE.npy`: a map of one tau per pixel that is the same
+/// everywhere restores a mask's hole bit for bit as that one number does
+/// (the known pixels keep their tau, the hidden ones are not observed),
+/// and the manifest records the map; a map twice as large on the right
+/// half widens the intervals there only.
+#[test]
+fn a_tau_per_pixel_from_a_file() {
+    use ppgn::data::npy::{read_f32, write_f64};
+    let d = crate::tempdir("restore-tau-map");
+    let run = |tau: &str, name: &str| {
+        let out = d.join(name);
+        let r = crate::ppgn_into(
+            &[
+                "restore",
+                "--image",
+                "test:3",
+                "--operator",
+                "mask:12x12@8,8",
+            ],
+            &out,
+            &[
+                "--tau",
+                tau,
+                "--chains",
+                "2",
+                "--steps",
+                "10",
+                "--record-every",
+                "1",
+                "-q",
+            ],
+        );
+        (crate::manifest(&r, &out), out)
+    };
+    let t = 0.125;
+    let flat = d.join("flat.npy");
+    write_f64(&flat, &[28, 28, 1], &[t; 784]).unwrap();
+    let right = d.join("right.npy");
+    let map: Vec<f64> = (0..784)
+        .map(|i| if i % 28 >= 14 { 2.0 * t } else { t })
+        .collect();
+    write_f64(&right, &[28, 28, 1], &map).unwrap();
+    let (m1, one) = run(&t.to_string(), "one");
+    let (m2, flat) = run(flat.to_str().unwrap(), "flat");
+    let (_, right) = run(right.to_str().unwrap(), "right");
+    assert_eq!(m1["tau"].as_f64().unwrap(), t);
+    assert!(m1["tau_per_pixel"].is_null());
+    assert_eq!(m2["tau_per_pixel"].as_array().unwrap().len(), 784);
+    let read = |dir: &std::path::Path, f: &str| read_f32(&dir.join(f)).unwrap().1;
+    for f in ["samples.npy", "q05.npy", "q95.npy"] {
+        assert!(read(&one, f) == read(&flat, f), "{f}");
+    }
+    // widths on the left half of rows the hole does not reach: the same
+    // tau there, so close to the one number's; on the right, wider
+    let width = |dir: &std::path::Path| -> (f64, f64) {
+        let (lo, hi) = (read(dir, "q05.npy"), read(dir, "q95.npy"));
+        let side = |right: bool| {
+            let idx: Vec<usize> = (0..784)
+                .filter(|i| (i / 28 < 6 || i / 28 >= 22) && (i % 28 >= 14) == right)
+                .collect();
+            idx.iter().map(|&i| (hi[i] - lo[i]) as f64).sum::<f64>() / idx.len() as f64
+        };
+        (side(false), side(true))
+    };
+    let (l1, r1) = width(&one);
+    let (l2, r2) = width(&right);
+    assert!((l2 - l1).abs() < 0.15 * l1, "left {l1} vs {l2}");
+    assert!(r2 > 1.5 * r1, "right {r1} vs {r2}");
+}
