@@ -281,6 +281,12 @@ fn the_variances_push_tau_through_the_operator() {
         let t = if j % 2 == 0 { 0.1 } else { 0.3 };
         assert!((v - (0.25 + t * t)).abs() < 1e-12, "{j}: {v}");
     }
+    // 0.1 and 0.3 in alternate columns: every block's mean tau is 0.2, so
+    // (A tau)^2 = 0.04 (not the mean of tau^2, 0.05)
+    let tau: Vec<f64> = (0..h * w).map(|i| [0.1, 0.3][i % 2]).collect();
+    for v in variances(&down, 0.5, &tau).unwrap() {
+        assert!((v - (0.25 + 0.04)).abs() < 1e-12, "{v}");
+    }
     // a mask hiding the top-left pixel: every known pixel keeps its tau
     // (the hidden one's value is 0 in A x and y alike: its variance is any)
     let mut known = vec![1.0; h * w];
