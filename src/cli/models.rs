@@ -7,6 +7,8 @@ use clap::{Args, Subcommand};
 use ppgn::eval::{generators, stack_check};
 use ppgn::models::fashion as stack;
 use ppgn::models::pretrained;
+use ppgn::run::config::settings::{self, Overrides};
+use ppgn::train::code_score;
 
 #[derive(Subcommand, Debug)]
 pub enum ModelsCommand {
@@ -39,6 +41,39 @@ pub enum ModelsCommand {
     /// numbers come after the choice, never used for it.
     /// `scripts/generator-study.sh` runs the study.
     Generators(GeneratorsArgs),
+    /// Draw the score prior (`ppgn train code-score`) alone, with no
+    /// condition, and measure the draws as its card does: their Frechet
+    /// distance to the validation split's codes (the last 5,000 training
+    /// images) in the standardised code, beside as many training codes'
+    /// (the floor). The sampler is the ppgn-score preset's, changed by a
+    /// --config file (sampler = "probability-flow" for Heun's ODE) and
+    /// --steps (the ladder's levels). No image and no evaluator is used.
+    ScoreDraws(ScoreDrawsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ScoreDrawsArgs {
+    /// Model folder [default: $PPGN_MODELS or models/fashion-mnist].
+    #[arg(long)]
+    pub models: Option<PathBuf>,
+    /// Fashion-MNIST folder [default: $PPGN_FASHION_MNIST or /usr/share/datasets/fashion-mnist].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// TOML file of sampler settings over the ppgn-score preset.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Levels of the ladder (one a step) [default: the preset's].
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// How many draws (at most the validation split's 5,000 codes).
+    #[arg(long, default_value_t = 5000)]
+    pub draws: usize,
+    /// Also write the measurement as JSON.
+    #[arg(long, value_name = "FILE.json")]
+    pub json: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -93,6 +128,7 @@ pub fn run(c: ModelsCommand) -> anyhow::Result<()> {
         ModelsCommand::List { models } => list(models),
         ModelsCommand::Check(a) => check(a),
         ModelsCommand::Generators(a) => generators(a),
+        ModelsCommand::ScoreDraws(a) => score_draws(a),
     }
 }
 
@@ -159,6 +195,26 @@ fn generators(a: GeneratorsArgs) -> anyhow::Result<()> {
     print!("{text}");
     if let Some(path) = a.markdown.filter(|_| !a.best) {
         ppgn::fsutil::write_atomic(&path, text.as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn score_draws(a: ScoreDrawsArgs) -> anyhow::Result<()> {
+    let o = Overrides {
+        steps: a.steps,
+        ..Overrides::default()
+    };
+    let cfg = settings::resolve("ppgn-score", a.config.as_deref(), &o)?;
+    let models = stack::resolve_dir(a.models.as_deref());
+    let mut bar = super::progress::Bar::new(a.quiet, None);
+    let r = code_score::score_draws(&models, a.data_dir.as_deref(), &cfg, a.draws, &mut bar)?;
+    println!(
+        "{} draws by {} over {} levels ({} gradient evaluations each): Frechet distance to the validation codes {:.4} (floor, training codes: {:.4})",
+        r.draws, r.sampler, r.levels, r.grad_evals, r.validation_draws_frechet, r.training_codes_frechet
+    );
+    if let Some(path) = &a.json {
+        ppgn::fsutil::write_atomic(path, serde_json::to_string_pretty(&r)?.as_bytes())?;
         println!("wrote {}", path.display());
     }
     Ok(())

@@ -15,6 +15,7 @@ pub mod mala_approx;
 pub mod map;
 mod metric;
 pub mod nuts;
+pub mod probability_flow;
 pub mod rwmh;
 pub mod schedule;
 

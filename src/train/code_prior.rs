@@ -18,7 +18,7 @@
 //! are, which is what the draws measure.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -89,9 +89,9 @@ pub struct SplitCodes {
 }
 
 impl SplitCodes {
-    pub fn new(data: &Data, opts: &TrainOptions, device: &Device, what: &str) -> Result<Self> {
+    pub fn new(data: &Data, models_dir: &Path, device: &Device, what: &str) -> Result<Self> {
         let (clf, _) = stack::load(
-            &opts.models_dir,
+            models_dir,
             "classifier",
             DType::F32,
             device,
@@ -101,7 +101,7 @@ impl SplitCodes {
         let v = validation_start(n);
         if v == 0 {
             return Err(Error::data(
-                &opts.models_dir,
+                models_dir,
                 format!("no training images to fit the {what} to"),
             ));
         }
@@ -138,7 +138,7 @@ impl CodePriorTask {
             validation,
             test,
             dim,
-        } = SplitCodes::new(&data, opts, device, "code prior")?;
+        } = SplitCodes::new(&data, &opts.models_dir, device, "code prior")?;
         let (couplings, hidden) = size(opts.size.as_deref())?;
         let cfg = CodePriorConfig {
             dim,

@@ -21,25 +21,27 @@
 //! image and no evaluator is involved.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
+use serde::Serialize;
 
 use super::code_prior::{codes_frechet, moments, SplitCodes, DRAWS};
 use super::{varmap_tensors, Data, Task, TrainOptions};
+use crate::data::fashion_mnist::{self, Split};
 use crate::density::{Eval, Term};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::models::fashion::{self as stack, CodeScore, CodeScoreConfig};
 use crate::nn::adam::Adam;
 use crate::nn::init::init_seeded;
 use crate::run::config::preset::preset;
-use crate::sampler::diffusion::ReverseDiffusion;
-use crate::sampler::schedule::ladder;
-use crate::sampler::{init_at, ChainRngs, Kernel};
+use crate::run::config::preset::{Choice, SamplerConfig};
+use crate::run::drive::progress::{Progress, Silent};
+use crate::sampler::{init_at, ChainRngs};
 
 /// The moving average's decay per step.
 pub const EMA_DECAY: f64 = 0.999;
@@ -66,7 +68,7 @@ impl CodeScoreTask {
     /// Reads the trained classifier from `opts.models_dir`, encodes the
     /// three splits once and standardises them by the training codes.
     pub fn new(data: Data, opts: &TrainOptions, device: &Device) -> Result<Self> {
-        let codes = SplitCodes::new(&data, opts, device, "score model")?;
+        let codes = SplitCodes::new(&data, &opts.models_dir, device, "score model")?;
         let (mean, std) = moments(&codes.train)?;
         let standard =
             |u: &Tensor| -> Result<Tensor> { Ok(u.broadcast_sub(&mean)?.broadcast_div(&std)?) };
@@ -190,26 +192,105 @@ impl Term for Score<'_> {
     }
 }
 
-/// `n` draws of the model alone by the `ppgn-score` preset's kernel and
-/// ladder (its steps, its noise levels or else the model's), seed 0.
-fn prior_draws(net: &CodeScore, n: usize, device: &Device) -> Result<Tensor> {
+/// `n` draws of the model alone by the kernel and ladder of `sampling`
+/// (its steps, its noise levels or else the model's), seed 0, with the
+/// gradient evaluations each draw spent (the start's included).
+fn prior_draws(
+    net: &CodeScore,
+    sampling: &SamplerConfig,
+    n: usize,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<(Tensor, usize)> {
     let cfg = &net.cfg;
-    let sampling = preset("ppgn-score")?;
-    let (max, min) = sampling
+    let levels = sampling
         .noise_levels
         .unwrap_or((cfg.sigma_max, cfg.sigma_min));
-    let kernel = ReverseDiffusion {
-        levels: ladder(max, min, sampling.steps),
-    };
+    let kernel = SamplerConfig {
+        noise_levels: Some(levels),
+        ..sampling.clone()
+    }
+    .kernel()?;
     let mut rngs = ChainRngs::new(0, n);
     let zeros = Tensor::zeros((n, cfg.dim), DType::F32, device)?;
-    let start = (rngs.normal_like(&zeros)? * max)?;
+    let start = (rngs.normal_like(&zeros)? * levels.0)?;
     let target = Score(net);
     let mut state = init_at(&start, &target, kernel.level(0))?;
+    let mut evals = 1;
+    progress.begin("draws", sampling.steps);
     for t in 0..sampling.steps {
-        state = kernel.step(&mut rngs, &state, &target, t)?.0;
+        let (next, info) = kernel.step(&mut rngs, &state, &target, t)?;
+        (state, evals) = (next, evals + info.grad_evals);
+        progress.tick(t + 1);
     }
-    Ok(state.position)
+    Ok((state.position, evals))
+}
+
+/// The score prior's own draws measured as its card measures them.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScoreDraws {
+    /// The kernel and its levels.
+    pub sampler: String,
+    pub levels: usize,
+    pub draws: usize,
+    /// Gradient evaluations per draw, the start's included.
+    pub grad_evals: usize,
+    /// The draws' Frechet distance to the validation split's codes, in the
+    /// standardised code.
+    pub validation_draws_frechet: f64,
+    /// As many training codes against the same validation codes: the
+    /// floor that sampling error alone leaves.
+    pub training_codes_frechet: f64,
+}
+
+/// Draws the shipped score model in `models_dir` alone by `sampling` (a
+/// kernel that walks a ladder of noise levels) and measures the draws as
+/// the card's `validation_draws_frechet` does: at most `draws` of them
+/// against as many codes of the validation split, in the standardised
+/// code. `scripts/score-samplers` compares kernels this way. `data_dir`
+/// is the Fashion-MNIST folder (`None`: the default one).
+pub fn score_draws(
+    models_dir: &Path,
+    data_dir: Option<&Path>,
+    sampling: &SamplerConfig,
+    draws: usize,
+    progress: &mut dyn Progress,
+) -> Result<ScoreDraws> {
+    if !sampling.sampler.walks_ladder() {
+        return Err(Error::unsupported(
+            format!("drawing the score prior alone with {}", sampling.sampler.name()),
+            "a sampler that walks the ladder of noise levels: reverse-diffusion or probability-flow",
+        ));
+    }
+    if draws == 0 {
+        return Err(Error::setting("draws", 0, "at least 1"));
+    }
+    let device = Device::Cpu;
+    let (net, _) = stack::load(
+        models_dir,
+        "code-score",
+        DType::F32,
+        &device,
+        CodeScore::new,
+    )?;
+    let dir = fashion_mnist::resolve_dir(data_dir);
+    let data = Data {
+        train: fashion_mnist::load(&dir, Split::Train)?,
+        test: fashion_mnist::load(&dir, Split::Test)?,
+    };
+    let codes = SplitCodes::new(&data, models_dir, &device, "score model")?;
+    let n = draws.min(codes.validation.dim(0)?).min(codes.train.dim(0)?);
+    let validation = net.standardise(&codes.validation.narrow(0, 0, n)?)?;
+    let seen = net.standardise(&codes.train.narrow(0, 0, n)?)?;
+    let (drawn, grad_evals) = prior_draws(&net, sampling, n, &device, progress)?;
+    Ok(ScoreDraws {
+        sampler: sampling.sampler.name(),
+        levels: sampling.steps,
+        draws: n,
+        grad_evals,
+        validation_draws_frechet: codes_frechet(&drawn, &validation)?,
+        training_codes_frechet: codes_frechet(&seen, &validation)?,
+    })
 }
 
 /// Sets variable `name` of `varmap` to `t`.
@@ -286,7 +367,13 @@ impl Task for CodeScoreTask {
             );
         }
         let validation = self.validation.narrow(0, 0, n)?;
-        let draws = prior_draws(&self.ema_net, n, validation.device())?;
+        let (draws, _) = prior_draws(
+            &self.ema_net,
+            &preset("ppgn-score")?,
+            n,
+            validation.device(),
+            &mut Silent,
+        )?;
         m.insert(
             "validation_draws_frechet".into(),
             codes_frechet(&draws, &validation)?,

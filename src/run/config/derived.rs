@@ -2,6 +2,7 @@
 //! at a step of a run that changes them (`super::steer`), and what a step
 //! costs in gradient evaluations.
 
+use super::choice::Choice;
 use super::preset::{SamplerConfig, SamplerKind};
 use super::steer::Change;
 use crate::error::{Error, Result};
@@ -12,6 +13,7 @@ use crate::sampler::mala::Mala;
 use crate::sampler::mala_approx::MalaApprox;
 use crate::sampler::map::Map;
 use crate::sampler::nuts::{Nuts, MAX_DEPTH};
+use crate::sampler::probability_flow::ProbabilityFlow;
 use crate::sampler::rwmh::RandomWalk;
 use crate::sampler::schedule::{ladder, Schedule};
 use crate::sampler::Kernel;
@@ -49,16 +51,18 @@ impl SamplerConfig {
                 clip,
             }),
             SamplerKind::Nuts => Box::new(Nuts::new(cfg.step, MAX_DEPTH)),
-            SamplerKind::ReverseDiffusion => {
+            SamplerKind::ReverseDiffusion | SamplerKind::ProbabilityFlow => {
                 let Some((max, min)) = cfg.noise_levels else {
                     return Err(Error::unsupported(
-                        "reverse diffusion without noise levels",
+                        format!("the {} sampler without noise levels", cfg.sampler.name()),
                         "set noise_levels = [MAX, MIN] in a --config file, or use --preset ppgn-score",
                     ));
                 };
-                Box::new(ReverseDiffusion {
-                    levels: ladder(max, min, cfg.steps),
-                })
+                let levels = ladder(max, min, cfg.steps);
+                match cfg.sampler {
+                    SamplerKind::ProbabilityFlow => Box::new(ProbabilityFlow { levels }),
+                    _ => Box::new(ReverseDiffusion { levels }),
+                }
             }
         })
     }
@@ -124,10 +128,13 @@ impl SamplerConfig {
     /// Gradient evaluations one step costs per chain: the leapfrog steps of
     /// HMC, at most a full tree of NUTS's deepest (its trees stop earlier
     /// as they turn), one for every other kernel (MALA reuses the gradient
-    /// it computed at the accepted proposal).
+    /// it computed at the accepted proposal). Heun's method on the
+    /// probability-flow ODE counts two (its last level one: the budget's
+    /// steps are rounded down).
     pub fn grads_per_step(&self) -> usize {
         match self.sampler {
             SamplerKind::Hmc => self.leapfrog_steps.max(1),
+            SamplerKind::ProbabilityFlow => 2,
             SamplerKind::Nuts => (1 << MAX_DEPTH) - 1,
             _ => 1,
         }

@@ -17,6 +17,10 @@ pub enum SamplerKind {
     Hmc,
     /// One noise level per step down a ladder (`crate::sampler::diffusion`).
     ReverseDiffusion,
+    /// Heun's method on the probability-flow ODE down a ladder of noise
+    /// levels (`crate::sampler::probability_flow`): deterministic, two
+    /// evaluations a level.
+    ProbabilityFlow,
     /// The No-U-Turn Sampler (`crate::sampler::nuts`): HMC that chooses
     /// its trajectory's length, with a metric learnt in warm-up.
     Nuts,
@@ -47,6 +51,14 @@ pub enum PriorKind {
     None,
 }
 
+impl SamplerKind {
+    /// Whether the sampler walks a ladder of noise levels, one per step,
+    /// with the ladder as its only schedule (no step size, no acceptance).
+    pub fn walks_ladder(self) -> bool {
+        matches!(self, Self::ReverseDiffusion | Self::ProbabilityFlow)
+    }
+}
+
 impl PriorKind {
     /// What the chains move, for the manifest.
     pub fn space(self) -> &'static str {
@@ -71,6 +83,7 @@ impl Choice for SamplerKind {
         Self::Mala,
         Self::Hmc,
         Self::ReverseDiffusion,
+        Self::ProbabilityFlow,
         Self::Nuts,
     ];
     const WHAT: &'static str = "sampler";

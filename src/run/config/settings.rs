@@ -126,10 +126,9 @@ fn validate_combinations(cfg: &SamplerConfig) -> Result<()> {
         if !(t > 0.0 && t < 1.0) {
             return Err(Error::setting("adapt", t, "a target acceptance in (0, 1)"));
         }
-        if matches!(
-            cfg.sampler,
-            SamplerKind::Map | SamplerKind::MalaApprox | SamplerKind::ReverseDiffusion
-        ) {
+        if matches!(cfg.sampler, SamplerKind::Map | SamplerKind::MalaApprox)
+            || cfg.sampler.walks_ladder()
+        {
             return Err(Error::unsupported(
                 "adapt tunes the step toward an acceptance rate",
                 "use it with mh, mala or hmc",
@@ -145,13 +144,14 @@ fn validate_combinations(cfg: &SamplerConfig) -> Result<()> {
             ));
         }
     }
-    let reverse = cfg.sampler == SamplerKind::ReverseDiffusion;
+    let reverse = cfg.sampler.walks_ladder();
     let annealed =
         reverse || (cfg.sampler == SamplerKind::MalaApprox && cfg.noise_levels.is_some());
     if reverse && cfg.prior != PriorKind::Score {
         return Err(Error::unsupported(
             format!(
-                "the reverse-diffusion sampler with the {} prior: reverse diffusion anneals the score prior's noise level",
+                "the {} sampler with the {} prior: it anneals the score prior's noise level",
+                cfg.sampler.name(),
                 cfg.prior.name()
             ),
             "use --preset ppgn-score (reverse-diffusion with --prior score) or another sampler",
@@ -163,7 +163,7 @@ fn validate_combinations(cfg: &SamplerConfig) -> Result<()> {
                 "the score prior with the {} sampler: the score prior needs a sampler that anneals its noise level",
                 cfg.sampler.name()
             ),
-            "use --preset ppgn-score (reverse diffusion) or ppgn-score-langevin (MALA-approx with noise_levels)",
+            "use --preset ppgn-score (reverse diffusion; sampler = \"probability-flow\" in a --config file for the ODE) or ppgn-score-langevin (MALA-approx with noise_levels)",
         ));
     }
     if cfg.start_candidates == 0 {

@@ -31,7 +31,7 @@ use std::ops::Range;
 use candle_core::Tensor;
 
 use crate::error::{Error, Result};
-use crate::run::config::preset::{SamplerConfig, SamplerKind};
+use crate::run::config::preset::{Choice, SamplerConfig, SamplerKind};
 use crate::run::config::spec::{Request, SampleSpec};
 use crate::run::drive::chains::Pipeline;
 use crate::run::drive::progress::{drive_to_end, Silent};
@@ -57,7 +57,10 @@ fn target_acceptance(s: SamplerKind) -> Option<f64> {
         SamplerKind::Mala => Some(0.574),
         SamplerKind::Hmc => Some(0.65),
         SamplerKind::Nuts => Some(0.8),
-        SamplerKind::MalaApprox | SamplerKind::Map | SamplerKind::ReverseDiffusion => None,
+        SamplerKind::MalaApprox
+        | SamplerKind::Map
+        | SamplerKind::ReverseDiffusion
+        | SamplerKind::ProbabilityFlow => None,
     }
 }
 
@@ -101,9 +104,9 @@ pub fn tune(
             "give one of them: --autotune switches the adaptation on itself where the sampler has an acceptance test",
         ));
     }
-    if cfg.sampler == SamplerKind::ReverseDiffusion {
+    if cfg.sampler.walks_ladder() {
         return Err(Error::unsupported(
-            "--autotune with reverse diffusion",
+            format!("--autotune with {}", cfg.sampler.name()),
             "its ladder of noise levels is its schedule: set the condition's weight with --eps2",
         ));
     }
