@@ -15,6 +15,7 @@ fn write_inputs(d: &Path) {
     w("unknown.toml", b"bogus = 1\n");
     w("nan.toml", b"eps1 = nan\n");
     w("candidates.toml", b"start_candidates = 8\n");
+    w("mala.toml", b"sampler = \"mala\"\nprior = \"gaussian\"\n");
     w("no-candidates.toml", b"start_candidates = 0\n");
     w("notpng.png", b"hello");
     w("not.onnx", b"hello");
@@ -187,11 +188,28 @@ fn forty_kinds_of_bad_input_each_give_one_clear_line_and_leave_nothing() {
         ),
         (
             s(&["--sampler", "reverse-diffusion", "--prior", "joint"]),
-            "reverse diffusion anneals the score prior's noise level",
+            "the reverse-diffusion sampler with the joint prior: it anneals the score prior's noise level",
+        ),
+        (
+            s(&["--sampler", "probability-flow", "--prior", "gaussian"]),
+            "the probability-flow sampler with the gaussian prior",
         ),
         (
             s(&["--preset", "ppgn-score", "--autotune"]),
-            "--autotune with reverse diffusion",
+            "--autotune with reverse-diffusion",
+        ),
+        (
+            vec![
+                "models".into(),
+                "score-draws".into(),
+                "--config".into(),
+                p("mala.toml"),
+            ],
+            "drawing the score prior alone with mala",
+        ),
+        (
+            vec!["models".into(), "score-draws".into(), "--draws".into(), "0".into()],
+            "draws = 0: expected at least 1",
         ),
         // malformed and truncated files
         (s(&["--config", &p("bad.toml")]), "not valid TOML"),

@@ -150,6 +150,44 @@ fn the_denoised_condition_differentiates_through_the_denoiser() {
     }
 }
 
+/// The mean of the guide's p(class) at the chains' ends of a `ppgn
+/// sample --preset ppgn-score` run toward trousers at `eps2`, with `extra`
+/// flags, and its manifest.
+fn trouser_run(
+    d: &std::path::Path,
+    name: &str,
+    eps2: &str,
+    extra: &[&str],
+) -> (f64, serde_json::Value) {
+    let out = d.join(format!("{name}-eps2-{eps2}"));
+    let mut args = vec![
+        "sample",
+        "--preset",
+        "ppgn-score",
+        "--class",
+        "1",
+        "--chains",
+        "8",
+        "--seed",
+        "2",
+        "--eps2",
+        eps2,
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    let r = super::ppgn_into(&args, &out, &[]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let chains = m["chains"].as_array().unwrap();
+    let p: f64 = chains
+        .iter()
+        .map(|c| c["final_condition_value"].as_f64().unwrap())
+        .sum::<f64>()
+        / chains.len() as f64;
+    (p, m)
+}
+
 /// `ppgn sample --preset ppgn-score` on the shipped stack: reverse
 /// diffusion guided toward trousers ends with the guide's p(trouser)
 /// far above that of the same chains drawn from the prior alone
@@ -157,38 +195,8 @@ fn the_denoised_condition_differentiates_through_the_denoiser() {
 #[test]
 fn ppgn_score_guides_reverse_diffusion_and_eps2_zero_draws_the_prior() {
     let d = super::tempdir("ppgn-score");
-    let mean_p = |eps2: &str| -> (f64, serde_json::Value) {
-        let out = d.join(format!("eps2-{eps2}"));
-        let args = [
-            "sample",
-            "--preset",
-            "ppgn-score",
-            "--class",
-            "1",
-            "--chains",
-            "8",
-            "--steps",
-            "40",
-            "--seed",
-            "2",
-            "--eps2",
-            eps2,
-            "-q",
-        ];
-        let r = super::ppgn_into(&args, &out, &[]);
-        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-        let m: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
-        let chains = m["chains"].as_array().unwrap();
-        let p: f64 = chains
-            .iter()
-            .map(|c| c["final_condition_value"].as_f64().unwrap())
-            .sum::<f64>()
-            / chains.len() as f64;
-        (p, m)
-    };
-    let (guided, m) = mean_p("1");
-    let (prior, _) = mean_p("0");
+    let (guided, m) = trouser_run(&d, "sde", "1", &["--steps", "40"]);
+    let (prior, _) = trouser_run(&d, "sde", "0", &["--steps", "40"]);
     assert!(
         guided > prior + 0.3,
         "guided mean p(trouser) {guided}, prior alone {prior}"
@@ -199,6 +207,26 @@ fn ppgn_score_guides_reverse_diffusion_and_eps2_zero_draws_the_prior() {
         .unwrap()
         .contains("standardised pre-ReLU code"));
     assert_eq!(m["grad_evals_per_chain"], 41);
+}
+
+/// Heun's probability-flow ODE (`sampler = "probability-flow"`) on the
+/// same target: guided, it ends far more often in the class than the
+/// prior alone, and 20 levels cost the start's evaluation, two a level
+/// and one for the last (40 in all).
+#[test]
+fn the_probability_flow_ode_is_guided_too_and_counts_two_evaluations_a_level() {
+    let d = super::tempdir("ppgn-score-ode");
+    let config = d.join("ode.toml");
+    std::fs::write(&config, "sampler = \"probability-flow\"\n").unwrap();
+    let c = config.to_str().unwrap();
+    let (guided, m) = trouser_run(&d, "ode", "1", &["--steps", "20", "--config", c]);
+    let (prior, _) = trouser_run(&d, "ode", "0", &["--steps", "20", "--config", c]);
+    assert!(
+        guided > prior + 0.3,
+        "guided mean p(trouser) {guided}, prior alone {prior}"
+    );
+    assert_eq!(m["sampler"]["sampler"], "probability-flow");
+    assert_eq!(m["grad_evals_per_chain"], 40);
 }
 
 /// A card written before the embedding's frequencies were settings reads
