@@ -386,7 +386,9 @@ impl Loaded {
 /// The generators ppgn has built in, by `--generator` name.
 pub const GENERATORS: &[&str] = &["dcgan-faces"];
 /// The classifiers ppgn has built in, by `--classifier` name.
-pub const CLASSIFIERS: &[&str] = &["efficientnet-lite0", "fashion"];
+/// `fashion-guide` is the stack folder's `guide` (`ppgn train guide`), a
+/// classifier trained only to guide.
+pub const CLASSIFIERS: &[&str] = &["efficientnet-lite0", "fashion", "fashion-guide"];
 
 /// Whether a `--generator` / `--classifier` value names a sidecar file.
 pub fn is_sidecar(name: &str) -> bool {
@@ -446,12 +448,16 @@ impl ClassifierSide {
                     provenance: package(&super::pretrained::EFFICIENTNET_LITE0),
                 })
             }
-            "fashion" => {
+            "fashion" | "fashion-guide" => {
                 use crate::data::fashion_mnist::{CLASS_NAMES, SIDE};
                 let dev = candle_core::Device::Cpu;
+                let network = match name {
+                    "fashion" => "classifier",
+                    _ => "guide",
+                };
                 let (c, card) = super::fashion::load(
                     models,
-                    "classifier",
+                    network,
                     candle_core::DType::F32,
                     &dev,
                     super::fashion::Classifier::new,
@@ -462,7 +468,7 @@ impl ClassifierSide {
                     image: (1, SIDE, SIDE),
                     range: (0.0, 1.0),
                     class_names: CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
-                    provenance: serde_json::json!({"name": "fashion classifier", "weights_sha256": card.weights_sha256}),
+                    provenance: serde_json::json!({"name": format!("fashion {network}"), "weights_sha256": card.weights_sha256}),
                 })
             }
             other => Err(Error::unknown(

@@ -1,4 +1,6 @@
-//! Training the classifier `E`/`C` and the evaluator: cross-entropy with
+//! Training the classifier `E`/`C`, the evaluator and a guide (a
+//! classifier of `E`/`C`'s architecture trained only to guide, robust with
+//! `--noise-std` / `--adversarial`: `super::robust`): cross-entropy with
 //! dropout on the last hidden layer.
 
 use std::collections::BTreeMap;
@@ -7,6 +9,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand_chacha::ChaCha8Rng;
 
+use super::robust::{gaussian, pgd_l2, Robust, EVAL_PGD_STEPS};
 use super::{batched, validation_start, Data, Task, TrainOptions};
 use crate::error::Result;
 use crate::models::fashion::{Classifier, ClassifierConfig, Evaluator, EvaluatorConfig};
@@ -35,9 +38,22 @@ impl Net {
     }
 }
 
+/// Which classifier a [`ClassifierTask`] trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `E`/`C`, which defines the codes.
+    Classifier,
+    /// The independent scoring network.
+    Evaluator,
+    /// `E`/`C`'s architecture, trained only to guide (`--classifier
+    /// fashion-guide`).
+    Guide,
+}
+
 pub struct ClassifierTask {
     name: &'static str,
     net: Net,
+    robust: Robust,
     config: serde_json::Value,
     varmap: VarMap,
     adam: Adam,
@@ -46,11 +62,11 @@ pub struct ClassifierTask {
 }
 
 impl ClassifierTask {
-    /// `evaluator = true` trains the independent scoring network instead of `E`/`C`.
-    pub fn new(evaluator: bool, data: Data, opts: &TrainOptions, device: &Device) -> Result<Self> {
+    /// A task training `kind` with `opts.robust`'s perturbations.
+    pub fn new(kind: Kind, data: Data, opts: &TrainOptions, device: &Device) -> Result<Self> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-        let (name, net, config) = if evaluator {
+        let (name, net, config) = if kind == Kind::Evaluator {
             let cfg = EvaluatorConfig::default();
             (
                 "evaluator",
@@ -60,7 +76,10 @@ impl ClassifierTask {
         } else {
             let cfg = ClassifierConfig::default();
             (
-                "classifier",
+                match kind {
+                    Kind::Guide => "guide",
+                    _ => "classifier",
+                },
                 Net::Classifier(Classifier::new(&cfg, vb)?),
                 serde_json::to_value(cfg).unwrap(),
             )
@@ -70,6 +89,7 @@ impl ClassifierTask {
         Ok(Self {
             name,
             net,
+            robust: opts.robust,
             config,
             varmap,
             adam,
@@ -105,6 +125,50 @@ pub fn accuracy_over(
     Ok(counts.iter().sum::<f64>() / n.max(1) as f64)
 }
 
+impl ClassifierTask {
+    /// Accuracy on the first [`ROBUST_EVAL_IMAGES`] validation images under
+    /// the perturbations trained against: Gaussian noise of the training
+    /// std (one fixed draw) and PGD of [`EVAL_PGD_STEPS`] steps at the
+    /// training radius.
+    fn robust_accuracy(&self) -> Result<Vec<(String, f64)>> {
+        use rand::SeedableRng;
+        let n = self.data.train.len();
+        let start = validation_start(n);
+        let idx: Vec<usize> = (start..n.min(start + ROBUST_EVAL_IMAGES)).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let logits = |x: &Tensor| self.net.logits(x);
+        let (mut noisy, mut attacked) = (0.0, 0.0);
+        for chunk in idx.chunks(super::EVAL_BATCH) {
+            let x = self.data.train.images_tensor(chunk, &self.device)?;
+            let y = self.data.train.labels_tensor(chunk, &self.device)?;
+            let k = chunk.len() as f64;
+            if self.robust.noise_std > 0.0 {
+                let z = gaussian(&mut rng, x.shape(), &self.device)?;
+                noisy += accuracy(&logits(&(&x + (z * self.robust.noise_std)?)?)?, &y)? * k;
+            }
+            if let Some(eps) = self.robust.l2_eps {
+                let adv = pgd_l2(&x, &y, eps, EVAL_PGD_STEPS, logits)?;
+                attacked += accuracy(&logits(&adv)?, &y)? * k;
+            }
+        }
+        let k = idx.len().max(1) as f64;
+        let mut m = Vec::new();
+        if self.robust.noise_std > 0.0 {
+            m.push((
+                format!("validation_accuracy_noise_{}", self.robust.noise_std),
+                noisy / k,
+            ));
+        }
+        if let Some(eps) = self.robust.l2_eps {
+            m.push((format!("validation_accuracy_pgd_l2_{eps}"), attacked / k));
+        }
+        Ok(m)
+    }
+}
+
+/// Validation images the card's robust accuracies are measured on.
+pub const ROBUST_EVAL_IMAGES: usize = 1000;
+
 impl Task for ClassifierTask {
     fn name(&self) -> &'static str {
         self.name
@@ -124,6 +188,10 @@ impl Task for ClassifierTask {
     fn step(&mut self, idx: &[usize], rng: &mut ChaCha8Rng) -> Result<Vec<(&'static str, f64)>> {
         let x = self.data.train.images_tensor(idx, &self.device)?;
         let y = self.data.train.labels_tensor(idx, &self.device)?;
+        let x = match self.robust.is_on() {
+            true => self.robust.perturb(&x, &y, |x| self.net.logits(x), rng)?,
+            false => x,
+        };
         let logits = self.net.logits_train(&x, rng)?;
         let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
         self.adam.backward_step(&loss)?;
@@ -142,12 +210,20 @@ impl Task for ClassifierTask {
             &self.device,
             |x| self.net.logits(x),
         )?;
-        Ok(BTreeMap::from([
+        let mut m = BTreeMap::from([
             ("test_accuracy".to_string(), acc),
             ("validation_accuracy".to_string(), val),
-        ]))
+        ]);
+        if self.robust.is_on() {
+            m.extend(self.robust_accuracy()?);
+        }
+        Ok(m)
     }
     fn config_json(&self) -> serde_json::Value {
-        self.config.clone()
+        let mut c = self.config.clone();
+        if self.robust.is_on() {
+            c["robust"] = serde_json::to_value(self.robust).unwrap_or_default();
+        }
+        c
     }
 }

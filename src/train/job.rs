@@ -6,7 +6,7 @@ use std::path::Path;
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
-use super::classifier::ClassifierTask;
+use super::classifier::{ClassifierTask, Kind};
 use super::code_prior::CodePriorTask;
 use super::code_score::CodeScoreTask;
 use super::dae::DaeTask;
@@ -25,6 +25,7 @@ use crate::run::drive::progress::Progress;
 pub enum Network {
     Classifier,
     Evaluator,
+    Guide,
     Generator,
     HDae,
     CodePrior,
@@ -40,6 +41,7 @@ impl Network {
         match self {
             Network::Classifier => (12, 1e-3, 1),
             Network::Evaluator => (6, 1e-3, 2),
+            Network::Guide => (12, 1e-3, 9),
             Network::Generator => (4, 2e-4, 3),
             Network::HDae => (20, 3e-4, 4),
             Network::CodePrior => (120, 1e-3, 7),
@@ -54,6 +56,7 @@ impl Choice for Network {
     const ALL: &'static [Self] = &[
         Self::Classifier,
         Self::Evaluator,
+        Self::Guide,
         Self::Generator,
         Self::HDae,
         Self::CodePrior,
@@ -67,6 +70,7 @@ impl Choice for Network {
         Some(match self {
             Network::Classifier => "E/C: the classifier that defines the codes h1 and h (train first)",
             Network::Evaluator => "The independent scoring classifier (different architecture and seed)",
+            Network::Guide => "A classifier of E/C's architecture trained only to guide (--classifier fashion-guide), robust with --noise-std and --adversarial",
             Network::Generator => "G against the frozen classifier, with its discriminator D (needs classifier and evaluator)",
             Network::HDae => "The MLP DAE prior on h (needs classifier)",
             Network::CodePrior => "The flow prior on the pre-ReLU code u, a density with a value for MH, MALA and HMC (needs classifier)",
@@ -88,6 +92,16 @@ pub fn train(
     progress: &mut dyn Progress,
 ) -> Result<Option<Card>> {
     opts.check()?;
+    let classifies = matches!(
+        network,
+        Network::Classifier | Network::Evaluator | Network::Guide
+    );
+    if opts.robust.is_on() && !classifies {
+        return Err(crate::error::Error::unsupported(
+            format!("--noise-std or --adversarial with {}", network.name()),
+            "they train an image classifier: classifier, evaluator or guide",
+        ));
+    }
     // the size, checked before any data or network loads
     let size = opts.size.as_deref();
     match (network, size) {
@@ -115,12 +129,11 @@ pub fn train(
         test: fashion_mnist::load(data_dir, Split::Test)?,
     };
     let mut task: Box<dyn Task> = match network {
-        Network::Classifier | Network::Evaluator => Box::new(ClassifierTask::new(
-            network == Network::Evaluator,
-            data,
-            opts,
-            &device,
-        )?),
+        Network::Classifier => {
+            Box::new(ClassifierTask::new(Kind::Classifier, data, opts, &device)?)
+        }
+        Network::Evaluator => Box::new(ClassifierTask::new(Kind::Evaluator, data, opts, &device)?),
+        Network::Guide => Box::new(ClassifierTask::new(Kind::Guide, data, opts, &device)?),
         Network::Generator => Box::new(GanTask::new(data, opts, gan, &device)?),
         Network::HDae => Box::new(DaeTask::new_h(data, opts, &device)?),
         Network::CodePrior => Box::new(CodePriorTask::new(data, opts, &device)?),

@@ -16,6 +16,7 @@ pub mod gan;
 pub mod job;
 pub mod realness;
 pub mod reconstruction;
+pub mod robust;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -60,6 +61,8 @@ pub struct TrainOptions {
     pub size: Option<Vec<usize>>,
     /// The command line, recorded in the card.
     pub command: String,
+    /// Noise and adversarial images in training (image classifiers only).
+    pub robust: robust::Robust,
 }
 
 impl TrainOptions {

@@ -109,6 +109,14 @@ fn forty_kinds_of_bad_input_each_give_one_clear_line_and_leave_nothing() {
             vec!["models".into(), "tensors".into(), "nope".into()],
             "unknown network \"nope\"",
         ),
+        (
+            vec!["train".into(), "guide".into(), "--adversarial".into(), "linf:0.1".into()],
+            "l2:EPS with EPS > 0",
+        ),
+        (
+            vec!["train".into(), "h-dae".into(), "--noise-std".into(), "0.1".into()],
+            "--noise-std or --adversarial with h-dae",
+        ),
         // out-of-range and non-finite numbers
         (s(&["--chains", "0"]), "chains = 0: expected at least 1"),
         (s(&["--chains", "abc"]), "invalid value 'abc' for '--chains"),

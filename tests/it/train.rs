@@ -12,8 +12,9 @@ use ppgn::models::card::Card;
 use ppgn::models::weights::load_tensors;
 use ppgn::train::{
     self,
-    classifier::ClassifierTask,
+    classifier::{ClassifierTask, Kind},
     gan::{GanSettings, GanTask},
+    robust::Robust,
     Data, Task, TrainOptions,
 };
 
@@ -59,6 +60,7 @@ fn opts(dir: &Path, seed: u64) -> TrainOptions {
         restart: false,
         size: None,
         command: "test".into(),
+        robust: Default::default(),
     }
 }
 
@@ -78,8 +80,8 @@ fn same_file_tensors(a: &Path, b: &Path) {
     }
 }
 
-fn train_classifier(dir: &Path, evaluator: bool, o: &TrainOptions) -> Option<Card> {
-    let mut t = ClassifierTask::new(evaluator, data(), o, &Device::Cpu).unwrap();
+fn train_classifier(dir: &Path, kind: Kind, o: &TrainOptions) -> Option<Card> {
+    let mut t = ClassifierTask::new(kind, data(), o, &Device::Cpu).unwrap();
     let card = train::run(&mut t, o, &Device::Cpu, &mut ppgn::run::Silent).unwrap();
     if let Some(c) = &card {
         assert_eq!(c.network, t.name());
@@ -92,7 +94,7 @@ fn train_classifier(dir: &Path, evaluator: bool, o: &TrainOptions) -> Option<Car
 fn classifier_training_is_reproducible_and_resumable() {
     let a = tempdir("train-a");
     let b = tempdir("train-b");
-    let card = train_classifier(&a, false, &opts(&a, 5)).unwrap();
+    let card = train_classifier(&a, Kind::Classifier, &opts(&a, 5)).unwrap();
     // the last fifth of 96 images is the validation split: 77 train, 4
     // batches of 16 an epoch
     assert_eq!(card.steps, 8);
@@ -108,11 +110,11 @@ fn classifier_training_is_reproducible_and_resumable() {
     // stopped at step 6 (not on a checkpoint boundary of 4), then resumed
     let mut ob = opts(&b, 5);
     ob.stop_at = Some(6);
-    assert!(train_classifier(&b, false, &ob).is_none());
+    assert!(train_classifier(&b, Kind::Classifier, &ob).is_none());
     assert!(b.join("classifier.ckpt.json").exists());
     assert!(!b.join("classifier.safetensors").exists());
     ob.stop_at = None;
-    let card_b = train_classifier(&b, false, &ob).unwrap();
+    let card_b = train_classifier(&b, Kind::Classifier, &ob).unwrap();
     assert_eq!(card_b.steps, 8);
     same_file_tensors(
         &a.join("classifier.safetensors"),
@@ -121,9 +123,54 @@ fn classifier_training_is_reproducible_and_resumable() {
 
     // a different seed gives different weights
     let c = tempdir("train-c");
-    train_classifier(&c, false, &opts(&c, 6)).unwrap();
+    train_classifier(&c, Kind::Classifier, &opts(&c, 6)).unwrap();
     let ta = load_tensors(&a.join("classifier.safetensors"), &Device::Cpu).unwrap();
     let tc = load_tensors(&c.join("classifier.safetensors"), &Device::Cpu).unwrap();
+    let diff = (&ta["fc6.weight"] - &tc["fc6.weight"])
+        .unwrap()
+        .abs()
+        .unwrap();
+    assert!(diff.max_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+}
+
+/// A guide trained on noised and adversarial images: its card has the
+/// accuracies under both perturbations and the settings, the robust
+/// training resumes bit for bit from a stop (the noise's draws come from
+/// the checkpointed stream), and the perturbations change what it learns.
+#[test]
+fn a_robust_guide_trains_resumably_with_its_robust_accuracy_on_the_card() {
+    let robust = Robust::parse(Some(0.2), Some("l2:1.0")).unwrap();
+    let (a, b, c) = (tempdir("guide-a"), tempdir("guide-b"), tempdir("guide-c"));
+    let oa = TrainOptions {
+        robust,
+        ..opts(&a, 5)
+    };
+    let card = train_classifier(&a, Kind::Guide, &oa).unwrap();
+    assert_eq!(card.network, "guide");
+    for m in [
+        "validation_accuracy",
+        "validation_accuracy_noise_0.2",
+        "validation_accuracy_pgd_l2_1",
+    ] {
+        assert!(
+            (0.0..=1.0).contains(&card.metrics[m]),
+            "{m}: {:?}",
+            card.metrics
+        );
+    }
+    assert_eq!(card.config["robust"]["l2_eps"], 1.0);
+    let mut ob = TrainOptions {
+        robust,
+        stop_at: Some(6),
+        ..opts(&b, 5)
+    };
+    assert!(train_classifier(&b, Kind::Guide, &ob).is_none());
+    ob.stop_at = None;
+    train_classifier(&b, Kind::Guide, &ob).unwrap();
+    same_file_tensors(&a.join("guide.safetensors"), &b.join("guide.safetensors"));
+    train_classifier(&c, Kind::Guide, &opts(&c, 5)).unwrap();
+    let ta = load_tensors(&a.join("guide.safetensors"), &Device::Cpu).unwrap();
+    let tc = load_tensors(&c.join("guide.safetensors"), &Device::Cpu).unwrap();
     let diff = (&ta["fc6.weight"] - &tc["fc6.weight"])
         .unwrap()
         .abs()
@@ -136,10 +183,10 @@ fn resume_refuses_other_settings() {
     let d = tempdir("train-mismatch");
     let mut o = opts(&d, 5);
     o.stop_at = Some(4);
-    assert!(train_classifier(&d, true, &o).is_none());
+    assert!(train_classifier(&d, Kind::Evaluator, &o).is_none());
     o.stop_at = None;
     o.lr = 5e-4;
-    let mut t = ClassifierTask::new(true, data(), &o, &Device::Cpu).unwrap();
+    let mut t = ClassifierTask::new(Kind::Evaluator, data(), &o, &Device::Cpu).unwrap();
     let e = train::run(&mut t, &o, &Device::Cpu, &mut ppgn::run::Silent)
         .err()
         .unwrap()
@@ -163,8 +210,8 @@ fn generator_training_resumes_exactly() {
     let a = tempdir("gan-a");
     let b = tempdir("gan-b");
     for d in [&a, &b] {
-        train_classifier(d, false, &opts(d, 1)).unwrap();
-        train_classifier(d, true, &opts(d, 2)).unwrap();
+        train_classifier(d, Kind::Classifier, &opts(d, 1)).unwrap();
+        train_classifier(d, Kind::Evaluator, &opts(d, 2)).unwrap();
     }
     let o = opts(&a, 3);
     let mut t = GanTask::new(data(), &o, &joint(), &Device::Cpu).unwrap();
@@ -271,7 +318,7 @@ fn choosing_generators(a: &Path, b: &Path) {
         generators::measure(std::slice::from_ref(&empty), Some(a), Some(&data_dir)).unwrap_err();
     assert!(e.to_string().contains("no generator.safetensors"), "{e}");
     let other = tempdir("gen-other");
-    train_classifier(&other, false, &opts(&other, 7)).unwrap();
+    train_classifier(&other, Kind::Classifier, &opts(&other, 7)).unwrap();
     let e = generators::measure(&dirs[..1], Some(&other), Some(&data_dir)).unwrap_err();
     assert!(e.to_string().contains("another classifier"), "{e}");
 }
@@ -318,7 +365,7 @@ fn code_score_training_ships_its_average_and_resumes_exactly() {
     let a = tempdir("score-a");
     let b = tempdir("score-b");
     for d in [&a, &b] {
-        train_classifier(d, false, &opts(d, 1)).unwrap();
+        train_classifier(d, Kind::Classifier, &opts(d, 1)).unwrap();
     }
     let o = opts(&a, 8);
     let mut t = CodeScoreTask::new(data(), &o, &Device::Cpu).unwrap();
@@ -373,7 +420,7 @@ fn code_score_training_ships_its_average_and_resumes_exactly() {
 fn code_prior_training_takes_its_size_and_measures_its_draws() {
     use ppgn::train::code_prior::CodePriorTask;
     let a = tempdir("flow-size");
-    train_classifier(&a, false, &opts(&a, 1)).unwrap();
+    train_classifier(&a, Kind::Classifier, &opts(&a, 1)).unwrap();
     let mut o = opts(&a, 7);
     o.size = Some(vec![2, 24]);
     let mut t = CodePriorTask::new(data(), &o, &Device::Cpu).unwrap();
