@@ -164,3 +164,42 @@ impl FeatureGaussian {
 pub fn frechet_distance(a: &[Vec<f64>], b: &[Vec<f64>]) -> Result<f64> {
     FeatureGaussian::fit(a)?.frechet_distance(&FeatureGaussian::fit(b)?)
 }
+
+/// Where two sets of rows differ, in the terms of the Frechet distance:
+/// the squared distance of the means, the ratio of total variances
+/// `tr(S_a) / tr(S_b)`, and the variance of `a` along `b`'s principal axes
+/// over `b`'s, averaged within each tenth of the axes (largest first).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Spread {
+    pub mean_term: f64,
+    pub total_variance_ratio: f64,
+    pub variance_ratio_by_axis_decile: Vec<f64>,
+}
+
+/// [`Spread`] of rows `a` against rows `b`, both `[n][d]`.
+pub fn spread(a: &[Vec<f64>], b: &[Vec<f64>]) -> Spread {
+    let (ma, sa) = mean_cov(a);
+    let (mb, sb) = mean_cov(b);
+    let mean_term = ma.iter().zip(&mb).map(|(x, y)| (x - y).powi(2)).sum();
+    let e = SymmetricEigen::new(sb.clone());
+    let mut axes: Vec<(f64, f64)> = (0..sb.nrows())
+        .map(|k| {
+            let u = e.eigenvectors.column(k);
+            let along = (u.transpose() * &sa * u)[(0, 0)];
+            (e.eigenvalues[k], along / e.eigenvalues[k].max(1e-12))
+        })
+        .collect();
+    axes.sort_by(|x, y| y.0.total_cmp(&x.0));
+    let d = axes.len();
+    let deciles = (0..10.min(d))
+        .map(|t| {
+            let part = &axes[t * d / 10.min(d)..(t + 1) * d / 10.min(d)];
+            part.iter().map(|x| x.1).sum::<f64>() / part.len().max(1) as f64
+        })
+        .collect();
+    Spread {
+        mean_term,
+        total_variance_ratio: sa.trace() / sb.trace().max(1e-12),
+        variance_ratio_by_axis_decile: deciles,
+    }
+}

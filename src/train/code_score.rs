@@ -37,6 +37,7 @@ use crate::density::{Eval, Term};
 use crate::error::{Error, Result};
 use crate::models::fashion::{self as stack, CodeScore, CodeScoreConfig};
 use crate::nn::adam::Adam;
+use crate::nn::frechet::{spread, Spread};
 use crate::nn::init::init_seeded;
 use crate::run::config::preset::preset;
 use crate::run::config::preset::{Choice, SamplerConfig};
@@ -241,6 +242,8 @@ pub struct ScoreDraws {
     /// As many training codes against the same validation codes: the
     /// floor that sampling error alone leaves.
     pub training_codes_frechet: f64,
+    /// Where the draws differ from the validation codes.
+    pub spread: Spread,
 }
 
 /// Draws the shipped score model in `models_dir` alone by `sampling` (a
@@ -290,7 +293,13 @@ pub fn score_draws(
         grad_evals,
         validation_draws_frechet: codes_frechet(&drawn, &validation)?,
         training_codes_frechet: codes_frechet(&seen, &validation)?,
+        spread: spread(&rows(&drawn)?, &rows(&validation)?),
     })
+}
+
+/// Rows of a `[n, d]` tensor in f64.
+fn rows(t: &Tensor) -> Result<Vec<Vec<f64>>> {
+    Ok(t.to_dtype(DType::F64)?.to_vec2()?)
 }
 
 /// Sets variable `name` of `varmap` to `t`.

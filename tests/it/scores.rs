@@ -206,3 +206,59 @@ fn moments_added_in_blocks_equal_one_fit() {
     assert!(whole.frechet_distance(&g).unwrap() < 1e-9);
     assert!(Moments::default().gaussian().is_err());
 }
+
+/// The spread of a set against another: rows scaled by 2 about their mean
+/// and shifted by 0.5 in every one of 20 dimensions have four times the
+/// variance along every axis and means 20 x 0.25 = 5 apart (squared);
+/// scaled only along the largest axis, the first tenth of the axes alone
+/// shows it.
+#[test]
+fn spread_names_the_mean_and_the_variance_along_each_axis() {
+    use ppgn::nn::frechet::spread;
+    use rand::{Rng, SeedableRng};
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let b: Vec<Vec<f64>> = (0..3000)
+        .map(|_| {
+            (0..20)
+                .map(|j| r.random::<f64>() * (20 - j) as f64)
+                .collect()
+        })
+        .collect();
+    let mean: Vec<f64> = (0..20)
+        .map(|j| b.iter().map(|x| x[j]).sum::<f64>() / b.len() as f64)
+        .collect();
+    let a: Vec<Vec<f64>> = b
+        .iter()
+        .map(|x| {
+            x.iter()
+                .zip(&mean)
+                .map(|(v, m)| m + 2.0 * (v - m) + 0.5)
+                .collect()
+        })
+        .collect();
+    let s = spread(&a, &b);
+    assert!((s.mean_term - 5.0).abs() < 1e-9, "{s:?}");
+    assert!((s.total_variance_ratio - 4.0).abs() < 1e-9, "{s:?}");
+    assert_eq!(s.variance_ratio_by_axis_decile.len(), 10);
+    assert!(s
+        .variance_ratio_by_axis_decile
+        .iter()
+        .all(|v| (v - 4.0).abs() < 1e-6));
+    // only the first coordinate (the widest) doubled
+    let c: Vec<Vec<f64>> = b
+        .iter()
+        .map(|x| {
+            let mut y = x.clone();
+            y[0] = mean[0] + 2.0 * (x[0] - mean[0]);
+            y
+        })
+        .collect();
+    let s = spread(&c, &b);
+    assert!(s.variance_ratio_by_axis_decile[0] > 1.5, "{s:?}");
+    assert!(
+        s.variance_ratio_by_axis_decile[5..]
+            .iter()
+            .all(|v| (v - 1.0).abs() < 0.05),
+        "{s:?}"
+    );
+}
