@@ -83,6 +83,9 @@ pub struct TrainArgs {
     /// found by 3 steps of PGD; the card adds the accuracy under a 10-step attack.
     #[arg(long, value_name = "l2:EPS")]
     pub adversarial: Option<String>,
+    /// Code-score only: whiten the codes by their principal axes (not only per unit).
+    #[arg(long)]
+    pub whiten: bool,
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -104,6 +107,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         size: a.size.clone(),
         command: super::command_line(),
         robust: Robust::parse(a.noise_std, a.adversarial.as_deref())?,
+        whiten: a.whiten,
     };
     // the generator's flags, checked before any data or network loads
     let gan = GanSettings::from_flags(a.joint, a.loss_weights.as_deref(), a.code_loss)?;

@@ -12,7 +12,8 @@
 //! were trained: the card's `validation_draws_frechet` ([`DRAWS`] draws of
 //! the prior alone by the `ppgn-score` preset's reverse diffusion, compared
 //! with the validation split's codes by the Frechet distance in the
-//! standardised code) decides, lowest first; a candidate with more
+//! per-unit standardised code, where a whitened model's draws are mapped
+//! back) decides, lowest first; a candidate with more
 //! parameters than another is chosen over it only when its distance is
 //! lower by more than 5% of the smaller one's
 //! (`scripts/prior-candidates code-score` applies it to the cards). The
@@ -67,18 +68,16 @@ pub struct CodeScoreTask {
 
 impl CodeScoreTask {
     /// Reads the trained classifier from `opts.models_dir`, encodes the
-    /// three splits once and standardises them by the training codes.
+    /// three splits once and standardises them by the training codes
+    /// (and whitens them by the training codes' principal axes with
+    /// `opts.whiten`).
     pub fn new(data: Data, opts: &TrainOptions, device: &Device) -> Result<Self> {
         let codes = SplitCodes::new(&data, &opts.models_dir, device, "score model")?;
         let (mean, std) = moments(&codes.train)?;
-        let standard =
-            |u: &Tensor| -> Result<Tensor> { Ok(u.broadcast_sub(&mean)?.broadcast_div(&std)?) };
-        let (train, validation, test) = (
-            standard(&codes.train)?,
-            standard(&codes.validation)?,
-            standard(&codes.test)?,
-        );
-        let cfg = config(codes.dim, opts.size.as_deref())?;
+        let cfg = CodeScoreConfig {
+            whiten: opts.whiten,
+            ..config(codes.dim, opts.size.as_deref())?
+        };
         let (varmap, ema) = (VarMap::new(), VarMap::new());
         let net = CodeScore::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
         let ema_net = CodeScore::new(&cfg, VarBuilder::from_varmap(&ema, DType::F32, device))?;
@@ -86,9 +85,20 @@ impl CodeScoreTask {
         for (name, t) in [("norm.mean", &mean), ("norm.std", &std)] {
             set(&varmap, name, t)?;
         }
+        if opts.whiten {
+            let z = codes.train.broadcast_sub(&mean)?.broadcast_div(&std)?;
+            let (white, colour) = whitening(&z)?;
+            set(&varmap, "norm.white", &white)?;
+            set(&varmap, "norm.colour", &colour)?;
+        }
         for (name, t) in varmap_tensors(&varmap, "") {
             set(&ema, &name, &t)?;
         }
+        let (train, validation, test) = (
+            net.standardise(&codes.train)?,
+            net.standardise(&codes.validation)?,
+            net.standardise(&codes.test)?,
+        );
         let adam = super::adam_for(&varmap, opts)?;
         Ok(Self {
             train,
@@ -283,9 +293,12 @@ pub fn score_draws(
     };
     let codes = SplitCodes::new(&data, models_dir, &device, "score model")?;
     let n = draws.min(codes.validation.dim(0)?).min(codes.train.dim(0)?);
-    let validation = net.standardise(&codes.validation.narrow(0, 0, n)?)?;
-    let seen = net.standardise(&codes.train.narrow(0, 0, n)?)?;
+    // every model's draws measured in the per-unit standardised code
+    let z = |u: &Tensor| -> Result<Tensor> { Ok(net.unwhiten(&net.standardise(u)?)?) };
+    let validation = z(&codes.validation.narrow(0, 0, n)?)?;
+    let seen = z(&codes.train.narrow(0, 0, n)?)?;
     let (drawn, grad_evals) = prior_draws(&net, sampling, n, &device, progress)?;
+    let drawn = net.unwhiten(&drawn)?;
     Ok(ScoreDraws {
         sampler: sampling.sampler.name(),
         levels: sampling.steps,
@@ -300,6 +313,35 @@ pub fn score_draws(
 /// Rows of a `[n, d]` tensor in f64.
 fn rows(t: &Tensor) -> Result<Vec<Vec<f64>>> {
     Ok(t.to_dtype(DType::F64)?.to_vec2()?)
+}
+
+/// The eigenvalues below which a principal axis of the standardised codes
+/// is whitened as if its variance were this (units that barely vary).
+const WHITEN_FLOOR: f64 = 1e-3;
+
+/// The whitening `W` and colouring `C = W^-1` of codes `z [n, dim]` (rows):
+/// `W = U diag(l)^-1/2`, `C = diag(l)^1/2 U^T` for their covariance's
+/// eigenvalues `l` (at least [`WHITEN_FLOOR`]) and eigenvectors `U`, so
+/// that `z W` has unit variance along every axis.
+fn whitening(z: &Tensor) -> Result<(Tensor, Tensor)> {
+    use crate::nn::frechet::{mean_cov, symmetric_eigen};
+    let (_, cov) = mean_cov(&rows(z)?);
+    let d = cov.nrows();
+    let cov: Vec<Vec<f64>> = (0..d)
+        .map(|i| (0..d).map(|j| cov[(i, j)]).collect())
+        .collect();
+    let (l, u) = symmetric_eigen(&cov);
+    let s: Vec<f64> = l.iter().map(|v| v.max(WHITEN_FLOOR).sqrt()).collect();
+    let white: Vec<f32> = (0..d)
+        .flat_map(|i| (0..d).map(|k| (u[i][k] / s[k]) as f32).collect::<Vec<_>>())
+        .collect();
+    let colour: Vec<f32> = (0..d)
+        .flat_map(|k| (0..d).map(|j| (s[k] * u[j][k]) as f32).collect::<Vec<_>>())
+        .collect();
+    Ok((
+        Tensor::from_vec(white, (d, d), z.device())?,
+        Tensor::from_vec(colour, (d, d), z.device())?,
+    ))
 }
 
 /// Sets variable `name` of `varmap` to `t`.
@@ -375,7 +417,8 @@ impl Task for CodeScoreTask {
                 self.denoise_mse(&seen, s)?,
             );
         }
-        let validation = self.validation.narrow(0, 0, n)?;
+        let validation = self.ema_net.unwhiten(&self.validation.narrow(0, 0, n)?)?;
+        let seen = self.ema_net.unwhiten(&seen)?;
         let (draws, _) = prior_draws(
             &self.ema_net,
             &preset("ppgn-score")?,
@@ -385,7 +428,7 @@ impl Task for CodeScoreTask {
         )?;
         m.insert(
             "validation_draws_frechet".into(),
-            codes_frechet(&draws, &validation)?,
+            codes_frechet(&self.ema_net.unwhiten(&draws)?, &validation)?,
         );
         m.insert(
             "training_codes_frechet".into(),

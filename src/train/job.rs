@@ -96,6 +96,12 @@ pub fn train(
         network,
         Network::Classifier | Network::Evaluator | Network::Guide
     );
+    if opts.whiten && network != Network::CodeScore {
+        return Err(crate::error::Error::unsupported(
+            format!("--whiten with {}", network.name()),
+            "it whitens the codes of the score prior: code-score",
+        ));
+    }
     if opts.robust.is_on() && !classifies {
         return Err(crate::error::Error::unsupported(
             format!("--noise-std or --adversarial with {}", network.name()),

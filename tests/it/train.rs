@@ -61,6 +61,7 @@ fn opts(dir: &Path, seed: u64) -> TrainOptions {
         size: None,
         command: "test".into(),
         robust: Default::default(),
+        whiten: false,
     }
 }
 
@@ -411,6 +412,82 @@ fn code_score_training_ships_its_average_and_resumes_exactly() {
         &a.join("code-score.safetensors"),
         &b.join("code-score.safetensors"),
     );
+}
+
+/// A score model trained on whitened codes (`--whiten`): its colouring
+/// undoes its whitening, the training codes in its code have unit variance
+/// along every axis they vary along (and no more along any), its card
+/// measures the draws, and its engine graph to the generator's code is
+/// `relu((v C) * std + mean)` as candle computes it.
+#[test]
+fn a_whitened_score_model_has_unit_spread_and_maps_back_to_the_code() {
+    use candle_core::{DType, Tensor};
+    use ppgn::models::fashion::{self as stack, CodeScore};
+    use ppgn::nn::fast::Workspace;
+    use ppgn::train::code_prior::SplitCodes;
+    use ppgn::train::code_score::CodeScoreTask;
+    let a = tempdir("score-white");
+    train_classifier(&a, Kind::Classifier, &opts(&a, 1)).unwrap();
+    let o = TrainOptions {
+        whiten: true,
+        ..opts(&a, 8)
+    };
+    let mut t = CodeScoreTask::new(data(), &o, &Device::Cpu).unwrap();
+    let card = train::run(&mut t, &o, &Device::Cpu, &mut ppgn::run::Silent)
+        .unwrap()
+        .unwrap();
+    assert_eq!(card.config["whiten"], true);
+    assert!(card.metrics["validation_draws_frechet"].is_finite());
+    let (net, _) = stack::load(&a, "code-score", DType::F32, &Device::Cpu, CodeScore::new).unwrap();
+    let w = load_tensors(&a.join("code-score.safetensors"), &Device::Cpu).unwrap();
+    let eye = w["norm.white"].matmul(&w["norm.colour"]).unwrap();
+    let d = eye.dim(0).unwrap();
+    let eye: Vec<Vec<f32>> = eye.to_vec2().unwrap();
+    for (i, row) in eye.iter().enumerate() {
+        for (j, v) in row.iter().enumerate() {
+            let want = if i == j { 1.0 } else { 0.0 };
+            assert!((v - want).abs() < 1e-3, "W C at ({i}, {j}) = {v}");
+        }
+    }
+    // 77 training codes span at most 76 axes: those have variance 1 in
+    // the model's code, the others (below the floor) less
+    let codes = SplitCodes::new(&data(), &a, &Device::Cpu, "test").unwrap();
+    let v = net
+        .standardise(&codes.train)
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap();
+    let centred = v.broadcast_sub(&v.mean_keepdim(0).unwrap()).unwrap();
+    let n = v.dim(0).unwrap() as f64;
+    let var: Vec<f64> = (centred.sqr().unwrap().sum(0).unwrap() / (n - 1.0))
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let unit = var.iter().filter(|x| (*x - 1.0).abs() < 1e-3).count();
+    assert!(unit >= 60, "{unit} of {d} axes at variance 1: {var:?}");
+    assert!(var.iter().all(|x| *x < 1.0 + 1e-3), "{var:?}");
+    // the engine's map to the generator's code against candle's
+    let mut r = ChaCha8Rng::seed_from_u64(2);
+    let x: Vec<f32> = (0..3 * d).map(|_| r.random::<f32>() * 4.0 - 2.0).collect();
+    let vt = Tensor::from_vec(x.clone(), (3, d), &Device::Cpu).unwrap();
+    let (mean, std) = net.norm().unwrap();
+    let want: Vec<f32> = net
+        .unwhiten(&vt)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let graph = net.to_code::<f32>().unwrap();
+    let mut ws = Workspace::default();
+    let got = graph.forward(&x, 3, &mut ws).unwrap();
+    for (k, (g, z)) in got.iter().zip(&want).enumerate() {
+        let u = (*z as f64 * std[k % d] + mean[k % d]).max(0.0);
+        assert!(
+            (*g as f64 - u).abs() < 1e-3 * (1.0 + u.abs()),
+            "{k}: {g} against {u}"
+        );
+    }
 }
 
 /// The flow prior on codes takes its size from `--size COUPLINGS HIDDEN`,

@@ -58,6 +58,13 @@ pub struct CodeScoreConfig {
     /// Training noise levels: `ln s ~ N(p_mean, p_std^2)` (EDM).
     pub p_mean: f64,
     pub p_std: f64,
+    /// Whether the model's code is the per-unit standardised code
+    /// whitened by the training codes' principal axes (`norm.white`, with
+    /// its inverse `norm.colour`), so that its spread is 1 along every
+    /// axis, as the preconditioning assumes. Cards from before the field
+    /// read `false`.
+    #[serde(default)]
+    pub whiten: bool,
 }
 
 impl Default for CodeScoreConfig {
@@ -74,6 +81,7 @@ impl Default for CodeScoreConfig {
             sigma_max: 10.0,
             p_mean: -1.2,
             p_std: 1.2,
+            whiten: false,
         }
     }
 }
@@ -155,6 +163,10 @@ pub struct CodeScore {
     /// Per-unit mean and standard deviation of the training codes `u`.
     mean: Tensor,
     std: Tensor,
+    /// With `cfg.whiten`: `[dim, dim]` matrices taking the per-unit
+    /// standardised code `z` (rows) to the model's `v = z W` and back, `z
+    /// = v C`.
+    white: Option<(Tensor, Tensor)>,
     pub cfg: CodeScoreConfig,
 }
 
@@ -179,6 +191,13 @@ impl CodeScore {
             fc_out: linear(vb.pp("fc_out"), w, d)?,
             mean: vb.get(d, "norm.mean")?,
             std: vb.get(d, "norm.std")?,
+            white: match cfg.whiten {
+                true => Some((
+                    vb.get((d, d), "norm.white")?,
+                    vb.get((d, d), "norm.colour")?,
+                )),
+                false => None,
+            },
             cfg: cfg.clone(),
         })
     }
@@ -244,9 +263,23 @@ impl CodeScore {
         v.broadcast_mul(&col(&|p| p.c_skip)?)? + f.broadcast_mul(&col(&|p| p.c_out)?)?
     }
 
-    /// Pre-ReLU codes `u [n, dim]` standardised, `(u - mean) / std`.
+    /// Pre-ReLU codes `u [n, dim]` in the model's code: standardised,
+    /// `z = (u - mean) / std`, and whitened, `v = z W`, when the model is.
     pub fn standardise(&self, u: &Tensor) -> Result<Tensor> {
-        u.broadcast_sub(&self.mean)?.broadcast_div(&self.std)
+        let z = u.broadcast_sub(&self.mean)?.broadcast_div(&self.std)?;
+        match &self.white {
+            Some((w, _)) => z.matmul(&w.to_dtype(z.dtype())?),
+            None => Ok(z),
+        }
+    }
+
+    /// The model's codes `v` as per-unit standardised codes `z` (the
+    /// space the cards measure every model's draws in).
+    pub fn unwhiten(&self, v: &Tensor) -> Result<Tensor> {
+        match &self.white {
+            Some((_, c)) => v.matmul(&c.to_dtype(v.dtype())?),
+            None => Ok(v.clone()),
+        }
     }
 
     /// Per-unit mean and standard deviation of the codes, as f64.
@@ -293,9 +326,19 @@ impl CodeScore {
     }
 
     /// Standardised codes `v` to the generator's `h = relu(v * std +
-    /// mean)`, as an engine graph (what the score prior puts before `G`).
+    /// mean)` (`relu((v C) * std + mean)` when whitened), as an engine
+    /// graph (what the score prior puts before `G`).
     pub fn to_code<T: Real + WithDType>(&self) -> Result<Net<T>> {
         let (mean, std) = self.norm()?;
+        if let Some((_, c)) = &self.white {
+            // u_j = sum_i v_i C_ij std_j + mean_j: a linear layer of
+            // weight [out j, in i] = C_ij std_j
+            let weight = c.t()?.broadcast_mul(&self.std.unsqueeze(1)?)?;
+            return build::net(
+                (1, 1, self.cfg.dim),
+                vec![build::linear(&weight, Some(&self.mean), Act::Relu)?],
+            );
+        }
         build::net(
             (1, 1, self.cfg.dim),
             vec![
