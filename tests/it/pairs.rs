@@ -665,3 +665,82 @@ fn an_onnx_pair_restores_an_image_given_as_a_file() {
         assert!(!d.join("refused").exists());
     }
 }
+
+/// `--classifier fashion-guide` guides the shipped generator with the
+/// model folder's `guide` (`ppgn train guide`): here a copy of the stack
+/// whose guide is the classifier's own weights under the guide's name.
+/// The run names the guide and its weights' hash in the manifest, moves
+/// the chains toward the class (the guide's p(trouser) rises over the
+/// run), and a folder without a guide is refused in one line naming the
+/// command that makes one.
+#[test]
+fn the_shipped_generator_guided_by_the_folders_guide() {
+    let d = tempdir("pairs-fashion-guide");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fashion-mnist");
+    let stack = d.join("stack");
+    std::fs::create_dir_all(&stack).unwrap();
+    for f in std::fs::read_dir(&shipped).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, stack.join(f.file_name().unwrap())).unwrap();
+    }
+    let s = stack.to_str().unwrap();
+    let args = |out: &str| -> Vec<String> {
+        [
+            "sample",
+            "--models",
+            s,
+            "--classifier",
+            "fashion-guide",
+            "--class",
+            "1",
+            "--chains",
+            "2",
+            "--steps",
+            "30",
+            "--seed",
+            "3",
+            "-q",
+            "--out",
+            out,
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
+    };
+    let missing = d.join("missing");
+    let a = args(missing.to_str().unwrap());
+    let o = ppgn(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.lines().count() == 1 && e.contains("ppgn train guide"),
+        "{e}"
+    );
+    let mut card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(stack.join("classifier.json")).unwrap()).unwrap();
+    card["network"] = "guide".into();
+    std::fs::write(stack.join("guide.json"), card.to_string()).unwrap();
+    std::fs::copy(
+        stack.join("classifier.safetensors"),
+        stack.join("guide.safetensors"),
+    )
+    .unwrap();
+    let out = d.join("run");
+    let a = args(out.to_str().unwrap());
+    let m = manifest(
+        &ppgn(&a.iter().map(String::as_str).collect::<Vec<_>>()),
+        &out,
+    );
+    assert_eq!(m["models"]["guide"]["name"], "fashion guide");
+    assert_eq!(
+        m["models"]["guide"]["weights_sha256"],
+        card["weights_sha256"]
+    );
+    for c in m["chains"].as_array().unwrap() {
+        let (first, last) = (
+            c["condition_value"][0].as_f64().unwrap(),
+            c["final_condition_value"].as_f64().unwrap(),
+        );
+        assert!(last > first && last > 0.5, "p(trouser) {first} -> {last}");
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
