@@ -668,11 +668,12 @@ fn an_onnx_pair_restores_an_image_given_as_a_file() {
 
 /// `--classifier fashion-guide` guides the shipped generator with the
 /// model folder's `guide` (`ppgn train guide`): here a copy of the stack
-/// whose guide is the classifier's own weights under the guide's name.
-/// The run names the guide and its weights' hash in the manifest, moves
-/// the chains toward the class (the guide's p(trouser) rises over the
-/// run), and a folder without a guide is refused in one line naming the
-/// command that makes one.
+/// whose guide is the classifier's own weights under the guide's name,
+/// and which has no evaluator (sampling never reads it: the manifest says
+/// there is none and has no verdicts). The run names the guide and its
+/// weights' hash in the manifest, moves the chains toward the class (the
+/// guide's p(trouser) rises over the run), and a folder without a guide
+/// is refused in one line naming the command that makes one.
 #[test]
 fn the_shipped_generator_guided_by_the_folders_guide() {
     let d = tempdir("pairs-fashion-guide");
@@ -681,7 +682,14 @@ fn the_shipped_generator_guided_by_the_folders_guide() {
     std::fs::create_dir_all(&stack).unwrap();
     for f in std::fs::read_dir(&shipped).unwrap() {
         let f = f.unwrap().path();
-        std::fs::copy(&f, stack.join(f.file_name().unwrap())).unwrap();
+        if !f
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("evaluator")
+        {
+            std::fs::copy(&f, stack.join(f.file_name().unwrap())).unwrap();
+        }
     }
     let s = stack.to_str().unwrap();
     let args = |out: &str| -> Vec<String> {
@@ -731,6 +739,12 @@ fn the_shipped_generator_guided_by_the_folders_guide() {
         &out,
     );
     assert_eq!(m["models"]["guide"]["name"], "fashion guide");
+    assert!(
+        m["evaluator"].as_str().unwrap().starts_with("none"),
+        "{}",
+        m["evaluator"]
+    );
+    assert!(m["chains"][0]["evaluator_class"].is_null());
     assert_eq!(
         m["models"]["guide"]["weights_sha256"],
         card["weights_sha256"]

@@ -198,6 +198,11 @@ impl Stack {
         t.then(relu)
     }
     /// The independent evaluator, or that this stack was loaded without it.
+    /// Whether the stack was loaded with its evaluator.
+    pub fn has_evaluator(&self) -> bool {
+        self.evaluator.is_some()
+    }
+
     pub fn evaluator(&self) -> Result<&Evaluator> {
         self.evaluator.as_ref().ok_or_else(|| {
             Error::unsupported(

@@ -56,8 +56,9 @@ pub struct Done {
     pub tree_depth: Vec<usize>,
     #[serde(default)]
     pub leaves: Vec<usize>,
-    /// The evaluator's class of every final image.
-    pub evaluator_class: Vec<u32>,
+    /// The evaluator's class of every final image (none when the pair
+    /// has no evaluator).
+    pub evaluator_class: Vec<Option<u32>>,
     /// Gradient evaluations per chain (the same in every batch).
     pub grad_evals: usize,
     /// Sum over steps and chains of the acceptance probability.
@@ -171,7 +172,7 @@ impl Batches<'_> {
         resume: bool,
         shown: &[usize],
         make: &mut dyn FnMut(Range<usize>) -> Result<(Pipeline, Tensor)>,
-        evaluate: &dyn Fn(&Tensor) -> Result<Vec<u32>>,
+        evaluate: &dyn Fn(&Tensor) -> Result<Option<Vec<u32>>>,
         progress: &mut dyn Progress,
     ) -> Result<(Done, Shown)> {
         let chains = self.plan.shard_chains();
@@ -347,7 +348,7 @@ impl Batches<'_> {
 /// How a finished batch's images are judged (the evaluator's class of
 /// decoded images) and shown (decoded images to the run's, flat).
 type Judge<'a> = (
-    &'a dyn Fn(&Tensor) -> Result<Vec<u32>>,
+    &'a dyn Fn(&Tensor) -> Result<Option<Vec<u32>>>,
     &'a dyn Fn(&Tensor) -> Result<Vec<f32>>,
 );
 
@@ -373,7 +374,10 @@ fn absorb(
     done.divergences.extend(&out.divergences);
     done.tree_depth.extend(&out.tree_depth);
     done.leaves.extend(&out.leaves);
-    done.evaluator_class.extend(evaluate(&out.images)?);
+    match evaluate(&out.images)? {
+        Some(classes) => done.evaluator_class.extend(classes.into_iter().map(Some)),
+        None => done.evaluator_class.extend(std::iter::repeat_n(None, n)),
+    }
     done.grad_evals = out.grad_evals;
     done.accept_sum += out.accept_sum * n as f64;
     done.wall_s += out.wall_s;

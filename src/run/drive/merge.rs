@@ -21,10 +21,11 @@ use crate::run::output::folder::RunFolder;
 use crate::sampler::diagnostics::{bulk_ess, rank_rhat};
 
 /// The fraction of each class's chains whose final image the evaluator
-/// gives that class, by class name (none for neuron runs).
+/// gives that class, by class name (none for neuron runs, nor for runs
+/// whose pair had no evaluator).
 pub fn evaluator_accuracy(chains: &[Value]) -> BTreeMap<String, f64> {
     let mut count: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for c in chains {
+    for c in chains.iter().filter(|c| !c["evaluator_class"].is_null()) {
         if let Some(class) = c["class"].as_u64() {
             let name = c["class_name"]
                 .as_str()

@@ -176,17 +176,24 @@ impl Pair for FashionPair {
         ))
     }
 
-    fn evaluate(&self, images: &Tensor) -> Result<Vec<u32>> {
-        Ok(self
-            .stack
-            .evaluator()?
-            .forward(images)?
-            .argmax(1)?
-            .to_vec1()?)
+    fn evaluate(&self, images: &Tensor) -> Result<Option<Vec<u32>>> {
+        match self.stack.has_evaluator() {
+            true => Ok(Some(
+                self.stack
+                    .evaluator()?
+                    .forward(images)?
+                    .argmax(1)?
+                    .to_vec1()?,
+            )),
+            false => Ok(None),
+        }
     }
 
     fn evaluator(&self) -> String {
-        "the stack's independent evaluator (never used by sampling)".into()
+        match self.stack.has_evaluator() {
+            true => "the stack's independent evaluator (never used by sampling)".into(),
+            false => "none: the model folder has no evaluator (`ppgn eval RUN --models DIR` scores the run with one)".into(),
+        }
     }
 
     fn display(&self, images: &Tensor) -> Result<Tensor> {

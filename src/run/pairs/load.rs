@@ -12,7 +12,7 @@ use super::pair::Pair;
 use super::pretrained::PlugPair;
 use crate::error::Result;
 use crate::models::caffe::{CaffeNetConfig, DgnConfig};
-use crate::models::fashion::{resolve_dir, Stack};
+use crate::models::fashion::{self as stack, resolve_dir, Stack};
 use crate::models::plug::{ClassifierSide, GeneratorSide};
 use crate::models::pretrained;
 use crate::run::config::spec::Networks;
@@ -24,7 +24,13 @@ pub fn pair(networks: &Networks, data_dir: Option<&Path>) -> Result<Arc<dyn Pair
     Ok(match networks {
         Networks::Fashion { models, guide } => {
             let dir = resolve_dir(models.as_deref());
-            let stack = Arc::new(Stack::load(&dir, DType::F32, &Device::Cpu)?);
+            // sampling never reads the evaluator; without one in the
+            // folder the manifest has no evaluator's verdicts
+            let stack = match stack::paths(&dir, "evaluator").0.exists() {
+                true => Stack::load(&dir, DType::F32, &Device::Cpu)?,
+                false => Stack::load_for_choosing(&dir, DType::F32, &Device::Cpu)?,
+            };
+            let stack = Arc::new(stack);
             let guide = match guide {
                 Some(c) => Some(ClassifierSide::named(c, &pretrained::home(), &dir)?),
                 None => None,

@@ -169,7 +169,7 @@ pub trait Pair: Send + Sync {
     /// The class an evaluator gives each decoded image: an independent
     /// network where the pair has one, the condition network's top-1
     /// otherwise ([`Pair::evaluator`] names which).
-    fn evaluate(&self, images: &Tensor) -> Result<Vec<u32>>;
+    fn evaluate(&self, images: &Tensor) -> Result<Option<Vec<u32>>>;
 
     /// What [`Pair::evaluate`] runs, for the manifest.
     fn evaluator(&self) -> String;

@@ -79,8 +79,10 @@ impl Pair for PlugPair {
         )
     }
 
-    fn evaluate(&self, images: &Tensor) -> Result<Vec<u32>> {
-        Ok(self.top1(images)?.into_iter().map(|c| c as u32).collect())
+    fn evaluate(&self, images: &Tensor) -> Result<Option<Vec<u32>>> {
+        Ok(Some(
+            self.top1(images)?.into_iter().map(|c| c as u32).collect(),
+        ))
     }
 
     fn evaluator(&self) -> String {
