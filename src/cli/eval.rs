@@ -30,6 +30,9 @@ pub struct EvalArgs {
     /// file, or a folder of PNGs [default: Fashion-MNIST's].
     #[arg(long)]
     pub real: Option<PathBuf>,
+    /// Fashion-MNIST runs: compare with the validation split (the last 5,000 training images).
+    #[arg(long)]
+    pub validation: bool,
     #[arg(long)]
     pub models: Option<PathBuf>,
     #[arg(long)]
@@ -45,6 +48,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         evaluator: a.evaluator.as_deref(),
         features: a.features.as_deref(),
         real: a.real.as_deref(),
+        validation: a.validation,
         command: &command,
     })?;
     if let Some(missing) = &r.no_judge {

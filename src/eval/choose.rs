@@ -11,6 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
 use super::experiments::{real_per_class, run_to_end};
+use super::report::validation_split;
 use super::scores::{accuracy, FeatureGaussian, Rows};
 use crate::data::fashion_mnist::{self, Dataset, Split};
 use crate::error::{Error, Result};
@@ -48,18 +49,6 @@ fn judged(
         accuracy(&p, labels),
         reference.frechet_distance(&FeatureGaussian::fit(&h)?)?,
     ))
-}
-
-/// The validation split: the last `crate::train::VALIDATION` training
-/// images, which no network was trained on.
-fn validation_split(train: &Dataset) -> Result<Dataset> {
-    let n = train.len();
-    let from = crate::train::validation_start(n);
-    let idx: Vec<usize> = (from..n).collect();
-    Ok(Dataset {
-        images: train.images[from * 784..].to_vec(),
-        labels: idx.iter().map(|&i| train.labels[i]).collect(),
-    })
 }
 
 /// What the guide makes of the validation split: the Gaussian of its codes

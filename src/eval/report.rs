@@ -168,6 +168,20 @@ pub fn classes_more_diverse(samples: &Scores, real: &Scores) -> usize {
         .count()
 }
 
+/// The validation split: the last `crate::train::VALIDATION` training
+/// images, which no network was trained on.
+pub fn validation_split(
+    train: &crate::data::fashion_mnist::Dataset,
+) -> Result<crate::data::fashion_mnist::Dataset> {
+    let n = train.len();
+    let from = crate::train::validation_start(n);
+    let idx: Vec<usize> = (from..n).collect();
+    Ok(crate::data::fashion_mnist::Dataset {
+        images: train.images[from * 784..].to_vec(),
+        labels: idx.iter().map(|&i| train.labels[i]).collect(),
+    })
+}
+
 /// The reference Gaussians of a dataset split.
 pub fn reference(
     e: &dyn Judge,

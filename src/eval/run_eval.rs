@@ -13,7 +13,8 @@ use candle_core::{DType, Device, Tensor};
 
 use super::judge::{unlabelled_reference, Judge, NetJudge};
 use super::report::{
-    classes_more_diverse, reference, same_counts, score, score_blocks, Reference, Scores,
+    classes_more_diverse, reference, same_counts, score, score_blocks, validation_split, Reference,
+    Scores,
 };
 use crate::data::fashion_mnist::{self, Split, CLASS_NAMES};
 use crate::data::npy_stream::F32RowsReader;
@@ -35,6 +36,11 @@ pub struct EvalSpec<'a> {
     pub features: Option<&'a str>,
     /// Real images: `.npy`, IDX or a folder of PNGs.
     pub real: Option<&'a Path>,
+    /// Fashion-MNIST runs: compare with the validation split (the last
+    /// 5,000 training images, labelled, no network trained on them) in
+    /// place of the test images and the training images' reference: what
+    /// a choice of settings may read.
+    pub validation: bool,
     pub command: &'a str,
 }
 
@@ -96,6 +102,12 @@ pub fn evaluate(spec: &EvalSpec) -> Result<RunScores> {
     if spec.real.is_none() && hwc != (28, 28, 1) && spec.evaluator.is_some() {
         return Err(no_real());
     }
+    if spec.validation && (spec.real.is_some() || hwc != (28, 28, 1)) {
+        return Err(Error::unsupported(
+            "--validation with real images given or samples other than 28x28 grey",
+            "--validation compares Fashion-MNIST runs with the validation split; give it or --real",
+        ));
+    }
     let (judge, class_names) = judge_for(spec, hwc)?;
     let (lshape, labels) = crate::data::npy::read_i64(&run_dir.join("labels.npy"))?;
     let k = class_names.len() as i64;
@@ -122,13 +134,15 @@ pub fn evaluate(spec: &EvalSpec) -> Result<RunScores> {
         "command": spec.command,
         "evaluator": spec.evaluator.unwrap_or("the Fashion-MNIST stack's evaluator"),
         "features": spec.features,
-        "reference": match spec.real {
-            Some(p) => format!("evaluator features of the real images in {}", p.display()),
-            None => "evaluator features of the 60k training images".into(),
+        "reference": match (spec.real, spec.validation) {
+            (Some(p), _) => format!("evaluator features of the real images in {}", p.display()),
+            (None, true) => "evaluator features of the validation split (the last 5,000 training images)".into(),
+            (None, false) => "evaluator features of the 60k training images".into(),
         },
-        "real_images_chosen": match spec.real {
-            Some(_) => "all of them, each class the evaluator's top-1 verdict",
-            None => "the first test images of each class, as many as the samples of that class (all of the class's when there are more samples)",
+        "real_images_chosen": match (spec.real, spec.validation) {
+            (Some(_), _) => "all of them, each class the evaluator's top-1 verdict",
+            (None, true) => "the first validation images of each class, as many as the samples of that class (all of the class's when there are more samples)",
+            (None, false) => "the first test images of each class, as many as the samples of that class (all of the class's when there are more samples)",
         },
         "ms_ssim": "grey (RGB by its luma), up to 3 scales of side at least 7, Gaussian window sigma 0.8 (7x7), see src/eval/ms_ssim.rs",
         "classes_more_diverse_than_least_diverse_real_class": more_diverse,
@@ -221,12 +235,20 @@ fn real_side(
             }
         }
     };
-    let refs = reference(judge, &train, &device)?;
-    // as many real test images of each class as there are samples of it
+    // the reference and the real images: the training images and the
+    // test images, or the validation split for both
+    let (refs, real_set) = match spec.validation {
+        false => (reference(judge, &train, &device)?, test),
+        true => {
+            let val = validation_split(&train)?;
+            (reference(judge, &val, &device)?, val)
+        }
+    };
+    // as many real images of each class as there are samples of it
     // (Frechet distances and scores depend on the number)
-    let idx = same_counts(labels, &test.labels);
-    let real_labels: Vec<usize> = idx.iter().map(|&i| test.labels[i] as usize).collect();
-    let real_x = test.images_tensor(&idx, &device)?;
+    let idx = same_counts(labels, &real_set.labels);
+    let real_labels: Vec<usize> = idx.iter().map(|&i| real_set.labels[i] as usize).collect();
+    let real_x = real_set.images_tensor(&idx, &device)?;
     let real = score(judge, realness.0.as_ref(), &real_x, &real_labels, &refs)?;
     Ok((refs, real, true, realness))
 }

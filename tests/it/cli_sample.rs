@@ -932,3 +932,52 @@ fn a_full_disk_keeps_the_checkpoint_and_says_to_resume() {
         );
     }
 }
+
+/// `ppgn eval --validation` compares a Fashion-MNIST run with the
+/// validation split: a "run" whose samples are the very validation images
+/// it picks as real ones scores exactly as they do (same accuracy, same
+/// Frechet distance to the split's reference), while the default
+/// comparison, with test images, differs; and it refuses real images
+/// given beside it.
+#[test]
+fn eval_against_the_validation_split() {
+    use ppgn::data::fashion_mnist::{self, Split};
+    use ppgn::eval::report::{same_counts, validation_split};
+    let d = tempdir("cli-eval-validation");
+    let train = fashion_mnist::load(&fashion_mnist::resolve_dir(None), Split::Train).unwrap();
+    let val = validation_split(&train).unwrap();
+    let labels: Vec<usize> = (0..10).flat_map(|c| [c, c, c]).collect();
+    let idx = same_counts(&labels, &val.labels);
+    let picked: Vec<usize> = idx.iter().map(|&i| val.labels[i] as usize).collect();
+    let x: Vec<f32> = val
+        .images_tensor(&idx, &candle_core::Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let n = idx.len();
+    ppgn::data::npy::write_f32(&d.join("samples.npy"), &[n, 1, 28, 28], &x).unwrap();
+    let l: Vec<i64> = picked.iter().map(|&c| c as i64).collect();
+    ppgn::data::npy::write_i64(&d.join("labels.npy"), &[n], &l).unwrap();
+    let r = d.to_str().unwrap();
+    let eval = |extra: &[&str]| -> serde_json::Value {
+        let mut a = vec!["eval", r];
+        a.extend_from_slice(extra);
+        let o = ppgn(&a);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_str(&std::fs::read_to_string(d.join("eval.json")).unwrap()).unwrap()
+    };
+    let v = eval(&["--validation"]);
+    let (s, real) = (&v["samples"], &v["real_test_images"]);
+    assert_eq!(s["images"], 30);
+    assert_eq!(s["evaluator_accuracy"], real["evaluator_accuracy"]);
+    let fd = |x: &serde_json::Value| x["frechet_distance"].as_f64().unwrap();
+    assert!((fd(s) - fd(real)).abs() < 1e-9, "{} vs {}", fd(s), fd(real));
+    assert!(v["reference"].as_str().unwrap().contains("validation"));
+    let t = eval(&[]);
+    assert!((fd(&t["samples"]) - fd(&t["real_test_images"])).abs() > 1e-3);
+    let o = ppgn(&["eval", r, "--validation", "--real", r]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("--validation"), "{e}");
+}
