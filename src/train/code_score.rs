@@ -94,10 +94,12 @@ impl CodeScoreTask {
         for (name, t) in varmap_tensors(&varmap, "") {
             set(&ema, &name, &t)?;
         }
+        // detached: the standardisation's variables would otherwise put
+        // all the codes in each step's graph
         let (train, validation, test) = (
-            net.standardise(&codes.train)?,
-            net.standardise(&codes.validation)?,
-            net.standardise(&codes.test)?,
+            net.standardise(&codes.train)?.detach(),
+            net.standardise(&codes.validation)?.detach(),
+            net.standardise(&codes.test)?.detach(),
         );
         let adam = super::adam_for(&varmap, opts)?;
         Ok(Self {
