@@ -453,11 +453,13 @@ fn a_whitened_score_model_has_unit_spread_and_maps_back_to_the_code() {
     // the model's code, the others (below the floor) less
     let codes = SplitCodes::new(&data(), &a, &Device::Cpu, "test").unwrap();
     // the standardisation is the training codes' own, untouched by the
-    // optimiser (it is no part of the loss's graph)
+    // optimiser (it is no part of the loss's graph; the moving average
+    // leaves a few units in the last place, the optimiser's steps of 1e-3
+    // far more)
     let mean: Vec<f32> = codes.train.mean(0).unwrap().to_vec1().unwrap();
     let stored: Vec<f32> = w["norm.mean"].to_vec1().unwrap();
     for (m, s) in mean.iter().zip(&stored) {
-        assert!((m - s).abs() <= 1e-7 * (1.0 + m.abs()), "norm.mean {s}, the codes' {m}");
+        assert!((m - s).abs() <= 2e-6 * (1.0 + m.abs()), "norm.mean {s}, the codes' {m}");
     }
     let v = net
         .standardise(&codes.train)
