@@ -459,7 +459,10 @@ fn a_whitened_score_model_has_unit_spread_and_maps_back_to_the_code() {
     let mean: Vec<f32> = codes.train.mean(0).unwrap().to_vec1().unwrap();
     let stored: Vec<f32> = w["norm.mean"].to_vec1().unwrap();
     for (m, s) in mean.iter().zip(&stored) {
-        assert!((m - s).abs() <= 2e-6 * (1.0 + m.abs()), "norm.mean {s}, the codes' {m}");
+        assert!(
+            (m - s).abs() <= 2e-6 * (1.0 + m.abs()),
+            "norm.mean {s}, the codes' {m}"
+        );
     }
     let v = net
         .standardise(&codes.train)
