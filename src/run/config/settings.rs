@@ -144,10 +144,10 @@ fn validate_combinations(cfg: &SamplerConfig) -> Result<()> {
             ));
         }
     }
-    let reverse = cfg.sampler.walks_ladder();
+    let ladder = cfg.sampler.walks_ladder();
     let annealed =
-        reverse || (cfg.sampler == SamplerKind::MalaApprox && cfg.noise_levels.is_some());
-    if reverse && cfg.prior != PriorKind::Score {
+        ladder || (cfg.sampler == SamplerKind::MalaApprox && cfg.noise_levels.is_some());
+    if ladder && cfg.prior != PriorKind::Score {
         return Err(Error::unsupported(
             format!(
                 "the {} sampler with the {} prior: it anneals the score prior's noise level",
