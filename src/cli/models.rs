@@ -44,7 +44,7 @@ pub enum ModelsCommand {
     /// Draw the score prior (`ppgn train code-score`) alone, with no
     /// condition, and measure the draws as its card does: their Frechet
     /// distance to the validation split's codes (the last 5,000 training
-    /// images) in the standardised code, beside as many training codes'
+    /// images) in the per-unit standardised code, beside as many training codes'
     /// (the floor). The sampler is the ppgn-score preset's, changed by a
     /// --config file (sampler = "probability-flow" for Heun's ODE) and
     /// --steps (the ladder's levels). No image and no evaluator is used.
