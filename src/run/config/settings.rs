@@ -145,8 +145,7 @@ fn validate_combinations(cfg: &SamplerConfig) -> Result<()> {
         }
     }
     let ladder = cfg.sampler.walks_ladder();
-    let annealed =
-        ladder || (cfg.sampler == SamplerKind::MalaApprox && cfg.noise_levels.is_some());
+    let annealed = ladder || (cfg.sampler == SamplerKind::MalaApprox && cfg.noise_levels.is_some());
     if ladder && cfg.prior != PriorKind::Score {
         return Err(Error::unsupported(
             format!(
