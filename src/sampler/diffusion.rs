@@ -11,7 +11,7 @@
 //! score is, and guided steps are the approximate guidance of the
 //! literature (Dhariwal & Nichol 2021; Chung et al. 2023).
 
-use super::schedule::check_ladder;
+use super::schedule::{check_ladder, level_after, level_at};
 use super::{init_at, move_unless_divergent, ChainRngs, Info, Kernel, State};
 use crate::density::Term;
 use crate::error::Result;
@@ -19,13 +19,6 @@ use crate::error::Result;
 pub struct ReverseDiffusion {
     /// The noise levels, decreasing, one per step.
     pub levels: Vec<f64>,
-}
-
-impl ReverseDiffusion {
-    /// The level after step `t`: the next one, 0 after the last.
-    fn after(&self, t: usize) -> f64 {
-        self.levels.get(t + 1).copied().unwrap_or(0.0)
-    }
 }
 
 impl Kernel for ReverseDiffusion {
@@ -38,8 +31,7 @@ impl Kernel for ReverseDiffusion {
     /// The ladder is the schedule: there is no step size to adapt.
     fn set_step_size(&mut self, _eps: f64) {}
     fn level(&self, t: usize) -> Option<f64> {
-        let last = self.levels.len().saturating_sub(1);
-        self.levels.get(t.min(last)).copied()
+        level_at(&self.levels, t)
     }
     fn step(
         &self,
@@ -49,7 +41,7 @@ impl Kernel for ReverseDiffusion {
         t: usize,
     ) -> Result<(State, Info)> {
         let now = self.level(t).unwrap_or(0.0);
-        let next = self.after(t);
+        let next = level_after(&self.levels, t);
         let var = (now * now - next * next).max(0.0);
         let mut v = (&s.position + (&s.grad * var)?)?;
         if next > 0.0 {
@@ -60,15 +52,15 @@ impl Kernel for ReverseDiffusion {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::density::{Eval, Term};
     use crate::sampler::schedule::ladder;
     use candle_core::{Device, Tensor};
 
     /// The exact score of `N(0, (1 + s^2) I)`: a standard normal noised at
-    /// level `s`.
-    struct NoisedGaussian;
+    /// level `s` (the ladder kernels' known target).
+    pub(crate) struct NoisedGaussian;
     impl Term for NoisedGaussian {
         fn name(&self) -> String {
             "noised N(0, 1)".into()

@@ -23,7 +23,7 @@
 //! second-order steps leave less discretisation error than the reverse
 //! SDE's first-order ones; `scripts/score-samplers` measures both.
 
-use super::schedule::check_ladder;
+use super::schedule::{check_ladder, level_after, level_at};
 use super::{finite_rows, init_at, merge, move_unless_divergent, ChainRngs, Info, Kernel, State};
 use crate::density::Term;
 use crate::error::Result;
@@ -43,8 +43,7 @@ impl Kernel for ProbabilityFlow {
     /// The ladder is the schedule: there is no step size to adapt.
     fn set_step_size(&mut self, _eps: f64) {}
     fn level(&self, t: usize) -> Option<f64> {
-        let last = self.levels.len().saturating_sub(1);
-        self.levels.get(t.min(last)).copied()
+        level_at(&self.levels, t)
     }
     fn step(
         &self,
@@ -54,7 +53,7 @@ impl Kernel for ProbabilityFlow {
         t: usize,
     ) -> Result<(State, Info)> {
         let now = self.level(t).unwrap_or(0.0);
-        let next = self.levels.get(t + 1).copied().unwrap_or(0.0);
+        let next = level_after(&self.levels, t);
         // x + (next - now) d with d = -now g: the gradient scaled by
         // now (now - next)
         let euler = (&s.position + (&s.grad * (now * (now - next)))?)?;
@@ -89,31 +88,9 @@ impl Kernel for ProbabilityFlow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::density::{Eval, Term};
+    use crate::sampler::diffusion::tests::NoisedGaussian;
     use crate::sampler::schedule::ladder;
     use candle_core::{Device, Tensor};
-
-    /// The exact score of `N(0, (1 + s^2) I)`: a standard normal noised at
-    /// level `s`.
-    struct NoisedGaussian;
-    impl Term for NoisedGaussian {
-        fn name(&self) -> String {
-            "noised N(0, 1)".into()
-        }
-        fn has_value(&self) -> bool {
-            false
-        }
-        fn value_and_grad(&self, x: &Tensor) -> Result<Eval> {
-            self.value_and_grad_at(x, None)
-        }
-        fn value_and_grad_at(&self, x: &Tensor, level: Option<f64>) -> Result<Eval> {
-            let s = level.unwrap_or(0.0);
-            Ok(Eval {
-                log_density: None,
-                grad: (x / -(1.0 + s * s))?,
-            })
-        }
-    }
 
     /// Runs the kernel down `levels` from the start `x0` and returns the
     /// end points and the evaluations spent.

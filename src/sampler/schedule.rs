@@ -84,6 +84,17 @@ pub fn ladder(max: f64, min: f64, n: usize) -> Vec<f64> {
         .collect()
 }
 
+/// The level a kernel walking `levels` (one a step) reads before step `t`:
+/// the last level from the end of the ladder on.
+pub fn level_at(levels: &[f64], t: usize) -> Option<f64> {
+    levels.get(t.min(levels.len().saturating_sub(1))).copied()
+}
+
+/// The level after step `t`: the next one, 0 after the last.
+pub fn level_after(levels: &[f64], t: usize) -> f64 {
+    levels.get(t + 1).copied().unwrap_or(0.0)
+}
+
 /// Checks a ladder of noise levels: finite, positive, strictly decreasing.
 pub fn check_ladder(levels: &[f64]) -> Result<()> {
     let ok = !levels.is_empty()

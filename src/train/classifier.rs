@@ -9,12 +9,12 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand_chacha::ChaCha8Rng;
 
-use super::robust::{gaussian, pgd_l2, Robust, EVAL_PGD_STEPS};
+use super::robust::{pgd_l2, Robust, EVAL_PGD_STEPS};
 use super::{batched, validation_start, Data, Task, TrainOptions};
 use crate::error::Result;
 use crate::models::fashion::{Classifier, ClassifierConfig, Evaluator, EvaluatorConfig};
 use crate::nn::adam::Adam;
-use crate::nn::{accuracy, dropout, init::init_seeded};
+use crate::nn::{accuracy, dropout, gaussian_like, init::init_seeded};
 
 /// Either of the two image classifiers.
 pub enum Net {
@@ -143,8 +143,8 @@ impl ClassifierTask {
             let y = self.data.train.labels_tensor(chunk, &self.device)?;
             let k = chunk.len() as f64;
             if self.robust.noise_std > 0.0 {
-                let z = gaussian(&mut rng, x.shape(), &self.device)?;
-                noisy += accuracy(&logits(&(&x + (z * self.robust.noise_std)?)?)?, &y)? * k;
+                let z = gaussian_like(&x, self.robust.noise_std, &mut rng)?;
+                noisy += accuracy(&logits(&(&x + z)?)?, &y)? * k;
             }
             if let Some(eps) = self.robust.l2_eps {
                 let adv = pgd_l2(&x, &y, eps, EVAL_PGD_STEPS, logits)?;

@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::nn::gaussian_like;
 
 /// Gradient-ascent steps of the attack during training.
 pub const TRAIN_PGD_STEPS: usize = 3;
@@ -76,23 +77,10 @@ impl Robust {
             None => x.clone(),
         };
         if self.noise_std > 0.0 {
-            x = (&x + gaussian(rng, x.shape(), x.device())? * self.noise_std)?;
+            x = (&x + gaussian_like(&x, self.noise_std, rng)?)?;
         }
         Ok(x)
     }
-}
-
-/// `shape` of standard normal draws from `rng`.
-pub fn gaussian(
-    rng: &mut ChaCha8Rng,
-    shape: &candle_core::Shape,
-    device: &candle_core::Device,
-) -> Result<Tensor> {
-    use rand::Rng;
-    let v: Vec<f32> = (0..shape.elem_count())
-        .map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal))
-        .collect();
-    Ok(Tensor::from_vec(v, shape, device)?)
 }
 
 /// Each row's L2 norm over all its other dimensions, `[n, 1, ...]` to
