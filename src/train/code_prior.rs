@@ -185,8 +185,12 @@ pub fn size(size: Option<&[usize]>) -> Result<(usize, usize)> {
 
 /// The Frechet distance between two sets of codes `[n, dim]`.
 pub fn codes_frechet(a: &Tensor, b: &Tensor) -> Result<f64> {
-    let rows = |t: &Tensor| -> Result<Vec<Vec<f64>>> { Ok(t.to_dtype(DType::F64)?.to_vec2()?) };
     crate::nn::frechet::frechet_distance(&rows(a)?, &rows(b)?)
+}
+
+/// Rows of a `[n, d]` tensor in f64.
+pub fn rows(t: &Tensor) -> Result<Vec<Vec<f64>>> {
+    Ok(t.to_dtype(DType::F64)?.to_vec2()?)
 }
 
 /// Where training starts: each coupling's output layer at zero (the flow

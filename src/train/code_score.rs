@@ -31,7 +31,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::Serialize;
 
-use super::code_prior::{codes_frechet, moments, SplitCodes, DRAWS};
+use super::code_prior::{codes_frechet, moments, rows, SplitCodes, DRAWS};
 use super::{varmap_tensors, Data, Task, TrainOptions};
 use crate::data::fashion_mnist::{self, Split};
 use crate::density::{Eval, Term};
@@ -312,11 +312,6 @@ pub fn score_draws(
     })
 }
 
-/// Rows of a `[n, d]` tensor in f64.
-fn rows(t: &Tensor) -> Result<Vec<Vec<f64>>> {
-    Ok(t.to_dtype(DType::F64)?.to_vec2()?)
-}
-
 /// The eigenvalues below which a principal axis of the standardised codes
 /// is whitened as if its variance were this (units that barely vary).
 const WHITEN_FLOOR: f64 = 1e-3;
@@ -326,24 +321,18 @@ const WHITEN_FLOOR: f64 = 1e-3;
 /// eigenvalues `l` (at least [`WHITEN_FLOOR`]) and eigenvectors `U`, so
 /// that `z W` has unit variance along every axis.
 fn whitening(z: &Tensor) -> Result<(Tensor, Tensor)> {
-    use crate::nn::frechet::{mean_cov, symmetric_eigen};
-    let (_, cov) = mean_cov(&rows(z)?);
-    let d = cov.nrows();
-    let cov: Vec<Vec<f64>> = (0..d)
-        .map(|i| (0..d).map(|j| cov[(i, j)]).collect())
-        .collect();
-    let (l, u) = symmetric_eigen(&cov);
-    let s: Vec<f64> = l.iter().map(|v| v.max(WHITEN_FLOOR).sqrt()).collect();
-    let white: Vec<f32> = (0..d)
-        .flat_map(|i| (0..d).map(|k| (u[i][k] / s[k]) as f32).collect::<Vec<_>>())
-        .collect();
-    let colour: Vec<f32> = (0..d)
-        .flat_map(|k| (0..d).map(|j| (s[k] * u[j][k]) as f32).collect::<Vec<_>>())
-        .collect();
-    Ok((
-        Tensor::from_vec(white, (d, d), z.device())?,
-        Tensor::from_vec(colour, (d, d), z.device())?,
-    ))
+    let (_, cov) = crate::nn::frechet::mean_cov(&rows(z)?);
+    let e = nalgebra::SymmetricEigen::new(cov);
+    let s = e.eigenvalues.map(|v| v.max(WHITEN_FLOOR).sqrt());
+    let u = &e.eigenvectors;
+    let white = u * nalgebra::DMatrix::from_diagonal(&s.map(|v| 1.0 / v));
+    let colour = nalgebra::DMatrix::from_diagonal(&s) * u.transpose();
+    // nalgebra is column-major: its transpose's storage is the rows in order
+    let tensor = |m: nalgebra::DMatrix<f64>| -> Result<Tensor> {
+        let v: Vec<f32> = m.transpose().iter().map(|&x| x as f32).collect();
+        Ok(Tensor::from_vec(v, (m.nrows(), m.ncols()), z.device())?)
+    };
+    Ok((tensor(white)?, tensor(colour)?))
 }
 
 /// Sets variable `name` of `varmap` to `t`.
