@@ -38,10 +38,13 @@ pub fn expected_tensors(network: &str) -> Result<Vec<(String, Vec<usize>)>> {
 /// `dir` with their cards' numbers, and the pretrained packages.
 pub fn inventory(dir: &Path) -> Result<String> {
     let mut out = format!("Fashion-MNIST stack in {}\n", dir.display());
-    for name in fashion::NETWORKS {
+    let optional = fashion::OPTIONAL.iter().map(|n| (n, true));
+    for (name, optional) in fashion::NETWORKS.iter().map(|n| (n, false)).chain(optional) {
         let (w, c) = fashion::paths(dir, name);
         if !w.exists() {
-            let _ = writeln!(out, "  {name:<14} missing ({})", w.display());
+            if !optional {
+                let _ = writeln!(out, "  {name:<14} missing ({})", w.display());
+            }
             continue;
         }
         let card = card::Card::load(&c)?;

@@ -143,3 +143,35 @@ fn shipped_code_prior_reproduces_its_card() {
         .unwrap();
     assert!(err < 1e-3, "T(T^-1(u)) differs from u by {err}");
 }
+
+#[test]
+fn the_inventory_lists_a_guide_only_where_a_folder_has_one() {
+    let src = models_dir();
+    let tmp = super::tempdir("inventory");
+    for name in stack::NETWORKS {
+        let (w, c) = stack::paths(&src, name);
+        std::fs::copy(&c, tmp.join(c.file_name().unwrap())).unwrap();
+        std::os::unix::fs::symlink(&w, tmp.join(w.file_name().unwrap())).unwrap();
+    }
+    let without = ppgn::models::inventory(&tmp).unwrap();
+    assert!(!without.contains("guide"), "{without}");
+    assert!(!without.contains("missing ("), "{without}");
+    // a guide is the classifier's architecture: its card and weights will do
+    let (w, c) = stack::paths(&src, "classifier");
+    let card = std::fs::read_to_string(&c).unwrap();
+    let card = card.replace("\"network\": \"classifier\"", "\"network\": \"guide\"");
+    std::fs::write(tmp.join("guide.json"), card).unwrap();
+    std::os::unix::fs::symlink(&w, tmp.join("guide.safetensors")).unwrap();
+    let with = ppgn::models::inventory(&tmp).unwrap();
+    let line = with
+        .lines()
+        .find(|l| l.trim_start().starts_with("guide "))
+        .unwrap();
+    assert!(line.contains("steps"), "{with}");
+    std::fs::remove_file(tmp.join("x-dae.safetensors")).unwrap();
+    let missing = ppgn::models::inventory(&tmp).unwrap();
+    assert!(
+        missing.contains("x-dae") && missing.contains("missing ("),
+        "{missing}"
+    );
+}

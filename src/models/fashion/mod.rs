@@ -48,6 +48,10 @@ pub const NETWORKS: [&str; 9] = [
     "realness",
 ];
 
+/// Networks a model folder may hold beside [`NETWORKS`] that no job needs:
+/// `guide` (`ppgn train guide`, read by `--classifier fashion-guide`).
+pub const OPTIONAL: [&str; 1] = ["guide"];
+
 /// The model folder: the flag, else `$PPGN_MODELS`, else `models/fashion-mnist`
 /// in the working directory, else the one in the source tree this binary was built from.
 pub fn resolve_dir(flag: Option<&Path>) -> PathBuf {
