@@ -8,7 +8,7 @@ use ppgn::eval::{generators, stack_check};
 use ppgn::models::fashion as stack;
 use ppgn::models::pretrained;
 use ppgn::run::config::settings::{self, Overrides};
-use ppgn::train::code_score;
+use ppgn::train::{code_score, flow_temperature};
 
 #[derive(Subcommand, Debug)]
 pub enum ModelsCommand {
@@ -49,6 +49,30 @@ pub enum ModelsCommand {
     /// --config file (sampler = "probability-flow" for Heun's ODE) and
     /// --steps (the ladder's levels). No image and no evaluator is used.
     ScoreDraws(ScoreDrawsArgs),
+    /// Measure the flow prior's draws at temperatures 1 to 0.5 (draws
+    /// `T(t z)`, `z ~ N(0, I)`) as its card measures them, against the
+    /// validation split's codes, and choose one by the rule written in
+    /// `train::flow_temperature` (the flow as trained stays unless another
+    /// is closer by more than 5%). --record writes the choice on the code
+    /// prior's card, which `--prior flow` then samples at. No image and no
+    /// evaluator is used.
+    FlowTemperature(FlowTemperatureArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FlowTemperatureArgs {
+    /// Model folder [default: $PPGN_MODELS or models/fashion-mnist].
+    #[arg(long)]
+    pub models: Option<PathBuf>,
+    /// Fashion-MNIST folder [default: $PPGN_FASHION_MNIST or /usr/share/datasets/fashion-mnist].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Write the chosen temperature on the code prior's card, with this command.
+    #[arg(long)]
+    pub record: bool,
+    /// Also write the measurements as JSON.
+    #[arg(long, value_name = "FILE.json")]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -129,6 +153,7 @@ pub fn run(c: ModelsCommand) -> anyhow::Result<()> {
         ModelsCommand::Check(a) => check(a),
         ModelsCommand::Generators(a) => generators(a),
         ModelsCommand::ScoreDraws(a) => score_draws(a),
+        ModelsCommand::FlowTemperature(a) => flow_temperature(a),
     }
 }
 
@@ -216,6 +241,21 @@ fn score_draws(a: ScoreDrawsArgs) -> anyhow::Result<()> {
     if let Some(path) = &a.json {
         ppgn::fsutil::write_atomic(path, serde_json::to_string_pretty(&r)?.as_bytes())?;
         println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn flow_temperature(a: FlowTemperatureArgs) -> anyhow::Result<()> {
+    let models = stack::resolve_dir(a.models.as_deref());
+    let study = flow_temperature::study(&models, a.data_dir.as_deref())?;
+    print!("{study}");
+    if let Some(path) = &a.json {
+        ppgn::fsutil::write_atomic(path, serde_json::to_string_pretty(&study)?.as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    if a.record {
+        flow_temperature::record(&models, study.chosen, &super::command_line())?;
+        println!("recorded temperature {} on the code prior's card", study.chosen);
     }
     Ok(())
 }

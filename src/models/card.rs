@@ -42,6 +42,11 @@ pub struct Card {
 /// restoration adds to the observation's noise).
 pub const GENERATOR_ERROR: &str = "validation_reconstruction_rmse";
 
+/// The code prior card's metric of the temperature its draws are taken at
+/// (`crate::models::fashion::Stack::transport`; absent: 1, the flow as
+/// trained), chosen by `ppgn models flow-temperature --record`.
+pub const FLOW_TEMPERATURE: &str = "temperature";
+
 impl Card {
     pub fn load(path: &Path) -> Result<Card> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;

@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::models::fashion::code_prior::HALF_LN_2PI;
 use crate::models::fashion::{self as stack, Classifier, CodePrior, CodePriorConfig};
 use crate::nn::adam::Adam;
+use crate::nn::frechet::{spread, Spread};
 use crate::nn::init::init_seeded;
 use rand::Rng;
 
@@ -256,32 +257,40 @@ pub fn isotropic_nll(test: &Tensor, sigma: f64) -> Result<f64> {
     Ok(sq / (2.0 * sigma * sigma * (m * d) as f64) + sigma.ln() + HALF_LN_2PI)
 }
 
-impl CodePriorTask {
-    /// The card's `validation_draws_frechet` and its floor
-    /// `training_codes_frechet` (module doc), in the code standardised by
-    /// the training codes.
-    fn draws_frechet(&self) -> Result<(f64, f64)> {
-        use rand::SeedableRng;
-        let n = DRAWS.min(self.validation.dim(0)?).min(self.train.dim(0)?);
-        let (mean, std) = moments(&self.train)?;
-        let standard =
-            |u: &Tensor| -> Result<Tensor> { Ok(u.broadcast_sub(&mean)?.broadcast_div(&std)?) };
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-        let z: Vec<f32> = (0..n * self.cfg.dim)
-            .map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal))
-            .collect();
-        let z = Tensor::from_vec(z, (n, self.cfg.dim), self.train.device())?;
-        let parts = batched(n, 1000, |idx| {
-            Ok(self.flow.transport(&z.narrow(0, idx[0], idx.len())?)?)
-        })?;
-        let draws = standard(&Tensor::cat(&parts, 0)?)?;
-        let validation = standard(&self.validation.narrow(0, 0, n)?)?;
-        let seen = standard(&self.train.narrow(0, 0, n)?)?;
-        Ok((
-            codes_frechet(&draws, &validation)?,
-            codes_frechet(&seen, &validation)?,
-        ))
-    }
+/// The card's `validation_draws_frechet` and its floor
+/// `training_codes_frechet` (module doc), in the code standardised by
+/// the training codes `train`: [`DRAWS`] draws `T(temperature z)` of the
+/// flow (`z ~ N(0, I)`, seed 0; the trained flow is `temperature` 1,
+/// [`super::flow_temperature`] tries others) against as many
+/// `validation` codes, with where the draws differ from them.
+pub fn draws_frechet(
+    flow: &CodePrior,
+    train: &Tensor,
+    validation: &Tensor,
+    temperature: f64,
+) -> Result<(f64, f64, Spread)> {
+    use rand::SeedableRng;
+    let dim = flow.cfg.dim;
+    let n = DRAWS.min(validation.dim(0)?).min(train.dim(0)?);
+    let (mean, std) = moments(train)?;
+    let standard =
+        |u: &Tensor| -> Result<Tensor> { Ok(u.broadcast_sub(&mean)?.broadcast_div(&std)?) };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let z: Vec<f32> = (0..n * dim)
+        .map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal))
+        .collect();
+    let z = (Tensor::from_vec(z, (n, dim), train.device())? * temperature)?;
+    let parts = batched(n, 1000, |idx| {
+        Ok(flow.transport(&z.narrow(0, idx[0], idx.len())?)?)
+    })?;
+    let draws = standard(&Tensor::cat(&parts, 0)?)?;
+    let validation = standard(&validation.narrow(0, 0, n)?)?;
+    let seen = standard(&train.narrow(0, 0, n)?)?;
+    Ok((
+        codes_frechet(&draws, &validation)?,
+        codes_frechet(&seen, &validation)?,
+        spread(&rows(&draws)?, &rows(&validation)?),
+    ))
 }
 
 impl Task for CodePriorTask {
@@ -308,7 +317,7 @@ impl Task for CodePriorTask {
         Ok(vec![("nll_per_dim", loss.to_scalar::<f32>()? as f64)])
     }
     fn evaluate(&self) -> Result<BTreeMap<String, f64>> {
-        let (frechet, floor) = self.draws_frechet()?;
+        let (frechet, floor, _) = draws_frechet(&self.flow, &self.train, &self.validation, 1.0)?;
         let nll = |codes: &Tensor| -> Result<f64> {
             let n = codes.dim(0)?;
             let parts = batched(n, 1000, |idx| {

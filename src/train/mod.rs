@@ -12,6 +12,7 @@ pub mod classifier;
 pub mod code_prior;
 pub mod code_score;
 pub mod dae;
+pub mod flow_temperature;
 pub mod gan;
 pub mod job;
 pub mod realness;

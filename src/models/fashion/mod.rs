@@ -188,7 +188,7 @@ impl Stack {
     /// `relu(T(z))`: the flow prior's base points to codes `h`, as an
     /// engine graph (what `--prior flow` puts before `G`).
     pub fn transport(&self) -> Result<crate::nn::fast::Net<f32>> {
-        use crate::nn::fast::{pointwise::Pointwise, Net, Op};
+        use crate::nn::fast::{build, pointwise::Pointwise, Net, Op};
         let flow = self
             .code_prior
             .as_ref()
@@ -197,9 +197,25 @@ impl Stack {
                 missing: "models/fashion-mnist/code-prior.safetensors".into(),
                 hint: "train it with `ppgn train code-prior` or choose another --prior".into(),
             })?;
-        let t = flow.compile::<f32>()?;
+        let mut t = flow.compile::<f32>()?;
+        let temperature = self.flow_temperature();
+        if temperature != 1.0 {
+            let dim = flow.cfg.dim;
+            t = build::net((1, 1, dim), vec![build::affine(dim, temperature, 0.0)])?
+                .then(t)?;
+        }
         let relu = Net::new(t.output(), vec![Op::Pointwise(Pointwise::Relu)])?;
         t.then(relu)
+    }
+    /// The temperature the flow prior's draws are taken at: its card's
+    /// [`super::card::FLOW_TEMPERATURE`], 1 (the flow as trained) without one.
+    pub fn flow_temperature(&self) -> f64 {
+        self.cards
+            .iter()
+            .find(|c| c.network == "code-prior")
+            .and_then(|c| c.metrics.get(crate::models::card::FLOW_TEMPERATURE))
+            .copied()
+            .unwrap_or(1.0)
     }
     /// The independent evaluator, or that this stack was loaded without it.
     /// Whether the stack was loaded with its evaluator.

@@ -211,6 +211,10 @@ impl Pair for FashionPair {
         if let Some(g) = &self.guide {
             m["guide"] = g.provenance.clone();
         }
+        if self.stack.code_prior.is_some() {
+            // what `--prior flow` draws at (its card's, 1 as trained)
+            m["flow_temperature"] = self.stack.flow_temperature().into();
+        }
         m
     }
 
