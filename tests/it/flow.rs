@@ -358,3 +358,50 @@ fn exact_samplers_on_the_flow_density_reproduce_its_ancestral_samples() {
         "a kernel with a wrong acceptance ratio passed"
     );
 }
+
+/// The temperature on the code prior's card scales the base point before
+/// `T` in what `--prior flow` decodes through, and only there: the shipped
+/// stack in a folder whose code prior card says 0.5 maps `z` where the
+/// card without one maps `0.5 z`. The rule of `ppgn models
+/// flow-temperature` keeps the trained flow unless another is more than 5%
+/// closer.
+#[test]
+fn the_cards_temperature_scales_the_flows_base_point() {
+    use ppgn::models::fashion::{self as stack, Stack};
+    use ppgn::train::flow_temperature::{choose, record, TemperatureRow, METRIC};
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fashion-mnist");
+    let dir = super::tempdir("flow-temperature");
+    for name in stack::NETWORKS {
+        let (w, c) = stack::paths(&src, name);
+        std::fs::copy(&c, dir.join(c.file_name().unwrap())).unwrap();
+        std::os::unix::fs::symlink(&w, dir.join(w.file_name().unwrap())).unwrap();
+    }
+    let load = || Stack::load_for_choosing(&dir, DType::F32, &Device::Cpu).unwrap();
+    let plain = load();
+    assert_eq!(plain.flow_temperature(), 1.0);
+    record(&dir, 0.5, "the test").unwrap();
+    let warm = load();
+    assert_eq!(warm.flow_temperature(), 0.5);
+    let card = warm.cards.iter().find(|c| c.network == "code-prior").unwrap();
+    assert_eq!(card.measured_by[METRIC], "the test");
+    let n = 3;
+    let z: Vec<f32> = (0..n * 256).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+    let half: Vec<f32> = z.iter().map(|v| v * 0.5).collect();
+    let mut ws = Workspace::default();
+    let at_half = warm.transport().unwrap().forward(&z, n, &mut ws).unwrap().to_vec();
+    let scaled = plain.transport().unwrap().forward(&half, n, &mut ws).unwrap().to_vec();
+    let unscaled = plain.transport().unwrap().forward(&z, n, &mut ws).unwrap().to_vec();
+    let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(diff(&at_half, &scaled) < 1e-5, "{}", diff(&at_half, &scaled));
+    assert!(diff(&at_half, &unscaled) > 0.1);
+
+    let row = |t: f64, d: f64| TemperatureRow {
+        temperature: t,
+        validation_draws_frechet: d,
+        spread: ppgn::nn::frechet::spread(&[vec![0.0], vec![1.0]], &[vec![0.0], vec![1.0]]),
+    };
+    // 5% is the margin: 9.6 is not enough below 10, 9.4 is
+    assert_eq!(choose(&[row(1.0, 10.0), row(0.9, 9.6), row(0.8, 11.0)]), 1.0);
+    assert_eq!(choose(&[row(1.0, 10.0), row(0.9, 9.6), row(0.8, 9.4)]), 0.8);
+    assert_eq!(choose(&[row(1.0, 10.0)]), 1.0);
+}
