@@ -255,7 +255,10 @@ fn flow_temperature(a: FlowTemperatureArgs) -> anyhow::Result<()> {
     }
     if a.record {
         flow_temperature::record(&models, study.chosen, &super::command_line())?;
-        println!("recorded temperature {} on the code prior's card", study.chosen);
+        println!(
+            "recorded temperature {} on the code prior's card",
+            study.chosen
+        );
     }
     Ok(())
 }

@@ -83,7 +83,9 @@ pub struct TrainArgs {
     /// found by 3 steps of PGD; the card adds the accuracy under a 10-step attack.
     #[arg(long, value_name = "l2:EPS")]
     pub adversarial: Option<String>,
-    /// Code-score only: whiten the codes by their principal axes (not only per unit).
+    /// The priors on codes (code-score, code-prior): whiten the codes by their
+    /// principal axes (not only per unit); the flow then starts as their
+    /// full-covariance Gaussian fit.
     #[arg(long)]
     pub whiten: bool,
     #[arg(long, short)]

@@ -118,7 +118,7 @@ impl FlowDensity {
         let net = std::sync::Arc::new(flow.compile_inverse::<f32>()?);
         Ok(Self {
             inverse: Backend::new(net, engine)?,
-            constant: -flow.log_std_sum()? - flow.cfg.dim as f64 * HALF_LN_2PI,
+            constant: -flow.affine_log_det()? - flow.cfg.dim as f64 * HALF_LN_2PI,
         })
     }
 }

@@ -145,6 +145,7 @@ impl CodePriorTask {
             dim,
             couplings,
             hidden,
+            whiten: opts.whiten,
         };
         let varmap = VarMap::new();
         let flow = CodePrior::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
@@ -194,9 +195,36 @@ pub fn rows(t: &Tensor) -> Result<Vec<Vec<f64>>> {
     Ok(t.to_dtype(DType::F64)?.to_vec2()?)
 }
 
+/// The eigenvalues below which a principal axis of the standardised codes
+/// is whitened as if its variance were this (units that barely vary).
+const WHITEN_FLOOR: f64 = 1e-3;
+
+/// The whitening `W` and colouring `C = W^-1` of codes `z [n, dim]` (rows):
+/// `W = U diag(l)^-1/2`, `C = diag(l)^1/2 U^T` for their covariance's
+/// eigenvalues `l` (at least [`WHITEN_FLOOR`]) and eigenvectors `U`, so
+/// that `z W` has unit variance along every axis; with `log |det C|`.
+pub fn whitening(z: &Tensor) -> Result<(Tensor, Tensor, f64)> {
+    let (_, cov) = crate::nn::frechet::mean_cov(&rows(z)?);
+    let e = nalgebra::SymmetricEigen::new(cov);
+    let s = e.eigenvalues.map(|v| v.max(WHITEN_FLOOR).sqrt());
+    let u = &e.eigenvectors;
+    let white = u * nalgebra::DMatrix::from_diagonal(&s.map(|v| 1.0 / v));
+    let colour = nalgebra::DMatrix::from_diagonal(&s) * u.transpose();
+    // nalgebra is column-major: its transpose's storage is the rows in order
+    let tensor = |m: nalgebra::DMatrix<f64>| -> Result<Tensor> {
+        let v: Vec<f32> = m.transpose().iter().map(|&x| x as f32).collect();
+        Ok(Tensor::from_vec(v, (m.nrows(), m.ncols()), z.device())?)
+    };
+    let log_det = s.iter().map(|v| v.ln()).sum();
+    Ok((tensor(white)?, tensor(colour)?, log_det))
+}
+
 /// Where training starts: each coupling's output layer at zero (the flow
 /// is the affine map alone), tanh scales at 1, and the affine map at the
-/// training codes' per-dimension mean and standard deviation.
+/// training codes' per-dimension mean and standard deviation; whitened
+/// (`cfg.whiten`), the affine map at the identity and the colouring at
+/// the codes' principal axes, so that the flow starts as their
+/// full-covariance Gaussian fit.
 fn start(varmap: &VarMap, cfg: &CodePriorConfig, codes: &Tensor) -> Result<()> {
     let (mean, std) = moments(codes)?;
     let data = varmap.data().lock().unwrap();
@@ -208,8 +236,31 @@ fn start(varmap: &VarMap, cfg: &CodePriorConfig, codes: &Tensor) -> Result<()> {
             ),
         }
     };
-    set("norm.mean", &mean)?;
-    set("norm.log_std", &std.log()?)?;
+    if cfg.whiten {
+        // the affine map at the identity, then the fixed colouring:
+        // `u = (z C) * std + mean` as one matrix, `C' = C diag(std)`
+        let (white, colour, log_det) =
+            whitening(&codes.broadcast_sub(&mean)?.broadcast_div(&std)?)?;
+        let row = std.unsqueeze(0)?;
+        set("norm.colour", &colour.broadcast_mul(&row)?)?;
+        set("norm.white", &white.broadcast_div(&row.t()?)?)?;
+        set("norm.centre", &mean)?;
+        let log_det = log_det
+            + std
+                .to_dtype(DType::F64)?
+                .log()?
+                .sum_all()?
+                .to_scalar::<f64>()?;
+        set(
+            "norm.colour_log_det",
+            &Tensor::new(&[log_det as f32], codes.device())?,
+        )?;
+        set("norm.mean", &mean.zeros_like()?)?;
+        set("norm.log_std", &std.zeros_like()?)?;
+    } else {
+        set("norm.mean", &mean)?;
+        set("norm.log_std", &std.log()?)?;
+    }
     for k in 0..cfg.couplings {
         let w = format!("c{k}.fc2.weight");
         set(&w, &data[&w].zeros_like()?)?;

@@ -31,7 +31,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::Serialize;
 
-use super::code_prior::{codes_frechet, moments, rows, SplitCodes, DRAWS};
+use super::code_prior::{codes_frechet, moments, rows, whitening, SplitCodes, DRAWS};
 use super::{varmap_tensors, Data, Task, TrainOptions};
 use crate::data::fashion_mnist::{self, Split};
 use crate::density::{Eval, Term};
@@ -87,7 +87,7 @@ impl CodeScoreTask {
         }
         if opts.whiten {
             let z = codes.train.broadcast_sub(&mean)?.broadcast_div(&std)?;
-            let (white, colour) = whitening(&z)?;
+            let (white, colour, _) = whitening(&z)?;
             set(&varmap, "norm.white", &white)?;
             set(&varmap, "norm.colour", &colour)?;
         }
@@ -310,29 +310,6 @@ pub fn score_draws(
         training_codes_frechet: codes_frechet(&seen, &validation)?,
         spread: spread(&rows(&drawn)?, &rows(&validation)?),
     })
-}
-
-/// The eigenvalues below which a principal axis of the standardised codes
-/// is whitened as if its variance were this (units that barely vary).
-const WHITEN_FLOOR: f64 = 1e-3;
-
-/// The whitening `W` and colouring `C = W^-1` of codes `z [n, dim]` (rows):
-/// `W = U diag(l)^-1/2`, `C = diag(l)^1/2 U^T` for their covariance's
-/// eigenvalues `l` (at least [`WHITEN_FLOOR`]) and eigenvectors `U`, so
-/// that `z W` has unit variance along every axis.
-fn whitening(z: &Tensor) -> Result<(Tensor, Tensor)> {
-    let (_, cov) = crate::nn::frechet::mean_cov(&rows(z)?);
-    let e = nalgebra::SymmetricEigen::new(cov);
-    let s = e.eigenvalues.map(|v| v.max(WHITEN_FLOOR).sqrt());
-    let u = &e.eigenvectors;
-    let white = u * nalgebra::DMatrix::from_diagonal(&s.map(|v| 1.0 / v));
-    let colour = nalgebra::DMatrix::from_diagonal(&s) * u.transpose();
-    // nalgebra is column-major: its transpose's storage is the rows in order
-    let tensor = |m: nalgebra::DMatrix<f64>| -> Result<Tensor> {
-        let v: Vec<f32> = m.transpose().iter().map(|&x| x as f32).collect();
-        Ok(Tensor::from_vec(v, (m.nrows(), m.ncols()), z.device())?)
-    };
-    Ok((tensor(white)?, tensor(colour)?))
 }
 
 /// Sets variable `name` of `varmap` to `t`.

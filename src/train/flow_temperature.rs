@@ -102,7 +102,10 @@ pub fn choose(rows: &[TemperatureRow]) -> f64 {
     };
     let best = rows
         .iter()
-        .min_by(|a, b| a.validation_draws_frechet.total_cmp(&b.validation_draws_frechet))
+        .min_by(|a, b| {
+            a.validation_draws_frechet
+                .total_cmp(&b.validation_draws_frechet)
+        })
         .unwrap_or(trained);
     let bar = trained.validation_draws_frechet * (1.0 - MARGIN);
     match best.validation_draws_frechet < bar {

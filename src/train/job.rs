@@ -96,10 +96,10 @@ pub fn train(
         network,
         Network::Classifier | Network::Evaluator | Network::Guide
     );
-    if opts.whiten && network != Network::CodeScore {
+    if opts.whiten && !matches!(network, Network::CodeScore | Network::CodePrior) {
         return Err(crate::error::Error::unsupported(
             format!("--whiten with {}", network.name()),
-            "it whitens the codes of the score prior: code-score",
+            "it whitens the codes of the priors on codes: code-score and code-prior",
         ));
     }
     if opts.robust.is_on() && !classifies {

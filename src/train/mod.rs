@@ -64,7 +64,7 @@ pub struct TrainOptions {
     pub command: String,
     /// Noise and adversarial images in training (image classifiers only).
     pub robust: robust::Robust,
-    /// Code-score only: whiten the codes by their principal axes.
+    /// The priors on codes only: whiten the codes by their principal axes.
     pub whiten: bool,
 }
 

@@ -43,6 +43,28 @@ pub fn random_flow(cfg: &CodePriorConfig, dtype: DType, seed: u64) -> CodePrior 
         };
         v.set(&t.to_dtype(dtype).unwrap()).unwrap();
     }
+    if cfg.whiten {
+        // a colouring away from the identity, its inverse and log |det|
+        let c = (uniform(&[d, d], -0.3, 0.3, seed + 6)
+            + Tensor::eye(d, DType::F64, &Device::Cpu).unwrap())
+        .unwrap();
+        let m = nalgebra::DMatrix::from_row_slice(d, d, &vec_f64(&c));
+        let w = m.clone().try_inverse().unwrap();
+        let log_det = m.determinant().abs().ln();
+        let w: Vec<f64> = w.transpose().iter().copied().collect();
+        let w = Tensor::from_vec(w, (d, d), &Device::Cpu).unwrap();
+        for (name, t) in [
+            ("norm.colour", c),
+            ("norm.white", w),
+            ("norm.centre", uniform(&[d], -1.0, 1.0, seed + 7)),
+            (
+                "norm.colour_log_det",
+                Tensor::new(&[log_det], &Device::Cpu).unwrap(),
+            ),
+        ] {
+            data[name].set(&t.to_dtype(dtype).unwrap()).unwrap();
+        }
+    }
     drop(data);
     flow
 }
@@ -52,7 +74,19 @@ fn small() -> CodePriorConfig {
         dim: 6,
         couplings: 4,
         hidden: 12,
+        whiten: false,
     }
+}
+
+/// [`small`] and its whitened form (a fixed colouring after the affine map).
+fn both() -> [CodePriorConfig; 2] {
+    [
+        small(),
+        CodePriorConfig {
+            whiten: true,
+            ..small()
+        },
+    ]
 }
 
 fn vec_f64(t: &Tensor) -> Vec<f64> {
@@ -97,8 +131,13 @@ fn engine_log_p(
 
 #[test]
 fn flow_graphs_match_the_training_module_in_f64() {
-    let cfg = small();
-    let flow = random_flow(&cfg, DType::F64, 3);
+    for cfg in both() {
+        flow_graphs_match(&cfg);
+    }
+}
+
+fn flow_graphs_match(cfg: &CodePriorConfig) {
+    let flow = random_flow(cfg, DType::F64, 3);
     let n = 5;
     let z = uniform(&[n, cfg.dim], -2.0, 2.0, 10);
     let w: Vec<f64> = vec_f64(&uniform(&[n, cfg.dim], -1.0, 1.0, 11));
@@ -114,7 +153,7 @@ fn flow_graphs_match_the_training_module_in_f64() {
     let (z_back, lp) = flow.inverse(&u).unwrap();
     let back = (z_back - &z).unwrap().abs().unwrap().max_all().unwrap();
     assert!(back.to_scalar::<f64>().unwrap() < 1e-12, "T^-1(T(z)) != z");
-    let constant = -flow.log_std_sum().unwrap()
+    let constant = -flow.affine_log_det().unwrap()
         - cfg.dim as f64 * ppgn::models::fashion::code_prior::HALF_LN_2PI;
     let inverse = flow.compile_inverse::<f64>().unwrap();
     let (value, g) = engine_log_p(&inverse, &vec_f64(&u), n, cfg.dim, constant);
@@ -160,9 +199,14 @@ fn flow_graphs_match_the_training_module_in_f64() {
 /// log-density and gradient to f32 rounding.
 #[test]
 fn flow_density_term_matches_the_module() {
-    let cfg = small();
-    let flow64 = random_flow(&cfg, DType::F64, 4);
-    let flow32 = random_flow(&cfg, DType::F32, 4);
+    for cfg in both() {
+        flow_density_term_matches(&cfg);
+    }
+}
+
+fn flow_density_term_matches(cfg: &CodePriorConfig) {
+    let flow64 = random_flow(cfg, DType::F64, 4);
+    let flow32 = random_flow(cfg, DType::F32, 4);
     let u = flow64
         .transport(&uniform(&[7, cfg.dim], -2.0, 2.0, 12))
         .unwrap();
@@ -320,6 +364,7 @@ fn exact_samplers_on_the_flow_density_reproduce_its_ancestral_samples() {
         dim: 3,
         couplings: 4,
         hidden: 8,
+        whiten: false,
     };
     let flow = random_flow(&cfg, DType::F32, 21);
     let d = cfg.dim;
@@ -382,17 +427,47 @@ fn the_cards_temperature_scales_the_flows_base_point() {
     record(&dir, 0.5, "the test").unwrap();
     let warm = load();
     assert_eq!(warm.flow_temperature(), 0.5);
-    let card = warm.cards.iter().find(|c| c.network == "code-prior").unwrap();
+    let card = warm
+        .cards
+        .iter()
+        .find(|c| c.network == "code-prior")
+        .unwrap();
     assert_eq!(card.measured_by[METRIC], "the test");
     let n = 3;
-    let z: Vec<f32> = (0..n * 256).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+    let z: Vec<f32> = (0..n * 256)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+        .collect();
     let half: Vec<f32> = z.iter().map(|v| v * 0.5).collect();
     let mut ws = Workspace::default();
-    let at_half = warm.transport().unwrap().forward(&z, n, &mut ws).unwrap().to_vec();
-    let scaled = plain.transport().unwrap().forward(&half, n, &mut ws).unwrap().to_vec();
-    let unscaled = plain.transport().unwrap().forward(&z, n, &mut ws).unwrap().to_vec();
-    let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-    assert!(diff(&at_half, &scaled) < 1e-5, "{}", diff(&at_half, &scaled));
+    let at_half = warm
+        .transport()
+        .unwrap()
+        .forward(&z, n, &mut ws)
+        .unwrap()
+        .to_vec();
+    let scaled = plain
+        .transport()
+        .unwrap()
+        .forward(&half, n, &mut ws)
+        .unwrap()
+        .to_vec();
+    let unscaled = plain
+        .transport()
+        .unwrap()
+        .forward(&z, n, &mut ws)
+        .unwrap()
+        .to_vec();
+    let diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    assert!(
+        diff(&at_half, &scaled) < 1e-5,
+        "{}",
+        diff(&at_half, &scaled)
+    );
     assert!(diff(&at_half, &unscaled) > 0.1);
 
     let row = |t: f64, d: f64| TemperatureRow {
@@ -401,7 +476,10 @@ fn the_cards_temperature_scales_the_flows_base_point() {
         spread: ppgn::nn::frechet::spread(&[vec![0.0], vec![1.0]], &[vec![0.0], vec![1.0]]),
     };
     // 5% is the margin: 9.6 is not enough below 10, 9.4 is
-    assert_eq!(choose(&[row(1.0, 10.0), row(0.9, 9.6), row(0.8, 11.0)]), 1.0);
+    assert_eq!(
+        choose(&[row(1.0, 10.0), row(0.9, 9.6), row(0.8, 11.0)]),
+        1.0
+    );
     assert_eq!(choose(&[row(1.0, 10.0), row(0.9, 9.6), row(0.8, 9.4)]), 0.8);
     assert_eq!(choose(&[row(1.0, 10.0)]), 1.0);
 }

@@ -536,6 +536,66 @@ fn code_prior_training_takes_its_size_and_measures_its_draws() {
     assert!(fd > floor, "draws {fd} against the floor {floor}");
 }
 
+/// A whitened flow (`ppgn train code-prior --whiten`) keeps its colouring
+/// fixed at the training codes' principal axes and spreads: its inverse
+/// undoes it, its centre is the codes' mean, its stored log-determinant is
+/// the colouring's, and its card's distance is measured.
+#[test]
+fn a_whitened_flow_keeps_the_codes_colouring() {
+    use candle_core::DType;
+    use ppgn::train::code_prior::{CodePriorTask, SplitCodes};
+    let a = tempdir("flow-white");
+    train_classifier(&a, Kind::Classifier, &opts(&a, 1)).unwrap();
+    let mut o = TrainOptions {
+        whiten: true,
+        ..opts(&a, 7)
+    };
+    o.size = Some(vec![2, 24]);
+    let mut t = CodePriorTask::new(data(), &o, &Device::Cpu).unwrap();
+    let card = train::run(&mut t, &o, &Device::Cpu, &mut ppgn::run::Silent)
+        .unwrap()
+        .unwrap();
+    assert_eq!(card.config["whiten"], true);
+    assert!(card.metrics["validation_draws_frechet"].is_finite());
+    let w = load_tensors(&a.join("code-prior.safetensors"), &Device::Cpu).unwrap();
+    let f64s = |t: &candle_core::Tensor| -> Vec<f64> {
+        t.to_dtype(DType::F64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    let d = w["norm.colour"].dim(0).unwrap();
+    let c = nalgebra::DMatrix::from_row_slice(d, d, &f64s(&w["norm.colour"]));
+    let wh = nalgebra::DMatrix::from_row_slice(d, d, &f64s(&w["norm.white"]));
+    let eye = &wh * &c;
+    let off = (eye - nalgebra::DMatrix::<f64>::identity(d, d)).abs().max();
+    assert!(off < 1e-3, "W C is off the identity by {off}");
+    let log_det = c
+        .clone()
+        .lu()
+        .u()
+        .diagonal()
+        .iter()
+        .map(|v| v.abs().ln())
+        .sum::<f64>();
+    let stored = f64s(&w["norm.colour_log_det"])[0];
+    assert!(
+        (log_det - stored).abs() < 1e-3 * (1.0 + log_det.abs()),
+        "log |det C| {log_det}, stored {stored}"
+    );
+    // fixed while the couplings trained: the centre is the codes' mean
+    let codes = SplitCodes::new(&data(), &a, &Device::Cpu, "test").unwrap();
+    let mean = f64s(&codes.train.mean(0).unwrap());
+    for (m, s) in mean.iter().zip(f64s(&w["norm.centre"])) {
+        assert!(
+            (m - s).abs() <= 2e-6 * (1.0 + m.abs()),
+            "centre {s}, mean {m}"
+        );
+    }
+}
+
 /// `--size` is checked before any data loads: a size for a network
 /// without one, or of the wrong arity for the generator (three channels)
 /// or code-score (width and blocks), names the flag and what it takes.

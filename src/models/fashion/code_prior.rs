@@ -36,6 +36,13 @@ pub struct CodePriorConfig {
     pub couplings: usize,
     /// Width of each coupling's hidden layer.
     pub hidden: usize,
+    /// Whether the affine map is followed by a fixed colouring, `u = y C +
+    /// centre` (`norm.colour`, its inverse `norm.white`, `norm.centre` and
+    /// `log |det C|` in `norm.colour_log_det`): the training codes'
+    /// principal axes and spreads, so that the untrained flow is their
+    /// full-covariance Gaussian fit (`ppgn train code-prior --whiten`).
+    #[serde(default)]
+    pub whiten: bool,
 }
 
 impl Default for CodePriorConfig {
@@ -44,6 +51,7 @@ impl Default for CodePriorConfig {
             dim: 256,
             couplings: 8,
             hidden: 256,
+            whiten: false,
         }
     }
 }
@@ -64,7 +72,20 @@ pub struct CodePrior {
     couplings: Vec<Coupling>,
     mean: Tensor,
     log_std: Tensor,
+    /// With `cfg.whiten`: the fixed colouring after the affine map.
+    colour: Option<Colouring>,
     pub cfg: CodePriorConfig,
+}
+
+/// `u = y C + centre` and its inverse `y = (u - centre) W`, fixed at the
+/// training codes' (never trained: used detached).
+#[derive(Debug, Clone)]
+struct Colouring {
+    colour: Tensor,
+    white: Tensor,
+    centre: Tensor,
+    /// `[1]`: `log |det C|`
+    log_det: Tensor,
 }
 
 /// Coupling `k`'s mask on `dim` dimensions: even dimensions, odd ones,
@@ -109,10 +130,20 @@ impl CodePrior {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let colour = match cfg.whiten {
+            false => None,
+            true => Some(Colouring {
+                colour: vb.get((d, d), "norm.colour")?,
+                white: vb.get((d, d), "norm.white")?,
+                centre: vb.get(d, "norm.centre")?,
+                log_det: vb.get(1, "norm.colour_log_det")?,
+            }),
+        };
         Ok(Self {
             couplings,
             mean: vb.get(d, "norm.mean")?,
             log_std: vb.get(d, "norm.log_std")?,
+            colour,
             cfg: cfg.clone(),
         })
     }
@@ -138,16 +169,32 @@ impl CodePrior {
             let (s, t) = self.shift_scale(c, &x)?;
             x = ((x * s.exp()?)? + t)?;
         }
-        x.broadcast_mul(&self.log_std.exp()?)?
-            .broadcast_add(&self.mean)
+        let y = x
+            .broadcast_mul(&self.log_std.exp()?)?
+            .broadcast_add(&self.mean)?;
+        match &self.colour {
+            None => Ok(y),
+            Some(c) => y
+                .matmul(&c.colour.detach())?
+                .broadcast_add(&c.centre.detach()),
+        }
     }
 
     /// `z = T^-1(u)` and `log p(u)` per row, for codes `u [n, dim]`.
     pub fn inverse(&self, u: &Tensor) -> Result<(Tensor, Tensor)> {
-        let mut x = u
+        let mut log_det = self.log_std.sum_all()?.neg()?;
+        let y = match &self.colour {
+            None => u.clone(),
+            Some(c) => {
+                log_det = (log_det - c.log_det.detach().sum_all()?)?;
+                u.broadcast_sub(&c.centre.detach())?
+                    .matmul(&c.white.detach())?
+            }
+        };
+        let mut x = y
             .broadcast_sub(&self.mean)?
             .broadcast_mul(&self.log_std.neg()?.exp()?)?;
-        let mut log_det = self.log_std.sum_all()?.neg()?.broadcast_as(u.dim(0)?)?;
+        let mut log_det = log_det.broadcast_as(u.dim(0)?)?;
         for c in self.couplings.iter().rev() {
             let (s, t) = self.shift_scale(c, &x)?;
             x = ((x - t)? * s.neg()?.exp()?)?;
@@ -164,12 +211,28 @@ impl CodePrior {
         lp.mean_all()?.affine(-1.0 / self.cfg.dim as f64, 0.0)
     }
 
-    /// `sum log_std`, the affine map's log-determinant.
-    pub fn log_std_sum(&self) -> Result<f64> {
-        self.log_std
-            .to_dtype(candle_core::DType::F64)?
-            .sum_all()?
-            .to_scalar::<f64>()
+    /// `sum log_std` (and `log |det C|` when whitened), the log-determinant
+    /// of the maps after the couplings.
+    pub fn affine_log_det(&self) -> Result<f64> {
+        let sum = |t: &Tensor| {
+            t.to_dtype(candle_core::DType::F64)?
+                .sum_all()?
+                .to_scalar::<f64>()
+        };
+        Ok(sum(&self.log_std)? + self.colour.as_ref().map_or(Ok(0.0), |c| sum(&c.log_det))?)
+    }
+
+    /// The colouring as two engine ops: `u = y C + centre` and `y = (u -
+    /// centre) W` (a linear op's weight is `[out, in]`: `C^T`, `W^T`).
+    fn colour_ops<T: Real + WithDType>(&self) -> Result<Option<(Op<T>, Op<T>)>> {
+        let Some(c) = &self.colour else {
+            return Ok(None);
+        };
+        let back = (c.centre.neg()?.unsqueeze(0)?.matmul(&c.white)?).squeeze(0)?;
+        Ok(Some((
+            build::linear(&c.colour.t()?.contiguous()?, Some(&c.centre), Act::Identity)?,
+            build::linear(&c.white.t()?.contiguous()?, Some(&back), Act::Identity)?,
+        )))
     }
 
     /// One coupling's MLP on the engine, reading `x` in slot `x`: returns
@@ -257,13 +320,16 @@ impl CodePrior {
             x = g.add(&[xe, t]);
         }
         let (mean, log_std) = self.norm()?;
-        g.push_from(
+        let y = g.push_from(
             x,
             Op::Affine {
                 scale: log_std.iter().map(|l| T::from_f64(l.exp())).collect(),
                 shift: mean.iter().map(|&m| T::from_f64(m)).collect(),
             },
         );
+        if let Some((colour, _)) = self.colour_ops()? {
+            g.push_from(y, colour);
+        }
         g.tap("u");
         g.build()
     }
@@ -276,6 +342,9 @@ impl CodePrior {
         let d = self.cfg.dim;
         let (mean, log_std) = self.norm()?;
         let mut g = build::Builder::new((1, 1, d));
+        if let Some((_, white)) = self.colour_ops()? {
+            g.push(white);
+        }
         let mut x = g.push(Op::Affine {
             scale: log_std.iter().map(|l| T::from_f64((-l).exp())).collect(),
             shift: mean

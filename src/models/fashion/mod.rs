@@ -201,8 +201,7 @@ impl Stack {
         let temperature = self.flow_temperature();
         if temperature != 1.0 {
             let dim = flow.cfg.dim;
-            t = build::net((1, 1, dim), vec![build::affine(dim, temperature, 0.0)])?
-                .then(t)?;
+            t = build::net((1, 1, dim), vec![build::affine(dim, temperature, 0.0)])?.then(t)?;
         }
         let relu = Net::new(t.output(), vec![Op::Pointwise(Pointwise::Relu)])?;
         t.then(relu)
