@@ -33,18 +33,16 @@ pub struct EvalArgs {
     /// Fashion-MNIST runs: compare with the validation split (the last 5,000 training images).
     #[arg(long)]
     pub validation: bool,
-    #[arg(long)]
-    pub models: Option<PathBuf>,
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub folders: super::Folders,
 }
 
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let command = super::command_line();
     let r = evaluate(&EvalSpec {
         run_dir: &a.run_dir,
-        models: a.models.as_deref(),
-        data_dir: a.data_dir.as_deref(),
+        models: a.folders.models.as_deref(),
+        data_dir: a.folders.data(),
         evaluator: a.evaluator.as_deref(),
         features: a.features.as_deref(),
         real: a.real.as_deref(),

@@ -139,3 +139,26 @@ pub fn command_line() -> String {
     }
     args.join(" ")
 }
+
+/// The shipped stack's model folder and the Fashion-MNIST folder, the two
+/// folders most subcommands read.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Folders {
+    /// Model folder [default: $PPGN_MODELS or models/fashion-mnist].
+    #[arg(long)]
+    pub models: Option<std::path::PathBuf>,
+    /// Fashion-MNIST folder [default: $PPGN_FASHION_MNIST or /usr/share/datasets/fashion-mnist].
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+}
+
+impl Folders {
+    /// The model folder: the flag, else `$PPGN_MODELS`, else the default.
+    pub fn models_dir(&self) -> std::path::PathBuf {
+        ppgn::models::fashion::resolve_dir(self.models.as_deref())
+    }
+    /// The Fashion-MNIST folder given (`None`: the library's default).
+    pub fn data(&self) -> Option<&std::path::Path> {
+        self.data_dir.as_deref()
+    }
+}

@@ -61,12 +61,8 @@ pub enum ModelsCommand {
 
 #[derive(Args, Debug)]
 pub struct FlowTemperatureArgs {
-    /// Model folder [default: $PPGN_MODELS or models/fashion-mnist].
-    #[arg(long)]
-    pub models: Option<PathBuf>,
-    /// Fashion-MNIST folder [default: $PPGN_FASHION_MNIST or /usr/share/datasets/fashion-mnist].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub folders: super::Folders,
     /// Write the chosen temperature on the code prior's card, with this command.
     #[arg(long)]
     pub record: bool,
@@ -77,12 +73,8 @@ pub struct FlowTemperatureArgs {
 
 #[derive(Args, Debug)]
 pub struct ScoreDrawsArgs {
-    /// Model folder [default: $PPGN_MODELS or models/fashion-mnist].
-    #[arg(long)]
-    pub models: Option<PathBuf>,
-    /// Fashion-MNIST folder [default: $PPGN_FASHION_MNIST or /usr/share/datasets/fashion-mnist].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub folders: super::Folders,
     /// TOML file of sampler settings over the ppgn-score preset.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -102,12 +94,8 @@ pub struct ScoreDrawsArgs {
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// Model folder [default: $PPGN_MODELS or models/fashion-mnist].
-    #[arg(long)]
-    pub models: Option<PathBuf>,
-    /// Fashion-MNIST folder [default: $PPGN_FASHION_MNIST or /usr/share/datasets/fashion-mnist].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub folders: super::Folders,
     /// Also write a PNG of test originals beside their reconstructions
     /// (per class, 8 originals then their 8 reconstructions).
     #[arg(long)]
@@ -190,27 +178,16 @@ fn list(models: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 fn check(a: CheckArgs) -> anyhow::Result<()> {
-    let c = stack_check::check(a.models.as_deref(), a.data_dir.as_deref())?;
+    let c = stack_check::check(a.folders.models.as_deref(), a.folders.data())?;
     print!("{}", c.summary());
-    if a.record_tau {
-        c.record_generator_error(&super::command_line())?;
-        println!("recorded tau in the generator's card");
-    }
-    if let Some(path) = &a.tau_map {
-        c.write_tau_map(path)?;
-        println!("wrote {}", path.display());
-    }
-    if let Some(path) = &a.report {
-        let text = stack_check::markdown_report(&c, a.png.as_deref(), path)?;
-        ppgn::fsutil::write_atomic(path, text.as_bytes())?;
-        println!("wrote {}", path.display());
-    }
-    if let Some(path) = a.png {
-        c.reconstructions_png(&path)?;
-        println!(
-            "wrote {} (each row: 8 test images of one class, then their reconstructions)",
-            path.display()
-        );
+    let outputs = stack_check::CheckOutputs {
+        record_tau: a.record_tau.then(super::command_line),
+        tau_map: a.tau_map,
+        report: a.report,
+        png: a.png,
+    };
+    for line in c.write(&outputs)? {
+        println!("{line}");
     }
     Ok(())
 }
@@ -231,9 +208,9 @@ fn score_draws(a: ScoreDrawsArgs) -> anyhow::Result<()> {
         ..Overrides::default()
     };
     let cfg = settings::resolve("ppgn-score", a.config.as_deref(), &o)?;
-    let models = stack::resolve_dir(a.models.as_deref());
+    let models = a.folders.models_dir();
     let mut bar = super::progress::Bar::new(a.quiet, None);
-    let r = code_score::score_draws(&models, a.data_dir.as_deref(), &cfg, a.draws, &mut bar)?;
+    let r = code_score::score_draws(&models, a.folders.data(), &cfg, a.draws, &mut bar)?;
     println!(
         "{} draws by {} over {} levels ({} gradient evaluations each): Frechet distance to the validation codes {:.4} (floor, training codes: {:.4})",
         r.draws, r.sampler, r.levels, r.grad_evals, r.validation_draws_frechet, r.training_codes_frechet
@@ -246,8 +223,8 @@ fn score_draws(a: ScoreDrawsArgs) -> anyhow::Result<()> {
 }
 
 fn flow_temperature(a: FlowTemperatureArgs) -> anyhow::Result<()> {
-    let models = stack::resolve_dir(a.models.as_deref());
-    let study = flow_temperature::study(&models, a.data_dir.as_deref())?;
+    let models = a.folders.models_dir();
+    let study = flow_temperature::study(&models, a.folders.data())?;
     print!("{study}");
     if let Some(path) = &a.json {
         ppgn::fsutil::write_atomic(path, serde_json::to_string_pretty(&study)?.as_bytes())?;

@@ -37,10 +37,8 @@ pub struct ChooseArgs {
     /// Folder for choices.json and choices.md.
     #[arg(long, default_value = "runs/choose")]
     pub out: PathBuf,
-    #[arg(long)]
-    pub models: Option<PathBuf>,
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub folders: super::Folders,
     #[arg(short, long)]
     pub quiet: bool,
 }
@@ -55,8 +53,8 @@ pub fn run(a: PresetsArgs) -> anyhow::Result<()> {
         per_class: a.per_class,
         seed: a.seed,
         budget: a.budget,
-        models: a.models,
-        data_dir: a.data_dir,
+        models: a.folders.models,
+        data_dir: a.folders.data_dir,
     };
     let c = choose(&spec, &super::command_line(), &mut Bar::new(a.quiet, None))?;
     write(&c, &a.out)?;

@@ -38,10 +38,8 @@ pub struct ReportArgs {
     pub tsne_chains: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    #[arg(long)]
-    pub models: Option<PathBuf>,
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub folders: super::Folders,
     /// Frechet reference: the first N training images (default all; fewer for a quick look).
     #[arg(long)]
     pub reference_images: Option<usize>,
@@ -66,8 +64,8 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
         tsne_class: a.tsne_class,
         tsne_chains: a.tsne_chains,
         seed: a.seed,
-        models: a.models,
-        data_dir: a.data_dir,
+        models: a.folders.models,
+        data_dir: a.folders.data_dir,
         reference_images: a.reference_images,
         prior_draws: a.prior_draws,
         generator_study: a.generator_study,

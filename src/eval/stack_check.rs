@@ -249,6 +249,47 @@ fn role(name: &str) -> &'static str {
     }
 }
 
+/// What `ppgn models check` writes beside its summary.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOutputs {
+    /// Record tau on the generator's card, measured by this command.
+    pub record_tau: Option<String>,
+    /// The per-pixel tau `.npy`.
+    pub tau_map: Option<PathBuf>,
+    /// The Markdown report.
+    pub report: Option<PathBuf>,
+    /// The reconstructions' PNG.
+    pub png: Option<PathBuf>,
+}
+
+impl StackCheck {
+    /// Writes `outputs`, returning a line for each thing written.
+    pub fn write(&self, outputs: &CheckOutputs) -> Result<Vec<String>> {
+        let mut said = Vec::new();
+        if let Some(command) = &outputs.record_tau {
+            self.record_generator_error(command)?;
+            said.push("recorded tau in the generator's card".to_string());
+        }
+        if let Some(path) = &outputs.tau_map {
+            self.write_tau_map(path)?;
+            said.push(format!("wrote {}", path.display()));
+        }
+        if let Some(path) = &outputs.report {
+            let text = markdown_report(self, outputs.png.as_deref(), path)?;
+            crate::fsutil::write_atomic(path, text.as_bytes())?;
+            said.push(format!("wrote {}", path.display()));
+        }
+        if let Some(path) = &outputs.png {
+            self.reconstructions_png(path)?;
+            said.push(format!(
+                "wrote {} (each row: 8 test images of one class, then their reconstructions)",
+                path.display()
+            ));
+        }
+        Ok(said)
+    }
+}
+
 /// The stack's Markdown report: every number comes from the cards or from
 /// the measurement just made; nothing time-dependent, so a rerun is identical.
 pub fn markdown_report(
