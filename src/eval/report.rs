@@ -50,6 +50,29 @@ pub fn score(
 /// Images scored a block at a time.
 const BLOCK: usize = 1000;
 
+/// The images of each class, and the pairs of them MS-SSIM compares
+/// (image indices).
+#[allow(clippy::type_complexity)]
+fn class_pairs(
+    labels: &[usize],
+) -> (
+    BTreeMap<usize, Vec<usize>>,
+    BTreeMap<usize, Vec<(usize, usize)>>,
+) {
+    let mut members: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, &c) in labels.iter().enumerate() {
+        members.entry(c).or_default().push(i);
+    }
+    let pairs = members
+        .iter()
+        .filter_map(|(&c, m)| {
+            let p = super::ms_ssim::pair_indices(m.len(), MS_SSIM_PAIRS, c as u64)?;
+            Some((c, p.into_iter().map(|(i, j)| (m[i], m[j])).collect()))
+        })
+        .collect();
+    (members, pairs)
+}
+
 /// [`score`] of images read a block at a time (`read(range)` gives images
 /// `range`, `[k, 28, 28, 1]`): features enter running moments, and of the
 /// pixels only the images the MS-SSIM pairs compare are kept, so any
@@ -63,18 +86,7 @@ pub fn score_blocks(
     read: &mut dyn FnMut(Range<usize>) -> Result<Tensor>,
 ) -> Result<Scores> {
     let n = labels.len();
-    let mut members: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (i, &c) in labels.iter().enumerate() {
-        members.entry(c).or_default().push(i);
-    }
-    // the MS-SSIM pairs of each class, as image indices
-    let pairs: BTreeMap<usize, Vec<(usize, usize)>> = members
-        .iter()
-        .filter_map(|(&c, m)| {
-            let p = super::ms_ssim::pair_indices(m.len(), MS_SSIM_PAIRS, c as u64)?;
-            Some((c, p.into_iter().map(|(i, j)| (m[i], m[j])).collect()))
-        })
-        .collect();
+    let (members, pairs) = class_pairs(labels);
     let needed: BTreeSet<usize> = pairs
         .values()
         .flatten()

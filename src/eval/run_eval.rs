@@ -109,16 +109,7 @@ pub fn evaluate(spec: &EvalSpec) -> Result<RunScores> {
         ));
     }
     let (judge, class_names) = judge_for(spec, hwc)?;
-    let (lshape, labels) = crate::data::npy::read_i64(&run_dir.join("labels.npy"))?;
-    let k = class_names.len() as i64;
-    if lshape != [n] || labels.iter().any(|&l| !(0..k).contains(&l)) {
-        return Err(Error::shape(
-            format!("labels in {}", run_dir.join("labels.npy").display()),
-            format!("{n} class labels in 0..{k}, the evaluator's classes (runs conditioned on a neuron have no classes to score)"),
-            format!("{lshape:?}"),
-        ));
-    }
-    let labels: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
+    let labels = run_labels(run_dir, n, class_names.len())?;
     let (refs, real, real_labelled, realness) = real_side(spec, &*judge, hwc, &labels)?;
     let mut read = |r: Range<usize>| -> Result<Tensor> {
         let k = r.len();
@@ -162,6 +153,20 @@ pub fn evaluate(spec: &EvalSpec) -> Result<RunScores> {
         class_names,
         real_labelled,
     })
+}
+
+/// The `n` class labels of the run in `run_dir`, each one of the
+/// evaluator's `k` classes.
+fn run_labels(run_dir: &Path, n: usize, k: usize) -> Result<Vec<usize>> {
+    let (lshape, labels) = crate::data::npy::read_i64(&run_dir.join("labels.npy"))?;
+    if lshape != [n] || labels.iter().any(|&l| !(0..k as i64).contains(&l)) {
+        return Err(Error::shape(
+            format!("labels in {}", run_dir.join("labels.npy").display()),
+            format!("{n} class labels in 0..{k}, the evaluator's classes (runs conditioned on a neuron have no classes to score)"),
+            format!("{lshape:?}"),
+        ));
+    }
+    Ok(labels.iter().map(|&l| l as usize).collect())
 }
 
 /// The error of a run whose images are not Fashion-MNIST's with no real

@@ -186,6 +186,23 @@ fn report(
     Ok((due, changed))
 }
 
+/// The chains' state before their first step: at `h0`, or at each
+/// chain's pick of its start candidates (`super::starts`), recorded.
+fn begin(
+    pipeline: &Pipeline,
+    cfg: &SamplerConfig,
+    h0: &Tensor,
+    streams: Streams,
+) -> Result<ChainsOutput> {
+    let h0 = match cfg.start_evals() {
+        0 => h0.clone(),
+        k => super::starts::resampled_starts(&pipeline.target, k, h0, streams)?,
+    };
+    let mut out = ChainsOutput::start(cfg, &h0, streams)?;
+    out.record(pipeline, &h0)?;
+    Ok(out)
+}
+
 /// Runs the chains from `h0` (or from `resume`; with
 /// `cfg.start_candidates` above 1, `h0` holds draws of the flow prior and
 /// each chain starts from its pick of that many, `super::starts`) to `cfg.steps` (or the
@@ -212,16 +229,7 @@ pub fn run_chains(
     let started = Instant::now();
     let mut out = match resume {
         Some(r) => r,
-        None => {
-            let streams = streams.into();
-            let h0 = match cfg.start_evals() {
-                0 => h0.clone(),
-                k => super::starts::resampled_starts(&pipeline.target, k, h0, streams)?,
-            };
-            let mut out = ChainsOutput::start(cfg, &h0, streams)?;
-            out.record(pipeline, &h0)?;
-            out
-        }
+        None => begin(pipeline, cfg, h0, streams.into())?,
     };
     let base_wall = out.wall_s;
     let mut steered = Steered::new(pipeline, cfg, &out)?;
