@@ -13,7 +13,8 @@
 //! The masks alternate even/odd dimensions, then first/second half.
 //!
 //! `log p(u) = log N(z; 0, I) - sum_k sum s_k - sum log_std` with `z =
-//! T^-1(u)`. Sampling in the base space (neural transport, Hoffman et al.
+//! T^-1(u)`. A whitened flow (`cfg.whiten`) follows the affine map with a
+//! fixed linear colouring `u = y C + centre`, which adds `-log |det C|`. Sampling in the base space (neural transport, Hoffman et al.
 //! 2019) needs only `T` ([`CodePrior::compile`]); the density in code
 //! coordinates is [`CodePrior::compile_inverse`].
 
