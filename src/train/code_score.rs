@@ -33,7 +33,7 @@ use serde::Serialize;
 
 use super::code_prior::{codes_frechet, moments, rows, whitening, SplitCodes, DRAWS};
 use super::{varmap_tensors, Data, Task, TrainOptions};
-use crate::data::fashion_mnist::{self, Split};
+use crate::data::fashion_mnist;
 use crate::density::{Eval, Term};
 use crate::error::{Error, Result};
 use crate::models::fashion::{self as stack, CodeScore, CodeScoreConfig};
@@ -288,11 +288,7 @@ pub fn score_draws(
         &device,
         CodeScore::new,
     )?;
-    let dir = fashion_mnist::resolve_dir(data_dir);
-    let data = Data {
-        train: fashion_mnist::load(&dir, Split::Train)?,
-        test: fashion_mnist::load(&dir, Split::Test)?,
-    };
+    let data = Data::load(&fashion_mnist::resolve_dir(data_dir))?;
     let codes = SplitCodes::new(&data, models_dir, &device, "score model")?;
     let n = draws.min(codes.validation.dim(0)?).min(codes.train.dim(0)?);
     // every model's draws measured in the per-unit standardised code

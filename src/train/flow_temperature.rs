@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use super::code_prior::{draws_frechet, SplitCodes};
 use super::Data;
-use crate::data::fashion_mnist::{self, Split};
+use crate::data::fashion_mnist;
 use crate::error::Result;
 use crate::models::fashion::{self as stack, CodePrior};
 use crate::nn::frechet::Spread;
@@ -70,11 +70,7 @@ pub fn study(models_dir: &Path, data_dir: Option<&Path>) -> Result<TemperatureSt
         &device,
         CodePrior::new,
     )?;
-    let dir = fashion_mnist::resolve_dir(data_dir);
-    let data = Data {
-        train: fashion_mnist::load(&dir, Split::Train)?,
-        test: fashion_mnist::load(&dir, Split::Test)?,
-    };
+    let data = Data::load(&fashion_mnist::resolve_dir(data_dir))?;
     let codes = SplitCodes::new(&data, models_dir, &device, "code prior")?;
     let mut rows = Vec::new();
     let mut floor = 0.0;

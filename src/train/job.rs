@@ -13,7 +13,6 @@ use super::dae::DaeTask;
 use super::gan::{GanSettings, GanTask};
 use super::realness::RealnessTask;
 use super::{Data, Task, TrainOptions};
-use crate::data::fashion_mnist::{self, Split};
 use crate::error::Result;
 use crate::models::card::Card;
 use crate::run::config::preset::Choice;
@@ -130,10 +129,7 @@ pub fn train(
         (_, None) => {}
     }
     let device = Device::Cpu;
-    let data = Data {
-        train: fashion_mnist::load(data_dir, Split::Train)?,
-        test: fashion_mnist::load(data_dir, Split::Test)?,
-    };
+    let data = Data::load(data_dir)?;
     let mut task: Box<dyn Task> = match network {
         Network::Classifier => {
             Box::new(ClassifierTask::new(Kind::Classifier, data, opts, &device)?)

@@ -487,3 +487,14 @@ pub struct Data {
     pub train: Dataset,
     pub test: Dataset,
 }
+
+impl Data {
+    /// The training and test images of the Fashion-MNIST folder `dir`.
+    pub fn load(dir: &Path) -> Result<Data> {
+        use crate::data::fashion_mnist::{load, Split};
+        Ok(Data {
+            train: load(dir, Split::Train)?,
+            test: load(dir, Split::Test)?,
+        })
+    }
+}

@@ -18,11 +18,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::gradients::uniform;
-use super::{ppgn_into, tempdir};
-
-fn vec_f64(t: &Tensor) -> Vec<f64> {
-    t.flatten_all().unwrap().to_vec1().unwrap()
-}
+use super::{ppgn_into, tempdir, vec_f64};
 
 /// The engine's output of `x [n, ...]` and the gradient of `sum(w * out)`.
 fn engine(net: &Net<f64>, x: &[f64], n: usize, w: &[f64]) -> (Vec<f64>, Vec<f64>) {

@@ -23,6 +23,7 @@ use ppgn::sampler::{sample, ChainRngs, Kernel, Run};
 use super::engine::{graph_matches_module, rel};
 use super::gradients::uniform;
 use super::samplers::{check_expectation, BrokenMh};
+use super::vec_f64;
 
 /// A flow with random weights (seeded): `fc2` and the affine map away
 /// from the identity, so every part of the density matters.
@@ -87,15 +88,6 @@ fn both() -> [CodePriorConfig; 2] {
             ..small()
         },
     ]
-}
-
-fn vec_f64(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap()
 }
 
 /// `log p(u)` per row and its gradient off the inverse graph in f64: the
@@ -438,25 +430,16 @@ fn the_cards_temperature_scales_the_flows_base_point() {
         .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
         .collect();
     let half: Vec<f32> = z.iter().map(|v| v * 0.5).collect();
-    let mut ws = Workspace::default();
-    let at_half = warm
-        .transport()
-        .unwrap()
-        .forward(&z, n, &mut ws)
-        .unwrap()
-        .to_vec();
-    let scaled = plain
-        .transport()
-        .unwrap()
-        .forward(&half, n, &mut ws)
-        .unwrap()
-        .to_vec();
-    let unscaled = plain
-        .transport()
-        .unwrap()
-        .forward(&z, n, &mut ws)
-        .unwrap()
-        .to_vec();
+    let decode = |s: &Stack, z: &[f32]| {
+        let mut ws = Workspace::default();
+        s.transport()
+            .unwrap()
+            .forward(z, n, &mut ws)
+            .unwrap()
+            .to_vec()
+    };
+    let (at_half, scaled, unscaled) =
+        (decode(&warm, &z), decode(&plain, &half), decode(&plain, &z));
     let diff = |a: &[f32], b: &[f32]| {
         a.iter()
             .zip(b)

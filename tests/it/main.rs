@@ -36,6 +36,14 @@ pub fn tempdir(name: &str) -> PathBuf {
     d
 }
 
+/// The values of a tensor of any float type, flattened, in f64.
+pub fn vec_f64(t: &candle_core::Tensor) -> Vec<f64> {
+    t.to_dtype(candle_core::DType::F64)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1())
+        .unwrap()
+}
+
 /// `max |t|` of an f32 tensor.
 pub fn max_abs(t: &candle_core::Tensor) -> f32 {
     t.abs()

@@ -542,7 +542,6 @@ fn code_prior_training_takes_its_size_and_measures_its_draws() {
 /// the colouring's, and its card's distance is measured.
 #[test]
 fn a_whitened_flow_keeps_the_codes_colouring() {
-    use candle_core::DType;
     use ppgn::train::code_prior::{CodePriorTask, SplitCodes};
     let a = tempdir("flow-white");
     train_classifier(&a, Kind::Classifier, &opts(&a, 1)).unwrap();
@@ -558,14 +557,7 @@ fn a_whitened_flow_keeps_the_codes_colouring() {
     assert_eq!(card.config["whiten"], true);
     assert!(card.metrics["validation_draws_frechet"].is_finite());
     let w = load_tensors(&a.join("code-prior.safetensors"), &Device::Cpu).unwrap();
-    let f64s = |t: &candle_core::Tensor| -> Vec<f64> {
-        t.to_dtype(DType::F64)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    };
+    let f64s = super::vec_f64;
     let d = w["norm.colour"].dim(0).unwrap();
     let c = nalgebra::DMatrix::from_row_slice(d, d, &f64s(&w["norm.colour"]));
     let wh = nalgebra::DMatrix::from_row_slice(d, d, &f64s(&w["norm.white"]));
