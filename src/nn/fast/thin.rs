@@ -22,6 +22,10 @@ pub(crate) fn suits(m: usize, n: usize, a_cs: usize, (b_rs, b_cs): (usize, usize
     a_cs == 1 && (m <= 16 || n <= 4) && (b_rs == 1 || b_cs == 1)
 }
 
+/// Columns of dst a row update covers when `b`'s rows are contiguous:
+/// with 16 rows, 64 KB of dst, in the first two levels of cache.
+const TILE: usize = 1024;
+
 /// The operands of one product, as raw parts shared by the work items.
 #[derive(Clone, Copy)]
 struct Product<'a, T> {
@@ -36,33 +40,37 @@ struct Product<'a, T> {
 }
 
 impl<T: Real> Product<'_, T> {
-    /// `dst[rows, cols] += a[rows, :] b[:, cols]`.
+    /// `dst[rows, cols] += a[rows, :] b[:, cols]`, each piece of `b` read
+    /// once for all the rows while it is in the first-level cache (a row
+    /// at a time streamed a fully connected layer's 3 MB of weights once
+    /// per chain from the last level: on W1 at 8 chains, one thread, the
+    /// dense ops took 1.15 ms forward and 2.0 ms backward).
     #[inline(always)]
     fn block<const FMA: bool>(&self, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) {
         let (n, k) = (self.n, self.k);
         let row = |i: usize| &self.a[i * self.a_rs..i * self.a_rs + k];
         // Safety: work items own disjoint blocks of dst.
-        let out = |i: usize| unsafe {
-            std::slice::from_raw_parts_mut(self.dst.ptr().add(i * n + cols.start), cols.len())
+        let out = |i: usize, c: std::ops::Range<usize>| unsafe {
+            std::slice::from_raw_parts_mut(self.dst.ptr().add(i * n + c.start), c.len())
         };
         if self.b_rs == 1 {
-            // columns of b contiguous: one dot product per output
-            for i in rows {
-                let (ai, o) = (row(i), out(i));
-                for (j, v) in cols.clone().zip(o.iter_mut()) {
-                    let bj = &self.b[j * self.b_cs..j * self.b_cs + k];
-                    *v += dot::<T, FMA>(ai, bj);
+            // columns of b contiguous: one dot product per output, a
+            // column of b against every row
+            for j in cols {
+                let bj = &self.b[j * self.b_cs..j * self.b_cs + k];
+                for i in rows.clone() {
+                    out(i, j..j + 1)[0] += dot::<T, FMA>(row(i), bj);
                 }
             }
         } else {
-            // rows of b contiguous: row updates, k in blocks kept in cache
-            const KB: usize = 64;
-            for k0 in (0..k).step_by(KB) {
-                for i in rows.clone() {
-                    let (ai, o) = (row(i), out(i));
-                    for (kk, &a) in ai.iter().enumerate().take((k0 + KB).min(k)).skip(k0) {
-                        let bk = &self.b[kk * self.b_rs + cols.start..kk * self.b_rs + cols.end];
-                        axpy::<T, FMA>(o, a, bk);
+            // rows of b contiguous: row updates of TILE columns, each
+            // piece of a row of b added to every row of dst
+            for c0 in cols.clone().step_by(TILE) {
+                let c = c0..(c0 + TILE).min(cols.end);
+                for kk in 0..k {
+                    let bk = &self.b[kk * self.b_rs + c.start..kk * self.b_rs + c.end];
+                    for i in rows.clone() {
+                        axpy::<T, FMA>(out(i, c.clone()), row(i)[kk], bk);
                     }
                 }
             }
