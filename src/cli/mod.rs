@@ -131,14 +131,7 @@ pub fn choice<T: Choice + Send + Sync + Clone>() -> impl clap::builder::TypedVal
     clap::builder::PossibleValuesParser::new(values).try_map(|s| T::parse(&s))
 }
 
-/// The command line as typed, for cards and manifests.
-pub fn command_line() -> String {
-    let mut args: Vec<String> = std::env::args().collect();
-    if let Some(first) = args.first_mut() {
-        *first = "ppgn".into();
-    }
-    args.join(" ")
-}
+pub use ppgn::models::card::command_line;
 
 /// The shipped stack's model folder and the Fashion-MNIST folder, the two
 /// folders most subcommands read.

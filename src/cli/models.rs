@@ -211,12 +211,14 @@ fn score_draws(a: ScoreDrawsArgs) -> anyhow::Result<()> {
     let models = a.folders.models_dir();
     let mut bar = super::progress::Bar::new(a.quiet, None);
     let r = code_score::score_draws(&models, a.folders.data(), &cfg, a.draws, &mut bar)?;
-    println!(
-        "{} draws by {} over {} levels ({} gradient evaluations each): Frechet distance to the validation codes {:.4} (floor, training codes: {:.4})",
-        r.draws, r.sampler, r.levels, r.grad_evals, r.validation_draws_frechet, r.training_codes_frechet
-    );
-    if let Some(path) = &a.json {
-        ppgn::fsutil::write_atomic(path, serde_json::to_string_pretty(&r)?.as_bytes())?;
+    println!("{r}");
+    write_json(a.json.as_deref(), &r)
+}
+
+/// Writes `value` as JSON to `path` when there is one.
+fn write_json(path: Option<&std::path::Path>, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        ppgn::fsutil::write_atomic(path, serde_json::to_string_pretty(value)?.as_bytes())?;
         println!("wrote {}", path.display());
     }
     Ok(())
@@ -226,10 +228,7 @@ fn flow_temperature(a: FlowTemperatureArgs) -> anyhow::Result<()> {
     let models = a.folders.models_dir();
     let study = flow_temperature::study(&models, a.folders.data())?;
     print!("{study}");
-    if let Some(path) = &a.json {
-        ppgn::fsutil::write_atomic(path, serde_json::to_string_pretty(&study)?.as_bytes())?;
-        println!("wrote {}", path.display());
-    }
+    write_json(a.json.as_deref(), &study)?;
     if a.record {
         flow_temperature::record(&models, study.chosen, &super::command_line())?;
         println!(

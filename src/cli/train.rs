@@ -9,7 +9,7 @@ use ppgn::data::fashion_mnist;
 use ppgn::models::fashion as stack;
 use ppgn::run::config::preset::Choice;
 use ppgn::train::job::{self, Network};
-use ppgn::train::{gan::GanSettings, robust::Robust, TrainOptions};
+use ppgn::train::{code_prior::CodeTraining, gan::GanSettings, robust::Robust, TrainOptions};
 
 #[derive(Args, Debug)]
 #[command(
@@ -88,6 +88,10 @@ pub struct TrainArgs {
     /// full-covariance Gaussian fit.
     #[arg(long)]
     pub whiten: bool,
+    /// code-score only: start each residual block's last layer and the output layer at zero,
+    /// so that the untrained denoiser returns c_skip(s) v [default: He's normal everywhere].
+    #[arg(long)]
+    pub zero_init: bool,
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -109,7 +113,10 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         size: a.size.clone(),
         command: super::command_line(),
         robust: Robust::parse(a.noise_std, a.adversarial.as_deref())?,
-        whiten: a.whiten,
+        codes: CodeTraining {
+            whiten: a.whiten,
+            zero_init: a.zero_init,
+        },
     };
     // the generator's flags, checked before any data or network loads
     let gan = GanSettings::from_flags(a.joint, a.loss_weights.as_deref(), a.code_loss)?;

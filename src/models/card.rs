@@ -86,6 +86,16 @@ impl Card {
     }
 }
 
+/// The command line as typed, for cards and manifests (the program's name
+/// as `ppgn`).
+pub fn command_line() -> String {
+    let mut args: Vec<String> = std::env::args().collect();
+    if let Some(first) = args.first_mut() {
+        *first = "ppgn".into();
+    }
+    args.join(" ")
+}
+
 /// Hex SHA-256 of a file.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;

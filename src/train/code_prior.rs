@@ -56,6 +56,18 @@ pub struct CodePriorTask {
     depends: Vec<(String, PathBuf)>,
 }
 
+/// How the priors on codes train, beside the options every network has.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CodeTraining {
+    /// Whiten the codes by their principal axes (code-score and
+    /// code-prior; the flow then starts as their Gaussian fit).
+    pub whiten: bool,
+    /// Start the score model's residual blocks' last layers and its output
+    /// layer at zero (code-score only), so that the untrained denoiser is
+    /// `D(v; s) = c_skip(s) v`.
+    pub zero_init: bool,
+}
+
 /// The pre-ReLU codes `u` (the generator reads `relu(u)`) of the images
 /// `idx` of a split, `[n, h_dim]`, on the sampling engine.
 pub fn pre_relu_codes(
@@ -145,7 +157,7 @@ impl CodePriorTask {
             dim,
             couplings,
             hidden,
-            whiten: opts.whiten,
+            whiten: opts.codes.whiten,
         };
         let varmap = VarMap::new();
         let flow = CodePrior::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;

@@ -70,12 +70,13 @@ impl CodeScoreTask {
     /// Reads the trained classifier from `opts.models_dir`, encodes the
     /// three splits once and standardises them by the training codes
     /// (and whitens them by the training codes' principal axes with
-    /// `opts.whiten`).
+    /// `opts.codes.whiten`).
     pub fn new(data: Data, opts: &TrainOptions, device: &Device) -> Result<Self> {
         let codes = SplitCodes::new(&data, &opts.models_dir, device, "score model")?;
         let (mean, std) = moments(&codes.train)?;
         let cfg = CodeScoreConfig {
-            whiten: opts.whiten,
+            whiten: opts.codes.whiten,
+            zero_init: opts.codes.zero_init,
             ..config(codes.dim, opts.size.as_deref())?
         };
         let (varmap, ema) = (VarMap::new(), VarMap::new());
@@ -85,7 +86,15 @@ impl CodeScoreTask {
         for (name, t) in [("norm.mean", &mean), ("norm.std", &std)] {
             set(&varmap, name, t)?;
         }
-        if opts.whiten {
+        if opts.codes.zero_init {
+            for name in net.zero_init_names() {
+                let v = varmap.data().lock().unwrap()[&name]
+                    .as_tensor()
+                    .zeros_like()?;
+                set(&varmap, &name, &v)?;
+            }
+        }
+        if opts.codes.whiten {
             let z = codes.train.broadcast_sub(&mean)?.broadcast_div(&std)?;
             let (white, colour, _) = whitening(&z)?;
             set(&varmap, "norm.white", &white)?;
@@ -256,6 +265,21 @@ pub struct ScoreDraws {
     pub training_codes_frechet: f64,
     /// Where the draws differ from the validation codes.
     pub spread: Spread,
+}
+
+impl std::fmt::Display for ScoreDraws {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} draws by {} over {} levels ({} gradient evaluations each): Frechet distance to the validation codes {:.4} (floor, training codes: {:.4})",
+            self.draws,
+            self.sampler,
+            self.levels,
+            self.grad_evals,
+            self.validation_draws_frechet,
+            self.training_codes_frechet
+        )
+    }
 }
 
 /// Draws the shipped score model in `models_dir` alone by `sampling` (a

@@ -95,7 +95,13 @@ pub fn train(
         network,
         Network::Classifier | Network::Evaluator | Network::Guide
     );
-    if opts.whiten && !matches!(network, Network::CodeScore | Network::CodePrior) {
+    if opts.codes.zero_init && !matches!(network, Network::CodeScore) {
+        return Err(crate::error::Error::unsupported(
+            format!("--zero-init with {}", network.name()),
+            "it starts the score model's residual blocks at zero: code-score",
+        ));
+    }
+    if opts.codes.whiten && !matches!(network, Network::CodeScore | Network::CodePrior) {
         return Err(crate::error::Error::unsupported(
             format!("--whiten with {}", network.name()),
             "it whitens the codes of the priors on codes: code-score and code-prior",

@@ -64,8 +64,8 @@ pub struct TrainOptions {
     pub command: String,
     /// Noise and adversarial images in training (image classifiers only).
     pub robust: robust::Robust,
-    /// The priors on codes only: whiten the codes by their principal axes.
-    pub whiten: bool,
+    /// How the priors on codes train (`--whiten`, `--zero-init`).
+    pub codes: code_prior::CodeTraining,
 }
 
 impl TrainOptions {

@@ -1,9 +1,10 @@
 //! Training: same seed, same weights; a run stopped and resumed from its
 //! checkpoint ends with exactly the weights of an uninterrupted run.
 
+use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -13,6 +14,7 @@ use ppgn::models::weights::load_tensors;
 use ppgn::train::{
     self,
     classifier::{ClassifierTask, Kind},
+    code_prior::CodeTraining,
     gan::{GanSettings, GanTask},
     robust::Robust,
     Data, Task, TrainOptions,
@@ -61,7 +63,7 @@ fn opts(dir: &Path, seed: u64) -> TrainOptions {
         size: None,
         command: "test".into(),
         robust: Default::default(),
-        whiten: false,
+        codes: Default::default(),
     }
 }
 
@@ -414,6 +416,51 @@ fn code_score_training_ships_its_average_and_resumes_exactly() {
     );
 }
 
+/// `--zero-init` starts the score model's residual blocks' last layers and
+/// its output layer at zero: after a few steps their moving averages are
+/// still near zero (a step of Adam moves a weight by about the learning
+/// rate, 1e-3, and the average keeps a thousandth of that), while the other
+/// layers, and the same layers without the flag, keep He's normal (about
+/// 0.25 at a fan-in of 32). The card says which.
+#[test]
+fn zero_init_starts_the_score_models_residual_branches_at_zero() {
+    use ppgn::train::code_score::CodeScoreTask;
+    let a = tempdir("score-zero");
+    train_classifier(&a, Kind::Classifier, &opts(&a, 1)).unwrap();
+    let max_abs = |w: &HashMap<String, Tensor>, name: &str| {
+        let t = &w[name];
+        t.abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    for zero_init in [true, false] {
+        let mut o = opts(&a, 8);
+        o.codes.zero_init = zero_init;
+        o.size = Some(vec![32, 2]);
+        o.restart = true;
+        let mut t = CodeScoreTask::new(data(), &o, &Device::Cpu).unwrap();
+        let card = train::run(&mut t, &o, &Device::Cpu, &mut ppgn::run::Silent)
+            .unwrap()
+            .unwrap();
+        assert_eq!(card.config["zero_init"], zero_init);
+        let w = load_tensors(&a.join("code-score.safetensors"), &Device::Cpu).unwrap();
+        for name in ["b0.fc2.weight", "b1.fc2.weight", "fc_out.weight"] {
+            let m = max_abs(&w, name);
+            match zero_init {
+                true => assert!(m < 1e-3, "{name}: {m} with --zero-init"),
+                false => assert!(m > 0.05, "{name}: {m} without --zero-init"),
+            }
+        }
+        for name in ["fc_in.weight", "b0.fc1.weight"] {
+            let m = max_abs(&w, name);
+            assert!(m > 0.05, "{name}: {m}, zero_init {zero_init}");
+        }
+    }
+}
+
 /// A score model trained on whitened codes (`--whiten`): its colouring
 /// undoes its whitening, the training codes in its code have unit variance
 /// along every axis they vary along (and no more along any), its card
@@ -421,7 +468,7 @@ fn code_score_training_ships_its_average_and_resumes_exactly() {
 /// `relu((v C) * std + mean)` as candle computes it.
 #[test]
 fn a_whitened_score_model_has_unit_spread_and_maps_back_to_the_code() {
-    use candle_core::{DType, Tensor};
+    use candle_core::DType;
     use ppgn::models::fashion::{self as stack, CodeScore};
     use ppgn::nn::fast::Workspace;
     use ppgn::train::code_prior::SplitCodes;
@@ -429,7 +476,10 @@ fn a_whitened_score_model_has_unit_spread_and_maps_back_to_the_code() {
     let a = tempdir("score-white");
     train_classifier(&a, Kind::Classifier, &opts(&a, 1)).unwrap();
     let o = TrainOptions {
-        whiten: true,
+        codes: CodeTraining {
+            whiten: true,
+            ..Default::default()
+        },
         ..opts(&a, 8)
     };
     let mut t = CodeScoreTask::new(data(), &o, &Device::Cpu).unwrap();
@@ -546,7 +596,10 @@ fn a_whitened_flow_keeps_the_codes_colouring() {
     let a = tempdir("flow-white");
     train_classifier(&a, Kind::Classifier, &opts(&a, 1)).unwrap();
     let mut o = TrainOptions {
-        whiten: true,
+        codes: CodeTraining {
+            whiten: true,
+            ..Default::default()
+        },
         ..opts(&a, 7)
     };
     o.size = Some(vec![2, 24]);

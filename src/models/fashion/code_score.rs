@@ -65,6 +65,13 @@ pub struct CodeScoreConfig {
     /// read `false`.
     #[serde(default)]
     pub whiten: bool,
+    /// Whether training started each residual block's second layer and
+    /// the output layer at zero (`ppgn train code-score --zero-init`), so
+    /// that the untrained denoiser is `c_skip(s) v`; otherwise every
+    /// weight started at He's normal. Cards from before the field read
+    /// `false`.
+    #[serde(default)]
+    pub zero_init: bool,
 }
 
 impl Default for CodeScoreConfig {
@@ -82,6 +89,7 @@ impl Default for CodeScoreConfig {
             p_mean: -1.2,
             p_std: 1.2,
             whiten: false,
+            zero_init: false,
         }
     }
 }
@@ -200,6 +208,16 @@ impl CodeScore {
             },
             cfg: cfg.clone(),
         })
+    }
+
+    /// The variables `--zero-init` starts at zero: each residual block's
+    /// second layer and the output layer, weights and biases.
+    pub fn zero_init_names(&self) -> Vec<String> {
+        (0..self.cfg.blocks)
+            .map(|i| format!("b{i}.fc2"))
+            .chain(["fc_out".to_string()])
+            .flat_map(|l| [format!("{l}.weight"), format!("{l}.bias")])
+            .collect()
     }
 
     /// `F` on input rows `[n, dim + 2 * frequencies]` (candle, for training).
