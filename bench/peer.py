@@ -62,14 +62,17 @@ class FashionStack:
         self.c = read_safetensors(os.path.join(models, "classifier.safetensors"))
         self.g = read_safetensors(os.path.join(models, "generator.safetensors"))
 
-    def encode(self, x):  # x [n, 1, 28, 28] in [0, 1] -> h [n, 256]
+    def encode_pre_relu(self, x):  # x [n, 1, 28, 28] in [0, 1] -> u [n, 256], h = relu(u)
         c = self.c
         y = x * 2 - 1
         y = F.relu(F.conv2d(y, c["conv1.weight"], c["conv1.bias"], 1, 1))
         y = F.relu(F.conv2d(y, c["conv2.weight"], c["conv2.bias"], 2, 1))
         y = F.relu(F.conv2d(y, c["conv3.weight"], c["conv3.bias"], 2, 1))
         y = y.permute(0, 2, 3, 1).flatten(1)  # ours flattens NHWC
-        return F.relu(F.linear(y, c["fc6.weight"], c["fc6.bias"]))
+        return F.linear(y, c["fc6.weight"], c["fc6.bias"])
+
+    def encode(self, x):  # x [n, 1, 28, 28] in [0, 1] -> h [n, 256]
+        return F.relu(self.encode_pre_relu(x))
 
     def logits(self, x):
         return F.linear(self.encode(x), self.c["fc8.weight"], self.c["fc8.bias"])

@@ -29,59 +29,29 @@ Fashion-MNIST IDX files from $PPGN_FASHION_MNIST or
 """
 
 import argparse
-import gzip
-import json
 import os
-import struct
+import sys
 import time
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from peer import FashionStack, read_safetensors  # noqa: E402
+from user_classifier import idx  # noqa: E402
+
 MODELS = os.path.join(ROOT, "models", "fashion-mnist")
 VALIDATION = 5000
 FREQUENCIES = 16
 
 
-def safetensors(path):
-    """The tensors of a safetensors file (f32 only)."""
-    data = open(path, "rb").read()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    out = {}
-    for name, v in header.items():
-        if name == "__metadata__":
-            continue
-        if v["dtype"] != "F32":
-            raise SystemExit(f"{path}: {name} is {v['dtype']}, expected F32")
-        start, end = v["data_offsets"]
-        raw = np.frombuffer(data[8 + n + start:8 + n + end], np.float32)
-        out[name] = torch.tensor(raw.reshape(v["shape"]).copy())
-    return out
-
-
-def idx(path):
-    with gzip.open(path) as f:
-        data = f.read()
-    ndim = data[3]
-    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def pre_relu_codes(c, images):
-    """The classifier's code before its ReLU, as src/models/fashion/classifier.rs."""
-    out = []
+def pre_relu_codes(models, images):
+    """The classifier's code before its ReLU (the bench peer's copy of the
+    shipped classifier), a block of images at a time."""
+    stack = FashionStack(models)
     with torch.no_grad():
-        for i in range(0, len(images), 2000):
-            h = images[i:i + 2000] * 2 - 1
-            h = F.relu(F.conv2d(h, c["conv1.weight"], c["conv1.bias"], 1, 1))
-            h = F.relu(F.conv2d(h, c["conv2.weight"], c["conv2.bias"], 2, 1))
-            h = F.relu(F.conv2d(h, c["conv3.weight"], c["conv3.bias"], 2, 1))
-            h = h.permute(0, 2, 3, 1).reshape(len(h), -1)  # NHWC, as the engine flattens
-            out.append(h @ c["fc6.weight"].T + c["fc6.bias"])
-    return torch.cat(out)
+        return torch.cat([stack.encode_pre_relu(images[i:i + 2000]) for i in range(0, len(images), 2000)])
 
 
 def frechet(a, b):
@@ -206,8 +176,8 @@ def main():
     torch.set_num_threads(1)
     data = os.environ.get("PPGN_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
     images = torch.tensor(idx(os.path.join(data, "train-images-idx3-ubyte.gz")), dtype=torch.float32)
-    u = pre_relu_codes(safetensors(os.path.join(MODELS, "classifier.safetensors")), images.unsqueeze(1) / 255)
-    w = safetensors(os.path.join(MODELS, "code-score.safetensors"))
+    u = pre_relu_codes(MODELS, images.unsqueeze(1) / 255)
+    w = read_safetensors(os.path.join(MODELS, "code-score.safetensors"))
     train_u, val_u = u[:-VALIDATION], u[-VALIDATION:]
     gap = max((train_u.mean(0) - w["norm.mean"]).abs().max().item(), (train_u.std(0) - w["norm.std"]).abs().max().item())
     print(f"codes: largest difference from the model's standardisation {gap:.1e}")
