@@ -185,9 +185,9 @@ fn model_terms_have_exact_gradients_in_f64() {
     let (h0, x0) = tshirt_codes(&s32);
     // G's input gradient (the stack converted to f64) through a smooth
     // term, the sum of the squared pixels. Its leaky ReLUs have kinks,
-    // which a step of 1e-5 crosses at some codes (measured at 6e-5 of the
-    // derivative with a generator of twice the channels); 1e-6 keeps the
-    // difference's rounding far below the bound.
+    // which a step of 1e-5 crossed at these codes with the generator of
+    // twice the channels; 1e-6 keeps the difference's rounding far below
+    // the bound.
     struct SquaredPixels(ppgn::nn::Func);
     impl Term for SquaredPixels {
         fn name(&self) -> String {
@@ -205,9 +205,9 @@ fn model_terms_have_exact_gradients_in_f64() {
     assert!(err < 1e-6, "G's input gradient: relative error {err:.2e}");
     // The total variation term on images whose neighbours all differ:
     // |x_i - x_j| has a kink where they are equal, and a generator's flat
-    // background holds pairs close enough for any step to cross (through
-    // G, 1e-2 of the derivative at a step of 1e-6), so its gradient is
-    // checked with the identity as the decoder, on random pixels.
+    // background holds pairs close enough for the steps tried (1e-5 to
+    // 1e-7) to cross, so its gradient is checked with the identity as the
+    // decoder, on random pixels.
     let identity: ppgn::nn::Func = Arc::new(|p: &Tensor| p.reshape((p.dim(0)?, 28, 28, 1)));
     let tv = TotalVariation { decode: identity };
     let pixels = ChainRngs::new(5, 4)
