@@ -49,6 +49,12 @@ pub struct ReportArgs {
     /// Folder of trained generators (scripts/generator-study.sh) to compare (Fig. S8).
     #[arg(long)]
     pub generator_study: Option<PathBuf>,
+    /// Keep every sampler's row in this folder as it is scored, and read
+    /// rows kept there by an earlier report of the same networks and settings
+    /// instead of sampling them again (a stopped report resumes). Leave it out,
+    /// or empty it, after a change to the engine's arithmetic.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -69,6 +75,7 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
         reference_images: a.reference_images,
         prior_draws: a.prior_draws,
         generator_study: a.generator_study,
+        cache: a.cache,
         command: super::command_line(),
     };
     let out = report(&spec, &mut Bar::new(a.quiet, None))?;

@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use candle_core::{DType, Device, Module, Tensor};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::data::fashion_mnist::Dataset;
 use crate::error::{Error, Result};
@@ -62,7 +62,7 @@ pub fn real_per_class(
 }
 
 /// Scores of images at one point of a run (cheap: no Frechet distance).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub grad_evals: usize,
     pub evaluator_accuracy: f64,
@@ -89,7 +89,7 @@ fn checkpoint(
 }
 
 /// One sampler of the comparison.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SamplerRow {
     pub label: String,
     pub config: SamplerConfig,

@@ -13,6 +13,7 @@ pub mod protocol;
 pub mod report;
 pub mod restore;
 pub mod results;
+pub mod resume;
 pub mod run_eval;
 pub mod scores;
 pub mod stack_check;

@@ -12,6 +12,7 @@ use super::experiments::{compare_one, mean_over_classes, real_per_class, Sampler
 use super::generators;
 use super::report::{reference, score, Scores};
 use super::results::{self, BudgetTable, Report};
+use super::resume::{RowCache, RowKey};
 use super::studies::{per_image, save_rows, Studies, StudySettings};
 use crate::data::fashion_mnist::{self, parse_class, Dataset, Split};
 use crate::error::{Error, Result};
@@ -47,6 +48,10 @@ pub struct ReportSpec {
     /// A folder of trained generator candidates (`scripts/generator-study.sh`)
     /// to compare in the report (Fig. S8's loss ablation), if any.
     pub generator_study: Option<PathBuf>,
+    /// A folder where every sampler's row is kept as it is scored and read
+    /// back by a later report of the same networks and settings
+    /// ([`super::resume`]).
+    pub cache: Option<PathBuf>,
     /// The command line, for the report.
     pub command: String,
 }
@@ -120,7 +125,15 @@ pub fn report(spec: &ReportSpec, progress: &mut dyn Progress) -> Result<ReportOu
             hint: "the report needs it: train it with `ppgn train realness`".into(),
         });
     }
-    let (judge, _) = stack::load(&dir, "realness", DType::F32, &device, Discriminator::new)?;
+    let (judge, judge_card) =
+        stack::load(&dir, "realness", DType::F32, &device, Discriminator::new)?;
+    let weights: Vec<(String, String)> = s
+        .cards
+        .iter()
+        .chain([&judge_card])
+        .map(|c| (c.network.clone(), c.weights_sha256.clone()))
+        .collect();
+    let cache = spec.cache.as_deref().map(RowCache::open).transpose()?;
     let data_dir = fashion_mnist::resolve_dir(spec.data_dir.as_deref());
     let mut train = fashion_mnist::load(&data_dir, Split::Train)?;
     if let Some(n) = spec.reference_images {
@@ -154,6 +167,7 @@ pub fn report(spec: &ReportSpec, progress: &mut dyn Progress) -> Result<ReportOu
         test: &test,
         img_dir: &img_dir,
         generators: generators.as_ref(),
+        cache: cache.as_ref().map(|c| (c, weights)),
     };
     let (report, timing) = match run.build(tsne_class, progress) {
         Ok(r) => r,
@@ -203,6 +217,8 @@ struct Run<'a> {
     test: &'a Dataset,
     img_dir: &'a Path,
     generators: Option<&'a generators::Comparison>,
+    /// Kept rows, and the networks' hashes that key them.
+    cache: Option<(&'a RowCache, Vec<(String, String)>)>,
 }
 
 impl Run<'_> {
@@ -347,8 +363,6 @@ impl Run<'_> {
         timing: &mut Timing,
         progress: &mut dyn Progress,
     ) -> Result<Vec<BudgetTable>> {
-        let per = self.spec.per_class;
-        let cols = per.min(10);
         let mut budgets = Vec::new();
         for &b in &self.spec.budgets {
             let mut rows = Vec::new();
@@ -358,18 +372,7 @@ impl Run<'_> {
                 // one step keeps room for the step (the report's quick looks)
                 let room = b.saturating_sub(cfg.grads_per_step()).max(1);
                 cfg.start_candidates = cfg.start_candidates.min(room);
-                let mut r = self.compare(label, &cfg, b, real, progress)?;
-                let imgs =
-                    per_image(r.images.as_ref().ok_or_else(|| {
-                        Error::data(self.img_dir, "a compared run kept no images")
-                    })?)?;
-                let grid: Vec<Vec<f32>> = (0..10)
-                    .flat_map(|c| imgs[c * per..c * per + cols].to_vec())
-                    .collect();
-                let name = results::grid_name(label, b);
-                let file = name.strip_prefix("results/").unwrap_or(&name);
-                save_rows(&self.img_dir.join(file), &grid, cols)?;
-                r.images = None;
+                let r = self.kept_or_compared(label, &cfg, b, real, progress)?;
                 timing.push((label.to_string(), b, r.wall_s));
                 rows.push(r);
             }
@@ -379,5 +382,54 @@ impl Run<'_> {
             });
         }
         Ok(budgets)
+    }
+
+    /// One row of a budget table with its grid saved: read from the cache
+    /// when it holds the row, else sampled, scored and kept there.
+    fn kept_or_compared(
+        &self,
+        label: &str,
+        cfg: &SamplerConfig,
+        budget: usize,
+        real: &Scores,
+        progress: &mut dyn Progress,
+    ) -> Result<SamplerRow> {
+        let name = results::grid_name(label, budget);
+        let file = self
+            .img_dir
+            .join(name.strip_prefix("results/").unwrap_or(&name));
+        let cache = self.cache.as_ref().map(|(c, weights)| {
+            let key = RowKey {
+                weights: weights.clone(),
+                per_class: self.spec.per_class,
+                seed: self.spec.seed,
+                reference_images: self.spec.reference_images,
+                label: label.to_string(),
+                budget,
+                config: cfg.clone(),
+            };
+            (*c, key)
+        });
+        if let Some((c, key)) = &cache {
+            if let Some(row) = c.get(key, &file)? {
+                return Ok(row);
+            }
+        }
+        let mut r = self.compare(label, cfg, budget, real, progress)?;
+        let imgs = per_image(
+            r.images
+                .as_ref()
+                .ok_or_else(|| Error::data(self.img_dir, "a compared run kept no images"))?,
+        )?;
+        let (per, cols) = (self.spec.per_class, self.spec.per_class.min(10));
+        let grid: Vec<Vec<f32>> = (0..10)
+            .flat_map(|c| imgs[c * per..c * per + cols].to_vec())
+            .collect();
+        save_rows(&file, &grid, cols)?;
+        r.images = None;
+        if let Some((c, key)) = &cache {
+            c.put(key, &r, &file)?;
+        }
+        Ok(r)
     }
 }

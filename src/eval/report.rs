@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use candle_core::{DType, Device, Tensor};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use super::judge::{features_and_probs, Judge};
 use super::ms_ssim::ms_ssim_sized;
@@ -18,7 +18,7 @@ use crate::models::fashion::Discriminator;
 use crate::nn::frechet::Moments;
 use crate::train::EVAL_BATCH;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Scores {
     pub images: usize,
     pub evaluator_accuracy: f64,

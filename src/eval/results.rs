@@ -434,7 +434,7 @@ fn render_tsne_claims_cost(w: &mut String, r: &Report, timing: &[(String, usize,
             yes_no(c.supported)
         );
     }
-    let _ = writeln!(w, "\n## Cost\n\nWall time of this run (varies between runs and machines; not part of the reproducible numbers).\n");
+    let _ = writeln!(w, "\n## Cost\n\nWall time of this run (varies between runs and machines; not part of the reproducible numbers); a row read from `--cache` shows the time of the run that sampled it.\n");
     let _ = writeln!(w, "| sampler | budget | wall s |\n|---|---|---|");
     for (l, b, s) in timing {
         let _ = writeln!(w, "| {l} | {b} | {s:.1} |");

@@ -135,13 +135,34 @@ fn report_writes_results_and_reproduces_them() {
             "--quiet".into(),
         ]
     };
-    let run = |out: &str| {
-        let a = args(out);
+    let cache = d.join("cache");
+    let run = |out: &str, cached: bool| {
+        let mut a = args(out);
+        if cached {
+            a.extend(["--cache".into(), cache.to_str().unwrap().into()]);
+        }
         let o = ppgn(&a.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
-    run("a");
-    run("b");
+    run("a", false);
+    run("b", true);
+    // b kept every row; c reads them: a kept row changed by hand shows
+    // up, a kept row of another seed and an unreadable one are sampled
+    // again
+    let kept = |f: &str| cache.join(f);
+    let count = std::fs::read_dir(&cache).unwrap().count();
+    assert_eq!(count, 2 * 2 * 13, "a row and a grid per sampler and budget");
+    let mut edit: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(kept("16-ppgn-joint-prior.json")).unwrap()).unwrap();
+    edit["row"]["scores"]["frechet_distance"] = 12345.0.into();
+    std::fs::write(kept("16-ppgn-joint-prior.json"), edit.to_string()).unwrap();
+    let mut other: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(kept("16-mala.json")).unwrap()).unwrap();
+    other["key"]["seed"] = 7.into();
+    other["row"]["scores"]["frechet_distance"] = 12345.0.into();
+    std::fs::write(kept("16-mala.json"), other.to_string()).unwrap();
+    std::fs::write(kept("32-ppgn-joint-prior.json"), "{\"key\": ").unwrap();
+    run("c", true);
     let md = std::fs::read_to_string(d.join("a/results.md")).unwrap();
     for section in [
         "Samplers at 16 gradient evaluations",
@@ -183,8 +204,45 @@ fn report_writes_results_and_reproduces_them() {
         v.as_object_mut().unwrap().remove("command");
         v
     };
-    let (a, b) = (json("a"), json("b"));
+    let (a, b, mut c) = (json("a"), json("b"), json("c"));
     assert_eq!(a, b, "a rerun with the same seed gives other numbers");
+    let fd = |v: &serde_json::Value, t: usize, label: &str| -> f64 {
+        let rows = v["budgets"][t]["rows"].as_array().unwrap();
+        let r = rows.iter().find(|r| r["label"] == label).unwrap();
+        r["scores"]["frechet_distance"].as_f64().unwrap()
+    };
+    assert_eq!(
+        fd(&c, 0, "PPGN (joint prior)"),
+        12345.0,
+        "the kept row was not read"
+    );
+    assert_eq!(
+        fd(&c, 0, "MALA"),
+        fd(&a, 0, "MALA"),
+        "a row of another seed was read"
+    );
+    assert_eq!(
+        fd(&c, 1, "PPGN (joint prior)"),
+        fd(&a, 1, "PPGN (joint prior)")
+    );
+    let ppgn_16 = c["budgets"][0]["rows"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|r| r["label"] == "PPGN (joint prior)")
+        .unwrap();
+    ppgn_16["scores"]["frechet_distance"] = fd(&a, 0, "PPGN (joint prior)").into();
+    // the claims and the bar read the edited number; everything else is a's
+    let mut a_rest = a.clone();
+    for v in [&mut a_rest, &mut c] {
+        let o = v.as_object_mut().unwrap();
+        o.remove("claims");
+        o.remove("bar");
+    }
+    assert_eq!(
+        a_rest, c,
+        "rows read from the cache differ from sampled ones"
+    );
     let claims = a["claims"].as_array().unwrap();
     assert!(claims.len() >= 10, "{} claims", claims.len());
     for c in claims {
