@@ -78,13 +78,6 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
         cache: a.cache,
         command: super::command_line(),
     };
-    let out = report(&spec, &mut Bar::new(a.quiet, None))?;
-    println!(
-        "wrote {} and {}: {} of {} claims supported",
-        out.markdown.display(),
-        out.images.display(),
-        out.supported,
-        out.claims
-    );
+    println!("{}", report(&spec, &mut Bar::new(a.quiet, None))?);
     Ok(())
 }

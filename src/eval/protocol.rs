@@ -65,6 +65,20 @@ pub struct ReportOutput {
     pub claims: usize,
 }
 
+impl std::fmt::Display for ReportOutput {
+    /// What the report wrote and how many claims it supported, in a line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "wrote {} and {}: {} of {} claims supported",
+            self.markdown.display(),
+            self.images.display(),
+            self.supported,
+            self.claims
+        )
+    }
+}
+
 impl ReportSpec {
     pub fn validate(&self) -> Result<()> {
         if self.per_class < 2
