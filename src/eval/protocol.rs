@@ -190,19 +190,26 @@ pub fn report(spec: &ReportSpec, progress: &mut dyn Progress) -> Result<ReportOu
             return Err(e);
         }
     };
-    let json = serde_json::to_string_pretty(&report)
+    publish(&spec.out, &img_dir, &report, &timing)
+}
+
+/// Puts a built report in place in `out`: `results.json` beside its
+/// images in the hidden folder `img_dir`, which becomes `results/`, then
+/// `results.md`.
+fn publish(out: &Path, img_dir: &Path, report: &Report, timing: &Timing) -> Result<ReportOutput> {
+    let json = serde_json::to_string_pretty(report)
         .map_err(|e| Error::data(img_dir.join("results.json"), e.to_string()))?;
     write_atomic(
         &img_dir.join("results.json"),
         format!("{json}\n").as_bytes(),
     )?;
-    let final_dir = spec.out.join("results");
+    let final_dir = out.join("results");
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
     }
-    std::fs::rename(&img_dir, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
-    let md = spec.out.join("results.md");
-    write_atomic(&md, results::render(&report, &timing).as_bytes())?;
+    std::fs::rename(img_dir, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    let md = out.join("results.md");
+    write_atomic(&md, results::render(report, timing).as_bytes())?;
     Ok(ReportOutput {
         markdown: md,
         images: final_dir,
