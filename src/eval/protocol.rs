@@ -346,37 +346,6 @@ impl Run<'_> {
         Ok((report, timing))
     }
 
-    /// One sampler at one budget, its grid saved and its images dropped.
-    fn compare(
-        &self,
-        label: &str,
-        cfg: &SamplerConfig,
-        budget: usize,
-        real: &Scores,
-        progress: &mut dyn Progress,
-    ) -> Result<SamplerRow> {
-        let spec = self.spec;
-        let steps = budget / cfg.grads_per_step();
-        phase(
-            progress,
-            &format!("{label} at {budget} gradient evaluations"),
-            steps,
-            |p| {
-                compare_one(
-                    self.s,
-                    self.y,
-                    label,
-                    cfg,
-                    spec.per_class,
-                    budget,
-                    spec.seed,
-                    real,
-                    p,
-                )
-            },
-        )
-    }
-
     /// One table per budget: every sampler, with its grid of 10 per class.
     fn budget_tables(
         &self,
@@ -436,7 +405,21 @@ impl Run<'_> {
                 return Ok(row);
             }
         }
-        let mut r = self.compare(label, cfg, budget, real, progress)?;
+        let (spec, steps) = (self.spec, budget / cfg.grads_per_step());
+        let what = format!("{label} at {budget} gradient evaluations");
+        let mut r = phase(progress, &what, steps, |p| {
+            compare_one(
+                self.s,
+                self.y,
+                label,
+                cfg,
+                spec.per_class,
+                budget,
+                spec.seed,
+                real,
+                p,
+            )
+        })?;
         let imgs = per_image(
             r.images
                 .as_ref()
