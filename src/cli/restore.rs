@@ -6,7 +6,7 @@ use clap::Args;
 use super::progress::Bar;
 use ppgn::eval::restore::{calibrate, samplers_for};
 use ppgn::run::config::restore::{noise_std, parse, tau};
-use ppgn::run::jobs::restore::{job, Damage, PaperInpaint, RestoreSpec, Truths};
+use ppgn::run::jobs::restore::{job, Damage, DrawError, PaperInpaint, RestoreSpec, Truths};
 
 #[derive(Args, Debug)]
 #[command(
@@ -39,6 +39,9 @@ pub struct RestoreArgs {
     /// validation_reconstruction_rmse].
     #[arg(long, value_name = "TAU|FILE.npy")]
     pub tau: Option<String>,
+    /// The error added to each draw before the spread and quantiles: gaussian (N(0, tau^2)) or by-value (the generator card's error given the value drawn) [default: gaussian].
+    #[arg(long, value_parser = DrawError::parse)]
+    pub draw_error: Option<DrawError>,
     /// Measure calibration instead: restore test images 0..N-1 (or the
     /// images `test:A-B`, `val:A-B`) with each of --samplers (their presets'
     /// settings, eps2 1, --steps if given, >= 100 draws an image) into
@@ -79,6 +82,7 @@ pub fn run(mut a: RestoreArgs) -> anyhow::Result<()> {
         operator: parse(&a.operator)?,
         noise_std: noise_std(a.noise_std)?,
         tau: a.tau.as_deref().map(tau).transpose()?,
+        draw_error: a.draw_error,
     };
     let truths = match (&a.eval, &a.image) {
         (Some(_), Some(_)) => {

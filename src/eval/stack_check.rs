@@ -12,6 +12,7 @@ use crate::data::image::save_grid;
 use crate::error::{Error, Result};
 use crate::models::card::{sha256_file, Card};
 use crate::models::fashion::{self as stack, Classifier, Evaluator, Generator, Stack};
+use crate::models::generator_error::ErrorByValue;
 use crate::train::reconstruction::{self, ReconstructionReport};
 
 /// The stack and what it measured.
@@ -32,6 +33,8 @@ pub struct StackCheck {
     pub validation_rmse: f64,
     /// The same at each pixel position (flat HWC).
     pub validation_rmse_per_pixel: Vec<f64>,
+    /// The error `x - G(E(x))` there by the value drawn.
+    pub validation_error_by_value: ErrorByValue,
 }
 
 /// Loads the stack in `models`, checks its files and measures it on the
@@ -72,6 +75,7 @@ pub fn check(models: Option<&Path>, data_dir: Option<&Path>) -> Result<StackChec
         frechet_test,
         validation_rmse: validation.rmse,
         validation_rmse_per_pixel: validation.rmse_per_pixel,
+        validation_error_by_value: validation.error_by_value,
     })
 }
 
@@ -172,11 +176,13 @@ impl StackCheck {
 
     /// Writes the validation RMSE into the generator's card
     /// (`validation_reconstruction_rmse`, measured by `command`), where a
-    /// card from before the metric lacks it.
+    /// card from before the metric lacks it, and the error by the value
+    /// drawn (`error_by_value`, `--draw-error by-value` of `ppgn restore`).
     pub fn record_generator_error(&self, command: &str) -> Result<()> {
         let key = crate::models::card::GENERATOR_ERROR;
         let mut card = self.card("generator")?.clone();
         card.metrics.insert(key.into(), self.validation_rmse);
+        card.error_by_value = Some(self.validation_error_by_value.clone());
         card.measured_by.insert(key.into(), command.into());
         card.save(&stack::paths(&self.dir, "generator").1)
     }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
+use crate::models::generator_error::ErrorByValue;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Card {
@@ -35,6 +36,11 @@ pub struct Card {
     /// `command`: the metric's name, and the command line that measured it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub measured_by: BTreeMap<String, String>,
+    /// A generator's error given the value it draws, measured on the
+    /// validation split (`crate::models::generator_error`); its command is
+    /// `measured_by`'s [`GENERATOR_ERROR`] one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_by_value: Option<ErrorByValue>,
 }
 
 /// The generator card's metric of its own error per pixel: the RMSE of
@@ -50,8 +56,12 @@ pub const FLOW_TEMPERATURE: &str = "temperature";
 impl Card {
     pub fn load(path: &Path) -> Result<Card> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&text)
-            .map_err(|e| Error::data(path, format!("not a valid model card: {e}")))
+        let card: Card = serde_json::from_str(&text)
+            .map_err(|e| Error::data(path, format!("not a valid model card: {e}")))?;
+        if let Some(t) = &card.error_by_value {
+            t.check(&format!("{}: error_by_value", path.display()))?;
+        }
+        Ok(card)
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {

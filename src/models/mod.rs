@@ -5,6 +5,7 @@ pub mod card;
 pub mod dcgan;
 pub mod efficientnet_lite;
 pub mod fashion;
+pub mod generator_error;
 pub mod onnx;
 pub mod plug;
 pub mod pretrained;

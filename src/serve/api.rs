@@ -221,6 +221,7 @@ impl Start {
             operator: crate::run::config::restore::parse(&r.operator)?,
             noise_std: crate::run::config::restore::noise_std(r.noise_std)?,
             tau: r.tau.map(|t| vec![t]),
+            draw_error: None,
         };
         let base = self.spec(s, out)?;
         Ok(Job::Restore(RestoreSpec {

@@ -414,6 +414,7 @@ fn finish(
             weights_sha256: sha256_file(wfile)?,
             depends_on: depends_on.clone(),
             measured_by: Default::default(),
+            error_by_value: None,
         })
     };
     let (wpath, cpath) = crate::models::fashion::paths(&opts.out_dir, task.name());

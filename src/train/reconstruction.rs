@@ -11,6 +11,7 @@ use super::EVAL_BATCH;
 use crate::data::fashion_mnist::Dataset;
 use crate::error::Result;
 use crate::models::fashion::{Classifier, Evaluator, Generator};
+use crate::models::generator_error::ErrorByValue;
 use crate::nn::frechet::frechet_distance;
 use crate::nn::{accuracy, mse};
 
@@ -112,6 +113,9 @@ pub struct FeatureFrechet {
     pub rmse: f64,
     /// The same at each pixel position, over the images (flat HWC).
     pub rmse_per_pixel: Vec<f64>,
+    /// The error `x - G(E(x))` by the value drawn: tenths of [0, 1], 101
+    /// quantiles each.
+    pub error_by_value: ErrorByValue,
 }
 
 /// Both distances of [`FeatureFrechet`] in one pass.
@@ -127,6 +131,7 @@ pub fn frechet_in_features(
     let (mut real, mut rec, mut real1, mut rec1) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut squares = 0.0;
     let mut per_pixel: Vec<f64> = Vec::new();
+    let mut drawn: Vec<(f32, f32)> = Vec::new();
     for chunk in idx.chunks(EVAL_BATCH) {
         let x = data.images_tensor(chunk, device)?;
         let o = e.forward_all(&x)?;
@@ -136,6 +141,8 @@ pub fn frechet_in_features(
         let sums = d.sqr()?.sum(0)?.flatten_all()?.to_vec1::<f64>()?;
         per_pixel.resize(sums.len(), 0.0);
         per_pixel.iter_mut().zip(sums).for_each(|(a, b)| *a += b);
+        let flat = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
+        drawn.extend(flat(&x_rec)?.into_iter().zip(flat(&x)?));
         let o_rec = e.forward_all(&x_rec)?;
         real.extend(rows(&o.h)?);
         rec.extend(rows(&o_rec.h)?);
@@ -151,5 +158,11 @@ pub fn frechet_in_features(
             .iter()
             .map(|s| (s / idx.len().max(1) as f64).sqrt())
             .collect(),
+        error_by_value: ErrorByValue::fit(
+            drawn.into_iter().map(|(g, x)| (g as f64, x as f64)),
+            [0.0, 1.0],
+            10,
+            101,
+        )?,
     })
 }

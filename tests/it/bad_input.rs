@@ -29,6 +29,28 @@ fn write_inputs(d: &Path) {
         std::fs::copy(&f, tm.join(f.file_name().unwrap())).unwrap();
     }
     std::fs::write(tm.join("classifier.safetensors"), &weights[..100]).unwrap();
+    // model folders whose generator card has no error-by-value table, and
+    // one whose table descends
+    let card = std::fs::read_to_string(shipped.join("generator.json")).unwrap();
+    let card: serde_json::Value = serde_json::from_str(&card).unwrap();
+    for (name, table) in [
+        ("untabled-models", None),
+        ("bad-table-models", Some([0.3, 0.1])),
+    ] {
+        let m = d.join(name);
+        std::fs::create_dir_all(&m).unwrap();
+        for f in std::fs::read_dir(&shipped).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, m.join(f.file_name().unwrap())).unwrap();
+        }
+        let mut card = card.clone();
+        let t = &mut card["error_by_value"];
+        match table {
+            None => *t = serde_json::Value::Null,
+            Some(q) => t["quantiles"][0] = serde_json::json!(q),
+        }
+        std::fs::write(m.join("generator.json"), card.to_string()).unwrap();
+    }
     // a run folder with a truncated samples.npy, and an empty one
     let run = d.join("broken-run");
     std::fs::create_dir_all(&run).unwrap();
@@ -292,6 +314,14 @@ fn forty_kinds_of_bad_input_each_give_one_clear_line_and_leave_nothing() {
         (
             s_restore(&["--noise-std", "-0.1"]),
             "a standard deviation of 0 or more",
+        ),
+        (
+            s_restore(&["--draw-error", "by-value", "--models", &p("untabled-models")]),
+            "--draw-error by-value with fashion: its generator's error by value is not on a card",
+        ),
+        (
+            s_restore(&["--models", &p("bad-table-models")]),
+            "expected bins of at least 2 ascending finite quantiles",
         ),
         (s_restore(&["--tau", "0"]), "a noise level or a tau above 0"),
         (s_restore(&["--tau", "-0.1"]), "0 or more"),

@@ -311,6 +311,7 @@ fn the_variances_push_tau_through_the_operator() {
 /// quantile interpolates as numpy's default does.
 #[test]
 fn summaries_of_known_draws() {
+    use ppgn::run::jobs::restore::DrawNoise::{ByValue, Gaussian};
     use ppgn::run::jobs::restore::{quantile, summarise, Restored};
     assert!((quantile(&[1.0, 2.0, 3.0, 4.0], 0.05) - 1.15).abs() < 1e-12);
     assert!((quantile(&[1.0, 2.0, 3.0, 4.0], 0.95) - 3.85).abs() < 1e-12);
@@ -327,14 +328,14 @@ fn summaries_of_known_draws() {
         grad_evals: 0,
         acceptance: 1.0,
     };
-    let s = summarise(&r, &[0.0], 0);
+    let s = summarise(&r, &Gaussian(vec![0.0]), 0);
     assert_eq!(s.mean, vec![0.0, 0.25, 0.5, 0.0, 0.25, 0.5]);
     assert!(s.std.iter().all(|&v| v == 0.0));
     assert_eq!(s.q05, s.mean);
     assert_eq!(s.q95, s.mean);
     // one tau for every pixel, and one per pixel
     for taus in [vec![0.1], vec![0.1, 0.0, 0.05]] {
-        let s = summarise(&r, &taus, 0);
+        let s = summarise(&r, &Gaussian(taus.clone()), 0);
         assert_eq!(s.mean, vec![0.0, 0.25, 0.5, 0.0, 0.25, 0.5]);
         for i in 0..k * per {
             let tau = taus[i % per % taus.len()];
@@ -346,6 +347,27 @@ fn summaries_of_known_draws() {
             assert!((s.std[i] as f64 - tau).abs() < 0.005, "{}", s.std[i]);
         }
     }
+    // the error by the drawn value: pixels drawn at 0 and 0.25 (the first
+    // half of [0, 1]) get the first bin's error, those at 0.5 the
+    // second's; each interval is the drawn value plus the bin's 5% and
+    // 95% errors
+    let table = ppgn::models::generator_error::ErrorByValue {
+        range: [0.0, 1.0],
+        quantiles: vec![vec![-0.01, 0.0, 0.04], vec![-0.3, 0.0, 0.1]],
+        counts: vec![1, 1],
+    };
+    let s = summarise(&r, &ByValue(table.clone()), 0);
+    assert_eq!(s.mean, vec![0.0, 0.25, 0.5, 0.0, 0.25, 0.5]);
+    for i in 0..k * per {
+        let g = s.mean[i] as f64;
+        let (lo, hi) = (s.q05[i] as f64 - g, s.q95[i] as f64 - g);
+        // the error's quantiles at 5% and 95%, within what 4,000 draws
+        // of it vary by (at least 3.7 standard errors)
+        let tol = 0.02 * (table.error(g, 1.0) - table.error(g, 0.0));
+        assert!((lo - table.error(g, 0.05)).abs() < tol, "{i}: {lo}");
+        assert!((hi - table.error(g, 0.95)).abs() < tol, "{i}: {hi}");
+    }
+    assert!(s.q95[0] - s.q05[0] < 0.15 * (s.q95[2] - s.q05[2]));
 }
 
 /// Restoring two Fashion-MNIST test images from `down:2` on the shipped
@@ -375,6 +397,7 @@ fn restoring_test_images_on_the_shipped_stack() {
         operator: parse("down:2").unwrap(),
         noise_std: 0.05,
         tau: Some(vec![0.1]),
+        draw_error: None,
     };
     let r = restore(&*pair, &truths, &damage, None, (&cfg, 3, 4, 0), &mut Silent).unwrap();
     assert_eq!(r.observation, (14, 14, 1));
@@ -409,7 +432,11 @@ fn restoring_test_images_on_the_shipped_stack() {
         .collect();
     let sd = (noise.iter().map(|v| v * v).sum::<f64>() / noise.len() as f64).sqrt();
     assert!((sd - 0.05).abs() < 0.01, "observation noise {sd}");
-    let s = summarise(&r, &[0.1], 0);
+    let s = summarise(
+        &r,
+        &ppgn::run::jobs::restore::DrawNoise::Gaussian(vec![0.1]),
+        0,
+    );
     let rms = |a: &[f32]| {
         (a.iter()
             .zip(&truth)
@@ -499,6 +526,7 @@ fn the_restore_job_writes_its_arrays_and_scores() {
             operator: parse(operator).unwrap(),
             noise_std: 0.02,
             tau: Some(vec![0.1]),
+            draw_error: None,
         },
         paper: None,
         settings: settings.clone(),
@@ -878,4 +906,65 @@ fn a_tau_per_pixel_from_a_file() {
     let (l2, r2) = width(&right);
     assert!((l2 - l1).abs() < 0.15 * l1, "left {l1} vs {l2}");
     assert!(r2 > 1.5 * r1, "right {r1} vs {r2}");
+}
+
+/// `--draw-error by-value` on the shipped stack: the same chains as the
+/// Gaussian tau's (the error is added after them), and where every draw
+/// of a pixel is in the generator's first tenth of [0, 1] (the
+/// background, drawn nearly exactly, validation error 5-95% about 0.05
+/// wide) intervals far narrower than tau's 2 x 1.645 x 0.14.
+#[test]
+fn the_error_by_value_narrows_the_backgrounds_intervals() {
+    use ppgn::data::npy::read_f32;
+    let d = crate::tempdir("restore-by-value");
+    let run = |error: &str| {
+        let out = d.join(error);
+        let r = crate::ppgn_into(
+            &["restore", "--image", "test:3", "--operator", "down:2"],
+            &out,
+            &[
+                "--noise-std",
+                "0.05",
+                "--draw-error",
+                error,
+                "--chains",
+                "4",
+                "--steps",
+                "40",
+                "--record-every",
+                "1",
+                "-q",
+            ],
+        );
+        assert_eq!(crate::manifest(&r, &out)["draw_error"], error);
+        out
+    };
+    let (gauss, by) = (run("gaussian"), run("by-value"));
+    let read = |dir: &std::path::Path, f: &str| read_f32(&dir.join(f)).unwrap().1;
+    assert!(read(&gauss, "samples.npy") == read(&by, "samples.npy"));
+    assert!(read(&gauss, "mean.npy") == read(&by, "mean.npy"));
+    let draws = read(&by, "samples.npy");
+    let n = draws.len() / 784;
+    let background: Vec<usize> = (0..784)
+        .filter(|&p| (0..n).all(|j| draws[j * 784 + p] < 0.1))
+        .collect();
+    assert!(
+        background.len() > 100,
+        "{} background pixels",
+        background.len()
+    );
+    let width = |dir: &std::path::Path| {
+        let (lo, hi) = (read(dir, "q05.npy"), read(dir, "q95.npy"));
+        background
+            .iter()
+            .map(|&p| (hi[p] - lo[p]) as f64)
+            .sum::<f64>()
+            / background.len() as f64
+    };
+    let (wg, wb) = (width(&gauss), width(&by));
+    // (80 draws: tau's 90% interval comes out a little under its 0.46)
+    assert!(
+        wg > 0.35 && wb < 0.3 * wg,
+        "background widths: gaussian {wg}, by value {wb}"
+    );
 }

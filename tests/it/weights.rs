@@ -34,6 +34,7 @@ fn write_generator(dir: &std::path::Path) -> VarMap {
         weights_sha256: sha256_file(&w).unwrap(),
         depends_on: Default::default(),
         measured_by: Default::default(),
+        error_by_value: None,
     }
     .save(&c)
     .unwrap();

@@ -15,6 +15,7 @@ use super::pair::{Pair, Part};
 use crate::data::fashion_mnist::{self, Dataset, Split, CLASS_NAMES, SIDE};
 use crate::error::{Error, Result};
 use crate::models::fashion::Stack;
+use crate::models::generator_error::ErrorByValue;
 use crate::models::plug::ClassifierSide;
 use crate::nn::fast::Net;
 use crate::run::config::preset::{PriorKind, SamplerConfig};
@@ -237,5 +238,10 @@ impl Pair for FashionPair {
         let card = self.stack.cards.iter().find(|c| c.network == "generator")?;
         let tau = card.metrics.get(crate::models::card::GENERATOR_ERROR)?;
         Some(vec![*tau])
+    }
+
+    fn generator_error_by_value(&self) -> Option<ErrorByValue> {
+        let card = self.stack.cards.iter().find(|c| c.network == "generator")?;
+        card.error_by_value.clone()
     }
 }

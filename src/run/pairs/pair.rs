@@ -14,6 +14,7 @@ use crate::density::backend::Backend;
 use crate::density::condition::Neuron;
 use crate::density::observation::{self, Observation, Operator};
 use crate::error::{Error, Result};
+use crate::models::generator_error::ErrorByValue;
 use crate::nn::fast::{Net, Op};
 use crate::run::config::preset::SamplerConfig;
 use crate::run::drive::chains::{Pipeline, Streams};
@@ -193,6 +194,14 @@ pub trait Pair: Send + Sync {
     /// has it. A restoration's likelihood adds it to the observation's
     /// noise (`crate::density::observation::variances`).
     fn generator_error(&self) -> Option<Vec<f64>> {
+        None
+    }
+
+    /// The generator's error given the value it draws, measured on the
+    /// validation split as its card records it (`error_by_value`); `None`
+    /// where no card has it. A restoration adds it to its draws with
+    /// `--draw-error by-value`.
+    fn generator_error_by_value(&self) -> Option<ErrorByValue> {
         None
     }
 }

@@ -8,6 +8,7 @@ use rand_distr::Distribution;
 
 use crate::density::observation::{variances, Operator};
 use crate::error::{Error, Result};
+use crate::models::generator_error::ErrorByValue;
 use crate::run::config::preset::SamplerConfig;
 use crate::run::config::restore::{degradations, Asked};
 use crate::run::config::spec::Init;
@@ -29,6 +30,63 @@ pub struct Damage {
     /// per pixel of the generator's images (flat HWC) [default: the
     /// pair's, `Pair::generator_error`].
     pub tau: Option<Vec<f64>>,
+    /// The error added to each draw before the quantiles are taken
+    /// [default: [`DrawError::DEFAULT`]].
+    pub draw_error: Option<DrawError>,
+}
+
+/// Which error of the generator a restoration adds to its draws before it
+/// takes their spread and quantiles (`--draw-error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DrawError {
+    /// `N(0, tau^2)` at every pixel, `tau` the likelihood's.
+    Gaussian,
+    /// The generator's error given the value it draws, from its card
+    /// (`crate::models::generator_error`).
+    ByValue,
+}
+
+impl DrawError {
+    /// What a restoration adds when not told.
+    pub const DEFAULT: DrawError = DrawError::Gaussian;
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "gaussian" => Ok(DrawError::Gaussian),
+            "by-value" => Ok(DrawError::ByValue),
+            _ => Err(Error::unknown("draw error", s, &["gaussian", "by-value"])),
+        }
+    }
+}
+
+/// The error a restoration adds to each drawn pixel (`DrawError`).
+#[derive(Debug, Clone)]
+pub enum DrawNoise {
+    /// `N(0, tau^2)`, one `tau` or one per pixel.
+    Gaussian(Vec<f64>),
+    ByValue(ErrorByValue),
+}
+
+impl DrawNoise {
+    /// `x` (pixel `p` of an image, flat HWC) with the error added, drawn
+    /// from `rng`.
+    pub fn add(&self, x: f64, p: usize, rng: &mut impl rand::Rng) -> f64 {
+        match self {
+            DrawNoise::Gaussian(tau) => {
+                let e: f64 = rand_distr::StandardNormal.sample(rng);
+                x + tau[p % tau.len()] * e
+            }
+            DrawNoise::ByValue(t) => x + t.error(x, rng.random::<f64>()),
+        }
+    }
+
+    pub fn kind(&self) -> DrawError {
+        match self {
+            DrawNoise::Gaussian(_) => DrawError::Gaussian,
+            DrawNoise::ByValue(_) => DrawError::ByValue,
+        }
+    }
 }
 
 impl Damage {
@@ -48,6 +106,23 @@ impl Damage {
                     "give --tau, the RMSE of the generator's best reconstructions of real images (0 if it draws them exactly)",
                 )
             })
+    }
+
+    /// The error to add to the draws: as asked, else [`DrawError::DEFAULT`];
+    /// `by-value` needs `pair`'s generator's table.
+    pub fn draw_noise(&self, pair: &dyn Pair) -> Result<DrawNoise> {
+        match self.draw_error.unwrap_or(DrawError::DEFAULT) {
+            DrawError::Gaussian => Ok(DrawNoise::Gaussian(self.tau(pair)?)),
+            DrawError::ByValue => pair.generator_error_by_value().map(DrawNoise::ByValue).ok_or_else(|| {
+                Error::unsupported(
+                    format!(
+                        "--draw-error by-value with {}: its generator's error by value is not on a card",
+                        pair.names().0
+                    ),
+                    "give --draw-error gaussian (N(0, tau^2)), or record the table with `ppgn models check --record-tau`",
+                )
+            }),
+        }
     }
 }
 

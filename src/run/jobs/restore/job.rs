@@ -161,6 +161,7 @@ pub fn job(spec: &RestoreSpec, progress: &mut dyn Progress) -> Result<String> {
     let pair = crate::run::pairs::load::pair(&spec.networks, spec.data_dir.as_deref())?;
     let image = pixels(&*pair)?;
     let tau = spec.damage.tau(&*pair)?;
+    let noise = spec.damage.draw_noise(&*pair)?;
     let truths = spec.truths.load(&*pair, image)?;
     let paper = match &spec.paper {
         Some(p) => Some(inpainting(p, &*pair, &spec.truths, truths.dim(0)?)?),
@@ -169,7 +170,7 @@ pub fn job(spec: &RestoreSpec, progress: &mut dyn Progress) -> Result<String> {
     let cfg = &spec.settings;
     let run = (cfg, spec.chains, spec.record_every, spec.seed);
     let r = restore(&*pair, &truths, &spec.damage, paper.as_ref(), run, progress)?;
-    let s = summarise(&r, &tau, spec.seed);
+    let s = summarise(&r, &noise, spec.seed);
     let truth: Vec<f32> = truths.flatten_all()?.to_vec1()?;
     let operator = Operator::new(
         degradations(&spec.damage.operator, (image.0, image.1), spec.seed)?,
@@ -193,6 +194,7 @@ pub fn job(spec: &RestoreSpec, progress: &mut dyn Progress) -> Result<String> {
         "noise_std": spec.damage.noise_std,
         "tau": super::draws::tau_rms(&tau),
         "tau_per_pixel": (tau.len() > 1).then_some(&tau),
+        "draw_error": noise.kind(),
         "sampler": cfg,
         "paper_inpaint": paper.as_ref().map(|p| serde_json::json!({
             "classes": p.classes.iter().map(|&c| pair.class_names()[c].clone()).collect::<Vec<_>>(),

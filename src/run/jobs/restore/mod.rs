@@ -25,7 +25,7 @@ mod job;
 mod paper;
 mod summary;
 
-pub use draws::{restore, Damage, Restored};
+pub use draws::{restore, Damage, DrawError, DrawNoise, Restored};
 pub use job::{job, RestoreSpec, Truths};
 pub use paper::{check as check_paper, Inpainting, PaperInpaint, PAPER_INPAINT};
 pub use summary::{quantile, score, summarise, Scores, Summary};

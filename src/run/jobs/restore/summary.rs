@@ -2,10 +2,9 @@
 //! the true images.
 
 use rand::SeedableRng;
-use rand_distr::Distribution;
 use serde::Serialize;
 
-use super::draws::Restored;
+use super::draws::{DrawNoise, Restored};
 
 /// Per-pixel summaries of a restoration, each `[k, h, w, c]` flat.
 pub struct Summary {
@@ -16,16 +15,15 @@ pub struct Summary {
 }
 
 /// The mean of each image's draws, and the spread and the 5% and 95%
-/// quantiles of the draws with `N(0, tau^2)` added to every pixel (the
-/// generator's own error, one or one per pixel; seeded), per pixel.
-pub fn summarise(r: &Restored, tau: &[f64], seed: u64) -> Summary {
+/// quantiles of the draws with `noise` added to every pixel (the
+/// generator's own error; seeded), per pixel.
+pub fn summarise(r: &Restored, noise: &DrawNoise, seed: u64) -> Summary {
     let per = r.image.0 * r.image.1 * r.image.2;
     let (d, k) = (
         r.draws_per_image,
         r.draws.len() / (per * r.draws_per_image).max(1),
     );
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x7a0_0015e);
-    let normal = rand_distr::StandardNormal;
     let mut s = Summary {
         mean: Vec::with_capacity(k * per),
         std: Vec::with_capacity(k * per),
@@ -39,8 +37,7 @@ pub fn summarise(r: &Restored, tau: &[f64], seed: u64) -> Summary {
             for (j, v) in column.iter_mut().enumerate() {
                 let x = r.draws[(i * d + j) * per + p] as f64;
                 clean += x;
-                let e: f64 = normal.sample(&mut rng);
-                *v = x + tau[p % tau.len()] * e;
+                *v = noise.add(x, p, &mut rng);
             }
             let m = column.iter().sum::<f64>() / d as f64;
             let var = column.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (d.max(2) - 1) as f64;
