@@ -119,6 +119,17 @@ impl Window {
             }
         }
     }
+
+    /// The runs of [`Window::for_each_run`] as a list, for kernels whose
+    /// loop body must be compiled inside their AVX2 or AVX-512 copy
+    /// (`super::simd::dispatch`): a closure is a function of its own,
+    /// built for the baseline, where a fused multiply-add is a call to
+    /// `fmaf`.
+    pub fn runs(&self) -> Vec<(usize, usize, usize, usize)> {
+        let mut runs = Vec::with_capacity(self.ho * self.wo * self.kh);
+        self.for_each_run(|o, t, p, run| runs.push((o, t, p, run)));
+        runs
+    }
 }
 
 /// Calls `f(dst_image, src_image)` for `n` images, over threads or not.
