@@ -64,14 +64,15 @@ impl<T: Real> Product<'_, T> {
             std::slice::from_raw_parts_mut(self.dst.ptr().add(i * n + c.start), c.len())
         };
         if self.b_rs == 1 {
-            // columns of b contiguous: dot products, 4 rows by 2 columns
+            // columns of b contiguous: dot products, 2 rows by 2 columns
             // of b at a time (each piece of a row or column loaded once
-            // for 2 or 4 products), one at a time for those left over
-            let fours = rows.start + rows.len() / 4 * 4;
+            // for 2 products), one at a time for those left over
+            const DR: usize = 2;
+            let fours = rows.start + rows.len() / DR * DR;
             let pairs = cols.start + cols.len() / 2 * 2;
             for j in (cols.start..pairs).step_by(2) {
-                for i in (rows.start..fours).step_by(4) {
-                    self.dots::<FMA>(i, j);
+                for i in (rows.start..fours).step_by(DR) {
+                    self.dots::<DR, FMA>(i, j);
                 }
             }
             for j in cols.clone() {
@@ -151,22 +152,24 @@ impl<T: Real> Product<'_, T> {
         }
     }
 
-    /// `dst[i0 + r, j0 + c] += a[i0 + r, :] . b[:, j0 + c]` for r < 4,
-    /// c < 2, with `b`'s columns contiguous: the 8 dot products at once,
-    /// each over V lanes of k (8 vectors of 8 f32 with AVX2), so a piece
-    /// of a row of `a` is loaded once for two columns and a piece of a
-    /// column of `b` once for four rows (one product at a time loads both
-    /// for each multiply-add: the dense backward of W1 at 8 chains ran at
-    /// 7% of the machine's peak, docs/performance.md).
+    /// `dst[i0 + r, j0 + c] += a[i0 + r, :] . b[:, j0 + c]` for r < R,
+    /// c < 2, with `b`'s columns contiguous: the 2R dot products at once,
+    /// each over 16 lanes of k, so a piece of a row of `a` is loaded once
+    /// for two columns and a piece of a column of `b` once for R rows (one
+    /// product at a time loads both for each multiply-add: the dense
+    /// backward of W1 at 8 chains ran at 7% of the machine's peak,
+    /// docs/performance.md). Each sum runs in `simd::dot`'s order, so the
+    /// results are its bit for bit. R = 2 keeps the 4R vectors of 8 f32
+    /// in AVX2's 16 registers; R = 4 measured no faster with AVX-512.
     #[inline(always)]
-    fn dots<const FMA: bool>(&self, i0: usize, j0: usize) {
-        const V: usize = 8;
+    fn dots<const R: usize, const FMA: bool>(&self, i0: usize, j0: usize) {
+        const V: usize = 16;
         let (n, k) = (self.n, self.k);
-        let a: [&[T]; 4] =
+        let a: [&[T]; R] =
             std::array::from_fn(|r| &self.a[(i0 + r) * self.a_rs..(i0 + r) * self.a_rs + k]);
         let b: [&[T]; 2] =
             std::array::from_fn(|c| &self.b[(j0 + c) * self.b_cs..(j0 + c) * self.b_cs + k]);
-        let mut acc = [[T::zero(); V]; 8];
+        let mut acc = [[[T::zero(); V]; 2]; R];
         let body = k / V * V;
         let (ap, bp) = (a.map(<[T]>::as_ptr), b.map(<[T]>::as_ptr));
         #[inline(always)]
@@ -181,22 +184,25 @@ impl<T: Real> Product<'_, T> {
             // Safety: k0 + V <= k, the length of every slice above.
             let load = |p: *const T| unsafe { *(p.add(k0) as *const [T; V]) };
             let (b0, b1) = (load(bp[0]), load(bp[1]));
-            for r in 0..4 {
+            for (r, row) in acc.iter_mut().enumerate() {
                 let ar = load(ap[r]);
-                acc[2 * r] = fma::<T, FMA, V>(ar, b0, acc[2 * r]);
-                acc[2 * r + 1] = fma::<T, FMA, V>(ar, b1, acc[2 * r + 1]);
+                row[0] = fma::<T, FMA, V>(ar, b0, row[0]);
+                row[1] = fma::<T, FMA, V>(ar, b1, row[1]);
             }
         }
-        for (q, lanes) in acc.iter().enumerate() {
-            let (r, c) = (q / 2, q % 2);
-            let mut s = lanes.iter().fold(T::zero(), |t, &v| t + v);
-            for kk in body..k {
-                s = madd::<T, FMA>(a[r][kk], b[c][kk], s);
+        for (r, row) in acc.iter().enumerate() {
+            for (c, lanes) in row.iter().enumerate() {
+                // the remainder, then the lanes: `simd::dot`'s order
+                let mut s = T::zero();
+                for kk in body..k {
+                    s = madd::<T, FMA>(a[r][kk], b[c][kk], s);
+                }
+                let s = lanes.iter().fold(s, |t, &v| t + v);
+                // Safety: in dst (the slices above are in bounds, and
+                // i0 + r < m, j0 + c < n by the caller); work items own
+                // disjoint blocks.
+                unsafe { *self.dst.ptr().add((i0 + r) * n + j0 + c) += s };
             }
-            // Safety: in dst (the slices above are in bounds, and i0 + r
-            // < m, j0 + c < n by the caller); work items own disjoint
-            // blocks.
-            unsafe { *self.dst.ptr().add((i0 + r) * n + j0 + c) += s };
         }
     }
 
@@ -478,6 +484,38 @@ mod tests {
                 };
                 assert!(at(self.0) == at(self.1), "with FMA {FMA}: m {m} n {n}");
             }
+        }
+    }
+
+    /// The blocks of dot products sum in `simd::dot`'s order: their
+    /// results are one `dot` per output's, bit for bit.
+    #[test]
+    fn blocked_dot_products_equal_single_ones_bit_for_bit() {
+        let mut next = uniform(5);
+        for (m, k, n) in [(8, 300, 64), (7, 64, 5), (3, 17, 16), (16, 33, 9)] {
+            let a: Vec<f32> = (0..m * k).map(|_| next() as f32).collect();
+            let bt: Vec<f32> = (0..n * k).map(|_| next() as f32).collect();
+            let mut dst = vec![0f32; m * n];
+            matmul(m, n, k, &mut dst, false, &a, k, &bt, (1, k), false);
+            struct One<'a>(&'a [f32], &'a [f32], &'a [f32], (usize, usize, usize));
+            impl Kernel for One<'_> {
+                fn run<const FMA: bool>(self) {
+                    let (m, n, k) = self.3;
+                    for i in 0..m {
+                        for j in 0..n {
+                            let d = dot::<f32, FMA>(
+                                &self.0[i * k..(i + 1) * k],
+                                &self.1[j * k..(j + 1) * k],
+                            );
+                            assert!(
+                                self.2[i * n + j] == 0.0 + d,
+                                "[{i}, {j}] of m {m} n {n} k {k}"
+                            );
+                        }
+                    }
+                }
+            }
+            dispatch(One(&a, &bt, &dst, (m, n, k)));
         }
     }
 
