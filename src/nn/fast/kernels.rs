@@ -181,6 +181,9 @@ pub enum Act {
 #[inline(always)]
 fn map<T: Real>(y: &mut [T], f: impl Fn(T) -> T + Sync + Copy) {
     y.par_chunks_mut(1 << 14).for_each(|c| {
+        // a copy on this stack frame, not a read through the closure's
+        // reference (see `scale_by`)
+        #[allow(clippy::redundant_locals)]
         let f = f;
         c.iter_mut().for_each(|v| *v = f(*v))
     });
@@ -196,6 +199,7 @@ fn scale_by<T: Real>(g: &mut [T], y: &[T], d: impl Fn(T) -> T + Sync + Copy) {
     g.par_chunks_mut(1 << 14)
         .zip(y.par_chunks(1 << 14))
         .for_each(|(g, y)| {
+            #[allow(clippy::redundant_locals)]
             let d = d;
             g.iter_mut().zip(y).for_each(|(g, &y)| *g = *g * d(y))
         });
