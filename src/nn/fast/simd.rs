@@ -1,41 +1,26 @@
-//! Vectorisable inner loops and the runtime switch to AVX2/FMA and
-//! AVX-512 code.
+//! Vectorisable inner loops and the runtime switch to AVX2/FMA code.
 //!
 //! The crate is built for baseline x86-64 (SSE2, no fused multiply-add);
 //! a kernel implements [`Kernel::run`] over these `#[inline(always)]`
-//! loops, and [`dispatch`] calls the copy of it compiled with AVX-512, or
-//! else AVX2 and FMA, when the CPU has them (as `gemm` and PyTorch choose
-//! their kernels). The copies give the same bits: the loops' order of
-//! additions is the source's (no reassociation), only how many lanes
-//! one instruction holds differs.
+//! loops, and [`dispatch`] calls the copy of it compiled with AVX2 and FMA
+//! when the CPU has them (as `gemm` and PyTorch choose their kernels).
 
 use super::real::Real;
 
-/// A piece of work whose loops are compiled three times: `FMA` true for
-/// the AVX2/FMA and AVX-512 copies. `run` must be `#[inline(always)]` so
-/// the copies inherit the target features.
+/// A piece of work whose loops are compiled twice: `FMA` true for the
+/// AVX2/FMA copy. `run` must be `#[inline(always)]` so the copy inherits
+/// the target features.
 pub trait Kernel {
     fn run<const FMA: bool>(self);
 }
 
-/// Runs `k` with AVX-512 (F and VL) when the CPU has it, else with AVX2
-/// and FMA when it has them.
+/// Runs `k`, with AVX2 and FMA when the CPU has them.
 pub fn dispatch<K: Kernel>(k: K) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2<K: Kernel>(k: K) {
             k.run::<true>()
-        }
-        #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-        unsafe fn avx512<K: Kernel>(k: K) {
-            k.run::<true>()
-        }
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-        {
-            // Safety: the CPU has the features the copy was compiled for.
-            return unsafe { avx512(k) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
