@@ -8,6 +8,7 @@
 //! `ChaCha8(seed, s)`, so a run resumed from a checkpoint at step `s` takes
 //! exactly the steps an uninterrupted run would have taken.
 
+mod checkpoint;
 pub mod classifier;
 pub mod code_prior;
 pub mod code_score;
@@ -28,14 +29,14 @@ use candle_nn::VarMap;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
 use crate::data::fashion_mnist::Dataset;
 use crate::error::{Error, Result};
 use crate::models::card::{sha256_file, Card};
-use crate::models::weights::{load_into_varmap, load_tensors, save_tensors, varmap_tensors};
+use crate::models::weights::{save_tensors, varmap_tensors};
 use crate::nn::adam::Adam;
 use crate::run::drive::progress::Progress;
+use checkpoint::{ckpt_paths, load_checkpoint, save_checkpoint, CheckpointMeta};
 
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
@@ -119,29 +120,6 @@ pub trait Task {
     fn train_len(&self) -> usize;
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct CheckpointMeta {
-    network: String,
-    step: u64,
-    elapsed_s: f64,
-    seed: u64,
-    batch_size: usize,
-    lr: f64,
-    task_state: serde_json::Value,
-    /// Each optimiser's own step count (they differ when the GAN pauses one).
-    #[serde(default)]
-    optimizer_steps: Vec<u64>,
-    /// Mean losses per epoch so far.
-    history: Vec<BTreeMap<String, f64>>,
-}
-
-fn ckpt_paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    (
-        dir.join(format!("{name}.ckpt.safetensors")),
-        dir.join(format!("{name}.ckpt.json")),
-    )
-}
-
 fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..n).collect();
     let mut rng =
@@ -154,60 +132,6 @@ fn step_rng(seed: u64, step: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(step + 1);
     rng
-}
-
-fn save_checkpoint(task: &dyn Task, opts: &TrainOptions, meta: &mut CheckpointMeta) -> Result<()> {
-    meta.optimizer_steps = task.optimizers_ref().iter().map(|a| a.step).collect();
-    let (wpath, jpath) = ckpt_paths(&opts.out_dir, task.name());
-    let mut tensors = HashMap::new();
-    for (prefix, vm) in task.varmaps() {
-        tensors.extend(varmap_tensors(vm, &format!("var.{prefix}.")));
-    }
-    for (i, adam) in task.optimizers_ref().into_iter().enumerate() {
-        tensors.extend(adam.state(&format!("adam{i}.")));
-    }
-    save_tensors(&wpath, &tensors)?;
-    let text = serde_json::to_string_pretty(meta).expect("meta serialises");
-    crate::fsutil::write_atomic(&jpath, text.as_bytes())
-}
-
-fn load_checkpoint(
-    task: &mut dyn Task,
-    opts: &TrainOptions,
-    device: &Device,
-) -> Result<Option<CheckpointMeta>> {
-    let (wpath, jpath) = ckpt_paths(&opts.out_dir, task.name());
-    if opts.restart || !jpath.exists() || !wpath.exists() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(&jpath).map_err(|e| Error::io(&jpath, e))?;
-    let meta: CheckpointMeta = serde_json::from_str(&text).map_err(|e| {
-        Error::data(
-            &jpath,
-            format!("unreadable checkpoint ({e}); rerun with --restart"),
-        )
-    })?;
-    if meta.seed != opts.seed || meta.batch_size != opts.batch_size || meta.lr != opts.lr {
-        return Err(Error::data(
-            &jpath,
-            format!(
-                "checkpoint was made with seed {}, batch {}, lr {}; this run asks seed {}, batch {}, lr {}. \
-                 Use the same settings to resume, or --restart to start over",
-                meta.seed, meta.batch_size, meta.lr, opts.seed, opts.batch_size, opts.lr
-            ),
-        ));
-    }
-    let tensors = load_tensors(&wpath, device)?;
-    for (prefix, vm) in task.varmaps() {
-        load_into_varmap(vm, &tensors, &format!("var.{prefix}."), &wpath)?;
-    }
-    for (i, adam) in task.optimizers().into_iter().enumerate() {
-        let steps = meta.optimizer_steps.get(i).copied().unwrap_or(meta.step);
-        adam.load_state(&tensors, &format!("adam{i}."), steps)
-            .map_err(|e| Error::data(&wpath, e.to_string()))?;
-    }
-    task.load_state_json(&meta.task_state);
-    Ok(Some(meta))
 }
 
 /// Trains `task` to the end (resuming from its checkpoint if one matches),
@@ -260,23 +184,6 @@ pub fn run(
     }
     let wall = epochs.base_elapsed + epochs.started.elapsed().as_secs_f64();
     finish(task, opts, &meta, wall, steps_per_epoch).map(Some)
-}
-
-impl CheckpointMeta {
-    /// The state of a run that has not started.
-    fn fresh(network: &str, opts: &TrainOptions) -> Self {
-        CheckpointMeta {
-            network: network.into(),
-            step: 0,
-            elapsed_s: 0.0,
-            seed: opts.seed,
-            batch_size: opts.batch_size,
-            lr: opts.lr,
-            task_state: serde_json::Value::Null,
-            optimizer_steps: Vec::new(),
-            history: Vec::new(),
-        }
-    }
 }
 
 /// The step loop's bookkeeping.

@@ -21,6 +21,7 @@ pub mod build;
 pub mod depthwise;
 pub mod flops;
 pub mod kernels;
+pub mod one_channel;
 pub mod op;
 pub mod patches;
 pub mod pointwise;

@@ -7,7 +7,7 @@ use super::real::Real;
 use super::several::Binary;
 use super::shapes::{conv_shape, conv_transpose_shape, depthwise_shape, max_pool_shape};
 use super::window::Window;
-use super::{depthwise, len, patches, thin, Shape};
+use super::{depthwise, len, one_channel, patches, Shape};
 
 /// One op of a compiled network. Weights are stored in the layout the
 /// matrix products read.
@@ -208,8 +208,8 @@ impl<T: Real> Op<T> {
                 for row in y.chunks_mut(cout) {
                     row.copy_from_slice(bias);
                 }
-                if thin::conv_suits(w, cout) {
-                    thin::conv(w, n, weight, x, y, false);
+                if one_channel::conv_suits(w, cout) {
+                    one_channel::conv(w, n, weight, x, y, false);
                 } else if w.is_pointwise() {
                     kernels::matmul(rows, cout, k, y, true, x, (k, 1), weight, (cout, 1), true);
                 } else {
@@ -356,8 +356,8 @@ fn conv_adjoint<T: Real>(
     cols: &mut Vec<T>,
 ) {
     let (rows, k) = (n * w.ho * w.wo, w.taps() * w.c);
-    if thin::conv_suits(w, cout) {
-        thin::conv(w, n, weight, g, gx, true);
+    if one_channel::conv_suits(w, cout) {
+        one_channel::conv(w, n, weight, g, gx, true);
     } else if w.is_pointwise() {
         kernels::matmul(
             rows,
