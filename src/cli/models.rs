@@ -103,8 +103,8 @@ pub struct CheckArgs {
     /// Also write a Markdown report of the stack (cards and these measurements).
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Write the validation RMSE of G(E(x)) into the generator's card, with
-    /// this command: the generator's error tau that `ppgn restore` reads.
+    /// Write the validation RMSE of G(E(x)) and its error by the value drawn into the generator's
+    /// card, with this command: tau and the --draw-error by-value table that `ppgn restore` reads.
     #[arg(long)]
     pub record_tau: bool,
     /// Also write the validation RMSE of G(E(x)) at each pixel position to
