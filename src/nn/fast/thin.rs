@@ -67,17 +67,17 @@ impl<T: Real> Product<'_, T> {
             // of b at a time (each piece of a row or column loaded once
             // for 2 products), one at a time for those left over
             const DR: usize = 2;
-            let fours = rows.start + rows.len() / DR * DR;
+            let blocked = rows.start + rows.len() / DR * DR;
             let pairs = cols.start + cols.len() / 2 * 2;
             for j in (cols.start..pairs).step_by(2) {
-                for i in (rows.start..fours).step_by(DR) {
+                for i in (rows.start..blocked).step_by(DR) {
                     self.dots::<DR, FMA>(i, j);
                 }
             }
             for j in cols.clone() {
                 let bj = &self.b[j * self.b_cs..j * self.b_cs + k];
                 let rest = if j < pairs {
-                    fours..rows.end
+                    blocked..rows.end
                 } else {
                     rows.clone()
                 };
