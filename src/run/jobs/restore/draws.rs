@@ -109,10 +109,11 @@ impl Damage {
     }
 
     /// The error to add to the draws: as asked, else [`DrawError::DEFAULT`];
-    /// `by-value` needs `pair`'s generator's table.
-    pub fn draw_noise(&self, pair: &dyn Pair) -> Result<DrawNoise> {
+    /// `tau` is [`Damage::tau`]'s, and `by-value` needs `pair`'s
+    /// generator's table.
+    pub fn draw_noise(&self, pair: &dyn Pair, tau: &[f64]) -> Result<DrawNoise> {
         match self.draw_error.unwrap_or(DrawError::DEFAULT) {
-            DrawError::Gaussian => Ok(DrawNoise::Gaussian(self.tau(pair)?)),
+            DrawError::Gaussian => Ok(DrawNoise::Gaussian(tau.to_vec())),
             DrawError::ByValue => pair.generator_error_by_value().map(DrawNoise::ByValue).ok_or_else(|| {
                 Error::unsupported(
                     format!(

@@ -161,7 +161,7 @@ pub fn job(spec: &RestoreSpec, progress: &mut dyn Progress) -> Result<String> {
     let pair = crate::run::pairs::load::pair(&spec.networks, spec.data_dir.as_deref())?;
     let image = pixels(&*pair)?;
     let tau = spec.damage.tau(&*pair)?;
-    let noise = spec.damage.draw_noise(&*pair)?;
+    let noise = spec.damage.draw_noise(&*pair, &tau)?;
     let truths = spec.truths.load(&*pair, image)?;
     let paper = match &spec.paper {
         Some(p) => Some(inpainting(p, &*pair, &spec.truths, truths.dim(0)?)?),
