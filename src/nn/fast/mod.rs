@@ -280,6 +280,10 @@ impl<T: Real> Net<T> {
     /// Runs `n` inputs `x [n, ...]` forward, keeping every slot in `ws`;
     /// returns the output `[n, ...]`.
     pub fn forward<'a>(&self, x: &[T], n: usize, ws: &'a mut Workspace<T>) -> Result<&'a [T]> {
+        on_pool(|| self.forward_here(x, n, ws))
+    }
+
+    fn forward_here<'a>(&self, x: &[T], n: usize, ws: &'a mut Workspace<T>) -> Result<&'a [T]> {
         if x.len() != n * len(self.input()) {
             let want = n * len(self.input());
             return Err(Error::shape(
@@ -317,6 +321,10 @@ impl<T: Real> Net<T> {
     /// The gradient of `sum(dy * output)` with respect to the input of the
     /// last [`Net::forward`] on `ws`, into `dx`.
     pub fn backward(&self, dy: &[T], ws: &mut Workspace<T>, dx: &mut Vec<T>) -> Result<()> {
+        on_pool(|| self.backward_here(dy, ws, dx))
+    }
+
+    fn backward_here(&self, dy: &[T], ws: &mut Workspace<T>, dx: &mut Vec<T>) -> Result<()> {
         let n = ws.batch;
         if ws.acts.len() != self.ops.len() + 1 || ws.acts[0].len() != n * len(self.input()) {
             return Err(Error::unsupported(
@@ -382,6 +390,19 @@ impl<T: Real> Net<T> {
         }
         ws.pool.push(spare);
         Ok(())
+    }
+}
+
+/// Runs `f` on a thread of rayon's pool, so that the ops' parallel loops
+/// start from a worker of the pool. Started from any other thread, each
+/// loop is handed to the pool while the caller sleeps until it ends: with
+/// about a hundred loops a pass, on W2 at one chain a sixth of `perf`'s
+/// samples were the scheduler's (waking and putting threads to sleep).
+fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        f()
+    } else {
+        rayon::scope(|_| f())
     }
 }
 
