@@ -41,14 +41,10 @@ pub struct TrainArgs {
     /// Output folder. The shipped stack was trained with `--out models/fashion-mnist`.
     #[arg(long, default_value = "runs/train")]
     pub out: PathBuf,
-    /// Where the networks this one is trained against (the classifier for
-    /// G and the h-DAE; the evaluator for G's card) are read from
-    /// [default: $PPGN_MODELS or the shipped models/fashion-mnist].
-    #[arg(long)]
-    pub models: Option<PathBuf>,
-    /// Fashion-MNIST folder [default: $PPGN_FASHION_MNIST or /usr/share/datasets/fashion-mnist].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    /// The networks this one is trained against (the classifier for G and the
+    /// priors on codes, the evaluator for G's card) are read from the model folder.
+    #[command(flatten)]
+    pub folders: super::Folders,
     #[arg(long, default_value_t = 500)]
     pub checkpoint_every: u64,
     /// Stop after this many steps (a quick run).
@@ -92,6 +88,9 @@ pub struct TrainArgs {
     /// so that the untrained denoiser returns c_skip(s) v [default: He's normal everywhere].
     #[arg(long)]
     pub zero_init: bool,
+    /// code-score only: the mean of ln s over the training noise levels (EDM's P_mean) [default: -1.2].
+    #[arg(long, value_name = "M")]
+    pub noise_mean: Option<f64>,
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -105,7 +104,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         weight_decay: a.weight_decay,
         seed: a.seed.unwrap_or(seed),
         out_dir: a.out.clone(),
-        models_dir: stack::resolve_dir(a.models.as_deref()),
+        models_dir: a.folders.models_dir(),
         checkpoint_every: a.checkpoint_every,
         max_steps: a.max_steps,
         stop_at: a.stop_at,
@@ -116,11 +115,12 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         codes: CodeTraining {
             whiten: a.whiten,
             zero_init: a.zero_init,
+            noise_mean: a.noise_mean,
         },
     };
     // the generator's flags, checked before any data or network loads
     let gan = GanSettings::from_flags(a.joint, a.loss_weights.as_deref(), a.code_loss)?;
-    let dir = fashion_mnist::resolve_dir(a.data_dir.as_deref());
+    let dir = fashion_mnist::resolve_dir(a.folders.data());
     let mut bar = super::progress::Bar::new(a.quiet, None);
     let Some(card) = job::train(a.network, &opts, &gan, &dir, &mut bar)
         .with_context(|| format!("training {}", a.network.name()))?

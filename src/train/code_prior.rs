@@ -66,6 +66,9 @@ pub struct CodeTraining {
     /// layer at zero (code-score only), so that the untrained denoiser is
     /// `D(v; s) = c_skip(s) v`.
     pub zero_init: bool,
+    /// The mean of `ln s` over the score model's training noise levels
+    /// (code-score only; `None`: [`crate::models::fashion::code_score::CodeScoreConfig`]'s).
+    pub noise_mean: Option<f64>,
 }
 
 /// The pre-ReLU codes `u` (the generator reads `relu(u)`) of the images

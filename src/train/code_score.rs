@@ -74,10 +74,12 @@ impl CodeScoreTask {
     pub fn new(data: Data, opts: &TrainOptions, device: &Device) -> Result<Self> {
         let codes = SplitCodes::new(&data, &opts.models_dir, device, "score model")?;
         let (mean, std) = moments(&codes.train)?;
+        let base = config(codes.dim, opts.size.as_deref())?;
         let cfg = CodeScoreConfig {
             whiten: opts.codes.whiten,
             zero_init: opts.codes.zero_init,
-            ..config(codes.dim, opts.size.as_deref())?
+            p_mean: opts.codes.noise_mean.unwrap_or(base.p_mean),
+            ..base
         };
         let (varmap, ema) = (VarMap::new(), VarMap::new());
         let net = CodeScore::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;

@@ -421,7 +421,8 @@ fn code_score_training_ships_its_average_and_resumes_exactly() {
 /// still near zero (a step of Adam moves a weight by about the learning
 /// rate, 1e-3, and the average keeps a thousandth of that), while the other
 /// layers, and the same layers without the flag, keep He's normal (about
-/// 0.25 at a fan-in of 32). The card says which.
+/// 0.25 at a fan-in of 32). The card says which, and the training noise
+/// levels' mean (`--noise-mean`, given with the flag here) beside it.
 #[test]
 fn zero_init_starts_the_score_models_residual_branches_at_zero() {
     use ppgn::train::code_score::CodeScoreTask;
@@ -439,6 +440,7 @@ fn zero_init_starts_the_score_models_residual_branches_at_zero() {
     for zero_init in [true, false] {
         let mut o = opts(&a, 8);
         o.codes.zero_init = zero_init;
+        o.codes.noise_mean = zero_init.then_some(-0.5);
         o.size = Some(vec![32, 2]);
         o.restart = true;
         let mut t = CodeScoreTask::new(data(), &o, &Device::Cpu).unwrap();
@@ -446,6 +448,7 @@ fn zero_init_starts_the_score_models_residual_branches_at_zero() {
             .unwrap()
             .unwrap();
         assert_eq!(card.config["zero_init"], zero_init);
+        assert_eq!(card.config["p_mean"], if zero_init { -0.5 } else { -1.2 });
         let w = load_tensors(&a.join("code-score.safetensors"), &Device::Cpu).unwrap();
         for name in ["b0.fc2.weight", "b1.fc2.weight", "fc_out.weight"] {
             let m = max_abs(&w, name);
