@@ -203,7 +203,7 @@ pub const PRESETS: [(&str, &str); 15] = [
     ("exact-nuts", "NUTS (the No-U-Turn Sampler, as Stan runs it) on the same target and starts as exact-mala: trees up to depth 10, a diagonal metric learnt in Stan's warm-up windows and the step tuned by dual averaging to acceptance 0.8 over the first half of the steps; 200 steps (chosen over 40 on validation images, docs/restore.md)"),
     ("ppgn-flow", "MALA-approx (no accept/reject) in the flow's base space from exact-mala's starts: the flow prior in place of the joint prior, eps1=1, eps2=10, step 0.01 unnormalised, eps3=sqrt(2 * 0.01) (unadjusted Langevin)"),
     ("ppgn-score", "Reverse diffusion on the score-based prior (ppgn train code-score): 200 noise levels from 10 to 0.01 of the standardised code, one per step, the class term read on the denoiser's estimate of the clean code with its gradient through the denoiser, eps2=5 (picked on the validation split, docs/tuning.md)"),
-    ("ppgn-score-langevin", "Annealed Langevin on the score-based prior: MALA-approx (eq. 13) with the denoiser's score as the prior term, 200 noise levels from 10 to 0.01, one per step, the update scaled by (level / 0.01)^2 and the noise by level / 0.01; at the last level eps1=1, eps2=5, step 1e-5, eps3=sqrt(2 * 1e-5) (eps2 and step picked on the validation split, docs/tuning.md), the class term read as ppgn-score's"),
+    ("ppgn-score-langevin", "Annealed Langevin on the score-based prior: MALA-approx (eq. 13) with the denoiser's score as the prior term, 200 noise levels from 10 to 0.01, one per step, the update scaled by (level / 0.01)^2 and the noise by level / 0.01; at the last level eps1=1, eps2=3, step 2e-5, eps3=sqrt(2 * 2e-5) (eps2 and step picked on the validation split, docs/tuning.md), the class term read as ppgn-score's"),
     ("ppgn-x", "PPGN-x (S11): MALA-approx on the image itself with the pixel DAE's prior, x' = R(x) + eps2 * dlog p(y|x)/dx + N(0, sigma^2): eps1 = sigma^2 = 0.01 (one whole denoising step, the paper's eps1 = 1 on R(x) - x), eps3 = sigma = 0.1, eps2 = 0.3, step 1 unnormalised, pixels clipped to [0, 1]"),
 ];
 
@@ -322,9 +322,9 @@ fn score_preset(name: &str, base: SamplerConfig) -> SamplerConfig {
         // picked from 1e-5, 2e-5 (Song & Ermon's at their smallest level
         // of 0.01) and 5e-5, with its eps2
         "ppgn-score-langevin" => SamplerConfig {
-            eps2: 5.0,
-            eps3: (2.0f64 * 1e-5).sqrt(),
-            step: Schedule::Constant { value: 1e-5 },
+            eps2: 3.0,
+            eps3: (2.0f64 * 2e-5).sqrt(),
+            step: Schedule::Constant { value: 2e-5 },
             ..score
         },
         _ => SamplerConfig {
