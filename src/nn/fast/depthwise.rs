@@ -52,7 +52,8 @@ struct Rows<'a, T> {
 /// registers. The first version added each tap's product into the
 /// destination pixel in memory (a load and a store per multiply-add) and
 /// ran at 3-4% of the machine's peak on W2 (EfficientNet-Lite0's
-/// depthwise layers, `ppgn bench --profile`).
+/// depthwise layers, `ppgn bench --profile`); this one at 6-10%
+/// (docs/speed.md).
 const LANES: usize = 32;
 
 /// One destination pixel's `c` channels: `dst = sum_(p, t) src[p..] *
