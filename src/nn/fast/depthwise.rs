@@ -220,15 +220,11 @@ pub(crate) fn depthwise<T: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::fast::simd::uniform;
 
-    /// Numbers in [-0.5, 0.5) from a linear congruential generator.
-    fn uniform(mut seed: u64) -> impl FnMut() -> f32 {
-        move || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        }
+    /// Every `(row, column, channel)` of an `h x w x c` grid, in memory order.
+    fn grid(h: usize, w: usize, c: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+        (0..h).flat_map(move |a| (0..w).flat_map(move |b| (0..c).map(move |k| (a, b, k))))
     }
 
     /// The textbook sums, one value at a time, over the taps in the
@@ -248,11 +244,9 @@ mod tests {
             let c = g.c;
             let inside =
                 |o: usize, d: usize, pad: usize, n: usize| Window::source(o, d, g.stride, pad, n);
-            for (oy, ox, ch) in
-                (0..g.ho).flat_map(|a| (0..g.wo).flat_map(move |b| (0..c).map(move |k| (a, b, k))))
-            {
+            for (oy, ox, ch) in grid(g.ho, g.wo, c) {
                 let mut s = 0f32;
-                for (ky, kx) in (0..g.kh).flat_map(|a| (0..g.kw).map(move |b| (a, b))) {
+                for (ky, kx, _) in grid(g.kh, g.kw, 1) {
                     if let (Some(iy), Some(ix)) = (
                         inside(oy, ky, g.pad_top, g.h),
                         inside(ox, kx, g.pad_left, g.w),
@@ -269,11 +263,9 @@ mod tests {
                     "forward {g:?} at {oy},{ox},{ch} with FMA {FMA}"
                 );
             }
-            for (iy, ix, ch) in
-                (0..g.h).flat_map(|a| (0..g.w).flat_map(move |b| (0..c).map(move |k| (a, b, k))))
-            {
+            for (iy, ix, ch) in grid(g.h, g.w, c) {
                 let mut s = 0f32;
-                for (ky, kx) in (0..g.kh).flat_map(|a| (0..g.kw).map(move |b| (a, b))) {
+                for (ky, kx, _) in grid(g.kh, g.kw, 1) {
                     let (ty, tx) = (iy + g.pad_top, ix + g.pad_left);
                     if ty < ky || tx < kx || (ty - ky) % g.stride != 0 || (tx - kx) % g.stride != 0
                     {
@@ -302,7 +294,10 @@ mod tests {
     /// into row blocks and into images.
     #[test]
     fn register_blocks_sum_as_the_textbook_bit_for_bit() {
-        let mut next = uniform(9);
+        let mut next = {
+            let mut u = uniform(9);
+            move || u() as f32
+        };
         let windows = [
             Window::symmetric(7, 6, 3, 3, 1, 1),
             Window::symmetric(9, 9, 32, 3, 2, 1),

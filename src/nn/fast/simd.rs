@@ -74,3 +74,15 @@ pub fn mul_acc<T: Real, const FMA: bool>(y: &mut [T], a: &[T], b: &[T]) {
         *y = madd::<T, FMA>(a, b, *y);
     }
 }
+
+/// Uniform numbers in [-0.5, 0.5) from a linear congruential generator,
+/// for the kernels' unit tests.
+#[cfg(test)]
+pub(crate) fn uniform(mut seed: u64) -> impl FnMut() -> f64 {
+    move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+    }
+}

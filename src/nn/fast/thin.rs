@@ -302,16 +302,7 @@ pub(crate) fn matmul<T: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Uniform numbers in [-0.5, 0.5) from a linear congruential generator.
-    fn uniform(mut seed: u64) -> impl FnMut() -> f64 {
-        move || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-        }
-    }
+    use crate::nn::fast::simd::uniform;
 
     /// Every shape the thin product takes (few rows or few columns, counts
     /// that are and are not multiples of a vector, both layouts of `b`,
