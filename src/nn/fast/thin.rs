@@ -1,7 +1,8 @@
 //! Matrix products where one side is thin: few rows (a fully connected
 //! layer at a handful of chains) or few columns (a layer to a handful of
-//! outputs; convolutions to one channel are `super::one_channel`'s). The `gemm` crate packs both operands into panels for its
-//! microkernel, which pays off for large blocks; for an `[8, 3136] x
+//! outputs; convolutions to one channel are `super::one_channel`'s). The
+//! `gemm` crate packs both operands into panels for its microkernel,
+//! which pays off for large blocks; for an `[8, 3136] x
 //! [3136, 256]` product the packing of the weights dominates (measured
 //! with temporary per-op timers on W1 at 8 chains: 0.36 ms forward and 0.74 ms
 //! backward for `fc2`'s 6.4M multiply-adds). Here the weights are streamed
