@@ -28,19 +28,6 @@ pub(crate) fn binary_shape(ins: &[Shape]) -> std::result::Result<Shape, String> 
     }
 }
 
-/// The index into `b` (per image `lb` values) of value `i` of `a` (per
-/// image `la` values, `c` channels).
-#[inline]
-fn b_index(i: usize, la: usize, lb: usize, c: usize) -> usize {
-    let within = i % la;
-    (i / la) * lb
-        + match lb {
-            l if l == la => within,
-            1 => 0,
-            _ => within % c,
-        }
-}
-
 /// `y = op(xs)` for an op that reads several values of shapes `ss`.
 pub(crate) fn forward<T: Real>(op: &Op<T>, ss: &[Shape], xs: &[&[T]], y: &mut [T]) {
     match op {
@@ -62,16 +49,18 @@ pub(crate) fn forward<T: Real>(op: &Op<T>, ss: &[Shape], xs: &[&[T]], y: &mut [T
         }
         Op::Binary(f) => {
             let (la, lb, c) = (len(ss[0]), len(ss[1]), ss[0].2);
-            let (a, b) = (xs[0], xs[1]);
-            for (i, (y, &a)) in y.iter_mut().zip(a).enumerate() {
-                let b = b[b_index(i, la, lb, c)];
-                *y = match f {
-                    Binary::Add => a + b,
-                    Binary::Mul => a * b,
-                    Binary::Sub => a - b,
-                    Binary::Div => a / b,
-                };
-            }
+            let images = y.par_chunks_mut(la).zip(xs[0].par_chunks(la));
+            images.zip(xs[1].par_chunks(lb)).for_each(|((y, a), b)| {
+                pieces(la, lb, c, b, |at, n, b| {
+                    let (y, a) = (&mut y[at..at + n], &a[at..at + n]);
+                    match f {
+                        Binary::Add => map2(y, a, b, |a, b| a + b),
+                        Binary::Mul => map2(y, a, b, |a, b| a * b),
+                        Binary::Sub => map2(y, a, b, |a, b| a - b),
+                        Binary::Div => map2(y, a, b, |a, b| a / b),
+                    }
+                })
+            });
         }
         _ => unreachable!("several::forward of an op that reads one value"),
     }
@@ -102,38 +91,84 @@ pub(crate) fn backward_part<T: Real>(
     }
 }
 
+/// Calls `each(at, n, b)` for the pieces of one image of `a` (`la`
+/// values, `c` channels) that read the same run of `b` (one image of it,
+/// `lb` values): `a[at..at + n]` pairs with `b` value by value, or with
+/// `b[0]` alone when `b` has one value. Walks `a` in order, without a
+/// division per value.
+#[inline]
+fn pieces<T>(la: usize, lb: usize, c: usize, b: &[T], mut each: impl FnMut(usize, usize, &[T])) {
+    if lb == la || lb == 1 {
+        each(0, la, b);
+    } else {
+        for at in (0..la).step_by(c) {
+            each(at, c, b);
+        }
+    }
+}
+
+/// `y = f(a, b)` value by value, `b` of `a`'s length or one value.
+#[inline]
+fn map2<T: Real>(y: &mut [T], a: &[T], b: &[T], f: impl Fn(T, T) -> T) {
+    if let [b] = b {
+        y.iter_mut().zip(a).for_each(|(y, &a)| *y = f(a, *b));
+    } else {
+        y.iter_mut()
+            .zip(a)
+            .zip(b)
+            .for_each(|((y, &a), &b)| *y = f(a, b));
+    }
+}
+
+/// `gb += g * d(a, b)` value by value, `gb` (and `b`) of `a`'s length or
+/// one value (then summed in order into it).
+#[inline]
+fn sum2<T: Real>(gb: &mut [T], g: &[T], a: &[T], b: &[T], d: impl Fn(T, T) -> T) {
+    if let ([gb], [b]) = (&mut *gb, b) {
+        for (&g, &a) in g.iter().zip(a) {
+            *gb += g * d(a, *b);
+        }
+    } else {
+        for (((gb, &g), &a), &b) in gb.iter_mut().zip(g).zip(a).zip(b) {
+            *gb += g * d(a, b);
+        }
+    }
+}
+
 /// [`backward_part`] of [`Op::Binary`]: `d/da` elementwise; `d/db` summed
 /// over the values that share a `b` (per image, so the order of the sum
 /// does not depend on the batch).
 fn binary_backward<T: Real>(f: Binary, ss: &[Shape], xs: &[&[T]], k: usize, g: &[T], gx: &mut [T]) {
     let (la, lb, c) = (len(ss[0]), len(ss[1]), ss[0].2);
     let (a, b) = (xs[0], xs[1]);
-    let partial = |i: usize| -> T {
-        let (av, bv) = (a[i], b[b_index(i, la, lb, c)]);
-        match (f, k) {
-            (Binary::Add, _) => T::one(),
-            (Binary::Mul, 0) => bv,
-            (Binary::Mul, _) => av,
-            (Binary::Sub, 0) => T::one(),
-            (Binary::Sub, _) => -T::one(),
-            (Binary::Div, 0) => T::one() / bv,
-            (Binary::Div, _) => -av / (bv * bv),
-        }
-    };
+    let one = T::one();
     if k == 0 {
-        gx.par_chunks_mut(la).enumerate().for_each(|(img, gxi)| {
-            for (j, v) in gxi.iter_mut().enumerate() {
-                let i = img * la + j;
-                *v = g[i] * partial(i);
-            }
+        let images = gx.par_chunks_mut(la).zip(g.par_chunks(la));
+        images.zip(b.par_chunks(lb)).for_each(|((gx, g), b)| {
+            pieces(la, lb, c, b, |at, n, b| {
+                let (gx, g) = (&mut gx[at..at + n], &g[at..at + n]);
+                match f {
+                    Binary::Add | Binary::Sub => gx.copy_from_slice(g),
+                    Binary::Mul => map2(gx, g, b, |g, b| g * b),
+                    Binary::Div => map2(gx, g, b, |g, b| g * (one / b)),
+                }
+            })
         });
     } else {
-        gx.par_chunks_mut(lb).enumerate().for_each(|(img, gxi)| {
-            gxi.fill(T::zero());
-            for j in 0..la {
-                let i = img * la + j;
-                gxi[b_index(i, la, lb, c) - img * lb] += g[i] * partial(i);
-            }
-        });
+        let images = gx.par_chunks_mut(lb).zip(g.par_chunks(la));
+        images
+            .zip(a.par_chunks(la).zip(b.par_chunks(lb)))
+            .for_each(|((gx, g), (a, b))| {
+                gx.fill(T::zero());
+                pieces(la, lb, c, b, |at, n, b| {
+                    let (g, a) = (&g[at..at + n], &a[at..at + n]);
+                    match f {
+                        Binary::Add => sum2(gx, g, a, b, |_, _| one),
+                        Binary::Sub => sum2(gx, g, a, b, |_, _| -one),
+                        Binary::Mul => sum2(gx, g, a, b, |a, _| a),
+                        Binary::Div => sum2(gx, g, a, b, |a, b| -a / (b * b)),
+                    }
+                })
+            });
     }
 }
