@@ -7,7 +7,9 @@
 //!
 //! A multiply-add counts two operations. A convolution or fully connected
 //! layer counts its weights times the output pixels it computes (padding
-//! taps included, as the kernels compute them), a transposed convolution
+//! taps included, as the patches compute them; the direct sum's count also
+//! where [`super::winograd`] does fewer multiplications, so that the rate
+//! compares with a peer that sums directly), a transposed convolution
 //! its weights times its input pixels, a depthwise one its taps times the
 //! output pixels; every other op one operation per output value. The
 //! backward pass (the input gradient only: sampling needs no weight

@@ -34,8 +34,10 @@ pub mod shapes;
 pub mod simd;
 pub mod thin;
 pub mod window;
+pub mod winograd;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 pub use op::Op;
@@ -72,6 +74,9 @@ pub struct Net<T> {
     shapes: Vec<Shape>,
     /// Named slots (`h1`, `h`, `logits`, `block10`, ...).
     taps: BTreeMap<String, usize>,
+    /// `plans[i]`: op `i`'s weights transformed for [`winograd`], if it
+    /// is a convolution that file takes.
+    plans: Vec<Option<Arc<winograd::Plan<T>>>>,
 }
 
 /// Buffers kept from call to call: the activations of the last forward
@@ -134,11 +139,13 @@ impl<T: Real> Net<T> {
                 .map_err(|message| Error::Network { at: at(), message })?;
             shapes.push(s);
         }
+        let plans = ops.iter().map(op::winograd_plan).collect();
         Ok(Self {
             ops,
             inputs,
             shapes,
             taps: BTreeMap::new(),
+            plans,
         })
     }
 
@@ -309,7 +316,8 @@ impl<T: Real> Net<T> {
                 let ss: Vec<Shape> = ins.iter().map(|&s| self.shapes[s]).collect();
                 op.forward_several(&ss, &xs, y);
             } else {
-                op.forward(self.shapes[ins[0]], n, &before[ins[0]], y, &mut ws.cols);
+                let (plan, x) = (self.plans[i].as_deref(), &before[ins[0]]);
+                op.forward(self.shapes[ins[0]], n, x, y, &mut ws.cols, plan);
             }
             if let Some(t0) = t0 {
                 self.record(i, n, false, t0.elapsed());
@@ -371,7 +379,8 @@ impl<T: Real> Net<T> {
                 let gx = sized(&mut spare, n * len(self.shapes[ins[0]]));
                 let s = self.shapes[ins[0]];
                 let (x, y) = (&ws.acts[ins[0]], &ws.acts[i + 1]);
-                op.backward(s, n, x, y, &mut g, gx, &mut ws.cols);
+                let plan = self.plans[i].as_deref();
+                op.backward(s, n, (x, y), &mut g, gx, &mut ws.cols, plan);
                 owe(ws, ins[0], &mut spare);
             }
             ws.pool.push(g);

@@ -7,6 +7,7 @@ use super::real::Real;
 use super::several::Binary;
 use super::shapes::{conv_shape, conv_transpose_shape, depthwise_shape, max_pool_shape};
 use super::window::Window;
+use super::winograd::{self, Plan};
 use super::{depthwise, len, one_channel, patches, Shape};
 
 /// One op of a compiled network. Weights are stored in the layout the
@@ -195,7 +196,16 @@ fn reads_within<T>(rows: &SparseRows<T>, n: usize) -> bool {
 
 impl<T: Real> Op<T> {
     /// `y = op(x)` for `n` inputs `x` of shape `s` (not [`Op::Add`]).
-    pub(crate) fn forward(&self, s: Shape, n: usize, x: &[T], y: &mut [T], cols: &mut Vec<T>) {
+    /// `plan`: the op's weights made for [`winograd`], if it has them.
+    pub(crate) fn forward(
+        &self,
+        s: Shape,
+        n: usize,
+        x: &[T],
+        y: &mut [T],
+        cols: &mut Vec<T>,
+        plan: Option<&Plan<T>>,
+    ) {
         match self {
             Op::Conv {
                 window: w,
@@ -203,18 +213,10 @@ impl<T: Real> Op<T> {
                 bias,
                 act,
             } => {
-                let cout = bias.len();
-                let (rows, k) = (n * w.ho * w.wo, w.taps() * w.c);
-                for row in y.chunks_mut(cout) {
+                for row in y.chunks_mut(bias.len()) {
                     row.copy_from_slice(bias);
                 }
-                if one_channel::conv_suits(w, cout) {
-                    one_channel::conv(w, n, weight, x, y, false);
-                } else if w.is_pointwise() {
-                    kernels::matmul(rows, cout, k, y, true, x, (k, 1), weight, (cout, 1), true);
-                } else {
-                    patches::conv(w, n, weight, cout, x, y, cols);
-                }
+                conv(w, n, weight, bias.len(), x, y, cols, plan);
                 act.apply(y);
             }
             Op::ConvTranspose {
@@ -275,11 +277,11 @@ impl<T: Real> Op<T> {
         &self,
         s: Shape,
         n: usize,
-        x: &[T],
-        y: &[T],
+        (x, y): (&[T], &[T]),
         g: &mut [T],
         gx: &mut [T],
         cols: &mut Vec<T>,
+        plan: Option<&Plan<T>>,
     ) {
         match self {
             Op::Conv {
@@ -289,7 +291,7 @@ impl<T: Real> Op<T> {
                 act,
             } => {
                 act.backward(y, g);
-                conv_adjoint(w, n, weight, bias.len(), g, gx, cols);
+                conv_adjoint(w, n, weight, bias.len(), g, gx, cols, plan);
             }
             Op::ConvTranspose {
                 window: w,
@@ -343,9 +345,51 @@ impl<T: Real> Op<T> {
     }
 }
 
+/// `y += conv(x)` (a convolution `w` to `cout` filters) of `n` inputs, by
+/// the kernel that suits its shape: to one channel, pointwise, Winograd's
+/// (when the op has a plan and the batch is large enough) or patches.
+#[allow(clippy::too_many_arguments)]
+fn conv<T: Real>(
+    w: &Window,
+    n: usize,
+    weight: &[T],
+    cout: usize,
+    x: &[T],
+    y: &mut [T],
+    cols: &mut Vec<T>,
+    plan: Option<&Plan<T>>,
+) {
+    let (rows, k) = (n * w.ho * w.wo, w.taps() * w.c);
+    if one_channel::conv_suits(w, cout) {
+        one_channel::conv(w, n, weight, x, y, false);
+    } else if w.is_pointwise() {
+        kernels::matmul(rows, cout, k, y, true, x, (k, 1), weight, (cout, 1), true);
+    } else if let Some(plan) = plan.filter(|_| Plan::<T>::pays(w, n)) {
+        plan.run(false, w, n, x, y, cols);
+    } else {
+        patches::conv(w, n, weight, cout, x, y, cols);
+    }
+}
+
+/// The weights of a convolution that [`winograd`] takes, made for it.
+pub(crate) fn winograd_plan<T: Real>(op: &Op<T>) -> Option<std::sync::Arc<Plan<T>>> {
+    match op {
+        Op::Conv {
+            window,
+            weight,
+            bias,
+            ..
+        } if winograd::suits(window, bias.len()) => {
+            Some(std::sync::Arc::new(Plan::new(window.c, bias.len(), weight)))
+        }
+        _ => None,
+    }
+}
+
 /// The input gradient of a convolution (`window` `w`, `cout` filters) of
 /// `n` inputs, from the output gradient `g`, by the kernel its forward pass
 /// used.
+#[allow(clippy::too_many_arguments)]
 fn conv_adjoint<T: Real>(
     w: &Window,
     n: usize,
@@ -354,6 +398,7 @@ fn conv_adjoint<T: Real>(
     g: &[T],
     gx: &mut [T],
     cols: &mut Vec<T>,
+    plan: Option<&Plan<T>>,
 ) {
     let (rows, k) = (n * w.ho * w.wo, w.taps() * w.c);
     if one_channel::conv_suits(w, cout) {
@@ -371,6 +416,8 @@ fn conv_adjoint<T: Real>(
             (1, cout),
             true,
         );
+    } else if let Some(plan) = plan.filter(|_| Plan::<T>::pays(w, n)) {
+        plan.run(true, w, n, g, gx, cols);
     } else {
         patches::conv_adjoint(w, n, weight, cout, g, gx, cols);
     }

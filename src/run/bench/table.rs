@@ -40,7 +40,7 @@ pub fn markdown(
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let mut t = format!(
-        "# Sampler-step timings\n\nWritten by `{}`. Machine: {cpu}, {threads} threads (ours and PyTorch's `torch.set_num_threads`){}{}. Each time is the median of {} measurements (with the peer: ours and its alternating); peak memory is the largest. GFLOP/s divides the floating-point operations counted in our step (forward and input gradient; a multiply-add is two) by each side's time. Times vary from run to run; compare ratios from one sitting.\n\n",
+        "# Sampler-step timings\n\nWritten by `{}`. Machine: {cpu}, {threads} threads (ours and PyTorch's `torch.set_num_threads`){}{}. Each time is the median of {} measurements (with the peer: ours and its alternating); peak memory is the largest. GFLOP/s divides the floating-point operations counted in our step (forward and input gradient; a multiply-add is two; a convolution as its direct sum, also where ours takes Winograd's fewer products) by each side's time. Times vary from run to run; compare ratios from one sitting.\n\n",
         command,
         peer.and_then(|p| p.first())
             .and_then(|r| r.torch.as_ref())
