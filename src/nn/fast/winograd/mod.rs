@@ -133,6 +133,9 @@ impl<T: Real> Plan<T> {
         y: &mut [T],
         scratch: &mut Vec<T>,
     ) {
+        if n == 0 {
+            return;
+        }
         let (cin, cout, u, accumulate) = match adjoint {
             false => (self.cin, self.cout, &self.forward, true),
             true => (self.cout, self.cin, &self.adjoint, false),
