@@ -22,8 +22,9 @@ const BLOCK: usize = 1 << 18;
 /// and `dst` cut at image boundaries, `cols` room for the blocks' patches
 /// of `per_image` values per image): in parallel over cache-sized blocks
 /// when there are enough images, else once on all with `threaded` set.
+/// [`super::winograd`] splits its batches the same way.
 #[allow(clippy::too_many_arguments)]
-fn blocks<T: Real>(
+pub(super) fn blocks<T: Real>(
     n: usize,
     per_image: usize,
     src: &[T],

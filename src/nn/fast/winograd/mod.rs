@@ -17,13 +17,9 @@
 
 use rayon::prelude::*;
 
-use super::kernels;
 use super::real::Real;
 use super::window::Window;
-
-/// Values of transformed input and products per block of images a thread
-/// works on (about 1 MB of f32), as in [`super::patches`].
-const BLOCK: usize = 1 << 18;
+use super::{kernels, patches};
 
 /// Fewest input and output channels for which the transforms pay.
 const MIN_CHANNELS: usize = 16;
@@ -142,26 +138,11 @@ impl<T: Real> Plan<T> {
         };
         let s = Side::new(g.h, g.w, cin, cout);
         let per_image = 16 * s.tiles() * (cin + cout);
-        let threads = rayon::current_num_threads().max(1);
-        let per = (BLOCK / per_image).max(1);
         let (src, dst) = (s.h * s.w * cin, s.h * s.w * cout);
-        let (x, y) = (&x[..n * src], &mut y[..n * dst]);
-        if n.div_ceil(per) < 2 * threads {
-            if scratch.len() < n * per_image {
-                scratch.resize(n * per_image, T::zero());
-            }
-            let buf = &mut scratch[..n * per_image];
-            return s.block(u, n, x, y, buf, accumulate, true);
-        }
-        y.par_chunks_mut(per * dst)
-            .zip(x.par_chunks(per * src))
-            .for_each_init(
-                || vec![T::zero(); per * per_image],
-                |buf, (yb, xb)| {
-                    let m = yb.len() / dst;
-                    s.block(u, m, xb, yb, &mut buf[..m * per_image], accumulate, false)
-                },
-            );
+        let f = |m: usize, x: &[T], y: &mut [T], buf: &mut [T], threaded: bool| {
+            s.block(u, m, x, y, buf, accumulate, threaded)
+        };
+        patches::blocks(n, per_image, x, src, y, dst, scratch, f);
     }
 }
 
